@@ -1,0 +1,34 @@
+# `make demo` and `make test` do all set-up on a fresh machine: a virtual environment in
+# .venv, torch first (pinned, so pip takes the local CPU wheel instead of pulling a
+# multi-GB CUDA build), then qaudio with the extras the demo and the tests use.
+# A second run skips what is installed (the stamp file changes only with pyproject.toml).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TORCH_PIN := torch==2.13.0
+EXTRAS := tts,weights,serve,caption-jars,logging,dev
+STAMP := $(VENV)/.qaudio-installed
+DEMO_DIR := runs/demo
+
+.PHONY: setup demo test clean
+
+setup: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_PIN)"
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m qaudio.demo --out $(DEMO_DIR)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -ra
+
+clean:
+	rm -rf $(VENV) runs build dist *.egg-info

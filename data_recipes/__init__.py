@@ -1,0 +1,3 @@
+"""The built-in corpus recipes, registered in one place."""
+
+RECIPES = {}

@@ -1,0 +1,3 @@
+"""The built-in evaluation suites, registered in one place."""
+
+SUITES = {}

@@ -1,0 +1,15 @@
+"""qaudio: train, run and evaluate multitask audio-language models.
+
+A Whisper-style audio encoder feeds a trainable projector whose outputs fill audio slots in
+the input of a causal LLM; prompts use Qwen-Audio's hierarchical task tags. ``qaudio.load``
+is imported lazily so that ``import qaudio`` (and ``qaudio.tags``) do not import torch.
+"""
+
+__version__ = "0.1.0"
+
+
+def load(model: str, device: str | None = None, dtype: str | None = None):
+    """Load a trained model (a directory or hub id) for inference; see :mod:`qaudio.infer`."""
+    from .infer import load as _load
+
+    return _load(model, device=device, dtype=dtype)

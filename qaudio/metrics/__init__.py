@@ -1,0 +1,1 @@
+"""Metrics with the anchors' exact conventions, behind named profiles."""

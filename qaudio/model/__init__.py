@@ -1,0 +1,1 @@
+"""The audio-language model: Whisper encoder -> projector -> causal LLM."""

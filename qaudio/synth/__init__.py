@@ -1,0 +1,1 @@
+"""The synthetic multitask corpus, made offline with TTS and synthesized sound events."""

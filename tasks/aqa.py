@@ -1,0 +1,10 @@
+"""Audio question answering: <|question|>{question}<|answer|>, then a free-form answer."""
+from qaudio.tags import TagPath
+from qaudio.task import Task
+
+TASK = Task(
+    name="aqa",
+    tag_path=TagPath("analysis", "question"),
+    metric="aqa",
+    description="audio question answering (accuracy, and yes/no accuracy as Qwen-Audio's evaluate_aqa)",
+)

@@ -1,0 +1,15 @@
+"""Acoustic scene classification, on CochlScene's 13 classes (lower-cased)."""
+from qaudio.tags import TagPath
+from qaudio.task import ClassificationTask
+
+TASK = ClassificationTask(
+    name="asc",
+    tag_path=TagPath("analysis", "keyword", "scene"),
+    metric="accuracy",
+    speech=False,
+    description="acoustic scene classification (accuracy)",
+    labels=(
+        "bus", "cafe", "car", "crowdedindoor", "elevator", "kitchen", "park",
+        "residentialarea", "restaurant", "restroom", "street", "subway", "subwaystation",
+    ),
+)

@@ -1,0 +1,10 @@
+"""Automatic speech recognition: the transcript, without inverse text normalisation."""
+from qaudio.tags import TagPath
+from qaudio.task import Task
+
+TASK = Task(
+    name="asr",
+    tag_path=TagPath("transcript", "transcribe", "wo_itn"),
+    metric="wer",
+    description="speech recognition (word error rate; character error rate for Chinese)",
+)

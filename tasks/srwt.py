@@ -1,0 +1,10 @@
+"""Speech recognition with word timestamps: <|start|>word<|end|> for every word."""
+from qaudio.tags import TagPath
+from qaudio.task import TimestampTask
+
+TASK = TimestampTask(
+    name="srwt",
+    tag_path=TagPath("transcript", "transcribe", "wo_itn"),
+    metric="timestamps",
+    description="speech recognition with word timestamps (AAS in ms, boundary errors)",
+)
