@@ -1,0 +1,168 @@
+"""``qaudio score``: score any system's outputs with qaudio's metrics and conventions.
+
+Reads a JSONL file, one example per line::
+
+    {"prediction": "hello world", "reference": "Hello world.", "text_lang": "en"}
+
+``reference`` is a string, or a list of strings for captions (all references of the clip)
+and multi-reference translation. ``text_lang`` (else ``audio_lang``, else ``--language``)
+picks the language conventions: CER for Chinese, the BLEU tokenizer for the target
+language. Word timestamps (``srwt``) take ``prediction_words`` / ``reference_words`` as
+``[[word, start_s, end_s], ...]``, or ``prediction`` / ``reference`` as time-token text
+(``<|0.00|>hello<|0.32|>``). Files that mix languages are scored per language. The same
+metric code scores qaudio's own evaluations, so numbers are comparable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .metrics import METRICS, MetricResult, get_metric
+from .metrics.base import display_name, format_value
+from .specs import get_task, registry
+from .task import ClassificationTask, Task
+
+LANGUAGE_FAMILIES = ("wer", "bleu", "timestamps")  # families whose conventions depend on the language
+MULTI_REFERENCE_FAMILIES = ("caption", "bleu")  # families that accept a list of references
+
+
+@dataclass
+class Record:
+    prediction: str | list  # text, or [[word, start_s, end_s], ...] for timestamps
+    reference: str | list
+    language: str | None  # text_lang, else audio_lang, else None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="JSONL file: one {\"prediction\": ..., \"reference\": ...} object per line")
+    parser.add_argument("--task", required=True,
+                        help=f"task whose metric scores the file: {', '.join(registry('tasks'))}, or a task .py file")
+    profiles = "; ".join(f"{name}: {', '.join(f.profiles)}" for name, f in METRICS.items())
+    parser.add_argument("--profile", default=None, help=f"metric profile (default: the family's first). {profiles}")
+    parser.add_argument("--language", default=None, help="language for records without text_lang/audio_lang (default: en)")
+    parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% intervals (0: none)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+
+
+def _field(record: dict, name: str, where: str, multi: bool) -> str | list:
+    value = record[name]
+    if isinstance(value, str):
+        return value
+    if multi and isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return value
+    expected = "a string or a non-empty list of strings" if multi else "a string"
+    raise ValueError(f"{where}: field {name!r} must be {expected}, got {json.dumps(value)[:80]}")
+
+
+def _timestamp_field(record: dict, side: str, where: str) -> str | list:
+    words_key = f"{side}_words"
+    if words_key in record:
+        words = record[words_key]
+        if not isinstance(words, list):
+            raise ValueError(f"{where}: field {words_key!r} must be [[word, start_s, end_s], ...]")
+        return words
+    if side in record:
+        return _field(record, side, where, multi=False)
+    raise ValueError(f"{where}: needs {words_key!r} ([[word, start_s, end_s], ...]) or {side!r} (time-token text)")
+
+
+def read_records(path: str | Path, family: str) -> list[Record]:
+    """Parse and check a predictions file; errors name the line and the field."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"predictions file {path} does not exist")
+    records = []
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path} line {number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{where}: expected a JSON object with 'prediction' and 'reference', got {type(record).__name__}")
+            if family == "timestamps":
+                prediction = _timestamp_field(record, "prediction", where)
+                reference = _timestamp_field(record, "reference", where)
+            else:
+                missing = [k for k in ("prediction", "reference") if k not in record]
+                if missing:
+                    raise ValueError(f"{where}: missing field(s) {', '.join(missing)}; each line needs 'prediction' and 'reference'")
+                prediction = _field(record, "prediction", where, multi=False)
+                reference = _field(record, "reference", where, multi=family in MULTI_REFERENCE_FAMILIES)
+            language = record.get("text_lang") or (record.get("audio_lang") if record.get("audio_lang") != "unknown" else None)
+            if language is not None and not isinstance(language, str):
+                raise ValueError(f"{where}: text_lang/audio_lang must be a language code string, got {language!r}")
+            records.append(Record(prediction, reference, language))
+    if not records:
+        raise ValueError(f"{path} holds no records; expected one JSON object per line")
+    return records
+
+
+def score_records(records: list[Record], task: Task, profile: str | None = None,
+                  language: str | None = None) -> dict[str, MetricResult]:
+    """Score records with the task's metric family; one result per language (or one in all)."""
+    family = get_metric(task.metric)
+    options = {"labels": task.labels} if isinstance(task, ClassificationTask) and task.labels else {}
+    groups: dict[str, list[Record]] = {}
+    for r in records:
+        lang = (r.language or language or "en") if task.metric in LANGUAGE_FAMILIES else (language or "en")
+        groups.setdefault(lang, []).append(r)
+    return {
+        lang: family([r.prediction for r in rs], [r.reference for r in rs], profile=profile, language=lang, **options)
+        for lang, rs in groups.items()
+    }
+
+
+def format_table(result: MetricResult, bootstrap: int = 0, seed: int = 0) -> str:
+    """The result as a small text table, with 95% intervals and what was not computed."""
+    cis = result.cis(bootstrap, seed) if bootstrap > 0 else {}
+    lines = [f"  {'metric':<26}{'value':>14}   95% CI"]
+    for name, value in result.values.items():
+        unit = result.units.get(name, "")
+        ci = cis.get(name)
+        ci_text = f"[{format_value(ci[0], unit)}, {format_value(ci[1], unit)}]" if ci else ""
+        mark = " *" if name == result.primary else ""
+        lines.append(f"  {display_name(name) + mark:<26}{format_value(value, unit):>14}   {ci_text}".rstrip())
+    for name, why in result.not_computed.items():
+        lines.append(f"  {display_name(name)}: not computed ({why})")
+    confusion = result.details.get("confusion")
+    if confusion and len(confusion["columns"]) <= 16:
+        lines.append("  confusion matrix (rows: reference, columns: prediction):")
+        width = max(len(c) for c in confusion["columns"] + confusion["labels"]) + 2
+        lines.append("  " + " " * width + "".join(f"{c:>{width}}" for c in confusion["columns"]))
+        for label, row in zip(confusion["labels"], confusion["matrix"]):
+            lines.append("  " + f"{label:>{width}}" + "".join(f"{v:>{width}}" for v in row))
+    if "signature" in result.details:
+        lines.append(f"  sacrebleu signature: {result.details['signature']}")
+    for note in result.notes:
+        lines.append(f"  note: {note}")
+    lines.append("  versions: " + ", ".join(f"{k} {v}" for k, v in result.versions.items()))
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    task = get_task(args.task)
+    get_metric(task.metric)  # a user's task file may name a family that does not exist
+    if args.bootstrap < 0:
+        raise ValueError(f"--bootstrap must be >= 0, got {args.bootstrap}")
+    records = read_records(args.file, task.metric)
+    results = score_records(records, task, args.profile, args.language)
+    if args.json:
+        dicts = {lang: r.to_dict(bootstrap=args.bootstrap, seed=args.seed) for lang, r in results.items()}
+        head = {"file": str(args.file), "task": task.name}
+        out = {**head, **next(iter(dicts.values()))} if len(dicts) == 1 else {**head, "by_language": dicts}
+        print(json.dumps(out, ensure_ascii=False))
+        return 0
+    for lang, result in results.items():
+        language = f", language {result.language}" if result.language else ""
+        print(f"{args.file}: task {task.name}, metric {result.family} (profile {result.profile}), "
+              f"{result.n} example{'s' if result.n != 1 else ''}{language}  (* primary)")
+        print(format_table(result, args.bootstrap, args.seed))
+    return 0
