@@ -1,0 +1,15 @@
+"""Test-session settings: one private cache folder, so converted Whisper weights and caption
+jars are made once per session and the user's ~/.cache/qaudio is never touched by tests."""
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_qaudio_cache(tmp_path_factory):
+    if "QAUDIO_CACHE" in os.environ:  # an explicit choice (e.g. CI reusing a warm cache) wins
+        yield
+        return
+    os.environ["QAUDIO_CACHE"] = str(tmp_path_factory.mktemp("qaudio-cache"))
+    yield
+    del os.environ["QAUDIO_CACHE"]
