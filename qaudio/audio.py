@@ -66,9 +66,13 @@ def _decode(source) -> tuple[np.ndarray, int]:
                 data, sr = librosa.load(stream, sr=None, mono=False)
             return (data.T if data.ndim == 2 else data), sr
         except Exception:
+            # libsndfile's message names its stream object ("<_io.BytesIO object at 0x...>")
+            # and says "does not exist" for files it cannot parse: keep only what it found.
+            detail = str(sf_error).split(": ")[-1] if ": " in str(sf_error) else str(sf_error)
+            if "does not exist" in detail:  # the file exists (checked above): libsndfile rejected it
+                detail = "unrecognised or corrupt data"
             raise AudioError(
-                f"{_describe(source)}: cannot decode audio ({sf_error}); "
-                "expected a wav, flac, ogg or mp3 file"
+                f"{_describe(source)}: cannot decode audio ({detail}); expected a wav, flac, ogg or mp3 file"
             ) from None
 
 

@@ -1,0 +1,546 @@
+"""HTTP server: OpenAI-compatible audio routes and a generic route, with dynamic batching.
+
+Routes:
+
+- ``POST /v1/audio/transcriptions`` and ``POST /v1/audio/translations``: the OpenAI audio API
+  (https://platform.openai.com/docs/api-reference/audio): multipart ``file``, ``model``,
+  ``language``, ``prompt``, ``response_format`` (json, text, srt, vtt, verbose_json),
+  ``temperature`` and ``timestamp_granularities[]`` (word, segment); errors as
+  ``{"error": {"message", "type", "param", "code"}}``. Existing clients work unchanged.
+  Differences: the spoken language is taken from ``language`` (default en), not detected;
+  the text ``prompt`` hint is ignored; translations accept ``language`` for the source
+  speech; verbose_json's ``avg_logprob`` and ``no_speech_prob`` are null (not computed).
+- ``POST /v1/generate``: any task (``task``, ``lang``, ``to``, ``question``, ``timestamps``,
+  ``caption_style``, ``labels``) or a raw tagged ``prompt``; answers ``Result.to_dict()``.
+- ``GET /health``: status, model, queue length and batching counters (no key needed).
+
+Dynamic batching: requests wait in an asyncio queue; a collector takes the first, waits up to
+``batch_window_ms`` for more (at most ``max_batch``), and runs the batch on the one model
+thread. While a batch runs, new requests queue up, so batches grow with load and
+throughput with them. Limits: the upload size is checked from the headers and while the
+body streams in, before any parsing (413); the duration from the file header before
+decoding (400); a full queue answers 503. A bad file is answered 400 and never reaches the
+model; a failing batch is retried item by item so one bad request cannot fail the others.
+"""
+
+
+import argparse
+import asyncio
+import hmac
+import io
+import ipaddress
+import json
+import logging
+import math
+import re
+import sys
+import threading
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .audio import Audio, AudioError, load_audio
+from .chunking import Segment
+from .infer import CAPTION_STYLES, CLASSIFY_TASKS, AudioModel, Query, Result, load, make_query, query_from_args
+from .specs import registry
+from .tags import LANGUAGES
+
+log = logging.getLogger("qaudio.serve")
+
+RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+MAX_CUE_SECONDS = 5.0  # a subtitle cue built from word times spans at most this long
+MAX_CUE_CHARS = 42  # and holds at most this many characters (a common subtitle line length)
+
+
+@dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"  # loopback by default: exposing the server is an explicit choice
+    port: int = 8000
+    api_key: str | None = None  # when set, every route but /health needs "Authorization: Bearer KEY"
+    max_batch: int = 16  # requests per model batch
+    batch_window_ms: float = 10.0  # how long the collector waits for more requests after the first
+    max_upload_mb: float = 25.0  # largest accepted request body (OpenAI's limit)
+    max_duration_s: float = 600.0  # longest accepted audio; longer than 30 s is split into windows
+    max_queue: int = 512  # requests waiting beyond this are answered 503
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch", "max_queue"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("batch_window_ms", "max_upload_mb", "max_duration_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a non-negative number, got {value}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be in 0..65535, got {self.port}")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+class ApiError(Exception):
+    """An error answered as OpenAI's JSON error body."""
+
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code = status, message, param, code
+
+    def body(self) -> dict:
+        kind = {401: "authentication_error", 413: "invalid_request_error", 503: "server_busy"}.get(
+            self.status, "invalid_request_error" if self.status < 500 else "server_error")
+        return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
+
+
+# ---- Dynamic batching ------------------------------------------------------------------------
+
+
+class DynamicBatcher:
+    """Collects concurrent requests into batches and runs them on one model thread."""
+
+    def __init__(self, model: AudioModel, max_batch: int = 16, window_s: float = 0.01, max_queue: int = 512):
+        self.model, self.max_batch, self.window_s, self.max_queue = model, max_batch, window_s, max_queue
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qaudio-model")  # torch runs here only
+        self.queue: asyncio.Queue | None = None
+        self.task: asyncio.Task | None = None
+        self.batches = 0  # counters reported by /health
+        self.items = 0
+        self.largest_batch = 0
+
+    async def start(self) -> None:
+        self.queue = asyncio.Queue()
+        self.task = asyncio.create_task(self._collect())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            try:
+                await self.task
+            except asyncio.CancelledError:
+                pass
+        self.executor.shutdown(wait=True)
+
+    async def submit(self, audio: Audio, query: Query) -> Result:
+        if self.queue.qsize() >= self.max_queue:
+            raise ApiError(503, f"server busy: {self.queue.qsize()} requests waiting (max {self.max_queue}); retry later",
+                           code="queue_full")
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put((audio, query, future))
+        return await future
+
+    async def _collect(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self.queue.get()]
+            deadline = loop.time() + self.window_s
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self.queue.get_nowait())  # already waiting: take without delay
+                    continue
+                except asyncio.QueueEmpty:
+                    pass
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self.queue.get(), remaining))
+                except asyncio.TimeoutError:
+                    break
+            batch = [b for b in batch if not b[2].done()]  # a client that went away is not computed
+            if not batch:
+                continue
+            self.batches += 1
+            self.items += len(batch)
+            self.largest_batch = max(self.largest_batch, len(batch))
+            results = await loop.run_in_executor(self.executor, self._run, [(a, q) for a, q, _ in batch])
+            for (_, _, future), result in zip(batch, results):
+                if not future.done():
+                    future.set_result(result)
+
+    def _run(self, items: list[tuple[Audio, Query]]) -> list[Result]:
+        """Run a batch; if it fails, run its items one by one so only the culprit fails."""
+        try:
+            return self.model.run([a for a, _ in items], [q for _, q in items])
+        except Exception:
+            if len(items) == 1:
+                log.exception("model failed on a request")
+                return [Result(text="", task=items[0][1].name, error="internal error while running the model")]
+            return [self._run([item])[0] for item in items]
+
+
+# ---- Response formats ------------------------------------------------------------------------
+
+
+def _clock(seconds: float, sep: str) -> str:
+    ms = int(round(seconds * 1000))
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def subtitle_cues(result: Result, language: str | None) -> list[Segment]:
+    """Cues from word times (at most MAX_CUE_SECONDS and MAX_CUE_CHARS each), else the windows."""
+    if not result.words:
+        return [s for s in result.segments if s.text]
+    sep = "" if language in ("zh", "ja") else " "
+    cues: list[Segment] = []
+    for w in result.words:
+        if cues and (w.end - cues[-1].start <= MAX_CUE_SECONDS and len(cues[-1].text) + len(sep) + len(w.word) <= MAX_CUE_CHARS):
+            cues[-1] = Segment(cues[-1].start, max(cues[-1].end, w.end), cues[-1].text + sep + w.word)
+        else:
+            cues.append(Segment(w.start, w.end, w.word))
+    return cues
+
+
+def to_srt(cues: list[Segment]) -> str:
+    """SubRip: numbered cues, ``HH:MM:SS,mmm --> HH:MM:SS,mmm``."""
+    return "".join(f"{i}\n{_clock(c.start, ',')} --> {_clock(c.end, ',')}\n{c.text}\n\n" for i, c in enumerate(cues, 1))
+
+
+def to_vtt(cues: list[Segment]) -> str:
+    """WebVTT (W3C): a ``WEBVTT`` header, then ``HH:MM:SS.mmm --> HH:MM:SS.mmm`` cues."""
+    return "WEBVTT\n\n" + "".join(f"{_clock(c.start, '.')} --> {_clock(c.end, '.')}\n{c.text}\n\n" for c in cues)
+
+
+def compression_ratio(text: str) -> float:
+    """Whisper's repetition check: UTF-8 length over zlib-compressed length."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def to_verbose_json(result: Result, task: str, temperature: float, granularities: set[str], tokenizer) -> dict:
+    """OpenAI's verbose_json transcription object (``TranscriptionVerbose``)."""
+    body = {
+        "task": task,
+        "language": LANGUAGES.get(result.language or "en", result.language or "").lower(),
+        "duration": result.timing.get("audio_seconds", 0.0),
+        "text": result.text,
+    }
+    if "segment" in granularities:
+        body["segments"] = [
+            {"id": i, "seek": int(round(s.start * 100)), "start": s.start, "end": s.end, "text": s.text,
+             "tokens": tokenizer.encode(s.text, add_special_tokens=False), "temperature": temperature,
+             "avg_logprob": None, "compression_ratio": round(compression_ratio(s.text), 4), "no_speech_prob": None}
+            for i, s in enumerate(r for r in result.segments if r.text)
+        ]
+    if "word" in granularities:
+        body["words"] = [{"word": w.word, "start": w.start, "end": w.end} for w in result.words or []]
+    return body
+
+
+# ---- The app ---------------------------------------------------------------------------------
+
+
+class _Guard:
+    """ASGI middleware: bearer key and upload size, checked before the body is parsed."""
+
+    def __init__(self, app, config: ServeConfig):
+        self.app, self.config = app, config
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if self.config.api_key and scope["path"] != "/health":
+            given = headers.get("authorization", "")
+            expected = f"Bearer {self.config.api_key}"
+            if not hmac.compare_digest(given.encode(), expected.encode()):
+                return await _send_error(send, ApiError(401, "missing or wrong API key; send 'Authorization: Bearer KEY'",
+                                                        code="invalid_api_key"))
+        limit = self.config.max_upload_bytes
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            return await _send_error(send, _too_large(int(length), limit))
+        received = 0
+        started = False
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge(received)
+            return message
+
+        async def tracking_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge as e:
+            if not started:
+                await _send_error(send, _too_large(e.size, limit, streamed=True))
+
+
+class _BodyTooLarge(Exception):
+    def __init__(self, size: int):
+        self.size = size
+
+
+def _too_large(size: int, limit: int, streamed: bool = False) -> ApiError:
+    got = f"more than {limit}" if streamed else str(size)
+    return ApiError(413, f"upload is {got} bytes; this server accepts at most {limit} bytes (--max-upload-mb)",
+                    code="upload_too_large")
+
+
+async def _send_error(send, error: ApiError) -> None:
+    body = json.dumps(error.body()).encode()
+    await send({"type": "http.response.start", "status": error.status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(model: AudioModel, config: ServeConfig | None = None):
+    """The FastAPI app for ``model`` (wrapped in the key/size guard)."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, PlainTextResponse
+    from starlette.concurrency import run_in_threadpool
+    from starlette.datastructures import UploadFile
+
+    config = config or ServeConfig()
+    batcher = DynamicBatcher(model, config.max_batch, config.batch_window_ms / 1000, config.max_queue)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        await batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="qaudio", lifespan=lifespan)
+    app.state.batcher = batcher
+
+    @app.exception_handler(ApiError)
+    async def api_error(request, error: ApiError):
+        return JSONResponse(error.body(), status_code=error.status)
+
+    async def read_form(request: Request) -> tuple[dict, bytes, str]:
+        """The form fields, the ``file`` bytes and its name; errors are 400s naming the problem."""
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise ApiError(400, "expected a multipart/form-data body with a 'file' field", param="file")
+        try:
+            form = await request.form(max_files=1, max_fields=32)
+        except _BodyTooLarge as e:  # raised by the guard while the body streams in
+            raise _too_large(e.size, config.max_upload_bytes, streamed=True) from None
+        except Exception as e:
+            raise ApiError(400, f"cannot parse the multipart body: {e}") from None
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise ApiError(400, "missing the 'file' field (the audio file, sent as a multipart file)", param="file")
+        data = await upload.read()
+        name = upload.filename or "file"
+        fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+        fields["timestamp_granularities"] = form.getlist("timestamp_granularities[]") + form.getlist("timestamp_granularities")
+        return fields, data, name
+
+    async def decode(data: bytes, name: str) -> Audio:
+        """Decoding runs in a worker thread, off the event loop (after the cheap checks of the fields)."""
+        return await run_in_threadpool(_decode_upload, data, name, config.max_duration_s)
+
+    async def answer(clip: Audio, query: Query) -> Result:
+        result = await batcher.submit(clip, query)
+        if not result.ok:
+            raise ApiError(500, result.error, code="model_error")
+        return result
+
+    def formatted(result: Result, fields: dict, task: str):
+        fmt = fields.get("response_format") or "json"
+        if fmt == "text":
+            return PlainTextResponse(result.text + "\n")
+        if fmt in ("srt", "vtt"):
+            cues = subtitle_cues(result, result.language)
+            return PlainTextResponse(to_srt(cues) if fmt == "srt" else to_vtt(cues))
+        if fmt == "verbose_json":
+            granularities = set(fields["timestamp_granularities"] or ["segment"])
+            temperature = _float_field(fields, "temperature", 0.0)
+            return JSONResponse(to_verbose_json(result, task, temperature, granularities, model.tokenizer))
+        return JSONResponse({"text": result.text})
+
+    def openai_query(fields: dict, task: str) -> Query:
+        fmt = fields.get("response_format") or "json"
+        if fmt not in RESPONSE_FORMATS:
+            raise ApiError(400, f"unknown response_format {fmt!r}; valid choices: {', '.join(RESPONSE_FORMATS)}",
+                           param="response_format")
+        granularities = fields["timestamp_granularities"]
+        bad = [g for g in granularities if g not in ("word", "segment")]
+        if bad:
+            raise ApiError(400, f"unknown timestamp_granularities {bad}; valid choices: word, segment",
+                           param="timestamp_granularities")
+        language = fields.get("language") or None
+        if language is not None and language not in LANGUAGES:
+            raise ApiError(400, f"unsupported language {language!r}; valid choices: {', '.join(LANGUAGES)}", param="language")
+        temperature = _float_field(fields, "temperature", 0.0)
+        kwargs = {"do_sample": True, "temperature": temperature} if temperature > 0 else {}
+        # Word times drive subtitle cues and verbose_json words: ask the model for them then.
+        want_words = task == "transcribe" and (fmt in ("srt", "vtt") or (fmt == "verbose_json" and "word" in granularities))
+        if task == "transcribe":
+            return make_query("asr", lang=language, timestamps=want_words, style=model.style, generate_kwargs=kwargs)
+        return make_query("s2tt", lang=language, to="en", style=model.style, generate_kwargs=kwargs)
+
+    @app.get("/health")
+    async def health():
+        # The model's name only, not its path: /health answers callers without a key.
+        return {"status": "ok", "model": Path(model.name).name, "queue": batcher.queue.qsize() if batcher.queue else 0,
+                "batches": batcher.batches, "requests": batcher.items, "largest_batch": batcher.largest_batch,
+                "max_batch": config.max_batch}
+
+    @app.post("/v1/audio/transcriptions")
+    async def transcriptions(request: Request):
+        fields, data, name = await read_form(request)
+        query = openai_query(fields, "transcribe")
+        return formatted(await answer(await decode(data, name), query), fields, "transcribe")
+
+    @app.post("/v1/audio/translations")
+    async def translations(request: Request):
+        fields, data, name = await read_form(request)
+        query = openai_query(fields, "translate")
+        return formatted(await answer(await decode(data, name), query), fields, "translate")
+
+    @app.post("/v1/generate")
+    async def generate(request: Request):
+        fields, data, name = await read_form(request)
+        args = argparse.Namespace(
+            prompt=fields.get("prompt") or None, task=fields.get("task") or "asr", lang=fields.get("lang") or None,
+            to=fields.get("to") or None, timestamps=fields.get("timestamps", "").lower() in ("1", "true", "yes"),
+            question=fields.get("question") or None, caption_style=fields.get("caption_style") or "clotho",
+            labels=fields.get("labels") or None)
+        if args.caption_style not in CAPTION_STYLES:
+            raise ApiError(400, f"unknown caption_style {args.caption_style!r}; valid choices: {', '.join(CAPTION_STYLES)}")
+        # Built-in names only: a task given by file path would run that file's code on the server.
+        known = (*registry("tasks"), *CLASSIFY_TASKS)
+        if not args.prompt and args.task not in known:
+            raise ApiError(400, f"unknown task {args.task!r}; valid choices: {', '.join(known)}", param="task")
+        try:
+            query = query_from_args(args, model.style)
+        except ValueError as e:
+            raise ApiError(400, str(e)) from None
+        if "max_new_tokens" in fields:
+            n = _float_field(fields, "max_new_tokens", 0)
+            limit = model.model.config.llm.max_positions
+            if not (1 <= n <= limit and n == int(n)):
+                raise ApiError(400, f"max_new_tokens must be an integer in 1..{limit} (the LLM's positions), "
+                                    f"got {fields['max_new_tokens']!r}", param="max_new_tokens")
+            query = Query(query.task, query.prompt, query.language, query.labels,
+                          tuple(sorted({**dict(query.generate_kwargs), "max_new_tokens": int(n)}.items())))
+        return JSONResponse((await answer(await decode(data, name), query)).to_dict())
+
+    return _Guard(app, config)
+
+
+def _float_field(fields: dict, name: str, default: float) -> float:
+    value = fields.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ApiError(400, f"{name} must be a number, got {value!r}", param=name) from None
+    if not math.isfinite(number) or number < 0:
+        raise ApiError(400, f"{name} must be a non-negative number, got {value!r}", param=name)
+    return number
+
+
+def _decode_upload(data: bytes, name: str, max_duration_s: float) -> Audio:
+    """Bytes -> Audio; the duration is checked from the header first, so a small file that
+    decodes to hours of audio is refused before it is decoded."""
+    import soundfile as sf
+
+    if not data:
+        raise ApiError(400, f"{name}: the uploaded file is empty", param="file")
+    try:
+        duration = sf.info(io.BytesIO(data)).duration
+    except Exception:
+        duration = None  # not a libsndfile format (e.g. some mp3): checked after decoding
+    if duration is not None and duration > max_duration_s:
+        raise ApiError(400, f"{name}: audio is {duration:.1f} s long; this server accepts at most {max_duration_s:g} s "
+                            "(--max-duration-s)", param="file", code="audio_too_long")
+    try:
+        clip = load_audio(data)
+    except AudioError as e:
+        # load_audio names bytes "<N bytes>" and libsndfile names the stream object: name the upload instead.
+        message = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", name, str(e).split(": ", 1)[-1])
+        raise ApiError(400, f"{name}: {message}", param="file", code="invalid_audio") from None
+    if clip.duration > max_duration_s:
+        raise ApiError(400, f"{name}: audio is {clip.duration:.1f} s long; this server accepts at most {max_duration_s:g} s "
+                            "(--max-duration-s)", param="file", code="audio_too_long")
+    return Audio(clip.samples, name)
+
+
+# ---- Running it ------------------------------------------------------------------------------
+
+
+class BackgroundServer:
+    """Run the app with uvicorn in a thread (tests, notebooks): ``with BackgroundServer(app) as url: ...``."""
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.host = host
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start (see the log above)")
+            time.sleep(0.01)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://{self.host}:{port}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = ServeConfig()
+    parser.add_argument("model", help="a saved model directory (or hub id)")
+    parser.add_argument("--host", default=d.host, help="address to bind (default: loopback only)")
+    parser.add_argument("--port", type=int, default=d.port)
+    parser.add_argument("--api-key", default=None,
+                        help="require 'Authorization: Bearer KEY' on every route but /health (default: $QAUDIO_API_KEY)")
+    parser.add_argument("--max-batch", type=int, default=d.max_batch, help="requests per model batch")
+    parser.add_argument("--batch-window-ms", type=float, default=d.batch_window_ms, help="wait for more requests this long")
+    parser.add_argument("--max-upload-mb", type=float, default=d.max_upload_mb, help="largest request body (413 beyond)")
+    parser.add_argument("--max-duration-s", type=float, default=d.max_duration_s, help="longest audio (400 beyond)")
+    parser.add_argument("--max-queue", type=int, default=d.max_queue, help="waiting requests before 503")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="generation cap (default: by task)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    parser.add_argument("--dtype", default=None, help="float32 (default), bfloat16 or float16")
+
+
+def main(args: argparse.Namespace) -> int:
+    import os
+
+    import uvicorn
+
+    api_key = args.api_key or os.environ.get("QAUDIO_API_KEY") or None
+    config = ServeConfig(host=args.host, port=args.port, api_key=api_key, max_batch=args.max_batch,
+                         batch_window_ms=args.batch_window_ms, max_upload_mb=args.max_upload_mb,
+                         max_duration_s=args.max_duration_s, max_queue=args.max_queue)
+    if not _is_loopback(config.host) and not api_key:
+        print(f"qaudio serve: warning: binding {config.host} without --api-key: anyone who can reach it can use it",
+              file=sys.stderr)
+    model = load(args.model, device=args.device, dtype=args.dtype)
+    model.max_new_tokens = args.max_new_tokens
+    print(f"qaudio serve: {args.model} on http://{config.host}:{config.port} "
+          f"(max batch {config.max_batch}, window {config.batch_window_ms:g} ms)", file=sys.stderr)
+    uvicorn.run(create_app(model, config), host=config.host, port=config.port, log_level="info")
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
