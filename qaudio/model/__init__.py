@@ -1,1 +1,13 @@
-"""The audio-language model: Whisper encoder -> projector -> causal LLM."""
+"""The audio-language model: Whisper encoder -> projector -> causal LLM.
+
+``AudioLM`` (audio_lm.py) composes the parts: ``encoder.py`` loads and runs the Whisper
+encoder on real lengths, ``projectors.py`` holds the projectors by name, ``llm.py`` the LLM and
+its tokenizer, ``trainable.py`` decides what trains, ``lengths.py`` counts audio tokens, and
+``checkpoint.py`` saves and loads. ``whisper_import.py`` converts CTranslate2 Whisper models.
+"""
+
+from .audio_lm import AudioLM, AudioLMOutput
+from .lengths import audio_token_count, encoder_frame_count, mel_frame_count
+from .projectors import PROJECTORS
+
+__all__ = ["AudioLM", "AudioLMOutput", "PROJECTORS", "audio_token_count", "encoder_frame_count", "mel_frame_count"]

@@ -1,0 +1,155 @@
+"""Saving and loading an AudioLM directory; a hub id is downloaded first, then read the same way.
+
+A checkpoint directory holds
+
+=============================  ===============================================================
+``config.json``                ``{"format": "qaudio", "qaudio_version", "model": <the resolved
+                               ModelConfig>, "audio_tower": <WhisperConfig>, "language_model":
+                               <the LLM's transformers config>, "adapters": [parts]}``
+``model.safetensors``          every weight, prefixed ``audio_tower.``, ``projector.``,
+                               ``language_model.``, under the unwrapped transformers names
+                               (tied tensors stored once; the aliases are in the metadata)
+``adapters/<part>/``           peft adapters of ``audio_tower`` / ``language_model`` (LoRA and
+                               trainable tag-token rows) as ``adapter_model.safetensors`` +
+                               ``adapter_config.json``, unless saved with ``merge_lora``
+tokenizer files                ``tokenizer.json``, ``tokenizer_config.json``
+``preprocessor_config.json``   the ``WhisperFeatureExtractor``
+=============================  ===============================================================
+
+No source code is copied: the classes come from the installed qaudio and transformers, and
+the architecture from the saved configs. Loading builds every part from its config, loads
+the weights strictly (a missing or unexpected key is an error), applies ``trainable`` as at
+build time, then loads the adapters; with merged adapters, fresh ones start at zero (LoRA's B)
+or at the merged rows (trainable tokens), so the logits are the same either way.
+
+Reference: the Hugging Face ``save_pretrained`` layout (``config.json`` + ``model.safetensors``)
+and safetensors' handling of shared tensors (``safetensors.torch.save_model``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from transformers import CONFIG_MAPPING, AutoModelForCausalLM, AutoTokenizer, WhisperConfig, WhisperFeatureExtractor
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+from .. import __version__
+from ..config import CHECKPOINT_CONFIG, ModelConfig
+from .projectors import build_projector
+from .trainable import apply_trainable, load_adapter, merged_state_dict, plain_state_dict, save_adapter, unwrap
+
+FORMAT = "qaudio"
+WEIGHTS = "model.safetensors"
+ADAPTERS = "adapters"
+PARTS = ("audio_tower", "projector", "language_model")
+ADAPTED_PARTS = ("audio_tower", "language_model")
+
+
+def _save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
+    """safetensors refuses tensors that share memory (tied embeddings): store each once, note the aliases."""
+    stored: dict[tuple, str] = {}
+    tensors, aliases = {}, {}
+    for name, tensor in state.items():
+        key = (tensor.device, tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.dtype)
+        if key in stored:
+            aliases[name] = stored[key]
+        else:
+            stored[key] = name
+            tensors[name] = tensor.detach().contiguous()
+    save_file(tensors, str(path), metadata={"format": "pt", "aliases": json.dumps(aliases)})
+
+
+def _load_weights(path: Path) -> dict[str, torch.Tensor]:
+    state = load_file(str(path))
+    with safe_open(str(path), framework="pt") as f:
+        aliases = json.loads((f.metadata() or {}).get("aliases", "{}"))
+    for alias, name in aliases.items():
+        state[alias] = state[name]
+    return state
+
+
+def save_checkpoint(model, directory: Path, merge_lora: bool = False) -> Path:
+    """Write ``model`` (an AudioLM) to ``directory``; see the module docstring for the layout."""
+    directory.mkdir(parents=True, exist_ok=True)
+    state_of = merged_state_dict if merge_lora else plain_state_dict
+    state = {f"{part}.{k}": v for part in PARTS for k, v in state_of(getattr(model, part)).items()}
+    _save_weights(state, directory / WEIGHTS)
+    shutil.rmtree(directory / ADAPTERS, ignore_errors=True)  # adapters of an earlier save would not match
+    adapters = [] if merge_lora else [p for p in ADAPTED_PARTS if save_adapter(getattr(model, p), directory / ADAPTERS / p)]
+    model.tokenizer.save_pretrained(str(directory))
+    model.feature_extractor.save_pretrained(str(directory))
+    meta = {
+        "format": FORMAT,
+        "qaudio_version": __version__,
+        "model": model.config.to_dict(),
+        "audio_tower": unwrap(model.audio_tower).config.to_dict(),
+        "language_model": unwrap(model.language_model).config.to_dict(),
+        "adapters": adapters,  # parts whose adapters lie under adapters/<part>/
+        "merged_adapters": [p for p in ADAPTED_PARTS if merge_lora and getattr(model, p) is not unwrap(getattr(model, p))],
+    }
+    # config.json last: a directory with it is a complete checkpoint.
+    (directory / CHECKPOINT_CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
+    return directory
+
+
+def _local_directory(path_or_hub_id: str | Path) -> Path:
+    path = Path(path_or_hub_id).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists() or str(path_or_hub_id).count("/") != 1:
+        raise FileNotFoundError(f"{path_or_hub_id} is neither a saved qaudio model directory nor a hub id (owner/name)")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(path_or_hub_id)))
+    except Exception as error:  # offline, unknown repo, no access: one message that says what to do
+        raise FileNotFoundError(f"{path_or_hub_id} is not a local directory, and downloading it from the Hugging Face "
+                                f"hub failed ({type(error).__name__}: {error}); pass a saved model directory") from None
+
+
+def _read_meta(directory: Path) -> dict:
+    path = directory / CHECKPOINT_CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory} has no {CHECKPOINT_CONFIG}; expected a directory written by AudioLM.save_pretrained")
+    meta = json.loads(path.read_text())
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a qaudio checkpoint config (format {meta.get('format')!r}, expected {FORMAT!r})")
+    return meta
+
+
+def _dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    value = getattr(torch, str(dtype), None)
+    if not isinstance(value, torch.dtype):
+        raise ValueError(f"unknown dtype {dtype!r}; expected float32, bfloat16 or float16")
+    return value
+
+
+def load_checkpoint(cls, path_or_hub_id: str | Path, device=None, dtype=None):
+    """Rebuild an AudioLM (``cls``) from a directory or hub id written by :func:`save_checkpoint`."""
+    directory = _local_directory(path_or_hub_id)
+    meta = _read_meta(directory)
+    config = ModelConfig.from_dict(meta["model"])
+    audio_tower = WhisperEncoder(WhisperConfig.from_dict(meta["audio_tower"]))
+    llm_config = dict(meta["language_model"])
+    model_type = llm_config.get("model_type")
+    if model_type not in CONFIG_MAPPING:
+        raise ValueError(f"{directory}: language model type {model_type!r} is unknown to this transformers")
+    language_model = AutoModelForCausalLM.from_config(CONFIG_MAPPING[model_type].from_dict(llm_config),
+                                                      dtype=torch.float32)
+    projector = build_projector(config.projector, audio_tower.config.d_model,
+                                language_model.get_input_embeddings().weight.shape[1])
+    tokenizer = AutoTokenizer.from_pretrained(str(directory))
+    feature_extractor = WhisperFeatureExtractor.from_pretrained(str(directory))
+    model = cls(config, audio_tower, projector, language_model, tokenizer, feature_extractor)
+    model.load_state_dict(_load_weights(directory / WEIGHTS), strict=True)
+    apply_trainable(model)
+    for part in meta.get("adapters", []):
+        load_adapter(getattr(model, part), directory / ADAPTERS / part)
+    return model.to(device=device, dtype=_dtype(dtype))

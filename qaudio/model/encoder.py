@@ -1,0 +1,188 @@
+"""The audio tower: a Whisper encoder from transformers, loaded from any source, run on real lengths.
+
+Loading (:func:`load_audio_tower`), by ``EncoderConfig.source``:
+
+* ``"tiny-random"``: a random Whisper-shaped encoder of the configured size (tests);
+* ``"pip:<package>"`` or a CTranslate2 / faster-whisper directory: converted once to a Hugging
+  Face directory by :func:`qaudio.model.whisper_import.cached_whisper_dir`, then loaded as below;
+* a hub id or a local Hugging Face directory: ``WhisperEncoder.from_pretrained`` on the string,
+  with the checkpoint's ``model.encoder.`` prefix mapped away (the decoder weights are skipped).
+
+Running (:func:`encode`): transformers 5's ``WhisperEncoder.forward`` accepts only 3000 mel
+frames (30 s). Padding a 3 s clip to 30 s costs 10x the compute, so by default the encoder's
+own modules are run on each clip's real length: conv stem, the first T' rows of the position
+table, the layers with padded frames masked out of attention, the final LayerNorm. In a batch,
+frames past a clip's end are zeroed before each convolution, so that the clip sees exactly the
+zero padding it would see alone: batched equals one-by-one. Measured on this machine: 15x faster
+than 30 s padding on short clips, batched within 1.5e-5 of one-by-one.
+
+``pad_to_30s=True`` runs the stock 30 s forward (as Whisper was pretrained) and keeps each
+clip's first T' frames. The two modes give different features (cosine about 0.98: with
+30 s padding every frame also attends to the silence after the clip), so a model must be
+trained and tested in one mode; the mode is part of the saved config. Both give the same
+number of frames, :func:`qaudio.model.lengths.encoder_frame_count`.
+
+Reference: transformers ``models/whisper/modeling_whisper.py`` (``WhisperEncoder.forward``),
+whose steps :func:`_encode_real_length` repeats with a mask.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import AutoConfig, WhisperConfig
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
+from transformers.utils import logging as hf_logging
+
+from ..config import PIP_PREFIX, TINY_RANDOM, EncoderConfig
+from .lengths import CONV_STRIDE, WHISPER_POSITIONS, encoder_frame_count
+
+# Checkpoint key prefixes of the encoder in WhisperForConditionalGeneration ("model.encoder.")
+# and WhisperModel ("encoder."); a saved WhisperEncoder has none.
+_ENCODER_PREFIX = {r"^(model\.)?encoder\.": ""}
+
+
+def _is_ctranslate2_dir(path: Path) -> bool:
+    return path.is_dir() and ((path / "model.bin").is_file() or any(path.glob("model.bin.part*")))
+
+
+def whisper_source_kind(source: str) -> str:
+    """``tiny-random``, ``ctranslate2`` (a pip package or a CTranslate2 dir) or ``huggingface`` (hub id or dir)."""
+    if source == TINY_RANDOM:
+        return "tiny-random"
+    if source.startswith(PIP_PREFIX) or _is_ctranslate2_dir(Path(source).expanduser()):
+        return "ctranslate2"
+    return "huggingface"
+
+
+def _random_encoder(config: EncoderConfig) -> WhisperEncoder:
+    whisper = WhisperConfig(
+        num_mel_bins=config.n_mels,
+        d_model=config.d_model,
+        encoder_layers=config.layers,
+        encoder_attention_heads=config.heads,
+        encoder_ffn_dim=4 * config.d_model,  # every Whisper size uses a 4x MLP
+        max_source_positions=WHISPER_POSITIONS,
+        # The decoder is never built; these only keep WhisperConfig's defaults consistent.
+        decoder_layers=1, decoder_attention_heads=config.heads, decoder_ffn_dim=4 * config.d_model,
+        vocab_size=8, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
+    )
+    return WhisperEncoder(whisper)
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Hide the table of skipped decoder weights that from_pretrained prints; missing keys are checked by us."""
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def _pretrained_encoder(name_or_dir: str) -> WhisperEncoder:
+    config = AutoConfig.from_pretrained(name_or_dir)
+    if config.model_type != "whisper":
+        raise ValueError(f"{name_or_dir} holds a {config.model_type!r} model; the audio tower must be a Whisper checkpoint")
+    with _quiet_transformers():
+        encoder, info = WhisperEncoder.from_pretrained(name_or_dir, config=config, key_mapping=_ENCODER_PREFIX,
+                                                       dtype=torch.float32, output_loading_info=True)
+    if info["missing_keys"] or info["mismatched_keys"]:
+        raise ValueError(
+            f"{name_or_dir} is not a complete Whisper checkpoint: missing {sorted(info['missing_keys'])[:5]}, "
+            f"mismatched {list(info['mismatched_keys'])[:5]}; expected a WhisperForConditionalGeneration, "
+            "WhisperModel or WhisperEncoder directory or hub id"
+        )
+    return encoder
+
+
+def _load(config: EncoderConfig) -> WhisperEncoder:
+    kind = whisper_source_kind(config.source)
+    if kind == "tiny-random":
+        return _random_encoder(config)
+    if kind == "ctranslate2":
+        from .whisper_import import cached_whisper_dir
+
+        return _pretrained_encoder(str(cached_whisper_dir(config.source)))
+    return _pretrained_encoder(config.source)
+
+
+def load_audio_tower(config: EncoderConfig) -> tuple[WhisperEncoder, EncoderConfig]:
+    """The encoder named by ``config.source`` and the config with the checkpoint's sizes filled in."""
+    encoder = _load(config)
+    whisper = encoder.config
+    if whisper.max_source_positions != WHISPER_POSITIONS:
+        raise ValueError(f"{config.source}: the encoder has {whisper.max_source_positions} positions; "
+                         f"qaudio expects Whisper's {WHISPER_POSITIONS} (30 s)")
+    resolved = replace(config, n_mels=whisper.num_mel_bins, d_model=whisper.d_model,
+                       layers=whisper.encoder_layers, heads=whisper.encoder_attention_heads)
+    return encoder, resolved
+
+
+# ---- Running the encoder --------------------------------------------------------------------
+
+
+def _frame_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
+    return torch.arange(frames, device=lengths.device) < lengths[:, None]  # (B, T) bool
+
+
+def _encode_real_length(encoder: WhisperEncoder, features: torch.Tensor, mel_lengths: torch.Tensor) -> torch.Tensor:
+    """WhisperEncoder.forward on the real lengths: features (B, n_mels, T) -> states (B, T', D)."""
+    mel_valid = _frame_mask(mel_lengths, features.shape[-1])[:, None, :].to(features.dtype)  # (B, 1, T)
+    # Zero what lies past each clip before both convolutions: then the last real frames see the
+    # same zeros that the convolutions' own padding gives the longest clip of the batch.
+    x = F.gelu(encoder.conv1(features * mel_valid)) * mel_valid  # (B, D, T)
+    x = F.gelu(encoder.conv2(x)).transpose(1, 2)  # (B, T', D)
+    frames = x.shape[1]
+    x = x + encoder.embed_positions.weight[:frames]  # Whisper's sinusoids: the first T' positions
+    x = F.dropout(x, p=encoder.dropout, training=encoder.training)
+    valid = _frame_mask(encoder_frame_count(mel_frames=mel_lengths), frames)  # (B, T')
+    # Additive mask over keys (works for eager and SDPA attention): padded frames get -inf-like scores.
+    mask = torch.zeros(valid.shape, dtype=x.dtype, device=x.device).masked_fill(~valid, torch.finfo(x.dtype).min)
+    mask = mask[:, None, None, :]  # (B, 1, 1, T')
+    for layer in encoder.layers:
+        x = layer(x, mask)
+    return encoder.layer_norm(x)  # (B, T', D)
+
+
+def _encode_padded_30s(encoder: WhisperEncoder, features: torch.Tensor, mel_lengths: torch.Tensor) -> torch.Tensor:
+    """The stock forward on 30 s inputs, cut to the longest clip's frames: (B, n_mels, 3000) -> (B, T', D)."""
+    states = encoder(features).last_hidden_state  # (B, 1500, D)
+    return states[:, : int(encoder_frame_count(mel_frames=mel_lengths).max())]
+
+
+def encode(
+    encoder: WhisperEncoder, features: torch.Tensor, mel_lengths: torch.Tensor, pad_to_30s: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoder states (B, T'_max, D) zeroed past each clip, and their lengths (B,) in encoder frames.
+
+    ``features`` are log-mels (B, n_mels, T) and ``mel_lengths`` each clip's real mel frames;
+    with ``pad_to_30s`` T must be 3000 (what :meth:`AudioLM.prepare` gives in that mode).
+    """
+    if features.dim() != 3 or features.shape[1] != encoder.config.num_mel_bins:
+        raise ValueError(f"input_features must be (batch, {encoder.config.num_mel_bins} mel bins, frames), "
+                         f"got {tuple(features.shape)}")
+    if mel_lengths.shape != (features.shape[0],):
+        raise ValueError(f"feature_lengths must be ({features.shape[0]},), got {tuple(mel_lengths.shape)}")
+    window = encoder.config.max_source_positions * CONV_STRIDE
+    longest = int(mel_lengths.max())
+    if longest > window:
+        raise ValueError(f"a clip has {longest} mel frames ({longest / 100:.2f} s), more than the encoder window of "
+                         f"{window} ({window / 100:.0f} s); split long audio first (qaudio.chunking)")
+    if int(mel_lengths.min()) < 1 or longest > features.shape[-1]:
+        raise ValueError(f"feature_lengths must be in 1..{features.shape[-1]} (the frames given), "
+                         f"got {mel_lengths.tolist()}")
+    if pad_to_30s:
+        if features.shape[-1] != window:
+            raise ValueError(f"with pad_to_30s the encoder takes {window} mel frames, got {features.shape[-1]}")
+        states = _encode_padded_30s(encoder, features, mel_lengths)
+    else:
+        states = _encode_real_length(encoder, features[..., :longest], mel_lengths)
+    lengths = encoder_frame_count(mel_frames=mel_lengths)  # (B,)
+    states = states * _frame_mask(lengths, states.shape[1])[..., None].to(states.dtype)  # padding -> 0
+    return states, lengths

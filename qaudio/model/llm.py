@@ -1,0 +1,141 @@
+"""The causal LLM and its tokenizer: from the hub, from a directory, or built from scratch.
+
+* ``LLMConfig.source == "scratch"``: the architecture named by ``arch`` (any transformers
+  ``model_type`` with the usual Llama-style config names: qwen3, qwen2, llama, mistral, ...) is
+  built from the config's sizes with random weights. Its tokenizer is a byte-level BPE trained
+  here with ``tokenizers`` on the training texts, with ``<|endoftext|>`` (end of text and
+  padding) and every qaudio tag as special tokens, or the tokenizer ``LLMConfig.tokenizer`` names.
+* a hub id or a local directory: ``AutoModelForCausalLM.from_pretrained`` on the string (one code
+  path for both) and its tokenizer. The tags are added as special tokens and the embedding
+  matrix is resized when the tokenizer outgrows it; transformers' ``mean_resizing`` starts the
+  new rows at the mean of the old ones. How the new rows train while the LLM is frozen is
+  decided in :mod:`qaudio.model.trainable`.
+
+References: Sennrich et al. (2016) and GPT-2's byte-level BPE (Radford et al., 2019), as
+implemented by Hugging Face ``tokenizers``; transformers ``PreTrainedModel.resize_token_embeddings``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Iterable
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerFast
+
+from ..config import SCRATCH, LLMConfig
+from ..tags import add_tag_tokens, all_special_tokens
+
+END_OF_TEXT = "<|endoftext|>"  # the scratch tokenizer's end-of-sequence and padding token
+
+
+def train_bpe_tokenizer(texts: Iterable[str] | None, vocab_size: int) -> PreTrainedTokenizerFast:
+    """A byte-level BPE of at most ``vocab_size`` bytes + merges, plus ``<|endoftext|>`` and every tag.
+
+    With no texts it is the bare 256-byte alphabet (every string still encodes). Tags are special
+    tokens, never split by the pre-tokenizer, so ``<|0.32|>`` is one id.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tags = all_special_tokens()
+    specials = [END_OF_TEXT, *tags]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size + len(specials),  # the trainer counts special tokens in the vocabulary
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(list(texts or []), trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe, eos_token=END_OF_TEXT, pad_token=END_OF_TEXT, additional_special_tokens=tags
+    )
+
+
+def load_tokenizer(config: LLMConfig, tokenizer_texts: Iterable[str] | None = None):
+    """The LLM's tokenizer with every qaudio tag added, and an end and a padding token set."""
+    if config.source == SCRATCH and config.tokenizer is None:
+        tokenizer = train_bpe_tokenizer(tokenizer_texts, config.bpe_vocab_size)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(config.tokenizer or config.source)
+        add_tag_tokens(tokenizer)
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"the tokenizer of {config.tokenizer or config.source} has no end-of-sequence token; "
+                         "qaudio ends every target with it")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # padding is masked everywhere, so any id serves
+    return tokenizer
+
+
+def _scratch_model(config: LLMConfig, tokenizer) -> PreTrainedModel:
+    try:
+        hf_config = AutoConfig.for_model(
+            config.arch,
+            vocab_size=len(tokenizer),
+            hidden_size=config.hidden_size,
+            num_hidden_layers=config.num_layers,
+            num_attention_heads=config.num_heads,
+            num_key_value_heads=config.num_kv_heads,
+            head_dim=config.hidden_size // config.num_heads,  # Qwen3 would default to 128
+            intermediate_size=config.intermediate_size,
+            tie_word_embeddings=config.tie_embeddings,
+            max_position_embeddings=config.max_positions,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    except ValueError as error:
+        raise ValueError(f"llm.arch {config.arch!r} is not a transformers model type ({error})") from None
+    return AutoModelForCausalLM.from_config(hf_config, dtype=torch.float32)
+
+
+def _pretrained_model(config: LLMConfig, tokenizer) -> PreTrainedModel:
+    model = AutoModelForCausalLM.from_pretrained(config.source, dtype=torch.float32)  # cast later, in one place
+    rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:
+        # The tags are new tokens: grow the embedding (and an untied head) to the tokenizer.
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    return model
+
+
+# qaudio computes logits as output_head(decoder(...)) to run the head on target positions only;
+# LLMs that change logits after the head in their forward are refused rather than run wrongly.
+_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale")
+
+
+def _check_supported(config: LLMConfig, model: PreTrainedModel) -> None:
+    hf = model.config.get_text_config()
+    for name in _LOGIT_TRANSFORMS:
+        if getattr(hf, name, None) is not None:
+            raise ValueError(f"{config.source}: this {hf.model_type} model applies {name} to its logits, which qaudio's "
+                             "loss does not reproduce; use a Llama-style LLM (Qwen2, Qwen3, Llama, Mistral, ...)")
+
+
+def _resolved(config: LLMConfig, model: PreTrainedModel) -> LLMConfig:
+    """The config with the model's real sizes, as saved with checkpoints."""
+    hf = model.config.get_text_config()
+    try:
+        return replace(
+            config,
+            arch=hf.model_type,
+            hidden_size=hf.hidden_size,
+            num_layers=hf.num_hidden_layers,
+            num_heads=hf.num_attention_heads,
+            num_kv_heads=hf.num_key_value_heads or hf.num_attention_heads,
+            intermediate_size=hf.intermediate_size,
+            tie_embeddings=bool(hf.tie_word_embeddings),
+            max_positions=hf.max_position_embeddings,
+        )
+    except AttributeError as error:
+        raise ValueError(f"{config.source}: qaudio reads Llama-style config names (hidden_size, num_hidden_layers, "
+                         f"...), and this {hf.model_type} config lacks one: {error}") from None
+
+
+def load_language_model(config: LLMConfig, tokenizer) -> tuple[PreTrainedModel, LLMConfig]:
+    """The causal LM named by ``config.source`` (vocabulary fitting ``tokenizer``) and the resolved config."""
+    build = _scratch_model if config.source == SCRATCH else _pretrained_model
+    model = build(config, tokenizer)
+    _check_supported(config, model)
+    return model, _resolved(config, model)
