@@ -1,0 +1,173 @@
+"""Items -> model inputs: the prompt, one target, the audio (or cached encoder outputs).
+
+The :class:`Collator` runs in the training process or in data-loader workers. Audio that
+cannot be used (corrupt, silent, longer than the encoder window once decoded) is left out
+of the batch and reported in :attr:`Batch.bad`, for the main process to count; a batch
+whose every example was bad comes back with ``inputs`` None.
+
+Caption corpora give several references per clip; one is picked per draw, from a hash of
+(seed, stream position, example id), so the choice is the same in every process, in
+workers, and after a resume (no random state to carry).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..audio import SAMPLE_RATE, AudioError, load_audio
+from .bad_data import BadDataLog, BadItem, TrainingAborted
+from .corpus import Item
+
+
+def choose_target(targets: list[str], seed: int, position: int, example_id: str) -> str:
+    """One of ``targets``, fixed by (seed, position, id); position < 0 (dev) takes the first."""
+    if len(targets) == 1 or position < 0:
+        return targets[0]
+    digest = hashlib.blake2b(f"{seed}:{position}:{example_id}".encode(), digest_size=8).digest()
+    return targets[int.from_bytes(digest, "little") % len(targets)]
+
+
+def load_clip(item: Item, max_seconds: float) -> np.ndarray:
+    """The item's samples (its segment when chunked); AudioError when unusable."""
+    samples = load_audio(item.example.audio).samples  # (T,) float32, 16 kHz
+    if item.segment is not None:
+        a, b = item.segment
+        samples = samples[int(round(a * SAMPLE_RATE)):int(round(b * SAMPLE_RATE))]
+    seconds = len(samples) / SAMPLE_RATE
+    if seconds > max_seconds + 1e-3:
+        raise AudioError(f"{item.example.audio}: decoded audio is {seconds:.2f} s, longer than the encoder window "
+                         f"of {max_seconds:g} s (the manifest says {item.duration:.2f} s)")
+    if len(samples) == 0:
+        raise AudioError(f"{item.example.audio}: segment {item.segment} is empty")
+    return samples
+
+
+def bad_audio(item: Item, error: Exception) -> BadItem:
+    reason = "missing file" if not os.path.isfile(item.example.audio) else "unusable audio"
+    return BadItem(reason, item.example.id, item.example.audio, str(error), item.source)
+
+
+@dataclass
+class Batch:
+    """One micro-batch: model inputs plus what the loop logs about it."""
+
+    inputs: dict[str, torch.Tensor] | None  # AudioLM.prepare(...) output; None if every item was bad
+    tasks: list[str] = field(default_factory=list)  # task name per row
+    ids: list[str] = field(default_factory=list)  # example id per row
+    audio_seconds: float = 0.0  # real (unpadded) audio in the batch
+    bad: list[BadItem] = field(default_factory=list)  # items left out, for the main process to count
+    position: int = -1  # global stream position (-1 for dev batches)
+
+
+class Collator:
+    """Builds :class:`Batch` objects from item indices; a ``torch.utils.data`` collate_fn.
+
+    ``cache``: a :class:`~.feature_cache.FeatureCache` to read encoder outputs from instead
+    of decoding audio; ``keys``: the cache key per item index.
+    """
+
+    def __init__(self, model, items: list[Item], style: str, seed: int, max_seconds: float,
+                 cache=None, keys: list[str] | None = None, known_bad: set[str] | None = None):
+        self.model = model
+        self.items = items
+        self.style = style
+        self.seed = seed
+        self.max_seconds = max_seconds
+        self.cache = cache
+        self.keys = keys
+        self.known_bad = known_bad if known_bad is not None else set()
+
+    def __call__(self, request: list[tuple[int, int]]) -> Batch:
+        """``request``: (stream position, item index) pairs of one micro-batch."""
+        position = request[0][0] if request else -1
+        rows, bad = [], []
+        for pos, index in request:
+            item = self.items[index]
+            if item.example.id in self.known_bad:
+                continue
+            if self.cache is not None:
+                rows.append((item, pos, self.cache.get(self.keys[index])))  # (T', D_enc)
+                continue
+            try:
+                rows.append((item, pos, load_clip(item, self.max_seconds)))  # (T,)
+            except AudioError as e:
+                bad.append(bad_audio(item, e))
+        if not rows:
+            return Batch(None, bad=bad, position=position)
+        prompts = [it.task.prompt(it.example, self.style) for it, _, _ in rows]
+        targets = [choose_target(it.task.targets(it.example), self.seed, pos, it.example.id) for it, pos, _ in rows]
+        signals = [signal for _, _, signal in rows]
+        if self.cache is not None:
+            inputs = self.model.prepare_from_features(signals, prompts, targets)
+        else:
+            inputs = self.model.prepare(signals, prompts, targets)
+        return Batch(
+            inputs=inputs,
+            tasks=[it.example.task for it, _, _ in rows],
+            ids=[it.example.id for it, _, _ in rows],
+            audio_seconds=float(sum(it.duration for it, _, _ in rows)),
+            bad=bad,
+            position=position,
+        )
+
+
+class IdentityDataset(torch.utils.data.Dataset):
+    """A dataset whose item is its index: the batch sampler's (position, index) pairs pass
+    through to the collator unchanged, so loading happens in the collator (and in workers)."""
+
+    def __getitem__(self, key):
+        return key
+
+    def __len__(self) -> int:  # never consulted by a DataLoader with a batch_sampler
+        return 0
+
+
+class PositionedBatches:
+    """The sampler's micro-batches tagged with their global stream positions, as a batch sampler."""
+
+    def __init__(self, sampler, start: int):
+        self.sampler = sampler
+        self.start = start
+
+    def __iter__(self):
+        position = self.start + self.sampler.rank
+        for batch in self.sampler.iterate(self.start):
+            yield [(position, index) for index in batch]
+            position += self.sampler.world_size
+
+
+def make_loader(sampler, start: int, collator: Collator, num_workers: int) -> torch.utils.data.DataLoader:
+    """An endless loader of :class:`Batch` from global position ``start``."""
+    return torch.utils.data.DataLoader(
+        IdentityDataset(),
+        batch_sampler=PositionedBatches(sampler, start),
+        collate_fn=collator,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        prefetch_factor=4 if num_workers > 0 else None,
+    )
+
+
+def target_token_counts(labels: torch.Tensor) -> torch.Tensor:
+    """Target tokens per row of a collated batch: (B, L) labels -> (B,) counts of non -100."""
+    return (labels != -100).sum(dim=1)
+
+
+def first_usable_batch(collator: Collator, n_items: int, bad: BadDataLog) -> Batch:
+    """A one-example batch from the first item whose audio loads (the zero-weight stand-in)."""
+    for i in range(n_items):
+        batch = collator([(-1, i)])
+        for item in batch.bad:
+            bad.record(item)
+        if batch.inputs is not None:
+            return batch
+    raise TrainingAborted("no training example could be loaded: every one is bad data (see the messages above)")
+
+
+def to_device(inputs: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}

@@ -1,0 +1,263 @@
+"""The training configuration: one dataclass, its command line, and YAML overrides.
+
+Every field has a default and a one-line help text; the command line (``--max-steps``) is
+generated from the fields, so the flags, the YAML keys and the config written into each run
+and checkpoint are one list (litgpt's habit: the config is the CLI). Precedence, lowest
+first: field defaults, the ``--config`` YAML file, flags given on the command line.
+
+This module imports no torch, so ``qaudio train --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SCHEDULES = ("cosine", "linear", "constant")
+LONG_AUDIO = ("skip", "chunk")
+TRAIN_MODES = ("frozen", "full", "lora")
+CACHE_DTYPES = ("fp16", "bf16", "fp32")
+
+
+def _f(default: Any, help: str, choices: tuple | None = None, group: str = "", metavar: str | None = None) -> Any:
+    """A config field: its default, help line, choices and flag placeholder travel as metadata."""
+    return field(default=default, metadata={"help": help, "choices": choices, "group": group, "metavar": metavar})
+
+
+@dataclass
+class TrainConfig:
+    # ---- data -----------------------------------------------------------------------------
+    tasks: str = _f("all", "comma-separated task names (or task .py files) to train; a task listed twice is "
+                    "sampled twice as often; 'all' = every task found in the training data", group="data",
+                    metavar="TASK,TASK,...")
+    recipes: str = _f("synthetic", "comma-separated corpora, each NAME[:ROOT][@TRAIN[/DEV]] (e.g. "
+                      "synthetic:data/synthetic,librispeech:/data/LibriSpeech@train-clean-100/dev-clean); "
+                      "NAME is a recipe name or .py file; ROOT defaults to $QAUDIO_DATA/NAME, else data/NAME; "
+                      "splits default to --train-split/--dev-split", group="data",
+                      metavar="NAME[:ROOT][@TRAIN[/DEV]],...")
+    train_split: str = _f("train", "default training split of every recipe", group="data")
+    dev_split: str = _f("dev", "default dev split (per-task dev loss); 'none' disables dev evaluation", group="data")
+    temperature: float = _f(1.0, "task mixing temperature T: task i is drawn with probability proportional to "
+                            "(times listed) * (examples)^(1/T); 1 = by size, large T = uniform", group="data")
+    long_audio: str = _f("skip", "examples longer than the encoder window: 'skip' them (counted), or 'chunk' "
+                         "those with word times at word boundaries (others are skipped, counted)",
+                         choices=LONG_AUDIO, group="data")
+    strict: bool = _f(False, "stop at the first unusable example (bad audio, empty target) instead of skipping "
+                      "and counting it", group="data")
+    max_dev_examples: int = _f(64, "dev examples per task for the dev loss", group="data")
+    # ---- model and what trains --------------------------------------------------------------
+    model: str = _f("demo", "model preset name, a ModelConfig .json file, or a saved model directory "
+                    "to fine-tune", group="model", metavar="PRESET|FILE|DIR")
+    train_encoder: str | None = _f(None, "train the audio encoder: frozen, full or lora (default: the preset's)",
+                                   choices=TRAIN_MODES, group="model")
+    train_projector: bool | None = _f(None, "train the projector (default: the preset's)", group="model")
+    train_llm: str | None = _f(None, "train the LLM: frozen, full or lora (default: the preset's)",
+                               choices=TRAIN_MODES, group="model")
+    lora_r: int | None = _f(None, "LoRA rank (default: the preset's)", group="model")
+    lora_alpha: float | None = _f(None, "LoRA alpha (default: the preset's)", group="model")
+    lora_targets: str | None = _f(None, "comma-separated module names LoRA adapts, e.g. q_proj,v_proj "
+                                  "(default: the preset's)", group="model")
+    # ---- optimisation ------------------------------------------------------------------------
+    max_steps: int = _f(0, "optimizer steps to train; 0 = from --epochs (or --max-minutes)", group="optim")
+    epochs: float = _f(1.0, "passes over the training examples (one epoch = as many examples as the "
+                       "selected tasks hold), used when --max-steps is 0", group="optim")
+    max_minutes: float = _f(0.0, "time budget: when > 0 and --max-steps is 0, the step count is set from a "
+                            "timed probe of a few batches so that the training steps (and dev passes) take about "
+                            "this many minutes; data loading, feature caching and saving come on top",
+                            group="optim")
+    batch_size: int = _f(32, "examples per micro-batch per process (0 = no count limit; then "
+                         "--batch-seconds must be set)", group="optim")
+    batch_seconds: float = _f(0.0, "cap on padded audio seconds per micro-batch per process "
+                              "(examples x longest clip); 0 = no cap", group="optim")
+    grad_accum: int = _f(1, "micro-batches accumulated per optimizer step", group="optim")
+    lr: float = _f(1e-3, "peak learning rate", group="optim")
+    schedule: str = _f("cosine", "learning-rate schedule after warm-up", choices=SCHEDULES, group="optim")
+    warmup: float = _f(0.05, "linear warm-up: a fraction of the steps (< 1) or a number of steps (>= 1)",
+                       group="optim")
+    min_lr_ratio: float = _f(0.0, "final learning rate as a fraction of --lr", group="optim")
+    weight_decay: float = _f(0.01, "AdamW weight decay (matrices only; not biases, norms, embeddings)",
+                             group="optim")
+    adam_beta1: float = _f(0.9, "AdamW beta1", group="optim")
+    adam_beta2: float = _f(0.98, "AdamW beta2", group="optim")
+    adam_eps: float = _f(1e-8, "AdamW epsilon", group="optim")
+    grad_clip: float = _f(1.0, "clip the gradient norm to this (0 = no clipping)", group="optim")
+    loss_weighting: str = _f("token", "how a batch's loss averages: over target 'token's (the LM objective) "
+                             "or per 'example' (each example counts the same)", choices=("token", "example"),
+                             group="optim")
+    precision: str = _f("auto", "fp32, bf16 or fp16 autocast; auto = bf16 where the device supports it fast "
+                        "(CUDA bf16, CPU with avx512_bf16/AMX), else fp32", choices=PRECISIONS, group="optim")
+    bucket_size: int = _f(50, "micro-batches per length-sorting window (duration bucketing: larger = less "
+                          "padding, less randomness)", group="optim")
+    max_bad_steps: int = _f(10, "abort after this many non-finite losses in a row", group="optim")
+    # ---- frozen-encoder feature cache -------------------------------------------------------
+    cache_encoder: str | None = _f(None, "compute the frozen encoder's outputs once into this directory (sharded, "
+                                   "keyed by audio content and encoder identity) and train from them",
+                                   group="cache", metavar="DIR")
+    cache_dtype: str = _f("fp16", "storage dtype of cached encoder outputs", choices=CACHE_DTYPES, group="cache")
+    # ---- run, checkpoints, logs ---------------------------------------------------------------
+    output_dir: str = _f("runs/train", "run directory: config, metrics, checkpoints and the final model",
+                         group="run", metavar="DIR")
+    seed: int = _f(0, "seed for initialisation, data order and dropout", group="run")
+    resume: str = _f("auto", "auto = continue from the latest complete checkpoint in --output-dir if there is "
+                     "one; none = start fresh (refuses a directory with checkpoints); or a checkpoint "
+                     "directory", group="run", metavar="auto|none|DIR")
+    save_every: int = _f(500, "save a checkpoint every N optimizer steps (and at the end)", group="run")
+    keep_checkpoints: int = _f(2, "keep the last K checkpoints", group="run")
+    eval_every: int = _f(200, "compute the dev loss every N steps (and at the start and the end); 0 = only "
+                         "start and end", group="run")
+    log_every: int = _f(10, "write a metrics line every N steps", group="run")
+    num_workers: int = _f(0, "data-loading worker processes (0 = in the training process)", group="run")
+    threads: int = _f(0, "torch CPU threads per process; 0 = CPU cores / local processes", group="run")
+    ddp_find_unused: bool = _f(False, "DDP find_unused_parameters (needed only if some trainable parameter "
+                               "gets no gradient)", group="run")
+    tensorboard: bool = _f(True, "write TensorBoard event files (when tensorboard is installed)", group="run")
+    progress: bool = _f(True, "show a progress bar", group="run")
+    plot: bool = _f(True, "write a loss-curve PNG per task at the end", group="run")
+    log_batches: bool = _f(False, "debug: each process writes the ids of its examples per step and its final "
+                           "weight fingerprint to batches-rank<R>.jsonl", group="run")
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if choices and value is not None and value not in choices:
+                raise ValueError(f"--{_flag(f.name)} is {value!r}; valid choices: {', '.join(choices)}")
+        positive = {"lr": self.lr, "temperature": self.temperature, "grad_accum": self.grad_accum,
+                    "bucket_size": self.bucket_size, "max_bad_steps": self.max_bad_steps,
+                    "save_every": self.save_every, "keep_checkpoints": self.keep_checkpoints,
+                    "log_every": self.log_every}
+        for name, value in positive.items():
+            if not value > 0:
+                raise ValueError(f"--{_flag(name)} must be > 0, got {value!r}")
+        non_negative = {"max_steps": self.max_steps, "epochs": self.epochs, "max_minutes": self.max_minutes,
+                        "batch_size": self.batch_size, "batch_seconds": self.batch_seconds,
+                        "warmup": self.warmup, "weight_decay": self.weight_decay, "grad_clip": self.grad_clip,
+                        "eval_every": self.eval_every, "num_workers": self.num_workers,
+                        "threads": self.threads, "max_dev_examples": self.max_dev_examples}
+        for name, value in non_negative.items():
+            if not value >= 0:
+                raise ValueError(f"--{_flag(name)} must be >= 0, got {value!r}")
+        if self.batch_size == 0 and self.batch_seconds == 0:
+            raise ValueError("--batch-size 0 needs --batch-seconds > 0 (a batch needs some limit)")
+        if self.max_steps == 0 and self.epochs == 0 and self.max_minutes == 0:
+            raise ValueError("nothing to train: set --max-steps, --epochs or --max-minutes")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if not (0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1):
+            raise ValueError(f"AdamW betas must be in [0, 1), got ({self.adam_beta1}, {self.adam_beta2})")
+        if self.lora_r is not None and self.lora_r <= 0:
+            raise ValueError(f"--lora-r must be > 0, got {self.lora_r}")
+        if not self.tasks.strip() or not self.recipes.strip():
+            raise ValueError("--tasks and --recipes must not be empty")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], where: str = "config") -> TrainConfig:
+        """Build from plain values (a YAML file, a checkpoint); unknown keys raise naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        normalised = {str(k).replace("-", "_"): v for k, v in values.items()}
+        unknown = sorted(set(normalised) - names)
+        if unknown:
+            raise ValueError(f"{where}: unknown training option(s) {', '.join(unknown)}; "
+                             f"valid options: {', '.join(sorted(names))}")
+        return cls(**normalised)
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _arg_type(f: dataclasses.Field):
+    default = f.default
+    text = str(f.type)
+    if isinstance(default, bool) or text.startswith("bool"):
+        return _bool
+    if isinstance(default, int) or text.startswith("int"):
+        return int
+    if isinstance(default, float) or text.startswith("float"):
+        return float
+    return str
+
+
+GROUP_TITLES = {
+    "data": "data and task mixing",
+    "model": "model and what trains",
+    "optim": "optimisation",
+    "cache": "frozen-encoder feature cache",
+    "run": "run directory, checkpoints and logs",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`TrainConfig` field, plus ``--config FILE`` for YAML overrides.
+
+    Flags default to "not given" so that a YAML file's values are overridden only by flags
+    the user typed; :func:`config_from_args` resolves the three layers.
+    """
+    parser.add_argument("--config", metavar="FILE", default=None,
+                        help="YAML file of option overrides (keys are the option names, with - or _)")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved configuration as YAML and exit")
+    groups = {name: parser.add_argument_group(title) for name, title in GROUP_TITLES.items()}
+    for f in dataclasses.fields(TrainConfig):
+        meta = f.metadata
+        target = groups[meta["group"]]
+        arg_type = _arg_type(f)
+        help_text = f"{meta['help']} (default: {f.default})"
+        if arg_type is _bool:
+            # --strict / --no-strict, and --strict false for YAML-like use
+            target.add_argument(f"--{_flag(f.name)}", dest=f.name, nargs="?", const=True, type=_bool,
+                                default=argparse.SUPPRESS, metavar="BOOL", help=help_text)
+            target.add_argument(f"--no-{_flag(f.name)}", dest=f.name, action="store_false",
+                                default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        else:
+            target.add_argument(f"--{_flag(f.name)}", dest=f.name, type=arg_type, choices=meta["choices"],
+                                default=argparse.SUPPRESS, help=help_text, metavar=meta["metavar"])
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist (expected a YAML file of training options)")
+    with path.open(encoding="utf-8") as f:
+        try:
+            values = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of option: value, got {type(values).__name__}")
+    return values
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Defaults, then the YAML file, then the flags given on the command line."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    values: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        values.update({str(k).replace("-", "_"): v for k, v in load_yaml(args.config).items()})
+    values.update({k: v for k, v in vars(args).items() if k in names})
+    return TrainConfig.from_dict(values, where=args.config or "command line")
+
+
+def to_yaml(values: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(values, sort_keys=False, allow_unicode=True)

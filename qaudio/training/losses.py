@@ -1,0 +1,100 @@
+"""Losses as the loop uses them: the batch objective, per-task sums, the dev loss, finiteness.
+
+The model returns one loss per example (each the mean over that example's target tokens,
+``AudioLM.forward(reduction="none")``); from those the loop builds the objective (weighted by
+target tokens, the usual LM loss, or per example) and per-task sums, which are reduced across
+processes only when a metrics line is written.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import torch
+
+from .batching import Collator, target_token_counts, to_device
+from .corpus import Item
+
+
+@dataclass
+class LossMeter:
+    """Sums of (token-weighted) losses per task, reduced across processes when read."""
+
+    tasks: list[str]
+    loss_sum: list[float] = field(default_factory=list)  # per task: sum of loss x tokens
+    tokens: list[float] = field(default_factory=list)  # per task: target tokens
+    examples: list[float] = field(default_factory=list)  # per task: examples
+    extra: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # step loss sum, audio s, ...
+
+    def __post_init__(self) -> None:
+        n = len(self.tasks)
+        self.loss_sum = self.loss_sum or [0.0] * n
+        self.tokens = self.tokens or [0.0] * n
+        self.examples = self.examples or [0.0] * n
+        self.extra = defaultdict(float, self.extra)
+
+    def add(self, tasks: list[str], losses: torch.Tensor, tokens: torch.Tensor) -> None:
+        for t, l, n in zip(tasks, losses.tolist(), tokens.tolist()):
+            k = self.tasks.index(t)
+            self.loss_sum[k] += l * n
+            self.tokens[k] += n
+            self.examples[k] += 1
+
+    def reduce(self, accelerator) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+        """Per-task mean loss, per-task examples, and the extra sums, over every process."""
+        keys = sorted(self.extra)
+        local = torch.tensor(self.loss_sum + self.tokens + self.examples + [self.extra[k] for k in keys],
+                             dtype=torch.float64, device=accelerator.device)
+        total = accelerator.reduce(local, reduction="sum").tolist() if accelerator.num_processes > 1 else local.tolist()
+        n = len(self.tasks)
+        sums, toks, exs, rest = total[:n], total[n:2 * n], total[2 * n:3 * n], total[3 * n:]
+        task_loss = {t: sums[k] / toks[k] for k, t in enumerate(self.tasks) if toks[k] > 0}
+        task_examples = {t: exs[k] for k, t in enumerate(self.tasks) if exs[k] > 0}
+        return task_loss, task_examples, dict(zip(keys, rest))
+
+    def state_dict(self) -> dict:
+        return {"loss_sum": self.loss_sum, "tokens": self.tokens, "examples": self.examples, "extra": dict(self.extra)}
+
+
+def batch_loss(per_example: torch.Tensor, tokens: torch.Tensor, weighting: str) -> torch.Tensor:
+    """One scalar from per-example losses (B,): token-weighted (the LM objective) or per example."""
+    if weighting == "token":
+        return (per_example * tokens).sum() / tokens.sum().clamp(min=1)
+    return per_example.mean()
+
+
+def all_finite(value: torch.Tensor, accelerator) -> bool:
+    """True when ``value`` is finite on every process (they must agree before backward)."""
+    flag = torch.tensor([1.0 if torch.isfinite(value).all() else 0.0], device=accelerator.device)
+    if accelerator.num_processes > 1:
+        flag = accelerator.reduce(flag, reduction="sum") / accelerator.num_processes
+    return bool(flag.item() == 1.0)
+
+
+@torch.no_grad()
+def evaluate_dev(model, accelerator, collator: Collator, dev_items: list[Item], tasks: list[str],
+                 batch_size: int, weighting: str) -> dict[str, float]:
+    """Mean dev loss per task (token-weighted, first reference), batches split over processes."""
+    if not dev_items:
+        return {}
+    order = sorted(range(len(dev_items)), key=lambda i: dev_items[i].duration)
+    size = batch_size or 16
+    batches = [order[i:i + size] for i in range(0, len(order), size)]
+    meter = LossMeter(tasks)
+    # The bare model: processes run different numbers of dev batches, and a DDP forward would
+    # wait for the others (it syncs buffers).
+    model = accelerator.unwrap_model(model)
+    was_training = model.training
+    model.eval()
+    for b in batches[accelerator.process_index::accelerator.num_processes]:
+        batch = collator([(-1, i) for i in b])
+        if batch.inputs is None:
+            continue
+        inputs = to_device(batch.inputs, accelerator.device)
+        out = model(**inputs, reduction="none")
+        meter.add(batch.tasks, out.loss.float().cpu(), target_token_counts(inputs["labels"]).cpu())
+    if was_training:
+        model.train()
+    task_loss, _, _ = meter.reduce(accelerator)
+    return task_loss

@@ -1,0 +1,151 @@
+"""Task mixing by temperature sampling, and length-grouped micro-batches.
+
+Temperature sampling over tasks follows the multilingual-MT practice (Arivazhagan et al.,
+"Massively Multilingual Neural Machine Translation in the Wild", 2019, section 4.2; T5,
+Raffel et al. 2020, section 3.5.2): task i is drawn with probability proportional to
+``n_i ** (1/T)``; T = 1 samples by size, large T tends to uniform. A task listed ``m`` times
+(nanochat's habit) has its weight multiplied by ``m``, so listing it twice oversamples it.
+
+Length grouping (the "megabatch" trick of fairseq and Hugging Face's LengthGroupedSampler):
+draw a window of examples, sort it by duration, cut it into micro-batches, shuffle the
+micro-batches. Padding then stays small while the order stays random.
+
+The stream is a pure function of the seed: every process computes the same global sequence
+of micro-batches and takes every ``world_size``-th one, so processes see different data
+without talking to each other, and a resumed run regenerates the stream and skips the
+micro-batches it had consumed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+
+
+def task_weights(sizes: dict[str, int], listed: Sequence[str], temperature: float) -> dict[str, float]:
+    """Sampling probability per task: ``m_i * n_i ** (1/T)``, normalised.
+
+    ``sizes``: examples per task; ``listed``: task names as given (repeats oversample).
+    """
+    if temperature <= 0:
+        raise ValueError(f"mixing temperature must be > 0, got {temperature}")
+    times = Counter(listed)
+    missing = [t for t in times if sizes.get(t, 0) <= 0]
+    if missing:
+        raise ValueError(f"task(s) {', '.join(missing)} have no training examples")
+    raw = {t: m * float(sizes[t]) ** (1.0 / temperature) for t, m in times.items()}
+    total = sum(raw.values())
+    return {t: w / total for t, w in raw.items()}
+
+
+def length_grouped_batches(order: np.ndarray, durations: np.ndarray, batch_size: int,
+                           batch_seconds: float) -> list[list[int]]:
+    """Cut ``order`` (example indices) into micro-batches of similar duration.
+
+    A micro-batch holds at most ``batch_size`` examples (0: no limit) and at most
+    ``batch_seconds`` of padded audio, i.e. examples x longest clip (0: no limit); a single
+    clip longer than the cap forms a micro-batch of its own.
+    """
+    ordered = order[np.argsort(durations[order], kind="stable")]  # shortest first
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in ordered.tolist():
+        # Sorted ascending, so the clip being added is the longest of the batch.
+        too_many = batch_size and len(current) + 1 > batch_size
+        too_long = batch_seconds and (len(current) + 1) * durations[i] > batch_seconds
+        if current and (too_many or too_long):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+@dataclass
+class MixtureSampler:
+    """The global stream of micro-batches (lists of example indices) for one process.
+
+    ``task_indices``: task -> indices (into the training example list) of its examples;
+    ``weights``: task -> probability (from :func:`task_weights`); ``durations``: seconds per
+    example index. Each task is read in a fresh random permutation per pass, so within a task
+    every example is drawn once before any is drawn again.
+    """
+
+    task_indices: dict[str, list[int]]
+    weights: dict[str, float]
+    durations: np.ndarray
+    batch_size: int
+    batch_seconds: float = 0.0
+    bucket_size: int = 50
+    seed: int = 0
+    rank: int = 0
+    world_size: int = 1
+
+    def __post_init__(self) -> None:
+        if set(self.weights) - set(self.task_indices):
+            raise ValueError(f"weights for tasks without examples: {sorted(set(self.weights) - set(self.task_indices))}")
+        self.tasks = sorted(self.weights)
+        self.probs = np.array([self.weights[t] for t in self.tasks], dtype=np.float64)
+        self.probs /= self.probs.sum()
+        all_idx = np.concatenate([np.asarray(self.task_indices[t]) for t in self.tasks])
+        if self.batch_size:
+            per_batch = self.batch_size
+        else:  # seconds-limited batches: size the window from the mean duration
+            per_batch = max(1, int(self.batch_seconds / max(float(self.durations[all_idx].mean()), 1e-3)))
+        # At most one corpus' worth per window, so a small corpus does not repeat an example in it.
+        self.window = min(per_batch * self.bucket_size, -(-len(all_idx) // per_batch) * per_batch)
+
+    def global_batches(self) -> Iterator[list[int]]:
+        """The endless global sequence of micro-batches shared by every process."""
+        rng = np.random.default_rng([self.seed, 0x6D6978])  # "mix": a stream of its own
+        perms = {t: np.empty(0, dtype=np.int64) for t in self.tasks}
+        cursors = {t: 0 for t in self.tasks}
+        passes = {t: 0 for t in self.tasks}
+        while True:
+            draws = rng.choice(len(self.tasks), size=self.window, p=self.probs)  # task per slot
+            counts = np.bincount(draws, minlength=len(self.tasks))
+            window = []
+            for k, t in enumerate(self.tasks):
+                need = int(counts[k])
+                while need:
+                    if cursors[t] >= len(perms[t]):  # start a new pass over this task
+                        perm_rng = np.random.default_rng([self.seed, 0x7065726D, k, passes[t]])
+                        perms[t] = np.asarray(self.task_indices[t])[perm_rng.permutation(len(self.task_indices[t]))]
+                        cursors[t], passes[t] = 0, passes[t] + 1
+                    take = perms[t][cursors[t]:cursors[t] + need]
+                    window.append(take)
+                    cursors[t] += len(take)
+                    need -= len(take)
+            batches = length_grouped_batches(np.concatenate(window), self.durations, self.batch_size,
+                                             self.batch_seconds)
+            for j in rng.permutation(len(batches)):
+                yield batches[j]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return self.iterate(0)
+
+    def iterate(self, start: int = 0) -> Iterator[list[int]]:
+        """This process's micro-batches from global position ``start`` (a multiple of world_size).
+
+        Global micro-batch ``g`` goes to process ``g % world_size``; a resumed run passes the
+        number of global micro-batches consumed before the checkpoint.
+        """
+        if start % self.world_size:
+            raise ValueError(f"start position {start} is not a multiple of the {self.world_size} processes")
+        for g, batch in enumerate(self.global_batches()):
+            if g >= start and g % self.world_size == self.rank:
+                yield batch
+
+    def mean_batch_examples(self, windows: int = 4) -> float:
+        """Examples per micro-batch, averaged over the first few windows (for planning steps)."""
+        sizes = []
+        target = windows * self.window
+        for batch in self.global_batches():
+            sizes.append(len(batch))
+            if sum(sizes) >= target:
+                break
+        return float(np.mean(sizes))

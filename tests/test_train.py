@@ -1,0 +1,263 @@
+"""The training loop on the tiny preset and the tiny synthetic corpus: loss masking, bad data,
+non-finite losses, the feature cache, kill-and-resume equality and 2-process DDP."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+
+from qaudio.data import read_manifest
+from qaudio.train import Collator, TrainingAborted, build_model, train
+from qaudio.training.bad_data import BadDataError, BadDataLog
+from qaudio.training.config import TrainConfig
+from qaudio.training.corpus import load_items, parse_recipes, tokenizer_texts
+from qaudio.training.feature_cache import FeatureCache, audio_key, encoder_identity, fill_cache
+from qaudio.training.metrics_log import read_metrics
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    from qaudio.synth import espeak
+    from qaudio.synth.corpus import generate
+
+    if not espeak.available():
+        pytest.skip("eSpeak NG (espeakng-loader) is not installed")
+    root = tmp_path_factory.mktemp("synthetic") / "tiny"
+    generate(root, size="tiny", seed=0, workers=1, progress=False)
+    return root
+
+
+def tiny_config(corpus: Path, out: Path, **overrides) -> TrainConfig:
+    values = dict(model="tiny", recipes=f"synthetic:{corpus}", tasks="asr,aac,aqa", output_dir=str(out),
+                  precision="fp32", threads=1, batch_size=8, max_steps=6, log_every=1, eval_every=0,
+                  save_every=100, progress=False, tensorboard=False, plot=False)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def tiny_model_and_items(corpus: Path, seed: int = 0):
+    cfg = tiny_config(corpus, Path("unused"), seed=seed)
+    items = load_items(parse_recipes(cfg.recipes), "train", None, "tags", BadDataLog())
+    return build_model(cfg, tokenizer_texts(items, "tags"), None), items
+
+
+def train_losses(run_dir: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in read_metrics(run_dir, "train")}
+
+
+# ---- collation ---------------------------------------------------------------------------------
+
+
+def test_collated_batch_trains_on_the_target_only(corpus):
+    model, items = tiny_model_and_items(corpus)
+    by_task = {}
+    for i, it in enumerate(items):
+        by_task.setdefault(it.example.task, i)
+    chosen = [by_task[t] for t in ("asr", "aqa", "aac", "ser")]
+    collator = Collator(model, items, "tags", seed=0, max_seconds=30.0)
+    batch = collator([(-1, i) for i in chosen])
+    ids, labels, mask = batch.inputs["input_ids"], batch.inputs["labels"], batch.inputs["attention_mask"]
+    assert len({int(m.sum()) for m in mask}) > 1  # rows of different lengths: padding present
+    tok = model.tokenizer
+    for row, i in enumerate(chosen):
+        item = items[i]
+        target = item.task.targets(item.example)[0]
+        kept = labels[row] != -100
+        # Exactly the target and the end token are trained on: not the audio slots, the prompt or padding.
+        assert tok.decode(labels[row][kept]) == target + tok.eos_token
+        assert torch.equal(labels[row][kept], ids[row][kept])
+        assert not kept[mask[row] == 0].any()
+        assert not kept[ids[row] == model.audio_token_id].any()
+        prompt = tok.decode(ids[row][mask[row] == 1])
+        assert item.task.prompt(item.example, "tags") in prompt and prompt.index(target) > prompt.index("<|audio_eos|>")
+    # Padding changes nothing: each example's loss in the batch equals its loss alone.
+    with torch.no_grad():
+        together = model(**batch.inputs, reduction="none").loss
+        alone = torch.cat([model(**collator([(-1, i)]).inputs, reduction="none").loss for i in chosen])
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)
+
+
+# ---- bad data ------------------------------------------------------------------------------------
+
+
+def write_bad_corpus(corpus: Path, root: Path) -> dict[str, str]:
+    """A manifest corpus of good asr examples plus a corrupt file, a missing file and an empty target."""
+    root.mkdir(parents=True)
+    good = [ex for ex in read_manifest(corpus / "train.jsonl") if ex.task == "asr"][:10]
+    (root / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage" * 10)
+    samples, sr = sf.read(good[0].audio)
+    sf.write(root / "silent.wav", samples * 0, sr)
+    bad = {
+        "corrupt": str(root / "corrupt.wav"),
+        "missing": str(root / "nowhere.wav"),
+        "empty": good[1].audio,
+        "silent": str(root / "silent.wav"),
+    }
+    lines = [ex.to_json() for ex in good]
+    for name, path in bad.items():
+        target = "" if name == "empty" else "some words"
+        lines.append(json.dumps({"id": f"bad-{name}", "audio": path, "duration": 1.0, "task": "asr", "target": target}))
+    (root / "train.jsonl").write_text("\n".join(lines) + "\n")
+    shutil.copy(corpus / "dev.jsonl", root / "dev.jsonl")
+    (root / "dev.jsonl").write_text("".join(
+        ex.to_json() + "\n" for ex in read_manifest(corpus / "dev.jsonl") if ex.task == "asr"))
+    return bad
+
+
+def test_bad_data_is_skipped_and_counted_and_strict_stops(corpus, tmp_path, capsys):
+    bad = write_bad_corpus(corpus, tmp_path / "bad")
+    cfg = tiny_config(corpus, tmp_path / "run", recipes=f"manifest:{tmp_path / 'bad'}", tasks="asr", max_steps=3)
+    train(cfg)
+    # The same counts when the bad audio turns up while filling the feature cache instead.
+    cached = tiny_config(corpus, tmp_path / "cached", recipes=f"manifest:{tmp_path / 'bad'}", tasks="asr", max_steps=1,
+                         cache_encoder=str(tmp_path / "cache"))
+    train(cached)
+    assert read_metrics(tmp_path / "cached", "end")[-1]["bad_data"] == read_metrics(tmp_path / "run", "end")[-1]["bad_data"]
+    end = read_metrics(tmp_path / "run", "end")[-1]
+    assert end["bad_data"] == {"missing file": 1, "empty target": 1, "unusable audio": 2}
+    assert end["step"] == 3 and (tmp_path / "run" / "model" / "model.safetensors").is_file()
+    out = capsys.readouterr().out
+    assert "bad data: 4 example(s) skipped" in out and bad["corrupt"] in out and "silent" in out
+    with pytest.raises(ValueError, match="cannot resume .*batch_size: 8 -> 4"):  # same run dir, other data order
+        train(tiny_config(corpus, tmp_path / "run", recipes=f"manifest:{tmp_path / 'bad'}", tasks="asr", max_steps=3,
+                          batch_size=4))
+    with pytest.raises(BadDataError, match="--strict") as err:
+        train(tiny_config(corpus, tmp_path / "strict", recipes=f"manifest:{tmp_path / 'bad'}", tasks="asr",
+                          max_steps=3, strict=True))
+    assert any(path in str(err.value) for path in bad.values())
+
+
+def test_non_finite_losses_skip_steps_then_abort_keeping_the_checkpoint(corpus, tmp_path, monkeypatch):
+    from qaudio.model.audio_lm import AudioLM
+
+    real_forward = AudioLM.forward
+    calls = Counter()
+
+    def flaky(self, *args, **kwargs):
+        out = real_forward(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 2 or calls["n"] >= 5:  # one bad step, then good ones, then nothing but NaN
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(AudioLM, "forward", flaky)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingAborted, match="3 non-finite losses in a row.*step-00000002"):
+        train(tiny_config(corpus, run, dev_split="none", max_steps=10, save_every=2, max_bad_steps=3))
+    skips = read_metrics(run, "skip")
+    assert len(skips) == 4 and max(train_losses(run)) == 3  # steps 1-3 trained, one skip between
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-00000002"]
+
+
+# ---- the feature cache -----------------------------------------------------------------------------
+
+
+def test_loss_from_cached_features_equals_loss_from_the_live_encoder(corpus, tmp_path):
+    model, items = tiny_model_and_items(corpus)
+    chosen = list(range(0, len(items), 3))[:12]
+    cache = FeatureCache(tmp_path / "cache", encoder_identity(model, "fp32"), "fp32")
+    todo = {audio_key(items[i].example.audio): items[i] for i in chosen}
+    assert fill_cache(cache, model, todo, batch_size=5, tag="r0") == []
+    keys = [audio_key(it.example.audio) for it in items]
+    live = Collator(model, items, "tags", seed=0, max_seconds=30.0)
+    cached = Collator(model, items, "tags", seed=0, max_seconds=30.0, cache=cache, keys=keys)
+    request = [(7, i) for i in chosen]
+    with torch.no_grad():
+        live_loss = model(**live(request).inputs, reduction="none").loss
+        cached_loss = model(**cached(request).inputs, reduction="none").loss
+    torch.testing.assert_close(cached_loss, live_loss, rtol=1e-5, atol=1e-5)
+    # Another encoder (other random weights) never reads these entries.
+    other, _ = tiny_model_and_items(corpus, seed=1)
+    assert FeatureCache(tmp_path / "cache", encoder_identity(other, "fp32"), "fp32").missing(todo) == list(todo)
+
+
+def test_training_from_the_cache_matches_live_training(corpus, tmp_path):
+    train(tiny_config(corpus, tmp_path / "live", max_steps=3))
+    cfg = tiny_config(corpus, tmp_path / "cached", max_steps=3, cache_encoder=str(tmp_path / "cache"), cache_dtype="fp32")
+    train(cfg)
+    shards = sorted((tmp_path / "cache").rglob("shard-*.safetensors"))
+    assert shards
+    import yaml
+
+    saved = yaml.safe_load((tmp_path / "cached" / "checkpoints" / "step-00000003" / "train_config.yaml").read_text())
+    assert TrainConfig.from_dict(saved) == cfg  # the resolved config travels with every checkpoint
+    live, cached = train_losses(tmp_path / "live"), train_losses(tmp_path / "cached")
+    assert list(live) == [1, 2, 3] and live == pytest.approx(cached, rel=1e-4)
+    shutil.rmtree(tmp_path / "cached")
+    train(cfg)  # a second run reuses the cache: no new shard
+    assert sorted((tmp_path / "cache").rglob("shard-*.safetensors")) == shards
+
+
+# ---- kill and resume; two processes ------------------------------------------------------------------
+
+
+def _cli(corpus: Path, out: Path, *extra: str) -> list[str]:
+    return ["--model", "tiny", "--recipes", f"synthetic:{corpus}", "--tasks", "asr,aac,aqa", "--output-dir", str(out),
+            "--precision", "fp32", "--threads", "1", "--batch-size", "8", "--log-every", "1", "--eval-every", "0",
+            "--no-progress", "--no-tensorboard", "--no-plot", *extra]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_with_the_same_losses(corpus, tmp_path):
+    steps, save = 40, 4
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "qaudio.train", *_cli(corpus, killed, "--max-steps", str(steps),
+                             "--save-every", str(save))], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (killed / "checkpoints" / "step-00000004" / "state.json").exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.time() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "model").exists(), "the run finished before the kill: make it longer"
+    resumed_from = max(int(p.name.split("-")[1]) for p in (killed / "checkpoints").glob("step-*"))
+    assert resumed_from < steps
+    # Resume in this process (same code, same thread count: bit-identical arithmetic).
+    train(tiny_config(corpus, killed, max_steps=steps, save_every=save))
+    train(tiny_config(corpus, tmp_path / "whole", max_steps=steps, save_every=save))
+    resumed, whole = train_losses(killed), train_losses(tmp_path / "whole")
+    assert list(resumed) == list(range(1, steps + 1))
+    assert resumed == whole  # exact: fp32, deterministic kernels, the same data order
+
+
+@pytest.mark.slow
+def test_two_processes_train_on_different_data_and_end_with_identical_weights(corpus, tmp_path):
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+    if accelerate is None:
+        pytest.skip("accelerate's launcher is not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "ddp"
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true"}
+    cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
+           "no", "--dynamo_backend", "no", "--main_process_port", str(port), "-m", "qaudio.train",
+           *_cli(corpus, out, "--max-steps", "4", "--log-batches", "--save-every", "2", "--tasks", "asr",
+                 "--batch-size", "4")]
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = []
+    for r in (0, 1):
+        lines = [json.loads(x) for x in (out / f"batches-rank{r}.jsonl").read_text().splitlines()]
+        ranks.append({"ids": [set(x["ids"]) for x in lines if "ids" in x],
+                      "weights": [x["final_weights_sha256"] for x in lines if "final_weights_sha256" in x]})
+    assert len(ranks[0]["ids"]) == len(ranks[1]["ids"]) == 4
+    for a, b in zip(ranks[0]["ids"], ranks[1]["ids"]):
+        assert a and b and not a & b  # each step, the two processes saw different examples
+    # (one task of 24 clips in micro-batches of 4: a window is one pass, dealt out to the two processes)
+    assert ranks[0]["weights"] == ranks[1]["weights"] and len(ranks[0]["weights"]) == 1
+    assert read_metrics(out, "end")[-1]["processes"] == 2
+    assert (out / "checkpoints" / "step-00000004" / "rng-rank1.pt").is_file()
