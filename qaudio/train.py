@@ -46,6 +46,7 @@ from .training.mixing import MixtureSampler, task_weights
 from .training.optim import build_optimizer, build_scheduler
 
 SYNTHETIC = "synthetic"  # the recipe generated on first use when its folder is missing
+DEADLINE_SLACK = 1.1  # --max-minutes: stop at 110% of the budget if the machine slows down after the probe
 MODEL_DIR = "model"  # the final save_pretrained directory inside the run directory
 
 
@@ -393,6 +394,10 @@ def train(cfg: TrainConfig) -> Path:
 
         bar = tqdm(total=max_steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
 
+    # The probe's estimate holds on a quiet machine; if other work slows this one down later, the
+    # run stops at the deadline (final dev pass and save included) instead of overrunning it.
+    deadline = run_t0 + cfg.max_minutes * 60 * DEADLINE_SLACK if cfg.max_minutes and not cfg.max_steps else None
+
     while step < max_steps:
         # ---- one optimizer step: grad_accum micro-batches, forward + backward each ----------------------
         step_losses, skipped = [], False
@@ -484,6 +489,18 @@ def train(cfg: TrainConfig) -> Path:
             window_t0 = time.perf_counter()
         if bar is not None:
             bar.update(1)
+
+        if deadline is not None and step < max_steps and step % cfg.log_every == 0:
+            late = time.perf_counter() > deadline
+            if world > 1:  # all processes must stop at the same step
+                from accelerate.utils import broadcast_object_list
+
+                late = broadcast_object_list([late])[0]
+            if late:
+                log(f"qaudio train: --max-minutes {cfg.max_minutes:g} reached at step {step} of {max_steps}: "
+                    "stopping early (the machine ran slower than the probe measured; the schedule did not finish)")
+                metrics.log({"kind": "deadline", "step": step, "planned_steps": max_steps})
+                max_steps = step  # the final dev pass and checkpoint below run now
 
         # ---- dev loss, checkpoint ----------------------------------------------------------------------------
         if step == max_steps or (cfg.eval_every and step % cfg.eval_every == 0):

@@ -261,3 +261,18 @@ def test_two_processes_train_on_different_data_and_end_with_identical_weights(co
     assert ranks[0]["weights"] == ranks[1]["weights"] and len(ranks[0]["weights"]) == 1
     assert read_metrics(out, "end")[-1]["processes"] == 2
     assert (out / "checkpoints" / "step-00000004" / "rng-rank1.pt").is_file()
+
+
+def test_max_minutes_stops_at_the_deadline_when_the_machine_slows_down(corpus, tmp_path, monkeypatch):
+    import qaudio.train as train_module
+
+    # The probe claims steps are instant, so the planned schedule is far longer than the budget;
+    # the deadline (110% of 2.4 s) must end the run early, with a dev pass and a saved model.
+    monkeypatch.setattr(train_module, "probe_step_seconds", lambda *a, **k: 1e-4)
+    cfg = tiny_config(corpus, tmp_path / "run", max_steps=0, max_minutes=0.04, log_every=2, eval_every=0)
+    final = train(cfg)
+    (stop,) = read_metrics(tmp_path / "run", "deadline")
+    assert stop["step"] < stop["planned_steps"]
+    (end,) = read_metrics(tmp_path / "run", "end")
+    assert end["step"] == stop["step"] and end["dev_end"]
+    assert (final / "config.json").is_file()
