@@ -26,6 +26,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..cache import cache_dir
+
 # aac-metrics' cache layout (relative to its cache_path) -> (pycocoevalcap path, what needs it).
 REQUIRED_FILES = {
     "aac-metrics/stanford_nlp/stanford-corenlp-3.4.1.jar": ("tokenizer/stanford-corenlp-3.4.1.jar", "the PTB tokenizer that every caption metric runs first"),
@@ -53,11 +55,6 @@ class CaptionSetup:
     java_version: str
     spice_problem: str | None  # None when SPICE can run; else why not and the fix
     sources: dict[str, str] = field(default_factory=dict)  # cache file -> where it came from
-
-
-def qaudio_cache_dir() -> Path:
-    """qaudio's cache root: $QAUDIO_CACHE, default ~/.cache/qaudio."""
-    return Path(os.environ.get("QAUDIO_CACHE", "~/.cache/qaudio")).expanduser()
 
 
 def aac_metrics_cache_dir() -> Path:
@@ -123,7 +120,7 @@ def prepare_caption_jars(cache_dir: str | Path | None = None, java_path: str | N
     Raises ValueError naming the missing jar, what needs it and the fix when the tokenizer or
     METEOR cannot be found; SPICE missing is not an error: ``spice_problem`` says why.
     """
-    cache_path = Path(cache_dir).expanduser() if cache_dir else qaudio_cache_dir() / "caption-jars"
+    cache_path = Path(cache_dir).expanduser() if cache_dir else cache_dir("caption-jars")
     aac_cache = aac_metrics_cache_dir()
     coco = _pycocoevalcap_dir()
     # Search order: aac-metrics' own cache (complete after `aac-metrics-download`), then the wheel.

@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cache import cache_dir
+
 MODEL_FILE = "model.bin"
 VOCABULARY_FILES = ("vocabulary.json", "vocabulary.txt")  # CTranslate2 writes one of these
 TOKENIZER_FILE = "tokenizer.json"
@@ -253,10 +255,6 @@ def _distributions(name: str) -> list[importlib.metadata.Distribution]:
             return parts
 
 
-def _cache_root() -> Path:
-    return Path(os.environ.get("QAUDIO_CACHE") or Path.home() / ".cache" / "qaudio").expanduser()
-
-
 def _identity(files: list[Path]) -> str:
     """A short key that changes when any of ``files`` is replaced (name, size, mtime)."""
     digest = hashlib.sha256(f"qaudio-whisper-import-v{IMPORTER_VERSION}".encode())
@@ -284,7 +282,7 @@ def _merged_package_dir(name: str, files: list[Path]) -> Path:
         if f.name in by_name and by_name[f.name] != f:
             raise ValueError(f"packages for {name!r} both ship {f.name}: {by_name[f.name]} and {f}")
         by_name[f.name] = f
-    final = _cache_root() / "ctranslate2" / f"{name}-{_identity(list(by_name.values()))}"
+    final = cache_dir("ctranslate2") / f"{name}-{_identity(list(by_name.values()))}"
     if final.is_dir():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -724,7 +722,7 @@ def cached_whisper_dir(source: str) -> Path:
     """
     directory = find_ctranslate2_dir(source)
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(source.removeprefix("pip:")).name or "whisper")
-    final = _cache_root() / "whisper" / f"{name}-{_identity(_source_files(directory))}"
+    final = cache_dir("whisper") / f"{name}-{_identity(_source_files(directory))}"
     if (final / PROVENANCE_FILE).is_file():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
