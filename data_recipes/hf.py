@@ -34,7 +34,7 @@ from typing import Iterator
 
 from qaudio.data import Example
 from qaudio.audio import AudioError
-from qaudio.cache import cache_dir
+from qaudio.cache import cache_dir as qaudio_cache_dir
 from qaudio.recipe import Recipe, Skipped, audio_duration, tag_language
 from qaudio.tags import INSTRUCTIONS, LANGUAGES, UNKNOWN_LANGUAGE
 
@@ -162,7 +162,7 @@ class HuggingFace(Recipe):
         if self.instruction and self.instruction not in INSTRUCTIONS:
             raise ValueError(f"hf: unknown instruction {self.instruction!r}; valid: {', '.join(INSTRUCTIONS)}")
         ds, base, class_names = self._open(root, split)
-        cache_dir = Path(self.cache_dir).expanduser() if self.cache_dir else cache_dir("hf_audio")
+        cache_dir = Path(self.cache_dir).expanduser() if self.cache_dir else qaudio_cache_dir("hf_audio")
         dataset = root.name if root.exists() else str(root)
         roles = None
         skipped = Skipped(self, split)
