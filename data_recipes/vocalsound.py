@@ -66,7 +66,8 @@ class VocalSound(Recipe):
                 audio=str(wav),
                 duration=duration,
                 task=task,
-                audio_lang="unknown",
+                # Qwen-Audio tags VocalSound with <|en|> (human vocal sounds), not <|unknown|>.
+                audio_lang="en",
                 text_lang="en",
                 label=label,
                 meta={"corpus": self.name, "split": split, "speaker": speaker},

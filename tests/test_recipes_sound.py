@@ -161,6 +161,8 @@ def test_vocalsound_reads_label_from_file_name_and_split_from_speaker_lists(tmp_
     assert [(e.meta["speaker"], e.label) for e in train] == [("f0003", "cough"), ("f0003", "laughter"), ("m0200", "sniff")]
     [test] = load_examples("vocalsound", tmp_path, "test")
     assert (test.label, test.task) == ("throatclearing", "vsc")
+    # the prompt Qwen-Audio used for VocalSound, exactly
+    assert get_task("vsc").prompt(test) == "<|startofanalysis|><|en|><|keyword|><|en|><|notimestamps|><|vocal_classification|>"
     assert len(list(load_examples("vocalsound", tmp_path, "all"))) == 4
     with pytest.raises(FileNotFoundError, match="val_meta.csv does not exist"):
         list(load_examples("vocalsound", tmp_path, "val"))
