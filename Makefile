@@ -1,7 +1,8 @@
 # `make demo` and `make test` do all set-up on a fresh machine: a virtual environment in
 # .venv, torch first (pinned, so pip takes the local CPU wheel instead of pulling a
 # multi-GB CUDA build), then qaudio with the extras the demo and the tests use.
-# A second run skips what is installed (the stamp file changes only with pyproject.toml).
+# A second run skips what is installed (the stamp is redone only when pyproject.toml or this
+# Makefile change).
 
 PYTHON ?= python3
 VENV := .venv
@@ -18,7 +19,7 @@ setup: $(STAMP)
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(PY)
+$(STAMP): pyproject.toml Makefile | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_PIN)"
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
