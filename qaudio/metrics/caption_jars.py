@@ -26,7 +26,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..cache import cache_dir
+from ..cache import cache_dir as qaudio_cache_dir
 
 # aac-metrics' cache layout (relative to its cache_path) -> (pycocoevalcap path, what needs it).
 REQUIRED_FILES = {
@@ -120,7 +120,7 @@ def prepare_caption_jars(cache_dir: str | Path | None = None, java_path: str | N
     Raises ValueError naming the missing jar, what needs it and the fix when the tokenizer or
     METEOR cannot be found; SPICE missing is not an error: ``spice_problem`` says why.
     """
-    cache_path = Path(cache_dir).expanduser() if cache_dir else cache_dir("caption-jars")
+    cache_path = Path(cache_dir).expanduser() if cache_dir else qaudio_cache_dir("caption-jars")
     aac_cache = aac_metrics_cache_dir()
     coco = _pycocoevalcap_dir()
     # Search order: aac-metrics' own cache (complete after `aac-metrics-download`), then the wheel.
