@@ -432,6 +432,7 @@ def evaluate(
 ) -> dict:
     """Run ``model`` (a saved model directory or hub id) over ``suite``; returns the report dict."""
     from .infer import load
+    from .training.summary import read_summary
 
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
@@ -470,6 +471,7 @@ def evaluate(
         if metric:
             _log(progress, f"qaudio eval: {item.benchmark.name}: {metric['primary']} = {metric['values'].get(metric['primary'])}")
     config = audio_model.model.config
+    training = read_summary(model) if Path(model).is_dir() else None  # how much training the model had
     return {
         "format": FORMAT,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -481,6 +483,7 @@ def evaluate(
         "settings": {"batch_size": batch_size, "limit": limit, "bootstrap": bootstrap, "max_new_tokens": max_new_tokens,
                      "data_root": str(resolve_data_root(data_root).absolute()), "peers": peers},
         "environment": _environment(device),
+        "training": training,
         "systems": systems,
         "benchmarks": benchmarks,
     }

@@ -117,6 +117,11 @@ class TrainConfig:
                                "gets no gradient)", group="run")
     tensorboard: bool = _f(True, "write TensorBoard event files (when tensorboard is installed)", group="run")
     progress: bool = _f(True, "show a progress bar", group="run")
+    eta: bool = _f(True, "time a few batches before training (leaving no trace) and print the expected "
+                   "training time", group="run")
+    expected_step_s: float = _f(0.0, "the seconds per step this run was sized for (make demo sets it); a "
+                                "probed step much slower than this is reported with the expected wall time "
+                                "(0 = no check)", group="run")
     plot: bool = _f(True, "write a loss-curve PNG per task at the end", group="run")
     log_batches: bool = _f(False, "debug: each process writes the ids of its examples per step and its final "
                            "weight fingerprint to batches-rank<R>.jsonl", group="run")
@@ -138,7 +143,8 @@ class TrainConfig:
                         "batch_size": self.batch_size, "batch_seconds": self.batch_seconds,
                         "warmup": self.warmup, "weight_decay": self.weight_decay, "grad_clip": self.grad_clip,
                         "eval_every": self.eval_every, "num_workers": self.num_workers,
-                        "threads": self.threads, "max_dev_examples": self.max_dev_examples}
+                        "threads": self.threads, "max_dev_examples": self.max_dev_examples,
+                        "expected_step_s": self.expected_step_s}
         for name, value in non_negative.items():
             if not value >= 0:
                 raise ValueError(f"--{_flag(name)} must be >= 0, got {value!r}")
