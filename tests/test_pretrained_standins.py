@@ -88,13 +88,11 @@ def test_the_encoder_is_read_from_the_whisper_checkpoint(standins, whisper, n_me
 
 def test_tag_rows_start_at_the_mean_of_the_llms_own_rows_also_on_padding_rows(standins):
     """Qwen2.5 pads its embedding past the tokenizer: the first tags land on those rows."""
-    from qaudio.model.llm import appended_tag_ids
-
     source_tokens = len(AutoTokenizer.from_pretrained(standins["qwen2.5"]))
     source_rows = AutoConfig.from_pretrained(standins["qwen2.5"]).vocab_size
     model = AudioLM.build(_config(standins, "qwen2.5", mode="full"))
     tags = tag_token_ids(model.tokenizer)
-    assert appended_tag_ids(model.tokenizer) == tags and tags[0] == source_tokens
+    assert tags == list(range(source_tokens, len(model.tokenizer)))  # appended after the LLM's own tokens
     assert tags[0] < source_rows <= tags[-1]  # some tags on padding rows, some on new rows
     weight = unwrap(model.language_model).get_input_embeddings().weight.detach()
     mean = weight[:source_tokens].mean(dim=0)
@@ -103,11 +101,9 @@ def test_tag_rows_start_at_the_mean_of_the_llms_own_rows_also_on_padding_rows(st
 
 
 def test_an_untied_heads_tag_rows_start_at_its_own_mean(standins):
-    from qaudio.model.llm import appended_tag_ids
-
     source_tokens = len(AutoTokenizer.from_pretrained(standins["llama3"]))
     model = AudioLM.build(_config(standins, "llama3", mode="full"))
-    llm, tags = unwrap(model.language_model), appended_tag_ids(model.tokenizer)
+    llm, tags = unwrap(model.language_model), tag_token_ids(model.tokenizer)
     assert tags == list(range(source_tokens, len(model.tokenizer)))
     head = llm.get_output_embeddings().weight.detach()
     torch.testing.assert_close(head[tags], head[:source_tokens].mean(dim=0).expand(len(tags), -1))
@@ -161,27 +157,34 @@ def _cli_error(capsys, argv: list[str]) -> str:
     return lines[0]
 
 
+def _model_file(tmp_path: Path, encoder: str = "tiny-random", llm: str = "scratch") -> str:
+    """A ModelConfig .json naming the sources: the way to set them that predates their flags."""
+    path = tmp_path / f"model-{len(list(tmp_path.glob('model-*.json')))}.json"
+    with_overrides(PRESETS["tiny"], encoder={"source": encoder}, llm={"source": llm}).save(path)
+    return str(path)
+
+
 def test_wrong_sources_fail_with_one_line_and_exit_code_2(standins, corpus, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     missing = str(tmp_path / "moved" / "whisper")
-    line = _cli_error(capsys, _flags(corpus, out, "--encoder-source", missing))
+    line = _cli_error(capsys, _flags(corpus, out, "--model", _model_file(tmp_path, encoder=missing)))
     assert missing in line and "encoder.source" in line and "Whisper checkpoint" in line and "--encoder-source" in line
-    line = _cli_error(capsys, _flags(corpus, out, "--llm-source", "runs/x/checkpoints/step-00000010/llm"))
-    assert "llm.source 'runs/x/checkpoints/step-00000010/llm' does not exist" in line and "causal LM" in line
+    line = _cli_error(capsys, _flags(corpus, out, "--model", _model_file(tmp_path, llm="runs/x/step-00000010/llm")))
+    assert "llm.source 'runs/x/step-00000010/llm' does not exist" in line and "causal LM" in line
     # A hub id while offline: what was tried and how to use a local copy instead.
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    line = _cli_error(capsys, _flags(corpus, out, "--llm-source", "Qwen/Qwen2.5-0.5B"))
+    line = _cli_error(capsys, _flags(corpus, out, "--model", _model_file(tmp_path, llm="Qwen/Qwen2.5-0.5B")))
     assert "'Qwen/Qwen2.5-0.5B'" in line and "hf download Qwen/Qwen2.5-0.5B --local-dir DIR" in line
     assert "--llm-source DIR" in line
-    # A model that is not a causal LM, and a Whisper checkpoint where the LLM goes.
+    # A model that is not a causal LM, and a Whisper checkpoint where the LLM goes (and the reverse).
     DistilBertConfig(vocab_size=50, dim=16, n_layers=1, n_heads=2, hidden_dim=32).save_pretrained(tmp_path / "bert")
-    line = _cli_error(capsys, _flags(corpus, out, "--llm-source", str(tmp_path / "bert")))
+    line = _cli_error(capsys, _flags(corpus, out, "--model", _model_file(tmp_path, llm=str(tmp_path / "bert"))))
     assert "'distilbert' model, which is not a decoder-only causal LM" in line
-    line = _cli_error(capsys, _flags(corpus, out, "--llm-source", str(standins["whisper-small"])))
+    line = _cli_error(capsys, _flags(corpus, out, "--model", _model_file(tmp_path, llm=str(standins["whisper-small"]))))
     assert "'whisper' model" in line and "belongs in encoder.source (--encoder-source)" in line
-    line = _cli_error(capsys, _flags(corpus, out, "--encoder-source", str(standins["qwen3"])))
+    line = _cli_error(capsys, _flags(corpus, out, "--model", _model_file(tmp_path, encoder=str(standins["qwen3"]))))
     assert "'qwen3' model" in line and "Whisper checkpoint" in line
 
 
@@ -325,18 +328,18 @@ def test_train_kill_resume_save_load_merge_generate(movable, corpus, tmp_path, m
 
 def test_a_resume_with_the_sources_moved_says_where_and_takes_a_new_path(movable, corpus, tmp_path, monkeypatch,
                                                                         capsys):
-    run = tmp_path / "run"
+    run, old = tmp_path / "run", movable["qwen3"]
+    model_file = _model_file(tmp_path, encoder=str(movable["whisper-small"]), llm=str(old))
     with monkeypatch.context() as patch:
         _killed_after_first_checkpoint(patch)
         with pytest.raises(Killed):
-            train_module.train(_train_config(movable, corpus, run, "qwen3", "lora"))
-    old = movable["qwen3"]
+            train_module.train(_train_config(None, corpus, run, model=model_file))
     new = old.with_name("qwen3-elsewhere")
     old.rename(new)
     try:
-        line = _cli_error(capsys, _flags(corpus, run))
+        line = _cli_error(capsys, _flags(corpus, run, "--model", model_file))
         assert f"llm.source '{old}' does not exist" in line and "--llm-source" in line
-        final = train_module.train(_train_config(movable, corpus, run, llm_source=str(new)))
+        final = train_module.train(_train_config(None, corpus, run, model=model_file, llm_source=str(new)))
         assert read_metrics(run, "end")[-1]["step"] == 3 and (final / "config.json").is_file()
     finally:
         new.rename(old)
