@@ -188,8 +188,8 @@ def build_model(cfg: TrainConfig, texts: list[str] | None, tokenizer_dir: Path |
     if Path(cfg.model).is_dir():
         given = [f"--{name.replace('_', '-')}" for name in MODEL_FLAGS if getattr(cfg, name) is not None]
         if given:
-            raise ValueError(f"--model {cfg.model} is a saved model: it is what its config.json says; {', '.join(given)} "
-                             "apply to presets and model config files only")
+            raise ValueError(f"--model {cfg.model} is a saved model: it is what its config.json says; "
+                             f"{', '.join(given)} apply to presets and model config files only")
         return AudioLM.from_pretrained(cfg.model)
     build_config = config if tokenizer_dir is None else with_overrides(config, llm={"tokenizer": str(tokenizer_dir)})
     model = AudioLM.build(build_config, tokenizer_texts=texts if build_config.llm.tokenizer is None else None)

@@ -50,7 +50,8 @@ def check_source(source: Source) -> None:
     if path.exists() or looks_like_path(source.value):
         what = "is a file, not a directory" if path.exists() else "does not exist"
         raise FileNotFoundError(f"{source} {what}; expected a directory holding {source.expected}, or a hub id "
-                                f"(owner/name). Fix the path (was the directory moved?) or pass another with {source.flag}")
+                                "(owner/name). Fix the path (was the directory moved?) or pass another with "
+                                f"{source.flag}")
 
 
 @contextlib.contextmanager

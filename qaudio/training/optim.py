@@ -3,8 +3,9 @@
 Weight decay applies to matrices only (nanoGPT's ``configure_optimizers``): biases, norm
 gains and token tables are not decayed. The token tables are the LLM's input embedding and its
 output head with everything inside them (peft's trainable tag-token rows too): a tag's row in an
-untied head is the other half of its embedding row, and both halves are treated alike. The schedule is linear warm-up to the peak, then
-cosine (Loshchilov & Hutter, "SGDR", ICLR 2017) or linear decay to ``min_lr_ratio`` x peak.
+untied head is the other half of its embedding row, and both halves are treated alike.
+
+The schedule is linear warm-up to the peak, then cosine (Loshchilov & Hutter, "SGDR", ICLR 2017) or linear decay to ``min_lr_ratio`` x peak.
 """
 
 from __future__ import annotations
