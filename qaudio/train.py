@@ -37,7 +37,8 @@ from .training import checkpoint as ckpt
 from .training.bad_data import BadDataError, BadDataLog, TrainingAborted
 from .training.batching import Batch, Collator, first_usable_batch, make_loader, target_token_counts, to_device
 from .training.budget import probe_step_seconds, steps_for_budget
-from .training.config import TrainConfig, add_arguments as _add_config_arguments, config_from_args, to_yaml
+from .training.config import (MODEL_FLAGS, SOURCE_FLAGS, TrainConfig, add_arguments as _add_config_arguments,
+                              config_from_args, model_overrides, to_yaml)
 from .training.corpus import (Item, check_tasks_present, fit_to_window, load_items, parse_recipes, parse_tasks,
                               tokenizer_texts)
 from .training.losses import LossMeter, all_finite, batch_loss, evaluate_dev
@@ -90,17 +91,30 @@ def make_accelerator(cfg: TrainConfig):
 
 
 # Options that fix the data order, the schedule or the model: a resumed run must keep them.
-RESUME_INVARIANTS = ("tasks", "recipes", "train_split", "temperature", "long_audio", "model", "train_encoder",
-                     "train_projector", "train_llm", "lora_r", "lora_alpha", "lora_targets", "batch_size",
+RESUME_INVARIANTS = ("tasks", "recipes", "train_split", "temperature", "long_audio", "model",
+                     *[name for name in MODEL_FLAGS if name not in SOURCE_FLAGS], "batch_size",
                      "batch_seconds", "grad_accum", "bucket_size", "seed", "lr", "schedule", "warmup",
                      "min_lr_ratio", "loss_weighting", "cache_dtype")
 
 
-def check_resume_compatible(cfg: TrainConfig, checkpoint: Path, state: dict, world: int) -> None:
-    """Refuse to continue a checkpoint with options that would change what it was doing."""
+def _saved_train_config(checkpoint: Path) -> dict:
     import yaml
 
-    saved = yaml.safe_load((checkpoint / "train_config.yaml").read_text(encoding="utf-8"))
+    return yaml.safe_load((checkpoint / "train_config.yaml").read_text(encoding="utf-8"))
+
+
+def with_saved_model_flags(cfg: TrainConfig, checkpoint: Path) -> TrainConfig:
+    """On a resume, the model flags not given (None) take the checkpoint's values."""
+    import dataclasses
+
+    saved = _saved_train_config(checkpoint)
+    omitted = {name: saved[name] for name in MODEL_FLAGS if getattr(cfg, name) is None and saved.get(name) is not None}
+    return dataclasses.replace(cfg, **omitted) if omitted else cfg
+
+
+def check_resume_compatible(cfg: TrainConfig, checkpoint: Path, state: dict, world: int) -> None:
+    """Refuse to continue a checkpoint with options that would change what it was doing."""
+    saved = _saved_train_config(checkpoint)
     changed = [f"{k}: {saved.get(k)!r} -> {getattr(cfg, k)!r}" for k in RESUME_INVARIANTS if saved.get(k) != getattr(cfg, k)]
     if changed:
         raise ValueError(f"cannot resume {checkpoint} with changed options ({'; '.join(changed)}); use the same "
@@ -154,16 +168,12 @@ def ensure_synthetic_corpus(root: Path, accelerator) -> None:
 
 
 def model_config_for(cfg: TrainConfig):
-    """The model preset/file with the --train-* and --lora-* overrides applied."""
+    """The model preset/file with the model flags (sources, projector, --train-*, --lora-*) applied."""
     from .config import resolve_model_config, with_overrides
 
     config = resolve_model_config(cfg.model)
-    trainable = {k: v for k, v in {
-        "encoder": cfg.train_encoder, "projector": cfg.train_projector, "llm": cfg.train_llm,
-        "lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha,
-        "lora_targets": tuple(t.strip() for t in cfg.lora_targets.split(",") if t.strip()) if cfg.lora_targets else None,
-    }.items() if v is not None}
-    return with_overrides(config, trainable=trainable) if trainable else config
+    overrides = model_overrides(cfg)
+    return with_overrides(config, **overrides) if overrides else config
 
 
 def build_model(cfg: TrainConfig, texts: list[str] | None, tokenizer_dir: Path | None):
@@ -172,19 +182,23 @@ def build_model(cfg: TrainConfig, texts: list[str] | None, tokenizer_dir: Path |
     ``tokenizer_dir``: a tokenizer saved by an earlier run (resume), so the vocabulary is the
     one the checkpoint was trained with.
     """
-    from .config import resolve_model_config, with_overrides
+    from .config import with_overrides
     from .model.audio_lm import AudioLM
 
     config = model_config_for(cfg)
-    if tokenizer_dir is not None:
-        config = with_overrides(config, llm={"tokenizer": str(tokenizer_dir)})
     torch.manual_seed(cfg.seed)  # every process builds the same initial weights
     if Path(cfg.model).is_dir():
-        if config.trainable != resolve_model_config(cfg.model).trainable:
-            raise ValueError(f"--model {cfg.model} is a saved model: it trains what its config.json says "
-                             f"(trainable: {config.trainable}); --train-*/--lora-* overrides apply to presets only")
+        given = [f"--{name.replace('_', '-')}" for name in MODEL_FLAGS if getattr(cfg, name) is not None]
+        if given:
+            raise ValueError(f"--model {cfg.model} is a saved model: it is what its config.json says; "
+                             f"{', '.join(given)} apply to presets and model config files only")
         return AudioLM.from_pretrained(cfg.model)
-    return AudioLM.build(config, tokenizer_texts=texts if config.llm.tokenizer is None else None)
+    build_config = config if tokenizer_dir is None else with_overrides(config, llm={"tokenizer": str(tokenizer_dir)})
+    model = AudioLM.build(build_config, tokenizer_texts=texts if build_config.llm.tokenizer is None else None)
+    # The checkpoint's tokenizer only brings back the vocabulary; the saved configs keep the user's
+    # llm.tokenizer, not a path into a checkpoint that --keep-checkpoints may delete.
+    model.config = with_overrides(model.config, llm={"tokenizer": config.llm.tokenizer})
+    return model
 
 
 def eta_message(max_steps: int, step_s: float, dev_s: float, cfg: TrainConfig) -> str:
@@ -269,6 +283,7 @@ def train(cfg: TrainConfig) -> Path:
     resume_from = find_resume_checkpoint(cfg, run_dir)
     resumed_state = ckpt.read_state(resume_from) if resume_from else None
     if resume_from:
+        cfg = with_saved_model_flags(cfg, resume_from)
         check_resume_compatible(cfg, resume_from, resumed_state, world)
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)

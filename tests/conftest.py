@@ -13,3 +13,11 @@ def _private_qaudio_cache(tmp_path_factory):
     os.environ["QAUDIO_CACHE"] = str(tmp_path_factory.mktemp("qaudio-cache"))
     yield
     del os.environ["QAUDIO_CACHE"]
+
+
+@pytest.fixture(scope="session")
+def standins(tmp_path_factory):
+    """{name: directory} of tiny local stand-ins of the hub models (see tests/fixtures/standins.py)."""
+    from tests.fixtures.standins import build_standins
+
+    return build_standins(tmp_path_factory.mktemp("standins"))
