@@ -50,6 +50,9 @@ class MetricResult:
     details: dict[str, Any] = field(default_factory=dict)  # confusion matrix, signature, counts
     notes: list[str] = field(default_factory=list)  # deviations from the anchor, caveats
     versions: dict[str, str] = field(default_factory=dict)  # library -> version
+    # How the number was made: the anchor file the profile follows, normalisers with their
+    # source and version, tokenizer (see the family modules); reproduces the number later.
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.primary not in self.values and self.primary not in self.not_computed:
@@ -99,6 +102,7 @@ class MetricResult:
         if per_example:
             out["per_example"] = {k: [_json_number(x) for x in v] for k, v in self.per_example.items()}
         out["versions"] = dict(self.versions)
+        out["provenance"] = {"profile": self.profile, **self.provenance, "versions": dict(self.versions)}
         return out
 
 
