@@ -143,4 +143,7 @@ def compute(predictions: list[str], references: list, profile: str, language: st
                  "references_per_clip": sorted({len(r) for r in refs})},
         notes=notes,
         versions=versions,
+        provenance={"anchor": "qaudio's own definition: aac-metrics (COCO caption evaluation); Qwen-Audio's "
+                              "eval_audio/evaluate_caption.py is not reproduced (see the README's metric table)",
+                    "tokenizer": "PTB tokenizer (Stanford CoreNLP 3.4.1)"},
     )
