@@ -432,6 +432,9 @@ def _details(bench: dict) -> str:
         versions = ", ".join(f"{k} {v}" for k, v in metric.get("versions", {}).items())
         parts.append(f"<p><b>{e(system)}</b>: family <code>{e(metric['family'])}</code>, profile "
                      f"<code>{e(metric['profile'])}</code>, language {e(str(metric.get('language')))}; {e(versions)}</p>")
+        anchor = metric.get("provenance", {}).get("anchor")
+        if anchor:  # the released scoring code the profile reproduces (the rest is in report.json)
+            parts.append(f"<p>profile <code>{e(metric['profile'])}</code> follows {e(anchor)}</p>")
         parts.append(_html_table(["Metric", "Value [95% CI]", "Unit / reason"], rows))
     refs = {ex["id"]: ex for ex in bench.get("examples", [])}
     sample = []
