@@ -94,3 +94,14 @@ def test_qaudio_definitions_are_separate_profiles():
     tokens = METRICS["timestamps"]([hyp], [ref], profile="qwen_audio")
     assert words.values["matched_words"] == 2 and tokens.values["matched_tokens"] == 3  # the empty gap is a token
     assert words.values["aas_ms"] == pytest.approx(50.0) and tokens.values["aas_ms"] == pytest.approx(200 / 3)
+
+
+def test_every_task_scores_by_default_under_an_anchor_profile():
+    from qaudio.specs import get_task, registry
+
+    for name in registry("tasks"):
+        task = get_task(name)
+        family = METRICS[task.metric]
+        profile = family.check_profile(task.profile)
+        if task.metric != "caption":  # no caption profile reproduces an anchor yet (see the README)
+            assert task.profile == profile and profile in ("qwen_audio", "qwen2_audio", "whisper"), name
