@@ -20,6 +20,7 @@ import inspect
 import math
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -163,13 +164,16 @@ def language_code(language: str | None) -> str:
 
 def library_versions(*distributions: str) -> dict[str, str]:
     """Installed versions of the named distributions ("not installed" where absent)."""
-    out = {}
-    for name in distributions:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+    return {name: _version(name) for name in distributions}
+
+
+@lru_cache(maxsize=None)
+def _version(distribution: str) -> str:
+    # Cached: reading package metadata costs milliseconds, and every metric call records versions.
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 _FORMATS: dict[str, Callable[[float], str]] = {
