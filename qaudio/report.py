@@ -181,6 +181,8 @@ def notes(report: dict) -> list[str]:
                            "(bad audio; scored as empty output; see report.json)")
         metric = next((r["metric"] for r in bench.get("results", {}).values() if r.get("metric")), None)
         if metric:
+            if metric.get("provenance", {}).get("anchor"):  # the released scoring code the numbers reproduce
+                out.append(f"{bench['name']}: profile {metric['profile']} follows {metric['provenance']['anchor']}")
             for note in metric.get("notes", []):
                 out.append(f"{bench['name']}: {note}")
     return list(dict.fromkeys(out))  # each line once, in order
