@@ -113,7 +113,8 @@ def compute_accuracy(predictions: list[str], references: list[str], profile: str
     hyps = _labels(predictions, "prediction", profile, aliases)
     correct = np.array([r == h for r, h in zip(refs, hyps)], dtype=np.float64)  # (N,) as the profile compares
     # The label each side stands for, for the label set, per-class recall and the matrix.
-    refs, hyps = [canonical(normalize_label(r), aliases) for r in refs], [canonical(normalize_label(h), aliases) for h in hyps]
+    refs = [canonical(normalize_label(r), aliases) for r in refs]
+    hyps = [canonical(normalize_label(h), aliases) for h in hyps]
     if labels:
         labels = [canonical(normalize_label(lab), aliases) for lab in labels]
         unknown = sorted({r for r in refs if r not in labels})

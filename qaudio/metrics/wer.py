@@ -30,15 +30,16 @@ holds the anchors' own outputs on hundreds of cases, which every profile reprodu
 
 Chinese is scored per character (CER) in every profile, Cantonese in ``qwen2_audio`` and
 ``whisper`` (Qwen-Audio splits only ``zh``), and Japanese, which no anchor evaluates, per
-character everywhere as qaudio's own choice. Edit operations are counted by jiwer (Levenshtein alignment with unit costs,
-the same distance as ``editdistance.eval`` in the anchors).
+character everywhere as qaudio's own choice. Edit operations are counted by jiwer
+(Levenshtein alignment with unit costs, the same distance as ``editdistance.eval`` in the
+anchors).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from functools import lru_cache
+from typing import Callable
 
 import jiwer
 import numpy as np
@@ -78,12 +79,28 @@ def remove_sp(text: str, language: str) -> str:
     return text
 
 
-def _kind(language: str) -> str:
-    return language if language in ("en", "zh", "yue") else "other"
+def _is_punctuation(token: str) -> bool:
+    """EvaluationTokenizer.remove_punctuation's test: every character in a Unicode P category."""
+    return all(unicodedata.category(c)[0] == "P" for c in token)
 
 
-# (profile, language kind) -> the normalisers applied, in order (for provenance)
-NORMALIZERS = {
+def _evaluation_tokenizer(text: str, punctuation_removal: bool) -> list[str]:
+    """The Qwen scripts' EvaluationTokenizer (sacrebleu's "none" tokenizer, lower-cased), split."""
+    if punctuation_removal:  # split on single spaces, drop punctuation-only (and empty) tokens
+        text = " ".join(t for t in text.split(" ") if not _is_punctuation(t))
+    return text.lower().split()
+
+
+# Normalisation steps by name (the names appear in results' provenance).
+STEPS: dict[str, Callable[[str, str], str]] = {
+    "qwen_remove_sp": remove_sp,
+    "whisper_english": lambda text, language: normalizers.whisper_english()(text),
+    "whisper_basic": lambda text, language: normalizers.whisper_basic()(text),
+    "chinese_tn": lambda text, language: normalizers.chinese_tn(text),
+    "zhconv": lambda text, language: normalizers.to_simplified(text),
+}
+# (profile, language: en, zh, yue or "other") -> the steps applied, in order
+PIPELINES: dict[tuple[str, str], tuple[str, ...]] = {
     **{("qwen_audio", k): ("qwen_remove_sp",) for k in ("en", "zh", "yue", "other")},
     ("qwen2_audio", "en"): ("qwen_remove_sp", "whisper_english", "whisper_basic"),
     ("qwen2_audio", "zh"): ("qwen_remove_sp", "chinese_tn"),
@@ -92,42 +109,32 @@ NORMALIZERS = {
     ("whisper", "en"): ("whisper_english",),
     **{("whisper", k): ("whisper_basic",) for k in ("zh", "yue", "other")},
 }
+# profile -> how normalised text becomes words
+WORDS: dict[str, Callable[[str], list[str]]] = {
+    "qwen_audio": lambda text: _evaluation_tokenizer(text, punctuation_removal=False),
+    "qwen2_audio": lambda text: _evaluation_tokenizer(text, punctuation_removal=True),
+    "whisper": str.split,
+}
 
 
-def _is_punctuation(token: str) -> bool:
-    """EvaluationTokenizer.remove_punctuation's test: every character in a Unicode P category."""
-    return all(unicodedata.category(c)[0] == "P" for c in token)
+def pipeline(profile: str, language: str) -> tuple[str, ...]:
+    """The names of the normalisation steps ``profile`` applies to text in ``language``."""
+    return PIPELINES[profile, language if language in ("en", "zh", "yue") else "other"]
 
 
 def tokens(text: str, profile: str, language: str = "en") -> list[str]:
-    """The tokens that are compared: words, or characters for Chinese and Japanese."""
+    """The tokens that are compared: words, or characters for Chinese, Cantonese and Japanese."""
     if profile not in PROFILES:
         raise ValueError(f"unknown wer profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
     if not isinstance(text, str):
         raise ValueError(f"expected a transcript string, got {type(text).__name__}: {text!r}")
     language = language_code(language)
-    if profile == "whisper":
-        text = (normalizers.whisper_english() if language == "en" else normalizers.whisper_basic())(text)
-        items = text.split()
-    elif profile == "qwen_audio":
-        items = remove_sp(text, language).lower().split()
-    else:
-        items = _qwen2_audio_words(remove_sp(text, language), language)
+    for step in pipeline(profile, language):
+        text = STEPS[step](text, language)
+    items = WORDS[profile](text)
     if language in CHARACTER_LANGUAGES[profile]:
         items = list("".join(items))
     return items
-
-
-def _qwen2_audio_words(text: str, language: str) -> list[str]:
-    """Qwen2-Audio's normalisers by language, then its tokenizer (punctuation tokens dropped)."""
-    if language == "yue":
-        text = normalizers.to_simplified(text)
-    if language == "en":
-        text = normalizers.whisper_english()(text)
-    text = normalizers.chinese_tn(text) if language == "zh" else normalizers.whisper_basic()(text)
-    # EvaluationTokenizer: split on single spaces, drop punctuation-only (and empty) tokens, lower-case
-    kept = " ".join(t for t in text.split(" ") if not _is_punctuation(t))
-    return kept.lower().split()
 
 
 def edit_counts(ref_tokens: list[list[str]], hyp_tokens: list[list[str]]) -> np.ndarray:
@@ -181,6 +188,6 @@ def compute(predictions: list[str], references: list[str], profile: str, languag
         per_example={"edits": stats[:, 0].tolist(), f"reference_{unit}": stats[:, 1].tolist()},
         details={"tokens": unit},
         versions=library_versions("jiwer", "rapidfuzz", "transformers", "whisper-normalizer", "zhconv"),
-        provenance={"anchor": ANCHORS[profile], "normalizer": normalizers.provenance(*NORMALIZERS[(profile, _kind(language))]),
+        provenance={"anchor": ANCHORS[profile], "normalizer": normalizers.provenance(*pipeline(profile, language)),
                     "tokenizer": f"white space, {'characters' if name == 'cer' else 'words'}; edit distance by jiwer"},
     )
