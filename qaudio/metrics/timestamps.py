@@ -114,11 +114,12 @@ def qwen_audio_shift(ref: tuple[list[str], list], hyp: tuple[list[str], list]) -
     # The anchor joins segments with tabs and splits again; a tab inside a segment splits it.
     ref_tokens, hyp_tokens = "\t".join(ref[0]).split("\t"), "\t".join(hyp[0]).split("\t")
     ref_equal, hyp_equal = [], []  # per token: did the alignment mark it equal
-    for tag, i1, i2, j1, j2 in edit_distance.SequenceMatcher(ref_tokens, hyp_tokens).get_opcodes():
+    # edit_distance's opcodes cover one token each, so one flag per opcode is one per token.
+    for tag, *_ in edit_distance.SequenceMatcher(ref_tokens, hyp_tokens).get_opcodes():
         if tag in ("replace", "delete", "equal"):
-            ref_equal += [tag == "equal"] * max(i2 - i1, 1)
+            ref_equal.append(tag == "equal")
         if tag in ("replace", "insert", "equal"):
-            hyp_equal += [tag == "equal"] * max(j2 - j1, 1)
+            hyp_equal.append(tag == "equal")
     ref_times = [t for keep, t in zip(ref_equal, ref[1]) if keep]
     hyp_times = [t for keep, t in zip(hyp_equal, hyp[1]) if keep]
     shift = 0.0
