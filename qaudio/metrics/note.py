@@ -55,12 +55,35 @@ def hear_chroma_correct(pitches: np.ndarray) -> np.ndarray:
     return index[:, 0] % 12 == index[:, 1] % 12
 
 
+_TAGGED_PITCH = re.compile(r"<\|pitch\|><\|midi_pitch_(.*?)\|>")  # Qwen-Audio's own output format
+_TAGGED_INSTRUMENT = re.compile(r"<\|instrument\|>(.*)")
+
+
+def qwen_audio_note(text: str) -> tuple[str | None, int | None]:
+    """(instrument, pitch) of qaudio's "guitar, pitch 60" or of Qwen-Audio's tagged output.
+
+    Qwen-Audio writes ``<|pitch|><|midi_pitch_60|>...<|instrument|>guitar``; its
+    ``get_note_info`` takes the first pitch tag's number (128 when absent or not a number)
+    and the text after ``<|instrument|>`` up to the next ``<``.
+    """
+    if "<|pitch|>" not in text and "<|instrument|>" not in text:
+        return parse_note(text)
+    pitch = None
+    if (match := _TAGGED_PITCH.search(text)) is not None:
+        try:
+            pitch = int(match.group(1))
+        except ValueError:
+            pitch = None
+    instrument = _TAGGED_INSTRUMENT.search(text)
+    return (instrument.group(1).split("<")[0] if instrument else None), pitch
+
+
 def _compute_qwen_audio(predictions: list[str], references: list[str], profile: str) -> MetricResult:
     instruments, pitches = [], []
     for i, (p, r) in enumerate(zip(predictions, references)):
         if not isinstance(p, str) or not isinstance(r, str):
             raise ValueError(f"example {i}: prediction and reference must be strings, got {p!r} and {r!r}")
-        (p_inst, p_pitch), (r_inst, r_pitch) = parse_note(p), parse_note(r)
+        (p_inst, p_pitch), (r_inst, r_pitch) = qwen_audio_note(p), qwen_audio_note(r)
         instruments.append(((p_inst or ""), (r_inst or "")))
         pitches.append((MISSING_PITCH if p_pitch is None else p_pitch, MISSING_PITCH if r_pitch is None else r_pitch))
     pitch_rows = np.asarray(pitches, dtype=np.int64)  # (N, 2): predicted, reference pitch
