@@ -52,7 +52,7 @@ SUITE = Suite(
                     profile="qwen_audio")
           for split in ("dev", "test")),
         *(_covost2(src, tgt) for src, tgt in COVOST2_PAIRS),
-        Benchmark(name="Clotho", recipe="clotho", root="clotho", split="evaluation", task="aac", profile="aac_metrics"),
+        Benchmark(name="Clotho", recipe="clotho", root="clotho", split="evaluation", task="aac", profile="qwen_audio"),
         Benchmark(name="CochlScene", recipe="cochlscene", root="CochlScene", split="test", task="asc",
                   profile="qwen_audio"),
         Benchmark(name="Clotho-AQA", recipe="clotho_aqa", root="clotho_aqa", split="test", task="aqa",
