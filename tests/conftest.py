@@ -15,14 +15,25 @@ def _private_qaudio_cache(tmp_path_factory):
     del os.environ["QAUDIO_CACHE"]
 
 
-@pytest.fixture(autouse=True)
-def _no_voice_activity_detection(request, monkeypatch):
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_voice_activity_detection():
     """Tests feed noise and tones where a model expects speech; the voice activity detector
     would rightly answer those with no_speech. It runs only in tests marked ``vad``."""
-    if "vad" in request.keywords:
-        yield
-        return
     import qaudio.vad
 
-    monkeypatch.setattr(qaudio.vad, "available", lambda: False)
+    patch = pytest.MonkeyPatch()
+    patch.setattr(qaudio.vad, "available", lambda: False)
+    yield
+    patch.undo()
+
+
+@pytest.fixture(autouse=True)
+def _voice_activity_detection_when_marked(request, monkeypatch):
+    if "vad" in request.keywords:
+        import importlib.util
+
+        import qaudio.vad
+
+        monkeypatch.setattr(qaudio.vad, "available", lambda: importlib.util.find_spec("silero_vad") is not None)
     yield

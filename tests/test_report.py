@@ -49,7 +49,7 @@ def report() -> dict:
 
 def test_table_has_benchmarks_as_rows_and_systems_as_columns(report):
     header, rows = table_rows(report)
-    assert header == ["Benchmark", "Task", "N", "Metric", "qaudio", "peer", "Chance"]
+    assert header == ["Benchmark", "Task", "N", "Metric", "qaudio", "peer", "Chance", "Flags (qaudio)"]
     by_name = {r[0]: r for r in rows if r[0]}
     assert by_name["speech"][3] == "WER % ↓"
     assert re.fullmatch(r"25\.00 \[\d+\.\d\d, \d+\.\d\d\]", by_name["speech"][4])  # (1 + 2 edits) / 12 words
@@ -88,3 +88,23 @@ def test_write_and_read_back(report, tmp_path):
     (tmp_path / "x.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         read_report(tmp_path / "x.json")
+
+
+def test_flag_counts_are_a_column_and_flagged_answers_are_listed(report):
+    import copy
+
+    flagged = copy.deepcopy(report)
+    preds = flagged["benchmarks"][0]["results"]["qaudio"]["predictions"]
+    for p, flags in zip(preds, (["repetition", "truncated"], [], ["repetition"])):
+        p["flags"] = flags
+    preds[0]["raw"] = "a b c x " + "la " * 100
+    for p in flagged["benchmarks"][1]["results"]["qaudio"]["predictions"]:
+        p["flags"] = []
+    rows = {r[0]: r for r in table_rows(flagged)[1] if r[0]}
+    assert rows["speech"][-1] == "repetition 2, truncated 1"
+    assert rows["emotion"][-1] == "none"  # checked, nothing found: said so
+    assert rows["timestamps"][-1] == "n/a"  # a report from before answers were checked
+    md = render_markdown(flagged)
+    assert "speech: repetition 2, truncated 1" in md and "| repetition | 0 | a b c x la la" in md
+    assert "truncated: generation stopped at max_new_tokens" in md
+    assert "Flagged answers" in render_html(flagged) and "Flagged answers" not in render_markdown(report)
