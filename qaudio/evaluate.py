@@ -437,6 +437,7 @@ def evaluate(
 ) -> dict:
     """Run ``model`` (a saved model directory or hub id) over ``suite``; returns the report dict."""
     from .infer import load
+    from .training.summary import read_summary
 
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
@@ -476,6 +477,7 @@ def evaluate(
         if metric:
             _log(progress, f"qaudio eval: {item.benchmark.name}: {metric['primary']} = {metric['values'].get(metric['primary'])}")
     config = audio_model.model.config
+    training = read_summary(model) if Path(model).is_dir() else None  # how much training the model had
     return {
         "format": FORMAT,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -488,6 +490,7 @@ def evaluate(
                      "on_degenerate": on_degenerate, "detect_no_speech": detect_no_speech,
                      "data_root": str(resolve_data_root(data_root).absolute()), "peers": peers},
         "environment": _environment(device),
+        "training": training,
         "systems": systems,
         "benchmarks": benchmarks,
     }

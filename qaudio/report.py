@@ -11,6 +11,7 @@ The dict (``format`` = :data:`FORMAT`)::
 
     format, created, qaudio_version, suite {name, description, source}, model {path, ...},
     settings {batch_size, limit, data_root, bootstrap}, environment {python, torch, device, ...},
+    training {steps, examples_seen, train_seconds, learning_curve, ...} | null   # the model's training.json
     systems [{name, kind: model|peer, note, ...}],
     benchmarks [{
         name, task, metric (family), recipe, root, split, profile,
@@ -39,6 +40,7 @@ from typing import Any
 
 from . import degeneration
 from .metrics.base import display_name
+from .training.summary import describe
 
 FORMAT = "qaudio-report/1"
 MODEL = "qaudio"  # the evaluated model's system name; peers have their own
@@ -244,6 +246,8 @@ def render_markdown(report: dict) -> str:
     lines = [f"# {suite['name']}: {report['model']['path']}", ""]
     if suite.get("description"):
         lines += [suite["description"], ""]
+    if report.get("training"):
+        lines += [f"Model: {describe(report['training'])}.", ""]
     lines += [_md_table(*table_rows(report)), "",
               "Values: score [95% bootstrap interval]; n/c: not computed (reason below); "
               f"{NOT_RUN}: system not run on this benchmark.", ""]
@@ -333,6 +337,26 @@ def plot_scores(report: dict) -> bytes | None:
     return _png(fig)
 
 
+def plot_learning_curve(training: dict | None) -> bytes | None:
+    """Dev loss per task against optimizer steps (log scale), from the model's training.json."""
+    curve = (training or {}).get("learning_curve") or {}
+    if not any(len(points) > 1 for points in curve.values()):
+        return None
+    fig = _figure(6.5, 3.8)
+    ax = fig.add_subplot(1, 1, 1)
+    for task, points in sorted(curve.items()):
+        steps, losses = zip(*points)
+        ax.plot(steps, losses, "o-", markersize=3, linewidth=1.2, label=task)  # matplotlib's 10-colour cycle
+    ax.set_yscale("log")
+    ax.set_xlabel("optimizer step", fontsize=8)
+    ax.set_ylabel("dev cross-entropy (nats / target token)", fontsize=8)
+    ax.tick_params(labelsize=8)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title("Learning curve: dev loss per task", fontsize=9)
+    return _png(fig)
+
+
 def plot_confusion(bench: dict, system: str = MODEL) -> bytes | None:
     """Row-normalised confusion matrix (rows: reference, columns: prediction), counts written in."""
     import numpy as np
@@ -411,6 +435,9 @@ def plots(report: dict) -> list[tuple[str, bytes]]:
     scores = plot_scores(report)
     if scores:
         out.append(("Scores per benchmark (bars: 95% bootstrap intervals; lines: chance levels)", scores))
+    curve = plot_learning_curve(report.get("training"))
+    if curve:
+        out.append(("Learning curve of the evaluated model: dev loss per task against optimizer steps", curve))
     for bench in report["benchmarks"]:
         if bench["status"] != "ok":
             continue
@@ -498,6 +525,8 @@ def render_html(report: dict) -> str:
             f"created {e(report['created'])}", f"qaudio {e(report['qaudio_version'])}"]
     meta += [f"{e(k)} {e(str(v))}" for k, v in env.items()]
     body.append(f"<p class='meta'>{' · '.join(meta)}</p>")
+    if report.get("training"):
+        body.append(f"<p>Model: {e(describe(report['training']))}.</p>")
     body.append("<h2>Results</h2>")
     body.append(_html_table(header, rows, row_class=lambda r: "skipped" if r[3] == "skipped" else ""))
     body.append("<p class='meta'>Values: score [95% bootstrap interval]; n/c: not computed (reason below); "

@@ -37,7 +37,8 @@ from .training import checkpoint as ckpt
 from .training.bad_data import BadDataError, BadDataLog, TrainingAborted
 from .training.batching import Batch, Collator, first_usable_batch, make_loader, target_token_counts, to_device
 from .training.budget import probe_step_seconds, steps_for_budget
-from .training.config import TrainConfig, add_arguments as _add_config_arguments, config_from_args, to_yaml
+from .training.config import (MODEL_FLAGS, SOURCE_FLAGS, TrainConfig, add_arguments as _add_config_arguments,
+                              config_from_args, model_overrides, to_yaml)
 from .training.corpus import (Item, check_tasks_present, fit_to_window, load_items, parse_recipes, parse_tasks,
                               tokenizer_texts)
 from .training.losses import LossMeter, all_finite, batch_loss, evaluate_dev
@@ -45,10 +46,12 @@ from .training.metrics_log import MetricsLog, plot_loss_curves
 from .training.watchdog import NumericsWatchdog
 from .training.mixing import MixtureSampler, task_weights
 from .training.optim import build_optimizer, build_scheduler
+from .training.summary import describe, learning_curve, machine, write_summary
 
 SYNTHETIC = "synthetic"  # the recipe generated on first use when its folder is missing
 DEADLINE_SLACK = 1.1  # --max-minutes: stop at 110% of the budget if the machine slows down after the probe
 MODEL_DIR = "model"  # the final save_pretrained directory inside the run directory
+SLOW_FACTOR = 1.3  # --expected-step-s: a probed step this much slower is worth a note
 
 
 # ---- setup helpers -------------------------------------------------------------------------
@@ -89,17 +92,30 @@ def make_accelerator(cfg: TrainConfig):
 
 
 # Options that fix the data order, the schedule or the model: a resumed run must keep them.
-RESUME_INVARIANTS = ("tasks", "recipes", "train_split", "temperature", "long_audio", "model", "train_encoder",
-                     "train_projector", "train_llm", "lora_r", "lora_alpha", "lora_targets", "batch_size",
+RESUME_INVARIANTS = ("tasks", "recipes", "train_split", "temperature", "long_audio", "model",
+                     *[name for name in MODEL_FLAGS if name not in SOURCE_FLAGS], "batch_size",
                      "batch_seconds", "grad_accum", "bucket_size", "seed", "lr", "schedule", "warmup",
                      "min_lr_ratio", "loss_weighting", "cache_dtype")
 
 
-def check_resume_compatible(cfg: TrainConfig, checkpoint: Path, state: dict, world: int) -> None:
-    """Refuse to continue a checkpoint with options that would change what it was doing."""
+def _saved_train_config(checkpoint: Path) -> dict:
     import yaml
 
-    saved = yaml.safe_load((checkpoint / "train_config.yaml").read_text(encoding="utf-8"))
+    return yaml.safe_load((checkpoint / "train_config.yaml").read_text(encoding="utf-8"))
+
+
+def with_saved_model_flags(cfg: TrainConfig, checkpoint: Path) -> TrainConfig:
+    """On a resume, the model flags not given (None) take the checkpoint's values."""
+    import dataclasses
+
+    saved = _saved_train_config(checkpoint)
+    omitted = {name: saved[name] for name in MODEL_FLAGS if getattr(cfg, name) is None and saved.get(name) is not None}
+    return dataclasses.replace(cfg, **omitted) if omitted else cfg
+
+
+def check_resume_compatible(cfg: TrainConfig, checkpoint: Path, state: dict, world: int) -> None:
+    """Refuse to continue a checkpoint with options that would change what it was doing."""
+    saved = _saved_train_config(checkpoint)
     changed = [f"{k}: {saved.get(k)!r} -> {getattr(cfg, k)!r}" for k in RESUME_INVARIANTS if saved.get(k) != getattr(cfg, k)]
     if changed:
         raise ValueError(f"cannot resume {checkpoint} with changed options ({'; '.join(changed)}); use the same "
@@ -153,16 +169,12 @@ def ensure_synthetic_corpus(root: Path, accelerator) -> None:
 
 
 def model_config_for(cfg: TrainConfig):
-    """The model preset/file with the --train-* and --lora-* overrides applied."""
+    """The model preset/file with the model flags (sources, projector, --train-*, --lora-*) applied."""
     from .config import resolve_model_config, with_overrides
 
     config = resolve_model_config(cfg.model)
-    trainable = {k: v for k, v in {
-        "encoder": cfg.train_encoder, "projector": cfg.train_projector, "llm": cfg.train_llm,
-        "lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha,
-        "lora_targets": tuple(t.strip() for t in cfg.lora_targets.split(",") if t.strip()) if cfg.lora_targets else None,
-    }.items() if v is not None}
-    return with_overrides(config, trainable=trainable) if trainable else config
+    overrides = model_overrides(cfg)
+    return with_overrides(config, **overrides) if overrides else config
 
 
 def build_model(cfg: TrainConfig, texts: list[str] | None, tokenizer_dir: Path | None):
@@ -171,19 +183,37 @@ def build_model(cfg: TrainConfig, texts: list[str] | None, tokenizer_dir: Path |
     ``tokenizer_dir``: a tokenizer saved by an earlier run (resume), so the vocabulary is the
     one the checkpoint was trained with.
     """
-    from .config import resolve_model_config, with_overrides
+    from .config import with_overrides
     from .model.audio_lm import AudioLM
 
     config = model_config_for(cfg)
-    if tokenizer_dir is not None:
-        config = with_overrides(config, llm={"tokenizer": str(tokenizer_dir)})
     torch.manual_seed(cfg.seed)  # every process builds the same initial weights
     if Path(cfg.model).is_dir():
-        if config.trainable != resolve_model_config(cfg.model).trainable:
-            raise ValueError(f"--model {cfg.model} is a saved model: it trains what its config.json says "
-                             f"(trainable: {config.trainable}); --train-*/--lora-* overrides apply to presets only")
+        given = [f"--{name.replace('_', '-')}" for name in MODEL_FLAGS if getattr(cfg, name) is not None]
+        if given:
+            raise ValueError(f"--model {cfg.model} is a saved model: it is what its config.json says; "
+                             f"{', '.join(given)} apply to presets and model config files only")
         return AudioLM.from_pretrained(cfg.model)
-    return AudioLM.build(config, tokenizer_texts=texts if config.llm.tokenizer is None else None)
+    build_config = config if tokenizer_dir is None else with_overrides(config, llm={"tokenizer": str(tokenizer_dir)})
+    model = AudioLM.build(build_config, tokenizer_texts=texts if build_config.llm.tokenizer is None else None)
+    # The checkpoint's tokenizer only brings back the vocabulary; the saved configs keep the user's
+    # llm.tokenizer, not a path into a checkpoint that --keep-checkpoints may delete.
+    model.config = with_overrides(model.config, llm={"tokenizer": config.llm.tokenizer})
+    return model
+
+
+def eta_message(max_steps: int, step_s: float, dev_s: float, cfg: TrainConfig) -> str:
+    """The expected training time, said up front; and plainly, when this machine is slower than the
+    run was sized for (``--expected-step-s``), that the result will be the same, only later."""
+    passes = 2 + (max_steps // cfg.eval_every if cfg.eval_every else 0)
+    minutes = (max_steps * step_s + passes * dev_s) / 60
+    text = (f"qaudio train: {max_steps} steps at {step_s:.3f} s per step (probed) + {passes} dev passes: "
+            f"about {minutes:.1f} min of training")
+    if cfg.expected_step_s and step_s > SLOW_FACTOR * cfg.expected_step_s:
+        text += (f"\nqaudio train: note: this machine is {step_s / cfg.expected_step_s:.1f}x slower than this run "
+                 f"was sized for ({cfg.expected_step_s:.3f} s per step): it trains the same {max_steps} steps, so the "
+                 "model comes out the same, only later. Another job sharing the cores is the usual cause")
+    return text
 
 
 def dev_subset(items: list[Item], tasks: list[str], per_task: int) -> list[Item]:
@@ -224,14 +254,16 @@ def save_checkpoint(run_dir: Path, cfg: TrainConfig, accelerator, model, optimiz
     return final
 
 
-def save_final_model(run_dir: Path, cfg: TrainConfig, accelerator, model) -> Path:
-    """The trained model as a save_pretrained directory (written aside, then renamed into place)."""
+def save_final_model(run_dir: Path, cfg: TrainConfig, accelerator, model, summary: dict) -> Path:
+    """The trained model as a save_pretrained directory (written aside, then renamed into place),
+    with the run's config and its summary (``training.json``: steps, examples, time, learning curve)."""
     final = run_dir / MODEL_DIR
     if accelerator.is_main_process:
         tmp = run_dir / f".tmp-{MODEL_DIR}"
         shutil.rmtree(tmp, ignore_errors=True)
         accelerator.unwrap_model(model).save_pretrained(str(tmp))
         (tmp / "train_config.yaml").write_text(to_yaml(cfg.to_dict()), encoding="utf-8")
+        write_summary(tmp, summary)
         shutil.rmtree(final, ignore_errors=True)
         os.rename(tmp, final)
     accelerator.wait_for_everyone()
@@ -252,6 +284,7 @@ def train(cfg: TrainConfig) -> Path:
     resume_from = find_resume_checkpoint(cfg, run_dir)
     resumed_state = ckpt.read_state(resume_from) if resume_from else None
     if resume_from:
+        cfg = with_saved_model_flags(cfg, resume_from)
         check_resume_compatible(cfg, resume_from, resumed_state, world)
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -324,6 +357,8 @@ def train(cfg: TrainConfig) -> Path:
                          resume_step=step if resumed_state else None)
     batch_log = (run_dir / f"batches-rank{rank}.jsonl").open("a" if resumed_state else "w") if cfg.log_batches else None
     dev_history = dict(resumed_state.get("dev_history", {})) if resumed_state else {}
+    # What this process has trained on so far, over every resume: the run's summary reports it.
+    seen = {k: (resumed_state or {}).get("seen", {}).get(k, 0) for k in ("examples", "audio_seconds", "train_seconds")}
 
     def run_dev(at_step: int) -> float:
         """Log the per-task dev loss; returns the seconds it took."""
@@ -341,6 +376,7 @@ def train(cfg: TrainConfig) -> Path:
 
     # ---- how long ---------------------------------------------------------------------------------
     per_step = cfg.grad_accum * world  # global micro-batches per optimizer step
+    step_s = resumed_state.get("probe_step_s") if resumed_state else None
     if resumed_state:
         max_steps = int(resumed_state["max_steps"])  # the schedule was laid out for this many
         if cfg.max_steps and cfg.max_steps != max_steps:
@@ -360,6 +396,10 @@ def train(cfg: TrainConfig) -> Path:
     else:
         examples = sum(len(v) for v in task_indices.values())
         max_steps = max(1, math.ceil(cfg.epochs * examples / (sampler.mean_batch_examples() * per_step)))
+    if step_s is None and not resumed_state and cfg.eta:
+        step_s = probe_step_seconds(model, accelerator, collator, sampler, optimizer, cfg)
+    if step_s is not None and not resumed_state:
+        log(eta_message(max_steps, step_s, dev_seconds, cfg))
     scheduler = build_scheduler(optimizer, cfg, max_steps)
 
     position, meter_state = 0, None
@@ -399,6 +439,7 @@ def train(cfg: TrainConfig) -> Path:
     # The probe's estimate holds on a quiet machine; if other work slows this one down later, the
     # run stops at the deadline (final dev pass and save included) instead of overrunning it.
     deadline = run_t0 + cfg.max_minutes * 60 * DEADLINE_SLACK if cfg.max_minutes and not cfg.max_steps else None
+    stopped_early, planned_steps = False, max_steps
 
     while step < max_steps:
         # ---- one optimizer step: grad_accum micro-batches, forward + backward each ----------------------
@@ -432,6 +473,8 @@ def train(cfg: TrainConfig) -> Path:
                 meter.add(batch.tasks, per_example.detach().cpu(), tokens.cpu())
                 meter.extra["audio_seconds"] += batch.audio_seconds
                 meter.extra["examples"] += len(batch.ids)
+                seen["examples"] += len(batch.ids)
+                seen["audio_seconds"] += batch.audio_seconds
                 step_losses.append(loss.item())
 
         grad_norm = float("nan")
@@ -504,22 +547,39 @@ def train(cfg: TrainConfig) -> Path:
                 log(f"qaudio train: --max-minutes {cfg.max_minutes:g} reached at step {step} of {max_steps}: "
                     "stopping early (the machine ran slower than the probe measured; the schedule did not finish)")
                 metrics.log({"kind": "deadline", "step": step, "planned_steps": max_steps})
+                stopped_early, planned_steps = True, max_steps
                 max_steps = step  # the final dev pass and checkpoint below run now
 
         # ---- dev loss, checkpoint ----------------------------------------------------------------------------
         if step == max_steps or (cfg.eval_every and step % cfg.eval_every == 0):
             run_dev(step)
         if step == max_steps or step % cfg.save_every == 0:
+            seen_now = {**seen, "train_seconds": seen["train_seconds"] + time.perf_counter() - run_t0}
             state = {"step": step, "position": position, "max_steps": max_steps, "bad_data": bad.state_dict(),
                      "window": meter.state_dict(), "dev_history": dev_history, "world_size": world,
-                     "time": time.time()}
+                     "time": time.time(), "seen": seen_now, "probe_step_s": step_s}
             save_checkpoint(run_dir, cfg, accelerator, model, optimizer, scheduler, trainable, state)
 
     if bar is not None:
         bar.close()
 
     # ---- the end: final model, summary, plots --------------------------------------------------------------
-    final = save_final_model(run_dir, cfg, accelerator, model)
+    seconds = time.perf_counter() - run_t0
+    totals = dict(seen, train_seconds=seen["train_seconds"] + seconds)
+    if world > 1:  # every process counted its own examples
+        from accelerate.utils import gather_object
+
+        per_process = gather_object([totals])
+        totals = {k: sum(t[k] for t in per_process) for k in ("examples", "audio_seconds")} | {
+            "train_seconds": max(t["train_seconds"] for t in per_process)}
+    run_summary = {"steps": step, "planned_steps": planned_steps,
+                   "stopped_early": stopped_early, "examples_seen": int(totals["examples"]),
+                   "audio_seconds_seen": round(totals["audio_seconds"], 1),
+                   "train_seconds": round(totals["train_seconds"], 1), "probe_step_s": step_s,
+                   "precision": precision, "threads": threads, "processes": world, "machine": machine(),
+                   "batch_size": cfg.batch_size, "seed": cfg.seed, "tasks": cfg.tasks,
+                   "learning_curve": learning_curve(dev_history)}
+    final = save_final_model(run_dir, cfg, accelerator, model, run_summary)
     if batch_log is not None:
         from .training.feature_cache import weights_fingerprint
 
@@ -530,7 +590,6 @@ def train(cfg: TrainConfig) -> Path:
 
         for state in gather_object([bad.state_dict()]):
             bad.merge(state)
-    seconds = time.perf_counter() - run_t0
     first_dev = dev_history.get("0", {})
     last_dev = dev_history.get(str(step), {})
     summary = {"kind": "end", "step": step, "seconds_this_run": seconds, "steps_this_run": steps_this_run,
@@ -545,6 +604,7 @@ def train(cfg: TrainConfig) -> Path:
                 log(f"qaudio train: dev loss {t}: {first_dev[t]:.3f} -> {last_dev[t]:.3f}")
         if cfg.plot:
             plot_loss_curves(run_dir)
+        log(f"qaudio train: {describe(run_summary)}")
         log(f"qaudio train: model saved to {final}")
     accelerator.end_training()
     return final

@@ -15,6 +15,13 @@ def _private_qaudio_cache(tmp_path_factory):
     del os.environ["QAUDIO_CACHE"]
 
 
+@pytest.fixture(scope="session")
+def standins(tmp_path_factory):
+    """{name: directory} of tiny local stand-ins of the hub models (see tests/fixtures/standins.py)."""
+    from tests.fixtures.standins import build_standins
+
+    return build_standins(tmp_path_factory.mktemp("standins"))
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _no_voice_activity_detection():

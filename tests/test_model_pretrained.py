@@ -181,6 +181,18 @@ def test_round_trip_with_adapters(dirs, tmp_path, llm, encoder):
     _check_round_trip(model, tmp_path, has_adapters=True)
 
 
+def test_frozen_llm_with_tied_embeddings_saves_and_loads(tmp_path):
+    """The tied head shares the embedding's trainable tag rows: saved once, tied again on loading."""
+    torch.manual_seed(0)
+    model = _train_steps(AudioLM.build(with_overrides(PRESETS["tiny"], trainable={"llm": "frozen"}), TARGETS))
+    loaded = _check_round_trip(model, tmp_path, has_adapters=True)  # returns the merged copy, loaded
+    kept = AudioLM.from_pretrained(tmp_path / "kept")
+    llm = unwrap(kept.language_model)
+    embed, head = llm.get_input_embeddings(), llm.get_output_embeddings()
+    assert head.trainable_tokens_delta["default"] is embed.trainable_tokens_delta["default"]
+    assert loaded.trainable_parameter_names() == model.trainable_parameter_names()
+
+
 def test_from_pretrained_dtype_and_errors(tmp_path):
     torch.manual_seed(0)
     saved = AudioLM.build(PRESETS["tiny"]).save_pretrained(tmp_path / "m")

@@ -90,6 +90,22 @@ def test_write_and_read_back(report, tmp_path):
         read_report(tmp_path / "x.json")
 
 
+def test_the_report_says_how_much_training_the_model_had_and_plots_its_learning_curve(report):
+    training = {"steps": 2000, "planned_steps": 2000, "stopped_early": False, "examples_seen": 64000,
+                "audio_seconds_seen": 141000.0, "train_seconds": 560.0, "precision": "bf16", "threads": 2,
+                "processes": 1, "machine": "a 2-core test CPU",
+                "learning_curve": {"asr": [[0, 8.4], [400, 1.2], [2000, 0.2]], "ser": [[0, 8.3], [2000, 0.3]]}}
+    with_training = dict(report, training=training)
+    md = render_markdown(with_training)
+    assert ("Model: trained 2,000 optimizer steps (64,000 examples, 39.2 h of audio) in 9.3 min, bf16, "
+            "1 process(es) x 2 threads on a 2-core test CPU.") in md
+    alts = re.findall(r'alt="([^"]+)"', render_html(with_training))
+    assert "Learning curve of the evaluated model: dev loss per task against optimizer steps" in alts
+    cut = dict(training, steps=880, stopped_early=True)
+    assert "STOPPED EARLY by the time budget at step 880 of 2000 planned" in render_markdown(dict(report, training=cut))
+    assert "Model:" not in render_markdown(report)  # a model without training.json (e.g. a hub id)
+
+
 def test_flag_counts_are_a_column_and_flagged_answers_are_listed(report):
     import copy
 

@@ -23,6 +23,7 @@ from qaudio.training.config import TrainConfig
 from qaudio.training.corpus import load_items, parse_recipes, tokenizer_texts
 from qaudio.training.feature_cache import FeatureCache, audio_key, encoder_identity, fill_cache
 from qaudio.training.metrics_log import read_metrics
+from qaudio.training.summary import describe, read_summary
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -245,6 +246,10 @@ def test_killed_run_resumes_with_the_same_losses(corpus, tmp_path):
     resumed, whole = train_losses(killed), train_losses(tmp_path / "whole")
     assert list(resumed) == list(range(1, steps + 1))
     assert resumed == whole  # exact: fp32, deterministic kernels, the same data order
+    # The summary counts what the model saw over both runs, not only after the resume.
+    summaries = [read_summary(run / "model") for run in (killed, tmp_path / "whole")]
+    assert summaries[0]["examples_seen"] == summaries[1]["examples_seen"] > steps
+    assert summaries[0]["steps"] == summaries[1]["steps"] == steps
 
 
 @pytest.mark.slow
@@ -290,3 +295,29 @@ def test_max_minutes_stops_at_the_deadline_when_the_machine_slows_down(corpus, t
     (end,) = read_metrics(tmp_path / "run", "end")
     assert end["step"] == stop["step"] and end["dev_end"]
     assert (final / "config.json").is_file()
+    summary = read_summary(final)  # a report of this model must say the schedule was cut short
+    assert summary["stopped_early"] and summary["steps"] == stop["step"] < summary["planned_steps"]
+    assert "STOPPED EARLY" in describe(summary)
+
+
+def test_the_model_directory_records_what_training_did(corpus, tmp_path):
+    final = train(tiny_config(corpus, tmp_path / "run", max_steps=4, eval_every=2, log_every=1))
+    summary = read_summary(final)
+    trained = sum(sum(r["task_examples"].values()) for r in read_metrics(tmp_path / "run", "train"))
+    assert summary["steps"] == summary["planned_steps"] == 4 and not summary["stopped_early"]
+    assert summary["examples_seen"] == trained > 0
+    assert summary["audio_seconds_seen"] > 0 and summary["precision"] == "fp32" and summary["processes"] == 1
+    # dev loss at steps 0, 2 and 4 for each task: the learning curve the report plots
+    assert {t: [p[0] for p in pts] for t, pts in summary["learning_curve"].items()} == {
+        t: [0, 2, 4] for t in ("aac", "aqa", "asr")}
+    assert "trained 4 optimizer steps" in describe(summary)
+
+
+def test_the_eta_says_when_the_machine_is_slower_than_the_run_was_sized_for():
+    from qaudio.train import eta_message
+
+    cfg = TrainConfig(max_steps=1000, eval_every=500, expected_step_s=0.3)
+    quick = eta_message(1000, 0.31, 10.0, cfg)
+    assert "about 5.8 min" in quick and "slower" not in quick  # 1000 x 0.31 s + 4 dev passes x 10 s
+    slow = eta_message(1000, 0.9, 10.0, cfg)
+    assert "3.0x slower" in slow and "the same 1000 steps" in slow

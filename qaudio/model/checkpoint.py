@@ -33,14 +33,13 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 from transformers import CONFIG_MAPPING, AutoModelForCausalLM, AutoTokenizer, WhisperConfig, WhisperFeatureExtractor
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from .. import __version__
 from ..config import CHECKPOINT_CONFIG, ModelConfig
 from .projectors import build_projector
+from .tensor_files import load_tensors, save_tensors
 from .trainable import apply_trainable, load_adapter, merged_state_dict, plain_state_dict, save_adapter, unwrap
 
 FORMAT = "qaudio"
@@ -50,35 +49,12 @@ PARTS = ("audio_tower", "projector", "language_model")
 ADAPTED_PARTS = ("audio_tower", "language_model")
 
 
-def _save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
-    """safetensors refuses tensors that share memory (tied embeddings): store each once, note the aliases."""
-    stored: dict[tuple, str] = {}
-    tensors, aliases = {}, {}
-    for name, tensor in state.items():
-        key = (tensor.device, tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.dtype)
-        if key in stored:
-            aliases[name] = stored[key]
-        else:
-            stored[key] = name
-            tensors[name] = tensor.detach().contiguous()
-    save_file(tensors, str(path), metadata={"format": "pt", "aliases": json.dumps(aliases)})
-
-
-def _load_weights(path: Path) -> dict[str, torch.Tensor]:
-    state = load_file(str(path))
-    with safe_open(str(path), framework="pt") as f:
-        aliases = json.loads((f.metadata() or {}).get("aliases", "{}"))
-    for alias, name in aliases.items():
-        state[alias] = state[name]
-    return state
-
-
 def save_checkpoint(model, directory: Path, merge_lora: bool = False) -> Path:
     """Write ``model`` (an AudioLM) to ``directory``; see the module docstring for the layout."""
     directory.mkdir(parents=True, exist_ok=True)
     state_of = merged_state_dict if merge_lora else plain_state_dict
     state = {f"{part}.{k}": v for part in PARTS for k, v in state_of(getattr(model, part)).items()}
-    _save_weights(state, directory / WEIGHTS)
+    save_tensors(state, directory / WEIGHTS)
     shutil.rmtree(directory / ADAPTERS, ignore_errors=True)  # adapters of an earlier save would not match
     adapters = [] if merge_lora else [p for p in ADAPTED_PARTS if save_adapter(getattr(model, p), directory / ADAPTERS / p)]
     model.tokenizer.save_pretrained(str(directory))
@@ -148,7 +124,7 @@ def load_checkpoint(cls, path_or_hub_id: str | Path, device=None, dtype=None):
     tokenizer = AutoTokenizer.from_pretrained(str(directory))
     feature_extractor = WhisperFeatureExtractor.from_pretrained(str(directory))
     model = cls(config, audio_tower, projector, language_model, tokenizer, feature_extractor)
-    model.load_state_dict(_load_weights(directory / WEIGHTS), strict=True)
+    model.load_state_dict(load_tensors(directory / WEIGHTS), strict=True)
     apply_trainable(model)
     for part in meta.get("adapters", []):
         load_adapter(getattr(model, part), directory / ADAPTERS / part)

@@ -34,12 +34,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoConfig, WhisperConfig
+from transformers import WhisperConfig
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 from transformers.utils import logging as hf_logging
 
 from ..config import PIP_PREFIX, TINY_RANDOM, EncoderConfig
 from .lengths import CONV_STRIDE, WHISPER_POSITIONS, encoder_frame_count
+from .sources import Source, fetch_errors, pretrained_config
 
 # Checkpoint key prefixes of the encoder in WhisperForConditionalGeneration ("model.encoder.")
 # and WhisperModel ("encoder."); a saved WhisperEncoder has none.
@@ -85,11 +86,16 @@ def _quiet_transformers():
         hf_logging.set_verbosity(level)
 
 
+WHISPER = "a Whisper checkpoint (WhisperForConditionalGeneration, WhisperModel or WhisperEncoder)"
+
+
 def _pretrained_encoder(name_or_dir: str) -> WhisperEncoder:
-    config = AutoConfig.from_pretrained(name_or_dir)
+    source = Source(name_or_dir, "encoder.source", "--encoder-source", WHISPER)
+    config = pretrained_config(source)
     if config.model_type != "whisper":
-        raise ValueError(f"{name_or_dir} holds a {config.model_type!r} model; the audio tower must be a Whisper checkpoint")
-    with _quiet_transformers():
+        raise ValueError(f"{source} holds a {config.model_type!r} model; expected {WHISPER}. A causal LM belongs in "
+                         "llm.source (--llm-source)")
+    with _quiet_transformers(), fetch_errors(source):
         encoder, info = WhisperEncoder.from_pretrained(name_or_dir, config=config, key_mapping=_ENCODER_PREFIX,
                                                        dtype=torch.float32, output_loading_info=True)
     if info["missing_keys"] or info["mismatched_keys"]:

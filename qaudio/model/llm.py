@@ -21,10 +21,13 @@ from dataclasses import replace
 from typing import Iterable
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerFast
+from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig, PreTrainedModel,
+                          PreTrainedTokenizerFast)
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from ..config import SCRATCH, LLMConfig
 from ..tags import add_tag_tokens, all_special_tokens
+from .sources import Source, check_source, fetch_errors, pretrained_config
 
 END_OF_TEXT = "<|endoftext|>"  # the scratch tokenizer's end-of-sequence and padding token
 
@@ -54,12 +57,50 @@ def train_bpe_tokenizer(texts: Iterable[str] | None, vocab_size: int) -> PreTrai
     )
 
 
+CAUSAL_LM = "a decoder-only causal LM (Qwen2, Qwen3, Llama, Mistral, ...)"
+# The config names qaudio reads (Llama-style); a causal LM without one of them is refused up front.
+_LLAMA_STYLE_NAMES = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                      "max_position_embeddings")
+
+
+def _llm_source(config: LLMConfig) -> Source:
+    return Source(config.source, "llm.source", "--llm-source", CAUSAL_LM)
+
+
+def _tokenizer_source(config: LLMConfig) -> Source:
+    if config.tokenizer is None:
+        return Source(config.source, "llm.source", "--llm-source", f"{CAUSAL_LM} with its tokenizer")
+    return Source(config.tokenizer, "llm.tokenizer", "--llm-tokenizer", "a tokenizer", marker="tokenizer_config.json")
+
+
+def causal_lm_config(config: LLMConfig) -> PretrainedConfig:
+    """The transformers config of ``llm.source``, refused unless it is a decoder-only causal LM qaudio can read."""
+    source = _llm_source(config)
+    hf = pretrained_config(source)
+    if hf.is_encoder_decoder or hf.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        hint = (" A Whisper checkpoint is the audio encoder: it belongs in encoder.source (--encoder-source)"
+                if hf.model_type == "whisper" else "")
+        raise ValueError(f"{source} holds a {hf.model_type!r} model, which is not a decoder-only causal LM; expected "
+                         f"{CAUSAL_LM}.{hint}")
+    text = hf.get_text_config()
+    missing = [name for name in _LLAMA_STYLE_NAMES if getattr(text, name, None) is None]
+    if missing:
+        raise ValueError(f"{source}: this {hf.model_type} config lacks {', '.join(missing)}; qaudio reads Llama-style "
+                         f"config names, so expected {CAUSAL_LM}")
+    return hf
+
+
 def load_tokenizer(config: LLMConfig, tokenizer_texts: Iterable[str] | None = None):
     """The LLM's tokenizer with every qaudio tag added, and an end and a padding token set."""
     if config.source == SCRATCH and config.tokenizer is None:
         tokenizer = train_bpe_tokenizer(tokenizer_texts, config.bpe_vocab_size)
     else:
-        tokenizer = AutoTokenizer.from_pretrained(config.tokenizer or config.source)
+        if config.source != SCRATCH:
+            causal_lm_config(config)  # a wrong LLM source fails here, before its tokenizer is looked for
+        source = _tokenizer_source(config)
+        check_source(source)
+        with fetch_errors(source):
+            tokenizer = AutoTokenizer.from_pretrained(source.value)
         add_tag_tokens(tokenizer)
     if tokenizer.eos_token_id is None:
         raise ValueError(f"the tokenizer of {config.tokenizer or config.source} has no end-of-sequence token; "
@@ -91,12 +132,41 @@ def _scratch_model(config: LLMConfig, tokenizer) -> PreTrainedModel:
     return AutoModelForCausalLM.from_config(hf_config, dtype=torch.float32)
 
 
+def appended_tag_ids(tokenizer) -> list[int]:
+    """The ids of the tags :func:`qaudio.tags.add_tag_tokens` appended after the LLM's own tokens.
+
+    They are the run of tag ids that ends the vocabulary; a tag the LLM's tokenizer already had
+    sits among its own tokens and keeps its pretrained row.
+    """
+    tags = set(tokenizer.convert_tokens_to_ids(all_special_tokens()))
+    first = len(tokenizer)
+    while first - 1 in tags:
+        first -= 1
+    return list(range(first, len(tokenizer)))
+
+
+def _init_tag_rows(model: PreTrainedModel, ids: list[int]) -> None:
+    """Start the appended tag rows at the mean of the rows of the LLM's own tokens (ids below them)."""
+    if not ids:
+        return
+    tables = [model.get_input_embeddings().weight]
+    head = model.get_output_embeddings()
+    if head is not None and head.weight is not tables[0]:
+        tables.append(head.weight)
+    with torch.no_grad():
+        for weight in tables:  # (rows, H)
+            weight[ids] = weight[: ids[0]].mean(dim=0)  # padding rows past the tokenizer are not averaged
+
+
 def _pretrained_model(config: LLMConfig, tokenizer) -> PreTrainedModel:
-    model = AutoModelForCausalLM.from_pretrained(config.source, dtype=torch.float32)  # cast later, in one place
-    rows = model.get_input_embeddings().weight.shape[0]
-    if len(tokenizer) > rows:
+    hf = causal_lm_config(config)
+    with fetch_errors(_llm_source(config)):
+        model = AutoModelForCausalLM.from_pretrained(config.source, config=hf, dtype=torch.float32)  # cast later
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         # The tags are new tokens: grow the embedding (and an untied head) to the tokenizer.
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    # Some tags may land on padding rows the checkpoint already had: every tag row is set here.
+    _init_tag_rows(model, appended_tag_ids(tokenizer))
     return model
 
 

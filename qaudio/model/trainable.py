@@ -40,11 +40,11 @@ from typing import Callable
 import torch
 from peft import LoraConfig, PeftModel, TrainableTokensConfig, get_peft_model
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..config import TrainableConfig
 from ..tags import all_special_tokens
+from .tensor_files import load_tensors, save_tensors
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"  # peft's file name (its config is adapter_config.json)
 
@@ -165,8 +165,9 @@ def save_adapter(module: nn.Module, directory: Path) -> bool:
     if not isinstance(module, PeftModel):
         return False
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous() for k, v in get_peft_model_state_dict(module, save_embedding_layers=False).items()}
-    save_file(state, str(directory / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    # With tied embeddings, peft gives the embedding's and the head's trainable-token rows as one
+    # shared delta under two names: stored once, both names come back on loading.
+    save_tensors(get_peft_model_state_dict(module, save_embedding_layers=False), directory / ADAPTER_WEIGHTS)
     module.peft_config["default"].save_pretrained(str(directory))
     return True
 
@@ -176,7 +177,7 @@ def load_adapter(module: nn.Module, directory: Path) -> None:
     if not isinstance(module, PeftModel):
         raise ValueError(f"{directory} holds adapters, but the model config trains this part without any; "
                          "the checkpoint's config.json and its adapters disagree")
-    state = load_file(str(directory / ADAPTER_WEIGHTS))
+    state = load_tensors(directory / ADAPTER_WEIGHTS)
     result = set_peft_model_state_dict(module, state)
     if result.unexpected_keys:
         raise ValueError(f"{directory}: adapter weights that fit no adapter of the model: {result.unexpected_keys[:5]}")

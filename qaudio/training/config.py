@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import PROJECTOR_NAMES
+
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCHEDULES = ("cosine", "linear", "constant")
 LONG_AUDIO = ("skip", "chunk")
@@ -53,6 +55,26 @@ class TrainConfig:
     # ---- model and what trains --------------------------------------------------------------
     model: str = _f("demo", "model preset name, a ModelConfig .json file, or a saved model directory "
                     "to fine-tune", group="model", metavar="PRESET|FILE|DIR")
+    # The model flags below override fields of the --model config (one per field, listed in
+    # MODEL_FLAGS); None = not given: the preset's value, or on a resume the checkpoint's.
+    encoder_source: str | None = _f(None, "audio encoder: a Whisper hub id (openai/whisper-small), a local Whisper "
+                                    "or CTranslate2 directory, pip:<package>, or tiny-random (default: the preset's)",
+                                    group="model", metavar="HUB_ID|DIR")
+    llm_source: str | None = _f(None, "LLM: a causal-LM hub id (Qwen/Qwen2.5-0.5B), a local directory, or scratch "
+                                "(default: the preset's)", group="model", metavar="HUB_ID|DIR")
+    llm_tokenizer: str | None = _f(None, "tokenizer hub id or directory, if not the LLM's own (default: the "
+                                   "preset's)", group="model", metavar="HUB_ID|DIR")
+    projector: str | None = _f(None, "projector kind (default: the preset's)", choices=PROJECTOR_NAMES,
+                               group="model")
+    projector_stack: int | None = _f(None, "encoder frames per projector output (linear/mlp/conv) or per "
+                                     "Q-Former window (default: the preset's)", group="model")
+    projector_hidden: int | None = _f(None, "projector hidden width (mlp/conv) or Q-Former width (default: the "
+                                      "preset's)", group="model")
+    projector_queries: int | None = _f(None, "qformer: learned queries (outputs) per window (default: the preset's)",
+                                       group="model")
+    projector_layers: int | None = _f(None, "qformer: transformer layers (default: the preset's)", group="model")
+    projector_heads: int | None = _f(None, "qformer: attention heads, dividing --projector-hidden (default: the "
+                                     "preset's)", group="model")
     train_encoder: str | None = _f(None, "train the audio encoder: frozen, full or lora (default: the preset's)",
                                    choices=TRAIN_MODES, group="model")
     train_projector: bool | None = _f(None, "train the projector (default: the preset's)", group="model")
@@ -60,8 +82,11 @@ class TrainConfig:
                                choices=TRAIN_MODES, group="model")
     lora_r: int | None = _f(None, "LoRA rank (default: the preset's)", group="model")
     lora_alpha: float | None = _f(None, "LoRA alpha (default: the preset's)", group="model")
+    lora_dropout: float | None = _f(None, "dropout on the LoRA input (default: the preset's)", group="model")
     lora_targets: str | None = _f(None, "comma-separated module names LoRA adapts, e.g. q_proj,v_proj "
                                   "(default: the preset's)", group="model")
+    encoder_lora_targets: str | None = _f(None, "comma-separated Whisper encoder module names LoRA adapts with "
+                                          "--train-encoder lora (default: the preset's)", group="model")
     # ---- optimisation ------------------------------------------------------------------------
     max_steps: int = _f(0, "optimizer steps to train; 0 = from --epochs (or --max-minutes)", group="optim")
     epochs: float = _f(1.0, "passes over the training examples (one epoch = as many examples as the "
@@ -117,6 +142,11 @@ class TrainConfig:
                                "gets no gradient)", group="run")
     tensorboard: bool = _f(True, "write TensorBoard event files (when tensorboard is installed)", group="run")
     progress: bool = _f(True, "show a progress bar", group="run")
+    eta: bool = _f(True, "time a few batches before training (leaving no trace) and print the expected "
+                   "training time", group="run")
+    expected_step_s: float = _f(0.0, "the seconds per step this run was sized for (make demo sets it); a "
+                                "probed step much slower than this is reported with the expected wall time "
+                                "(0 = no check)", group="run")
     plot: bool = _f(True, "write a loss-curve PNG per task at the end", group="run")
     log_batches: bool = _f(False, "debug: each process writes the ids of its examples per step and its final "
                            "weight fingerprint to batches-rank<R>.jsonl", group="run")
@@ -138,7 +168,8 @@ class TrainConfig:
                         "batch_size": self.batch_size, "batch_seconds": self.batch_seconds,
                         "warmup": self.warmup, "weight_decay": self.weight_decay, "grad_clip": self.grad_clip,
                         "eval_every": self.eval_every, "num_workers": self.num_workers,
-                        "threads": self.threads, "max_dev_examples": self.max_dev_examples}
+                        "threads": self.threads, "max_dev_examples": self.max_dev_examples,
+                        "expected_step_s": self.expected_step_s}
         for name, value in non_negative.items():
             if not value >= 0:
                 raise ValueError(f"--{_flag(name)} must be >= 0, got {value!r}")
@@ -168,6 +199,48 @@ class TrainConfig:
             raise ValueError(f"{where}: unknown training option(s) {', '.join(unknown)}; "
                              f"valid options: {', '.join(sorted(names))}")
         return cls(**normalised)
+
+
+def _module_names(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+# The model flags: TrainConfig field -> (ModelConfig section, field, how the flag's text becomes the value).
+MODEL_FLAGS: dict[str, tuple[str, str, Any]] = {
+    "encoder_source": ("encoder", "source", _same),
+    "llm_source": ("llm", "source", _same),
+    "llm_tokenizer": ("llm", "tokenizer", _same),
+    "projector": ("projector", "name", _same),
+    "projector_stack": ("projector", "stack", _same),
+    "projector_hidden": ("projector", "hidden", _same),
+    "projector_queries": ("projector", "num_queries", _same),
+    "projector_layers": ("projector", "qformer_layers", _same),
+    "projector_heads": ("projector", "qformer_heads", _same),
+    "train_encoder": ("trainable", "encoder", _same),
+    "train_projector": ("trainable", "projector", _same),
+    "train_llm": ("trainable", "llm", _same),
+    "lora_r": ("trainable", "lora_r", _same),
+    "lora_alpha": ("trainable", "lora_alpha", _same),
+    "lora_dropout": ("trainable", "lora_dropout", _same),
+    "lora_targets": ("trainable", "lora_targets", _module_names),
+    "encoder_lora_targets": ("trainable", "encoder_lora_targets", _module_names),
+}
+# Where a model's parts are read from: a resume may point these at a moved copy of the same model.
+SOURCE_FLAGS = ("encoder_source", "llm_source", "llm_tokenizer")
+
+
+def model_overrides(cfg: TrainConfig) -> dict[str, dict[str, Any]]:
+    """The model flags given, as ``{section: {field: value}}`` for :func:`qaudio.config.with_overrides`."""
+    sections: dict[str, dict[str, Any]] = {}
+    for name, (section, key, convert) in MODEL_FLAGS.items():
+        value = getattr(cfg, name)
+        if value is not None:
+            sections.setdefault(section, {})[key] = convert(value)
+    return sections
 
 
 def _flag(name: str) -> str:

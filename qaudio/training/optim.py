@@ -1,8 +1,11 @@
 """AdamW over the trainable parameters, and the warm-up + cosine learning-rate schedule.
 
 Weight decay applies to matrices only (nanoGPT's ``configure_optimizers``): biases, norm
-gains and embeddings are not decayed. The schedule is linear warm-up to the peak, then
-cosine (Loshchilov & Hutter, "SGDR", ICLR 2017) or linear decay to ``min_lr_ratio`` x peak.
+gains and token tables are not decayed. The token tables are the LLM's input embedding and its
+output head with everything inside them (peft's trainable tag-token rows too): a tag's row in an
+untied head is the other half of its embedding row, and both halves are treated alike.
+
+The schedule is linear warm-up to the peak, then cosine (Loshchilov & Hutter, "SGDR", ICLR 2017) or linear decay to ``min_lr_ratio`` x peak.
 """
 
 from __future__ import annotations
@@ -15,14 +18,28 @@ import torch
 from .config import TrainConfig
 
 
+def token_table_parameters(model: torch.nn.Module) -> set[int]:
+    """``id``s of the parameters in every causal LM's input embedding and output head (module tree walk)."""
+    found: set[int] = set()
+    for module in model.modules():
+        get_head = getattr(module, "get_output_embeddings", None)
+        head = get_head() if callable(get_head) else None
+        if head is None:  # not a language model with a head (e.g. the Whisper encoder)
+            continue
+        for table in (module.get_input_embeddings(), head):
+            found.update(id(p) for p in table.parameters())
+    return found
+
+
 def parameter_groups(model: torch.nn.Module, names: list[str], weight_decay: float) -> list[dict]:
     """Two AdamW groups over the named trainable parameters: decayed matrices, the rest."""
     params = dict(model.named_parameters())
+    tables = token_table_parameters(model)
     decay, no_decay = [], []
     for name in names:
         p = params[name]
-        # Embedding tables are 2-D but are lookups, not maps: decaying them shrinks rare tokens.
-        is_matrix = p.ndim >= 2 and "embed" not in name and "wte" not in name
+        # Token tables are 2-D but are lookups, not maps: decaying them shrinks rare tokens.
+        is_matrix = p.ndim >= 2 and id(p) not in tables and "embed" not in name and "wte" not in name
         (decay if is_matrix else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 

@@ -1,0 +1,76 @@
+"""What a training run did, saved beside the model: ``training.json``.
+
+A report that reads "43% WER" must also say whether the model saw 880 steps or 2,000, so the
+final model directory carries the run's facts: optimizer steps, examples and audio seen, wall
+time, the precision and threads it ran with, the step time the probe measured, whether a time
+budget cut the schedule short, and the dev-loss learning curve (per task, against steps).
+``qaudio eval`` copies it into its report, where the table's caption and the learning-curve
+plot come from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+TRAINING_FILE = "training.json"
+
+
+def machine() -> str:
+    """The CPU model (and GPU, if any) in words, for the record."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"{torch.cuda.get_device_name(0)} (host CPU: {cpu})"
+    except ImportError:
+        pass
+    return cpu
+
+
+def learning_curve(dev_history: dict[str, dict[str, float]]) -> dict[str, list[list[float]]]:
+    """``{step: {task: loss}}`` -> ``{task: [[step, loss], ...]}`` sorted by step."""
+    curve: dict[str, list[list[float]]] = {}
+    for step in sorted(dev_history, key=int):
+        for task, loss in dev_history[step].items():
+            curve.setdefault(task, []).append([int(step), float(loss)])
+    return curve
+
+
+def write_summary(model_dir: str | os.PathLike, summary: dict[str, Any]) -> Path:
+    path = Path(model_dir) / TRAINING_FILE
+    path.write_text(json.dumps(summary, indent=1, allow_nan=True) + "\n", encoding="utf-8")
+    return path
+
+
+def read_summary(model_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The run's summary, or None for a model that was not trained by ``qaudio train`` (or a hub id)."""
+    path = Path(model_dir) / TRAINING_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def describe(summary: dict[str, Any]) -> str:
+    """One line: how much training the model had, for report captions and logs."""
+    hours = summary.get("audio_seconds_seen", 0.0) / 3600
+    minutes = summary.get("train_seconds", 0.0) / 60
+    text = (f"trained {summary['steps']:,} optimizer steps ({summary.get('examples_seen', 0):,} examples, "
+            f"{hours:.1f} h of audio) in {minutes:.1f} min, {summary.get('precision', '?')}, "
+            f"{summary.get('processes', 1)} process(es) x {summary.get('threads', '?')} threads on "
+            f"{summary.get('machine', 'an unknown machine')}")
+    if summary.get("stopped_early"):
+        text += (f"; STOPPED EARLY by the time budget at step {summary['steps']} of {summary['planned_steps']} "
+                 "planned (this machine was slower than the probe measured): the schedule did not finish")
+    return text
