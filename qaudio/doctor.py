@@ -60,10 +60,14 @@ class Check:
 def requirements() -> list[Requirement]:
     """qaudio's requirements: pyproject.toml next to the package (a checkout), else installed metadata."""
     pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
-    if pyproject.is_file():
-        import tomllib
-
-        project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+    try:
+        import tomllib  # Python >= 3.11
+    except ImportError:
+        tomllib = None
+    project: dict = {}
+    if pyproject.is_file() and tomllib is not None:
+        project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
+    if project.get("name") == "qaudio":  # not some other project's file beside an installed package
         reqs = [Requirement(r) for r in project["dependencies"]]
         for extra, items in project.get("optional-dependencies", {}).items():
             reqs += [Requirement(f'{r}; extra == "{extra}"') for r in items]
