@@ -150,7 +150,8 @@ def detect(
     found = set()
     if not text.strip():
         found.add("empty")
-    if raw and is_repetitive(_TAG.sub(" ", raw) if not text.strip() else text, limits):
+    # Tags count as words: a loop of tags (or time tokens) around a short text is still a loop.
+    if raw and (is_repetitive(text, limits) or is_repetitive(_TAG.sub(lambda m: f" {m.group(0)} ", raw), limits)):
         found.add("repetition")
     if raw and echoes_prompt(raw, text, prompt, limits):
         found.add("echo")

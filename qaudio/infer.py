@@ -33,6 +33,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Sequence
@@ -420,7 +421,10 @@ class AudioModel:
             return
         retry_queries = [replace(queries[i], generate_kwargs=tuple(sorted(
             {**dict(queries[i].generate_kwargs), **degeneration.RETRY_GENERATE_KWARGS}.items()))) for i in redo]
-        for i, again in zip(redo, self._run([audios[i] for i in redo], retry_queries, batch_size, False)):
+        with warnings.catch_warnings():  # "the penalty applies to new tokens only": what is wanted here
+            warnings.filterwarnings("ignore", message=r"Passing `(repetition_penalty|no_repeat_ngram_size)`")
+            again_results = self._run([audios[i] for i in redo], retry_queries, batch_size, False)
+        for i, again in zip(redo, again_results):
             again.flags = [f for f in degeneration.FLAGS if f in {*again.flags, "retried"}]
             again.timing["seconds"] = round(again.timing.get("seconds", 0.0) + results[i].timing.get("seconds", 0.0), 4)
             results[i] = again

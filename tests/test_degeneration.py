@@ -39,6 +39,11 @@ def test_loops_are_flagged(text):
     assert "repetition" in flags(text)
 
 
+def test_a_loop_of_tags_around_a_short_text_is_a_loop():
+    assert "repetition" in flags("TT", raw="<|13.66|>" * 6 + "<|7.78|>TT")
+    assert flags("hi there", raw="<|0.00|>hi<|0.20|><|0.25|>there<|0.60|>") == []
+
+
 def test_echo_of_tags_or_question_is_flagged():
     assert flags("hello", raw="<|en|><|transcribe|>hello") == ["echo"]
     assert "echo" in flags("what instrument is playing in this recording", prompt=AQA_PROMPT)
