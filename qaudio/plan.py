@@ -137,7 +137,10 @@ def _lora_params(lm, targets: tuple[str, ...], r: int) -> int:
 def model_shapes(config: ModelConfig, train_llm: str, vocab: int) -> Shapes:
     """Exact parameter counts by part, and what trains under ``train_llm`` (the config's encoder and projector settings)."""
     encoder, projector, lm = _meta_modules(config, vocab)
-    count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
+
+    def count(module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
     embeddings = count(lm.get_input_embeddings()) + (0 if config.llm.tie_embeddings else count(lm.get_output_embeddings()))
     params = {"encoder": count(encoder), "projector": count(projector), "llm_embeddings": embeddings,
               "llm_body": count(lm) - embeddings}
