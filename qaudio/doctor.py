@@ -125,7 +125,8 @@ def check_extras(reqs: list[Requirement], required: set[str]) -> list[Check]:
             out.append(Check("ok", f"extra {extra}", f"installed: {purpose}" if purpose else "installed"))
         else:
             status = "fail" if extra in required else "info"
-            out.append(Check(status, f"extra {extra}", f"missing {', '.join(missing)}" + (f" (needed for {purpose})" if purpose else ""),
+            needed = f" (needed for {purpose})" if purpose else ""
+            out.append(Check(status, f"extra {extra}", f"missing {', '.join(missing)}{needed}",
                              f"pip install 'qaudio[{extra}]'"))
     return out
 
@@ -176,10 +177,12 @@ def check_java() -> Check:
     try:
         setup = prepare_caption_jars()
     except ValueError as e:  # no Java, or a missing jar: the message names it and the fix
-        return Check("warn", "Java + caption jars", str(e).split(". Fix:")[0], str(e).split("Fix: ")[-1] if "Fix: " in str(e) else "")
+        problem, _, fix = str(e).partition(". Fix: ")
+        return Check("warn", "Java + caption jars", problem, fix)
     detail = f"Java {setup.java_version}; tokenizer and METEOR jars in place"
     if setup.spice_problem:
-        return Check("info", "Java + caption jars", f"{detail}; SPICE/SPIDEr not computable", setup.spice_problem.split("Fix: ")[-1])
+        fix = setup.spice_problem.split("Fix: ")[-1]
+        return Check("info", "Java + caption jars", f"{detail}; SPICE/SPIDEr not computable", fix)
     return Check("ok", "Java + caption jars", f"{detail}; SPICE ready")
 
 

@@ -397,7 +397,8 @@ def _gb(n: int) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="a preset (tiny, demo, ...), a ModelConfig .json, or a saved model directory")
+    parser.add_argument("--model", required=True,
+                        help="a preset (tiny, demo, ...), a ModelConfig .json, or a saved model directory")
     parser.add_argument("--train-llm", default=None, choices=TRAIN_LLM, help="what trains in the LLM (default: the config's)")
     parser.add_argument("--batch-seconds", type=float, required=True, help="audio seconds per batch (clips x clip length)")
     parser.add_argument("--clip-seconds", type=float, default=10.0, help="length of each clip (default 10; at most 30)")
@@ -435,7 +436,8 @@ def main(args: argparse.Namespace) -> int:
     infer = predict_inference(shapes, workload(batch))
     memory, where = (parse_size(args.device_memory), "--device-memory") if args.device_memory else available_memory()
     budget = int(memory * HEADROOM)
-    print(f"model {args.model}: {shapes.total:,} parameters ({', '.join(f'{k} {v:,}' for k, v in shapes.params.items())}); "
+    parts = ", ".join(f"{k} {v:,}" for k, v in shapes.params.items())
+    print(f"model {args.model}: {shapes.total:,} parameters ({parts}); "
           f"LLM {train_llm}: {shapes.trainable:,} trainable; vocabulary {vocab:,}")
     print(f"batch: {batch} clip(s) of {args.clip_seconds:g} s ({batch * args.clip_seconds:g} s of audio)")
     print(f"training peak:  {_gb(train.peak)}  (" + ", ".join(f"{k} {_gb(v)}" for k, v in train.parts.items()) + ")")
