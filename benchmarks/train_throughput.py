@@ -411,6 +411,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", action="store_true",
                         help="also time each phase of the step and list the top operators (librispeech, live)")
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    parser.add_argument("--demo", action="store_true",
+                        help="instead: the demo preset's cached-feature step, variant against variant, as a fraction of "
+                             "the fp32 and bf16 matmul peaks (benchmarks.demo_step; its flags follow --demo)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
 
@@ -430,6 +433,11 @@ def _check(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--demo" in argv:  # the demo preset's step, with benchmarks.demo_step's own flags
+        from benchmarks import demo_step
+
+        return demo_step.main([a for a in argv if a != "--demo"])
     parser = argparse.ArgumentParser(prog="python -m benchmarks.train_throughput", description=__doc__.split("\n")[0])
     add_arguments(parser)
     args = parser.parse_args(argv)

@@ -9,8 +9,8 @@ the user extracts the audio once, keeping the names, for example::
     cd MELD.Raw/train_splits && for f in *.mp4; do ffmpeg -i "$f" -vn -ac 1 -ar 16000 "${f%.mp4}.wav"; done
 
 The wav files are looked for in ``audio/<split>/``, in the official video folder, or in
-``<split>/``. Emotions map onto the ser task's labels (joy -> happy, sadness -> sad,
-anger -> angry; neutral, surprise, fear and disgust as they are). The CSVs' punctuation is
+``<split>/``. Emotions map onto the ser task's labels through its ``label_aliases`` (joy ->
+happy, sadness -> sad, anger -> angry; neutral, surprise, fear and disgust as they are). The CSVs' punctuation is
 mangled in places (``â\\x80\\x99`` or ``\\x92`` for ``’``); the utterance text kept in
 ``meta.text`` is repaired. In the release, dev clip dia110_utt7 has no video and train clip
 dia125_utt3 is corrupt (declare-lab/MELD issues 22 and 39); clips without a wav are skipped
@@ -26,15 +26,8 @@ from qaudio.data import Example
 from qaudio.recipe import Recipe, Skipped, audio_index, read_table
 from qaudio.specs import get_task
 
-EMOTIONS = {
-    "neutral": "neutral",
-    "joy": "happy",
-    "sadness": "sad",
-    "anger": "angry",
-    "surprise": "surprise",
-    "fear": "fear",
-    "disgust": "disgust",
-}
+EMOTIONS = ("neutral", "joy", "sadness", "anger", "surprise", "fear", "disgust")  # MELD's names; the ser task's
+# label_aliases map them onto its label set (joy -> happy), in one place for recipe and metric.
 VIDEO_FOLDERS = {"train": "train_splits", "dev": "dev_splits_complete", "test": "output_repeated_splits_test"}
 COLUMNS = ("Utterance", "Speaker", "Emotion", "Dialogue_ID", "Utterance_ID")
 
@@ -75,8 +68,9 @@ class MELD(Recipe):
     def examples(self, root: Path, split: str, task: str | None = None) -> Iterator[Example]:
         task = self.task_or_default(task)
         base = root / "MELD.Raw" if (root / "MELD.Raw").is_dir() else root
-        labels = get_task("ser").labels
-        unknown = sorted(set(EMOTIONS.values()) - set(labels))
+        ser = get_task("ser")
+        labels, to_label = ser.labels, {e: ser.label_aliases.get(e, e) for e in EMOTIONS}
+        unknown = sorted(set(to_label.values()) - set(labels))
         if unknown:
             raise ValueError(f"{self.name}: emotions {unknown} map outside the ser labels {labels}")
         csv_path = self.require(base / f"{split}_sent_emo.csv", "annotation file")
@@ -108,7 +102,7 @@ class MELD(Recipe):
                 task=task,
                 audio_lang="en",
                 text_lang="en",
-                label=EMOTIONS[emotion],
+                label=to_label[emotion],
                 meta={"corpus": self.name, "split": split, "speaker": repair_text(row["Speaker"]),
                       "text": repair_text(row["Utterance"]), "emotion": emotion,
                       "sentiment": row.get("Sentiment", "")},

@@ -18,10 +18,12 @@ vocalsound/              VocalSound audio_16k/ and meta/
 nsynth/                  nsynth-test/
 =======================  =====================================================
 
-A corpus that is not there is listed as skipped with the reason. Profiles follow the paper's
-evaluation scripts (``eval_audio/evaluate_*.py``): ASR ``qwen_audio`` (lower-cased,
-punctuation kept, Chinese per character), BLEU by sacrebleu with the target language's
-tokenizer, captions by the COCO caption metrics, classification and AQA by exact match.
+A corpus that is not there is listed as skipped with the reason. Profiles are the
+``qwen_audio`` ones, which reproduce the paper's evaluation scripts (``eval_audio/evaluate_*.py``):
+ASR lower-cased with punctuation kept (Chinese per character), BLEU by sacrebleu with the
+target language's tokenizer, classification and AQA by exact match of the stripped output
+against the reference as written, AAS over the segments between time tokens, chroma as
+HEAR's ChromaAccuracy. Captions use the COCO caption metrics (aac-metrics).
 Whisper tiny.en (its own decoder) is the peer on LibriSpeech.
 """
 from dataclasses import replace
@@ -36,7 +38,7 @@ COVOST2_PAIRS = (("en", "de"), ("de", "en"), ("en", "zh-CN"), ("zh-CN", "en"), (
 
 def _covost2(src: str, tgt: str) -> Benchmark:
     return Benchmark(name=f"CoVoST 2 {src.split('-')[0]}-{tgt.split('-')[0]}", recipe="covost2", root=f"{COVOST2}/{src}",
-                     split="test", task="s2tt", profile="sacrebleu", recipe_options={"pair": f"{src}_{tgt}"})
+                     split="test", task="s2tt", profile="qwen_audio", recipe_options={"pair": f"{src}_{tgt}"})
 
 
 SUITE = Suite(
@@ -50,13 +52,15 @@ SUITE = Suite(
                     profile="qwen_audio")
           for split in ("dev", "test")),
         *(_covost2(src, tgt) for src, tgt in COVOST2_PAIRS),
-        Benchmark(name="Clotho", recipe="clotho", root="clotho", split="evaluation", task="aac", profile="aac_metrics"),
-        Benchmark(name="CochlScene", recipe="cochlscene", root="CochlScene", split="test", task="asc", profile="exact"),
+        Benchmark(name="Clotho", recipe="clotho", root="clotho", split="evaluation", task="aac", profile="qwen_audio"),
+        Benchmark(name="CochlScene", recipe="cochlscene", root="CochlScene", split="test", task="asc",
+                  profile="qwen_audio"),
         Benchmark(name="Clotho-AQA", recipe="clotho_aqa", root="clotho_aqa", split="test", task="aqa",
                   profile="qwen_audio"),
-        Benchmark(name="MELD", recipe="meld", root="MELD", split="test", task="ser", profile="exact"),
-        Benchmark(name="VocalSound", recipe="vocalsound", root="vocalsound", split="test", task="vsc", profile="exact"),
-        Benchmark(name="NSynth", recipe="nsynth", root="nsynth", split="test", task="mna"),
+        Benchmark(name="MELD", recipe="meld", root="MELD", split="test", task="ser", profile="qwen_audio"),
+        Benchmark(name="VocalSound", recipe="vocalsound", root="vocalsound", split="test", task="vsc",
+                  profile="qwen_audio"),
+        Benchmark(name="NSynth", recipe="nsynth", root="nsynth", split="test", task="mna", profile="qwen_audio"),
     ),
     peers=(replace(WHISPER_TINY_EN, note=(
         "Whisper tiny.en (39 M parameters, 680k hours of web speech) with its own decoder, greedy, on the same "

@@ -44,7 +44,7 @@ SUITE = Suite(
         _row("emotion", "ser", "normalized"),
         _row("acoustic scene", "asc", "normalized"),
         _row("vocal sound", "vsc", "normalized"),
-        _row("music note", "mna"),
+        _row("music note", "mna", "qaudio"),
     ),
     peers=(WHISPER_TINY_EN,),
 )

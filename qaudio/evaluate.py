@@ -96,7 +96,7 @@ CHANCE: dict[str, str] = {
 
 def metric_options(task: Task) -> dict:
     """Options the task's metric needs besides predictions and references."""
-    return {"labels": list(task.labels)} if isinstance(task, ClassificationTask) and task.labels else {}
+    return task.metric_options()
 
 
 # ---- Loading benchmarks ----------------------------------------------------------------------
@@ -122,7 +122,7 @@ def resolve(benchmark: Benchmark) -> tuple[Task, str]:
     task = get_task(benchmark.task)
     family = get_metric(task.metric)
     try:
-        return task, family.check_profile(benchmark.profile)
+        return task, family.check_profile(benchmark.profile or task.profile)
     except ValueError as e:
         raise ValueError(f"benchmark {benchmark.name!r}: {e}") from None
 
@@ -257,7 +257,23 @@ def run_model(model, loaded: Loaded, batch_size: int, progress: bool = True) -> 
                             "windows": r.timing.get("windows", 1), "problems": r.problems, "error": r.error,
                             "flags": r.flags, "no_speech_prob": r.no_speech_prob})
     return {"status": "ok", "timing": _timing(seconds, examples, tokens, device), "predictions": predictions,
-            "failed": sum(p["error"] is not None for p in predictions), "flags": dict(count_flags(predictions))}
+            "failed": sum(p["error"] is not None for p in predictions), "flags": dict(count_flags(predictions)),
+            "generation": _generation(model, loaded, labels)}
+
+
+def _generation(model, loaded: Loaded, labels: list[str] | None) -> dict:
+    """How the predictions were made (decoding and a hash of the prompts), for the metric's provenance."""
+    import hashlib
+
+    from .infer import MAX_NEW_TOKENS
+
+    prompts = sorted({loaded.task.prompt(ex, model.style) for ex in loaded.examples})
+    decoding = ({"method": "label scoring: the most likely label of the task's label set", "labels": labels} if labels else
+                {"method": "greedy", "do_sample": False, "num_beams": 1,
+                 "max_new_tokens": model.max_new_tokens or f"by kind of answer {MAX_NEW_TOKENS}"})
+    return {"decoding": decoding, "on_degenerate": model.on_degenerate, "prompt_style": model.style,
+            "prompts": len(prompts),
+            "prompt_sha256": hashlib.sha256("\n".join(prompts).encode("utf-8")).hexdigest()}
 
 
 def peer_applies(peer: Peer, loaded: Loaded) -> bool:
@@ -373,6 +389,7 @@ def score_entry(entry: dict, bootstrap: int = BOOTSTRAP, seed: int = 0) -> dict:
             res.pop("metric", None)
             continue
         res["metric"] = result.to_dict(bootstrap=bootstrap, seed=seed)
+        res["metric"]["provenance"]["generation"] = res.get("generation") or "not recorded with these predictions"
         scored[system] = result
     entry["chance"] = chance_baselines(task, family, entry["profile"], entry["language"], examples)
     analysis = {}

@@ -214,6 +214,8 @@ def notes(report: dict) -> list[str]:
                            "(bad audio; scored as empty output; see report.json)")
         metric = next((r["metric"] for r in bench.get("results", {}).values() if r.get("metric")), None)
         if metric:
+            if metric.get("provenance", {}).get("anchor"):  # the released scoring code the numbers reproduce
+                out.append(f"{bench['name']}: profile {metric['profile']} follows {metric['provenance']['anchor']}")
             for note in metric.get("notes", []):
                 out.append(f"{bench['name']}: {note}")
     return list(dict.fromkeys(out))  # each line once, in order
@@ -497,6 +499,9 @@ def _details(bench: dict) -> str:
         versions = ", ".join(f"{k} {v}" for k, v in metric.get("versions", {}).items())
         parts.append(f"<p><b>{e(system)}</b>: family <code>{e(metric['family'])}</code>, profile "
                      f"<code>{e(metric['profile'])}</code>, language {e(str(metric.get('language')))}; {e(versions)}</p>")
+        anchor = metric.get("provenance", {}).get("anchor")
+        if anchor:  # the released scoring code the profile reproduces (the rest is in report.json)
+            parts.append(f"<p>profile <code>{e(metric['profile'])}</code> follows {e(anchor)}</p>")
         parts.append(_html_table(["Metric", "Value [95% CI]", "Unit / reason"], rows))
     refs = {ex["id"]: ex for ex in bench.get("examples", [])}
     sample = []

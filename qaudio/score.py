@@ -16,6 +16,7 @@ metric code scores qaudio's own evaluations, so numbers are comparable.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from pathlib import Path
 from .metrics import METRICS, MetricResult, get_metric
 from .metrics.base import display_name, format_value
 from .specs import get_task, registry
-from .task import ClassificationTask, Task
+from .task import Task
 
 LANGUAGE_FAMILIES = ("wer", "bleu", "timestamps")  # families whose conventions depend on the language
 MULTI_REFERENCE_FAMILIES = ("caption", "bleu")  # families that accept a list of references
@@ -34,6 +35,7 @@ class Record:
     prediction: str | list  # text, or [[word, start_s, end_s], ...] for timestamps
     reference: str | list
     language: str | None  # text_lang, else audio_lang, else None
+    prompt: str | None = None  # the prompt the predictions answered, when the file records it
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", required=True,
                         help=f"task whose metric scores the file: {', '.join(registry('tasks'))}, or a task .py file")
     profiles = "; ".join(f"{name}: {', '.join(f.profiles)}" for name, f in METRICS.items())
-    parser.add_argument("--profile", default=None, help=f"metric profile (default: the family's first). {profiles}")
+    parser.add_argument("--profile", default=None,
+                        help=f"metric profile (default: the task's, an anchor's convention, named in the output). {profiles}")
     parser.add_argument("--language", default=None, help="language for records without text_lang/audio_lang (default: en)")
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% intervals (0: none)")
@@ -99,7 +102,8 @@ def read_records(path: str | Path, family: str) -> list[Record]:
             language = record.get("text_lang") or (record.get("audio_lang") if record.get("audio_lang") != "unknown" else None)
             if language is not None and not isinstance(language, str):
                 raise ValueError(f"{where}: text_lang/audio_lang must be a language code string, got {language!r}")
-            records.append(Record(prediction, reference, language))
+            prompt = record.get("prompt") if isinstance(record.get("prompt"), str) else None
+            records.append(Record(prediction, reference, language, prompt))
     if not records:
         raise ValueError(f"{path} holds no records; expected one JSON object per line")
     return records
@@ -109,7 +113,8 @@ def score_records(records: list[Record], task: Task, profile: str | None = None,
                   language: str | None = None) -> dict[str, MetricResult]:
     """Score records with the task's metric family; one result per language (or one in all)."""
     family = get_metric(task.metric)
-    options = {"labels": task.labels} if isinstance(task, ClassificationTask) and task.labels else {}
+    options = task.metric_options()
+    profile = profile or task.profile
     groups: dict[str, list[Record]] = {}
     for r in records:
         lang = (r.language or language or "en") if task.metric in LANGUAGE_FAMILIES else (language or "en")
@@ -147,22 +152,40 @@ def format_table(result: MetricResult, bootstrap: int = 0, seed: int = 0) -> str
     return "\n".join(lines)
 
 
+def _generation(path: str | Path, prompts: list[str]) -> dict:
+    """What can be said of how a file's predictions were made (``prompt`` fields are hashed)."""
+    out = {"decoding": f"not recorded: predictions read from {path}"}
+    if prompts:
+        unique = sorted(set(prompts))
+        out.update(prompts=len(unique), prompt_sha256=hashlib.sha256("\n".join(unique).encode("utf-8")).hexdigest())
+    else:
+        out["prompt_sha256"] = "not recorded: no 'prompt' field in the file"
+    return out
+
+
 def main(args: argparse.Namespace) -> int:
     task = get_task(args.task)
-    get_metric(task.metric)  # a user's task file may name a family that does not exist
+    family = get_metric(task.metric)  # a user's task file may name a family that does not exist
     if args.bootstrap < 0:
         raise ValueError(f"--bootstrap must be >= 0, got {args.bootstrap}")
     records = read_records(args.file, task.metric)
     results = score_records(records, task, args.profile, args.language)
+    chosen = ("--profile" if args.profile else f"the {task.name} task's default" if task.profile
+              else f"the {family.name} family's default")
+    generation = _generation(args.file, [r.prompt for r in records if r.prompt])
     if args.json:
         dicts = {lang: r.to_dict(bootstrap=args.bootstrap, seed=args.seed) for lang, r in results.items()}
+        for d in dicts.values():
+            d["provenance"].update(profile_from=chosen, generation=generation)
         head = {"file": str(args.file), "task": task.name}
         out = {**head, **next(iter(dicts.values()))} if len(dicts) == 1 else {**head, "by_language": dicts}
         print(json.dumps(out, ensure_ascii=False))
         return 0
     for lang, result in results.items():
         language = f", language {result.language}" if result.language else ""
-        print(f"{args.file}: task {task.name}, metric {result.family} (profile {result.profile}), "
+        print(f"{args.file}: task {task.name}, metric {result.family} (profile {result.profile}, {chosen}), "
               f"{result.n} example{'s' if result.n != 1 else ''}{language}  (* primary)")
+        if result.provenance.get("anchor"):
+            print(f"  profile {result.profile} follows {result.provenance['anchor']}")
         print(format_table(result, args.bootstrap, args.seed))
     return 0

@@ -32,6 +32,11 @@ class Task:
     description: str = ""
     speech: bool = True  # False: non-speech audio, whose audio-language tag is <|unknown|>
     timestamps: bool = False  # the prompt asks for <|timestamps|>
+    profile: str | None = None  # metric profile that scores it by default (an anchor's convention); None: the family's first
+
+    def metric_options(self) -> dict:
+        """Options the task's metric family needs besides predictions and references."""
+        return {}
 
     def audio_lang(self, example: Example) -> str:
         return example.audio_lang if self.speech else "unknown"
@@ -79,6 +84,12 @@ class ClassificationTask(Task):
     """Single-label classification; ``labels`` is the label set decoding can be constrained to."""
 
     labels: tuple[str, ...] = ()
+    # A corpus's own label names -> this task's (MELD's "joy" is "happy"); scoring accepts both.
+    label_aliases: dict[str, str] = field(default_factory=dict, hash=False)
+
+    def metric_options(self) -> dict:
+        options = {"labels": list(self.labels)} if self.labels else {}
+        return {**options, "aliases": dict(self.label_aliases)} if self.label_aliases else options
 
     def targets(self, example: Example) -> list[str]:
         label = (example.label or example.target or "").strip().lower()

@@ -7,5 +7,6 @@ TASK = Task(
     tag_path=TagPath("analysis", "caption", "caption_clotho"),
     metric="caption",
     speech=False,
+    profile="qwen_audio",
     description="audio captioning (CIDEr-D, METEOR, ROUGE-L, BLEU; SPICE/SPIDEr when available)",
 )

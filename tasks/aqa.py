@@ -6,5 +6,6 @@ TASK = Task(
     name="aqa",
     tag_path=TagPath("analysis", "question"),
     metric="aqa",
+    profile="qwen_audio",
     description="audio question answering (accuracy, and yes/no accuracy as Qwen-Audio's evaluate_aqa)",
 )

@@ -6,6 +6,7 @@ TASK = ClassificationTask(
     name="asc",
     tag_path=TagPath("analysis", "keyword", "scene"),
     metric="accuracy",
+    profile="qwen_audio",
     speech=False,
     description="acoustic scene classification (accuracy)",
     labels=(

@@ -6,5 +6,6 @@ TASK = Task(
     name="asr",
     tag_path=TagPath("transcript", "transcribe", "wo_itn"),
     metric="wer",
+    profile="qwen2_audio",
     description="speech recognition (word error rate; character error rate for Chinese)",
 )

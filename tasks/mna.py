@@ -20,6 +20,7 @@ TASK = Task(
     name="mna",
     tag_path=TagPath("analysis", "keyword", "note_analysis"),
     metric="note",
+    profile="qwen_audio",
     speech=False,
     description="music note analysis: instrument family and MIDI pitch (accuracy)",
 )

@@ -6,5 +6,6 @@ TASK = Task(
     name="s2tt",
     tag_path=TagPath("transcript", "translate", "itn"),
     metric="bleu",
+    profile="qwen2_audio",
     description="speech translation (sacrebleu corpus BLEU, tokenizer by target language)",
 )

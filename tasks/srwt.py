@@ -6,5 +6,6 @@ TASK = TimestampTask(
     name="srwt",
     tag_path=TagPath("transcript", "transcribe", "wo_itn"),
     metric="timestamps",
+    profile="qwen_audio",
     description="speech recognition with word timestamps (AAS in ms, boundary errors)",
 )

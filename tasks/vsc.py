@@ -6,6 +6,7 @@ TASK = ClassificationTask(
     name="vsc",
     tag_path=TagPath("analysis", "keyword", "vocal_classification"),
     metric="accuracy",
+    profile="qwen2_audio",
     description="vocal sound classification (accuracy)",
     labels=("laughter", "sigh", "cough", "throatclearing", "sneeze", "sniff"),
 )

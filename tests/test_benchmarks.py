@@ -149,3 +149,24 @@ def test_bf16_cached_training_step_runs():
     finally:
         torch.set_num_threads(threads)
     assert math.isfinite(result["loss_last"]) and result["cache_build_s"] > 0
+
+
+def test_demo_step_compares_variants_against_both_peaks(tmp_path, capsys):
+    from benchmarks import demo_step
+
+    out = tmp_path / "demo.json"
+    assert train_throughput.main(["--demo", "--precisions", "fp32", "--variants", "first-release,qaudio",
+                                  "--steps", "1", "--threads", "1", "--preset", "tiny", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert _positive(data["peaks"]["fp32"]) and _positive(data["peaks"]["bf16"])
+    (result,) = data["results"]
+    assert set(result["seconds_per_step"]) == {"first-release", "qaudio"}
+    assert result["flops_per_step"] > 1e6
+    assert all(0 < share < 1 for share in result["matmul_share"].values())
+    # The same weights and batches: the kernels change, the losses do not (beyond rounding).
+    first, now = result["warmup_losses"]["first-release"], result["warmup_losses"]["qaudio"]
+    assert first == pytest.approx(now, abs=1e-3)
+    printed = capsys.readouterr().out
+    assert "% fp32 peak" in printed and "% bf16 peak" in printed
+    with pytest.raises(SystemExit):  # the before/after needs the first release's step
+        demo_step.main(["--variants", "qaudio"])

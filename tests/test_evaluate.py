@@ -232,6 +232,12 @@ def test_rescore_recomputes_metrics_from_stored_predictions(run, tmp_path):
             assert a["results"][system]["metric"]["values"] == b["results"][system]["metric"]["values"]
             assert a["results"][system]["metric"]["ci95"] == b["results"][system]["metric"]["ci95"]
             assert a["results"][system]["timing"] == b["results"][system]["timing"]  # timing is kept, not re-measured
+    # Provenance: the anchor the profile follows, the normalisers, and how the predictions were made.
+    asr = {b["name"]: b for b in same["benchmarks"]}["tiny ASR"]
+    provenance = asr["results"]["qaudio"]["metric"]["provenance"]
+    assert provenance["profile"] == asr["profile"] == "whisper" and "openai/whisper" in provenance["anchor"]
+    assert "english.json" in provenance["normalizer"]["whisper_english"]
+    assert provenance["generation"]["decoding"]["method"] == "greedy" and len(provenance["generation"]["prompt_sha256"]) == 64
 
     # Edited predictions are what gets scored: perfect ASR, and timestamps 40 ms late.
     edited = json.loads(json.dumps(report))
@@ -240,11 +246,13 @@ def test_rescore_recomputes_metrics_from_stored_predictions(run, tmp_path):
         p["text"] = ex["target"]
     for p in benches["tiny timestamps"]["results"]["qaudio"]["predictions"]:
         p["raw"], p["windows"] = "<|0.14|>the<|0.34|><|0.39|>cat<|0.64|>", 1
+    del benches["tiny ASR"]["results"]["qaudio"]["generation"]  # as in a report written before it was recorded
     (tmp_path / "edited.json").write_text(json.dumps(edited))
     code, stdout = run_cli("--rescore", str(tmp_path / "edited.json"), "--out", str(tmp_path / "new"), "--bootstrap", "50")
     new = {b["name"]: b for b in json.loads((tmp_path / "new/report.json").read_text())["benchmarks"]}
     assert code == 0
     assert new["tiny ASR"]["results"]["qaudio"]["metric"]["values"]["wer"] == 0.0
+    assert new["tiny ASR"]["results"]["qaudio"]["metric"]["provenance"]["generation"].startswith("not recorded")
     srwt = new["tiny timestamps"]
     assert srwt["results"]["qaudio"]["metric"]["values"]["aas_ms"] == pytest.approx(80.0)  # 40 ms start + 40 ms end
     hist = srwt["analysis"]["timestamp_errors"]

@@ -133,17 +133,14 @@ def test_chinese_is_scored_per_character_with_punctuation_kept_by_qwen_audio():
     assert r.values["cer"] == pytest.approx(100 * 2 / 11)  # "。" deleted, "！" inserted; 7 + 4 characters
     # Qwen2-Audio's Chinese normalisation drops punctuation: no errors left.
     r2 = METRICS["wer"](hyps, refs, profile="qwen2_audio", language="zh")
-    assert r2.values["cer"] == 0.0 and "cn_tn" in r2.notes[0]
+    assert r2.values["cer"] == 0.0 and "cn_tn" in r2.provenance["anchor"]
 
 
 def test_whisper_and_qwen2_audio_profiles_equal_jiwer_on_normalised_text():
-    from whisper_normalizer.basic import BasicTextNormalizer
-    from whisper_normalizer.english import EnglishTextNormalizer
+    from qaudio.metrics import normalizers
 
-    english, basic = EnglishTextNormalizer(), BasicTextNormalizer()
-    untagged_hyps = [re.sub(r"<\|.*?\|>", " ", h) for h in EN_HYPS]
-    untagged_refs = [re.sub(r"<\|.*?\|>", " ", r) for r in EN_REFS]
-    expected = jiwer.wer([english(r) for r in untagged_refs], [english(h) for h in untagged_hyps])
+    english, basic = normalizers.whisper_english(), normalizers.whisper_basic()  # OpenAI's, as Qwen2-Audio copies them
+    expected = jiwer.wer([english(r) for r in EN_REFS], [english(h) for h in EN_HYPS])
     assert METRICS["wer"](EN_HYPS, EN_REFS, profile="whisper").values["wer"] == pytest.approx(100 * expected)
     # The English normaliser maps 2 PM / two p.m., Mr. / mister and colours / colors together.
     qwen2 = METRICS["wer"](EN_HYPS, EN_REFS, profile="qwen2_audio")
@@ -252,13 +249,13 @@ def test_note_parsing_round_trips_the_task_target_and_accuracies_by_hand():
     assert parse_note("bass") == ("bass", None) and parse_note("pitch 40") == (None, 40)
     refs = [note_target("guitar", 60), note_target("guitar", 60), note_target("bass", 40), note_target("organ", 50)]
     hyps = ["guitar, pitch 60", "guitar, pitch 72", "bass", "reed, pitch 38"]
-    r = METRICS["note"](hyps, refs)
+    r = METRICS["note"](hyps, refs, profile="qaudio")
     # exact: 1/4; instrument: 3/4; pitch: 1/4; chroma (mod 12): 60, 72 ~ 60, 38 ~ 50 -> 3/4.
     assert [r.values[k] for k in ("accuracy", "instrument_accuracy", "pitch_accuracy", "chroma_accuracy")] == \
         pytest.approx([25.0, 75.0, 25.0, 75.0])
     assert r.values["unparsed"] == 1
     with pytest.raises(ValueError, match="not 'instrument, pitch N'"):
-        METRICS["note"](["bass, pitch 40"], ["bass"])
+        METRICS["note"](["bass, pitch 40"], ["bass"], profile="qaudio")
 
 
 # ---- word timestamps ---------------------------------------------------------------------
@@ -268,7 +265,7 @@ def test_aas_and_boundary_errors_by_hand():
     ref = [("the", 0.00, 0.20), ("cat", 0.25, 0.60), ("sat", 0.70, 1.00)]
     # "big" is inserted; the three reference words all match.
     hyp = [("the", 0.00, 0.25), ("big", 0.25, 0.30), ("cat", 0.30, 0.60), ("sat", 0.80, 1.20)]
-    r = METRICS["timestamps"]([format_timestamped(hyp)], [[list(w) for w in ref]])
+    r = METRICS["timestamps"]([format_timestamped(hyp)], [[list(w) for w in ref]], profile="qaudio_words")
     # Shifts: the 0 + 50, cat 50 + 0, sat 100 + 200 -> 400 ms over 3 words.
     assert r.values["aas_ms"] == pytest.approx(400 / 3)
     assert r.values["matched_words"] == 3
@@ -283,14 +280,19 @@ def test_aas_and_boundary_errors_by_hand():
 def test_timestamp_inputs_errors_and_no_match():
     words, problems = timed_words("<|0.00|>hi<|0.30|>there")
     assert words[0] == ("hi", 0.0, 0.3) and problems  # "there" has no end time
-    r = METRICS["timestamps"](["<|0.00|>hi<|0.30|>there"], [[["hi", 0.0, 0.3], ["there", 0.3, 0.6]]])
+    r = METRICS["timestamps"](["<|0.00|>hi<|0.30|>there"], [[["hi", 0.0, 0.3], ["there", 0.3, 0.6]]], profile="qaudio_words")
     assert r.values["malformed_predictions"] == 1
     with pytest.raises(ValueError, match="example 0: malformed reference"):
-        METRICS["timestamps"]([[]], ["<|0.50|>late<|0.20|>"])
+        METRICS["timestamps"]([[]], ["<|0.50|>late<|0.20|>"], profile="qaudio_words")
     with pytest.raises(ValueError, match=r"word 0 must be \[word, start_s, end_s\]"):
-        METRICS["timestamps"]([[["hi", 0.0]]], [[["hi", 0.0, 0.3]]])
-    none = METRICS["timestamps"]([[["no", 0.0, 0.1]]], [[["yes", 0.0, 0.1]]])
+        METRICS["timestamps"]([[["hi", 0.0]]], [[["hi", 0.0, 0.3]]], profile="qaudio_words")
+    none = METRICS["timestamps"]([[["no", 0.0, 0.1]]], [[["yes", 0.0, 0.1]]], profile="qaudio_words")
     assert "aas_ms" in none.not_computed and math.isnan(none.score)
+    # The anchor's tokens: a prediction without time tokens is left out of AAS and counted.
+    r = METRICS["timestamps"](["hi there", "<|0.00|>hi<|0.40|>"], ["<|0.00|>hi<|0.30|>", "<|0.00|>hi<|0.30|>"])
+    assert r.values["malformed_predictions"] == 1 and r.values["aas_ms"] == pytest.approx(100.0)
+    with pytest.raises(ValueError, match="example 0: the reference has no time token"):
+        METRICS["timestamps"](["<|0.00|>hi<|0.30|>"], ["hi"])
 
 
 # ---- results -----------------------------------------------------------------------------
@@ -302,8 +304,9 @@ def test_results_serialise_to_json_with_intervals_and_versions():
     assert d["profile"] == "qwen_audio" and d["primary"] == "wer"
     assert d["ci95"]["wer"][0] <= d["values"]["wer"] <= d["ci95"]["wer"][1]
     assert d["versions"]["jiwer"] == importlib.metadata.version("jiwer")
-    assert set(d["versions"]) == {"jiwer", "rapidfuzz", "whisper-normalizer"}
-    none = METRICS["timestamps"]([[["no", 0.0, 0.1]]], [[["yes", 0.0, 0.1]]])
+    assert set(d["versions"]) == {"jiwer", "rapidfuzz", "transformers", "whisper-normalizer", "zhconv"}
+    assert d["provenance"]["profile"] == "qwen_audio" and "evaluate_asr.py" in d["provenance"]["anchor"]
+    none = METRICS["timestamps"]([[["no", 0.0, 0.1]]], [[["yes", 0.0, 0.1]]], profile="qaudio_words")
     assert "aas_ms" not in json.loads(json.dumps(none.to_dict()))["values"]
     with pytest.raises(ValueError, match="primary metric"):
         MetricResult("wer", "p", "en", 1, {"x": 1.0}, {"x": "%"}, primary="wer", higher_is_better=False)

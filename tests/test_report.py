@@ -39,7 +39,8 @@ def report() -> dict:
                         {"name": "majority class", "values": {"accuracy": 50.0}}],
              "results": {"qaudio": _result("accuracy", ["sad", "sad", "sad", "happy"], labels)}},
             {"name": "timestamps", "task": "srwt", "metric": "timestamps", "status": "ok", "num_examples": 2,
-             "chance": [], "results": {"qaudio": _result("timestamps", ["<|0.00|>x<|0.20|>", ""], srwt_refs)}},
+             "chance": [], "results": {"qaudio": _result("timestamps", ["<|0.00|>x<|0.20|>", ""], srwt_refs,
+                                                         profile="qaudio_words")}},
             {"name": "corpus X", "task": "asr", "metric": "wer", "status": "skipped", "num_examples": 0,
              "reason": "data not found: x: /data/X does not exist.\nExpected the official layout:\n  ROOT/a.tsv",
              "results": {}},
@@ -64,6 +65,7 @@ def test_markdown_notes_say_why_and_what_the_peer_means(report):
     md = render_markdown(report)
     assert md.startswith("# unit <suite>: /models/demo\n\nhand-made\n")
     assert "- peer: a peer's note" in md
+    assert "- speech: profile qwen_audio follows QwenLM/Qwen-Audio eval_audio/evaluate_asr.py" in md
     assert re.search(r"- timestamps \(qaudio\): AAS, .* not computed: no predicted word matches", md)
     assert "- corpus X skipped: data not found: x: /data/X does not exist. Expected the official layout: ROOT/a.tsv" in md
     assert "| speech | qaudio | 10.0 | 0.50 | 0.0500 | 40.0 | 300 MiB (process peak RSS) |" in md

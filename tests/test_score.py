@@ -35,14 +35,22 @@ def test_asr_json_equals_the_metric_api_and_mixed_languages_are_scored_apart(tmp
     assert len(out["by_language"]["en"]["ci95"]["wer"]) == 2
 
     single = _json(capsys, ["score", _write(tmp_path / "en.jsonl", en), "--task", "asr", "--json", "--bootstrap", "0"])
-    assert single["values"]["wer"] == pytest.approx(100 * 2 / 8) and "ci95" not in single  # "world." and "a"
+    # The task's default profile, qwen2_audio: punctuation and case normalised away; only "a" for "the".
+    assert single["values"]["wer"] == pytest.approx(100 * 1 / 8) and "ci95" not in single
+    assert single["profile"] == "qwen2_audio" and single["provenance"]["profile_from"] == "the asr task's default"
+    assert "Qwen2-Audio" in single["provenance"]["anchor"] and "transformers" in single["provenance"]["versions"]
+    assert single["provenance"]["generation"]["decoding"].startswith("not recorded")
+    qwen = _json(capsys, ["score", _write(tmp_path / "en.jsonl", en), "--task", "asr", "--json", "--bootstrap", "0",
+                          "--profile", "qwen_audio"])
+    assert qwen["values"]["wer"] == pytest.approx(100 * 2 / 8)  # "world." and "a"
 
 
 def test_table_output_marks_the_primary_metric_with_an_interval(tmp_path, capsys):
     path = _write(tmp_path / "asr.jsonl", [{"prediction": "a b c", "reference": "a b d"}] * 3)
     assert main(["score", path, "--task", "asr"]) == 0
     out = capsys.readouterr().out
-    assert "profile qwen_audio" in out and "3 examples" in out
+    assert "profile qwen2_audio, the asr task's default" in out and "3 examples" in out
+    assert "follows QwenLM/Qwen2-Audio eval_audio/evaluate_asr.py" in out
     assert "WER *" in out and "33.33 %" in out and "[33.33 %, 33.33 %]" in out
     assert "jiwer" in out
 
@@ -59,28 +67,53 @@ def test_s2tt_uses_the_target_language_tokenizer_and_multiple_references(tmp_pat
 
 def test_classification_uses_the_task_label_set(tmp_path, capsys):
     records = [{"prediction": "Happy.", "reference": "happy"}, {"prediction": "bored", "reference": "sad"}]
-    out = _json(capsys, ["score", _write(tmp_path / "ser.jsonl", records), "--task", "ser", "--json"])
+    out = _json(capsys, ["score", _write(tmp_path / "ser.jsonl", records), "--task", "ser", "--json",
+                         "--profile", "normalized"])
     assert out["values"]["accuracy"] == 50.0 and out["values"]["out_of_set"] == 1
     assert out["details"]["confusion"]["labels"] == list(get_task("ser").labels)
+    # The default, Qwen2-Audio's comparison, is exact: "Happy." is not "happy".
+    out = _json(capsys, ["score", _write(tmp_path / "ser.jsonl", records), "--task", "ser", "--json"])
+    assert out["profile"] == "qwen2_audio" and out["values"]["accuracy"] == 0.0
+
+
+def test_classification_accepts_a_corpus_own_label_names(tmp_path, capsys):
+    meld = [{"prediction": "joy", "reference": "joy"}, {"prediction": "sad", "reference": "sadness"},
+            {"prediction": " anger", "reference": "anger"}, {"prediction": "neutral", "reference": "neutral"}]
+    out = _json(capsys, ["score", _write(tmp_path / "meld.jsonl", meld), "--task", "ser", "--json"])
+    assert out["values"]["accuracy"] == 75.0  # Qwen2-Audio: exact strings; " anger" is left-stripped
+    confusion = out["details"]["confusion"]
+    happy = confusion["labels"].index("happy")  # MELD's "joy" counts as the task's "happy"
+    assert confusion["matrix"][happy][happy] == 1
+    normalized = _json(capsys, ["score", _write(tmp_path / "meld.jsonl", meld), "--task", "ser", "--json",
+                                "--profile", "normalized"])
+    assert normalized["values"]["accuracy"] == 100.0  # "sad" and "sadness" are one label
 
 
 def test_srwt_accepts_word_lists_and_time_token_text(tmp_path, capsys):
     words = [["hello", 0.0, 0.32], ["world", 0.40, 0.80]]
     records = [{"prediction": "<|0.00|>hello<|0.30|><|0.35|>world<|0.80|>", "reference_words": words},
                {"prediction_words": [["hi", 0.1, 0.2]], "reference": "<|0.10|>hi<|0.30|>"}]
-    out = _json(capsys, ["score", _write(tmp_path / "srwt.jsonl", records), "--task", "srwt", "--json"])
+    out = _json(capsys, ["score", _write(tmp_path / "srwt.jsonl", records), "--task", "srwt", "--json",
+                         "--profile", "qaudio_words"])
     # Shifts: hello 0 + 20, world 50 + 0, hi 0 + 100 -> 170 ms over 3 words.
     assert out["values"]["aas_ms"] == pytest.approx(170 / 3) and out["values"]["matched_words"] == 3
+    # Qwen-Audio's tokens add the gap between hello and world: 20, 20 + 50, 50, 100 -> 240 ms over 4.
+    out = _json(capsys, ["score", _write(tmp_path / "srwt.jsonl", records), "--task", "srwt", "--json"])
+    assert out["values"]["aas_ms"] == pytest.approx(60.0) and out["values"]["matched_tokens"] == 4
 
 
 def test_aqa_and_mna_files(tmp_path, capsys):
     aqa = [{"prediction": "Yes", "reference": "yes"}, {"prediction": "two", "reference": "three"}]
-    out = _json(capsys, ["score", _write(tmp_path / "aqa.jsonl", aqa), "--task", "aqa", "--json"])
+    out = _json(capsys, ["score", _write(tmp_path / "aqa.jsonl", aqa), "--task", "aqa", "--json", "--profile", "normalized"])
     assert (out["values"]["accuracy"], out["values"]["yes_no_accuracy"]) == (50.0, 100.0)
+    out = _json(capsys, ["score", _write(tmp_path / "aqa.jsonl", aqa), "--task", "aqa", "--json"])
+    assert out["profile"] == "qwen_audio" and out["values"]["accuracy"] == 0.0  # "Yes" is not "yes"
     mna = [{"prediction": "guitar, pitch 72", "reference": "guitar, pitch 60"}]
-    out = _json(capsys, ["score", _write(tmp_path / "mna.jsonl", mna), "--task", "mna", "--json"])
+    out = _json(capsys, ["score", _write(tmp_path / "mna.jsonl", mna), "--task", "mna", "--json", "--profile", "qaudio"])
     assert out["values"]["instrument_accuracy"] == 100.0 and out["values"]["chroma_accuracy"] == 100.0
     assert out["values"]["accuracy"] == 0.0
+    out = _json(capsys, ["score", _write(tmp_path / "mna.jsonl", mna), "--task", "mna", "--json"])
+    assert out["values"]["chroma_accuracy"] == 0.0  # HEAR's column indices 1 and 0, not pitch classes
 
 
 @pytest.mark.parametrize("line, task, message", [

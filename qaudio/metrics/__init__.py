@@ -25,7 +25,7 @@ from .classification import normalize_label
 METRICS: dict[str, MetricFamily] = {
     f.name: f
     for f in (
-        MetricFamily("wer", wer.compute, wer.PROFILES, "word error rate (character error rate for zh, ja)"),
+        MetricFamily("wer", wer.compute, wer.PROFILES, "word error rate (character error rate for zh, yue, ja)"),
         MetricFamily("bleu", bleu.compute, bleu.PROFILES, "sacrebleu corpus BLEU, tokenizer by target language"),
         MetricFamily("caption", caption.compute, caption.PROFILES,
                      "BLEU-1..4, METEOR, ROUGE-L, CIDEr-D; SPICE and SPIDEr when SPICE can run"),

@@ -20,6 +20,7 @@ import inspect
 import math
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -50,6 +51,9 @@ class MetricResult:
     details: dict[str, Any] = field(default_factory=dict)  # confusion matrix, signature, counts
     notes: list[str] = field(default_factory=list)  # deviations from the anchor, caveats
     versions: dict[str, str] = field(default_factory=dict)  # library -> version
+    # How the number was made: the anchor file the profile follows, normalisers with their
+    # source and version, tokenizer (see the family modules); reproduces the number later.
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.primary not in self.values and self.primary not in self.not_computed:
@@ -99,6 +103,7 @@ class MetricResult:
         if per_example:
             out["per_example"] = {k: [_json_number(x) for x in v] for k, v in self.per_example.items()}
         out["versions"] = dict(self.versions)
+        out["provenance"] = {"profile": self.profile, **self.provenance, "versions": dict(self.versions)}
         return out
 
 
@@ -159,13 +164,16 @@ def language_code(language: str | None) -> str:
 
 def library_versions(*distributions: str) -> dict[str, str]:
     """Installed versions of the named distributions ("not installed" where absent)."""
-    out = {}
-    for name in distributions:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+    return {name: _version(name) for name in distributions}
+
+
+@lru_cache(maxsize=None)
+def _version(distribution: str) -> str:
+    # Cached: reading package metadata costs milliseconds, and every metric call records versions.
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 _FORMATS: dict[str, Callable[[float], str]] = {

@@ -6,12 +6,23 @@ tokenizer chosen by the *target* language: ``ja-mecab`` for Japanese, ``zh`` for
 ``13a`` otherwise; case-sensitive (sacrebleu's default), default smoothing. Post, "A Call for
 Clarity in Reporting BLEU Scores" (WMT 2018) explains why the signature is reported.
 
-Tags (``<|...|>``) are removed from predictions and references; nothing else is changed.
+Profiles differ only in what reaches sacrebleu (the anchors' decode step decides it):
+
+- ``qwen_audio``: Qwen-Audio decodes with ``skip_special_tokens=False`` and ``.strip()``s:
+  tags stay in the prediction and count as text; references as written.
+- ``qwen2_audio``: Qwen2-Audio decodes with ``skip_special_tokens=True``: tags dropped from
+  the prediction, nothing stripped; references as written.
+- ``sacrebleu`` (qaudio's own): tags removed from predictions and references.
+
+The anchors call ``sacrebleu.corpus_bleu``; qaudio calls the same sacrebleu ``BLEU`` object
+(the installed version, recorded in the result).
 Per-example sufficient statistics (hypothesis and reference lengths, n-gram matches and
 totals) come from sacrebleu itself, so a bootstrap resample recomputes corpus BLEU exactly.
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
@@ -19,8 +30,24 @@ from .base import MetricResult, language_code, library_versions
 from ..tags import strip_tags
 
 PROFILES = {
-    "sacrebleu": "sacrebleu corpus BLEU, case-sensitive; tokenizer 13a, zh for Chinese, ja-mecab for Japanese "
-                 "(Qwen-Audio / Qwen2-Audio evaluate_st)",
+    "sacrebleu": "qaudio: sacrebleu corpus BLEU, case-sensitive; tokenizer 13a, zh for Chinese, ja-mecab for Japanese; "
+                 "tags removed from both sides",
+    "qwen_audio": "Qwen-Audio evaluate_st: prediction stripped with its tags kept, reference as written",
+    "qwen2_audio": "Qwen2-Audio evaluate_st: prediction without tags (skip_special_tokens), reference as written",
+}
+ANCHORS = {
+    "sacrebleu": "qaudio's own definition (after the Qwen evaluate_st.py scripts)",
+    "qwen_audio": "QwenLM/Qwen-Audio eval_audio/evaluate_st.py (decode(skip_special_tokens=False).strip(), "
+                  "sacrebleu.corpus_bleu)",
+    "qwen2_audio": "QwenLM/Qwen2-Audio eval_audio/evaluate_st.py (batch_decode(skip_special_tokens=True), "
+                   "sacrebleu.corpus_bleu)",
+}
+_TAG = re.compile(r"<\|[^|]*?\|>")
+# profile -> (prediction transform, reference transform)
+TRANSFORMS = {
+    "sacrebleu": (strip_tags, strip_tags),
+    "qwen_audio": (str.strip, lambda r: r),
+    "qwen2_audio": (lambda p: _TAG.sub("", p), lambda r: r),
 }
 TOKENIZERS = {"zh": "zh", "ja": "ja-mecab"}  # target language -> sacrebleu tokenizer; others: 13a
 DEFAULT_TOKENIZER = "13a"
@@ -45,7 +72,7 @@ def _check_mecab() -> None:
         ) from None
 
 
-def _reference_streams(references: list) -> list[list[str]]:
+def _reference_streams(references: list, transform=strip_tags) -> list[list[str]]:
     """sacrebleu's layout: one stream per reference position; every example needs the same count."""
     refs = [[r] if isinstance(r, str) else list(r) for r in references]
     counts = {len(r) for r in refs}
@@ -54,7 +81,7 @@ def _reference_streams(references: list) -> list[list[str]]:
     for i, r in enumerate(refs):
         if not all(isinstance(x, str) for x in r):
             raise ValueError(f"example {i}: references must be strings, got {r!r}")
-    return [[strip_tags(r[k]) for r in refs] for k in range(counts.pop())]
+    return [[transform(r[k]) for r in refs] for k in range(counts.pop())]
 
 
 def compute(predictions: list[str], references: list, profile: str, language: str = "en") -> MetricResult:
@@ -65,8 +92,9 @@ def compute(predictions: list[str], references: list, profile: str, language: st
         if not isinstance(p, str):
             raise ValueError(f"example {i}: the prediction must be a string, got {type(p).__name__}")
     tokenize = tokenizer_for(language)
-    hyps = [strip_tags(p) for p in predictions]
-    streams = _reference_streams(references)
+    hyp_transform, ref_transform = TRANSFORMS[profile]
+    hyps = [hyp_transform(p) for p in predictions]
+    streams = _reference_streams(references, ref_transform)
     bleu = BLEU(tokenize=tokenize)
     # Rows: [hyp_len, ref_len, match_1..4, total_1..4] per example, sacrebleu's own statistics;
     # corpus_score() is exactly these two calls, so the corpus value and the bootstrap agree.
@@ -98,4 +126,5 @@ def compute(predictions: list[str], references: list, profile: str, language: st
         bootstrap={"bleu": (stats, aggregate)},
         details={"signature": str(bleu.get_signature()), "tokenizer": tokenize},
         versions=library_versions("sacrebleu"),
+        provenance={"anchor": ANCHORS[profile], "tokenizer": f"sacrebleu {tokenize}", "signature": str(bleu.get_signature())},
     )

@@ -12,6 +12,11 @@ caption: a known bug this module checks for.) Candidates and references go throu
 tokenizer in one Java run, then aac-metrics scores the tokenized text, which gives the same
 numbers as ``aac_metrics.evaluate(preprocess=True)`` with one JVM start fewer.
 
+Profiles differ in what reaches the tokenizer: ``qwen_audio`` (Qwen-Audio's
+``compute_caption``) scores the prediction as its decode leaves it (special tokens kept,
+stripped) against the references as written; ``aac_metrics`` (qaudio's own) removes tags
+from both sides. Coco-caption's "CIDEr" is CIDEr-D (``cider_d`` here).
+
 SPICE needs Stanford CoreNLP 3.6.0, which no registry serves; when it is absent the result
 has no SPICE or SPIDEr value, only a ``not_computed`` entry with the reason and the fix. A
 number is never printed for a metric that was not computed.
@@ -30,7 +35,20 @@ from .caption_jars import prepare_caption_jars
 from ..tags import strip_tags
 
 PROFILES = {
-    "aac_metrics": "aac-metrics 0.5.4 (COCO caption evaluation): PTB tokenizer, all references per clip",
+    "aac_metrics": "qaudio: aac-metrics 0.5.4 (COCO caption evaluation): PTB tokenizer, all references per clip; "
+                   "tags removed from both sides",
+    "qwen_audio": "Qwen-Audio evaluate_caption: the same metrics with the prediction stripped and its tags kept, "
+                  "references as written",
+}
+ANCHORS = {
+    "aac_metrics": "qaudio's own definition (aac-metrics, the COCO caption evaluation)",
+    "qwen_audio": "QwenLM/Qwen-Audio eval_audio/evaluate_caption.py (compute_caption: PTB tokenizer, Bleu(4), Meteor, "
+                  "Rouge, Cider, Spice of the COCO caption evaluation)",
+}
+# profile -> what becomes of a caption before the PTB tokenizer (which reads one line each)
+TRANSFORMS: dict[str, Callable[[str], str]] = {
+    "aac_metrics": lambda text: " ".join(strip_tags(text).split()),
+    "qwen_audio": lambda text: " ".join(text.split()),  # decode(skip_special_tokens=False).strip(): tags stay
 }
 BASE_METRICS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider_d")
 # Metrics whose corpus value is the mean of the per-clip values (CIDEr-D with document
@@ -40,13 +58,13 @@ MEAN_METRICS = ("rouge_l", "cider_d", "spice", "spider")
 PER_CLIP = ("meteor", "rouge_l", "cider_d", "spice", "spider")
 
 
-def _references(references: list) -> list[list[str]]:
+def _references(references: list, transform: Callable[[str], str]) -> list[list[str]]:
     refs = []
     for i, r in enumerate(references):
         r = [r] if isinstance(r, str) else r
         if not isinstance(r, (list, tuple)) or not all(isinstance(x, str) for x in r):
             raise ValueError(f"clip {i}: references must be a string or a list of strings, got {r!r}")
-        r = [" ".join(strip_tags(x).split()) for x in r]
+        r = [transform(x) for x in r]
         if not r or not all(r):
             raise ValueError(f"clip {i}: every clip needs at least one non-empty reference caption, got {references[i]!r}")
         refs.append(r)
@@ -89,8 +107,8 @@ def compute(predictions: list[str], references: list, profile: str, language: st
     for i, p in enumerate(predictions):
         if not isinstance(p, str):
             raise ValueError(f"clip {i}: the prediction must be a string, got {type(p).__name__}")
-    cands = [" ".join(strip_tags(p).split()) for p in predictions]  # the PTB tokenizer reads one line each
-    refs = _references(references)
+    cands = [TRANSFORMS[profile](p) for p in predictions]
+    refs = _references(references, TRANSFORMS[profile])
     setup = prepare_caption_jars(cache_dir, java_path)
     java = dict(cache_path=str(setup.cache_path), java_path=setup.java_path)
 
@@ -143,4 +161,5 @@ def compute(predictions: list[str], references: list, profile: str, language: st
                  "references_per_clip": sorted({len(r) for r in refs})},
         notes=notes,
         versions=versions,
+        provenance={"anchor": ANCHORS[profile], "tokenizer": "PTB tokenizer (Stanford CoreNLP 3.4.1)"},
     )

@@ -5,12 +5,21 @@ References: Qwen-Audio ``eval_audio/evaluate_emotion.py``, ``evaluate_scene.py``
 decoded strings; ``evaluate_aqa.py`` does the same and adds "bi_ACC", the accuracy over the
 examples whose reference, lower-cased, is "yes" or "no" (QwenLM/Qwen-Audio).
 
-Profiles:
-- ``normalized`` (default): both sides pass through :func:`normalize_label`, the same
+Profiles (anchor-named ones compare strings exactly as the anchor's code does; its decode
+step is part of the convention, since it decides what the compared string is):
+- ``qwen_audio``: Qwen-Audio decodes with special tokens kept and ``.strip()``s the
+  prediction; the reference is compared as written (a trailing space makes it wrong).
+- ``qwen2_audio``: Qwen2-Audio ``evaluate_emotion.py`` / ``evaluate_vocal_sound.py``: decoded
+  with ``skip_special_tokens=True`` (tags dropped) and ``.lstrip()``ped; reference as written.
+- ``normalized`` (qaudio's own): both sides pass through :func:`normalize_label`, the same
   normalisation the task parser applies to generated labels (tags removed, white space and
   final full stops stripped, lower-cased), so "Happy." counts as "happy".
-- ``exact`` / ``qwen_audio``: the anchor's raw comparison (strings stripped of surrounding
-  white space, as ``tokenizer.decode(...).strip()`` leaves them, and nothing else).
+- ``exact`` (qaudio's own): strings stripped of surrounding white space on both sides.
+
+A corpus's own label names are accepted through the task's ``label_aliases`` (MELD's ``joy``
+is the ser task's ``happy``): in ``normalized`` both sides are mapped before comparing; in
+the other profiles the comparison stays exact, and the normalised, mapped label only places
+an example in the label set, the per-class recalls and the confusion matrix.
 
 Constrained decoding over a task's label set is the decoder's side; here a prediction outside
 the label set is simply wrong and is counted in ``out_of_set``. Unweighted accuracy (the mean
@@ -19,6 +28,9 @@ of per-class recalls, "UA" in emotion recognition) is reported beside accuracy.
 
 from __future__ import annotations
 
+import re
+from typing import Callable
+
 import numpy as np
 
 from .base import MetricResult, library_versions
@@ -26,14 +38,31 @@ from .bootstrap import mean, ratio
 from ..tags import parse_label
 
 ACCURACY_PROFILES = {
-    "normalized": "exact match after normalisation (tags removed, stripped, final '.' dropped, lower-cased)",
-    "exact": "exact string match after stripping surrounding white space (Qwen-Audio evaluate_emotion/scene)",
+    "normalized": "qaudio: exact match after normalisation (tags removed, stripped, final '.' dropped, lower-cased)",
+    "qwen_audio": "Qwen-Audio evaluate_emotion/scene/vocal_sound: prediction stripped, tags kept; reference as written",
+    "qwen2_audio": "Qwen2-Audio evaluate_emotion/vocal_sound: prediction without tags, left-stripped; reference as written",
+    "exact": "qaudio: exact string match after stripping surrounding white space on both sides",
 }
 AQA_PROFILES = {
-    "normalized": "accuracy and yes/no accuracy after label normalisation",
-    "qwen_audio": "Qwen-Audio evaluate_aqa: exact string match; yes/no subset where reference.lower() is yes or no",
+    "normalized": "qaudio: accuracy and yes/no accuracy after label normalisation",
+    "qwen_audio": "Qwen-Audio evaluate_aqa: prediction stripped, reference as written, exact match; yes/no subset "
+                  "where reference.lower() is yes or no",
 }
-RAW_PROFILES = ("exact", "qwen_audio")  # the anchor's raw string comparison
+ANCHORS = {
+    "qwen_audio": "QwenLM/Qwen-Audio eval_audio/evaluate_emotion.py, evaluate_scene.py, evaluate_vocal_sound.py, "
+                  "evaluate_aqa.py (decode(skip_special_tokens=False).strip(), sklearn accuracy_score)",
+    "qwen2_audio": "QwenLM/Qwen2-Audio eval_audio/evaluate_emotion.py, evaluate_vocal_sound.py "
+                   "(batch_decode(skip_special_tokens=True), response.lstrip(), sklearn accuracy_score)",
+    "normalized": "qaudio's own definition (qaudio.tags.parse_label on both sides)",
+    "exact": "qaudio's own definition (str.strip() on both sides)",
+}
+_TAG = re.compile(r"<\|[^|]*?\|>")
+# profile -> (prediction transform, reference transform)
+TRANSFORMS: dict[str, tuple[Callable[[str], str], Callable[[str], str]]] = {
+    "qwen_audio": (str.strip, lambda r: r),
+    "qwen2_audio": (lambda p: _TAG.sub("", p).lstrip(), lambda r: r),
+    "exact": (str.strip, str.strip),
+}
 OTHER = "(other)"  # confusion-matrix column for predictions outside the label set
 YES_NO = ("yes", "no")
 
@@ -43,15 +72,22 @@ def normalize_label(text: str) -> str:
     return parse_label(text)[0]
 
 
-def _label(text: str, profile: str) -> str:
-    return text.strip() if profile in RAW_PROFILES else normalize_label(text)
-
-
-def _labels(texts: list, what: str, profile: str) -> list[str]:
+def _labels(texts: list, what: str, profile: str, aliases: dict[str, str] | None = None) -> list[str]:
+    """The compared strings: the profile's transform (``normalized``: then the aliases)."""
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise ValueError(f"example {i}: the {what} must be a string, got {type(t).__name__}: {t!r}")
-    return [_label(t, profile) for t in texts]
+    if profile == "normalized":
+        return [canonical(normalize_label(t), aliases) for t in texts]
+    transform = TRANSFORMS[profile][0 if what == "prediction" else 1]
+    return [transform(t) for t in texts]
+
+
+def canonical(label: str, aliases: dict[str, str] | None) -> str:
+    """The task's name of a label (``joy`` -> ``happy`` for MELD), matching aliases after normalisation."""
+    if not aliases:
+        return label
+    return aliases.get(label, aliases.get(normalize_label(label), label))
 
 
 def confusion(refs: list[str], hyps: list[str], labels: list[str]) -> dict:
@@ -65,22 +101,28 @@ def confusion(refs: list[str], hyps: list[str], labels: list[str]) -> dict:
 
 
 def compute_accuracy(predictions: list[str], references: list[str], profile: str, language: str = "en",
-                     labels: list[str] | tuple[str, ...] | None = None) -> MetricResult:
+                     labels: list[str] | tuple[str, ...] | None = None,
+                     aliases: dict[str, str] | None = None) -> MetricResult:
     """Accuracy and unweighted accuracy (%) with a confusion matrix over ``labels``.
 
     ``labels``: the task's label set, in the order the matrix should show; default: the
-    reference labels seen, sorted. A reference outside ``labels`` is an error.
+    reference labels seen, sorted. ``aliases``: a corpus's own label names -> the task's
+    (the task's ``label_aliases``). A reference outside ``labels`` (after aliases) is an error.
     """
-    refs = _labels(references, "reference", profile)
-    hyps = _labels(predictions, "prediction", profile)
+    refs = _labels(references, "reference", profile, aliases)
+    hyps = _labels(predictions, "prediction", profile, aliases)
+    correct = np.array([r == h for r, h in zip(refs, hyps)], dtype=np.float64)  # (N,) as the profile compares
+    # The label each side stands for, for the label set, per-class recall and the matrix.
+    refs = [canonical(normalize_label(r), aliases) for r in refs]
+    hyps = [canonical(normalize_label(h), aliases) for h in hyps]
     if labels:
-        labels = [_label(lab, profile) for lab in labels]
+        labels = [canonical(normalize_label(lab), aliases) for lab in labels]
         unknown = sorted({r for r in refs if r not in labels})
         if unknown:
-            raise ValueError(f"reference label(s) {', '.join(map(repr, unknown))} are not in the label set {', '.join(labels)}")
+            known = ", ".join(labels) + (f"; corpus names accepted: {', '.join(aliases)}" if aliases else "")
+            raise ValueError(f"reference label(s) {', '.join(map(repr, unknown))} are not in the label set ({known})")
     else:
         labels = sorted(set(refs))
-    correct = np.array([r == h for r, h in zip(refs, hyps)], dtype=np.float64)  # (N,)
     recalls = [correct[[r == lab for r in refs]].mean() for lab in labels if lab in refs]
     out_of_set = sum(h not in labels for h in hyps)
     aggregate = mean(0, 100.0)
@@ -98,6 +140,7 @@ def compute_accuracy(predictions: list[str], references: list[str], profile: str
         per_example={"correct": correct.tolist()},
         details={"confusion": confusion(refs, hyps, labels)},
         versions=library_versions("numpy"),
+        provenance={"anchor": ANCHORS[profile], "tokenizer": "whole string", "label_aliases": dict(aliases or {})},
     )
 
 
@@ -130,4 +173,5 @@ def compute_aqa(predictions: list[str], references: list[str], profile: str, lan
         per_example={"correct": correct.tolist()},
         not_computed=not_computed,
         versions=library_versions("numpy"),
+        provenance={"anchor": ANCHORS[profile], "tokenizer": "whole string"},
     )

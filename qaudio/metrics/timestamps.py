@@ -1,24 +1,36 @@
 """Word-timestamp accuracy: Qwen-Audio's average absolute shift (AAS) and boundary errors.
 
 Reference: Qwen-Audio ``eval_audio/evaluate_srwt.py``, ``AverageShiftCalculator``
-(QwenLM/Qwen-Audio). The reference and predicted word sequences are aligned by edit distance;
-over the words the alignment marks *equal*, each contributes
-|start_ref - start_hyp| + |end_ref - end_hyp|; AAS is the corpus sum of those shifts divided by
-the corpus count of matched words (the anchor prints seconds; qaudio reports milliseconds).
-Words are compared exactly, as in the anchor. The anchor also reports WER of the plain text,
-with its ASR conventions (``qwen_audio`` profile of :mod:`qaudio.metrics.wer`).
+(QwenLM/Qwen-Audio). Profiles:
+
+- ``qwen_audio`` (exact): each text loses ``<|startoftranscript|>``, ``<|transcribe|>`` and
+  ``<|en|>`` (else ``<|zh|>``); its *tokens* are the raw texts between consecutive time tokens
+  (``<|1.23|>``), so ``<|sil|>`` segments and the empty gap between one word's end and the next
+  word's start are tokens too, and text before the first or after the last time token is
+  dropped. Tokens are aligned with the ``edit_distance`` package's ``SequenceMatcher`` (the
+  anchor's own dependency, so ties resolve alike); every token the alignment marks *equal*
+  contributes |start_ref - start_hyp| + |end_ref - end_hyp|; an utterance with no equal token
+  is left out; AAS = the corpus sum of shifts / the corpus count of equal tokens (the anchor
+  prints seconds, qaudio milliseconds). WER is the anchor's ``compute_wer`` on ``remove_sp``
+  of the same texts (``qwen_audio`` profile of :mod:`qaudio.metrics.wer`). A prediction
+  without any time token is left out of AAS and counted in ``malformed_predictions`` (the
+  anchor drops it and then stops on an assertion, since its lists no longer pair up).
+- ``qaudio_words``: qaudio's own definition over *words* only: parsed words
+  (:func:`qaudio.tags.parse_timestamped`) aligned by edit distance, AAS over equal words.
 
 A prediction with malformed time tokens is still scored with the times the parser recovers
 and is counted in ``malformed_predictions`` (the anchor drops such outputs, which can flatter
 AAS). Beyond the anchor: the median absolute boundary error over all matched start and end
 boundaries, and the share of boundaries within 50 ms and 100 ms.
 
-The alignment is rapidfuzz's Levenshtein alignment (the backend of jiwer); where several
+In ``qaudio_words`` the alignment is rapidfuzz's Levenshtein alignment (the backend of jiwer); where several
 alignments are optimal it may pick a different one than the anchor's ``edit_distance``
 package, which can change which of two identical words is matched.
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 from rapidfuzz.distance import Levenshtein
@@ -26,10 +38,17 @@ from rapidfuzz.distance import Levenshtein
 from . import wer as wer_metric
 from .base import MetricResult, library_versions
 from .bootstrap import ratio
-from ..tags import parse_timestamped
+from ..tags import format_timestamped, parse_timestamped
 
-PROFILES = {"qwen_audio": "Qwen-Audio evaluate_srwt: AAS over edit-distance-matched words (in ms), WER with qwen_audio "
-                          "conventions; plus median boundary error and shares within 50/100 ms"}
+PROFILES = {
+    "qwen_audio": "Qwen-Audio evaluate_srwt AverageShiftCalculator: AAS (ms) over the raw segments between time tokens "
+                  "(<|sil|> and empty gaps included), aligned by edit_distance; WER with qwen_audio conventions",
+    "qaudio_words": "qaudio: AAS (ms) over edit-distance-matched words only; median boundary error and shares within "
+                    "50/100 ms; WER with qwen_audio conventions",
+}
+ANCHORS = {"qwen_audio": "QwenLM/Qwen-Audio eval_audio/evaluate_srwt.py (AverageShiftCalculator, compute_wer)",
+           "qaudio_words": "qaudio's own definition (after QwenLM/Qwen-Audio eval_audio/evaluate_srwt.py)"}
+_TIME_TOKEN = re.compile(r"<\|\d{1,2}\.\d+\|>")  # the anchor's time-token pattern
 TOLERANCES_MS = (50, 100)
 
 Words = list[tuple[str, float, float]]
@@ -64,8 +83,94 @@ def matched_boundaries(ref: Words, hyp: Words) -> np.ndarray:
     return np.round(np.asarray(errors, dtype=np.float64).reshape(-1, 2), 6)
 
 
+def _as_text(value, what: str) -> str:
+    """Time-token text, as the anchor reads it; word lists are written in qaudio's target format."""
+    if isinstance(value, str):
+        return value
+    return format_timestamped(timed_words(value, what)[0])
+
+
+def qwen_audio_segments(text: str) -> tuple[list[str], list[tuple[float, float]]] | None:
+    """The anchor's tokens (raw text between consecutive time tokens) and their (start, end) in s.
+
+    None when the text holds no time token (the anchor counts a pattern error).
+    """
+    text = text.replace("<|startoftranscript|>", "").replace("<|transcribe|>", "")
+    if "<|en|>" in text:
+        text = text.replace("<|en|>", "")
+    elif "<|zh|>" in text:
+        text = text.replace("<|zh|>", "")
+    times = [float(t[2:-2]) for t in _TIME_TOKEN.findall(text)]
+    segments = _TIME_TOKEN.split(text)[1:-1]
+    if len(times) != len(segments) + 1:
+        return None
+    return segments, list(zip(times[:-1], times[1:]))
+
+
+def qwen_audio_shift(ref: tuple[list[str], list], hyp: tuple[list[str], list]) -> tuple[float, int]:
+    """(sum of start and end shifts in s, equal tokens) of one utterance, as AverageShiftCalculator."""
+    import edit_distance
+
+    # The anchor joins segments with tabs and splits again; a tab inside a segment splits it.
+    ref_tokens, hyp_tokens = "\t".join(ref[0]).split("\t"), "\t".join(hyp[0]).split("\t")
+    ref_equal, hyp_equal = [], []  # per token: did the alignment mark it equal
+    # edit_distance's opcodes cover one token each, so one flag per opcode is one per token.
+    for tag, *_ in edit_distance.SequenceMatcher(ref_tokens, hyp_tokens).get_opcodes():
+        if tag in ("replace", "delete", "equal"):
+            ref_equal.append(tag == "equal")
+        if tag in ("replace", "insert", "equal"):
+            hyp_equal.append(tag == "equal")
+    ref_times = [t for keep, t in zip(ref_equal, ref[1]) if keep]
+    hyp_times = [t for keep, t in zip(hyp_equal, hyp[1]) if keep]
+    shift = 0.0
+    for r, h in zip(ref_times, hyp_times):
+        shift += abs(r[0] - h[0]) + abs(r[1] - h[1])
+    return shift, len(ref_times)
+
+
+def _compute_qwen_audio(predictions: list, references: list, profile: str, language: str) -> MetricResult:
+    refs = [_as_text(r, "reference") for r in references]
+    hyps = [_as_text(p, "prediction") for p in predictions]
+    rows, malformed = [], 0
+    for i, (r, h) in enumerate(zip(refs, hyps)):
+        ref = qwen_audio_segments(r)
+        if ref is None:
+            raise ValueError(f"example {i}: the reference has no time token (<|1.23|>): {r[:80]!r}")
+        hyp = qwen_audio_segments(h)
+        if hyp is None:
+            malformed += 1
+            rows.append((0.0, 0))
+            continue
+        rows.append(qwen_audio_shift(ref, hyp))
+    stats = np.asarray(rows, dtype=np.float64).reshape(-1, 2)  # (N, 2): shift (s), equal tokens
+    text = wer_metric.compute(hyps, refs, "qwen_audio", language)
+
+    def aas_ms(rows: np.ndarray) -> float:
+        return 1000.0 * float(rows[:, 0].sum()) / float(rows[:, 1].sum())
+
+    values, units, bootstrap, not_computed = {}, {}, {}, {}
+    if stats[:, 1].sum() > 0:
+        values["aas_ms"], units["aas_ms"], bootstrap["aas_ms"] = aas_ms(stats), "ms", (stats, aas_ms)
+    else:
+        not_computed["aas_ms"] = "no predicted token matches a reference token, so no time can be compared"
+    values.update(matched_tokens=int(stats[:, 1].sum()), malformed_predictions=malformed)
+    units.update(matched_tokens="count", malformed_predictions="count")
+    values[text.primary], units[text.primary] = text.values[text.primary], "%"
+    bootstrap[text.primary] = text.bootstrap[text.primary]
+    return MetricResult(
+        family="timestamps", profile=profile, language=text.language, n=len(refs), values=values, units=units,
+        primary="aas_ms", higher_is_better=False, bootstrap=bootstrap,
+        per_example={"shift_ms": (1000.0 * stats[:, 0]).tolist(), "matched_tokens": stats[:, 1].tolist()},
+        not_computed=not_computed, versions=library_versions("edit-distance", "jiwer"),
+        provenance={"anchor": ANCHORS[profile], "tokenizer": "raw segments between time tokens, aligned by "
+                    "edit_distance.SequenceMatcher", "wer": text.provenance},
+    )
+
+
 def compute(predictions: list, references: list, profile: str, language: str = "en") -> MetricResult:
     """AAS (ms), boundary statistics and WER for timestamped transcripts."""
+    if profile == "qwen_audio":
+        return _compute_qwen_audio(predictions, references, profile, language)
     refs, hyps, malformed = [], [], 0
     for i, (p, r) in enumerate(zip(predictions, references)):
         ref, problems = timed_words(r, "reference")
@@ -115,4 +220,6 @@ def compute(predictions: list, references: list, profile: str, language: str = "
         not_computed=not_computed,
         notes=text.notes,
         versions=library_versions("rapidfuzz", "jiwer"),
+        provenance={"anchor": ANCHORS[profile], "tokenizer": "words parsed by qaudio.tags.parse_timestamped, aligned by "
+                    "rapidfuzz Levenshtein", "wer": text.provenance},
     )

@@ -12,41 +12,56 @@ References, followed line by line:
   punctuation stays attached: ``world.`` and ``world`` differ. (Forks that hard-code
   sacrebleu's ``13a`` tokenizer split punctuation off and score differently.)
 - ``qwen2_audio``: Qwen2-Audio ``eval_audio/evaluate_asr.py`` (QwenLM/Qwen2-Audio).
-  ``remove_sp`` as above, then for English Whisper's ``EnglishTextNormalizer`` followed by
-  ``BasicTextNormalizer``; for other languages ``BasicTextNormalizer``; the tokenizer drops
-  tokens made only of punctuation. For Chinese the anchor uses ``cn_tn.TextNorm`` (SpeechIO's
-  Chinese normaliser, not on PyPI), which also removes punctuation and in addition spells
-  numbers out in Chinese characters; here ``BasicTextNormalizer`` stands in for it and the
-  result says so in its notes.
-- ``whisper``: Radford et al., "Robust Speech Recognition via Large-Scale Weak Supervision"
-  (arXiv:2212.04356), appendix C: ``EnglishTextNormalizer`` alone for English,
-  ``BasicTextNormalizer`` for other languages (the normalisers ship in PyPI
-  ``whisper-normalizer``, with the English spelling map).
+  ``remove_sp`` as above, then per language: Cantonese converted to simplified characters
+  (``zhconv``) then ``BasicTextNormalizer``; English ``EnglishTextNormalizer`` then
+  ``BasicTextNormalizer``; Chinese ``cn_tn.TextNorm`` only (numbers spelled out, punctuation
+  to spaces, bracketed text kept; :mod:`.chinese`); others ``BasicTextNormalizer``. Then
+  ``EvaluationTokenizer(tokenizer_type="none", lowercase=True, punctuation_removal=True)``:
+  tokens made only of punctuation are dropped. Chinese and Cantonese are scored per character.
+- ``whisper``: OpenAI's normalisers alone (Radford et al., arXiv:2212.04356, appendix C):
+  ``EnglishTextNormalizer`` for English, ``BasicTextNormalizer`` for other languages,
+  applied to the text as given, then words split on white space (characters for Chinese,
+  Cantonese and Japanese).
 
-In every profile Chinese and Japanese are scored per character (CER), since they are written
-without spaces between words; the Qwen anchors score Chinese this way and evaluate no
-Japanese ASR. Edit operations are counted by jiwer (Levenshtein alignment with unit costs,
-the same distance as ``editdistance.eval`` in the anchors).
+The Whisper normalisers are OpenAI's code as transformers ports it, with OpenAI's spelling
+map (:mod:`.normalizers`); the PyPI ``whisper-normalizer`` package's own normaliser adds
+rules (``cause`` -> ``because``, ``dunno``) and is not used. ``tests/data/anchor_parity.json``
+holds the anchors' own outputs on hundreds of cases, which every profile reproduces.
+
+Chinese is scored per character (CER) in every profile, Cantonese in ``qwen2_audio`` and
+``whisper`` (Qwen-Audio splits only ``zh``), and Japanese, which no anchor evaluates, per
+character everywhere as qaudio's own choice. Edit operations are counted by jiwer
+(Levenshtein alignment with unit costs, the same distance as ``editdistance.eval`` in the
+anchors).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from functools import lru_cache
+from typing import Callable
 
 import jiwer
 import numpy as np
 
+from . import normalizers
 from .base import MetricResult, language_code, library_versions
 from .bootstrap import ratio
 
 PROFILES = {
     "qwen_audio": "Qwen-Audio evaluate_asr: tags removed, lower-cased, punctuation kept; zh per character",
-    "qwen2_audio": "Qwen2-Audio evaluate_asr: Whisper English normaliser then basic normaliser; zh per character",
-    "whisper": "Whisper: English normaliser only (basic normaliser for other languages); zh per character",
+    "qwen2_audio": "Qwen2-Audio evaluate_asr: OpenAI English+basic normalisers, cn_tn for zh, zhconv for yue, "
+                   "punctuation tokens dropped; zh and yue per character",
+    "whisper": "OpenAI Whisper normalisers: English for en, basic for others; zh, yue, ja per character",
 }
-CHARACTER_LANGUAGES = ("zh", "ja")  # scored per character: no spaces between words
+# Anchor file each profile follows (shown in reports and the README's metric table).
+ANCHORS = {
+    "qwen_audio": "QwenLM/Qwen-Audio eval_audio/evaluate_asr.py (remove_sp, compute_wer)",
+    "qwen2_audio": "QwenLM/Qwen2-Audio eval_audio/evaluate_asr.py (remove_sp, compute_wer) with cn_tn.py, whisper_normalizer/",
+    "whisper": "openai/whisper whisper/normalizers/ (EnglishTextNormalizer, BasicTextNormalizer)",
+}
+# Languages scored per character (no spaces between words), by profile.
+CHARACTER_LANGUAGES = {"qwen_audio": ("zh", "ja"), "qwen2_audio": ("zh", "yue", "ja"), "whisper": ("zh", "yue", "ja")}
 
 _TAG = re.compile(r"<\|.*?\|>")
 _QWEN_PUNCS = "!,.?;:"  # PUNCS in the Qwen eval scripts
@@ -64,43 +79,60 @@ def remove_sp(text: str, language: str) -> str:
     return text
 
 
-@lru_cache(maxsize=None)
-def _normalizers():
-    # Imported on first use: the English normaliser loads its spelling map from JSON.
-    from whisper_normalizer.basic import BasicTextNormalizer
-    from whisper_normalizer.english import EnglishTextNormalizer
-
-    return EnglishTextNormalizer(), BasicTextNormalizer()
-
-
 def _is_punctuation(token: str) -> bool:
     """EvaluationTokenizer.remove_punctuation's test: every character in a Unicode P category."""
     return all(unicodedata.category(c)[0] == "P" for c in token)
 
 
+def _evaluation_tokenizer(text: str, punctuation_removal: bool) -> list[str]:
+    """The Qwen scripts' EvaluationTokenizer (sacrebleu's "none" tokenizer, lower-cased), split."""
+    if punctuation_removal:  # split on single spaces, drop punctuation-only (and empty) tokens
+        text = " ".join(t for t in text.split(" ") if not _is_punctuation(t))
+    return text.lower().split()
+
+
+# Normalisation steps by name (the names appear in results' provenance).
+STEPS: dict[str, Callable[[str, str], str]] = {
+    "qwen_remove_sp": remove_sp,
+    "whisper_english": lambda text, language: normalizers.whisper_english()(text),
+    "whisper_basic": lambda text, language: normalizers.whisper_basic()(text),
+    "chinese_tn": lambda text, language: normalizers.chinese_tn(text),
+    "zhconv": lambda text, language: normalizers.to_simplified(text),
+}
+# (profile, language: en, zh, yue or "other") -> the steps applied, in order
+PIPELINES: dict[tuple[str, str], tuple[str, ...]] = {
+    **{("qwen_audio", k): ("qwen_remove_sp",) for k in ("en", "zh", "yue", "other")},
+    ("qwen2_audio", "en"): ("qwen_remove_sp", "whisper_english", "whisper_basic"),
+    ("qwen2_audio", "zh"): ("qwen_remove_sp", "chinese_tn"),
+    ("qwen2_audio", "yue"): ("qwen_remove_sp", "zhconv", "whisper_basic"),
+    ("qwen2_audio", "other"): ("qwen_remove_sp", "whisper_basic"),
+    ("whisper", "en"): ("whisper_english",),
+    **{("whisper", k): ("whisper_basic",) for k in ("zh", "yue", "other")},
+}
+# profile -> how normalised text becomes words
+WORDS: dict[str, Callable[[str], list[str]]] = {
+    "qwen_audio": lambda text: _evaluation_tokenizer(text, punctuation_removal=False),
+    "qwen2_audio": lambda text: _evaluation_tokenizer(text, punctuation_removal=True),
+    "whisper": str.split,
+}
+
+
+def pipeline(profile: str, language: str) -> tuple[str, ...]:
+    """The names of the normalisation steps ``profile`` applies to text in ``language``."""
+    return PIPELINES[profile, language if language in ("en", "zh", "yue") else "other"]
+
+
 def tokens(text: str, profile: str, language: str = "en") -> list[str]:
-    """The tokens that are compared: words, or characters for Chinese and Japanese."""
+    """The tokens that are compared: words, or characters for Chinese, Cantonese and Japanese."""
     if profile not in PROFILES:
         raise ValueError(f"unknown wer profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
     if not isinstance(text, str):
         raise ValueError(f"expected a transcript string, got {type(text).__name__}: {text!r}")
     language = language_code(language)
-    if profile == "whisper":
-        english, basic = _normalizers()
-        text = _TAG.sub(" ", text)  # qaudio outputs may carry tags; Whisper's never do
-        text = english(text) if language == "en" else basic(text)
-        items = text.split()
-    else:
-        text = remove_sp(text, language)
-        if profile == "qwen2_audio":
-            english, basic = _normalizers()
-            if language == "en":
-                text = english(text)
-            text = basic(text)
-        items = text.lower().split()
-        if profile == "qwen2_audio":
-            items = [t for t in items if not _is_punctuation(t)]
-    if language in CHARACTER_LANGUAGES:
+    for step in pipeline(profile, language):
+        text = STEPS[step](text, language)
+    items = WORDS[profile](text)
+    if language in CHARACTER_LANGUAGES[profile]:
         items = list("".join(items))
     return items
 
@@ -128,7 +160,7 @@ def compute(predictions: list[str], references: list[str], profile: str, languag
     refs = [tokens(r, profile, language) for r in references]
     hyps = [tokens(p, profile, language) for p in predictions]
     counts = edit_counts(refs, hyps)  # (N, 4): S, D, I, reference tokens
-    name = "cer" if language in CHARACTER_LANGUAGES else "wer"
+    name = "cer" if language in CHARACTER_LANGUAGES[profile] else "wer"
     unit = "characters" if name == "cer" else "words"
     total_ref = int(counts[:, 3].sum())
     if total_ref == 0:
@@ -143,11 +175,6 @@ def compute(predictions: list[str], references: list[str], profile: str, languag
         f"reference_{unit}": total_ref,
     }
     units = {name: "%", "substitutions": "count", "deletions": "count", "insertions": "count", f"reference_{unit}": "count"}
-    notes = []
-    if profile == "qwen2_audio" and language == "zh":
-        notes.append("Qwen2-Audio normalises Chinese with cn_tn.TextNorm (not on PyPI), which also spells numbers "
-                     "out in Chinese characters; Whisper's BasicTextNormalizer stands in for it here, so texts with "
-                     "Arabic numerals can score differently from the anchor.")
     return MetricResult(
         family="wer",
         profile=profile,
@@ -160,6 +187,7 @@ def compute(predictions: list[str], references: list[str], profile: str, languag
         bootstrap={name: (stats, aggregate)},
         per_example={"edits": stats[:, 0].tolist(), f"reference_{unit}": stats[:, 1].tolist()},
         details={"tokens": unit},
-        notes=notes,
-        versions=library_versions("jiwer", "rapidfuzz", "whisper-normalizer"),
+        versions=library_versions("jiwer", "rapidfuzz", "transformers", "whisper-normalizer", "zhconv"),
+        provenance={"anchor": ANCHORS[profile], "normalizer": normalizers.provenance(*pipeline(profile, language)),
+                    "tokenizer": f"white space, {'characters' if name == 'cer' else 'words'}; edit distance by jiwer"},
     )

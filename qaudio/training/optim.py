@@ -15,6 +15,7 @@ from functools import partial
 
 import torch
 
+from ..model.speed import fused_adamw_supported
 from .config import TrainConfig
 
 
@@ -49,7 +50,9 @@ def build_optimizer(model: torch.nn.Module, names: list[str], cfg: TrainConfig) 
         raise ValueError("nothing trains: the trainable set is empty (check --train-projector/--train-llm/"
                          "--train-encoder and the preset)")
     groups = parameter_groups(model, names, cfg.weight_decay)
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps)
+    fused = fused_adamw_supported([p for g in groups for p in g["params"]])  # one kernel per step
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
+                             fused=fused)
 
 
 def warmup_steps(cfg: TrainConfig, max_steps: int) -> int:
