@@ -8,11 +8,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.13.0
-EXTRAS := tts,weights,weights-multilingual,serve,caption-jars,logging,dev
+EXTRAS := tts,weights,weights-multilingual,serve,caption-jars,logging,vad,dev
 STAMP := $(VENV)/.qaudio-installed
 DEMO_DIR := runs/demo
 
-.PHONY: setup demo test clean
+.PHONY: setup doctor demo test clean
 
 setup: $(STAMP)
 
@@ -28,7 +28,12 @@ $(STAMP): pyproject.toml Makefile | $(PY)
 demo: $(STAMP)
 	$(PY) -m qaudio.demo --out $(DEMO_DIR)
 
-test: $(STAMP)
+# The environment check: one line per item with its fix; fails when a package the targets
+# below use is missing, before a long run finds out.
+doctor: $(STAMP)
+	$(PY) -m qaudio.cli doctor --require $(EXTRAS)
+
+test: doctor
 	$(PY) -m pytest -q -ra
 
 clean:

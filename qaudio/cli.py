@@ -22,6 +22,9 @@ COMMANDS = {
     "score": ("qaudio.score", "score a JSONL of predictions and references with qaudio's metrics"),
     "run": ("qaudio.infer", "run a model on audio files"),
     "serve": ("qaudio.serve", "serve a model over HTTP (OpenAI-compatible audio routes)"),
+    "doctor": ("qaudio.doctor", "check the environment (versions, GPU/bf16, Java, espeak, weights, disk) with fixes"),
+    "check": ("qaudio.check", "run the same clips at several batch sizes and dtypes and report any answer that changes"),
+    "plan": ("qaudio.plan", "predict peak training and inference memory and the largest batch that fits"),
 }
 
 

@@ -8,6 +8,7 @@ For each benchmark of the suite (:mod:`qaudio.suite`; built-ins in ``eval_suites
    classification is constrained to the task's label set), timing the run: real-time factor
    = compute seconds / audio seconds, generated tokens per second, peak memory
    (``torch.cuda.max_memory_allocated`` on GPU, the process's peak RSS on CPU);
+   every answer's degeneration flags (:mod:`qaudio.degeneration`) are kept and counted;
 3. run the suite's peers on the same audio (:mod:`qaudio.peers`), e.g. Whisper for ASR;
 4. score every system with the task's metric family and the benchmark's profile
    (:mod:`qaudio.metrics`), with 95% bootstrap intervals (Koehn, EMNLP 2004), and compute
@@ -39,6 +40,7 @@ import numpy as np
 
 from . import __version__
 from .data import Example, ManifestError, read_manifest
+from .degeneration import count_flags
 from .report import FORMAT, MODEL, read_report, render_markdown, write_report
 from .specs import get_suite, get_task, registry
 from .suite import Benchmark, Peer, Suite, resolve_data_root
@@ -252,9 +254,11 @@ def run_model(model, loaded: Loaded, batch_size: int, progress: bool = True) -> 
     for ex, r in zip(examples, results):
         words = [dataclasses.asdict(w) for w in r.words] if r.words is not None else None
         predictions.append({"id": ex.id, "text": r.text, "raw": r.raw, "label": r.label, "words": words,
-                            "windows": r.timing.get("windows", 1), "problems": r.problems, "error": r.error})
+                            "windows": r.timing.get("windows", 1), "problems": r.problems, "error": r.error,
+                            "flags": r.flags, "no_speech_prob": r.no_speech_prob})
     return {"status": "ok", "timing": _timing(seconds, examples, tokens, device), "predictions": predictions,
-            "failed": sum(p["error"] is not None for p in predictions), "generation": _generation(model, loaded, labels)}
+            "failed": sum(p["error"] is not None for p in predictions), "flags": dict(count_flags(predictions)),
+            "generation": _generation(model, loaded, labels)}
 
 
 def _generation(model, loaded: Loaded, labels: list[str] | None) -> dict:
@@ -267,7 +271,8 @@ def _generation(model, loaded: Loaded, labels: list[str] | None) -> dict:
     decoding = ({"method": "label scoring: the most likely label of the task's label set", "labels": labels} if labels else
                 {"method": "greedy", "do_sample": False, "num_beams": 1,
                  "max_new_tokens": model.max_new_tokens or f"by kind of answer {MAX_NEW_TOKENS}"})
-    return {"decoding": decoding, "prompt_style": model.style, "prompts": len(prompts),
+    return {"decoding": decoding, "on_degenerate": model.on_degenerate, "prompt_style": model.style,
+            "prompts": len(prompts),
             "prompt_sha256": hashlib.sha256("\n".join(prompts).encode("utf-8")).hexdigest()}
 
 
@@ -444,6 +449,8 @@ def evaluate(
     progress: bool = True,
     suite_source: str | None = None,
     max_new_tokens: int | None = None,
+    on_degenerate: str = "keep",
+    detect_no_speech: bool = True,
 ) -> dict:
     """Run ``model`` (a saved model directory or hub id) over ``suite``; returns the report dict."""
     from .infer import load
@@ -457,6 +464,7 @@ def evaluate(
             _log(progress, f"qaudio eval: {item.benchmark.name}: skipped: {item.reason.splitlines()[0]}")
     audio_model = load(model, device=device, dtype=dtype)
     audio_model.max_new_tokens = max_new_tokens  # None: the cap by kind of answer (qaudio.infer)
+    audio_model.on_degenerate, audio_model.detect_no_speech = on_degenerate, detect_no_speech
     device = str(audio_model.device)
     systems = [{"name": MODEL, "kind": "model", "path": str(model)}]
     systems += [{"name": p.name, "kind": "peer", "runner": p.runner, "source": p.source, "tasks": list(p.tasks),
@@ -496,6 +504,7 @@ def evaluate(
                   "parameters": sum(p.numel() for p in audio_model.model.parameters()),
                   "config": config.to_dict()},
         "settings": {"batch_size": batch_size, "limit": limit, "bootstrap": bootstrap, "max_new_tokens": max_new_tokens,
+                     "on_degenerate": on_degenerate, "detect_no_speech": detect_no_speech,
                      "data_root": str(resolve_data_root(data_root).absolute()), "peers": peers},
         "environment": _environment(device),
         "training": training,
@@ -523,6 +532,8 @@ def rescore(report: dict, bootstrap: int = BOOTSTRAP) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .infer import add_guard_arguments
+
     names = ", ".join(registry("eval_suites")) or "none yet"
     parser.add_argument("--model", help="the model: a directory written by save_pretrained (or a hub id)")
     parser.add_argument("--suite", help=f"suite name ({names}) or the path of a .py file that sets SUITE")
@@ -540,6 +551,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-peers", action="store_true", help="do not run the suite's peer models")
     parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP, help=f"bootstrap resamples for 95%% intervals (default {BOOTSTRAP})")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    add_guard_arguments(parser)
     parser.add_argument("--out", required=True, help="folder for report.json, report.md and report.html")
 
 
@@ -574,7 +586,8 @@ def main(args: argparse.Namespace) -> int:
         report = evaluate(suite, args.model, data_root=args.data_root, limit=args.limit, batch_size=args.batch_size,
                           device=args.device, dtype=args.dtype, peers=not args.no_peers, bootstrap=args.bootstrap,
                           progress=not args.quiet, suite_source=source,
-                          max_new_tokens=args.max_new_tokens)
+                          max_new_tokens=args.max_new_tokens, on_degenerate=args.on_degenerate,
+                          detect_no_speech=not args.no_vad)
     paths = write_report(report, args.out)
     print(render_markdown(report))
     print(f"report: {paths['html'].resolve()}")

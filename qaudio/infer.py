@@ -13,7 +13,12 @@ How a request runs (:meth:`AudioModel.run`, shared by the methods, evaluation an
    set (classification) by scoring each label's log-likelihood given the audio and prompt and
    taking the argmax, which can only answer a valid label;
 4. each window's output is parsed by its task spec (``Task.parse``), and the windows of a clip
-   are stitched: texts joined, word times shifted by the window offset.
+   are stitched: texts joined, word times shifted by the window offset;
+5. silence, and for transcription a clip without speech (Silero VAD, :mod:`qaudio.vad`), is
+   answered with empty text and the ``no_speech`` flag, as OpenAI's API answers it; every
+   generated answer is checked for loops, echoes, cut-offs and non-text runs
+   (:mod:`qaudio.degeneration`), listed in ``Result.flags``; with ``on_degenerate="retry"`` a
+   flagged answer is decoded again with a repetition penalty and flagged ``retried``.
 
 Prompts come from the task specs (``Task.prompt`` on a request :class:`~qaudio.data.Example`),
 the same code that writes training prompts, in the model's ``prompt_style``.
@@ -28,17 +33,19 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
 
+from . import degeneration, vad
 from .audio import Audio, AudioError, load_audio
-from .chunking import Segment, Window, is_silent, join_texts, shift_words, split_windows
+from .chunking import Segment, Window, join_texts, shift_words, split_windows
 from .data import Example
 from .specs import get_task, registry
-from .tags import LANGUAGES, TIMESTAMPS, UNKNOWN_LANGUAGE, parse_timestamped, strip_tags
+from .tags import LANGUAGES, TIMESTAMPS, TRANSCRIPTION_TAGS, UNKNOWN_LANGUAGE, parse_timestamped, strip_tags
 from .task import ClassificationTask, Prediction, Task
 
 # classify(task=...) accepts these friendly names as well as task names.
@@ -78,6 +85,8 @@ class Result:
     segments: list[Segment] = field(default_factory=list)  # one per non-silent window, absolute times
     scores: dict[str, float] | None = None  # label -> probability within the label set (constrained decoding)
     problems: list[str] = field(default_factory=list)  # malformed output (e.g. a word without a time)
+    flags: list[str] = field(default_factory=list)  # degenerate output or no speech (qaudio.degeneration.FLAGS)
+    no_speech_prob: float | None = None  # 1 - speech probability (qaudio.vad); None when not computed
 
     @property
     def ok(self) -> bool:
@@ -170,14 +179,24 @@ def default_max_new_tokens(query: Query) -> int:
     return MAX_NEW_TOKENS["analysis"]
 
 
+def transcribes_speech(query: Query) -> bool:
+    """Whether the answer is the clip's speech (ASR, translation): then a clip without speech
+    has no answer. Tasks about sounds (captions, questions, labels) answer non-speech audio."""
+    if query.labels:
+        return False
+    if query.task is not None:
+        return query.task.tag_path.start == "transcript"
+    return TRANSCRIPTION_TAGS["transcript"] in query.prompt
+
+
 def _load_input(item, index: int | None) -> Audio:
     """One user input -> Audio; errors name the batch position for inputs without a path."""
     where = "" if index is None or isinstance(item, (str, os.PathLike)) else f"input {index}: "
     try:
         if isinstance(item, tuple) and _is_array_pair(item):
-            return load_audio(item[0], sample_rate=int(item[1]))
+            return load_audio(item[0], sample_rate=int(item[1]), allow_silence=True)
         if isinstance(item, (str, os.PathLike, bytes, bytearray, Audio)):
-            return load_audio(item)
+            return load_audio(item, allow_silence=True)  # silence is answered (no_speech), not refused
         if isinstance(item, np.ndarray):
             raise AudioError("<array>: an audio array needs its sample rate; pass (array, sample_rate)")
         raise AudioError(f"unsupported audio input of type {type(item).__name__}; expected a path, bytes, "
@@ -205,11 +224,15 @@ class AudioModel:
     """A loaded model with task methods; ``model`` is the :class:`qaudio.model.AudioLM`."""
 
     def __init__(self, model, batch_size: int = DEFAULT_BATCH_SIZE, max_new_tokens: int | None = None,
-                 name: str = "model"):
+                 name: str = "model", on_degenerate: str = "keep", detect_no_speech: bool = True):
+        if on_degenerate not in degeneration.ON_DEGENERATE:
+            raise ValueError(f"unknown on_degenerate {on_degenerate!r}; valid choices: {', '.join(degeneration.ON_DEGENERATE)}")
         self.model = model.eval()
         self.batch_size = batch_size  # windows per forward pass
         self.max_new_tokens = max_new_tokens  # None: by task (MAX_NEW_TOKENS)
         self.name = name  # what it was loaded from (reported by the server)
+        self.on_degenerate = on_degenerate  # "retry": decode a degenerate answer again with a repetition penalty
+        self.detect_no_speech = detect_no_speech  # transcription of a clip without speech (Silero VAD) -> empty text
 
     @property
     def device(self):
@@ -310,6 +333,13 @@ class AudioModel:
         A bad input gives a Result with ``error`` set and does not stop the others (with
         ``raise_errors``, its AudioError is raised instead).
         """
+        results = self._run(audios, queries, batch_size, raise_errors)
+        if self.on_degenerate == "retry":
+            self._retry(audios, queries, results, batch_size)
+        return results
+
+    def _run(self, audios: Sequence, queries: Query | Sequence[Query], batch_size: int | None,
+             raise_errors: bool) -> list[Result]:
         audios = list(audios)
         queries = [queries] * len(audios) if isinstance(queries, Query) else list(queries)
         if len(queries) != len(audios):
@@ -317,7 +347,7 @@ class AudioModel:
         results: list[Result | None] = [None] * len(audios)
         clips: list[Audio | None] = [None] * len(audios)
         load_seconds = [0.0] * len(audios)
-        work: list[_Window] = []
+        pieces: list[tuple[int, Window, np.ndarray]] = []
         for i, (audio, query) in enumerate(zip(audios, queries)):
             t0 = time.perf_counter()
             try:
@@ -328,13 +358,14 @@ class AudioModel:
                 results[i] = Result(text="", task=query.name, language=query.language, error=str(e))
                 continue
             load_seconds[i] = time.perf_counter() - t0
-            windows = split_windows(clips[i].samples, self.max_audio_seconds)
-            for w in windows:
-                piece = clips[i].samples[w.start : w.end]
-                # A silent stretch of a long clip has nothing to say; a short clip was checked whole.
-                if len(windows) > 1 and is_silent(piece):
-                    continue
-                work.append(_Window(i, w, piece, query))
+            pieces += [(i, w, clips[i].samples[w.start : w.end]) for w in split_windows(clips[i].samples, self.max_audio_seconds)]
+
+        # A window without speech (silence; for transcription, no speech) has nothing to say.
+        no_speech = self._no_speech_probs(pieces, queries)
+        work = [_Window(i, w, piece, queries[i]) for (i, w, piece), p in zip(pieces, no_speech) if not vad.is_no_speech(p)]
+        window_probs: dict[int, list[float | None]] = {}
+        for (i, _, _), p in zip(pieces, no_speech):
+            window_probs.setdefault(i, []).append(p)
 
         self._execute(work, batch_size or self.batch_size)
 
@@ -345,7 +376,14 @@ class AudioModel:
             if clip is None:
                 continue
             parts = by_item.get(i, [])
-            results[i] = _stitch(queries[i], parts)
+            probs = window_probs[i]
+            if parts:
+                results[i] = _stitch(queries[i], parts)
+                results[i].flags = self._flags(queries[i], parts, results[i])
+            else:
+                results[i] = Result(text="", task=queries[i].name, language=queries[i].language, flags=["no_speech"])
+            # The clip's speech is its most speech-like window's.
+            results[i].no_speech_prob = None if None in probs else min(probs)
             results[i].timing = {
                 "audio_seconds": round(clip.duration, 3),
                 "windows": len(parts),
@@ -353,6 +391,43 @@ class AudioModel:
                 "load_seconds": round(load_seconds[i], 4),
             }
         return results
+
+    def _no_speech_probs(self, pieces: list[tuple[int, Window, np.ndarray]], queries: list[Query]) -> list[float | None]:
+        """no_speech_prob of each window: silence for every task, Silero VAD for transcription."""
+        out: list[float | None] = [None] * len(pieces)
+        for use_vad in (False, True):
+            idx = [k for k, (i, _, _) in enumerate(pieces)
+                   if use_vad == (self.detect_no_speech and transcribes_speech(queries[i]))]
+            for k, p in zip(idx, vad.no_speech_probs([pieces[k][2] for k in idx], use_vad=use_vad)):
+                out[k] = p
+        return out
+
+    def _flags(self, query: Query, parts: list[_Window], result: Result) -> list[str]:
+        """Degeneration flags of a generated answer (a label chosen from a set cannot degenerate)."""
+        if query.labels:
+            return []
+        cap = dict(self._generate_kwargs(query))["max_new_tokens"]
+        tokens = None  # a stand-in model without a tokenizer cannot tell a cut-off answer
+        if self.tokenizer is not None:
+            tokens = max(len(self.tokenizer(p.output, add_special_tokens=False)["input_ids"]) for p in parts)
+        return degeneration.detect(result.text, result.raw, query.prompt, generated_tokens=tokens, max_new_tokens=cap)
+
+    def _retry(self, audios: list, queries: Query | Sequence[Query], results: list[Result],
+               batch_size: int | None) -> None:
+        """Decode degenerate answers again with a repetition penalty; mark them ``retried``."""
+        queries = [queries] * len(results) if isinstance(queries, Query) else list(queries)
+        redo = [i for i, r in enumerate(results) if r.ok and degeneration.retryable(r.flags)]
+        if not redo:
+            return
+        retry_queries = [replace(queries[i], generate_kwargs=tuple(sorted(
+            {**dict(queries[i].generate_kwargs), **degeneration.RETRY_GENERATE_KWARGS}.items()))) for i in redo]
+        with warnings.catch_warnings():  # "the penalty applies to new tokens only": what is wanted here
+            warnings.filterwarnings("ignore", message=r"Passing `(repetition_penalty|no_repeat_ngram_size)`")
+            again_results = self._run([audios[i] for i in redo], retry_queries, batch_size, False)
+        for i, again in zip(redo, again_results):
+            again.flags = [f for f in degeneration.FLAGS if f in {*again.flags, "retried"}]
+            again.timing["seconds"] = round(again.timing.get("seconds", 0.0) + results[i].timing.get("seconds", 0.0), 4)
+            results[i] = again
 
     def _execute(self, work: list[_Window], batch_size: int) -> None:
         """Fill ``output`` of every window: batches of like requests, longest first."""
@@ -503,6 +578,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     parser.add_argument("--dtype", default=None, choices=tuple(DTYPES), help="weights dtype (default: float32)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_guard_arguments(parser)
+
+
+def add_guard_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by ``qaudio run`` and ``qaudio eval``: what to do with degenerate answers."""
+    parser.add_argument("--on-degenerate", default="keep", choices=degeneration.ON_DEGENERATE,
+                        help="keep: flag degenerate answers (loops, echoes, cut-offs); retry: decode them again with "
+                             "a repetition penalty and no repeated 4-grams, flagged 'retried' (default: keep)")
+    parser.add_argument("--no-vad", action="store_true",
+                        help="transcribe clips even when the voice activity detector finds no speech "
+                             "(silent clips are still answered empty)")
 
 
 def query_from_args(args: argparse.Namespace, style: str) -> Query:
@@ -526,6 +612,9 @@ def _print_result(path: str, result: Result, as_json: bool, many: bool) -> None:
         print(f"qaudio run: {result.error}", file=sys.stderr)
         return
     print(f"{path}: {result.text}" if many else result.text, flush=True)
+    if result.flags:
+        meaning = "; ".join(f"{f}: {degeneration.FLAGS[f]}" for f in result.flags)
+        print(f"qaudio run: {path}: flagged {meaning}", file=sys.stderr)
     for w in result.words or []:
         print(f"  {w.start:8.2f} {w.end:8.2f}  {w.word}")
 
@@ -540,6 +629,7 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown task {args.task!r}; valid choices: {', '.join(CLI_TASKS)}, or a task .py file")
     model = load(args.model, device=args.device, dtype=args.dtype)
     model.max_new_tokens = args.max_new_tokens
+    model.on_degenerate, model.detect_no_speech = args.on_degenerate, not args.no_vad
     query = query_from_args(args, model.style)
     many = len(args.files) > 1
     failed = 0

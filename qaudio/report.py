@@ -20,7 +20,8 @@ The dict (``format`` = :data:`FORMAT`)::
         examples [Example dicts],                     # references, durations: enough to re-score
         chance [{name, prediction, detail, values {metric: value}}],
         results {system: {status, reason, metric: MetricResult.to_dict(bootstrap=N),
-                          timing {...}, failed, predictions [{id, text, raw, label, words, error}]}},
+                          timing {...}, failed, flags {flag: count},
+                          predictions [{id, text, raw, label, words, error, flags, no_speech_prob}]}},
         analysis {by_duration {...}, timestamp_errors {...}},
     }]
 
@@ -37,6 +38,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from . import degeneration
 from .metrics.base import display_name
 from .training.summary import describe
 
@@ -135,12 +137,12 @@ def _md_escape(text: str) -> str:
 def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     """The report's one table: (header, rows); shared by the Markdown and the HTML."""
     systems = system_names(report)
-    header = ["Benchmark", "Task", "N", "Metric", *systems, "Chance"]
+    header = ["Benchmark", "Task", "N", "Metric", *systems, "Chance", f"Flags ({MODEL})"]
     rows = []
     for bench in report["benchmarks"]:
         if bench["status"] != "ok":
             reason = (bench.get("reason") or "skipped").splitlines()[0]  # the rest is in the notes
-            rows.append([bench["name"], bench["task"], "0", "skipped", f"skipped: {reason}", *[""] * len(systems)][: len(header)])
+            rows.append([bench["name"], bench["task"], "0", "skipped", f"skipped: {reason}", *[""] * (len(systems) + 1)][: len(header)])
             continue
         for k, (name, unit) in enumerate(headline_metrics(bench)):
             cells = []
@@ -155,8 +157,37 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
             first = k == 0
             rows.append([bench["name"] if first else "", bench["task"] if first else "",
                          str(bench["num_examples"]) if first else "", metric_label(name, unit), *cells,
-                         chance_cell(bench, name, unit)])
+                         chance_cell(bench, name, unit), flag_cell(bench) if first else ""])
     return header, rows
+
+
+def flag_cell(bench: dict) -> str:
+    """The model's degenerate-answer counts on a benchmark ("repetition 3, truncated 2", or "none");
+    "n/a" for a report written before answers were checked."""
+    predictions = bench.get("results", {}).get(MODEL, {}).get("predictions") or []
+    if not any("flags" in p for p in predictions):
+        return "n/a"
+    return degeneration.summary(degeneration.count_flags(predictions))
+
+
+def flagged_answers(report: dict, per_flag: int = 3) -> list[tuple[str, str, list[tuple[str, str, str]]]]:
+    """(benchmark, counts, [(flag, id, answer)]) of every benchmark where the model's answers were flagged."""
+    out = []
+    for bench in report["benchmarks"]:
+        predictions = bench.get("results", {}).get(MODEL, {}).get("predictions") or []
+        found = degeneration.examples(predictions, per_flag)
+        if found:
+            out.append((bench["name"], flag_cell(bench), found))
+    return out
+
+
+def _shorten(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _flag_legend(report: dict) -> list[str]:
+    used = {f for _, _, found in flagged_answers(report) for f, _, _ in found}
+    return [f"{f}: {meaning}" for f, meaning in degeneration.FLAGS.items() if f in used]
 
 
 def notes(report: dict) -> list[str]:
@@ -224,6 +255,13 @@ def render_markdown(report: dict) -> str:
               f"{NOT_RUN}: system not run on this benchmark.", ""]
     for line in notes(report):
         lines.append(f"- {line}")
+    flagged = flagged_answers(report)
+    if flagged:
+        lines += ["", f"Flagged answers of {MODEL} (counted per benchmark; examples below):", ""]
+        lines += [f"- {line}" for line in _flag_legend(report)]
+        for name, counts, found in flagged:
+            lines += ["", f"{name}: {counts}", "", _md_table(["Flag", "Id", "Answer"],
+                                                              [[f, i, _shorten(a)] for f, i, a in found])]
     header, rows = timing_rows(report)
     if rows:
         lines += ["", f"Timing ({TIMING_NOTE}):", "", _md_table(header, rows)]
@@ -501,6 +539,14 @@ def render_html(report: dict) -> str:
     lines = notes(report)
     if lines:
         body.append("<ul>" + "".join(f"<li>{e(line)}</li>" for line in lines) + "</ul>")
+    flagged = flagged_answers(report)
+    if flagged:
+        body.append(f"<h2>Flagged answers</h2><p class='meta'>Answers of {e(MODEL)} that loop, echo the prompt, "
+                    "are empty, were cut at max_new_tokens, hold non-text runs, or had no speech.</p>")
+        body.append("<ul>" + "".join(f"<li>{e(line)}</li>" for line in _flag_legend(report)) + "</ul>")
+        for name, counts, found in flagged:
+            body.append(f"<h3>{e(name)}: {e(counts)}</h3>")
+            body.append(_html_table(["Flag", "Id", "Answer"], [[f, i, _shorten(a)] for f, i, a in found]))
     t_header, t_rows = timing_rows(report)
     if t_rows:
         body.append(f"<h2>Timing</h2><p class='meta'>{e(TIMING_NOTE)}.</p>")

@@ -9,7 +9,9 @@ Routes:
   ``{"error": {"message", "type", "param", "code"}}``. Existing clients work unchanged.
   Differences: the spoken language is taken from ``language`` (default en), not detected;
   the text ``prompt`` hint is ignored; translations accept ``language`` for the source
-  speech; verbose_json's ``avg_logprob`` and ``no_speech_prob`` are null (not computed).
+  speech; verbose_json's ``avg_logprob`` is null (not computed) and ``no_speech_prob`` is the
+  clip's (:mod:`qaudio.vad`). A silent or speech-free clip is answered with empty text, as
+  OpenAI answers it.
 - ``POST /v1/generate``: any task (``task``, ``lang``, ``to``, ``question``, ``timestamps``,
   ``caption_style``, ``labels``) or a raw tagged ``prompt``; answers ``Result.to_dict()``.
 - ``GET /health``: status, model, queue length and batching counters (no key needed).
@@ -19,7 +21,7 @@ Dynamic batching: requests wait in an asyncio queue; a collector takes the first
 thread. While a batch runs, new requests queue up, so batches grow with load and
 throughput with them. Limits: the upload size is checked from the headers and while the
 body streams in, before any parsing (413); the duration from the file header before
-decoding (400); a full queue answers 503. A bad file is answered 400 and never reaches the
+decoding (400); a full queue answers 503. A bad file (undecodable, empty, NaN/inf) is answered 400 and never reaches the
 model; a failing batch is retried item by item so one bad request cannot fail the others.
 """
 
@@ -36,7 +38,6 @@ import re
 import sys
 import threading
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from pathlib import Path
 
 from .audio import Audio, AudioError, load_audio
 from .chunking import Segment
+from .degeneration import compression_ratio
 from .infer import CAPTION_STYLES, CLASSIFY_TASKS, AudioModel, Query, Result, load, make_query, query_from_args
 from .specs import registry
 from .tags import LANGUAGES
@@ -206,12 +208,6 @@ def to_vtt(cues: list[Segment]) -> str:
     return "WEBVTT\n\n" + "".join(f"{_clock(c.start, '.')} --> {_clock(c.end, '.')}\n{c.text}\n\n" for c in cues)
 
 
-def compression_ratio(text: str) -> float:
-    """Whisper's repetition check: UTF-8 length over zlib-compressed length."""
-    data = text.encode("utf-8")
-    return len(data) / len(zlib.compress(data)) if data else 0.0
-
-
 def to_verbose_json(result: Result, task: str, temperature: float, granularities: set[str], tokenizer) -> dict:
     """OpenAI's verbose_json transcription object (``TranscriptionVerbose``)."""
     body = {
@@ -221,11 +217,15 @@ def to_verbose_json(result: Result, task: str, temperature: float, granularities
         "text": result.text,
     }
     if "segment" in granularities:
+        segments = [s for s in result.segments if s.text]
+        if not segments and result.no_speech_prob is not None:  # no speech: one empty segment carries the verdict
+            segments = [Segment(0.0, body["duration"], "")]
         body["segments"] = [
             {"id": i, "seek": int(round(s.start * 100)), "start": s.start, "end": s.end, "text": s.text,
              "tokens": tokenizer.encode(s.text, add_special_tokens=False), "temperature": temperature,
-             "avg_logprob": None, "compression_ratio": round(compression_ratio(s.text), 4), "no_speech_prob": None}
-            for i, s in enumerate(r for r in result.segments if r.text)
+             "avg_logprob": None, "compression_ratio": round(compression_ratio(s.text), 4),
+             "no_speech_prob": result.no_speech_prob}
+            for i, s in enumerate(segments)
         ]
     if "word" in granularities:
         body["words"] = [{"word": w.word, "start": w.start, "end": w.end} for w in result.words or []]
@@ -461,7 +461,7 @@ def _decode_upload(data: bytes, name: str, max_duration_s: float) -> Audio:
         raise ApiError(400, f"{name}: audio is {duration:.1f} s long; this server accepts at most {max_duration_s:g} s "
                             "(--max-duration-s)", param="file", code="audio_too_long")
     try:
-        clip = load_audio(data)
+        clip = load_audio(data, allow_silence=True)  # silence is answered (no_speech), not refused
     except AudioError as e:
         # load_audio names bytes "<N bytes>" and libsndfile names the stream object: name the upload instead.
         message = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", name, str(e).split(": ", 1)[-1])

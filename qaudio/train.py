@@ -43,6 +43,7 @@ from .training.corpus import (Item, check_tasks_present, fit_to_window, load_ite
                               tokenizer_texts)
 from .training.losses import LossMeter, all_finite, batch_loss, evaluate_dev
 from .training.metrics_log import MetricsLog, plot_loss_curves
+from .training.watchdog import NumericsWatchdog
 from .training.mixing import MixtureSampler, task_weights
 from .training.optim import build_optimizer, build_scheduler
 from .training.summary import describe, learning_curve, machine, write_summary
@@ -425,6 +426,7 @@ def train(cfg: TrainConfig) -> Path:
     fallback: Batch | None = None
     meter = LossMeter(tasks, **(meter_state or {}))
     bad_in_a_row = 0
+    watchdog = NumericsWatchdog(run_dir, train_items, rank, precision, cfg.loss_weighting, accelerator.device)
     window_t0 = time.perf_counter()
     run_t0 = time.perf_counter()
     steps_this_run = 0
@@ -441,7 +443,7 @@ def train(cfg: TrainConfig) -> Path:
 
     while step < max_steps:
         # ---- one optimizer step: grad_accum micro-batches, forward + backward each ----------------------
-        step_losses, skipped = [], False
+        step_losses, skipped, step_batches = [], False, []
         for micro in range(cfg.grad_accum):
             batch: Batch = next(batches)
             for item in batch.bad:
@@ -455,6 +457,7 @@ def train(cfg: TrainConfig) -> Path:
                 fallback = batch
             if batch_log is not None and weight:
                 batch_log.write(json.dumps({"step": step + 1, "micro": micro, "ids": batch.ids}) + "\n")
+            step_batches.append(batch)  # replayed by the watchdog if the step goes non-finite
             inputs = to_device(batch.inputs, accelerator.device)
             sync = micro == cfg.grad_accum - 1
             with contextlib.nullcontext() if sync else accelerator.no_sync(model):
@@ -490,6 +493,7 @@ def train(cfg: TrainConfig) -> Path:
             metrics.log({"kind": "skip", "step": step, "position": position, "grad_norm": grad_norm,
                          "reason": "non-finite loss or gradient"})
             log(f"qaudio train: step {step + 1}: non-finite loss or gradient; step skipped ({bad_in_a_row} in a row)")
+            log(f"qaudio train: {watchdog.message(watchdog.diagnose(model, step_batches, step + 1))}")
             if bad_in_a_row >= cfg.max_bad_steps:
                 last = ckpt.latest_checkpoint(run_dir)
                 raise TrainingAborted(

@@ -21,3 +21,26 @@ def standins(tmp_path_factory):
     from tests.fixtures.standins import build_standins
 
     return build_standins(tmp_path_factory.mktemp("standins"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_voice_activity_detection():
+    """Tests feed noise and tones where a model expects speech; the voice activity detector
+    would rightly answer those with no_speech. It runs only in tests marked ``vad``."""
+    import qaudio.vad
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(qaudio.vad, "available", lambda: False)
+    yield
+    patch.undo()
+
+
+@pytest.fixture(autouse=True)
+def _voice_activity_detection_when_marked(request, monkeypatch):
+    if "vad" in request.keywords:
+        import importlib.util
+
+        import qaudio.vad
+
+        monkeypatch.setattr(qaudio.vad, "available", lambda: importlib.util.find_spec("silero_vad") is not None)
+    yield

@@ -123,7 +123,7 @@ def test_eval_writes_the_three_reports_and_prints_the_table(run):
     assert {p.name for p in out.iterdir()} == {"report.json", "report.md", "report.html"}
     md = (out / "report.md").read_text()
     assert md.splitlines()[2] == "a tiny suite written as one file"
-    assert "| Benchmark | Task | N | Metric | qaudio | oracle | Chance |" in md
+    assert "| Benchmark | Task | N | Metric | qaudio | oracle | Chance | Flags (qaudio) |" in md
     assert md in run["stdout"]  # the table is printed, then the html path
     assert run["stdout"].rstrip().endswith(f"report: {(out / 'report.html').resolve()}")
     assert run["report"]["suite"]["source"].endswith("tiny_suite.py")
@@ -186,6 +186,9 @@ def test_timing_is_measured(run):
     assert asr["generated_tokens"] > 0 and asr["tokens_per_second"] > 0
     assert asr["peak_memory_bytes"] > 10 * 2**20 and asr["peak_memory_kind"] == "process peak RSS"
     ser = run["benches"]["tiny emotion"]["results"]["qaudio"]["timing"]
+    asr_result = run["benches"]["tiny ASR"]["results"]["qaudio"]
+    assert all(isinstance(p["flags"], list) for p in asr_result["predictions"])  # every answer was checked
+    assert asr_result["flags"] == dict(Counter(f for p in asr_result["predictions"] for f in p["flags"]))
     assert ser["generated_tokens"] is None and ser["tokens_per_second"] is None  # labels are scored, not generated
 
 

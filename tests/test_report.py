@@ -50,7 +50,7 @@ def report() -> dict:
 
 def test_table_has_benchmarks_as_rows_and_systems_as_columns(report):
     header, rows = table_rows(report)
-    assert header == ["Benchmark", "Task", "N", "Metric", "qaudio", "peer", "Chance"]
+    assert header == ["Benchmark", "Task", "N", "Metric", "qaudio", "peer", "Chance", "Flags (qaudio)"]
     by_name = {r[0]: r for r in rows if r[0]}
     assert by_name["speech"][3] == "WER % ↓"
     assert re.fullmatch(r"25\.00 \[\d+\.\d\d, \d+\.\d\d\]", by_name["speech"][4])  # (1 + 2 edits) / 12 words
@@ -106,3 +106,23 @@ def test_the_report_says_how_much_training_the_model_had_and_plots_its_learning_
     cut = dict(training, steps=880, stopped_early=True)
     assert "STOPPED EARLY by the time budget at step 880 of 2000 planned" in render_markdown(dict(report, training=cut))
     assert "Model:" not in render_markdown(report)  # a model without training.json (e.g. a hub id)
+
+
+def test_flag_counts_are_a_column_and_flagged_answers_are_listed(report):
+    import copy
+
+    flagged = copy.deepcopy(report)
+    preds = flagged["benchmarks"][0]["results"]["qaudio"]["predictions"]
+    for p, flags in zip(preds, (["repetition", "truncated"], [], ["repetition"])):
+        p["flags"] = flags
+    preds[0]["raw"] = "a b c x " + "la " * 100
+    for p in flagged["benchmarks"][1]["results"]["qaudio"]["predictions"]:
+        p["flags"] = []
+    rows = {r[0]: r for r in table_rows(flagged)[1] if r[0]}
+    assert rows["speech"][-1] == "repetition 2, truncated 1"
+    assert rows["emotion"][-1] == "none"  # checked, nothing found: said so
+    assert rows["timestamps"][-1] == "n/a"  # a report from before answers were checked
+    md = render_markdown(flagged)
+    assert "speech: repetition 2, truncated 1" in md and "| repetition | 0 | a b c x la la" in md
+    assert "truncated: generation stopped at max_new_tokens" in md
+    assert "Flagged answers" in render_html(flagged) and "Flagged answers" not in render_markdown(report)

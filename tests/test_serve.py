@@ -104,8 +104,10 @@ def test_bad_uploads_get_clear_errors_and_the_server_stays_up(client, served, cl
     assert "BytesIO" not in e.value.response.json()["error"]["message"]
     with pytest.raises(openai.BadRequestError, match="empty"):
         client.audio.transcriptions.create(model="qaudio", file=("empty.wav", b""))
-    with pytest.raises(openai.BadRequestError, match="silent"):
-        client.audio.transcriptions.create(model="qaudio", file=("quiet.wav", _wav(np.zeros(SR, np.float32))))
+    # Silence is an answer: empty text, and no_speech_prob 1 in verbose_json (as OpenAI answers it).
+    quiet = client.audio.transcriptions.create(model="qaudio", file=("quiet.wav", _wav(np.zeros(SR, np.float32))),
+                                               response_format="verbose_json")
+    assert quiet.text == "" and quiet.segments[0].no_speech_prob == 1.0
     nan = clip.copy()
     nan[::100] = np.nan
     with pytest.raises(openai.BadRequestError, match="NaN"):
@@ -182,7 +184,7 @@ def test_load_mixed_requests_are_all_answered_correctly(served):
     bad = [  # (file bytes, headers override, expected status)
         (b"garbage" * 100, None, 400),
         (b"", None, 400),
-        (_wav(np.zeros(SR, np.float32)), None, 400),
+        (_wav(np.full(SR, np.nan, np.float32), subtype="FLOAT"), None, 400),  # NaN (silence is answered)
         (b"\0" * int(2.5 * 1024 * 1024), None, 413),
         (wavs[0], {"Authorization": "Bearer nope"}, 401),
     ]

@@ -142,24 +142,38 @@ def test_bad_data_is_skipped_and_counted_and_strict_stops(corpus, tmp_path, caps
 
 def test_non_finite_losses_skip_steps_then_abort_keeping_the_checkpoint(corpus, tmp_path, monkeypatch):
     from qaudio.model.audio_lm import AudioLM
+    from qaudio.training.watchdog import NumericsWatchdog
 
-    real_forward = AudioLM.forward
+    real_forward, real_replay = AudioLM.forward, NumericsWatchdog.loss_of
     calls = Counter()
 
     def flaky(self, *args, **kwargs):
         out = real_forward(self, *args, **kwargs)
+        if calls["replaying"]:  # the watchdog's replay of a bad step: not a training call
+            return out
         calls["n"] += 1
         if calls["n"] == 2 or calls["n"] >= 5:  # one bad step, then good ones, then nothing but NaN
             out.loss = out.loss * float("nan")
         return out
 
+    def replay(self, model, batch):
+        calls["replaying"] = 1
+        try:
+            return real_replay(self, model, batch)
+        finally:
+            calls["replaying"] = 0
+
     monkeypatch.setattr(AudioLM, "forward", flaky)
+    monkeypatch.setattr(NumericsWatchdog, "loss_of", replay)
     run = tmp_path / "run"
     with pytest.raises(TrainingAborted, match="3 non-finite losses in a row.*step-00000002"):
         train(tiny_config(corpus, run, dev_split="none", max_steps=10, save_every=2, max_bad_steps=3))
     skips = read_metrics(run, "skip")
     assert len(skips) == 4 and max(train_losses(run)) == 3  # steps 1-3 trained, one skip between
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-00000002"]
+    # Each bad step was replayed and written down with its clips (the NaN injected here is not replayed).
+    findings = [json.loads(line) for line in (run / "numerics-rank0.jsonl").read_text().splitlines()]
+    assert len(findings) == 4 and all(f["ids"] and all(f["audio"]) for f in findings)
 
 
 # ---- the feature cache -----------------------------------------------------------------------------
