@@ -22,6 +22,8 @@ COMMANDS = {
     "score": ("qaudio.score", "score a JSONL of predictions and references with qaudio's metrics"),
     "run": ("qaudio.infer", "run a model on audio files"),
     "serve": ("qaudio.serve", "serve a model over HTTP (OpenAI-compatible audio routes)"),
+    "push": ("qaudio.hub", "upload a saved model to the Hugging Face hub with a generated model card"),
+    "ui": ("qaudio.ui", "a web page to try a model (Gradio)"),
 }
 
 
