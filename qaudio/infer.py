@@ -503,6 +503,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     parser.add_argument("--dtype", default=None, choices=tuple(DTYPES), help="weights dtype (default: float32)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--vad", action="store_true", help="cut each file at the pauses a voice-activity detector "
+                        "hears and answer each utterance with its times (needs silero-vad)")
+    parser.add_argument("--stream", action="store_true", help="transcribe as a live stream: partial transcripts "
+                        "while an utterance lasts, a final one with word times at its end")
+    parser.add_argument("--realtime", action="store_true", help="with --stream: feed the file at recording pace")
 
 
 def query_from_args(args: argparse.Namespace, style: str) -> Query:
@@ -541,6 +546,10 @@ def main(args: argparse.Namespace) -> int:
     model = load(args.model, device=args.device, dtype=args.dtype)
     model.max_new_tokens = args.max_new_tokens
     query = query_from_args(args, model.style)
+    if args.vad or args.stream:
+        from .realtime import run_cli
+
+        return run_cli(model, args, query)
     many = len(args.files) > 1
     failed = 0
     with tqdm(total=len(args.files), disable=args.no_progress or not many, unit="file") as bar:

@@ -13,6 +13,8 @@ Routes:
 - ``POST /v1/generate``: any task (``task``, ``lang``, ``to``, ``question``, ``timestamps``,
   ``caption_style``, ``labels``) or a raw tagged ``prompt``; answers ``Result.to_dict()``.
 - ``GET /health``: status, model, queue length and batching counters (no key needed).
+- ``WS /v1/realtime``: live transcription with voice-activity detection (:mod:`qaudio.realtime`
+  documents its messages); the bearer key is checked on the upgrade request.
 
 Dynamic batching: requests wait in an asyncio queue; a collector takes the first, waits up to
 ``batch_window_ms`` for more (at most ``max_batch``), and runs the batch on the one model
@@ -297,8 +299,9 @@ async def _send_error(send, error: ApiError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def create_app(model: AudioModel, config: ServeConfig | None = None):
-    """The FastAPI app for ``model`` (wrapped in the key/size guard)."""
+def create_app(model: AudioModel, config: ServeConfig | None = None, realtime=None):
+    """The FastAPI app for ``model`` (wrapped in the key/size guard); ``realtime``: the
+    streaming route's :class:`qaudio.realtime.RealtimeConfig` (default limits when None)."""
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, PlainTextResponse
     from starlette.concurrency import run_in_threadpool
@@ -430,6 +433,9 @@ def create_app(model: AudioModel, config: ServeConfig | None = None):
                           tuple(sorted({**dict(query.generate_kwargs), "max_new_tokens": int(n)}.items())))
         return JSONResponse((await answer(await decode(data, name), query)).to_dict())
 
+    from .realtime import add_realtime_route
+
+    add_realtime_route(app, model, batcher, config.api_key, realtime)
     return _Guard(app, config)
 
 
@@ -515,6 +521,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=None, help="generation cap (default: by task)")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     parser.add_argument("--dtype", default=None, help="float32 (default), bfloat16 or float16")
+    from .realtime import add_arguments as add_realtime_arguments
+
+    add_realtime_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -533,7 +542,9 @@ def main(args: argparse.Namespace) -> int:
     model.max_new_tokens = args.max_new_tokens
     print(f"qaudio serve: {args.model} on http://{config.host}:{config.port} "
           f"(max batch {config.max_batch}, window {config.batch_window_ms:g} ms)", file=sys.stderr)
-    uvicorn.run(create_app(model, config), host=config.host, port=config.port, log_level="info")
+    from .realtime import config_from_args
+
+    uvicorn.run(create_app(model, config, config_from_args(args)), host=config.host, port=config.port, log_level="info")
     return 0
 
 
