@@ -40,7 +40,8 @@ words [{word, start, end}] (seconds from the session start), audio_start_ms, aud
 partials are ``.partial`` events carrying the whole hypothesis so far, because each partial
 re-decodes the utterance and may revise earlier words (OpenAI's ``.delta`` events only append);
 ``completed`` adds ``words`` and the utterance's times. A partial is skipped while the
-session's previous one is still running, so a slow model sends fewer partials, never a backlog.
+session's previous one is still running, so a slow model sends fewer partials, never a backlog;
+no partial of an utterance follows its ``speech_stopped``.
 
 Limits: audio per session (``max_session_s``), bytes per message (``max_message_kb``),
 concurrent sessions (``max_sessions``), and the server's bearer key (``Authorization: Bearer
@@ -219,7 +220,7 @@ class _Session:
         self.queries = transcripts_for(model, self.language)
         self.partial: asyncio.Task | None = None
         self.finals: list[asyncio.Task] = []
-        self.done_items: set[int] = set()
+        self.ended: set[int] = set()  # utterances whose end was sent
         self.send_lock = asyncio.Lock()
 
     def describe(self) -> dict:
@@ -334,6 +335,7 @@ class _Session:
                                  "audio_end_ms": _ms(e.end)})
                 await self.send({"type": "input_audio_buffer.committed", "item_id": self._item(e.item),
                                  "previous_item_id": self._item(e.item - 1) if e.item > 1 else None})
+                self.ended.add(e.item)  # its partials still running are not sent: the final is coming
                 clip = Audio(self.engine.segment(e.start, e.end).copy(), "<stream>")
                 previous = self.finals[-1] if self.finals else None
                 self.finals = [t for t in self.finals if not t.done()]
@@ -355,7 +357,7 @@ class _Session:
 
     async def _partial(self, e: Event, clip: Audio) -> None:
         result, _, _ = await self._transcribe(clip, self.queries[0])
-        if result is not None and e.item not in self.done_items:  # a late partial never follows its final
+        if result is not None and e.item not in self.ended:  # no partial after speech_stopped
             await self.send({"type": f"{EVENT}.partial", "item_id": self._item(e.item), "content_index": 0,
                              "transcript": result.text, "audio_end_ms": _ms(e.end)})
 
@@ -363,7 +365,6 @@ class _Session:
         result, message, code = await self._transcribe(clip, self.queries[1])
         if previous is not None:
             await asyncio.gather(previous, return_exceptions=True)  # finals go out in utterance order
-        self.done_items.add(e.item)
         if result is None:
             return await self.send({"type": f"{EVENT}.failed", "item_id": self._item(e.item), "content_index": 0,
                                     "error": {"type": "server_error", "code": code, "message": message}})

@@ -88,6 +88,7 @@ async def _stream(url: str, x: np.ndarray, n_finals: int) -> tuple[list[tuple[fl
     return events, t0
 
 
+@pytest.mark.slow  # streams at recording pace: about 10 s of audio
 def test_streamed_finals_equal_the_offline_path_with_latency(served, speech, tmp_path, capsys):
     url, model, model_dir = served
     x, truth = speech
@@ -108,9 +109,9 @@ def test_streamed_finals_equal_the_offline_path_with_latency(served, speech, tmp
             [(w.word, round(w.start + start / SR, 3), round(w.end + start / SR, 3)) for w in offline.words or []]
         item = final["item_id"]
         times = [t for t, e in events if e["type"] == f"{EVENT}.partial" and e["item_id"] == item]
-        assert times and max(times) < t_final  # partials while speaking, none after the final
-        partial_gaps += list(np.diff(times))
         stopped = next(t for t, e in events if e["type"] == "input_audio_buffer.speech_stopped" and e["item_id"] == item)
+        assert times and max(times) < stopped < t_final  # partials while speaking, none after its end
+        partial_gaps += list(np.diff(times))
         end_to_final.append(t_final - (t0 + true_end))  # the true end of speech was sent at t0 + true_end
         end_to_stopped.append(stopped - (t0 + true_end))
     with capsys.disabled():
@@ -147,6 +148,7 @@ def test_run_vad_answers_each_utterance(served, speech, tmp_path, capsys):
         assert seg["text"] == model.transcribe((piece, SR)).text
 
 
+@pytest.mark.slow  # ends with a 3 s stream at recording pace
 def test_key_limits_bad_messages_and_disconnects(served, speech):
     url, model, _ = served
     x, _ = speech
