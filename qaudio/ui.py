@@ -44,12 +44,12 @@ def answer(model, audio_path: str | None, task: str, to: str = "en", question: s
         raise ValueError("no audio: record or upload a clip first")
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; valid choices: {', '.join(TASKS)}")
-    duration = audio_duration(audio_path)
-    if duration > max_duration_s:
-        raise ValueError(f"audio is {duration:.1f} s long; this page accepts at most {max_duration_s:g} s")
     try:
+        duration = audio_duration(audio_path)  # from the header, before decoding
+        if duration > max_duration_s:
+            raise ValueError(f"audio is {duration:.1f} s long; this page accepts at most {max_duration_s:g} s")
         clip = load_audio(audio_path)
-    except AudioError as e:
+    except AudioError as e:  # name the upload, not the server's temporary path
         raise ValueError(str(e).replace(str(audio_path), Path(audio_path).name)) from None
     method, fixed = TASKS[task]
     kwargs = dict(fixed)

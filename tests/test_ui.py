@@ -76,6 +76,9 @@ def test_bad_audio_and_limits_are_clear_errors_and_the_page_keeps_working(client
     for path, message in ((str(bad), "cannot decode"), (long, "at most 5 s"), (silent, "silent")):
         with pytest.raises(gradio_client.exceptions.AppError, match=message):
             client.predict(gradio_client.handle_file(path), "transcribe", "en", "", False, api_name="/answer")
+    with pytest.raises(gradio_client.exceptions.AppError) as error:
+        client.predict(gradio_client.handle_file(str(bad)), "transcribe", "en", "", False, api_name="/answer")
+    assert "bad.wav" in str(error.value) and "/tmp" not in str(error.value)  # the server's paths stay private
     good = _wav(tmp_path, _clip(1.0, 2), "good.wav")
     assert client.predict(gradio_client.handle_file(good), "transcribe", "en", "", False, api_name="/answer")[0] == \
         model.transcribe(good).text
