@@ -84,7 +84,9 @@ def waveform_figure(audio_path: str | None, rows: list[list]):
         ax.plot(t[::step], samples[::step], linewidth=0.6, color="#3b6ea5")
     for k, (word, start, end) in enumerate(rows):
         ax.axvspan(start, end, color="#f0a030" if k % 2 else "#f5c56b", alpha=0.35)
-        ax.text((start + end) / 2, 0.92, word, transform=ax.get_xaxis_transform(), ha="center", va="top", fontsize=8)
+        # Three staggered label rows, so short neighbouring words do not print over each other.
+        ax.text((start + end) / 2, 0.97 - 0.1 * (k % 3), word, transform=ax.get_xaxis_transform(), ha="center",
+                va="top", fontsize=7)
     ax.set_xlabel("seconds")
     ax.set_yticks([])
     fig.tight_layout()
