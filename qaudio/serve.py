@@ -43,12 +43,16 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .audio import Audio, AudioError, load_audio
 from .chunking import Segment
 from .infer import CAPTION_STYLES, CLASSIFY_TASKS, AudioModel, Query, Result, load, make_query, query_from_args
 from .specs import registry
 from .tags import LANGUAGES
+
+if TYPE_CHECKING:
+    from .realtime import RealtimeConfig
 
 log = logging.getLogger("qaudio.serve")
 
@@ -67,6 +71,7 @@ class ServeConfig:
     max_upload_mb: float = 25.0  # largest accepted request body (OpenAI's limit)
     max_duration_s: float = 600.0  # longest accepted audio; longer than 30 s is split into windows
     max_queue: int = 512  # requests waiting beyond this are answered 503
+    realtime: "RealtimeConfig | None" = None  # WS /v1/realtime limits (None: RealtimeConfig's defaults)
 
     def __post_init__(self) -> None:
         for name in ("max_batch", "max_queue"):
@@ -299,9 +304,8 @@ async def _send_error(send, error: ApiError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def create_app(model: AudioModel, config: ServeConfig | None = None, realtime=None):
-    """The FastAPI app for ``model`` (wrapped in the key/size guard); ``realtime``: the
-    streaming route's :class:`qaudio.realtime.RealtimeConfig` (default limits when None)."""
+def create_app(model: AudioModel, config: ServeConfig | None = None):
+    """The FastAPI app for ``model`` (wrapped in the key/size guard)."""
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, PlainTextResponse
     from starlette.concurrency import run_in_threadpool
@@ -435,7 +439,7 @@ def create_app(model: AudioModel, config: ServeConfig | None = None, realtime=No
 
     from .realtime import add_realtime_route
 
-    add_realtime_route(app, model, batcher, config.api_key, realtime)
+    add_realtime_route(app, model, batcher, config.api_key, config.realtime)
     return _Guard(app, config)
 
 
@@ -531,10 +535,13 @@ def main(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from .realtime import config_from_args as realtime_config_from_args
+
     api_key = args.api_key or os.environ.get("QAUDIO_API_KEY") or None
     config = ServeConfig(host=args.host, port=args.port, api_key=api_key, max_batch=args.max_batch,
                          batch_window_ms=args.batch_window_ms, max_upload_mb=args.max_upload_mb,
-                         max_duration_s=args.max_duration_s, max_queue=args.max_queue)
+                         max_duration_s=args.max_duration_s, max_queue=args.max_queue,
+                         realtime=realtime_config_from_args(args))
     if not _is_loopback(config.host) and not api_key:
         print(f"qaudio serve: warning: binding {config.host} without --api-key: anyone who can reach it can use it",
               file=sys.stderr)
@@ -542,9 +549,7 @@ def main(args: argparse.Namespace) -> int:
     model.max_new_tokens = args.max_new_tokens
     print(f"qaudio serve: {args.model} on http://{config.host}:{config.port} "
           f"(max batch {config.max_batch}, window {config.batch_window_ms:g} ms)", file=sys.stderr)
-    from .realtime import config_from_args
-
-    uvicorn.run(create_app(model, config, config_from_args(args)), host=config.host, port=config.port, log_level="info")
+    uvicorn.run(create_app(model, config), host=config.host, port=config.port, log_level="info")
     return 0
 
 

@@ -39,8 +39,8 @@ def served(tmp_path_factory):
     model_dir = tiny_model_dir(tmp_path_factory.mktemp("tiny"))
     model = qaudio.load(model_dir, device="cpu")
     model.max_new_tokens = MAX_NEW_TOKENS
-    app = create_app(model, ServeConfig(api_key=KEY),
-                     RealtimeConfig(max_session_s=20.0, max_message_kb=64.0, max_sessions=2))
+    app = create_app(model, ServeConfig(api_key=KEY, realtime=RealtimeConfig(max_session_s=20.0, max_message_kb=64.0,
+                                                                            max_sessions=2)))
     with BackgroundServer(app) as url:
         yield url.replace("http://", "ws://") + "/v1/realtime", model, model_dir
 
