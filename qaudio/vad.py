@@ -46,12 +46,10 @@ class VADConfig:
 
 
 def available() -> bool:
-    """True when silero-vad is installed."""
-    try:
-        import silero_vad  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """True when silero-vad is installed (found, not imported: importing it changes torch's threads)."""
+    import importlib.util
+
+    return importlib.util.find_spec("silero_vad") is not None
 
 
 def load_model():
@@ -98,9 +96,9 @@ def speech_probabilities(samples: np.ndarray) -> np.ndarray:
 
 def speech_spans(samples: np.ndarray, config: VADConfig = VADConfig()) -> list[tuple[int, int]]:
     """The speech stretches of a 16 kHz clip as ``(start, end)`` sample pairs, in order."""
+    probs = speech_probabilities(samples)  # imports silero_vad first, keeping torch's thread count
     from silero_vad.utils_vad import get_speech_timestamps_from_probs
 
-    probs = speech_probabilities(samples)
     spans = get_speech_timestamps_from_probs(
         probs.tolist(), sampling_rate=SAMPLE_RATE, threshold=config.threshold, min_speech_duration_ms=config.min_speech_ms,
         min_silence_duration_ms=config.min_silence_ms, speech_pad_ms=config.pad_ms, audio_length_samples=len(samples))
@@ -116,10 +114,11 @@ class StreamingVAD:
     """
 
     def __init__(self, config: VADConfig = VADConfig()):
+        model = load_model()  # first: it imports silero_vad with torch's thread count kept
         from silero_vad import VADIterator
 
         self.config = config
-        self.iterator = VADIterator(load_model(), threshold=config.threshold, sampling_rate=SAMPLE_RATE,
+        self.iterator = VADIterator(model, threshold=config.threshold, sampling_rate=SAMPLE_RATE,
                                     min_silence_duration_ms=config.min_silence_ms, speech_pad_ms=config.pad_ms)
         self.pending = np.zeros(0, dtype=np.float32)  # samples not yet scored (less than one frame)
         self.in_speech = False

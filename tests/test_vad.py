@@ -84,3 +84,16 @@ def test_long_audio_is_cut_in_a_detected_pause_not_at_an_energy_minimum_inside_s
     energy_only = split_windows(x, 30.0, vad=False)[0].end / SR
     assert pause[0] < with_vad < pause[1]
     assert not pause[0] < energy_only < pause[1]  # what the detector changes
+
+
+def test_using_the_detector_keeps_torchs_thread_count():
+    import subprocess
+    import sys
+
+    # A fresh process: importing silero_vad sets torch to one thread for the whole process.
+    code = ("import torch, numpy as np; torch.set_num_threads(2); from qaudio import vad; "
+            "assert vad.available(); vad.speech_spans(np.zeros(16000, np.float32)); vad.StreamingVAD(); "
+            "print(torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "2"
