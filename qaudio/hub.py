@@ -95,7 +95,7 @@ def training_details(model_dir: Path) -> dict:
             details["wall_seconds"] = round(float(train[-1].get("elapsed_s", 0.0)), 1)
         if end:
             last = end[-1]
-            details["hardware"] = {k: last[k] for k in ("processes", "threads", "precision") if k in last}
+            details["compute"] = ", ".join(f"{k} {last[k]}" for k in ("processes", "threads", "precision") if k in last)
             details["wall_seconds"] = round(float(last.get("seconds_this_run", details.get("wall_seconds", 0.0))), 1)
             details["steps"] = last.get("step", details.get("steps"))
     return details
@@ -195,7 +195,7 @@ def build_card(model_dir: str | Path, repo_id: str, report: dict | None = None, 
             if key in run_cfg:
                 lines.append(row(key, f"`{run_cfg[key]}`"))
         for key, label in (("steps", "optimizer steps"), ("examples_seen", "examples seen"),
-                           ("wall_seconds", "wall time (s)"), ("hardware", "hardware")):
+                           ("wall_seconds", "wall time (s)"), ("compute", "compute (the run log names no device)")):
             if key in train:
                 lines.append(row(label, train[key]))
         lines += ["", f"The full resolved training config is `{TRAIN_CONFIG}` in this repository."]

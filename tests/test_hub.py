@@ -67,7 +67,7 @@ def test_card_parses_and_its_model_index_gives_the_report_scores(model_dir, repo
     assert {r.task_type for r in results} == {"automatic-speech-recognition", "audio-classification"}
     text = loaded.text
     assert "<|startoftranscript|>" in text and "qaudio.load(\"someone/qaudio-tiny\")" in text
-    assert "| examples seen | 640 |" in text and "| wall time (s) | 11.2 |" in text
+    assert "| examples seen | 640 |" in text and "| wall time (s) | 11.2 |" in text and "processes 1, threads 2" in text
     assert "closed" in text  # the scratch LLM's limitation is stated
 
 
