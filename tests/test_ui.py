@@ -88,3 +88,18 @@ def test_the_page_needs_the_login(page):
     url, _ = page
     with pytest.raises(Exception):
         gradio_client.Client(url, auth=(USER, "wrong"), verbose=False)
+
+
+def test_uploads_over_the_size_limit_are_refused(page, tmp_path):
+    _, model = page
+    app = launch(model, host="127.0.0.1", port=None, max_upload_mb=0.01, block=False)  # 10 kB
+    try:
+        client = gradio_client.Client(app.local_url, verbose=False)
+        big = _wav(tmp_path, _clip(1.0, 8), "big.wav")  # 32 kB
+        with pytest.raises(Exception, match="(?i)size|large|exceed"):
+            client.predict(gradio_client.handle_file(big), "transcribe", "en", "", False, api_name="/answer")
+        small = _wav(tmp_path, _clip(0.2, 9), "small.wav")  # 6.4 kB
+        assert client.predict(gradio_client.handle_file(small), "transcribe", "en", "", False,
+                              api_name="/answer")[0] == model.transcribe(small).text
+    finally:
+        app.close()
