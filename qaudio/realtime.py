@@ -137,9 +137,8 @@ class Utterances:
                 events.append(self._close(min(at, self.vad.position)))
         if self.start is not None:
             position = self.vad.position
-            if position - self.start >= self.max_len:  # the encoder's window is full: end it here
-                events.append(self._close(self.start + self.max_len))
-                self.vad.reset()
+            if position - self.start >= self.max_len:  # the encoder's window is full: cut here, go on
+                events += self._cut(self.start + self.max_len)
             elif position - self.last_partial >= self.partial_every:
                 self.last_partial = position
                 events.append(Event("partial", self.item, self.start, position))
@@ -147,11 +146,15 @@ class Utterances:
 
     def flush(self) -> list[Event]:
         """End the open utterance at the last sample received (commit, or the end of a file)."""
-        if self.start is None:
-            return []
-        event = self._close(self.received)
-        self.vad.reset()
-        return [event]
+        return [] if self.start is None else self._cut(self.received)
+
+    def _cut(self, at: int) -> list[Event]:
+        """End the open utterance at ``at``; if the detector still hears speech, the next one
+        starts right there (no audio falls between the two)."""
+        events = [self._close(at)]
+        if self.vad.in_speech:
+            events.append(self._open(at))
+        return events
 
     def clear(self) -> None:
         """Drop the open utterance without a final transcript."""
@@ -235,6 +238,13 @@ class _Session:
     async def send(self, event: dict) -> None:
         async with self.send_lock:
             await self.ws.send_text(json.dumps(event, ensure_ascii=False))
+
+    async def send_answer(self, event: dict) -> None:
+        """A model answer may come after the client left: then there is no one to tell."""
+        try:
+            await self.send(event)
+        except Exception:  # WebSocketDisconnect, or starlette's RuntimeError after a close
+            pass
 
     async def error(self, message: str, code: str, param: str | None = None) -> None:
         await self.send({"type": "error", "error": {"type": "invalid_request_error", "code": code, "message": message,
@@ -358,7 +368,7 @@ class _Session:
     async def _partial(self, e: Event, clip: Audio) -> None:
         result, _, _ = await self._transcribe(clip, self.queries[0])
         if result is not None and e.item not in self.ended:  # no partial after speech_stopped
-            await self.send({"type": f"{EVENT}.partial", "item_id": self._item(e.item), "content_index": 0,
+            await self.send_answer({"type": f"{EVENT}.partial", "item_id": self._item(e.item), "content_index": 0,
                              "transcript": result.text, "audio_end_ms": _ms(e.end)})
 
     async def _final(self, e: Event, clip: Audio, previous: asyncio.Task | None) -> None:
@@ -366,9 +376,9 @@ class _Session:
         if previous is not None:
             await asyncio.gather(previous, return_exceptions=True)  # finals go out in utterance order
         if result is None:
-            return await self.send({"type": f"{EVENT}.failed", "item_id": self._item(e.item), "content_index": 0,
+            return await self.send_answer({"type": f"{EVENT}.failed", "item_id": self._item(e.item), "content_index": 0,
                                     "error": {"type": "server_error", "code": code, "message": message}})
-        await self.send({"type": f"{EVENT}.completed", "item_id": self._item(e.item), "content_index": 0,
+        await self.send_answer({"type": f"{EVENT}.completed", "item_id": self._item(e.item), "content_index": 0,
                          "transcript": result.text, "words": words_json(result, e.start / SAMPLE_RATE),
                          "audio_start_ms": _ms(e.start), "audio_end_ms": _ms(e.end)})
 

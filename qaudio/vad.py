@@ -121,7 +121,11 @@ class StreamingVAD:
         self.iterator = VADIterator(model, threshold=config.threshold, sampling_rate=SAMPLE_RATE,
                                     min_silence_duration_ms=config.min_silence_ms, speech_pad_ms=config.pad_ms)
         self.pending = np.zeros(0, dtype=np.float32)  # samples not yet scored (less than one frame)
-        self.in_speech = False
+
+    @property
+    def in_speech(self) -> bool:
+        """Inside an utterance (a start was reported and its end not yet)."""
+        return bool(self.iterator.triggered)
 
     @property
     def position(self) -> int:
@@ -139,7 +143,6 @@ class StreamingVAD:
                 out = self.iterator(torch.from_numpy(self.pending[k * FRAME : (k + 1) * FRAME]))
                 if out:
                     kind = "start" if "start" in out else "end"
-                    self.in_speech = kind == "start"
                     events.append((kind, int(out[kind])))
         self.pending = self.pending[n * FRAME :]
         return events
@@ -149,4 +152,3 @@ class StreamingVAD:
         position = self.iterator.current_sample
         self.iterator.reset_states()
         self.iterator.current_sample = position
-        self.in_speech = False

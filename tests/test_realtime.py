@@ -198,3 +198,23 @@ def test_key_limits_bad_messages_and_disconnects(served, speech):
 
     events = asyncio.run(scenario())
     assert any(e["type"] == f"{EVENT}.completed" for _, e in events)
+
+
+def test_an_utterance_longer_than_the_window_is_cut_without_losing_audio(speech):
+    from qaudio.realtime import Utterances
+
+    x, truth = speech
+    engine = Utterances(max_utterance_s=1.0, partial_every_s=0.25)
+    events = []
+    for k in range(0, len(x), 1600):
+        events += engine.feed(x[k : k + 1600])
+    events += engine.flush()
+    finals = [e for e in events if e.kind == "final"]
+    assert all(e.end - e.start <= SR for e in finals)
+    assert len(finals) > len(truth)  # each ~2 s utterance became several pieces
+    # Within one utterance the pieces are contiguous: the next begins where the last was cut.
+    for (ts, te) in truth:
+        inside = [e for e in finals if ts - 0.2 < e.start / SR < te]
+        assert all(b.start == a.end for a, b in zip(inside, inside[1:]))
+    for e in (e for e in events if e.kind == "partial"):
+        assert e.end - e.start <= SR
