@@ -24,7 +24,8 @@ Protocol (client -> server), JSON text frames unless noted:
                                          "silence_duration_ms": 300, "prefix_padding_ms": 32}}}``
 ``input_audio_buffer.append``            ``{"audio": "<base64 PCM16 little-endian, 16 kHz mono>"}``
 binary frame                             the same PCM16 bytes, without base64
-``input_audio_buffer.commit``            end the current utterance now (it is transcribed)
+``input_audio_buffer.commit``            end the current utterance now (it is transcribed; speech
+                                         that goes on becomes the next utterance)
 ``input_audio_buffer.clear``             drop the current utterance untranscribed
 =======================================  =========================================================
 
