@@ -4,8 +4,8 @@ The card is the repository's README.md: YAML metadata between ``---`` lines (the
 card conventions, https://huggingface.co/docs/hub/model-cards, with ``model-index`` results
 the hub shows as scores, https://github.com/huggingface/hub-docs/blob/main/modelcard.md),
 then Markdown: what the model is, its tasks and their tag prompts, usage code, training
-details read from the run (``train_config.yaml`` beside the weights, ``metrics.jsonl`` in the
-run directory), evaluation results from a ``qaudio eval`` report, limitations, the licence
+details read from the run (``train_config.yaml`` and ``training.json`` beside the weights, or
+``metrics.jsonl`` in the run directory for runs that wrote no ``training.json``), evaluation results from a ``qaudio eval`` report, limitations, the licence
 of each part, and a citation.
 
 The upload goes through ``huggingface_hub``'s public API (``HfApi.create_repo`` and
@@ -29,7 +29,8 @@ from .config import CHECKPOINT_CONFIG, PIP_PREFIX, SCRATCH, TINY_RANDOM
 
 CARD = "README.md"
 TRAIN_CONFIG = "train_config.yaml"  # written beside the weights by qaudio train
-METRICS_FILE = "metrics.jsonl"  # in the run directory (the model directory's parent)
+TRAINING_FILE = "training.json"  # the run's summary beside the weights (steps, examples, time, machine)
+METRICS_FILE = "metrics.jsonl"  # in the run directory (the model directory's parent): older runs' only record
 
 # qaudio task -> the hub's task type (pipeline tag), for model-index results.
 HUB_TASK_TYPES = {
@@ -84,6 +85,17 @@ def training_details(model_dir: Path) -> dict:
     cfg_path = model_dir / TRAIN_CONFIG
     if cfg_path.is_file():
         details["config"] = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+    summary_path = model_dir / TRAINING_FILE
+    if summary_path.is_file():
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        details.update({k: summary[k] for k in ("steps", "examples_seen", "audio_seconds_seen", "machine")
+                        if k in summary})
+        if "train_seconds" in summary:
+            details["wall_seconds"] = summary["train_seconds"]
+        details["compute"] = ", ".join(f"{k} {summary[k]}" for k in ("processes", "threads", "precision") if k in summary)
+        if summary.get("stopped_early"):
+            details["stopped_early"] = f"yes: at step {summary.get('steps')} of {summary.get('planned_steps')} planned"
+        return details
     log_path = model_dir.parent / METRICS_FILE
     if log_path.is_file():
         records = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -195,7 +207,9 @@ def build_card(model_dir: str | Path, repo_id: str, report: dict | None = None, 
             if key in run_cfg:
                 lines.append(row(key, f"`{run_cfg[key]}`"))
         for key, label in (("steps", "optimizer steps"), ("examples_seen", "examples seen"),
-                           ("wall_seconds", "wall time (s)"), ("compute", "compute (the run log names no device)")):
+                           ("audio_seconds_seen", "audio seen (s)"), ("wall_seconds", "wall time (s)"),
+                           ("machine", "machine"), ("compute", "processes, threads, precision"),
+                           ("stopped_early", "stopped early by the time budget")):
             if key in train:
                 lines.append(row(label, train[key]))
         lines += ["", f"The full resolved training config is `{TRAIN_CONFIG}` in this repository."]

@@ -68,6 +68,18 @@ def test_card_parses_and_its_model_index_gives_the_report_scores(model_dir, repo
     text = loaded.text
     assert "<|startoftranscript|>" in text and "qaudio.load(\"someone/qaudio-tiny\")" in text
     assert "| examples seen | 640 |" in text and "| wall time (s) | 11.2 |" in text and "processes 1, threads 2" in text
+
+
+def test_card_prefers_the_runs_summary_beside_the_weights(model_dir, tmp_path):
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    summary = {"steps": 880, "planned_steps": 1000, "stopped_early": True, "examples_seen": 28160,
+               "audio_seconds_seen": 7603.2, "train_seconds": 540.0, "precision": "bf16", "threads": 2,
+               "processes": 1, "machine": "Some CPU"}
+    (copy / "training.json").write_text(json.dumps(summary))
+    text = build_card(copy, REPO).text
+    assert "| optimizer steps | 880 |" in text and "| examples seen | 28160 |" in text and "| machine | Some CPU |" in text
+    assert "at step 880 of 1000 planned" in text
     assert "closed" in text  # the scratch LLM's limitation is stated
 
 
