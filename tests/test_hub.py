@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -112,3 +113,32 @@ def test_bad_arguments_are_clear(model_dir, tmp_path, capsys):
     empty.mkdir()
     assert cli_main(["push", str(empty), "--repo-id", REPO, "--dry-run", str(tmp_path / "y")]) == 2
     assert "save_pretrained" in capsys.readouterr().err
+
+
+def test_push_calls_the_hub_library_with_the_dry_run_contents(model_dir, report, tmp_path, monkeypatch):
+    # The hub is not reachable offline: a stand-in HfApi records what qaudio asks of the library.
+    import huggingface_hub
+
+    from qaudio import hub
+
+    calls = {}
+
+    class RecordingApi:
+        def __init__(self, token=None):
+            calls["token"] = token
+
+        def create_repo(self, repo_id, private=False, exist_ok=False, repo_type=None):
+            calls["create"] = (repo_id, private, exist_ok, repo_type)
+
+        def upload_folder(self, repo_id, folder_path, repo_type=None, commit_message=None):
+            calls["files"] = sorted(p.relative_to(folder_path).as_posix() for p in Path(folder_path).rglob("*") if p.is_file())
+            calls["card"] = (Path(folder_path) / "README.md").read_text()
+            return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/abc"})()
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
+    url = hub.push(model_dir, REPO, private=True, report=report, token="t")
+    assert url.endswith("/commit/abc") and calls["token"] == "t"
+    assert calls["create"] == (REPO, True, True, "model")
+    dry = hub.stage(model_dir, hub.build_card(model_dir, REPO, report), tmp_path / "dry")
+    assert calls["files"] == sorted(p.relative_to(dry).as_posix() for p in dry.rglob("*") if p.is_file())
+    assert calls["card"] == (dry / "README.md").read_text()
