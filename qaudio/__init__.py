@@ -13,3 +13,10 @@ def load(model: str, device: str | None = None, dtype: str | None = None):
     from .infer import load as _load
 
     return _load(model, device=device, dtype=dtype)
+
+
+def pipeline(model, device: str | None = None, dtype: str | None = None, **defaults):
+    """A transformers-style ASR pipeline over a qaudio model; see :mod:`qaudio.hf_pipeline`."""
+    from .hf_pipeline import pipeline as _pipeline
+
+    return _pipeline(model, device=device, dtype=dtype, **defaults)

@@ -8,6 +8,9 @@ the other. Here the cut points are chosen up front from the signal alone, as VAD
 chunking does (WhisperX, Bain et al., arXiv:2303.00747, section 3.1 "cut & merge"): each cut
 goes in the quietest 100 ms frame of the last few seconds before the window limit, so a cut
 falls in a pause rather than inside a word, and every window can be decoded in one batch.
+When Silero VAD is installed (:mod:`qaudio.vad`), frames the detector scores as speech are
+not candidates: the cut goes in the quietest frame of a detected pause, and energy decides
+alone only where the search stretch holds no pause at all.
 
 Stitching: window texts are joined in order (with a space, or without for languages written
 without spaces), word times are shifted by the window's offset, and each window becomes one
@@ -70,13 +73,15 @@ def split_windows(
     max_seconds: float,
     search_seconds: float = SEARCH_SECONDS,
     frame_seconds: float = FRAME_SECONDS,
+    vad: bool | None = None,
 ) -> list[Window]:
     """Cut a 16 kHz clip into windows of at most ``max_seconds``, each cut in a quiet frame.
 
     Each cut is the middle of the lowest-energy ``frame_seconds`` frame that lies in the last
     ``search_seconds`` before the window's limit (the latest one on ties, so windows stay
     long). A clip no longer than ``max_seconds`` is one window. Windows are contiguous and
-    cover the clip exactly.
+    cover the clip exactly. ``vad``: skip frames a voice-activity detector scores as speech
+    (None: when silero-vad is installed).
     """
     if max_seconds <= 0:
         raise ValueError(f"max_seconds must be positive, got {max_seconds}")
@@ -91,6 +96,10 @@ def split_windows(
     frame = int(round(frame_seconds * SAMPLE_RATE))
     search = int(search_seconds * SAMPLE_RATE)
     energy = frame_rms(samples, frame)  # frames aligned to the clip, computed once
+    if vad is None:
+        from . import vad as vad_module
+
+        vad = vad_module.available()
 
     windows = []
     start = 0
@@ -100,12 +109,30 @@ def split_windows(
         first = -(-(limit - search) // frame)
         last = limit // frame - 1
         candidates = energy[first : last + 1]
+        if vad:
+            speech = speech_frames(samples[first * frame : (last + 1) * frame], frame)
+            if not speech.all():  # a detected pause exists: cut inside it
+                candidates = np.where(speech, np.inf, candidates)
         k = last - int(np.argmin(candidates[::-1]))  # reversed: the latest frame wins a tie
         cut = k * frame + frame // 2
         windows.append(Window(start, cut))
         start = cut
     windows.append(Window(start, n))
     return windows
+
+
+def speech_frames(samples: np.ndarray, frame: int) -> np.ndarray:
+    """For each ``frame``-sample frame: does the voice-activity detector hear speech in any part of it? (F,)"""
+    from .vad import FRAME, VADConfig, speech_probabilities
+
+    n_frames = -(-len(samples) // frame)
+    probs = speech_probabilities(samples)  # one per 512-sample VAD frame
+    starts = np.arange(len(probs)) * FRAME
+    speech = np.zeros(n_frames, dtype=bool)
+    for k in range(n_frames):
+        overlapping = (starts < (k + 1) * frame) & (starts + FRAME > k * frame)
+        speech[k] = bool((probs[overlapping] >= VADConfig().threshold).any())
+    return speech
 
 
 def is_silent(samples: np.ndarray) -> bool:

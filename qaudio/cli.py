@@ -25,6 +25,8 @@ COMMANDS = {
     "doctor": ("qaudio.doctor", "check the environment (versions, GPU/bf16, Java, espeak, weights, disk) with fixes"),
     "check": ("qaudio.check", "run the same clips at several batch sizes and dtypes and report any answer that changes"),
     "plan": ("qaudio.plan", "predict peak training and inference memory and the largest batch that fits"),
+    "push": ("qaudio.hub", "upload a saved model to the Hugging Face hub with a generated model card"),
+    "ui": ("qaudio.ui", "a web page to try a model (Gradio)"),
 }
 
 

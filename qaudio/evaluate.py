@@ -587,7 +587,7 @@ def main(args: argparse.Namespace) -> int:
                           device=args.device, dtype=args.dtype, peers=not args.no_peers, bootstrap=args.bootstrap,
                           progress=not args.quiet, suite_source=source,
                           max_new_tokens=args.max_new_tokens, on_degenerate=args.on_degenerate,
-                          detect_no_speech=not args.no_vad)
+                          detect_no_speech=args.no_speech_check)
     paths = write_report(report, args.out)
     print(render_markdown(report))
     print(f"report: {paths['html'].resolve()}")

@@ -578,6 +578,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     parser.add_argument("--dtype", default=None, choices=tuple(DTYPES), help="weights dtype (default: float32)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--vad", action="store_true", help="cut each file at the pauses a voice-activity detector "
+                        "hears and answer each utterance with its times (needs silero-vad)")
+    parser.add_argument("--stream", action="store_true", help="transcribe as a live stream: partial transcripts "
+                        "while an utterance lasts, a final one with word times at its end")
+    parser.add_argument("--realtime", action="store_true", help="with --stream: feed the file at recording pace")
     add_guard_arguments(parser)
 
 
@@ -586,8 +591,8 @@ def add_guard_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--on-degenerate", default="keep", choices=degeneration.ON_DEGENERATE,
                         help="keep: flag degenerate answers (loops, echoes, cut-offs); retry: decode them again with "
                              "a repetition penalty and no repeated 4-grams, flagged 'retried' (default: keep)")
-    parser.add_argument("--no-vad", action="store_true",
-                        help="transcribe clips even when the voice activity detector finds no speech "
+    parser.add_argument("--no-speech-check", dest="no_speech_check", action="store_false",
+                        help="transcribe clips even when the voice-activity detector finds no speech in them "
                              "(silent clips are still answered empty)")
 
 
@@ -629,8 +634,12 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown task {args.task!r}; valid choices: {', '.join(CLI_TASKS)}, or a task .py file")
     model = load(args.model, device=args.device, dtype=args.dtype)
     model.max_new_tokens = args.max_new_tokens
-    model.on_degenerate, model.detect_no_speech = args.on_degenerate, not args.no_vad
+    model.on_degenerate, model.detect_no_speech = args.on_degenerate, args.no_speech_check
     query = query_from_args(args, model.style)
+    if args.vad or args.stream:
+        from .realtime import run_cli
+
+        return run_cli(model, args, query)
     many = len(args.files) > 1
     failed = 0
     with tqdm(total=len(args.files), disable=args.no_progress or not many, unit="file") as bar:

@@ -15,6 +15,8 @@ Routes:
 - ``POST /v1/generate``: any task (``task``, ``lang``, ``to``, ``question``, ``timestamps``,
   ``caption_style``, ``labels``) or a raw tagged ``prompt``; answers ``Result.to_dict()``.
 - ``GET /health``: status, model, queue length and batching counters (no key needed).
+- ``WS /v1/realtime``: live transcription with voice-activity detection (:mod:`qaudio.realtime`
+  documents its messages); the bearer key is checked on the upgrade request.
 
 Dynamic batching: requests wait in an asyncio queue; a collector takes the first, waits up to
 ``batch_window_ms`` for more (at most ``max_batch``), and runs the batch on the one model
@@ -42,6 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .audio import Audio, AudioError, load_audio
 from .chunking import Segment
@@ -49,6 +52,9 @@ from .degeneration import compression_ratio
 from .infer import CAPTION_STYLES, CLASSIFY_TASKS, AudioModel, Query, Result, load, make_query, query_from_args
 from .specs import registry
 from .tags import LANGUAGES
+
+if TYPE_CHECKING:
+    from .realtime import RealtimeConfig
 
 log = logging.getLogger("qaudio.serve")
 
@@ -67,6 +73,7 @@ class ServeConfig:
     max_upload_mb: float = 25.0  # largest accepted request body (OpenAI's limit)
     max_duration_s: float = 600.0  # longest accepted audio; longer than 30 s is split into windows
     max_queue: int = 512  # requests waiting beyond this are answered 503
+    realtime: "RealtimeConfig | None" = None  # WS /v1/realtime limits (None: RealtimeConfig's defaults)
 
     def __post_init__(self) -> None:
         for name in ("max_batch", "max_queue"):
@@ -430,6 +437,9 @@ def create_app(model: AudioModel, config: ServeConfig | None = None):
                           tuple(sorted({**dict(query.generate_kwargs), "max_new_tokens": int(n)}.items())))
         return JSONResponse((await answer(await decode(data, name), query)).to_dict())
 
+    from .realtime import add_realtime_route
+
+    add_realtime_route(app, model, batcher, config.api_key, config.realtime)
     return _Guard(app, config)
 
 
@@ -515,6 +525,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=None, help="generation cap (default: by task)")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     parser.add_argument("--dtype", default=None, help="float32 (default), bfloat16 or float16")
+    from .realtime import add_arguments as add_realtime_arguments
+
+    add_realtime_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -522,10 +535,13 @@ def main(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from .realtime import config_from_args as realtime_config_from_args
+
     api_key = args.api_key or os.environ.get("QAUDIO_API_KEY") or None
     config = ServeConfig(host=args.host, port=args.port, api_key=api_key, max_batch=args.max_batch,
                          batch_window_ms=args.batch_window_ms, max_upload_mb=args.max_upload_mb,
-                         max_duration_s=args.max_duration_s, max_queue=args.max_queue)
+                         max_duration_s=args.max_duration_s, max_queue=args.max_queue,
+                         realtime=realtime_config_from_args(args))
     if not _is_loopback(config.host) and not api_key:
         print(f"qaudio serve: warning: binding {config.host} without --api-key: anyone who can reach it can use it",
               file=sys.stderr)
