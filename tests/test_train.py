@@ -43,7 +43,7 @@ def corpus(tmp_path_factory) -> Path:
 def tiny_config(corpus: Path, out: Path, **overrides) -> TrainConfig:
     values = dict(model="tiny", recipes=f"synthetic:{corpus}", tasks="asr,aac,aqa", output_dir=str(out),
                   precision="fp32", threads=1, batch_size=8, max_steps=6, log_every=1, eval_every=0,
-                  save_every=100, progress=False, tensorboard=False, plot=False)
+                  save_every=100, progress=False, tensorboard=False, plot=False, eta=False)
     values.update(overrides)
     return TrainConfig(**values)
 
