@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .model.speed import training_attention
 from .training import checkpoint as ckpt
 from .training.bad_data import BadDataError, BadDataLog, TrainingAborted
 from .training.batching import Batch, Collator, first_usable_batch, make_loader, target_token_counts, to_device
@@ -461,7 +462,8 @@ def train(cfg: TrainConfig) -> Path:
             inputs = to_device(batch.inputs, accelerator.device)
             sync = micro == cfg.grad_accum - 1
             with contextlib.nullcontext() if sync else accelerator.no_sync(model):
-                out = model(**inputs, reduction="none")
+                with training_attention(accelerator.device):  # on CPU: SDPA's math backend (qaudio.model.speed)
+                    out = model(**inputs, reduction="none")
                 per_example = out.loss.float()  # (B,)
                 tokens = target_token_counts(inputs["labels"]).float()  # (B,)
                 loss = batch_loss(per_example, tokens, cfg.loss_weighting) * weight

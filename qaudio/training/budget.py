@@ -13,6 +13,7 @@ import time
 import numpy as np
 import torch
 
+from ..model.speed import training_attention
 from . import checkpoint as ckpt
 from .bad_data import BadDataLog
 from .batching import Batch, Collator, first_usable_batch, make_loader, target_token_counts, to_device
@@ -38,7 +39,8 @@ def probe_step_seconds(model, accelerator, collator: Collator, sampler, optimize
         if batch.inputs is None:  # every process must run the same number of backward passes
             batch = first_usable_batch(collator, len(collator.items), BadDataLog())
         inputs = to_device(batch.inputs, accelerator.device)
-        out = model(**inputs, reduction="none")
+        with training_attention(accelerator.device):  # as the training step runs it
+            out = model(**inputs, reduction="none")
         loss = batch_loss(out.loss.float(), target_token_counts(inputs["labels"]).float(), cfg.loss_weighting)
         accelerator.backward(loss)
         if k:  # the first micro-batch warms up kernels and allocators
