@@ -290,6 +290,10 @@ def resolve_model_config(name_or_path: str | Path) -> ModelConfig:
         if not path.is_file():
             raise FileNotFoundError(f"{name_or_path} is a directory without {CHECKPOINT_CONFIG}; expected a saved qaudio model")
         data = json.loads(path.read_text())
+        if isinstance(data, dict) and data.get("model_type") == "qwen2_audio":  # a released Qwen2-Audio
+            from .convert.qwen2_audio import model_config_of_dir
+
+            return model_config_of_dir(path.parent)
         if not isinstance(data, dict) or "model" not in data:
             raise ValueError(f"{path} is not a qaudio checkpoint config (it has no 'model' section)")
         return ModelConfig.from_dict(data["model"])

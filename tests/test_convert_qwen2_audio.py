@@ -1,0 +1,118 @@
+"""Qwen2-Audio import and export against transformers' own class, on a tiny random model.
+
+The contract: for the same audio and prompt, qaudio's logits equal those of transformers'
+``Qwen2AudioForConditionalGeneration`` within ``ATOL`` in float32 (measured: 0.0, the same
+operations in the same order) and greedy outputs are identical, for the imported model and,
+after fine-tuning with LoRA and exporting, for transformers loading the export.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import Qwen2AudioForConditionalGeneration, Qwen2AudioProcessor
+
+from qaudio.cli import main as cli_main
+from qaudio.config import resolve_model_config
+from qaudio.convert.qwen2_audio import export_qwen2_audio, import_qwen2_audio
+from qaudio.model import AudioLM
+from qaudio.tags import TagPath, build_chat_prompt
+from tests.fixtures.qwen2_audio import build_qwen2_audio
+
+ATOL = 1e-4  # float32 logits, qaudio vs transformers
+RNG = np.random.default_rng(0)
+# Lengths in whole 10 ms hops (see qaudio.convert.qwen2_audio on partial hops): 0.5 s and 2.3 s.
+AUDIOS = [(0.1 * RNG.standard_normal(n)).astype(np.float32) for n in (8000, 36800)]
+PROMPTS = [build_chat_prompt(TagPath("transcript", "transcribe", "wo_itn"), "en"),
+           build_chat_prompt(TagPath("analysis", "caption", "caption_clotho"), "unknown")]
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    return build_qwen2_audio(tmp_path_factory.mktemp("qwen2-audio") / "Qwen2-Audio-tiny")
+
+
+def _hf_logits_and_greedy(directory, audio, prompt, eos_id):
+    model = Qwen2AudioForConditionalGeneration.from_pretrained(str(directory), dtype=torch.float32).eval()
+    processor = Qwen2AudioProcessor.from_pretrained(str(directory))
+    inputs = processor(text=[prompt], audio=[audio], sampling_rate=16000, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**inputs).logits
+        new = model.generate(**inputs, max_new_tokens=12, do_sample=False, eos_token_id=eos_id,
+                             pad_token_id=processor.tokenizer.pad_token_id)[0, inputs["input_ids"].shape[1]:].tolist()
+    return inputs["input_ids"], logits, new
+
+
+def _qaudio_logits_and_greedy(model, audio, prompt):
+    batch = model.prepare([audio], [prompt])
+    with torch.no_grad():
+        logits = model(**batch).logits
+    return batch["input_ids"], logits, model.generate(batch, max_new_tokens=12)[0]
+
+
+def _assert_same(model, directory, audio, prompt):
+    ids, logits, text = _qaudio_logits_and_greedy(model, audio, prompt)
+    hf_ids, hf_logits, hf_new = _hf_logits_and_greedy(directory, audio, prompt, model.tokenizer.eos_token_id)
+    assert torch.equal(ids, hf_ids)  # the same audio slots, the same chat turns
+    assert (logits - hf_logits).abs().max().item() <= ATOL
+    assert text == model._decode(hf_new) and len(hf_new) > 0
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_the_import_computes_what_transformers_computes(released, index):
+    model = import_qwen2_audio(released).eval()
+    assert model.config.encoder.kind == "qwen2-audio" and model.config.prompt_style == "chat"
+    _assert_same(model, released, AUDIOS[index], PROMPTS[index])
+
+
+def test_a_fine_tuned_import_exports_to_what_transformers_loads_and_computes_alike(released, tmp_path):
+    model = import_qwen2_audio(released)  # frozen tower, LoRA on the LLM, trained projector
+    before = {k: v.clone() for k, v in model.projector.state_dict().items()}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    losses = []
+    for _ in range(4):
+        loss = model(**model.prepare(AUDIOS, PROMPTS, ["the cat sat", "a dog ran"])).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    assert not torch.equal(before["proj.weight"], model.projector.proj.weight)
+    model.eval()
+    out = export_qwen2_audio(model, tmp_path / "export")
+    _, info = Qwen2AudioForConditionalGeneration.from_pretrained(str(out), output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    for audio, prompt in zip(AUDIOS, PROMPTS):
+        _assert_same(model, out, audio, prompt)
+
+
+def test_a_model_that_does_not_map_is_refused_with_the_reasons(tmp_path):
+    from qaudio.config import PRESETS
+
+    model = AudioLM.build(PRESETS["tiny"])
+    with pytest.raises(ValueError) as error:
+        export_qwen2_audio(model, tmp_path / "export")
+    message = str(error.value)
+    for reason in ("average-pools", "pad_to_30s false", "'mlp' with stack 4", "'qwen3' model"):
+        assert reason in message
+    assert not (tmp_path / "export").exists()
+
+
+def test_the_command_line_and_model_flag_take_the_released_directory(released, tmp_path, capsys):
+    out = tmp_path / "imported"
+    assert cli_main(["import-model", "qwen2-audio", str(released), str(out), "--train-llm", "frozen"]) == 0
+    saved = json.loads((out / "config.json").read_text())["model"]
+    assert saved["trainable"]["llm"] == "frozen" and saved["encoder"]["kind"] == "qwen2-audio"
+    # The released directory itself is a --model: the same config and the same logits as the import.
+    assert resolve_model_config(str(released)).encoder.kind == "qwen2-audio"
+    direct, imported = AudioLM.from_pretrained(released).eval(), AudioLM.from_pretrained(out).eval()
+    batch = direct.prepare(AUDIOS[:1], PROMPTS[:1])
+    with torch.no_grad():
+        assert torch.equal(direct(**batch).logits, imported(**batch).logits)
+    assert cli_main(["export", str(out), str(tmp_path / "hf"), "--format", "qwen2-audio"]) == 0
+    assert (tmp_path / "hf" / "model.safetensors").is_file()
+    capsys.readouterr()
+    assert cli_main(["import-model", "qwen2-audio", str(tmp_path / "nowhere"), str(tmp_path / "x")]) == 2
+    assert "does not exist" in capsys.readouterr().err
