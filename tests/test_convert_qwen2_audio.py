@@ -130,3 +130,30 @@ def test_the_command_line_and_model_flag_take_the_released_directory(released, t
     capsys.readouterr()
     assert cli_main(["import-model", "qwen2-audio", str(tmp_path / "nowhere"), str(tmp_path / "x")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_the_tower_frame_count_is_qwen2_audios_for_every_length():
+    from transformers.models.qwen2_audio.modeling_qwen2_audio import Qwen2AudioEncoder
+
+    from qaudio.config import ModelConfig, with_overrides
+    from qaudio.model.lengths import audio_token_count
+
+    config = with_overrides(ModelConfig(), encoder={"kind": "qwen2-audio", "pad_to_30s": True},
+                            projector={"name": "linear", "stack": 1})
+    mel = torch.arange(1, 3001)
+    _, released = Qwen2AudioEncoder._get_feat_extract_output_lengths(None, mel)
+    assert torch.equal(audio_token_count(None, config, mel_frames=mel), released)
+    assert audio_token_count(16000, config) == 25  # 25 audio tokens per second
+
+
+def test_the_chat_prompt_puts_the_audio_in_the_user_turn_and_the_suite_asks_in_it():
+    from qaudio.prompt import prompt_for
+    from qaudio.specs import get_suite
+
+    prompt = prompt_for("asr", style="chat")
+    assert prompt.count("<|audio_bos|><|AUDIO|><|audio_eos|>") == 1
+    assert prompt.startswith("<|im_start|>system\n") and prompt.endswith("<|im_start|>assistant\n")
+    assert "user\nAudio 1: <|audio_bos|>" in prompt and "recognize the speech:<|im_end|>" in prompt
+    qwen2, qwen = get_suite("qwen2_audio"), get_suite("qwen_audio")
+    assert [(b.recipe, b.split, b.task) for b in qwen2.benchmarks] == [(b.recipe, b.split, b.task) for b in qwen.benchmarks]
+    assert {b.profile for b in qwen2.benchmarks if b.task == "asr"} == {"qwen2_audio"}
