@@ -186,7 +186,7 @@ class ModelConfig:
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)  # encoder frames -> LLM embeddings
     llm: LLMConfig = field(default_factory=LLMConfig)  # the causal language model and its tokenizer
     trainable: TrainableConfig = field(default_factory=TrainableConfig)  # what trains
-    prompt_style: str = "tags"  # "tags" (Qwen-Audio's tags), "natural" (instructions) or "chat" (Qwen2-Audio-Instruct turns)
+    prompt_style: str = "tags"  # "tags" (Qwen-Audio's tags), "natural" (instructions), "chat" (Qwen2-Audio-Instruct)
 
     def __post_init__(self) -> None:
         for name, cls in _SECTIONS.items():

@@ -155,5 +155,6 @@ def test_the_chat_prompt_puts_the_audio_in_the_user_turn_and_the_suite_asks_in_i
     assert prompt.startswith("<|im_start|>system\n") and prompt.endswith("<|im_start|>assistant\n")
     assert "user\nAudio 1: <|audio_bos|>" in prompt and "recognize the speech:<|im_end|>" in prompt
     qwen2, qwen = get_suite("qwen2_audio"), get_suite("qwen_audio")
-    assert [(b.recipe, b.split, b.task) for b in qwen2.benchmarks] == [(b.recipe, b.split, b.task) for b in qwen.benchmarks]
+    rows = [(b.recipe, b.split, b.task) for b in qwen.benchmarks]
+    assert [(b.recipe, b.split, b.task) for b in qwen2.benchmarks] == rows
     assert {b.profile for b in qwen2.benchmarks if b.task == "asr"} == {"qwen2_audio"}

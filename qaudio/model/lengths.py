@@ -68,8 +68,9 @@ def audio_token_count(
     """The number of ``<|AUDIO|>`` slots (projector outputs) for one clip.
 
     Give the clip's length in exactly one unit: ``num_samples`` (16 kHz), ``mel_frames`` or
-    ``encoder_frames`` (for cached encoder states: the audio tower's output frames). With ``pad_to_30s`` the count is the same:
-    the encoder output is cut to the clip's real frames in both modes.
+    ``encoder_frames`` (for cached encoder states: the audio tower's output frames). With
+    ``pad_to_30s`` the count is the same: the encoder output is cut to the clip's real frames in
+    both modes.
     """
     kind, value = _exactly_one(num_samples=num_samples, mel_frames=mel_frames, encoder_frames=encoder_frames)
     if kind != "encoder_frames":  # cached encoder states are the tower's output: already pooled
