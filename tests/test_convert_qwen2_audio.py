@@ -158,3 +158,20 @@ def test_the_chat_prompt_puts_the_audio_in_the_user_turn_and_the_suite_asks_in_i
     rows = [(b.recipe, b.split, b.task) for b in qwen.benchmarks]
     assert [(b.recipe, b.split, b.task) for b in qwen2.benchmarks] == rows
     assert {b.profile for b in qwen2.benchmarks if b.task == "asr"} == {"qwen2_audio"}
+
+
+@pytest.mark.parametrize("pad_to_30s", [False, True])
+def test_a_qwen2_audio_kind_tower_batches_as_it_runs_alone(pad_to_30s):
+    from qaudio.config import PRESETS, with_overrides
+
+    config = with_overrides(PRESETS["tiny"], encoder={"kind": "qwen2-audio", "pad_to_30s": pad_to_30s},
+                            projector={"name": "linear", "stack": 1})
+    model = AudioLM.build(config).eval()
+    prompts = ["<|startoftranscript|><|en|><|transcribe|><|en|><|notimestamps|><|wo_itn|>"] * 2
+    states, lengths = model.encode(**{k: v for k, v in model.prepare(AUDIOS, prompts).items()
+                                      if k in ("input_features", "feature_lengths")})
+    assert lengths.tolist() == [12, 57]  # 25 and 115 encoder frames (0.5 s, 2.3 s), pooled in pairs
+    for i, audio in enumerate(AUDIOS):
+        alone, _ = model.encode(**{k: v for k, v in model.prepare([audio], prompts[:1]).items()
+                                   if k in ("input_features", "feature_lengths")})
+        assert torch.allclose(states[i, : lengths[i]], alone[0], atol=1e-5)
