@@ -239,6 +239,7 @@ def export_qwen2_audio(model: AudioLM, directory: str | Path) -> Path:
     save_file(_released_state(model), str(directory / "model.safetensors"), metadata={"format": "pt"})
     processor = Qwen2AudioProcessor(feature_extractor=model.feature_extractor, tokenizer=model.tokenizer)
     processor.save_pretrained(str(directory))
+    model.feature_extractor.save_pretrained(str(directory))  # preprocessor_config.json, for readers before transformers 5
     tok = model.tokenizer
     GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
                      do_sample=False).save_pretrained(str(directory))
