@@ -96,6 +96,7 @@ def test_the_released_model_fine_tunes_in_the_loop_and_exports_to_what_transform
     model = AudioLM.from_pretrained(final).eval()  # frozen tower, trained projector, LoRA adapters on the LLM
     assert (final / "adapters" / "language_model").is_dir()
     out = export_qwen2_audio(model, tmp_path / "export")  # LoRA merged
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["Qwen2AudioForConditionalGeneration"]
     _, info = Qwen2AudioForConditionalGeneration.from_pretrained(str(out), output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     for audio, prompt in zip(AUDIOS, PROMPTS):
