@@ -23,8 +23,9 @@ The export writes the released checkpoints' key layout (above), which transforme
 its own names when loading and which vLLM's Qwen2-Audio loader reads.
 
 Measured equality (tests/test_convert_qwen2_audio.py, tiny random model, float32): logits
-within 1e-4 of transformers' for the same audio and prompt, greedy outputs identical, both
-ways. One difference is left by design: qaudio counts whole 10 ms hops of a clip
+within 1e-4 of transformers' for the same audio and prompt (measured: 0.0 for the import, the
+same operations in the same order; 7.4e-6 after LoRA fine-tuning and a merged export), greedy
+outputs identical, both ways. One difference is left by design: qaudio counts whole 10 ms hops of a clip
 (:func:`qaudio.model.lengths.mel_frame_count`), Qwen2-Audio's processor also the partial
 last one, so for clips whose length is not a multiple of 160 samples the imported model can
 see one mel frame (10 ms) less of the clip's end than the released pipeline does.
