@@ -1,9 +1,10 @@
 """Qwen2-Audio import and export against transformers' own class, on a tiny random model.
 
 The contract: for the same audio and prompt, qaudio's logits equal those of transformers'
-``Qwen2AudioForConditionalGeneration`` within ``ATOL`` in float32 (measured: 0.0 for the import, the
-same operations in the same order; 7.4e-6 after LoRA fine-tuning and a merged export) and greedy outputs are identical, for the imported model and,
-after fine-tuning with LoRA and exporting, for transformers loading the export.
+``Qwen2AudioForConditionalGeneration`` within ``ATOL`` in float32 (measured: 0.0 for the
+import, the same operations in the same order; 7.4e-6 after LoRA fine-tuning and a merged
+export), and greedy outputs are identical, for the imported model and, after fine-tuning with
+LoRA in qaudio's training loop and exporting, for transformers loading the export.
 """
 
 import json
