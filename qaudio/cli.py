@@ -17,6 +17,8 @@ COMMANDS = {
     "tts-augment": ("qaudio.synth.augment", "turn a file of sentences into ASR training examples with TTS"),
     "data": ("qaudio.recipe", "write a corpus recipe's examples as a JSONL manifest"),
     "import-whisper": ("qaudio.model.whisper_import", "convert a CTranslate2/faster-whisper model to a Hugging Face directory"),
+    "import-model": ("qaudio.convert.import_model", "turn a released model (Qwen2-Audio) into a qaudio model"),
+    "export": ("qaudio.convert.export", "write a qaudio model in a released model's format (Qwen2-Audio)"),
     "train": ("qaudio.train", "train a model (same as `accelerate launch -m qaudio.train`)"),
     "eval": ("qaudio.evaluate", "run an evaluation suite and write a multi-benchmark report"),
     "score": ("qaudio.score", "score a JSONL of predictions and references with qaudio's metrics"),

@@ -40,6 +40,22 @@ SCRATCH = "scratch"  # LLMConfig.source: an LLM built from this config with rand
 PIP_PREFIX = "pip:"  # EncoderConfig.source "pip:<package>": a pip package shipping CTranslate2 Whisper
 
 
+@dataclass(frozen=True)
+class EncoderKind:
+    """What an audio tower does around Whisper's layers (torch-free facts, read by encoder.py and lengths.py)."""
+
+    pool: int  # encoder frames averaged into one after the layers, before the final LayerNorm
+    mask_30s_padding: bool  # with pad_to_30s: keep the padding out of attention (True) or attend to it (False)
+
+
+# Whisper as pretrained; Qwen2-Audio's audio tower (transformers Qwen2AudioEncoder): Whisper's
+# layers, padded frames masked out of attention, then AvgPool1d(2, stride 2) before the LayerNorm.
+ENCODER_KINDS: dict[str, EncoderKind] = {
+    "whisper": EncoderKind(pool=1, mask_30s_padding=False),
+    "qwen2-audio": EncoderKind(pool=2, mask_30s_padding=True),
+}
+
+
 def _positive(section: str, **values: int | float) -> None:
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
@@ -66,6 +82,7 @@ class EncoderConfig:
     layers: int = 2  # transformer layers; read from pretrained checkpoints
     heads: int = 2  # attention heads; read from pretrained checkpoints
     pad_to_30s: bool = False  # True: pad every clip to 30 s as in Whisper pretraining (slower; other features)
+    kind: str = "whisper"  # "whisper" or "qwen2-audio" (masked 30 s padding, 2x average pooling); see ENCODER_KINDS
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str) or not self.source.strip():
@@ -76,6 +93,7 @@ class EncoderConfig:
         _divides("encoder", "d_model", self.d_model, "heads", self.heads)
         if not isinstance(self.pad_to_30s, bool):
             raise ValueError(f"encoder.pad_to_30s must be true or false, got {self.pad_to_30s!r}")
+        _choice("encoder", "kind", self.kind, tuple(ENCODER_KINDS))
 
 
 @dataclass
@@ -168,7 +186,7 @@ class ModelConfig:
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)  # encoder frames -> LLM embeddings
     llm: LLMConfig = field(default_factory=LLMConfig)  # the causal language model and its tokenizer
     trainable: TrainableConfig = field(default_factory=TrainableConfig)  # what trains
-    prompt_style: str = "tags"  # "tags" (Qwen-Audio's hierarchical tags) or "natural" (instructions)
+    prompt_style: str = "tags"  # "tags" (Qwen-Audio's tags), "natural" (instructions), "chat" (Qwen2-Audio-Instruct)
 
     def __post_init__(self) -> None:
         for name, cls in _SECTIONS.items():
@@ -272,6 +290,10 @@ def resolve_model_config(name_or_path: str | Path) -> ModelConfig:
         if not path.is_file():
             raise FileNotFoundError(f"{name_or_path} is a directory without {CHECKPOINT_CONFIG}; expected a saved qaudio model")
         data = json.loads(path.read_text())
+        if isinstance(data, dict) and data.get("model_type") == "qwen2_audio":  # a released Qwen2-Audio
+            from .convert.qwen2_audio import model_config_of_dir
+
+            return model_config_of_dir(path.parent)
         if not isinstance(data, dict) or "model" not in data:
             raise ValueError(f"{path} is not a qaudio checkpoint config (it has no 'model' section)")
         return ModelConfig.from_dict(data["model"])

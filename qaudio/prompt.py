@@ -6,6 +6,7 @@ import argparse
 
 from .data import Example
 from .specs import get_task, registry
+from .tags import PROMPT_STYLES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timestamps", action="store_true", help="ask for word timestamps")
     parser.add_argument("--question", default=None, help="the question, for audio question answering")
     parser.add_argument("--instruction", default=None, help="another output instruction of the same task, e.g. caption_audiocaps")
-    parser.add_argument("--style", default="tags", choices=("tags", "natural"), help="tag prompt or natural-language prompt")
+    parser.add_argument("--style", default="tags", choices=tuple(PROMPT_STYLES),
+                        help="tag prompt, natural-language prompt, or Qwen2-Audio-Instruct chat turns")
 
 
 def prompt_for(task_name: str, audio_lang: str = "en", text_lang: str | None = None, timestamps: bool = False,

@@ -73,6 +73,8 @@ ANSWER = "<|answer|>"
 AUDIO_BOS = "<|audio_bos|>"
 AUDIO_PLACEHOLDER = "<|AUDIO|>"
 AUDIO_EOS = "<|audio_eos|>"
+# Where a prompt may place the audio itself (the chat style does); without it the audio comes first.
+AUDIO_SLOT = AUDIO_BOS + AUDIO_PLACEHOLDER + AUDIO_EOS
 
 
 def tag(name: str) -> str:
@@ -228,7 +230,27 @@ def build_natural_prompt(
     return text[:-1] + ", with word timestamps:" if timestamps else text
 
 
-PROMPT_STYLES = {"tags": build_prompt, "natural": build_natural_prompt}
+# Qwen2-Audio-Instruct's conversation format (ChatML with its default system turn, each audio
+# announced as "Audio k: " inside the user turn), as its processor's default chat template writes
+# one user turn of one audio and one instruction, ready for the assistant's answer.
+CHAT_SYSTEM = "You are a helpful assistant."
+CHAT_START, CHAT_END = "<|im_start|>", "<|im_end|>"  # the assistant's answer ends with CHAT_END
+
+
+def build_chat_prompt(
+    path: TagPath,
+    audio_lang: str,
+    text_lang: str = "en",
+    timestamps: bool = False,
+    question: str | None = None,
+) -> str:
+    """The natural-language request of :func:`build_natural_prompt` in Qwen2-Audio-Instruct's chat turns."""
+    request = build_natural_prompt(path, audio_lang, text_lang, timestamps, question)
+    return (f"{CHAT_START}system\n{CHAT_SYSTEM}{CHAT_END}\n{CHAT_START}user\nAudio 1: {AUDIO_SLOT}\n"
+            f"{request}{CHAT_END}\n{CHAT_START}assistant\n")
+
+
+PROMPT_STYLES = {"tags": build_prompt, "natural": build_natural_prompt, "chat": build_chat_prompt}
 
 
 # ---- Parsing generated text --------------------------------------------------------------

@@ -63,7 +63,8 @@ def test_real_world_presets_use_hub_ids_and_lora():
         (lambda: TrainableConfig(llm="partial"), "trainable.llm is 'partial'; expected one of: frozen, full, lora"),
         (lambda: TrainableConfig(lora_dropout=1.5), "trainable.lora_dropout must be in [0, 1)"),
         (lambda: TrainableConfig(lora_targets=()), "trainable.lora_targets must be a non-empty list"),
-        (lambda: ModelConfig(prompt_style="chat"), "model.prompt_style is 'chat'; expected one of: tags, natural"),
+        (lambda: ModelConfig(prompt_style="chatml"),
+         "model.prompt_style is 'chatml'; expected one of: tags, natural, chat"),
     ],
 )
 def test_bad_values_raise_naming_the_field(build, message):

@@ -41,7 +41,7 @@ from transformers.utils import ModelOutput
 
 from ..audio import SAMPLE_RATE
 from ..config import ModelConfig
-from ..tags import AUDIO_BOS, AUDIO_EOS, AUDIO_PLACEHOLDER
+from ..tags import AUDIO_BOS, AUDIO_EOS, AUDIO_PLACEHOLDER, AUDIO_SLOT
 from .checkpoint import load_checkpoint, save_checkpoint
 from .encoder import encode, load_audio_tower
 from .lengths import HOP_LENGTH, N_FFT, audio_token_count, max_samples, max_seconds, mel_frame_count
@@ -209,9 +209,12 @@ class AudioLM(nn.Module):
             for i, text in enumerate(texts):
                 if not isinstance(text, str):
                     raise ValueError(f"{kind} {i} must be a string, got {type(text).__name__}")
+                # A prompt may say where the audio goes, once, as AUDIO_SLOT (the chat style does).
+                rest = text.replace(AUDIO_SLOT, "", 1) if kind == "prompt" else text
                 for token in (AUDIO_BOS, AUDIO_PLACEHOLDER, AUDIO_EOS):
-                    if token in text:
-                        raise ValueError(f"{kind} {i} contains {token}; the audio slots are added by prepare()")
+                    if token in rest:
+                        raise ValueError(f"{kind} {i} contains {token}; the audio slots are added by prepare() "
+                                         f"(a prompt may hold {AUDIO_SLOT} once, where the audio goes)")
 
     def _log_mel(self, clips: list[np.ndarray]) -> tuple[torch.Tensor, list[int]]:
         """Whisper log-mels (B, n_mels, T) and each clip's real frames, independent of the batch."""
@@ -236,11 +239,14 @@ class AudioLM(nn.Module):
         """input_ids, attention_mask (and labels): audio slots + prompt (+ target + eos), padded."""
         tok = self.tokenizer
         bos = [tok.bos_token_id] if tok.bos_token_id is not None else []  # Llama-style LLMs expect it first
-        prompt_ids = tok(list(prompts), add_special_tokens=False)["input_ids"]
+        # Text before the audio (a chat prompt's turns up to AUDIO_SLOT) and after it, tokenized apart.
+        before, after = zip(*(p.split(AUDIO_SLOT, 1) if AUDIO_SLOT in p else ("", p) for p in prompts))
+        before_ids = tok(list(before), add_special_tokens=False)["input_ids"]
+        prompt_ids = tok(list(after), add_special_tokens=False)["input_ids"]
         target_ids = tok(list(targets), add_special_tokens=False)["input_ids"] if targets is not None else None
         rows, label_rows = [], []
         for i, (n, prompt) in enumerate(zip(counts, prompt_ids)):
-            head = [*bos, self.audio_bos_id, *[self.audio_token_id] * n, self.audio_eos_id, *prompt]
+            head = [*bos, *before_ids[i], self.audio_bos_id, *[self.audio_token_id] * n, self.audio_eos_id, *prompt]
             tail = [*target_ids[i], tok.eos_token_id] if target_ids is not None else []
             rows.append(head + tail)
             label_rows.append([IGNORE_INDEX] * len(head) + tail)
@@ -269,7 +275,8 @@ class AudioLM(nn.Module):
         trains = self.config.trainable.encoder != "frozen"
         with torch.set_grad_enabled(torch.is_grad_enabled() and trains):
             features = input_features.to(device=self.device, dtype=encoder.conv1.weight.dtype)
-            return encode(encoder, features, feature_lengths.to(self.device), self.config.encoder.pad_to_30s)
+            return encode(encoder, features, feature_lengths.to(self.device), self.config.encoder.pad_to_30s,
+                          self.config.encoder.kind)
 
     def _audio_states(self, input_features, feature_lengths, encoder_states, encoder_lengths):
         if input_features is not None and encoder_states is not None:

@@ -110,6 +110,10 @@ def _dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
 def load_checkpoint(cls, path_or_hub_id: str | Path, device=None, dtype=None):
     """Rebuild an AudioLM (``cls``) from a directory or hub id written by :func:`save_checkpoint`."""
     directory = _local_directory(path_or_hub_id)
+    from ..convert.qwen2_audio import import_qwen2_audio, is_qwen2_audio_dir
+
+    if is_qwen2_audio_dir(directory):  # a released Qwen2-Audio: imported with its defaults
+        return import_qwen2_audio(directory).to(device=device, dtype=_dtype(dtype))
     meta = _read_meta(directory)
     config = ModelConfig.from_dict(meta["model"])
     audio_tower = WhisperEncoder(WhisperConfig.from_dict(meta["audio_tower"]))

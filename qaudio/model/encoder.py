@@ -22,6 +22,11 @@ clip's first T' frames. The two modes give different features (cosine about 0.98
 trained and tested in one mode; the mode is part of the saved config. Both give the same
 number of frames, :func:`qaudio.model.lengths.encoder_frame_count`.
 
+``EncoderConfig.kind == "qwen2-audio"`` is Qwen2-Audio's audio tower (Whisper's modules and
+weights): with ``pad_to_30s`` the 30 s input's padding is masked out of attention, and in both
+modes pairs of frames are average-pooled before the final LayerNorm, which is what transformers
+``Qwen2AudioEncoder`` computes with its ``feature_attention_mask`` (tested against it).
+
 Reference: transformers ``models/whisper/modeling_whisper.py`` (``WhisperEncoder.forward``),
 whose steps :func:`_encode_real_length` repeats with a mask.
 """
@@ -38,8 +43,8 @@ from transformers import WhisperConfig
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 from transformers.utils import logging as hf_logging
 
-from ..config import PIP_PREFIX, TINY_RANDOM, EncoderConfig
-from .lengths import CONV_STRIDE, WHISPER_POSITIONS, encoder_frame_count
+from ..config import ENCODER_KINDS, PIP_PREFIX, TINY_RANDOM, EncoderConfig
+from .lengths import CONV_STRIDE, WHISPER_POSITIONS, encoder_frame_count, tower_frame_count
 from .sources import Source, fetch_errors, pretrained_config
 
 # Checkpoint key prefixes of the encoder in WhisperForConditionalGeneration ("model.encoder.")
@@ -137,23 +142,31 @@ def _frame_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
     return torch.arange(frames, device=lengths.device) < lengths[:, None]  # (B, T) bool
 
 
-def _encode_real_length(encoder: WhisperEncoder, features: torch.Tensor, mel_lengths: torch.Tensor) -> torch.Tensor:
-    """WhisperEncoder.forward on the real lengths: features (B, n_mels, T) -> states (B, T', D)."""
-    mel_valid = _frame_mask(mel_lengths, features.shape[-1])[:, None, :].to(features.dtype)  # (B, 1, T)
-    # Zero what lies past each clip before both convolutions: then the last real frames see the
-    # same zeros that the convolutions' own padding gives the longest clip of the batch.
-    x = F.gelu(encoder.conv1(features * mel_valid)) * mel_valid  # (B, D, T)
-    x = F.gelu(encoder.conv2(x)).transpose(1, 2)  # (B, T', D)
-    frames = x.shape[1]
-    x = x + encoder.embed_positions.weight[:frames]  # Whisper's sinusoids: the first T' positions
+def _layers_masked(encoder: WhisperEncoder, x: torch.Tensor, valid: torch.Tensor, pool: int) -> torch.Tensor:
+    """Positions, the layers with invalid frames masked out of attention, pooling, the final LayerNorm."""
+    x = x + encoder.embed_positions.weight[: x.shape[1]]  # Whisper's sinusoids: the first T' positions
     x = F.dropout(x, p=encoder.dropout, training=encoder.training)
-    valid = _frame_mask(encoder_frame_count(mel_frames=mel_lengths), frames)  # (B, T')
     # Additive mask over keys (works for eager and SDPA attention): padded frames get -inf-like scores.
     mask = torch.zeros(valid.shape, dtype=x.dtype, device=x.device).masked_fill(~valid, torch.finfo(x.dtype).min)
     mask = mask[:, None, None, :]  # (B, 1, 1, T')
     for layer in encoder.layers:
         x = layer(x, mask)
-    return encoder.layer_norm(x)  # (B, T', D)
+    if pool > 1:  # Qwen2-Audio: AvgPool1d(pool, stride=pool) over time, a trailing odd frame dropped
+        groups = x.shape[1] // pool
+        x = x[:, : groups * pool].reshape(x.shape[0], groups, pool, x.shape[2]).mean(dim=2)  # (B, T'/pool, D)
+    return encoder.layer_norm(x)
+
+
+def _encode_real_length(encoder: WhisperEncoder, features: torch.Tensor, mel_lengths: torch.Tensor,
+                        pool: int = 1) -> torch.Tensor:
+    """WhisperEncoder.forward on the real lengths: features (B, n_mels, T) -> states (B, T' / pool, D)."""
+    mel_valid = _frame_mask(mel_lengths, features.shape[-1])[:, None, :].to(features.dtype)  # (B, 1, T)
+    # Zero what lies past each clip before both convolutions: then the last real frames see the
+    # same zeros that the convolutions' own padding gives the longest clip of the batch.
+    x = F.gelu(encoder.conv1(features * mel_valid)) * mel_valid  # (B, D, T)
+    x = F.gelu(encoder.conv2(x)).transpose(1, 2)  # (B, T', D)
+    valid = _frame_mask(encoder_frame_count(mel_frames=mel_lengths), x.shape[1])  # (B, T')
+    return _layers_masked(encoder, x, valid, pool)
 
 
 def _encode_padded_30s(encoder: WhisperEncoder, features: torch.Tensor, mel_lengths: torch.Tensor) -> torch.Tensor:
@@ -162,14 +175,29 @@ def _encode_padded_30s(encoder: WhisperEncoder, features: torch.Tensor, mel_leng
     return states[:, : int(encoder_frame_count(mel_frames=mel_lengths).max())]
 
 
+def _encode_padded_30s_masked(encoder: WhisperEncoder, features: torch.Tensor, mel_lengths: torch.Tensor,
+                              pool: int) -> torch.Tensor:
+    """Qwen2-Audio's tower: 30 s inputs, the padding's frames masked out of attention, pooled:
+    (B, n_mels, 3000) -> (B, T'_max / pool, D), as transformers ``Qwen2AudioEncoder`` with its
+    ``feature_attention_mask``. The convolutions see the padding's log-mels, as there."""
+    x = F.gelu(encoder.conv1(features))  # (B, D, 3000)
+    x = F.gelu(encoder.conv2(x)).transpose(1, 2)  # (B, 1500, D)
+    frames = encoder_frame_count(mel_frames=mel_lengths)  # (B,)
+    states = _layers_masked(encoder, x, _frame_mask(frames, x.shape[1]), pool)  # (B, 1500 / pool, D)
+    return states[:, : int((frames // pool).max())]
+
+
 def encode(
-    encoder: WhisperEncoder, features: torch.Tensor, mel_lengths: torch.Tensor, pad_to_30s: bool
+    encoder: WhisperEncoder, features: torch.Tensor, mel_lengths: torch.Tensor, pad_to_30s: bool,
+    kind: str = "whisper",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Encoder states (B, T'_max, D) zeroed past each clip, and their lengths (B,) in encoder frames.
+    """Tower states (B, T'_max, D) zeroed past each clip, and their lengths (B,) in tower frames.
 
     ``features`` are log-mels (B, n_mels, T) and ``mel_lengths`` each clip's real mel frames;
     with ``pad_to_30s`` T must be 3000 (what :meth:`AudioLM.prepare` gives in that mode).
+    ``kind`` (``qaudio.config.ENCODER_KINDS``) adds Qwen2-Audio's pooling and padding mask.
     """
+    tower = ENCODER_KINDS[kind]
     if features.dim() != 3 or features.shape[1] != encoder.config.num_mel_bins:
         raise ValueError(f"input_features must be (batch, {encoder.config.num_mel_bins} mel bins, frames), "
                          f"got {tuple(features.shape)}")
@@ -186,9 +214,12 @@ def encode(
     if pad_to_30s:
         if features.shape[-1] != window:
             raise ValueError(f"with pad_to_30s the encoder takes {window} mel frames, got {features.shape[-1]}")
-        states = _encode_padded_30s(encoder, features, mel_lengths)
+        if tower.mask_30s_padding:
+            states = _encode_padded_30s_masked(encoder, features, mel_lengths, tower.pool)
+        else:
+            states = _encode_padded_30s(encoder, features, mel_lengths)  # the stock forward: no pooling
     else:
-        states = _encode_real_length(encoder, features[..., :longest], mel_lengths)
-    lengths = encoder_frame_count(mel_frames=mel_lengths)  # (B,)
+        states = _encode_real_length(encoder, features[..., :longest], mel_lengths, tower.pool)
+    lengths = tower_frame_count(encoder_frame_count(mel_frames=mel_lengths), kind)  # (B,)
     states = states * _frame_mask(lengths, states.shape[1])[..., None].to(states.dtype)  # padding -> 0
     return states, lengths

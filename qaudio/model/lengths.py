@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from ..audio import SAMPLE_RATE
-from ..config import ModelConfig
+from ..config import ENCODER_KINDS, ModelConfig
 from .projectors import PROJECTORS
 
 HOP_LENGTH = 160  # samples between mel frames: Whisper's 10 ms STFT hop
@@ -49,6 +49,15 @@ def encoder_frame_count(num_samples: Count | None = None, *, mel_frames: Count |
     return (frames - 1) // CONV_STRIDE + 1
 
 
+def tower_frame_count(encoder_frames: Count, kind: str) -> Count:
+    """Frames out of the audio tower of ``kind`` (see ``qaudio.config.ENCODER_KINDS``).
+
+    Qwen2-Audio average-pools pairs of encoder frames (kernel 2, stride 2, no padding), which
+    keeps floor(T / 2): its processor's ``((T - 1) // 2 + 1 - 2) // 2 + 1`` for T mel frames.
+    """
+    return encoder_frames // ENCODER_KINDS[kind].pool
+
+
 def audio_token_count(
     num_samples: Count | None,
     config: ModelConfig,
@@ -59,12 +68,13 @@ def audio_token_count(
     """The number of ``<|AUDIO|>`` slots (projector outputs) for one clip.
 
     Give the clip's length in exactly one unit: ``num_samples`` (16 kHz), ``mel_frames`` or
-    ``encoder_frames`` (for cached encoder states). With ``pad_to_30s`` the count is the same:
-    the encoder output is cut to the clip's real frames in both modes.
+    ``encoder_frames`` (for cached encoder states: the audio tower's output frames). With
+    ``pad_to_30s`` the count is the same: the encoder output is cut to the clip's real frames in
+    both modes.
     """
     kind, value = _exactly_one(num_samples=num_samples, mel_frames=mel_frames, encoder_frames=encoder_frames)
-    if kind != "encoder_frames":
-        value = encoder_frame_count(**{kind: value})
+    if kind != "encoder_frames":  # cached encoder states are the tower's output: already pooled
+        value = tower_frame_count(encoder_frame_count(**{kind: value}), config.encoder.kind)
     return PROJECTORS[config.projector.name].output_length(value, config.projector)
 
 

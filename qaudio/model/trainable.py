@@ -91,8 +91,11 @@ ENCODER_TRAINING: dict[str, Callable[[nn.Module, TrainableConfig], nn.Module]] =
 
 
 def tag_token_ids(tokenizer) -> list[int]:
-    """Ids of every qaudio tag, time and audio token: the rows a pretrained LLM has never trained."""
-    return sorted(set(tokenizer.convert_tokens_to_ids(all_special_tokens())))
+    """Ids of every qaudio tag, time and audio token: the rows a pretrained LLM has never trained.
+
+    Tokens the tokenizer lacks are left out (an imported Qwen2-Audio has the audio tokens only)."""
+    ids = tokenizer.convert_tokens_to_ids(all_special_tokens())
+    return sorted({i for i in ids if i is not None and i != tokenizer.unk_token_id})
 
 
 def _token_row_targets(llm: nn.Module, token_ids: list[int]) -> dict[str, list[int]]:
