@@ -24,6 +24,8 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.version import Version
 
+from .hardware import cpu_flags
+
 STATUSES = {"ok": "ok", "info": "info", "warn": "WARN", "fail": "FAIL"}  # status -> printed tag
 HIGHLIGHTED = ("torch", "transformers", "accelerate", "peft")  # one line each, always
 MIN_FREE_GB = 1.0  # below this, caches (converted weights, encoder features, jars) cannot be written
@@ -134,15 +136,6 @@ def check_extras(reqs: list[Requirement], required: set[str]) -> list[Check]:
 # ---- The machine -------------------------------------------------------------------------
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    match = re.search(r"^flags\s*:(.*)$", text, flags=re.MULTILINE)
-    return set(match.group(1).split()) if match else set()
-
-
 def check_accelerators() -> list[Check]:
     """CUDA and its bf16, or the CPU's bf16 units (AVX512-BF16, AMX): what precision to train in."""
     import torch
@@ -157,7 +150,7 @@ def check_accelerators() -> list[Check]:
     else:
         out.append(Check("info", "CUDA", f"not available (torch {torch.__version__}); training and inference run on CPU",
                          "" if not shutil.which("nvidia-smi") else "a GPU is present: install a CUDA build of torch"))
-    flags = _cpu_flags()
+    flags = cpu_flags()
     amx = {"amx_bf16", "amx_tile"} <= flags
     avx_bf16 = "avx512_bf16" in flags
     units = ", ".join(n for n, present in (("AMX", amx), ("AVX512-BF16", avx_bf16)) if present)

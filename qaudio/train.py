@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .hardware import cpu_has_bf16
 from .model.speed import training_attention
 from .training import checkpoint as ckpt
 from .training.bad_data import BadDataError, BadDataLog, TrainingAborted
@@ -64,12 +65,7 @@ def resolve_precision(precision: str) -> str:
         return precision
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "fp32"
-    # Without avx512_bf16 or AMX, CPU bf16 autocast is emulated and slower than fp32.
-    return "bf16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "fp32"
+    return "bf16" if cpu_has_bf16() else "fp32"  # without bf16 units, CPU bf16 is emulated and slower
 
 
 def make_accelerator(cfg: TrainConfig):

@@ -12,23 +12,17 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from pathlib import Path
 from typing import Any
+
+from ..hardware import cpu_name
 
 TRAINING_FILE = "training.json"
 
 
 def machine() -> str:
     """The CPU model (and GPU, if any) in words, for the record."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     try:
         import torch
 
