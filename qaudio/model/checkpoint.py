@@ -39,7 +39,7 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder
 from .. import __version__
 from ..config import CHECKPOINT_CONFIG, ModelConfig
 from .projectors import build_projector
-from .tensor_files import load_tensors, save_tensors
+from .weights import load_tensors, save_tensors
 from .trainable import apply_trainable, load_adapter, merged_state_dict, plain_state_dict, save_adapter, unwrap
 
 FORMAT = "qaudio"

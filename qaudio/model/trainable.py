@@ -44,7 +44,7 @@ from torch import nn
 
 from ..config import TrainableConfig
 from ..tags import all_special_tokens
-from .tensor_files import load_tensors, save_tensors
+from .weights import load_tensors, save_tensors
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"  # peft's file name (its config is adapter_config.json)
 
