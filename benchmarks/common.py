@@ -22,8 +22,8 @@ Fairness, so that a ratio measures the design and nothing else:
   log-mels; the peer: its processor, 30-s log-mels and audio-token expansion), and that
   feature extraction is counted in the step time of both.
 * **Memory is measured per process**: every (system, mode) runs in a fresh subprocess, and the
-  peak is taken over the measured steps only (Linux ``/proc/self/clear_refs`` resets the
-  resident-set high-water mark; on CUDA ``torch.cuda.reset_peak_memory_stats``).
+  peak is taken over the measured steps only (:func:`qaudio.profiling.measure`: the resident
+  set's high-water mark on CPU, reset at the phase's start; CUDA's peak allocation on GPU).
 
 Clips are synthetic, speech-shaped noise (amplitude-modulated at a syllable rate) of the mix's
 durations, with transcripts of English words at a speaking rate: with random weights only the
@@ -35,11 +35,8 @@ et al., ICASSP 2015) for the read-speech durations; ``torch.utils.flop_counter``
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import ctypes
 import datetime
-import gc
 import hashlib
 import json
 import os
@@ -299,53 +296,6 @@ def synchronize(device: torch.device) -> None:
 def autocast(device: torch.device, dtype: str):
     """bf16 mixed precision (fp32 master weights, as accelerate's ``mixed_precision="bf16"``) or nothing."""
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
-
-
-def _status_kib(field: str) -> int | None:
-    try:
-        match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
-    except OSError:
-        return None
-    return int(match.group(1)) if match else None
-
-
-class PeakMemory:
-    """Peak memory over an interval: resident set on CPU, allocated tensors on CUDA (MiB).
-
-    On Linux the resident-set high-water mark is reset by writing 5 to /proc/self/clear_refs,
-    so the peak covers the measured steps only (not model building); where that is impossible
-    it falls back to ``ru_maxrss`` since process start, and ``method`` says so.
-    """
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.method = "torch.cuda.max_memory_allocated" if device.type == "cuda" else "VmHWM after clear_refs"
-        self.baseline_mib = 0.0
-
-    def reset(self) -> None:
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.baseline_mib = torch.cuda.memory_allocated(self.device) / 2**20
-            return
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap back, so it does not count as resident
-        try:
-            Path("/proc/self/clear_refs").write_text("5")
-        except OSError:
-            self.method = "ru_maxrss since process start (clear_refs unavailable)"
-        self.baseline_mib = (_status_kib("VmRSS") or 0) / 1024
-
-    def peak_mib(self) -> float:
-        if self.device.type == "cuda":
-            return torch.cuda.max_memory_allocated(self.device) / 2**20
-        hwm = _status_kib("VmHWM")
-        if hwm is None or self.method.startswith("ru_maxrss"):
-            import resource
-
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-        return hwm / 1024
 
 
 # ---- FLOPs and the matmul peak ---------------------------------------------------------------

@@ -32,6 +32,7 @@ import time
 import torch
 
 from benchmarks import common
+from qaudio.profiling import measure
 
 MODULE = "benchmarks.infer_throughput"
 SYSTEMS = ("qaudio", "peer")
@@ -133,15 +134,11 @@ def worker(spec: dict) -> dict:
     timer = PrefillTimer(generating_module, device)
     transcribe(clips[: min(2, len(clips))])  # warm-up: first-call allocations and kernel choices
 
-    meter = common.PeakMemory(device)
-    meter.reset()
     timer.reset()
-    common.synchronize(device)
-    start = time.perf_counter()
-    outputs = transcribe(clips)
-    common.synchronize(device)
-    wall = time.perf_counter() - start
-    peak = meter.peak_mib()
+    with measure("transcribe", device) as phase:
+        start = time.perf_counter()  # the prefill timer's origin
+        outputs = transcribe(clips)
+    wall, peak = phase.seconds, phase.peak_bytes / 2**20
 
     batches = -(-len(clips) // spec["batch_size"])
     prefills = sum(1 for is_prefill, _ in timer.events if is_prefill)
@@ -155,7 +152,7 @@ def worker(spec: dict) -> dict:
         "new_tokens_per_clip": spec["new_tokens"], "wall_s": wall,
         "audio_seconds_per_s": audio_s / wall, "tokens_per_s": len(clips) * spec["new_tokens"] / wall,
         "examples_per_s": len(clips) / wall, "ttft_s": sum(first) / len(first), "ttft_first_batch_s": first[0],
-        "peak_memory_mib": peak, "memory_before_mib": meter.baseline_mib, "memory_method": meter.method,
+        "peak_memory_mib": peak, "memory_before_mib": phase.start_bytes / 2**20, "memory_method": phase.method,
         "parameters": common.count_parameters(module), "torch_threads": torch.get_num_threads(), "outputs": outputs,
         "load_average_1min": round(os.getloadavg()[0], 2),
     }

@@ -6,8 +6,9 @@ For each benchmark of the suite (:mod:`qaudio.suite`; built-ins in ``eval_suites
    that is not on disk makes the row *skipped*, with the reason, never a silent omission;
 2. answer every example with the model, batched (:meth:`qaudio.infer.AudioModel.run_examples`;
    classification is constrained to the task's label set), timing the run: real-time factor
-   = compute seconds / audio seconds, generated tokens per second, peak memory
-   (``torch.cuda.max_memory_allocated`` on GPU, the process's peak RSS on CPU);
+   = compute seconds / audio seconds, generated tokens per second, and the peak memory of that
+   run alone (:mod:`qaudio.profiling`: CUDA's peak allocation on GPU, the resident set's
+   high-water mark on CPU);
    every answer's degeneration flags (:mod:`qaudio.degeneration`) are kept and counted;
 3. run the suite's peers on the same audio (:mod:`qaudio.peers`), e.g. Whisper for ASR;
 4. score every system with the task's metric family and the benchmark's profile
@@ -30,7 +31,6 @@ import datetime
 import math
 import platform
 import sys
-import time
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -41,6 +41,7 @@ import numpy as np
 from . import __version__
 from .data import Example, ManifestError, read_manifest
 from .degeneration import count_flags
+from .profiling import Measurement, measure
 from .report import FORMAT, MODEL, read_report, render_markdown, write_report
 from .specs import get_suite, get_task, registry
 from .suite import Benchmark, Peer, Suite, resolve_data_root
@@ -200,31 +201,9 @@ def manifest_suite(path: str | Path) -> Suite:
 # ---- Running systems -------------------------------------------------------------------------
 
 
-def _peak_memory_reset(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-
-
-def _peak_memory(device: str) -> tuple[int, str]:
-    """(bytes, what was measured): CUDA's peak allocation, else the process's peak RSS."""
-    if device.startswith("cuda"):
-        import torch
-
-        torch.cuda.synchronize()
-        return int(torch.cuda.max_memory_allocated()), "cuda max_memory_allocated"
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Linux reports KiB, macOS bytes; the process peak, which only grows across benchmarks.
-    return int(peak if sys.platform == "darwin" else peak * 1024), "process peak RSS"
-
-
-def _timing(seconds: float, examples: list[Example], tokens: int | None, device: str) -> dict:
-    audio = float(sum(ex.duration for ex in examples))
-    memory, kind = _peak_memory(device)
+def _timing(m: Measurement, examples: list[Example], tokens: int | None) -> dict:
+    """A report's timing entry from the measured phase (its own time and peak memory)."""
+    audio, seconds = float(sum(ex.duration for ex in examples)), m.seconds
     return {
         "examples": len(examples),
         "audio_seconds": round(audio, 3),
@@ -232,9 +211,9 @@ def _timing(seconds: float, examples: list[Example], tokens: int | None, device:
         "real_time_factor": seconds / audio if audio else None,
         "generated_tokens": tokens,
         "tokens_per_second": tokens / seconds if tokens is not None and seconds > 0 else None,
-        "peak_memory_bytes": memory,
-        "peak_memory_kind": kind,
-        "device": device,
+        "peak_memory_bytes": m.peak_bytes,
+        "peak_memory_kind": m.method,
+        "device": m.device,
     }
 
 
@@ -243,10 +222,8 @@ def run_model(model, loaded: Loaded, batch_size: int, progress: bool = True) -> 
     task, examples = loaded.task, loaded.examples
     labels = list(task.labels) if isinstance(task, ClassificationTask) and task.labels else None
     device = str(model.device)
-    _peak_memory_reset(device)
-    t0 = time.perf_counter()
-    results = model.run_examples(examples, task, batch_size=batch_size, labels=labels, progress=progress)
-    seconds = time.perf_counter() - t0
+    with measure("model", device) as m:
+        results = model.run_examples(examples, task, batch_size=batch_size, labels=labels, progress=progress)
     tokens = None
     if labels is None:  # label scoring generates nothing; free text: count the decoded output's tokens
         tokens = sum(len(model.tokenizer(r.raw, add_special_tokens=False)["input_ids"]) for r in results if r.ok)
@@ -256,7 +233,7 @@ def run_model(model, loaded: Loaded, batch_size: int, progress: bool = True) -> 
         predictions.append({"id": ex.id, "text": r.text, "raw": r.raw, "label": r.label, "words": words,
                             "windows": r.timing.get("windows", 1), "problems": r.problems, "error": r.error,
                             "flags": r.flags, "no_speech_prob": r.no_speech_prob})
-    return {"status": "ok", "timing": _timing(seconds, examples, tokens, device), "predictions": predictions,
+    return {"status": "ok", "timing": _timing(m, examples, tokens), "predictions": predictions,
             "failed": sum(p["error"] is not None for p in predictions), "flags": dict(count_flags(predictions)),
             "generation": _generation(model, loaded, labels)}
 
@@ -285,15 +262,13 @@ def peer_applies(peer: Peer, loaded: Loaded) -> bool:
 
 def run_peer(runner, loaded: Loaded, batch_size: int) -> dict:
     device = str(runner.device)
-    _peak_memory_reset(device)
-    t0 = time.perf_counter()
-    outputs = runner.run(loaded.examples, loaded.task.name, batch_size)
-    seconds = time.perf_counter() - t0
+    with measure("peer", device) as m:
+        outputs = runner.run(loaded.examples, loaded.task.name, batch_size)
     predictions = [{"id": ex.id, "text": loaded.task.parse(o.text).text if o.error is None else "", "raw": o.raw,
                     "label": None, "words": None, "windows": 1, "problems": [], "error": o.error}
                    for ex, o in zip(loaded.examples, outputs)]
     tokens = sum(o.tokens for o in outputs if o.error is None)
-    return {"status": "ok", "timing": _timing(seconds, loaded.examples, tokens, device), "predictions": predictions,
+    return {"status": "ok", "timing": _timing(m, loaded.examples, tokens), "predictions": predictions,
             "failed": sum(p["error"] is not None for p in predictions)}
 
 

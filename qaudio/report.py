@@ -60,7 +60,7 @@ LOWER_IS_BETTER = {"wer", "cer", "aas_ms", "median_boundary_error_ms"}
 NOT_RUN = "—"  # a system that does not run on a benchmark (a peer outside its tasks)
 TIMING_NOTE = ("compute s: wall-clock seconds of the batched run, audio decoding included; real-time factor = "
                "compute s / audio s; tokens/s: generated tokens per compute second; peak memory: CUDA's peak "
-               "allocation on GPU, the process's peak resident memory so far on CPU")
+               "allocation on GPU, the peak resident memory on CPU, both over that run alone")
 
 
 # ---- Numbers -----------------------------------------------------------------------------

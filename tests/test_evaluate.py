@@ -184,7 +184,7 @@ def test_timing_is_measured(run):
     assert asr["audio_seconds"] == pytest.approx(sum(DURATIONS))
     assert asr["real_time_factor"] == pytest.approx(asr["compute_seconds"] / asr["audio_seconds"], rel=1e-3)
     assert asr["generated_tokens"] > 0 and asr["tokens_per_second"] > 0
-    assert asr["peak_memory_bytes"] > 10 * 2**20 and asr["peak_memory_kind"] == "process peak RSS"
+    assert asr["peak_memory_bytes"] > 10 * 2**20 and asr["peak_memory_kind"].startswith("phase peak RSS")
     ser = run["benches"]["tiny emotion"]["results"]["qaudio"]["timing"]
     asr_result = run["benches"]["tiny ASR"]["results"]["qaudio"]
     assert all(isinstance(p["flags"], list) for p in asr_result["predictions"])  # every answer was checked

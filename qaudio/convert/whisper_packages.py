@@ -25,8 +25,15 @@ MERGED_DIR_VERSION = 1  # bump when the merged directory's layout changes, so it
 
 
 def is_ctranslate2_source(source: str) -> bool:
-    """Whether ``source`` names CTranslate2 weights: ``pip:<package>`` or a CTranslate2 directory."""
-    return source.startswith(PIP_PREFIX) or is_ctranslate2_dir(Path(source).expanduser())
+    """Whether ``source`` names CTranslate2 weights: ``pip:<package>``, a CTranslate2 directory, or
+    the name of an installed package (or numbered packages) that ships one. Anything else is
+    left to ``from_pretrained`` (a hub id or a Hugging Face directory)."""
+    if source.startswith(PIP_PREFIX):
+        return True
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return is_ctranslate2_dir(path)
+    return any(_package_files(d) for d in _distributions(source))
 
 
 def _package_files(distribution: importlib.metadata.Distribution) -> list[Path]:
