@@ -86,7 +86,7 @@ def resident_bytes() -> int:
     try:  # Linux: the second field of statm is resident pages; cheap enough to sample each ms
         return int(Path("/proc/self/statm").read_text().split()[1]) * _PAGE_SIZE
     except OSError:
-        import psutil
+        import psutil  # installed with accelerate
 
         return psutil.Process().memory_info().rss
 

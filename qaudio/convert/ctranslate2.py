@@ -61,14 +61,15 @@ class CT2Model:
     aliases: dict[str, str] = field(default_factory=dict)
 
     def __contains__(self, name: str) -> bool:
-        return self._resolve(name) in self.variables
+        return self.resolve(name) in self.variables
 
-    def _resolve(self, name: str) -> str:
+    def resolve(self, name: str) -> str:
+        """The name of the variable that ``name`` is stored under (itself, or its alias target)."""
         return self.aliases.get(name, name)
 
     def raw(self, name: str) -> np.ndarray:
         """The array as stored, following aliases."""
-        target = self._resolve(name)
+        target = self.resolve(name)
         if target not in self.variables:
             raise CTranslate2FormatError(f"model.bin has no variable {name!r}")
         return self.variables[target]

@@ -44,10 +44,10 @@ class _Mapping:
         self._converted: dict[str, np.ndarray] = {}  # an aliased variable is widened once
 
     def take(self, name: str) -> np.ndarray:
-        target = self.ct2._resolve(name)
+        target = self.ct2.resolve(name)
         self.used.add(target)
         if f"{name}_scale" in self.ct2:
-            self.used.add(self.ct2._resolve(f"{name}_scale"))
+            self.used.add(self.ct2.resolve(f"{name}_scale"))
         if target not in self._converted:
             self._converted[target] = self.ct2.float32(name)
         return self._converted[target]

@@ -130,7 +130,7 @@ def whisper_config(ct2: CT2Model, vocabulary: list[str], ct2_config: dict):
 def _projection_is_tied(ct2: CT2Model) -> bool:
     if "decoder/projection/weight" not in ct2:
         raise CTranslate2FormatError("model.bin has no decoder/projection/weight")
-    return ct2._resolve("decoder/projection/weight") == "decoder/embeddings/weight" or np.array_equal(
+    return ct2.resolve("decoder/projection/weight") == "decoder/embeddings/weight" or np.array_equal(
         ct2.raw("decoder/projection/weight"), ct2.raw("decoder/embeddings/weight")
     )
 
