@@ -3,8 +3,9 @@
 Loading (:func:`load_audio_tower`), by ``EncoderConfig.source``:
 
 * ``"tiny-random"``: a random Whisper-shaped encoder of the configured size (tests);
-* ``"pip:<package>"`` or a CTranslate2 / faster-whisper directory: converted once to a Hugging
-  Face directory by :func:`qaudio.convert.whisper_cache.whisper_checkpoint`, then loaded as below;
+* ``"pip:<package>"`` (or an installed package's bare name) or a CTranslate2 / faster-whisper
+  directory: converted once to a Hugging Face directory by
+  :func:`qaudio.convert.whisper_cache.whisper_checkpoint`, then loaded as below;
 * a hub id or a local Hugging Face directory: ``WhisperEncoder.from_pretrained`` on the string,
   with the checkpoint's ``model.encoder.`` prefix mapped away (the decoder weights are skipped).
 
