@@ -34,64 +34,18 @@ import time
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable
-
-import numpy as np
+from typing import Any
 
 from . import __version__
 from .data import Example, ManifestError, read_manifest
 from .degeneration import count_flags
+from .metrics import MetricFamily, get_metric
 from .report import FORMAT, MODEL, read_report, render_markdown, write_report
 from .specs import get_suite, get_task, registry
 from .suite import Benchmark, Peer, Suite, resolve_data_root
 from .task import ClassificationTask, Task
 
 BOOTSTRAP = 1000  # resamples for the 95% intervals
-TIMESTAMP_HIST_EDGES_MS = [float(x) for x in range(0, 520, 20)]  # 20-ms bins to 500 ms; the rest is overflow
-DURATION_BINS = 4  # clip-duration bins (quantiles) of the error-rate-by-duration plot
-
-
-# ---- What each metric family scores: references, predictions, options -------------------------
-
-
-def _text(value: str | list[str]) -> str:
-    return value[0] if isinstance(value, list) else value
-
-
-# family -> the reference of one example, in the form the family's compute() takes
-REFERENCES: dict[str, Callable[[Example], Any]] = {
-    "wer": lambda ex: _text(ex.target),
-    "bleu": lambda ex: ex.target,  # a list means several reference translations
-    "caption": lambda ex: ex.references,  # every reference caption of the clip
-    "aqa": lambda ex: _text(ex.target),
-    "accuracy": lambda ex: ex.label or _text(ex.target),
-    "timestamps": lambda ex: [list(w) for w in ex.words or []],
-    "note": lambda ex: ex.label or _text(ex.target),
-}
-
-
-def _timestamp_prediction(p: dict) -> Any:
-    # One window: the generated time-token text, so the metric counts malformed outputs.
-    # Several windows: the stitched words, whose times are shifted to the whole clip.
-    if p.get("windows", 1) > 1 and p.get("words") is not None:
-        return [[w["word"], w["start"], w["end"]] for w in p["words"]]
-    return p.get("raw") or ""
-
-
-# family -> what is scored of one stored prediction (default: its text)
-PREDICTIONS: dict[str, Callable[[dict], Any]] = {
-    "accuracy": lambda p: p.get("label") or p.get("text", ""),
-    "timestamps": _timestamp_prediction,
-}
-
-# family -> (baseline name, the value a constant predictor repeats): chance levels, computed
-# by scoring that constant with the same metric. Error rates and BLEU have no useful chance.
-CHANCE: dict[str, str] = {
-    "accuracy": "majority class",
-    "aqa": "most frequent answer",
-    "note": "most frequent note",
-    "caption": "most frequent caption",
-}
 
 
 def metric_options(task: Task) -> dict:
@@ -117,8 +71,6 @@ class Loaded:
 
 def resolve(benchmark: Benchmark) -> tuple[Task, str]:
     """The benchmark's task and metric profile; unknown names fail before anything runs."""
-    from .metrics import get_metric
-
     task = get_task(benchmark.task)
     family = get_metric(task.metric)
     try:
@@ -300,64 +252,23 @@ def run_peer(runner, loaded: Loaded, batch_size: int) -> dict:
 # ---- Scoring (shared by a live run and --rescore) --------------------------------------------
 
 
-def _histogram(errors: np.ndarray) -> tuple[list[int], int]:
-    counts, _ = np.histogram(errors, bins=TIMESTAMP_HIST_EDGES_MS)
-    return counts.tolist(), int((errors > TIMESTAMP_HIST_EDGES_MS[-1]).sum())
-
-
-def _timestamp_errors(examples: list[Example], preds: list, results: dict) -> dict | None:
-    """Absolute start and end errors (ms) of every matched word, binned, per system."""
-    from .metrics.timestamps import matched_boundaries, timed_words
-
-    counts, overflow = {}, {}
-    for system, scored in results.items():
-        errors = [matched_boundaries(timed_words(REFERENCES["timestamps"](ex), "reference")[0],
-                                     timed_words(p, "prediction")[0]).ravel()
-                  for ex, p in zip(examples, preds[system])]
-        flat = np.concatenate(errors) if errors else np.zeros(0)
-        counts[system], overflow[system] = _histogram(flat)
-    if not any(sum(c) + overflow[s] for s, c in counts.items()):
-        return None  # no word matched: nothing to draw (the metric says why AAS is not computed)
-    return {"edges_ms": TIMESTAMP_HIST_EDGES_MS, "counts": counts, "overflow": overflow}
-
-
-def _by_duration(examples: list[Example], results: dict) -> dict | None:
-    """The primary metric per clip-duration bin, from the same per-example statistics as the CIs."""
-    durations = np.array([ex.duration for ex in examples])  # (N,)
-    edges = np.unique(np.quantile(durations, np.linspace(0, 1, min(DURATION_BINS, len(examples)) + 1)))
-    if len(edges) < 2:
-        edges = np.array([durations.min(), durations.max()])
-    bins = np.clip(np.searchsorted(edges, durations, side="right") - 1, 0, len(edges) - 2)  # (N,)
-    values, metric, unit = {}, None, None
-    for system, result in results.items():
-        if result.primary not in result.bootstrap:
-            continue
-        stats, aggregate = result.bootstrap[result.primary]  # (N, K), corpus statistic
-        per_bin = [aggregate(stats[bins == b]) if (bins == b).any() else math.nan for b in range(len(edges) - 1)]
-        values[system] = [None if math.isnan(v) else float(v) for v in per_bin]
-        metric, unit = result.primary, result.units.get(result.primary)
-    if not values:
-        return None
-    return {"metric": metric, "unit": unit, "edges": edges.tolist(),
-            "counts": [int((bins == b).sum()) for b in range(len(edges) - 1)], "values": values}
-
-
-def chance_baselines(task: Task, family, profile: str, language: str | None, examples: list[Example]) -> list[dict]:
+def chance_baselines(task: Task, family: MetricFamily, profile: str, language: str | None,
+                     examples: list[Example]) -> list[dict]:
     """Chance levels of one benchmark, computed by scoring constant predictors with its metric."""
-    if family.name not in CHANCE:
+    if family.chance is None:  # error rates and BLEU have no useful chance level
         return []
-    refs = [REFERENCES[family.name](ex) for ex in examples]
+    refs = [family.reference(ex) for ex in examples]
     pool = [r for ref in refs for r in (ref if isinstance(ref, list) else [ref])]
     constant = Counter(pool).most_common(1)[0][0]  # ties: the first seen
     options = metric_options(task)
     scored = family([constant] * len(refs), refs, profile=profile, language=language or "en", **options)
     out = []
-    if family.name == "accuracy":
+    if family.uniform_chance:
         labels = options.get("labels") or sorted(set(pool))
         out.append({"name": f"uniform 1/{len(labels)}", "prediction": None,
                     "detail": f"a uniform random guess over {len(labels)} labels",
-                    "values": {"accuracy": 100.0 / len(labels)}})
-    out.append({"name": CHANCE[family.name], "prediction": constant,
+                    "values": {scored.primary: 100.0 / len(labels)}})
+    out.append({"name": family.chance, "prediction": constant,
                 "detail": f"always predicting {constant!r}, the most frequent in this test set's references",
                 "values": {k: v for k, v in scored.to_dict()["values"].items() if v is not None}})
     return out
@@ -365,13 +276,10 @@ def chance_baselines(task: Task, family, profile: str, language: str | None, exa
 
 def score_entry(entry: dict, bootstrap: int = BOOTSTRAP, seed: int = 0) -> dict:
     """Fill a benchmark entry's metrics, chance levels and analysis from its stored predictions."""
-    from .metrics import get_metric
-
     task = get_task(entry["task_spec"])
     family = get_metric(task.metric)
     examples = [Example(**d) for d in entry["examples"]]
-    refs = [REFERENCES[family.name](ex) for ex in examples]
-    pick = PREDICTIONS.get(family.name, lambda p: p.get("text", ""))
+    refs = [family.reference(ex) for ex in examples]
     scored, preds = {}, {}
     for system, res in entry["results"].items():
         if res["status"] != "ok":
@@ -380,7 +288,7 @@ def score_entry(entry: dict, bootstrap: int = BOOTSTRAP, seed: int = 0) -> dict:
         if ids != [ex.id for ex in examples]:
             raise ValueError(f"benchmark {entry['name']!r}, system {system!r}: the predictions' ids do not match "
                              "the examples' ids one to one, in order")
-        preds[system] = [pick(p) for p in res["predictions"]]
+        preds[system] = [family.prediction(p) for p in res["predictions"]]
         try:
             result = family(preds[system], refs, profile=entry["profile"], language=entry["language"] or "en",
                             **metric_options(task))
@@ -392,11 +300,7 @@ def score_entry(entry: dict, bootstrap: int = BOOTSTRAP, seed: int = 0) -> dict:
         res["metric"]["provenance"]["generation"] = res.get("generation") or "not recorded with these predictions"
         scored[system] = result
     entry["chance"] = chance_baselines(task, family, entry["profile"], entry["language"], examples)
-    analysis = {}
-    if family.name == "wer":
-        analysis["by_duration"] = _by_duration(examples, scored)
-    if family.name == "timestamps":
-        analysis["timestamp_errors"] = _timestamp_errors(examples, preds, scored)
+    analysis = {name: analyse(examples, {s: preds[s] for s in scored}, scored) for name, analyse in family.analyses.items()}
     entry["analysis"] = {k: v for k, v in analysis.items() if v}
     return entry
 

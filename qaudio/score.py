@@ -21,14 +21,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .metrics import METRICS, MetricResult, get_metric
+from .metrics import METRICS, MetricFamily, MetricResult, get_metric
 from .metrics.base import display_name, format_value
 from .specs import get_task, registry
 from .task import Task
-
-LANGUAGE_FAMILIES = ("wer", "bleu", "timestamps")  # families whose conventions depend on the language
-MULTI_REFERENCE_FAMILIES = ("caption", "bleu")  # families that accept a list of references
-
 
 @dataclass
 class Record:
@@ -73,8 +69,9 @@ def _timestamp_field(record: dict, side: str, where: str) -> str | list:
     raise ValueError(f"{where}: needs {words_key!r} ([[word, start_s, end_s], ...]) or {side!r} (time-token text)")
 
 
-def read_records(path: str | Path, family: str) -> list[Record]:
-    """Parse and check a predictions file; errors name the line and the field."""
+def read_records(path: str | Path, family: MetricFamily | str) -> list[Record]:
+    """Parse and check a predictions file for ``family``; errors name the line and the field."""
+    family = get_metric(family) if isinstance(family, str) else family
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"predictions file {path} does not exist")
@@ -90,7 +87,7 @@ def read_records(path: str | Path, family: str) -> list[Record]:
                 raise ValueError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
             if not isinstance(record, dict):
                 raise ValueError(f"{where}: expected a JSON object with 'prediction' and 'reference', got {type(record).__name__}")
-            if family == "timestamps":
+            if family.timed_words:
                 prediction = _timestamp_field(record, "prediction", where)
                 reference = _timestamp_field(record, "reference", where)
             else:
@@ -98,7 +95,7 @@ def read_records(path: str | Path, family: str) -> list[Record]:
                 if missing:
                     raise ValueError(f"{where}: missing field(s) {', '.join(missing)}; each line needs 'prediction' and 'reference'")
                 prediction = _field(record, "prediction", where, multi=False)
-                reference = _field(record, "reference", where, multi=family in MULTI_REFERENCE_FAMILIES)
+                reference = _field(record, "reference", where, multi=family.multi_reference)
             language = record.get("text_lang") or (record.get("audio_lang") if record.get("audio_lang") != "unknown" else None)
             if language is not None and not isinstance(language, str):
                 raise ValueError(f"{where}: text_lang/audio_lang must be a language code string, got {language!r}")
@@ -117,7 +114,7 @@ def score_records(records: list[Record], task: Task, profile: str | None = None,
     profile = profile or task.profile
     groups: dict[str, list[Record]] = {}
     for r in records:
-        lang = (r.language or language or "en") if task.metric in LANGUAGE_FAMILIES else (language or "en")
+        lang = (r.language or language or "en") if family.by_language else (language or "en")
         groups.setdefault(lang, []).append(r)
     return {
         lang: family([r.prediction for r in rs], [r.reference for r in rs], profile=profile, language=lang, **options)
@@ -168,7 +165,7 @@ def main(args: argparse.Namespace) -> int:
     family = get_metric(task.metric)  # a user's task file may name a family that does not exist
     if args.bootstrap < 0:
         raise ValueError(f"--bootstrap must be >= 0, got {args.bootstrap}")
-    records = read_records(args.file, task.metric)
+    records = read_records(args.file, family)
     results = score_records(records, task, args.profile, args.language)
     chosen = ("--profile" if args.profile else f"the {task.name} task's default" if task.profile
               else f"the {family.name} family's default")
