@@ -36,13 +36,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, flags
 from .data import Example, ManifestError, read_manifest
 from .degeneration import count_flags
+from .flags import option
 from .metrics import MetricFamily, get_metric
 from .report import FORMAT, MODEL, read_report, render_markdown, write_report
+from .run import GuardOptions, ModelOptions
 from .specs import get_suite, get_task, registry
-from .suite import Benchmark, Peer, Suite, resolve_data_root
+from .config import resolve_data_root
+from .suite import Benchmark, Peer, Suite
 from .task import ClassificationTask, Task
 
 BOOTSTRAP = 1000  # resamples for the 95% intervals
@@ -340,39 +343,55 @@ def _log(progress: bool, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def evaluate(
-    suite: Suite,
-    model: str,
-    data_root: str | Path | None = None,
-    limit: int | None = None,
-    batch_size: int = 16,
-    device: str | None = None,
-    dtype: str | None = None,
-    peers: bool = True,
-    bootstrap: int = BOOTSTRAP,
-    progress: bool = True,
-    suite_source: str | None = None,
-    max_new_tokens: int | None = None,
-    on_degenerate: str = "keep",
-    detect_no_speech: bool = True,
-) -> dict:
+@dataclasses.dataclass
+class EvalConfig(GuardOptions, ModelOptions):
+    """``qaudio eval``'s options; :func:`evaluate` reads the model and run settings from it."""
+
+    model: str | None = option(None, "the model: a directory written by save_pretrained (or a hub id)")
+    suite: str | None = option(None, f"suite name ({', '.join(registry('eval_suites')) or 'none yet'}) or the "
+                               "path of a .py file that sets SUITE")
+    manifest: str | None = option(None, "score a JSONL manifest in qaudio's schema instead of a suite "
+                                  "(one benchmark per task and language pair)")
+    rescore: str | None = option(None, "recompute the metrics and the report from a report.json's predictions; "
+                                 "runs no model", metavar="REPORT_JSON")
+    data_root: str | None = option(None, "folder holding the corpora, each under its conventional name "
+                                   "(default: $QAUDIO_DATA, else ./data)")
+    limit: int | None = option(None, "score at most N examples per benchmark")
+    batch_size: int = option(16, "examples per forward pass (default 16)")
+    peers: bool = option(True, "do not run the suite's peer models")
+    bootstrap: int = option(BOOTSTRAP, f"bootstrap resamples for 95% intervals (default {BOOTSTRAP})")
+    quiet: bool = option(False, "no progress output")
+    out: str = option("", "folder for report.json, report.md and report.html", required=True)
+
+    def __post_init__(self) -> None:
+        ModelOptions.__post_init__(self)
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"--limit must be a positive number of examples, got {self.limit}")
+        if self.bootstrap < 0:
+            raise ValueError(f"--bootstrap must be >= 0, got {self.bootstrap}")
+
+
+def evaluate(suite: Suite, config: EvalConfig, suite_source: str | None = None) -> dict:
     """Run ``model`` (a saved model directory or hub id) over ``suite``; returns the report dict."""
     from .infer import load
     from .training.summary import read_summary
 
-    if batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
-    loaded = [load_benchmark(b, data_root, limit) for b in suite.benchmarks]  # names checked before the model loads
+    cfg, progress, model = config, not config.quiet, config.model
+    if not model:
+        raise ValueError("--model DIR is required (a directory written by save_pretrained, or a hub id)")
+    loaded = [load_benchmark(b, cfg.data_root, cfg.limit) for b in suite.benchmarks]  # names checked before the model loads
     for item in loaded:
         if item.reason:
             _log(progress, f"qaudio eval: {item.benchmark.name}: skipped: {item.reason.splitlines()[0]}")
-    audio_model = load(model, device=device, dtype=dtype)
-    audio_model.max_new_tokens = max_new_tokens  # None: the cap by kind of answer (qaudio.infer)
-    audio_model.on_degenerate, audio_model.detect_no_speech = on_degenerate, detect_no_speech
+    audio_model = load(model, device=cfg.device, dtype=cfg.dtype)
+    audio_model.max_new_tokens = cfg.max_new_tokens  # None: the cap by kind of answer (qaudio.infer)
+    audio_model.on_degenerate, audio_model.detect_no_speech = cfg.on_degenerate, cfg.speech_check
     device = str(audio_model.device)
     systems = [{"name": MODEL, "kind": "model", "path": str(model)}]
     systems += [{"name": p.name, "kind": "peer", "runner": p.runner, "source": p.source, "tasks": list(p.tasks),
-                 "note": p.note} for p in suite.peers] if peers else []
+                 "note": p.note} for p in suite.peers] if cfg.peers else []
     runners: dict[str, Any] = {}
     benchmarks = []
     for k, item in enumerate(loaded, 1):
@@ -381,8 +400,8 @@ def evaluate(
         if item.reason:
             continue
         _log(progress, f"qaudio eval: [{k}/{len(loaded)}] {item.benchmark.name}: {len(item.examples)} examples")
-        entry["results"][MODEL] = run_model(audio_model, item, batch_size, progress)
-        for peer in suite.peers if peers else ():
+        entry["results"][MODEL] = run_model(audio_model, item, cfg.batch_size, progress)
+        for peer in suite.peers if cfg.peers else ():
             if not peer_applies(peer, item):
                 continue
             try:
@@ -390,10 +409,10 @@ def evaluate(
                     from .peers import load_peer
 
                     runners[peer.name] = load_peer(peer.runner, peer.source, device)
-                entry["results"][peer.name] = run_peer(runners[peer.name], item, batch_size)
+                entry["results"][peer.name] = run_peer(runners[peer.name], item, cfg.batch_size)
             except (ImportError, FileNotFoundError, ValueError) as e:  # e.g. the weights package is not installed
                 entry["results"][peer.name] = {"status": "skipped", "reason": f"peer could not run: {e}"}
-        score_entry(entry, bootstrap)
+        score_entry(entry, cfg.bootstrap)
         metric = entry["results"][MODEL].get("metric")
         if metric:
             _log(progress, f"qaudio eval: {item.benchmark.name}: {metric['primary']} = {metric['values'].get(metric['primary'])}")
@@ -404,12 +423,13 @@ def evaluate(
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "qaudio_version": __version__,
         "suite": {"name": suite.name, "description": suite.description, "source": suite_source or suite.name},
-        "model": {"path": str(model), "device": device, "dtype": dtype or "float32",
+        "model": {"path": str(model), "device": device, "dtype": cfg.dtype or "float32",
                   "parameters": sum(p.numel() for p in audio_model.model.parameters()),
                   "config": config.to_dict()},
-        "settings": {"batch_size": batch_size, "limit": limit, "bootstrap": bootstrap, "max_new_tokens": max_new_tokens,
-                     "on_degenerate": on_degenerate, "detect_no_speech": detect_no_speech,
-                     "data_root": str(resolve_data_root(data_root).absolute()), "peers": peers},
+        "settings": {"batch_size": cfg.batch_size, "limit": cfg.limit, "bootstrap": cfg.bootstrap,
+                     "max_new_tokens": cfg.max_new_tokens, "on_degenerate": cfg.on_degenerate,
+                     "detect_no_speech": cfg.speech_check, "data_root": str(resolve_data_root(cfg.data_root).absolute()),
+                     "peers": cfg.peers},
         "environment": _environment(device),
         "training": training,
         "systems": systems,
@@ -436,63 +456,34 @@ def rescore(report: dict, bootstrap: int = BOOTSTRAP) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .infer import add_guard_arguments
-
-    names = ", ".join(registry("eval_suites")) or "none yet"
-    parser.add_argument("--model", help="the model: a directory written by save_pretrained (or a hub id)")
-    parser.add_argument("--suite", help=f"suite name ({names}) or the path of a .py file that sets SUITE")
-    parser.add_argument("--manifest", help="score a JSONL manifest in qaudio's schema instead of a suite "
-                                           "(one benchmark per task and language pair)")
-    parser.add_argument("--rescore", metavar="REPORT_JSON",
-                        help="recompute the metrics and the report from a report.json's predictions; runs no model")
-    parser.add_argument("--data-root", default=None,
-                        help="folder holding the corpora, each under its conventional name (default: $QAUDIO_DATA, else ./data)")
-    parser.add_argument("--limit", type=int, default=None, help="score at most N examples per benchmark")
-    parser.add_argument("--batch-size", type=int, default=16, help="examples per forward pass (default 16)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    parser.add_argument("--dtype", default=None, help="float32 (default: batched equals one-by-one), bfloat16, float16")
-    parser.add_argument("--max-new-tokens", type=int, default=None, help="generation cap (default: by task)")
-    parser.add_argument("--no-peers", action="store_true", help="do not run the suite's peer models")
-    parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP, help=f"bootstrap resamples for 95%% intervals (default {BOOTSTRAP})")
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
-    add_guard_arguments(parser)
-    parser.add_argument("--out", required=True, help="folder for report.json, report.md and report.html")
+    flags.add_arguments(parser, EvalConfig)
 
 
-def _check_args(args: argparse.Namespace) -> None:
-    chosen = [flag for flag, value in (("--suite", args.suite), ("--manifest", args.manifest), ("--rescore", args.rescore)) if value]
+def _check_args(cfg: EvalConfig) -> None:
+    chosen = [flag for flag, value in (("--suite", cfg.suite), ("--manifest", cfg.manifest), ("--rescore", cfg.rescore)) if value]
     if len(chosen) != 1:
         raise ValueError("give exactly one of --suite NAME|FILE, --manifest FILE or --rescore REPORT_JSON"
                          + (f" (got {', '.join(chosen)})" if chosen else ""))
-    if args.rescore and args.model:
+    if cfg.rescore and cfg.model:
         raise ValueError("--rescore recomputes metrics from stored predictions and runs no model; drop --model")
-    if not args.rescore and not args.model:
+    if not cfg.rescore and not cfg.model:
         raise ValueError("--model DIR is required (a directory written by save_pretrained, or a hub id)")
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be a positive number of examples, got {args.limit}")
-    if args.bootstrap < 0:
-        raise ValueError(f"--bootstrap must be >= 0, got {args.bootstrap}")
-    if args.max_new_tokens is not None and args.max_new_tokens < 1:
-        raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
 
 
 def main(args: argparse.Namespace) -> int:
-    _check_args(args)
-    if args.rescore:
-        report = rescore(read_report(args.rescore), args.bootstrap)
+    cfg = flags.from_args(EvalConfig, args)
+    _check_args(cfg)
+    if cfg.rescore:
+        report = rescore(read_report(cfg.rescore), cfg.bootstrap)
     else:
-        if args.manifest:
-            suite, source = manifest_suite(args.manifest), str(Path(args.manifest).resolve())
+        if cfg.manifest:
+            suite, source = manifest_suite(cfg.manifest), str(Path(cfg.manifest).resolve())
         else:
-            suite, source = get_suite(args.suite), args.suite
+            suite, source = get_suite(cfg.suite), cfg.suite
             if not isinstance(suite, Suite):
-                raise ValueError(f"{args.suite}: SUITE must be a qaudio.suite.Suite, got {type(suite).__name__}")
-        report = evaluate(suite, args.model, data_root=args.data_root, limit=args.limit, batch_size=args.batch_size,
-                          device=args.device, dtype=args.dtype, peers=not args.no_peers, bootstrap=args.bootstrap,
-                          progress=not args.quiet, suite_source=source,
-                          max_new_tokens=args.max_new_tokens, on_degenerate=args.on_degenerate,
-                          detect_no_speech=args.no_speech_check)
-    paths = write_report(report, args.out)
+                raise ValueError(f"{cfg.suite}: SUITE must be a qaudio.suite.Suite, got {type(suite).__name__}")
+        report = evaluate(suite, cfg, suite_source=source)
+    paths = write_report(report, cfg.out)
     print(render_markdown(report))
     print(f"report: {paths['html'].resolve()}")
     return 0

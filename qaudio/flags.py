@@ -4,9 +4,11 @@ Every field of a config dataclass becomes one flag: ``max_new_tokens`` -> ``--ma
 typed from its annotation (``int``, ``float``, ``str``, ``bool``, ``X | None``, ``Literal``,
 ``list[str]`` for a list of positionals). The help text is the field's ``help`` metadata, else
 the one-line comment after the field in its source (``port: int = 8000  # where to listen``).
-A bool field becomes ``--name`` / ``--no-name`` (and ``--name false``, as YAML writes it).
-A field whose type is itself a config dataclass contributes its own fields' flags, unprefixed,
-and is rebuilt from them (:func:`from_args`).
+A bool field becomes ``--name`` / ``--no-name``: as switches (the help lists the one that changes
+the default, so a bool that defaults to True documents ``--no-name``), or, for configs that are
+also YAML files (TrainConfig), as ``--name [BOOL]`` that also takes ``--name false``.
+Options shared by several commands live in a small dataclass that each command's config
+inherits from (``RunConfig(GuardOptions, ...)``).
 
 Torch-free: ``qaudio train --help`` stays instant.
 """
@@ -30,15 +32,17 @@ SCALARS = {"int": int, "float": float, "str": str, "bool": bool}
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, choices: tuple | None = None,
-           metavar: str | None = None, group: str = "", positional: bool = False,
+           metavar: str | None = None, group: str = "", positional: bool = False, required: bool = False,
            default_factory: Any = dataclasses.MISSING, flag: bool = True) -> Any:
     """A config field whose flag details travel as metadata.
 
     ``positional``: an argument without ``--`` (a ``list[str]`` field takes one or more);
+    ``required``: the command line must give the flag (the default serves Python callers);
+    a bool that defaults to True: ``help`` says what ``--no-NAME`` does (the switch listed);
     ``flag=False``: a field the command line does not set.
     """
     metadata = {"help": help, "choices": choices, "metavar": metavar, "group": group, "positional": positional,
-                "flag": flag}
+                "required": required, "flag": flag}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -89,7 +93,7 @@ def _hints(cls: type) -> dict[str, Any]:
 
 @dataclasses.dataclass(frozen=True)
 class _Kind:
-    type: Any  # int, float, str, bool, or a config dataclass (nested)
+    type: Any  # int, float, str or bool
     choices: tuple | None = None  # from a Literal
     many: bool = False  # list[...]: nargs "+"
 
@@ -139,19 +143,17 @@ def _default(f: dataclasses.Field) -> Any:
 
 def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, *,
                   given_only: bool = False, groups: dict[str, Any] | None = None,
-                  show_default: bool = False) -> None:
-    """One flag per field of the config dataclass ``cls`` (nested config dataclasses flattened).
+                  show_default: bool = False, bool_values: bool = False) -> None:
+    """One flag per field of the config dataclass ``cls``.
 
     ``given_only``: flags the user did not type are absent from the namespace (so a YAML file's
     values are overridden only by typed flags); else each flag defaults to its field's default.
     ``groups``: a field's ``group`` metadata -> the argument group its flag is listed under.
     ``show_default``: append "(default: X)" to the help.
+    ``bool_values``: bools as ``--name [BOOL]`` (else switches; ``--no-name`` works either way).
     """
     comments = source_comments(cls)
     for f, kind in _fields(cls):
-        if dataclasses.is_dataclass(kind.type):
-            add_arguments(parser, kind.type, given_only=given_only, groups=groups, show_default=show_default)
-            continue
         meta = f.metadata
         target = (groups or {}).get(meta.get("group", ""), parser)
         help_text = meta.get("help") or comments.get(f.name) or None
@@ -165,6 +167,13 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls
         if meta.get("positional"):
             target.add_argument(f.name, nargs="+" if kind.many else None, metavar=meta.get("metavar"), help=help_text,
                                 type=kind.type, choices=choices)
+        elif kind.type is bool and not bool_values:
+            on, off = f"--{flag_name(f.name)}", f"--no-{flag_name(f.name)}"
+            shown = off if default else on  # the switch that changes something is the one documented
+            target.add_argument(on, dest=f.name, action="store_true", default=value,
+                                help=help_text if shown == on else argparse.SUPPRESS)
+            target.add_argument(off, dest=f.name, action="store_false", default=value,
+                                help=help_text if shown == off else argparse.SUPPRESS)
         elif kind.type is bool:
             # --strict / --no-strict, and --strict false for YAML-like use
             target.add_argument(f"--{flag_name(f.name)}", dest=f.name, nargs="?", const=True, type=parse_bool,
@@ -174,17 +183,15 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls
         else:
             target.add_argument(f"--{flag_name(f.name)}", dest=f.name, type=kind.type, choices=choices,
                                 nargs="+" if kind.many else None, default=value, metavar=meta.get("metavar"),
-                                help=help_text)
+                                required=meta.get("required", False), help=help_text)
 
 
 def values_from_args(cls: type, args: argparse.Namespace) -> dict[str, Any]:
-    """The namespace's values of ``cls``'s flags (nested config dataclasses built), by field name."""
+    """The namespace's values of ``cls``'s flags, by field name (flags not in the namespace left out)."""
     values: dict[str, Any] = {}
     given = vars(args)
     for f, kind in _fields(cls):
-        if dataclasses.is_dataclass(kind.type):
-            values[f.name] = kind.type(**values_from_args(kind.type, args))
-        elif f.name in given:
+        if f.name in given:
             value = given[f.name]
             values[f.name] = list(value) if kind.many and value is not None else value
     return values

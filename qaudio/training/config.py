@@ -267,7 +267,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved configuration as YAML and exit")
     groups = {name: parser.add_argument_group(title) for name, title in GROUP_TITLES.items()}
-    flags.add_arguments(parser, TrainConfig, given_only=True, groups=groups, show_default=True)
+    flags.add_arguments(parser, TrainConfig, given_only=True, groups=groups, show_default=True, bool_values=True)
 
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
