@@ -373,12 +373,12 @@ class EvalConfig(GuardOptions, ModelOptions):
             raise ValueError(f"--bootstrap must be >= 0, got {self.bootstrap}")
 
 
-def evaluate(suite: Suite, config: EvalConfig, suite_source: str | None = None) -> dict:
-    """Run ``model`` (a saved model directory or hub id) over ``suite``; returns the report dict."""
+def evaluate(suite: Suite, cfg: EvalConfig, suite_source: str | None = None) -> dict:
+    """Run ``cfg.model`` (a saved model directory or hub id) over ``suite``; returns the report dict."""
     from .infer import load
     from .training.summary import read_summary
 
-    cfg, progress, model = config, not config.quiet, config.model
+    model, progress = cfg.model, not cfg.quiet
     if not model:
         raise ValueError("--model DIR is required (a directory written by save_pretrained, or a hub id)")
     loaded = [load_benchmark(b, cfg.data_root, cfg.limit) for b in suite.benchmarks]  # names checked before the model loads
@@ -416,7 +416,7 @@ def evaluate(suite: Suite, config: EvalConfig, suite_source: str | None = None) 
         metric = entry["results"][MODEL].get("metric")
         if metric:
             _log(progress, f"qaudio eval: {item.benchmark.name}: {metric['primary']} = {metric['values'].get(metric['primary'])}")
-    config = audio_model.model.config
+    model_config = audio_model.model.config
     training = read_summary(model) if Path(model).is_dir() else None  # how much training the model had
     return {
         "format": FORMAT,
@@ -425,7 +425,7 @@ def evaluate(suite: Suite, config: EvalConfig, suite_source: str | None = None) 
         "suite": {"name": suite.name, "description": suite.description, "source": suite_source or suite.name},
         "model": {"path": str(model), "device": device, "dtype": cfg.dtype or "float32",
                   "parameters": sum(p.numel() for p in audio_model.model.parameters()),
-                  "config": config.to_dict()},
+                  "config": model_config.to_dict()},
         "settings": {"batch_size": cfg.batch_size, "limit": cfg.limit, "bootstrap": cfg.bootstrap,
                      "max_new_tokens": cfg.max_new_tokens, "on_degenerate": cfg.on_degenerate,
                      "detect_no_speech": cfg.speech_check, "data_root": str(resolve_data_root(cfg.data_root).absolute()),

@@ -68,7 +68,7 @@ def test_run_flags_are_unchanged_and_fill_run_config():
 
 
 def test_serve_and_eval_flags_default_to_their_configs():
-    from qaudio import serve
+    from qaudio import realtime, serve
     from qaudio.evaluate import EvalConfig, add_arguments as add_eval_arguments
 
     parser = argparse.ArgumentParser()
@@ -76,6 +76,7 @@ def test_serve_and_eval_flags_default_to_their_configs():
     args = parser.parse_args(["m", "--max-batch", "4", "--batch-window-ms", "2.5"])
     assert flags.from_args(serve.ServeConfig, args) == serve.ServeConfig(max_batch=4, batch_window_ms=2.5)
     assert flags.from_args(serve.ServeConfig, parser.parse_args(["m"])) == serve.ServeConfig()
+    assert realtime.config_from_args(parser.parse_args(["m", "--max-sessions", "2"])) == realtime.RealtimeConfig(max_sessions=2)
     parser = argparse.ArgumentParser()
     add_eval_arguments(parser)
     cfg = flags.from_args(EvalConfig, parser.parse_args(["--model", "m", "--suite", "s", "--no-peers", "--quiet",
