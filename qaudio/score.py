@@ -21,6 +21,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import flags
+from .flags import option
 from .metrics import METRICS, MetricFamily, MetricResult, get_metric
 from .metrics.base import display_name, format_value
 from .specs import get_task, registry
@@ -34,17 +36,30 @@ class Record:
     prompt: str | None = None  # the prompt the predictions answered, when the file records it
 
 
+_PROFILES = "; ".join(f"{name}: {', '.join(f.profiles)}" for name, f in METRICS.items())
+
+
+@dataclass
+class ScoreConfig:
+    """``qaudio score``'s options."""
+
+    file: str = option("", "JSONL file: one {\"prediction\": ..., \"reference\": ...} object per line", positional=True)
+    task: str = option("", f"task whose metric scores the file: {', '.join(registry('tasks'))}, or a task .py file",
+                       required=True)
+    profile: str | None = option(None, "metric profile (default: the task's, an anchor's convention, named in the "
+                                 f"output). {_PROFILES}")
+    language: str | None = option(None, "language for records without text_lang/audio_lang (default: en)")
+    json: bool = option(False, "print the metrics as one JSON object")
+    bootstrap: int = option(1000, "bootstrap resamples for 95% intervals (0: none)")
+    seed: int = option(0, "bootstrap seed")
+
+    def __post_init__(self) -> None:
+        if self.bootstrap < 0:
+            raise ValueError(f"--bootstrap must be >= 0, got {self.bootstrap}")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", help="JSONL file: one {\"prediction\": ..., \"reference\": ...} object per line")
-    parser.add_argument("--task", required=True,
-                        help=f"task whose metric scores the file: {', '.join(registry('tasks'))}, or a task .py file")
-    profiles = "; ".join(f"{name}: {', '.join(f.profiles)}" for name, f in METRICS.items())
-    parser.add_argument("--profile", default=None,
-                        help=f"metric profile (default: the task's, an anchor's convention, named in the output). {profiles}")
-    parser.add_argument("--language", default=None, help="language for records without text_lang/audio_lang (default: en)")
-    parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% intervals (0: none)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    flags.add_arguments(parser, ScoreConfig)
 
 
 def _field(record: dict, name: str, where: str, multi: bool) -> str | list:
@@ -161,10 +176,9 @@ def _generation(path: str | Path, prompts: list[str]) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
+    args = flags.from_args(ScoreConfig, args)
     task = get_task(args.task)
     family = get_metric(task.metric)  # a user's task file may name a family that does not exist
-    if args.bootstrap < 0:
-        raise ValueError(f"--bootstrap must be >= 0, got {args.bootstrap}")
     records = read_records(args.file, family)
     results = score_records(records, task, args.profile, args.language)
     chosen = ("--profile" if args.profile else f"the {task.name} task's default" if task.profile
