@@ -54,13 +54,15 @@ import numpy as np
 import torch
 
 from qaudio.audio import SAMPLE_RATE
+from qaudio.dtypes import torch_dtype
 from qaudio.config import SCRATCH, TINY_RANDOM, ModelConfig, TrainableConfig, resolve_model_config
+from qaudio.hardware import usable_cores
 from qaudio.specs import get_task
 from qaudio.tags import AUDIO_BOS, AUDIO_EOS, AUDIO_PLACEHOLDER, PROMPT_STYLES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IGNORE_INDEX = -100  # labels outside the loss, on both sides
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DTYPES = {name: torch_dtype(name) for name in ("fp32", "bf16")}  # the dtypes the benchmarks measure
 DEVICES = ("cpu", "cuda")
 
 
@@ -375,7 +377,7 @@ def cpu_model() -> str:
 
 
 def cpu_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return usable_cores()
 
 
 def machine_info(device: torch.device) -> dict:

@@ -20,7 +20,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .audio import SAMPLE_RATE, load_audio
-from .infer import CLI_TASKS, DTYPES, AudioModel, Query, load, query_from_args
+from .dtypes import canonical_dtype
+from .infer import AudioModel, Query, load
+from .run import CLI_TASKS, QueryOptions, query_from_args
 
 REFERENCE = (1, "float32")  # (batch size, dtype) every other setting is compared against
 SENTENCES = (  # lengths from one to five seconds, so batches pad
@@ -119,9 +121,7 @@ def main(args: argparse.Namespace, loader: Callable[..., AudioModel] = load) -> 
     batch_sizes = _int_list(args.batch_sizes)
     dtypes = []
     for name in (x.strip() for x in args.dtype.split(",") if x.strip()):
-        if name not in DTYPES:
-            raise ValueError(f"unknown dtype {name!r}; valid choices: {', '.join(DTYPES)}")
-        dtypes.append(DTYPES[name])
+        dtypes.append(canonical_dtype(name))
     if REFERENCE[1] not in dtypes:
         dtypes.insert(0, REFERENCE[1])  # the reference is always run
     if args.files:
@@ -132,9 +132,7 @@ def main(args: argparse.Namespace, loader: Callable[..., AudioModel] = load) -> 
     for dtype in dict.fromkeys(dtypes):
         models[dtype] = loader(args.model, device=args.device, dtype=dtype)
         models[dtype].max_new_tokens = args.max_new_tokens
-    ns = argparse.Namespace(prompt=None, task=args.task, lang=args.lang, to=None, timestamps=False, question=None,
-                            caption_style="clotho", labels=None)
-    query = query_from_args(ns, models[REFERENCE[1]].style)
+    query = query_from_args(QueryOptions(task=args.task, lang=args.lang), models[REFERENCE[1]].style)
     answers, diffs = compare(models, clips, query, batch_sizes)
     print(render(answers, diffs, len(clips)))
     return 1 if diffs else 0

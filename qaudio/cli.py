@@ -22,7 +22,7 @@ COMMANDS = {
     "train": ("qaudio.train", "train a model (same as `accelerate launch -m qaudio.train`)"),
     "eval": ("qaudio.evaluate", "run an evaluation suite and write a multi-benchmark report"),
     "score": ("qaudio.score", "score a JSONL of predictions and references with qaudio's metrics"),
-    "run": ("qaudio.infer", "run a model on audio files"),
+    "run": ("qaudio.run", "run a model on audio files"),
     "serve": ("qaudio.serve", "serve a model over HTTP (OpenAI-compatible audio routes)"),
     "doctor": ("qaudio.doctor", "check the environment (versions, GPU/bf16, Java, espeak, weights, disk) with fixes"),
     "check": ("qaudio.check", "run the same clips at several batch sizes and dtypes and report any answer that changes"),

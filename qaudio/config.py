@@ -27,6 +27,7 @@ per field, validated on construction); the presets' sizes come from the released
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -312,3 +313,17 @@ def with_overrides(config: ModelConfig, **sections: dict) -> ModelConfig:
         _reject_unknown(name, values, {f.name for f in fields(_SECTIONS[name])})
         changed[name] = replace(getattr(config, name), **values)
     return replace(config, **changed)
+
+
+# ---- Where corpora live ------------------------------------------------------------------------
+
+DATA_ENV = "QAUDIO_DATA"  # environment variable naming the data root
+DEFAULT_DATA_ROOT = "data"  # the data root when neither --data-root nor $QAUDIO_DATA is set (relative to the cwd)
+
+
+def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
+    """The folder holding the corpora: ``data_root`` if given, else ``$QAUDIO_DATA``, else ``./data``.
+
+    Training's default corpus folders (``ROOT/NAME``), evaluation suites and the demo all ask here.
+    """
+    return Path(os.path.expanduser(str(data_root or os.environ.get(DATA_ENV) or DEFAULT_DATA_ROOT)))

@@ -1,4 +1,4 @@
-"""Inference: load a trained model, ask it about audio, and the ``qaudio run`` command.
+"""Inference: load a trained model and ask it about audio (the ``qaudio run`` command is :mod:`qaudio.run`).
 
 ``qaudio.load(DIR)`` returns an :class:`AudioModel` whose methods build the tagged prompt for
 the user (Qwen-Audio, arXiv:2311.07919, section 2.2): ``transcribe``, ``translate``,
@@ -28,10 +28,7 @@ in bf16/fp16 greedy decoding may differ on near-ties.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import sys
 import time
 import warnings
 from collections import Counter
@@ -44,8 +41,16 @@ from . import degeneration, vad
 from .audio import Audio, AudioError, load_audio
 from .chunking import Segment, Window, join_texts, shift_words, split_windows
 from .data import Example
-from .specs import get_task, registry
-from .tags import LANGUAGES, TIMESTAMPS, TRANSCRIPTION_TAGS, UNKNOWN_LANGUAGE, parse_timestamped, strip_tags
+from .dtypes import DTYPE_NAMES, torch_dtype
+from .specs import get_task
+from .tags import (
+    LANGUAGES,
+    TIMESTAMPS,
+    TRANSCRIPTION_TAGS,
+    UNKNOWN_LANGUAGE,
+    parse_timestamped,
+    strip_tags,
+)
 from .task import ClassificationTask, Prediction, Task
 
 # classify(task=...) accepts these friendly names as well as task names.
@@ -55,8 +60,7 @@ CAPTION_STYLES = {"clotho": "caption_clotho", "audiocaps": "caption_audiocaps", 
 # Generation caps by the kind of answer; a 30-s window holds about 90 spoken words, and a
 # timestamped word costs two extra time tokens.
 MAX_NEW_TOKENS = {"timestamps": 512, "transcript": 256, "analysis": 128}
-DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
-          "float16": "float16", "fp16": "float16"}
+DTYPES = DTYPE_NAMES  # --dtype names (qaudio.dtypes)
 DEFAULT_BATCH_SIZE = 16  # windows per forward pass
 
 
@@ -549,104 +553,7 @@ def load(model: str, device: str | None = None, dtype: str | None = None) -> Aud
 
     from .model import AudioLM
 
-    if dtype is not None and dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; valid choices: {', '.join(DTYPES)}")
+    dtype = torch_dtype(dtype or "float32")  # an unknown name raises before anything loads
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    lm = AudioLM.from_pretrained(str(model), device=device, dtype=getattr(torch, DTYPES[dtype or "float32"]))
+    lm = AudioLM.from_pretrained(str(model), device=device, dtype=dtype)
     return AudioModel(lm, name=str(model))
-
-
-# ---- qaudio run ------------------------------------------------------------------------------
-
-CLI_TASKS = ("asr", "s2tt", "aac", "aqa", "ser", "asc", "vsc", "mna", "srwt")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="a saved model directory (or hub id)")
-    parser.add_argument("files", nargs="+", metavar="FILE", help="audio files (wav, flac, ogg, mp3, ...)")
-    parser.add_argument("--task", default="asr", help=f"{', '.join(CLI_TASKS)}, or a task .py file (default: asr)")
-    parser.add_argument("--lang", default=None, help="spoken language (default: en; the model does not detect it)")
-    parser.add_argument("--to", default=None, help="output language, for translation (s2tt)")
-    parser.add_argument("--timestamps", action="store_true", help="word timestamps (asr)")
-    parser.add_argument("--question", default=None, help="the question (aqa)")
-    parser.add_argument("--caption-style", default="clotho", choices=tuple(CAPTION_STYLES), help="caption style (aac)")
-    parser.add_argument("--labels", default=None, help="comma-separated label set to choose from (classification)")
-    parser.add_argument("--prompt", default=None, help="a raw tagged prompt instead of --task")
-    parser.add_argument("--json", action="store_true", help="print one JSON object per file")
-    parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
-    parser.add_argument("--max-new-tokens", type=int, default=None, help="generation cap (default: by task)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    parser.add_argument("--dtype", default=None, choices=tuple(DTYPES), help="weights dtype (default: float32)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--vad", action="store_true", help="cut each file at the pauses a voice-activity detector "
-                        "hears and answer each utterance with its times (needs silero-vad)")
-    parser.add_argument("--stream", action="store_true", help="transcribe as a live stream: partial transcripts "
-                        "while an utterance lasts, a final one with word times at its end")
-    parser.add_argument("--realtime", action="store_true", help="with --stream: feed the file at recording pace")
-    add_guard_arguments(parser)
-
-
-def add_guard_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by ``qaudio run`` and ``qaudio eval``: what to do with degenerate answers."""
-    parser.add_argument("--on-degenerate", default="keep", choices=degeneration.ON_DEGENERATE,
-                        help="keep: flag degenerate answers (loops, echoes, cut-offs); retry: decode them again with "
-                             "a repetition penalty and no repeated 4-grams, flagged 'retried' (default: keep)")
-    parser.add_argument("--no-speech-check", dest="no_speech_check", action="store_false",
-                        help="transcribe clips even when the voice-activity detector finds no speech in them "
-                             "(silent clips are still answered empty)")
-
-
-def query_from_args(args: argparse.Namespace, style: str) -> Query:
-    """The one mapping from command-line (and server form) fields to a Query."""
-    if args.prompt:
-        return raw_query(args.prompt)
-    task = get_task(CLASSIFY_TASKS.get(args.task, args.task))
-    labels = [x.strip() for x in args.labels.split(",")] if args.labels else None
-    if labels is None and isinstance(task, ClassificationTask):
-        labels = task.labels or None
-    return make_query(task, lang=args.lang, to=args.to, timestamps=args.timestamps, question=args.question,
-                      instruction=CAPTION_STYLES[args.caption_style] if task.tag_path.task == "caption" else None,
-                      labels=labels, style=style)
-
-
-def _print_result(path: str, result: Result, as_json: bool, many: bool) -> None:
-    if as_json:
-        print(json.dumps({"file": path, **result.to_dict()}, ensure_ascii=False), flush=True)
-        return
-    if not result.ok:
-        print(f"qaudio run: {result.error}", file=sys.stderr)
-        return
-    print(f"{path}: {result.text}" if many else result.text, flush=True)
-    if result.flags:
-        meaning = "; ".join(f"{f}: {degeneration.FLAGS[f]}" for f in result.flags)
-        print(f"qaudio run: {path}: flagged {meaning}", file=sys.stderr)
-    for w in result.words or []:
-        print(f"  {w.start:8.2f} {w.end:8.2f}  {w.word}")
-
-
-def main(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.task not in CLI_TASKS and args.task not in CLASSIFY_TASKS and args.task not in registry("tasks") \
-            and not args.task.endswith(".py"):
-        raise ValueError(f"unknown task {args.task!r}; valid choices: {', '.join(CLI_TASKS)}, or a task .py file")
-    model = load(args.model, device=args.device, dtype=args.dtype)
-    model.max_new_tokens = args.max_new_tokens
-    model.on_degenerate, model.detect_no_speech = args.on_degenerate, args.no_speech_check
-    query = query_from_args(args, model.style)
-    if args.vad or args.stream:
-        from .realtime import run_cli
-
-        return run_cli(model, args, query)
-    many = len(args.files) > 1
-    failed = 0
-    with tqdm(total=len(args.files), disable=args.no_progress or not many, unit="file") as bar:
-        for k in range(0, len(args.files), args.batch_size):
-            paths = args.files[k : k + args.batch_size]
-            for path, result in zip(paths, model.run(paths, query, batch_size=args.batch_size)):
-                failed += not result.ok
-                _print_result(path, result, args.json, many)
-            bar.update(len(paths))
-    return 1 if failed else 0

@@ -46,10 +46,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import flags
 from .audio import Audio, AudioError, load_audio
 from .chunking import Segment
 from .degeneration import compression_ratio
-from .infer import CAPTION_STYLES, CLASSIFY_TASKS, AudioModel, Query, Result, load, make_query, query_from_args
+from .flags import option
+from .infer import (
+    CAPTION_STYLES,
+    CLASSIFY_TASKS,
+    AudioModel,
+    Query,
+    Result,
+    load,
+    make_query,
+)
+from .run import ModelOptions, QueryOptions, query_from_args
 from .specs import registry
 from .tags import LANGUAGES
 
@@ -65,15 +76,18 @@ MAX_CUE_CHARS = 42  # and holds at most this many characters (a common subtitle 
 
 @dataclass
 class ServeConfig:
-    host: str = "127.0.0.1"  # loopback by default: exposing the server is an explicit choice
-    port: int = 8000
-    api_key: str | None = None  # when set, every route but /health needs "Authorization: Bearer KEY"
+    """The server's settings; ``qaudio serve``'s flags are made from these fields (:mod:`qaudio.flags`)."""
+
+    host: str = "127.0.0.1"  # address to bind (default: loopback only: exposing the server is an explicit choice)
+    port: int = 8000  # TCP port to listen on
+    api_key: str | None = None  # require 'Authorization: Bearer KEY' on every route but /health (default: $QAUDIO_API_KEY)
     max_batch: int = 16  # requests per model batch
     batch_window_ms: float = 10.0  # how long the collector waits for more requests after the first
-    max_upload_mb: float = 25.0  # largest accepted request body (OpenAI's limit)
-    max_duration_s: float = 600.0  # longest accepted audio; longer than 30 s is split into windows
-    max_queue: int = 512  # requests waiting beyond this are answered 503
-    realtime: "RealtimeConfig | None" = None  # WS /v1/realtime limits (None: RealtimeConfig's defaults)
+    max_upload_mb: float = 25.0  # largest request body, 413 beyond (OpenAI's limit)
+    max_duration_s: float = 600.0  # longest audio, 400 beyond; longer than 30 s is split into windows
+    max_queue: int = 512  # waiting requests beyond this are answered 503
+    # WS /v1/realtime limits (None: RealtimeConfig's defaults); their flags are qaudio.realtime's
+    realtime: "RealtimeConfig | None" = option(None, flag=False)
 
     def __post_init__(self) -> None:
         for name in ("max_batch", "max_queue"):
@@ -412,7 +426,7 @@ def create_app(model: AudioModel, config: ServeConfig | None = None):
     @app.post("/v1/generate")
     async def generate(request: Request):
         fields, data, name = await read_form(request)
-        args = argparse.Namespace(
+        args = QueryOptions(
             prompt=fields.get("prompt") or None, task=fields.get("task") or "asr", lang=fields.get("lang") or None,
             to=fields.get("to") or None, timestamps=fields.get("timestamps", "").lower() in ("1", "true", "yes"),
             question=fields.get("question") or None, caption_style=fields.get("caption_style") or "clotho",
@@ -511,22 +525,11 @@ class BackgroundServer:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    d = ServeConfig()
-    parser.add_argument("model", help="a saved model directory (or hub id)")
-    parser.add_argument("--host", default=d.host, help="address to bind (default: loopback only)")
-    parser.add_argument("--port", type=int, default=d.port)
-    parser.add_argument("--api-key", default=None,
-                        help="require 'Authorization: Bearer KEY' on every route but /health (default: $QAUDIO_API_KEY)")
-    parser.add_argument("--max-batch", type=int, default=d.max_batch, help="requests per model batch")
-    parser.add_argument("--batch-window-ms", type=float, default=d.batch_window_ms, help="wait for more requests this long")
-    parser.add_argument("--max-upload-mb", type=float, default=d.max_upload_mb, help="largest request body (413 beyond)")
-    parser.add_argument("--max-duration-s", type=float, default=d.max_duration_s, help="longest audio (400 beyond)")
-    parser.add_argument("--max-queue", type=int, default=d.max_queue, help="waiting requests before 503")
-    parser.add_argument("--max-new-tokens", type=int, default=None, help="generation cap (default: by task)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
-    parser.add_argument("--dtype", default=None, help="float32 (default), bfloat16 or float16")
     from .realtime import add_arguments as add_realtime_arguments
 
+    parser.add_argument("model", help="a saved model directory (or hub id)")
+    flags.add_arguments(parser, ServeConfig)
+    flags.add_arguments(parser, ModelOptions)
     add_realtime_arguments(parser)
 
 
@@ -538,15 +541,13 @@ def main(args: argparse.Namespace) -> int:
     from .realtime import config_from_args as realtime_config_from_args
 
     api_key = args.api_key or os.environ.get("QAUDIO_API_KEY") or None
-    config = ServeConfig(host=args.host, port=args.port, api_key=api_key, max_batch=args.max_batch,
-                         batch_window_ms=args.batch_window_ms, max_upload_mb=args.max_upload_mb,
-                         max_duration_s=args.max_duration_s, max_queue=args.max_queue,
-                         realtime=realtime_config_from_args(args))
+    config = flags.from_args(ServeConfig, args, api_key=api_key, realtime=realtime_config_from_args(args))
+    options = flags.from_args(ModelOptions, args)
     if not _is_loopback(config.host) and not api_key:
         print(f"qaudio serve: warning: binding {config.host} without --api-key: anyone who can reach it can use it",
               file=sys.stderr)
-    model = load(args.model, device=args.device, dtype=args.dtype)
-    model.max_new_tokens = args.max_new_tokens
+    model = load(args.model, device=options.device, dtype=options.dtype)
+    model.max_new_tokens = options.max_new_tokens
     print(f"qaudio serve: {args.model} on http://{config.host}:{config.port} "
           f"(max batch {config.max_batch}, window {config.batch_window_ms:g} ms)", file=sys.stderr)
     uvicorn.run(create_app(model, config), host=config.host, port=config.port, log_level="info")

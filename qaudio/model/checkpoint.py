@@ -38,6 +38,7 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from .. import __version__
 from ..config import CHECKPOINT_CONFIG, ModelConfig
+from ..dtypes import torch_dtype
 from .projectors import build_projector
 from .weights import load_tensors, save_tensors
 from .trainable import apply_trainable, load_adapter, merged_state_dict, plain_state_dict, save_adapter, unwrap
@@ -99,12 +100,7 @@ def _read_meta(directory: Path) -> dict:
 
 
 def _dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    value = getattr(torch, str(dtype), None)
-    if not isinstance(value, torch.dtype):
-        raise ValueError(f"unknown dtype {dtype!r}; expected float32, bfloat16 or float16")
-    return value
+    return None if dtype is None else torch_dtype(dtype)
 
 
 def load_checkpoint(cls, path_or_hub_id: str | Path, device=None, dtype=None):

@@ -16,11 +16,11 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..config import resolve_data_root
 from ..data import Example
 from ..task import Task
 from .bad_data import BadDataLog, BadItem
 
-DEFAULT_DATA_DIR = "data"  # relative to the working directory when $QAUDIO_DATA is unset
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,7 @@ class RecipeSpec:
 
 def default_root(name: str) -> Path:
     stem = Path(name).stem if name.endswith(".py") else name
-    base = os.environ.get("QAUDIO_DATA") or DEFAULT_DATA_DIR
-    return Path(base) / stem
+    return resolve_data_root() / stem
 
 
 def parse_recipes(text: str, train_split: str = "train", dev_split: str = "dev") -> list[RecipeSpec]:
