@@ -102,7 +102,7 @@ def test_classify_picks_the_most_likely_label(model, clips):
     # The scores come from the encoder-cached path; recompute one clip's with a plain forward pass.
     lm = model.model
     prompt = make_query("ser").prompt
-    batch = lm.prepare([clips[1][0]] * len(labels), [prompt] * len(labels), list(labels))
+    batch = lm.processor.prepare([clips[1][0]] * len(labels), [prompt] * len(labels), list(labels))
     with torch.inference_mode():
         out = lm(**batch, reduction="none")
     logp = -out.loss * (batch["labels"] != -100).sum(1)

@@ -70,7 +70,7 @@ def _config(dirs, llm="frozen", encoder="frozen", llm_dir="llm"):
 def _train_steps(model, steps=2):
     """A few AdamW steps with weight decay, so adapters and rows move away from their start."""
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.1)
-    batch = model.prepare(AUDIOS, PROMPTS, TARGETS)
+    batch = model.processor.prepare(AUDIOS, PROMPTS, TARGETS)
     model.train()
     for _ in range(steps):
         loss = model(**batch).loss
@@ -84,7 +84,7 @@ def _train_steps(model, steps=2):
 
 def _logits(model):
     with torch.no_grad():
-        return model(**model.prepare(AUDIOS, PROMPTS)).logits
+        return model(**model.processor.prepare(AUDIOS, PROMPTS)).logits
 
 
 def test_build_from_local_directories(dirs):
@@ -212,7 +212,7 @@ def test_scratch_llm_of_other_architectures(arch):
     model = AudioLM.build(with_overrides(PRESETS["tiny"], llm={"arch": arch}), TARGETS)
     assert unwrap(model.language_model).config.model_type == arch and model.config.llm.arch == arch
     with torch.no_grad():
-        assert torch.isfinite(model(**model.prepare(AUDIOS, PROMPTS, TARGETS)).loss)
+        assert torch.isfinite(model(**model.processor.prepare(AUDIOS, PROMPTS, TARGETS)).loss)
 
 
 def test_unknown_architecture_is_refused():

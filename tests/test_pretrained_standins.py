@@ -82,7 +82,7 @@ def test_the_encoder_is_read_from_the_whisper_checkpoint(standins, whisper, n_me
     assert {p.dtype for p in model.audio_tower.parameters()} == {torch.float32}
     saved = WhisperFeatureExtractor.from_pretrained(standins[whisper])
     assert model.feature_extractor.feature_size == saved.feature_size == n_mels
-    batch = model.prepare(AUDIOS, PROMPTS)
+    batch = model.processor.prepare(AUDIOS, PROMPTS)
     assert batch["input_features"].shape[1] == n_mels
 
 
@@ -244,7 +244,7 @@ def _train_config(standins, corpus, out, llm=None, mode=None, **extra) -> TrainC
 
 def _logits(model):
     with torch.no_grad():
-        return model(**model.prepare(AUDIOS, PROMPTS)).logits
+        return model(**model.processor.prepare(AUDIOS, PROMPTS)).logits
 
 
 @pytest.fixture(scope="module")
@@ -320,7 +320,7 @@ def test_train_kill_resume_save_load_merge_generate(movable, corpus, tmp_path, m
         if mode != "full":  # adapters (LoRA, tag-token rows) folded into the weights give the same logits
             merged = AudioLM.from_pretrained(model.save_pretrained(tmp_path / "merged", merge_lora=True)).eval()
             torch.testing.assert_close(_logits(merged), _logits(model), atol=1e-4, rtol=1e-4)
-        (text,) = model.generate(model.prepare(AUDIOS[:1], PROMPTS[:1]), max_new_tokens=4)
+        (text,) = model.generate(model.processor.prepare(AUDIOS[:1], PROMPTS[:1]), max_new_tokens=4)
         assert isinstance(text, str)
     finally:
         away.rename(movable[llm].parent)

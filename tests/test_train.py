@@ -80,13 +80,13 @@ def test_collated_batch_trains_on_the_target_only(corpus):
         assert tok.decode(labels[row][kept]) == target + tok.eos_token
         assert torch.equal(labels[row][kept], ids[row][kept])
         assert not kept[mask[row] == 0].any()
-        assert not kept[ids[row] == model.audio_token_id].any()
+        assert not kept[ids[row] == model.token_ids.audio].any()
         prompt = tok.decode(ids[row][mask[row] == 1])
         assert item.task.prompt(item.example, "tags") in prompt and prompt.index(target) > prompt.index("<|audio_eos|>")
     # Padding changes nothing: each example's loss in the batch equals its loss alone.
     with torch.no_grad():
-        together = model(**batch.inputs, reduction="none").loss
-        alone = torch.cat([model(**collator([(-1, i)]).inputs, reduction="none").loss for i in chosen])
+        together = model(**batch.inputs).loss_sum
+        alone = torch.cat([model(**collator([(-1, i)]).inputs).loss_sum for i in chosen])
     torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)
 
 
@@ -190,8 +190,8 @@ def test_loss_from_cached_features_equals_loss_from_the_live_encoder(corpus, tmp
     cached = Collator(model, items, "tags", seed=0, max_seconds=30.0, cache=cache, keys=keys)
     request = [(7, i) for i in chosen]
     with torch.no_grad():
-        live_loss = model(**live(request).inputs, reduction="none").loss
-        cached_loss = model(**cached(request).inputs, reduction="none").loss
+        live_loss = model(**live(request).inputs).loss_sum
+        cached_loss = model(**cached(request).inputs).loss_sum
     torch.testing.assert_close(cached_loss, live_loss, rtol=1e-5, atol=1e-5)
     # Another encoder (other random weights) never reads these entries.
     other, _ = tiny_model_and_items(corpus, seed=1)

@@ -3,7 +3,7 @@
 When the audio encoder does not train, its output for a clip never changes, and on a CPU it
 is most of a training step's cost. ``--cache-encoder DIR`` computes each clip's encoder
 states once (on the clip's real length, as :meth:`AudioLM.encode` does in training) and
-training reads them back through :meth:`AudioLM.prepare_from_features`.
+training reads them back through :meth:`AudioProcessor.prepare_from_features`.
 
 A cache entry must never be used for other audio or another encoder, so:
 
@@ -62,12 +62,13 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def encoder_identity(model, precision: str) -> dict:
-    """What the encoder id hashes: everything that changes the encoder's outputs."""
+def encoder_identity(model, processor, precision: str) -> dict:
+    """What the encoder id hashes: everything that changes the encoder's outputs (the model's
+    encoder config and audio tower, the processor's feature extractor, the precision)."""
     return {
         "format": FORMAT_VERSION,
         "encoder_config": dataclasses.asdict(model.config.encoder),
-        "feature_extractor": model.feature_extractor.to_dict(),
+        "feature_extractor": processor.feature_extractor.to_dict(),
         "weights_sha256": weights_fingerprint(model.audio_tower),
         "precision": precision,
     }
@@ -137,9 +138,10 @@ class FeatureCache:
         return final
 
 
-def fill_cache(cache: FeatureCache, model, todo: dict, batch_size: int, tag: str,
+def fill_cache(cache: FeatureCache, processor, model, todo: dict, batch_size: int, tag: str,
                progress: bool = False, autocast=contextlib.nullcontext) -> list:
-    """Encode the clips of ``todo`` (key -> training item) and store them in shards.
+    """Encode the clips of ``todo`` (key -> training item) and store them in shards: the
+    ``processor`` computes the log-mels, ``model.encode`` runs the audio tower.
 
     Clips are encoded in duration-sorted batches on their real lengths (the masked batch that
     :meth:`AudioLM.encode` runs in training), the encoder under ``autocast()`` (the training
@@ -162,12 +164,12 @@ def fill_cache(cache: FeatureCache, model, todo: dict, batch_size: int, tag: str
             for key in order[start:start + batch_size]:
                 item = todo[key]
                 try:
-                    clips.append(load_clip(item, model.max_audio_seconds))
+                    clips.append(load_clip(item, processor.max_audio_seconds))
                     keys.append(key)
                 except AudioError as e:
                     bad.append(bad_audio(item, e))
             if clips:
-                inputs = model.prepare(clips, [""] * len(clips))  # the log-mels, as training computes them
+                inputs = processor.prepare(clips, [""] * len(clips))  # the log-mels, as training computes them
                 with autocast():
                     states, lengths = model.encode(inputs["input_features"], inputs["feature_lengths"])  # (B, T', D), (B,)
                 for i, key in enumerate(keys):
@@ -184,7 +186,7 @@ def fill_cache(cache: FeatureCache, model, todo: dict, batch_size: int, tag: str
     return bad
 
 
-def cache_for_training(cfg, model, accelerator, items_by_split: dict[str, list], bad, precision: str):
+def cache_for_training(cfg, model, processor, accelerator, items_by_split: dict[str, list], bad, precision: str):
     """Open ``--cache-encoder DIR``, compute what is missing (split over processes), key every item.
 
     Returns (cache, {split: keys}, {split: items}) with items whose audio failed removed.
@@ -196,7 +198,7 @@ def cache_for_training(cfg, model, accelerator, items_by_split: dict[str, list],
     if model.config.trainable.encoder != "frozen":
         raise ValueError(f"--cache-encoder needs a frozen encoder; this model trains it "
                          f"({model.config.trainable.encoder}): drop --cache-encoder or freeze the encoder")
-    cache = FeatureCache(cfg.cache_encoder, encoder_identity(model, precision), cfg.cache_dtype)
+    cache = FeatureCache(cfg.cache_encoder, encoder_identity(model, processor, precision), cfg.cache_dtype)
     keys = {s: [audio_key(it.example.audio, it.segment) for it in its] for s, its in items_by_split.items()}
     todo = {}
     for s, its in items_by_split.items():
@@ -210,7 +212,7 @@ def cache_for_training(cfg, model, accelerator, items_by_split: dict[str, list],
         if accelerator.is_main_process:
             print(f"qaudio train: caching encoder outputs of {len(todo)} clip(s) in {cache.dir}", flush=True)
         mine = dict(list(todo.items())[accelerator.process_index::accelerator.num_processes])
-        found_bad = fill_cache(cache, model, mine, batch_size=cfg.batch_size or 32, tag=f"r{accelerator.process_index}",
+        found_bad = fill_cache(cache, processor, model, mine, batch_size=cfg.batch_size or 32, tag=f"r{accelerator.process_index}",
                                progress=cfg.progress and accelerator.is_main_process, autocast=accelerator.autocast)
         accelerator.wait_for_everyone()
         all_bad = gather_object(found_bad) if accelerator.num_processes > 1 else found_bad
