@@ -320,7 +320,8 @@ def test_train_kill_resume_save_load_merge_generate(movable, corpus, tmp_path, m
         if mode != "full":  # adapters (LoRA, tag-token rows) folded into the weights give the same logits
             merged = AudioLM.from_pretrained(model.save_pretrained(tmp_path / "merged", merge_lora=True)).eval()
             torch.testing.assert_close(_logits(merged), _logits(model), atol=1e-4, rtol=1e-4)
-        (text,) = model.generate(model.processor.prepare(AUDIOS[:1], PROMPTS[:1]), max_new_tokens=4)
+        (text,) = model.processor.batch_decode(model.generate(model.processor.prepare(AUDIOS[:1], PROMPTS[:1]),
+                                                             max_new_tokens=4))
         assert isinstance(text, str)
     finally:
         away.rename(movable[llm].parent)

@@ -67,7 +67,7 @@ def test_collated_batch_trains_on_the_target_only(corpus):
     for i, it in enumerate(items):
         by_task.setdefault(it.example.task, i)
     chosen = [by_task[t] for t in ("asr", "aqa", "aac", "ser")]
-    collator = Collator(model, items, "tags", seed=0, max_seconds=30.0)
+    collator = Collator(model.processor, items, "tags", seed=0, max_seconds=30.0)
     batch = collator([(-1, i) for i in chosen])
     ids, labels, mask = batch.inputs["input_ids"], batch.inputs["labels"], batch.inputs["attention_mask"]
     assert len({int(m.sum()) for m in mask}) > 1  # rows of different lengths: padding present
@@ -182,12 +182,12 @@ def test_non_finite_losses_skip_steps_then_abort_keeping_the_checkpoint(corpus, 
 def test_loss_from_cached_features_equals_loss_from_the_live_encoder(corpus, tmp_path):
     model, items = tiny_model_and_items(corpus)
     chosen = list(range(0, len(items), 3))[:12]
-    cache = FeatureCache(tmp_path / "cache", encoder_identity(model, "fp32"), "fp32")
+    cache = FeatureCache(tmp_path / "cache", encoder_identity(model, model.processor, "fp32"), "fp32")
     todo = {audio_key(items[i].example.audio): items[i] for i in chosen}
-    assert fill_cache(cache, model, todo, batch_size=5, tag="r0") == []
+    assert fill_cache(cache, model.processor, model, todo, batch_size=5, tag="r0") == []
     keys = [audio_key(it.example.audio) for it in items]
-    live = Collator(model, items, "tags", seed=0, max_seconds=30.0)
-    cached = Collator(model, items, "tags", seed=0, max_seconds=30.0, cache=cache, keys=keys)
+    live = Collator(model.processor, items, "tags", seed=0, max_seconds=30.0)
+    cached = Collator(model.processor, items, "tags", seed=0, max_seconds=30.0, cache=cache, keys=keys)
     request = [(7, i) for i in chosen]
     with torch.no_grad():
         live_loss = model(**live(request).inputs).loss_sum
@@ -195,7 +195,7 @@ def test_loss_from_cached_features_equals_loss_from_the_live_encoder(corpus, tmp
     torch.testing.assert_close(cached_loss, live_loss, rtol=1e-5, atol=1e-5)
     # Another encoder (other random weights) never reads these entries.
     other, _ = tiny_model_and_items(corpus, seed=1)
-    assert FeatureCache(tmp_path / "cache", encoder_identity(other, "fp32"), "fp32").missing(todo) == list(todo)
+    assert FeatureCache(tmp_path / "cache", encoder_identity(other, other.processor, "fp32"), "fp32").missing(todo) == list(todo)
 
 
 def test_training_from_the_cache_matches_live_training(corpus, tmp_path):

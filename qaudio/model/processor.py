@@ -61,6 +61,32 @@ def target_labels(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels:
     return labels.masked_fill(audio | (attention_mask == 0), IGNORE_INDEX)
 
 
+def sequence_batch(heads: Sequence[Sequence[int]], tails: Sequence[Sequence[int]] | None,
+                   pad_id: int) -> dict[str, torch.Tensor]:
+    """Token rows -> ``input_ids``, ``attention_mask`` (B, L) and, with ``tails``, ``labels``.
+
+    Each row is a head (audio slots and prompt: never a target) and, for training, a tail (the
+    target and the end token: the labels). With tails the rows are right padded and labelled
+    (:data:`IGNORE_INDEX` on heads and padding); without, left padded for generation. The one
+    place a target's labels are laid out: qaudio's processor and the benchmarks' peer use it.
+    """
+    rows = [[*h, *(tails[i] if tails is not None else ())] for i, h in enumerate(heads)]
+    length = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)  # (B, L)
+    attention_mask = torch.zeros((len(rows), length), dtype=torch.long)  # (B, L)
+    labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)  # (B, L)
+    for i, row in enumerate(rows):
+        span = slice(0, len(row)) if tails is not None else slice(length - len(row), length)
+        input_ids[i, span] = torch.tensor(row)
+        attention_mask[i, span] = 1
+        if tails is not None:
+            labels[i, len(heads[i]) : len(row)] = torch.tensor(list(tails[i]), dtype=torch.long)
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if tails is not None:
+        batch["labels"] = labels
+    return batch
+
+
 class AudioProcessor:
     """Tokenizer + Whisper feature extractor + the model config that fixes slot counts and limits."""
 
@@ -206,27 +232,13 @@ class AudioProcessor:
         before_ids = tok(list(before), add_special_tokens=False)["input_ids"]
         prompt_ids = tok(list(after), add_special_tokens=False)["input_ids"]
         target_ids = tok(list(targets), add_special_tokens=False)["input_ids"] if targets is not None else None
-        rows, label_rows = [], []
-        for i, (n, prompt) in enumerate(zip(counts, prompt_ids)):
-            head = [*bos, *before_ids[i], ids.audio_bos, *[ids.audio] * n, ids.audio_eos, *prompt]
-            tail = [*target_ids[i], ids.eos] if target_ids is not None else []
-            rows.append(head + tail)
-            label_rows.append([IGNORE_INDEX] * len(head) + tail)
-        length = max(len(r) for r in rows)
+        heads = [[*bos, *before_ids[i], ids.audio_bos, *[ids.audio] * n, ids.audio_eos, *prompt]
+                 for i, (n, prompt) in enumerate(zip(counts, prompt_ids))]
+        tails = [[*t, ids.eos] for t in target_ids] if target_ids is not None else None
+        length = max(len(h) + (len(tails[i]) if tails else 0) for i, h in enumerate(heads))
         if length > self.config.llm.max_positions:
             raise ValueError(f"a sequence of {length} tokens exceeds the LLM's {self.config.llm.max_positions} positions")
-        input_ids = torch.full((len(rows), length), ids.pad, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
-        labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
-        for i, (row, label_row) in enumerate(zip(rows, label_rows)):
-            span = slice(0, len(row)) if targets is not None else slice(length - len(row), length)
-            input_ids[i, span] = torch.tensor(row)
-            attention_mask[i, span] = 1
-            labels[i, span] = torch.tensor(label_row)
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if targets is not None:
-            batch["labels"] = labels
-        return batch
+        return sequence_batch(heads, tails, ids.pad)
 
     # ---- Token ids -> text -------------------------------------------------------------------
 

@@ -138,19 +138,29 @@ class FeatureCache:
         return final
 
 
-def fill_cache(cache: FeatureCache, processor, model, todo: dict, batch_size: int, tag: str,
-               progress: bool = False, autocast=contextlib.nullcontext) -> list:
-    """Encode the clips of ``todo`` (key -> training item) and store them in shards: the
-    ``processor`` computes the log-mels, ``model.encode`` runs the audio tower.
+def encode_clips(processor, model, clips: list, autocast=contextlib.nullcontext) -> list[torch.Tensor]:
+    """Encoder states of each clip, (T'_i, D_enc) float32, as training computes them: the
+    processor's float32 log-mels, the encoder on real lengths (:meth:`AudioLM.encode`) under
+    ``autocast()`` (the training precision)."""
+    inputs = processor.prepare(clips, [""] * len(clips))  # the log-mels, as training computes them
+    with torch.no_grad(), autocast():
+        states, lengths = model.encode(inputs["input_features"], inputs["feature_lengths"])  # (B, T', D), (B,)
+    return [states[i, : int(lengths[i])].float() for i in range(len(clips))]  # (T'_i, D_enc) each
 
-    Clips are encoded in duration-sorted batches on their real lengths (the masked batch that
-    :meth:`AudioLM.encode` runs in training), the encoder under ``autocast()`` (the training
-    precision; the log-mels stay float32, as in training). Returns the :class:`BadItem` of
-    every clip whose audio could not be used; those keys stay missing.
+
+def fill_cache(cache: FeatureCache, processor, model, todo: dict, batch_size: int, tag: str,
+               progress: bool = False, autocast=contextlib.nullcontext, load=None) -> list:
+    """Encode the clips of ``todo`` (key -> item with a ``duration``) and store them in shards.
+
+    Clips are encoded in duration-sorted batches by :func:`encode_clips`. ``load(item)`` gives
+    an item's samples (default: a training item's audio, :func:`~.batching.load_clip`) and may
+    raise :class:`~qaudio.audio.AudioError`. Returns the :class:`BadItem` of every clip whose
+    audio could not be used; those keys stay missing.
     """
     from ..audio import AudioError
     from .batching import bad_audio, load_clip
 
+    load = load or (lambda item: load_clip(item, processor.max_audio_seconds))
     order = sorted(todo, key=lambda k: todo[k].duration)
     bad, pending = [], {}
     bar = None
@@ -158,27 +168,22 @@ def fill_cache(cache: FeatureCache, processor, model, todo: dict, batch_size: in
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(order), desc="encoder cache", unit="clip", dynamic_ncols=True)
-    with torch.no_grad():
-        for start in range(0, len(order), batch_size):
-            keys, clips = [], []
-            for key in order[start:start + batch_size]:
-                item = todo[key]
-                try:
-                    clips.append(load_clip(item, processor.max_audio_seconds))
-                    keys.append(key)
-                except AudioError as e:
-                    bad.append(bad_audio(item, e))
-            if clips:
-                inputs = processor.prepare(clips, [""] * len(clips))  # the log-mels, as training computes them
-                with autocast():
-                    states, lengths = model.encode(inputs["input_features"], inputs["feature_lengths"])  # (B, T', D), (B,)
-                for i, key in enumerate(keys):
-                    pending[key] = states[i, : int(lengths[i])].float()  # (T'_i, D_enc)
-            if len(pending) >= SHARD_ENTRIES:
-                cache.write_shard(pending, tag)
-                pending = {}
-            if bar is not None:
-                bar.update(len(order[start:start + batch_size]))
+    for start in range(0, len(order), batch_size):
+        keys, clips = [], []
+        for key in order[start:start + batch_size]:
+            item = todo[key]
+            try:
+                clips.append(load(item))
+                keys.append(key)
+            except AudioError as e:
+                bad.append(bad_audio(item, e))
+        if clips:
+            pending.update(zip(keys, encode_clips(processor, model, clips, autocast)))
+        if len(pending) >= SHARD_ENTRIES:
+            cache.write_shard(pending, tag)
+            pending = {}
+        if bar is not None:
+            bar.update(len(order[start:start + batch_size]))
     if pending:
         cache.write_shard(pending, tag)
     if bar is not None:
