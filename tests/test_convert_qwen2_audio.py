@@ -58,7 +58,7 @@ def _qaudio_logits_and_greedy(model, audio, prompt):
 
 def _assert_same(model, directory, audio, prompt):
     ids, logits, text = _qaudio_logits_and_greedy(model, audio, prompt)
-    hf_ids, hf_logits, hf_new = _hf_logits_and_greedy(directory, audio, prompt, model.tokenizer.eos_token_id)
+    hf_ids, hf_logits, hf_new = _hf_logits_and_greedy(directory, audio, prompt, model.processor.tokenizer.eos_token_id)
     assert torch.equal(ids, hf_ids)  # the same audio slots, the same chat turns
     assert (logits - hf_logits).abs().max().item() <= ATOL
     assert text == model.processor.decode(hf_new) and len(hf_new) > 0

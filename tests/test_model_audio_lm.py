@@ -59,7 +59,7 @@ def trained():
 
 
 def _ids(model, text):
-    return model.tokenizer(text, add_special_tokens=False)["input_ids"]
+    return model.processor.tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 # ---- The collator --------------------------------------------------------------------------
@@ -67,7 +67,7 @@ def _ids(model, text):
 
 def test_training_layout_and_labels(model):
     batch = model.processor.prepare(AUDIOS[:2], PROMPTS[:2], TARGETS[:2])
-    tok = model.tokenizer
+    tok = model.processor.tokenizer
     for i in range(2):
         n = audio_token_count(len(AUDIOS[i]), model.config)
         expected = ([model.token_ids.audio_bos] + [model.token_ids.audio] * n + [model.token_ids.audio_eos]
@@ -94,7 +94,7 @@ def test_generation_layout_is_left_padded(model):
 
 def test_tags_are_single_tokens(model):
     ids = _ids(model, "<|0.00|>one<|0.32|><|startoftranscript|>")
-    assert model.tokenizer.convert_ids_to_tokens(ids) == ["<|0.00|>", "one", "<|0.32|>", "<|startoftranscript|>"]
+    assert model.processor.tokenizer.convert_ids_to_tokens(ids) == ["<|0.00|>", "one", "<|0.32|>", "<|startoftranscript|>"]
 
 
 def test_prepare_from_features_matches_prepare(model):
@@ -125,7 +125,7 @@ def test_bad_texts_are_refused(model):
 def test_slot_count_mismatch_raises_with_both_counts(model):
     batch = model.processor.prepare(AUDIOS[:2], PROMPTS[:2], TARGETS[:2])
     slot = (batch["input_ids"][1] == model.token_ids.audio).nonzero()[0, 0]
-    batch["input_ids"][1, slot] = model.tokenizer.pad_token_id  # one slot fewer than features
+    batch["input_ids"][1, slot] = model.processor.tokenizer.pad_token_id  # one slot fewer than features
     expected = audio_token_count(len(AUDIOS[1]), model.config)
     with pytest.raises(ValueError, match=f"example 1 has {expected - 1} <\\|AUDIO\\|> slots in input_ids but its "
                                          f"audio gives {expected} projector outputs"):

@@ -64,7 +64,7 @@ def test_pad_to_30s_is_the_stock_forward_cut_to_the_clip(model, model_30s):
     batch = model_30s.processor.prepare(clips, ["p", "p"])
     assert batch["input_features"].shape[-1] == 3000
     # The stock feature extractor (30 s of zero padding) gives exactly these features.
-    stock_features = model_30s.feature_extractor(clips, sampling_rate=16000, return_tensors="pt")["input_features"]
+    stock_features = model_30s.processor.feature_extractor(clips, sampling_rate=16000, return_tensors="pt")["input_features"]
     torch.testing.assert_close(batch["input_features"], stock_features)
     with torch.no_grad():
         states, lengths = model_30s.encode(batch["input_features"], batch["feature_lengths"])

@@ -71,7 +71,7 @@ def test_collated_batch_trains_on_the_target_only(corpus):
     batch = collator([(-1, i) for i in chosen])
     ids, labels, mask = batch.inputs["input_ids"], batch.inputs["labels"], batch.inputs["attention_mask"]
     assert len({int(m.sum()) for m in mask}) > 1  # rows of different lengths: padding present
-    tok = model.tokenizer
+    tok = model.processor.tokenizer
     for row, i in enumerate(chosen):
         item = items[i]
         target = item.task.targets(item.example)[0]
@@ -153,7 +153,7 @@ def test_non_finite_losses_skip_steps_then_abort_keeping_the_checkpoint(corpus, 
             return out
         calls["n"] += 1
         if calls["n"] == 2 or calls["n"] >= 5:  # one bad step, then good ones, then nothing but NaN
-            out.loss = out.loss * float("nan")
+            out.loss_sum = out.loss_sum * float("nan")  # what the loop divides
         return out
 
     def replay(self, model, batch):

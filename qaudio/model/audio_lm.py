@@ -10,8 +10,9 @@ where N = :func:`qaudio.model.lengths.audio_token_count` of the clip. The projec
 are written into the ``<|AUDIO|>`` slots with ``masked_scatter``, after checking per example
 that the slots and the outputs agree (the error prints both counts). Turning audio and text
 into these tensors, and generated ids back into text, is the :class:`~.processor.AudioProcessor`'s
-work (processor.py); the model keeps a reference to its processor (``model.processor``) only to
-save and load it beside the weights. The loss covers the target and ``<eos>`` only: the
+work (processor.py). The forward pass and ``generate`` use only the processor's token ids
+(``model.token_ids``); the model keeps its processor (``model.processor``) so that saving and
+loading write and read it beside the weights. The loss covers the target and ``<eos>`` only: the
 processor sets every other label to -100, and the forward pass ignores labels on audio slots
 and padding whatever they hold (:func:`~.processor.target_labels`).
 
@@ -22,7 +23,7 @@ batch mean, for callers that want one number.
 
 Speed (the demo trains on 2 CPU cores): with labels, the LM head runs only on the positions
 that predict a target token (a few percent of a sequence that is mostly audio slots), and the
-forward returns the loss alone; the encoder runs on real lengths; nothing loops over the
+forward returns the loss sums alone (no logits); the encoder runs on real lengths; nothing loops over the
 batch in Python on the forward path.
 
 Batched generation uses left padding and transformers ``generate`` (greedy, beam search,
@@ -87,14 +88,6 @@ class AudioLM(nn.Module):
         self.language_model = language_model
         self.processor = AudioProcessor(tokenizer, feature_extractor, config)
         self.token_ids = self.processor.token_ids  # the ids the forward pass and generate need
-
-    @property
-    def tokenizer(self):
-        return self.processor.tokenizer
-
-    @property
-    def feature_extractor(self) -> WhisperFeatureExtractor:
-        return self.processor.feature_extractor
 
     # ---- Construction ------------------------------------------------------------------------
 
