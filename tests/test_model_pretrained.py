@@ -103,7 +103,8 @@ def test_build_from_local_directories(dirs):
     assert (model.config.encoder.d_model, model.config.encoder.layers) == (32, 1)
     assert (model.config.llm.arch, model.config.llm.hidden_size, model.config.llm.tie_embeddings) == ("qwen3", 32, False)
     assert model.projector.fc2.out_features == 32
-    assert model.processor.tokenizer.convert_ids_to_tokens(model.processor.tokenizer("<|0.00|>the", add_special_tokens=False)["input_ids"])[0] == "<|0.00|>"
+    tok = model.processor.tokenizer
+    assert tok.convert_ids_to_tokens(tok("<|0.00|>the", add_special_tokens=False)["input_ids"])[0] == "<|0.00|>"
 
 
 @pytest.mark.parametrize("llm_dir", ["llm", "llm_tied"])
