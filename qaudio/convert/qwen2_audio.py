@@ -223,7 +223,7 @@ def _released_config(model: AudioLM) -> Qwen2AudioConfig:
         encoder_layerdrop=whisper.encoder_layerdrop, scale_embedding=whisper.scale_embedding,
         max_source_positions=whisper.max_source_positions)
     text = copy.deepcopy(unwrap(model.language_model).config)
-    config = Qwen2AudioConfig(audio_config=audio, text_config=text, audio_token_index=model.audio_token_id)
+    config = Qwen2AudioConfig(audio_config=audio, text_config=text, audio_token_index=model.token_ids.audio)
     # Engines pick the class by this field (vLLM reads a config without it as the headless Qwen2AudioModel).
     config.architectures = [Qwen2AudioForConditionalGeneration.__name__]
     return config
