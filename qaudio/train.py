@@ -3,8 +3,8 @@
 The loop is written out top to bottom (nanoGPT's train.py is the model); accelerate handles
 devices, processes (DDP) and mixed precision. One step:
 
-    micro-batches (temperature-mixed tasks, length-grouped) -> AudioLM.forward(reduction="none")
-    -> per-example losses -> token-weighted batch loss -> backward (x grad_accum) -> clip -> AdamW
+    micro-batches (temperature-mixed tasks, length-grouped) -> AudioLM.forward (loss sums, token counts)
+    -> batch loss (divided once: by target tokens, or per example) -> backward (x grad_accum) -> clip -> AdamW
     -> warm-up + cosine schedule -> metrics (per-task loss, throughput) -> dev loss -> checkpoint
 
 Defaults train the ``demo`` preset on the synthetic corpus (generated on first use) with the
@@ -37,13 +37,13 @@ from .hardware import cpu_has_bf16, usable_cores
 from .model.speed import training_attention
 from .training import checkpoint as ckpt
 from .training.bad_data import BadDataError, BadDataLog, TrainingAborted
-from .training.batching import Batch, Collator, first_usable_batch, make_loader, target_token_counts, to_device
+from .training.batching import Batch, Collator, first_usable_batch, make_loader, to_device
 from .training.budget import probe_step_seconds, steps_for_budget
 from .training.config import (MODEL_FLAGS, SOURCE_FLAGS, TrainConfig, add_arguments as _add_config_arguments,
                               config_from_args, model_overrides, to_yaml)
 from .training.corpus import (Item, check_tasks_present, fit_to_window, load_items, parse_recipes, parse_tasks,
                               tokenizer_texts)
-from .training.losses import LossMeter, all_finite, batch_loss, evaluate_dev
+from .training.losses import LossMeter, all_finite, evaluate_dev, output_loss
 from .training.metrics_log import MetricsLog, plot_loss_curves
 from .training.watchdog import NumericsWatchdog
 from .training.mixing import MixtureSampler, task_weights
@@ -239,7 +239,7 @@ def save_checkpoint(run_dir: Path, cfg: TrainConfig, accelerator, model, optimiz
         torch.save(scheduler.state_dict(), staging / ckpt.SCHEDULER_FILE)
         (staging / "train_config.yaml").write_text(to_yaml(cfg.to_dict()), encoding="utf-8")
         unwrapped.config.save(staging / "model_config.json")
-        unwrapped.tokenizer.save_pretrained(str(staging / "tokenizer"))
+        unwrapped.processor.tokenizer.save_pretrained(str(staging / "tokenizer"))
     accelerator.wait_for_everyone()
     ckpt.save_rng(staging, accelerator.process_index)
     accelerator.wait_for_everyone()
@@ -309,7 +309,8 @@ def train(cfg: TrainConfig) -> Path:
     texts = tokenizer_texts(train_items, style) if style_config.llm.source == "scratch" else None
     model = build_model(cfg, texts, resume_from / "tokenizer" if resume_from else None)
     trainable = model.trainable_parameter_names()
-    max_seconds = model.max_audio_seconds
+    processor = model.processor  # what the collators hold: no model in data-loader workers
+    max_seconds = processor.max_audio_seconds
     train_items = fit_to_window(train_items, max_seconds, cfg.long_audio, bad)
     dev_items = dev_subset(fit_to_window(dev_items, max_seconds, cfg.long_audio, bad), sorted(set(train_tasks)),
                            cfg.max_dev_examples)
@@ -320,8 +321,8 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.cache_encoder:
         from .training.feature_cache import cache_for_training
 
-        cache, keys, kept = cache_for_training(cfg, model, accelerator, {"train": train_items, "dev": dev_items},
-                                                  bad, precision)
+        cache, keys, kept = cache_for_training(cfg, model, processor, accelerator,
+                                               {"train": train_items, "dev": dev_items}, bad, precision)
         train_items, dev_items = kept["train"], kept["dev"]
         train_tasks = check_tasks_present(train_items, train_tasks, "after caching")
 
@@ -335,8 +336,8 @@ def train(cfg: TrainConfig) -> Path:
     tasks = sorted(weights)
     if resumed_state:
         bad.load_state_dict(resumed_state["bad_data"])
-    collator = Collator(model, train_items, style, cfg.seed, max_seconds, cache, keys["train"], bad.skipped)
-    dev_collator = Collator(model, dev_items, style, cfg.seed, max_seconds, cache, keys["dev"], bad.skipped)
+    collator = Collator(processor, train_items, style, cfg.seed, max_seconds, cache, keys["train"], bad.skipped)
+    dev_collator = Collator(processor, dev_items, style, cfg.seed, max_seconds, cache, keys["dev"], bad.skipped)
     log(f"qaudio train: {len(train_items)} training examples, {len(dev_items)} dev examples; tasks: "
         + ", ".join(f"{t} {len(task_indices[t])} (p={weights[t]:.2f})" for t in tasks))
 
@@ -458,16 +459,14 @@ def train(cfg: TrainConfig) -> Path:
             sync = micro == cfg.grad_accum - 1
             with contextlib.nullcontext() if sync else accelerator.no_sync(model):
                 with training_attention(accelerator.device):  # on CPU: SDPA's math backend (qaudio.model.speed)
-                    out = model(**inputs, reduction="none")
-                per_example = out.loss.float()  # (B,)
-                tokens = target_token_counts(inputs["labels"]).float()  # (B,)
-                loss = batch_loss(per_example, tokens, cfg.loss_weighting) * weight
+                    out = model(**inputs)  # loss_sum, target_tokens: (B,) each
+                loss = output_loss(out, cfg.loss_weighting) * weight
                 if not all_finite(loss, accelerator):
                     skipped = True
                     break
                 accelerator.backward(loss / cfg.grad_accum)
             if weight:
-                meter.add(batch.tasks, per_example.detach().cpu(), tokens.cpu())
+                meter.add(batch.tasks, out.loss_sum.detach().float().cpu(), out.target_tokens.cpu())
                 meter.extra["audio_seconds"] += batch.audio_seconds
                 meter.extra["examples"] += len(batch.ids)
                 seen["examples"] += len(batch.ids)
