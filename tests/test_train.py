@@ -17,6 +17,7 @@ import soundfile as sf
 import torch
 
 from qaudio.data import read_manifest
+from qaudio.specs import registry
 from qaudio.train import Collator, TrainingAborted, build_model, train
 from qaudio.training.bad_data import BadDataError, BadDataLog
 from qaudio.training.config import TrainConfig
@@ -50,7 +51,7 @@ def tiny_config(corpus: Path, out: Path, **overrides) -> TrainConfig:
 
 def tiny_model_and_items(corpus: Path, seed: int = 0):
     cfg = tiny_config(corpus, Path("unused"), seed=seed)
-    items = load_items(parse_recipes(cfg.recipes), "train", None, "tags", BadDataLog())
+    items = load_items(parse_recipes(cfg.recipes), "train", registry("tasks"), "tags", BadDataLog(), keep_all=True)
     return build_model(cfg, tokenizer_texts(items, "tags"), None), items
 
 
@@ -279,7 +280,7 @@ def test_two_processes_train_on_different_data_and_end_with_identical_weights(co
     # (one task of 24 clips in micro-batches of 4: a window is one pass, dealt out to the two processes)
     assert ranks[0]["weights"] == ranks[1]["weights"] and len(ranks[0]["weights"]) == 1
     assert read_metrics(out, "end")[-1]["processes"] == 2
-    assert (out / "checkpoints" / "step-00000004" / "rng-rank1.pt").is_file()
+    assert (out / "checkpoints" / "step-00000004" / "random_states_1.pkl").is_file()  # accelerate's, per process
 
 
 def test_max_minutes_stops_at_the_deadline_when_the_machine_slows_down(corpus, tmp_path, monkeypatch):
