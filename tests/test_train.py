@@ -283,6 +283,48 @@ def test_two_processes_train_on_different_data_and_end_with_identical_weights(co
     assert (out / "checkpoints" / "step-00000004" / "random_states_1.pkl").is_file()  # accelerate's, per process
 
 
+def _ddp_command(corpus: Path, out: Path, *extra: str) -> tuple[list[str], dict]:
+    """Two real CPU processes under DDP (gloo), as OFFLINE-tested: accelerate launch --multi_gpu."""
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+    if accelerate is None:
+        pytest.skip("accelerate's launcher is not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
+           "no", "--dynamo_backend", "no", "--main_process_port", str(port), "-m", "qaudio.train",
+           *_cli(corpus, out, "--tasks", "asr", "--batch-size", "4", *extra)]
+    return cmd, {**os.environ, "ACCELERATE_USE_CPU": "true"}
+
+
+@pytest.mark.slow
+def test_two_processes_killed_mid_run_resume_with_the_same_losses(corpus, tmp_path):
+    steps = ("--max-steps", "12", "--save-every", "2")
+    killed = tmp_path / "killed"
+    cmd, env = _ddp_command(corpus, killed, *steps)
+    # Its own session: SIGKILL reaches the launcher and both training processes at once, as a lost machine would.
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.time() + 240
+    while not (killed / "checkpoints" / "step-00000004" / "state.json").exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+        assert time.time() < deadline, "no checkpoint within 240 s"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "model").exists(), "the run finished before the kill: make it longer"
+    resumed = subprocess.run(_ddp_command(corpus, killed, *steps)[0], cwd=REPO, env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stdout
+    whole_cmd, _ = _ddp_command(corpus, tmp_path / "whole", *steps)
+    whole = subprocess.run(whole_cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    losses = train_losses(killed)
+    assert list(losses) == list(range(1, 13))
+    assert losses == train_losses(tmp_path / "whole")  # exact: fp32, the same data order, RNGs restored per process
+
+
 def test_max_minutes_stops_at_the_deadline_when_the_machine_slows_down(corpus, tmp_path, monkeypatch):
     import qaudio.train as train_module
 

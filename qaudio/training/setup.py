@@ -44,29 +44,40 @@ def resolve_precision(precision: str) -> str:
 
 def make_accelerator(cfg: TrainConfig):
     from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs, DistributedType
+    from accelerate.utils import DistributedDataParallelKwargs
 
     precision = resolve_precision(cfg.precision)
     accelerator = Accelerator(
         mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision],
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.ddp_find_unused)],
     )
-    asked_fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
-    if asked_fsdp and accelerator.distributed_type != DistributedType.FSDP:
-        # accelerate turns its FSDP plugin on for GPU-like devices only; CPU processes would
-        # silently run plain data parallelism instead of the sharding asked for.
-        raise ValueError(f"FSDP was asked for (accelerate launch --use_fsdp), but accelerate runs these processes as "
-                         f"{accelerator.distributed_type.value}: it applies its FSDP plugin on GPUs (and other "
-                         "accelerators) only, not on CPU processes. On CPUs, drop --use_fsdp (DDP: `accelerate launch "
-                         "--multi_gpu` with ACCELERATE_USE_CPU=true); shard on GPUs")
-    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
-        # Checkpoints go through accelerate's save_state, which shards them; what is not done yet
-        # is the final save_pretrained of a sharded model (it writes the unwrapped module's weights).
-        raise ValueError(f"qaudio train runs single-process or DDP; {accelerator.distributed_type.value}: its "
-                         "checkpoints would save (accelerate's save_state), but the final model export of sharded "
-                         "weights is not written yet. Launch with `accelerate launch --multi_gpu` (DDP): with a frozen "
-                         "encoder and a LoRA LLM every GPU holds the whole model")
+    check_sharding(accelerator, os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true")
     return accelerator
+
+
+def check_sharding(accelerator, asked_fsdp: bool) -> None:
+    """Refuse, with the reason and what to run instead, a sharded set-up that would not do what it says."""
+    from accelerate.utils import DistributedType
+
+    kind = accelerator.distributed_type
+    if asked_fsdp and kind != DistributedType.FSDP:
+        if accelerator.num_processes == 1:
+            raise ValueError("FSDP was asked for (accelerate launch --use_fsdp) with one process: there is nothing to "
+                             "shard across. Drop --use_fsdp, or launch several processes")
+        # accelerate (1.15) applies its FSDP plugin to GPU-like devices only; CPU processes would
+        # silently run plain data parallelism instead of the sharding asked for.
+        raise ValueError(f"FSDP was asked for (accelerate launch --use_fsdp), but accelerate runs these "
+                         f"{accelerator.num_processes} CPU processes as {kind.value}: it applies its FSDP plugin on GPUs "
+                         "(and other accelerators) only. On CPUs use DDP: ACCELERATE_USE_CPU=true accelerate launch "
+                         "--multi_gpu --num_processes N ... (without --use_fsdp); shard on GPUs")
+    if kind in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        # Checkpoints are no obstacle any more (accelerate's save_state shards them); the rest of
+        # the run is: the dev loss and the final save_pretrained use the unwrapped module, whose
+        # weights are shards under FSDP and DeepSpeed ZeRO, and no sharded run was verified here.
+        raise ValueError(f"qaudio train runs single-process or DDP; {kind.value}: its checkpoints would save "
+                         "(accelerate's save_state), but the dev loss and the final model export read the unwrapped "
+                         "module's weights, which are shards there. Launch with `accelerate launch --multi_gpu` "
+                         "(DDP): with a frozen encoder and a LoRA LLM every GPU holds the whole model")
 
 
 def set_threads(cfg: TrainConfig, local_processes: int) -> int:
