@@ -325,6 +325,28 @@ def test_two_processes_killed_mid_run_resume_with_the_same_losses(corpus, tmp_pa
     assert losses == train_losses(tmp_path / "whole")  # exact: fp32, the same data order, RNGs restored per process
 
 
+@pytest.mark.slow
+def test_fsdp_on_two_cpu_processes_stops_with_the_reason_and_the_fix(corpus, tmp_path):
+    # accelerate 1.15 shards on GPU-like devices only (its FSDP plugin finds no device on a CPU
+    # machine); qaudio says so before anything is built, instead of accelerate's traceback.
+    cmd, env = _ddp_command(corpus, tmp_path / "fsdp", "--max-steps", "2")
+    cmd[cmd.index("--multi_gpu")] = "--use_fsdp"
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "qaudio train: error: FSDP was asked for (accelerate launch --use_fsdp) on CPU processes" in done.stderr
+    assert "ACCELERATE_USE_CPU=true accelerate launch --multi_gpu" in done.stderr
+    assert not (tmp_path / "fsdp" / "checkpoints").exists()
+
+
+def test_fsdp_asked_on_a_cpu_machine_is_refused_before_accelerate_starts(monkeypatch):
+    from qaudio.training.setup import make_accelerator
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "true")
+    with pytest.raises(ValueError, match="accelerate shards on GPUs .* only.*without --use_fsdp"):
+        make_accelerator(TrainConfig(precision="fp32"))
+
+
 def test_max_minutes_stops_at_the_deadline_when_the_machine_slows_down(corpus, tmp_path, monkeypatch):
     import qaudio.train as train_module
 

@@ -46,30 +46,40 @@ def make_accelerator(cfg: TrainConfig):
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
+    refuse_fsdp_on_cpu()
     precision = resolve_precision(cfg.precision)
     accelerator = Accelerator(
         mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision],
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.ddp_find_unused)],
     )
-    check_sharding(accelerator, os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true")
+    refuse_sharding(accelerator)
     return accelerator
 
 
-def check_sharding(accelerator, asked_fsdp: bool) -> None:
-    """Refuse, with the reason and what to run instead, a sharded set-up that would not do what it says."""
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "false").lower() in ("1", "true", "yes")
+
+
+def refuse_fsdp_on_cpu() -> None:
+    """``accelerate launch --use_fsdp`` on CPU processes: say why it cannot work and what to run.
+
+    accelerate (1.15) does not shard on CPUs: its FSDP plugin needs a GPU-like device to place
+    parameters (with ``sync_module_states``, the launcher's default, it stops with "no available
+    devices"), and its state sets up FSDP for GPU-like process groups only, so CPU processes would
+    run plain data parallelism under the name of FSDP.
+    """
+    if _env_flag("ACCELERATE_USE_FSDP") and (_env_flag("ACCELERATE_USE_CPU") or not torch.accelerator.is_available()):
+        raise ValueError("FSDP was asked for (accelerate launch --use_fsdp) on CPU processes, but accelerate shards "
+                         "on GPUs (and other accelerators) only: on CPUs its FSDP plugin finds no device. On CPUs "
+                         "run data parallel instead: ACCELERATE_USE_CPU=true accelerate launch --multi_gpu "
+                         "--num_processes N ... (without --use_fsdp)")
+
+
+def refuse_sharding(accelerator) -> None:
+    """FSDP and DeepSpeed ZeRO: refused at start, with the reason and the supported path."""
     from accelerate.utils import DistributedType
 
     kind = accelerator.distributed_type
-    if asked_fsdp and kind != DistributedType.FSDP:
-        if accelerator.num_processes == 1:
-            raise ValueError("FSDP was asked for (accelerate launch --use_fsdp) with one process: there is nothing to "
-                             "shard across. Drop --use_fsdp, or launch several processes")
-        # accelerate (1.15) applies its FSDP plugin to GPU-like devices only; CPU processes would
-        # silently run plain data parallelism instead of the sharding asked for.
-        raise ValueError(f"FSDP was asked for (accelerate launch --use_fsdp), but accelerate runs these "
-                         f"{accelerator.num_processes} CPU processes as {kind.value}: it applies its FSDP plugin on GPUs "
-                         "(and other accelerators) only. On CPUs use DDP: ACCELERATE_USE_CPU=true accelerate launch "
-                         "--multi_gpu --num_processes N ... (without --use_fsdp); shard on GPUs")
     if kind in (DistributedType.FSDP, DistributedType.DEEPSPEED):
         # Checkpoints are no obstacle any more (accelerate's save_state shards them); the rest of
         # the run is: the dev loss and the final save_pretrained use the unwrapped module, whose
