@@ -14,16 +14,15 @@ recipe measured on a 2-core CPU (batch 32, AdamW lr 1e-3, betas (0.9, 0.98), wei
 Multi-GPU: ``accelerate launch --multi_gpu --num_processes N -m qaudio.train ...`` runs DDP;
 each process takes every N-th micro-batch of one shared, seeded stream. On a CPU machine:
 ``ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 --num_machines 1
---mixed_precision no --dynamo_backend no -m qaudio.train ...``.
+--mixed_precision no --dynamo_backend no -m qaudio.train ...``. Checkpoints are accelerate's
+saved state (:mod:`qaudio.training.checkpoint`); a run resumes from its latest one.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -33,79 +32,20 @@ import torch
 from .training import checkpoint as ckpt
 from .training.bad_data import BadDataError, TrainingAborted
 from .training.batching import Collator, make_loader
-from .training.budget import probe_step_seconds, steps_for_budget
-from .training.checkpoint import save_checkpoint
+from .training.checkpoint import save_checkpoint, save_final_model
 from .training.config import TrainConfig, add_arguments as _add_config_arguments, config_from_args, to_yaml
 from .training.losses import LossMeter
 from .training.metrics_log import MetricsLog, plot_loss_curves
 from .training.optim import build_optimizer, build_scheduler
+from .training.plan import plan_steps
 from .training.setup import (build_model, build_run, check_resume_compatible, find_resume_checkpoint, make_accelerator,
                              model_config_for, resolve_precision, set_threads, with_saved_model_flags, write_run_config)
 from .training.state import TrainState
 from .training.step import DEADLINE_SLACK, LogWindow, MicroBatches, Stepper, dev_pass, past_deadline
-from .training.summary import describe, learning_curve, machine, write_summary
+from .training.summary import describe, summarize_run
 from .training.watchdog import NumericsWatchdog
 
 __all__ = ["Collator", "TrainingAborted", "build_model", "model_config_for", "resolve_precision", "train"]
-
-MODEL_DIR = "model"  # the final save_pretrained directory inside the run directory
-SLOW_FACTOR = 1.3  # --expected-step-s: a probed step this much slower is worth a note
-
-
-def eta_message(max_steps: int, step_s: float, dev_s: float, cfg: TrainConfig) -> str:
-    """The expected training time, said up front; and plainly, when this machine is slower than the
-    run was sized for (``--expected-step-s``), that the result will be the same, only later."""
-    passes = 2 + (max_steps // cfg.eval_every if cfg.eval_every else 0)
-    minutes = (max_steps * step_s + passes * dev_s) / 60
-    text = (f"qaudio train: {max_steps} steps at {step_s:.3f} s per step (probed) + {passes} dev passes: "
-            f"about {minutes:.1f} min of training")
-    if cfg.expected_step_s and step_s > SLOW_FACTOR * cfg.expected_step_s:
-        text += (f"\nqaudio train: note: this machine is {step_s / cfg.expected_step_s:.1f}x slower than this run "
-                 f"was sized for ({cfg.expected_step_s:.3f} s per step): it trains the same {max_steps} steps, so the "
-                 "model comes out the same, only later. Another job sharing the cores is the usual cause")
-    return text
-
-
-def plan_steps(cfg: TrainConfig, accelerator, run, optimizer, dev_s: float, log) -> tuple[int, float | None]:
-    """The schedule's length (--max-steps, --max-minutes via a timed probe, else --epochs) and the
-    probed seconds per step (None: no probe ran)."""
-    step_s = None
-    if cfg.max_steps:
-        max_steps = cfg.max_steps
-    elif cfg.max_minutes:
-        step_s = probe_step_seconds(run.model, accelerator, run.collator, run.sampler, optimizer, cfg)
-        max_steps = steps_for_budget(cfg.max_minutes * 60, step_s, dev_s, cfg.eval_every)
-        if accelerator.num_processes > 1:  # timings differ per process; all must stop at the same step
-            from accelerate.utils import broadcast_object_list
-
-            max_steps = broadcast_object_list([max_steps])[0]
-        log(f"qaudio train: --max-minutes {cfg.max_minutes:g}: {step_s:.3f} s per step, {dev_s:.1f} s per dev "
-            f"pass -> {max_steps} steps")
-    else:
-        per_step = cfg.grad_accum * accelerator.num_processes  # global micro-batches per optimizer step
-        max_steps = max(1, math.ceil(cfg.epochs * run.examples / (run.sampler.mean_batch_examples() * per_step)))
-    if step_s is None and cfg.eta:
-        step_s = probe_step_seconds(run.model, accelerator, run.collator, run.sampler, optimizer, cfg)
-    if step_s is not None:
-        log(eta_message(max_steps, step_s, dev_s, cfg))
-    return max_steps, step_s
-
-
-def save_final_model(run_dir: Path, cfg: TrainConfig, accelerator, model, summary: dict) -> Path:
-    """The trained model as a save_pretrained directory (written aside, then renamed into place),
-    with the run's config and its summary (``training.json``: steps, examples, time, learning curve)."""
-    final = run_dir / MODEL_DIR
-    if accelerator.is_main_process:
-        tmp = run_dir / f".tmp-{MODEL_DIR}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        accelerator.unwrap_model(model).save_pretrained(str(tmp))
-        (tmp / "train_config.yaml").write_text(to_yaml(cfg.to_dict()), encoding="utf-8")
-        write_summary(tmp, summary)
-        shutil.rmtree(final, ignore_errors=True)
-        os.rename(tmp, final)
-    accelerator.wait_for_everyone()
-    return final
-
 
 # ---- the training run ------------------------------------------------------------------------
 
@@ -195,14 +135,7 @@ def train(cfg: TrainConfig) -> Path:
 
     # ---- the end: final model, summary, plots --------------------------------------------------------------
     seconds = time.perf_counter() - run_t0
-    totals = run_totals(state, accelerator)
-    run_summary = {"steps": state.step, "planned_steps": state.planned_steps,
-                   "stopped_early": state.step < state.planned_steps, "examples_seen": int(totals["examples"]),
-                   "audio_seconds_seen": round(totals["audio_seconds"], 1),
-                   "train_seconds": round(totals["train_seconds"], 1), "probe_step_s": state.probe_step_s,
-                   "precision": precision, "threads": threads, "processes": world, "machine": machine(),
-                   "batch_size": cfg.batch_size, "seed": cfg.seed, "tasks": cfg.tasks,
-                   "learning_curve": learning_curve(state.dev_history)}
+    run_summary = summarize_run(state, accelerator, cfg, precision, threads)
     final = save_final_model(run_dir, cfg, accelerator, model, run_summary)
     if batch_log is not None:
         from .training.feature_cache import weights_fingerprint
@@ -231,18 +164,6 @@ def train(cfg: TrainConfig) -> Path:
         log(f"qaudio train: model saved to {final}")
     accelerator.end_training()
     return final
-
-
-def run_totals(state: TrainState, accelerator) -> dict[str, float]:
-    """Examples and audio seen over every process and resume; the longest process's time."""
-    totals = state.seen_now()
-    if accelerator.num_processes > 1:  # every process counted its own examples
-        from accelerate.utils import gather_object
-
-        per_process = gather_object([totals])
-        totals = {k: sum(t[k] for t in per_process) for k in ("examples", "audio_seconds")} | {
-            "train_seconds": max(t["train_seconds"] for t in per_process)}
-    return totals
 
 
 # ---- command line ----------------------------------------------------------------------------------

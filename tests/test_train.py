@@ -348,11 +348,11 @@ def test_fsdp_asked_on_a_cpu_machine_is_refused_before_accelerate_starts(monkeyp
 
 
 def test_max_minutes_stops_at_the_deadline_when_the_machine_slows_down(corpus, tmp_path, monkeypatch):
-    import qaudio.train as train_module
+    import qaudio.training.plan as plan_module
 
     # The probe claims steps are instant, so the planned schedule is far longer than the budget;
     # the deadline (110% of 2.4 s) must end the run early, with a dev pass and a saved model.
-    monkeypatch.setattr(train_module, "probe_step_seconds", lambda *a, **k: 1e-4)
+    monkeypatch.setattr(plan_module, "probe_step_seconds", lambda *a, **k: 1e-4)
     cfg = tiny_config(corpus, tmp_path / "run", max_steps=0, max_minutes=0.04, log_every=2, eval_every=0)
     final = train(cfg)
     (stop,) = read_metrics(tmp_path / "run", "deadline")
@@ -379,7 +379,7 @@ def test_the_model_directory_records_what_training_did(corpus, tmp_path):
 
 
 def test_the_eta_says_when_the_machine_is_slower_than_the_run_was_sized_for():
-    from qaudio.train import eta_message
+    from qaudio.training.plan import eta_message
 
     cfg = TrainConfig(max_steps=1000, eval_every=500, expected_step_s=0.3)
     quick = eta_message(1000, 0.31, 10.0, cfg)

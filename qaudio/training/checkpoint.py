@@ -197,3 +197,25 @@ def save_checkpoint(run_dir: Path, cfg, accelerator, model, state) -> Path | Non
     final = commit(staging, state.header(), cfg.keep_checkpoints) if accelerator.is_main_process else None
     accelerator.wait_for_everyone()
     return final
+
+
+MODEL_DIR = "model"  # the final save_pretrained directory inside the run directory
+
+
+def save_final_model(run_dir: Path, cfg, accelerator, model, summary: dict) -> Path:
+    """The trained model as a save_pretrained directory (written aside, then renamed into place),
+    with the run's config and its summary (``training.json``: steps, examples, time, learning curve)."""
+    from .config import to_yaml
+    from .summary import write_summary
+
+    final = run_dir / MODEL_DIR
+    if accelerator.is_main_process:
+        tmp = run_dir / f".tmp-{MODEL_DIR}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.unwrap_model(model).save_pretrained(str(tmp))
+        (tmp / "train_config.yaml").write_text(to_yaml(cfg.to_dict()), encoding="utf-8")
+        write_summary(tmp, summary)
+        shutil.rmtree(final, ignore_errors=True)
+        os.rename(tmp, final)
+    accelerator.wait_for_everyone()
+    return final
