@@ -22,6 +22,16 @@ class Synthetic(Recipe):
     homepage = "generated locally: qaudio synth --out DIR"
     layout = "DIR/{train,dev,test}.jsonl (qaudio's example schema) with the audio under DIR"
 
+    def prepare(self, root: Path) -> None:
+        """Generate the corpus (size small, seed 0) when its folder lacks it: training works out of the box."""
+        if (root / "train.jsonl").is_file():
+            return
+        from qaudio.synth.corpus import generate
+
+        print(f"qaudio train: the synthetic corpus is missing at {root}; generating it (size small, seed 0; "
+              f"`qaudio synth` makes other sizes). Pass --recipes NAME:ROOT to train on another corpus.", flush=True)
+        generate(root, size="small", seed=0, progress=True)
+
     def check_root(self, root: Path) -> None:
         if not root.is_dir():
             raise FileNotFoundError(f"synthetic corpus folder {root} does not exist; create it with `qaudio synth --out {root}`")

@@ -93,6 +93,10 @@ class Recipe:
         """
         raise NotImplementedError(f"recipe {self.name!r} does not define examples()")
 
+    def prepare(self, root: Path) -> None:
+        """Called by training (on the main process) before the corpus is read: a recipe that can
+        make its corpus locally does so here when ``root`` lacks it. The default does nothing."""
+
     # ---- Helpers for recipe authors --------------------------------------------------------
 
     def check_root(self, root: Path) -> None:

@@ -24,6 +24,10 @@ class Prediction:
     problems: list[str] = field(default_factory=list)  # what was malformed in the output
 
 
+class MissingTarget(ValueError):
+    """An example has nothing to train on for its task: an empty target, or no label."""
+
+
 @dataclass(frozen=True)
 class Task:
     name: str  # the name used in manifests, on the command line and in reports
@@ -33,6 +37,7 @@ class Task:
     speech: bool = True  # False: non-speech audio, whose audio-language tag is <|unknown|>
     timestamps: bool = False  # the prompt asks for <|timestamps|>
     profile: str | None = None  # metric profile that scores it by default (an anchor's convention); None: the family's first
+    chunk_at_words: bool = False  # a clip longer than the encoder window may be cut at word times (transcripts)
 
     def metric_options(self) -> dict:
         """Options the task's metric family needs besides predictions and references."""
@@ -56,7 +61,7 @@ class Task:
         """Every acceptable training target (captions have several references)."""
         refs = [r.strip() for r in example.references if r.strip()]
         if not refs:
-            raise ValueError(f"example {example.id!r} has an empty target")
+            raise MissingTarget(f"example {example.id!r} has an empty target")
         return refs
 
     def parse(self, generated: str) -> Prediction:
@@ -94,7 +99,7 @@ class ClassificationTask(Task):
     def targets(self, example: Example) -> list[str]:
         label = (example.label or example.target or "").strip().lower()
         if not label:
-            raise ValueError(f"example {example.id!r} of task {self.name!r} has no label")
+            raise MissingTarget(f"example {example.id!r} of task {self.name!r} has no label")
         return [label]
 
     def parse(self, generated: str, labels: tuple[str, ...] | None = None) -> Prediction:

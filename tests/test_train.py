@@ -17,6 +17,7 @@ import soundfile as sf
 import torch
 
 from qaudio.data import read_manifest
+from qaudio.specs import registry
 from qaudio.train import Collator, TrainingAborted, build_model, train
 from qaudio.training.bad_data import BadDataError, BadDataLog
 from qaudio.training.config import TrainConfig
@@ -50,7 +51,7 @@ def tiny_config(corpus: Path, out: Path, **overrides) -> TrainConfig:
 
 def tiny_model_and_items(corpus: Path, seed: int = 0):
     cfg = tiny_config(corpus, Path("unused"), seed=seed)
-    items = load_items(parse_recipes(cfg.recipes), "train", None, "tags", BadDataLog())
+    items = load_items(parse_recipes(cfg.recipes), "train", registry("tasks"), "tags", BadDataLog(), keep_all=True)
     return build_model(cfg, tokenizer_texts(items, "tags"), None), items
 
 
@@ -279,15 +280,79 @@ def test_two_processes_train_on_different_data_and_end_with_identical_weights(co
     # (one task of 24 clips in micro-batches of 4: a window is one pass, dealt out to the two processes)
     assert ranks[0]["weights"] == ranks[1]["weights"] and len(ranks[0]["weights"]) == 1
     assert read_metrics(out, "end")[-1]["processes"] == 2
-    assert (out / "checkpoints" / "step-00000004" / "rng-rank1.pt").is_file()
+    assert (out / "checkpoints" / "step-00000004" / "random_states_1.pkl").is_file()  # accelerate's, per process
+
+
+def _ddp_command(corpus: Path, out: Path, *extra: str) -> tuple[list[str], dict]:
+    """Two real CPU processes under DDP (gloo), as OFFLINE-tested: accelerate launch --multi_gpu."""
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+    if accelerate is None:
+        pytest.skip("accelerate's launcher is not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
+           "no", "--dynamo_backend", "no", "--main_process_port", str(port), "-m", "qaudio.train",
+           *_cli(corpus, out, "--tasks", "asr", "--batch-size", "4", *extra)]
+    return cmd, {**os.environ, "ACCELERATE_USE_CPU": "true"}
+
+
+@pytest.mark.slow
+def test_two_processes_killed_mid_run_resume_with_the_same_losses(corpus, tmp_path):
+    steps = ("--max-steps", "12", "--save-every", "2")
+    killed = tmp_path / "killed"
+    cmd, env = _ddp_command(corpus, killed, *steps)
+    # Its own session: SIGKILL reaches the launcher and both training processes at once, as a lost machine would.
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.time() + 600  # a guard against a hang, generous for a busy machine
+    while not (killed / "checkpoints" / "step-00000004" / "state.json").exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+        assert time.time() < deadline, "no checkpoint within 600 s"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "model").exists(), "the run finished before the kill: make it longer"
+    resumed = subprocess.run(_ddp_command(corpus, killed, *steps)[0], cwd=REPO, env=env, capture_output=True,
+                             text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stdout
+    whole_cmd, _ = _ddp_command(corpus, tmp_path / "whole", *steps)
+    whole = subprocess.run(whole_cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    losses = train_losses(killed)
+    assert list(losses) == list(range(1, 13))
+    assert losses == train_losses(tmp_path / "whole")  # exact: fp32, the same data order, RNGs restored per process
+
+
+@pytest.mark.slow
+def test_fsdp_on_two_cpu_processes_stops_with_the_reason_and_the_fix(corpus, tmp_path):
+    # accelerate 1.15 shards on GPU-like devices only (its FSDP plugin finds no device on a CPU
+    # machine); qaudio says so before anything is built, instead of accelerate's traceback.
+    cmd, env = _ddp_command(corpus, tmp_path / "fsdp", "--max-steps", "2")
+    cmd[cmd.index("--multi_gpu")] = "--use_fsdp"
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "qaudio train: error: FSDP was asked for (accelerate launch --use_fsdp) on CPU processes" in done.stderr
+    assert "ACCELERATE_USE_CPU=true accelerate launch --multi_gpu" in done.stderr
+    assert not (tmp_path / "fsdp" / "checkpoints").exists()
+
+
+def test_fsdp_asked_on_a_cpu_machine_is_refused_before_accelerate_starts(monkeypatch):
+    from qaudio.training.setup import make_accelerator
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "true")
+    with pytest.raises(ValueError, match="accelerate shards on GPUs .* only.*without --use_fsdp"):
+        make_accelerator(TrainConfig(precision="fp32"))
 
 
 def test_max_minutes_stops_at_the_deadline_when_the_machine_slows_down(corpus, tmp_path, monkeypatch):
-    import qaudio.train as train_module
+    import qaudio.training.plan as plan_module
 
     # The probe claims steps are instant, so the planned schedule is far longer than the budget;
     # the deadline (110% of 2.4 s) must end the run early, with a dev pass and a saved model.
-    monkeypatch.setattr(train_module, "probe_step_seconds", lambda *a, **k: 1e-4)
+    monkeypatch.setattr(plan_module, "probe_step_seconds", lambda *a, **k: 1e-4)
     cfg = tiny_config(corpus, tmp_path / "run", max_steps=0, max_minutes=0.04, log_every=2, eval_every=0)
     final = train(cfg)
     (stop,) = read_metrics(tmp_path / "run", "deadline")
@@ -314,7 +379,7 @@ def test_the_model_directory_records_what_training_did(corpus, tmp_path):
 
 
 def test_the_eta_says_when_the_machine_is_slower_than_the_run_was_sized_for():
-    from qaudio.train import eta_message
+    from qaudio.training.plan import eta_message
 
     cfg = TrainConfig(max_steps=1000, eval_every=500, expected_step_s=0.3)
     quick = eta_message(1000, 0.31, 10.0, cfg)

@@ -1,12 +1,16 @@
-"""Checkpoints: written atomically, the last K kept, the latest complete one found on resume.
+"""Checkpoints: accelerate's saved state, written atomically, the last K kept, found on resume.
 
-A checkpoint is a directory ``RUN/checkpoints/step-00000100/`` holding the trainable weights
-(``trainable.safetensors``; frozen weights are rebuilt from the model config and seed),
-``optimizer.pt``, ``scheduler.pt``, one ``rng-rank<R>.pt`` per process, the resolved
-configs, and ``state.json`` (step, data position, bad-data counts), written last. Every file
-goes into ``.tmp-step-00000100/`` first and the directory is renamed when all are written:
-a rename is atomic on POSIX, so a run killed mid-save leaves a stale temporary directory
-(removed at the next start) and never a half-written checkpoint under a final name.
+A checkpoint is a directory ``RUN/checkpoints/step-00000100/`` written by
+``accelerator.save_state``: the trainable weights (``model.safetensors``: a save hook keeps
+only the trainable set; frozen weights are rebuilt from the model config and seed), the
+optimizer, the scheduler and the :class:`~qaudio.training.state.TrainState` (registered for
+checkpointing), the fp16 GradScaler when one is used, and one ``random_states_<R>.pkl`` per
+process; besides them the resolved configs and the tokenizer, and ``state.json`` (what a resume
+reads before anything is built: step, schedule length, processes), written last. Under FSDP,
+accelerate saves the sharded model and optimizer its own way. Every file goes into
+``.tmp-step-00000100/`` first and the directory is renamed when all are written: a rename is
+atomic on POSIX, so a run killed mid-save leaves a stale temporary directory (removed at the
+next start) and never a half-written checkpoint under a final name.
 """
 
 from __future__ import annotations
@@ -23,9 +27,8 @@ import torch
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "state.json"  # written last; its presence marks a complete checkpoint
-TRAINABLE_FILE = "trainable.safetensors"
-OPTIMIZER_FILE = "optimizer.pt"
-SCHEDULER_FILE = "scheduler.pt"
+TRAINABLE_FILE = "model.safetensors"  # accelerate's name for the (here: trainable-only) model weights
+FORMAT = "accelerate-state"  # state.json's "format"; checkpoints of qaudio 0.1.0 have none
 _NAME = re.compile(r"^step-(\d+)$")
 
 
@@ -73,7 +76,7 @@ def commit(staging: Path, state: dict, keep: int) -> Path:
     """Write ``state.json`` last, rename the directory into place, keep the last ``keep``."""
     step = int(state["step"])
     tmp_state = staging / (STATE_FILE + ".tmp")
-    tmp_state.write_text(json.dumps(state, indent=1), encoding="utf-8")
+    tmp_state.write_text(json.dumps({"format": FORMAT, **state}, indent=1), encoding="utf-8")
     os.replace(tmp_state, staging / STATE_FILE)
     final = staging.parent / checkpoint_name(step)
     if final.exists():  # the same step saved again (e.g. the last step was also a save step)
@@ -85,25 +88,37 @@ def commit(staging: Path, state: dict, keep: int) -> Path:
 
 
 def read_state(checkpoint: str | os.PathLike) -> dict:
+    """The ``state.json`` header of a complete checkpoint this version can resume."""
     path = Path(checkpoint) / STATE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{checkpoint} is not a complete checkpoint (no {STATE_FILE}); "
                                 f"expected a directory like RUN/{CHECKPOINTS}/step-00000100")
-    return json.loads(path.read_text(encoding="utf-8"))
+    state = json.loads(path.read_text(encoding="utf-8"))
+    if state.get("format") != FORMAT:
+        raise ValueError(f"{checkpoint} was written by qaudio 0.1.0 (its own files: trainable.safetensors, "
+                         "optimizer.pt, rng-rank<R>.pt); this version resumes checkpoints written through "
+                         "accelerate's save_state only. Finish that run with qaudio 0.1.0, or start a new one "
+                         "(another --output-dir, or delete its checkpoints/ folder)")
+    return state
 
 
 # ---- trainable weights ---------------------------------------------------------------------
+
+
+def trainable_state_dict(model: torch.nn.Module, names: list[str]) -> dict[str, torch.Tensor]:
+    """The trainable parameters only, by name (CPU copies, ready for safetensors)."""
+    params = dict(model.named_parameters())
+    missing = [n for n in names if n not in params]
+    if missing:
+        raise ValueError(f"trainable parameter(s) not in the model: {', '.join(missing[:5])}")
+    return {n: params[n].detach().to("cpu").contiguous() for n in names}
 
 
 def save_trainable(model: torch.nn.Module, names: list[str], path: Path) -> None:
     """The trainable parameters only, by name, as safetensors."""
     from safetensors.torch import save_file
 
-    params = dict(model.named_parameters())
-    missing = [n for n in names if n not in params]
-    if missing:
-        raise ValueError(f"trainable parameter(s) not in the model: {', '.join(missing[:5])}")
-    save_file({n: params[n].detach().to("cpu").contiguous() for n in names}, str(path))
+    save_file(trainable_state_dict(model, names), str(path))
 
 
 def load_trainable(model: torch.nn.Module, names: list[str], path: Path) -> None:
@@ -124,10 +139,8 @@ def load_trainable(model: torch.nn.Module, names: list[str], path: Path) -> None
             params[name].copy_(tensor)
 
 
-# ---- random number generators ----------------------------------------------------------------
-
-
 def rng_state() -> dict:
+    """Python's, NumPy's and torch's RNG states (the budget probe restores them after timing)."""
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -142,18 +155,67 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def rng_file(checkpoint: Path, rank: int) -> Path:
-    return checkpoint / f"rng-rank{rank}.pt"
+# ---- through accelerate's state ----------------------------------------------------------------
 
 
-def save_rng(checkpoint: Path, rank: int) -> None:
-    torch.save(rng_state(), rng_file(checkpoint, rank))
+def register(accelerator, trainable: list[str], *objects) -> None:
+    """Make ``accelerator.save_state`` / ``load_state`` qaudio checkpoints: ``objects`` (the
+    scheduler, the TrainState) are saved with the model, and the model's file holds its
+    trainable weights only (the frozen encoder and LLM are rebuilt, never written)."""
+    accelerator.register_for_checkpointing(*objects)
+
+    def keep_trainable(models, weights, output_dir) -> None:
+        for model, state in zip(models, weights):  # in place: accelerate writes these dicts next
+            state.clear()
+            state.update(trainable_state_dict(accelerator.unwrap_model(model), trainable))
+
+    def load_trainable_weights(models, input_dir) -> None:
+        for model in models:
+            load_trainable(accelerator.unwrap_model(model), trainable, Path(input_dir) / TRAINABLE_FILE)
+        models.clear()  # loaded here: accelerate's strict full-model load must not run
+
+    accelerator.register_save_state_pre_hook(keep_trainable)
+    accelerator.register_load_state_pre_hook(load_trainable_weights)
 
 
-def load_rng(checkpoint: Path, rank: int) -> None:
-    path = rng_file(checkpoint, rank)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: the checkpoint was written by fewer processes "
-                                "(resume with the same number of processes)")
-    # Our own file; it holds NumPy's state tuple, which the weights-only loader refuses.
-    set_rng_state(torch.load(path, weights_only=False))
+def save_checkpoint(run_dir: Path, cfg, accelerator, model, state) -> Path | None:
+    """Write a complete checkpoint of ``state`` (a TrainState) atomically; every process takes part."""
+    from .config import to_yaml
+
+    staging = Path(run_dir) / CHECKPOINTS / f".tmp-{checkpoint_name(state.step)}"
+    if accelerator.is_main_process:
+        staging_dir(run_dir, state.step)
+    accelerator.wait_for_everyone()
+    # The trainable weights, optimizer, scheduler, TrainState and scaler (main process); each process's RNGs.
+    accelerator.save_state(str(staging))
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        (staging / "train_config.yaml").write_text(to_yaml(cfg.to_dict()), encoding="utf-8")
+        unwrapped.config.save(staging / "model_config.json")
+        unwrapped.processor.tokenizer.save_pretrained(str(staging / "tokenizer"))
+    accelerator.wait_for_everyone()
+    final = commit(staging, state.header(), cfg.keep_checkpoints) if accelerator.is_main_process else None
+    accelerator.wait_for_everyone()
+    return final
+
+
+MODEL_DIR = "model"  # the final save_pretrained directory inside the run directory
+
+
+def save_final_model(run_dir: Path, cfg, accelerator, model, summary: dict) -> Path:
+    """The trained model as a save_pretrained directory (written aside, then renamed into place),
+    with the run's config and its summary (``training.json``: steps, examples, time, learning curve)."""
+    from .config import to_yaml
+    from .summary import write_summary
+
+    final = run_dir / MODEL_DIR
+    if accelerator.is_main_process:
+        tmp = run_dir / f".tmp-{MODEL_DIR}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.unwrap_model(model).save_pretrained(str(tmp))
+        (tmp / "train_config.yaml").write_text(to_yaml(cfg.to_dict()), encoding="utf-8")
+        write_summary(tmp, summary)
+        shutil.rmtree(final, ignore_errors=True)
+        os.rename(tmp, final)
+    accelerator.wait_for_everyone()
+    return final

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..config import resolve_data_root
 from ..data import Example
-from ..task import Task
+from ..task import MissingTarget, Task
 from .bad_data import BadDataLog, BadItem
 
 
@@ -120,13 +120,13 @@ def _fit_window(item: Item, max_seconds: float, long_audio: str, bad: BadDataLog
         return [item]
     detail = f"{ex.duration:.1f} s is longer than the encoder window of {max_seconds:g} s"
     if long_audio == "chunk":
-        if ex.words and item.task.tag_path.task == "transcribe":
+        if ex.words and item.task.chunk_at_words:
             pieces = chunk_by_words(ex, max_seconds)
             if pieces:
                 return [Item(p, item.task, item.source) for p in pieces]
             detail += " and a single word is longer than the window"
         else:
-            detail += " and it cannot be chunked (only transcription examples with word times can)"
+            detail += " and it cannot be chunked (only examples of a chunk_at_words task with word times can)"
     bad.record(BadItem("too long", ex.id, ex.audio, detail, item.source))
     return []
 
@@ -137,8 +137,8 @@ def _check_trainable(item: Item, style: str, bad: BadDataLog) -> bool:
     try:
         item.task.prompt(ex, style)
         item.task.targets(ex)
-    except ValueError as e:
-        reason = "empty target" if "empty target" in str(e) or "no label" in str(e) else "bad example"
+    except ValueError as e:  # MissingTarget: nothing to learn; any other: the example is malformed
+        reason = "empty target" if isinstance(e, MissingTarget) else "bad example"
         bad.record(BadItem(reason, ex.id, ex.audio, str(e), item.source))
         return False
     if not os.path.isfile(ex.audio):
@@ -147,17 +147,16 @@ def _check_trainable(item: Item, style: str, bad: BadDataLog) -> bool:
     return True
 
 
-def load_items(specs: list[RecipeSpec], split_kind: str, wanted: dict[str, Task] | None, style: str,
-               bad: BadDataLog) -> list[Item]:
+def load_items(specs: list[RecipeSpec], split_kind: str, tasks: dict[str, Task], style: str,
+               bad: BadDataLog, keep_all: bool = False) -> list[Item]:
     """The usable items of every recipe's ``split_kind`` ("train" or "dev") split.
 
-    ``wanted``: the task specs to keep, by name; None keeps every task (specs looked up by
-    the examples' task names).
+    ``tasks``: the task specs by name (the caller resolves names); examples of other tasks are
+    left out, unless ``keep_all`` (``--tasks all``): then ``tasks`` is every known task and an
+    example naming another one is an error.
     """
     from ..recipe import RecipeWarning, load_examples
-    from ..specs import get_task
 
-    task_specs: dict[str, Task] = dict(wanted or {})
     items: list[Item] = []
     for spec in specs:
         split = spec.train_split if split_kind == "train" else spec.dev_split
@@ -166,11 +165,12 @@ def load_items(specs: list[RecipeSpec], split_kind: str, wanted: dict[str, Task]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RecipeWarning)
             for n, ex in enumerate(load_examples(spec.name, spec.root, split), 1):
-                if wanted is not None and ex.task not in wanted:
+                if ex.task not in tasks:
+                    if keep_all:
+                        raise ValueError(f"{spec.name} {split}, example {n}: unknown task {ex.task!r}; known tasks: "
+                                         f"{', '.join(sorted(tasks))} (or pass a task file by path in --tasks)")
                     continue
-                if ex.task not in task_specs:
-                    task_specs[ex.task] = get_task(ex.task)
-                item = Item(ex, task_specs[ex.task], f"{spec.name} {split}, example {n}")
+                item = Item(ex, tasks[ex.task], f"{spec.name} {split}, example {n}")
                 if _check_trainable(item, style, bad):
                     items.append(item)
         for w in caught:

@@ -33,6 +33,25 @@ def machine() -> str:
     return cpu
 
 
+def summarize_run(state, accelerator, cfg, precision: str, threads: int) -> dict[str, Any]:
+    """The facts of ``training.json`` for a finished run (``state``: its TrainState): steps done and
+    planned, examples and audio seen over every process and resume, and how it ran."""
+    totals = state.seen_now()
+    world = accelerator.num_processes
+    if world > 1:  # every process counted its own examples; the run took as long as its slowest process
+        from accelerate.utils import gather_object
+
+        per_process = gather_object([totals])
+        totals = {k: sum(t[k] for t in per_process) for k in ("examples", "audio_seconds")} | {
+            "train_seconds": max(t["train_seconds"] for t in per_process)}
+    return {"steps": state.step, "planned_steps": state.planned_steps, "stopped_early": state.step < state.planned_steps,
+            "examples_seen": int(totals["examples"]), "audio_seconds_seen": round(totals["audio_seconds"], 1),
+            "train_seconds": round(totals["train_seconds"], 1), "probe_step_s": state.probe_step_s,
+            "precision": precision, "threads": threads, "processes": world, "machine": machine(),
+            "batch_size": cfg.batch_size, "seed": cfg.seed, "tasks": cfg.tasks,
+            "learning_curve": learning_curve(state.dev_history)}
+
+
 def learning_curve(dev_history: dict[str, dict[str, float]]) -> dict[str, list[list[float]]]:
     """``{step: {task: loss}}`` -> ``{task: [[step, loss], ...]}`` sorted by step."""
     curve: dict[str, list[list[float]]] = {}
