@@ -59,7 +59,7 @@ import torch
 from qaudio.audio import SAMPLE_RATE
 from qaudio.config import SCRATCH, TINY_RANDOM, ModelConfig, TrainableConfig, resolve_model_config
 from qaudio.specs import get_task
-from qaudio.tags import AUDIO_BOS, AUDIO_EOS, AUDIO_PLACEHOLDER, PROMPT_STYLES
+from qaudio.tags import AUDIO_BOS, AUDIO_EOS, AUDIO_PLACEHOLDER
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IGNORE_INDEX = -100  # labels outside the loss, on both sides
@@ -139,8 +139,7 @@ def batches_of(clips: Sequence[Clip], batch_size: int) -> list[list[Clip]]:
 
 def asr_prompt(style: str = "tags") -> str:
     """The ASR prompt qaudio trains with (the ``asr`` task spec's tags), used on both sides."""
-    task = get_task("asr")
-    return PROMPT_STYLES[style](task.tag_path, "en", "en", task.timestamps)
+    return get_task("asr").request("en").prompt(style)
 
 
 # ---- Sizes and the two systems ---------------------------------------------------------------

@@ -136,7 +136,7 @@ def _check_trainable(item: Item, style: str, bad: BadDataLog) -> bool:
     """An item whose prompt and target can be built and whose audio file exists."""
     ex = item.example
     try:
-        item.task.prompt(ex, style)
+        item.task.prompt(ex.request(item.task), style)
         item.task.targets(ex)
     except ValueError as e:
         reason = "empty target" if "empty target" in str(e) or "no label" in str(e) else "bad example"
@@ -203,6 +203,6 @@ def tokenizer_texts(items: list[Item], style: str) -> list[str]:
     """The texts a from-scratch tokenizer is trained on: every prompt and every reference."""
     texts = []
     for item in items:
-        texts.append(item.task.prompt(item.example, style))
+        texts.append(item.task.prompt(item.example.request(item.task), style))
         texts.extend(item.task.targets(item.example))
     return texts
