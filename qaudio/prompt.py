@@ -26,8 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tag prompt, natural-language prompt, or Qwen2-Audio-Instruct chat turns")
 
 
-def prompt_for(task_name: str, audio_lang: str | None = None, text_lang: str | None = None, timestamps: bool = False,
-               question: str | None = None, instruction: str | None = None, style: str = "tags") -> str:
+def prompt_for(task_name: str, audio_lang: str | None = None, text_lang: str | None = None,
+               timestamps: bool = False, question: str | None = None, instruction: str | None = None,
+               style: str = "tags") -> str:
     """The prompt string for a request, built exactly as training and inference build it."""
     request = get_task(task_name).request(audio_lang=audio_lang, text_lang=text_lang, timestamps=timestamps,
                                           question=question, instruction=instruction)
@@ -35,5 +36,6 @@ def prompt_for(task_name: str, audio_lang: str | None = None, text_lang: str | N
 
 
 def main(args: argparse.Namespace) -> int:
-    print(prompt_for(args.task, args.audio_lang, args.text_lang, args.timestamps, args.question, args.instruction, args.style))
+    print(prompt_for(args.task, args.audio_lang, args.text_lang, args.timestamps, args.question, args.instruction,
+                     args.style))
     return 0

@@ -33,6 +33,10 @@ class RequestError(ValueError):
     """A request that cannot be asked: the message names the bad value and what is valid."""
 
 
+class EmptyTargetError(ValueError):
+    """A training example without a target to learn (an empty text, or no label)."""
+
+
 @dataclass(frozen=True)
 class Task:
     name: str  # the name used in manifests, on the command line and in reports
@@ -115,7 +119,7 @@ class Task:
         """Every acceptable training target (captions have several references)."""
         refs = [r.strip() for r in example.references if r.strip()]
         if not refs:
-            raise ValueError(f"example {example.id!r} has an empty target")
+            raise EmptyTargetError(f"example {example.id!r} has an empty target")
         return refs
 
     def parse(self, generated: str) -> Result:
@@ -165,7 +169,7 @@ class ClassificationTask(Task):
     def targets(self, example: Example) -> list[str]:
         label = (example.label or example.target or "").strip().lower()
         if not label:
-            raise ValueError(f"example {example.id!r} of task {self.name!r} has no label")
+            raise EmptyTargetError(f"example {example.id!r} of task {self.name!r} has no label")
         return [label]
 
     def parse(self, generated: str, labels: tuple[str, ...] | None = None) -> Result:
