@@ -29,7 +29,11 @@ import torch
 from qaudio.dtypes import torch_dtype
 from qaudio.hardware import usable_cores
 from qaudio.specs import get_task
+<<<<<<< HEAD
 from qaudio.tags import PROMPT_STYLES
+=======
+from qaudio.tags import AUDIO_BOS, AUDIO_EOS, AUDIO_PLACEHOLDER
+>>>>>>> i12-a1
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DTYPES = {name: torch_dtype(name) for name in ("fp32", "bf16")}  # the dtypes the benchmarks measure
@@ -38,8 +42,7 @@ DEVICES = ("cpu", "cuda")
 
 def asr_prompt(style: str = "tags") -> str:
     """The ASR prompt qaudio trains with (the ``asr`` task spec's tags), used on both sides."""
-    task = get_task("asr")
-    return PROMPT_STYLES[style](task.tag_path, "en", "en", task.timestamps)
+    return get_task("asr").request("en").prompt(style)
 
 
 def to_device(batch: dict, device: torch.device) -> dict:

@@ -5,10 +5,10 @@
 
 Both systems transcribe the same fixed set of clips (greedy decoding, exactly
 ``--new-tokens`` tokens each: ``min_new_tokens = max_new_tokens``, since untrained models stop
-at arbitrary points). qaudio runs through its user API (:class:`qaudio.infer.AudioModel`,
+at arbitrary points). qaudio runs through its user API (:class:`qaudio.infer.Pipeline`,
 ``transcribe``) at batch sizes 1, 8 and 32; the peer runs ``processor -> generate`` at the same
 batch sizes, and its best one is reported with its batch-1 figures. Both order clips longest
-first before batching (what ``AudioModel`` does; the peer pads to 30 s anyway).
+first before batching (what ``Pipeline`` does; the peer pads to 30 s anyway).
 
 Printed per run: audio seconds transcribed per second of wall time, generated tokens per
 second, time to first token, peak memory, and the qaudio/peer ratios; and whether qaudio's
@@ -82,15 +82,14 @@ class PrefillTimer:
 
 
 def _qaudio(spec: dict, texts: list[str], device: torch.device, dtype: str):
-    """qaudio through its user API: AudioModel.transcribe -> (transcribe, module that generates, model)."""
-    from qaudio.infer import AudioModel
+    """qaudio through its user API: Pipeline.transcribe -> (transcribe, module that generates, model)."""
+    from qaudio.infer import Pipeline
     from qaudio.model.trainable import unwrap
 
     model, _ = systems.build_qaudio(systems.model_config(spec["size"], spec.get("stack")), texts, spec["seed"])
     model.to(device=device, dtype=common.DTYPES[dtype]).eval()
-    # The clips are speech-shaped noise, which the no-speech check (Silero VAD, where installed)
-    # would rightly answer with empty text without generating; the peer has no such check.
-    runner = AudioModel(model, batch_size=spec["batch_size"], max_new_tokens=spec["new_tokens"], detect_no_speech=False)
+    # Speech-shaped noise is not speech to a voice-activity detector: ask about every clip.
+    runner = Pipeline(model, batch_size=spec["batch_size"], max_new_tokens=spec["new_tokens"], detect_no_speech=False)
     n = spec["new_tokens"]
 
     def transcribe(clips):

@@ -4,7 +4,7 @@ For each benchmark of the suite (:mod:`qaudio.suite`; built-ins in ``eval_suites
 
 1. read the split through its corpus recipe (:func:`qaudio.recipe.load_examples`); a corpus
    that is not on disk makes the row *skipped*, with the reason, never a silent omission;
-2. answer every example with the model, batched (:meth:`qaudio.infer.AudioModel.run_examples`;
+2. answer every example with the model, batched (:meth:`qaudio.infer.Pipeline.run_examples`;
    classification is constrained to the task's label set), timing the run: real-time factor
    = compute seconds / audio seconds, generated tokens per second, and the peak memory of that
    run alone (:mod:`qaudio.profiling`: CUDA's peak allocation on GPU, the resident set's
@@ -172,6 +172,23 @@ def _timing(m: Measurement, examples: list[Example], tokens: int | None) -> dict
     }
 
 
+def prediction(example_id: str, result) -> dict:
+    """A Result as a report stores it (one shape for the model and its peers)."""
+    d = result.to_dict()
+    return {"id": example_id, "text": d["text"], "raw": d["raw"], "label": d["label"], "words": d["words"],
+            "windows": d["timing"].get("windows", 1), "problems": d["problems"], "error": d["error"],
+            "flags": d["flags"], "no_speech_prob": d["no_speech_prob"]}
+
+
+def _system_entry(results: list, examples: list[Example], m: Measurement) -> dict:
+    """A report ``results`` entry from one system's Results (in the examples' order)."""
+    counts = [r.timing.get("generated_tokens") for r in results if r.ok]
+    tokens = None if any(c is None for c in counts) else sum(counts)  # None: nothing generated (label scoring)
+    predictions = [prediction(ex.id, r) for ex, r in zip(examples, results)]
+    return {"status": "ok", "timing": _timing(m, examples, tokens), "predictions": predictions,
+            "failed": sum(p["error"] is not None for p in predictions), "flags": dict(count_flags(predictions))}
+
+
 def run_model(model, loaded: Loaded, batch_size: int, progress: bool = True) -> dict:
     """The model's predictions and timing for one benchmark (a report ``results`` entry)."""
     task, examples = loaded.task, loaded.examples
@@ -179,30 +196,17 @@ def run_model(model, loaded: Loaded, batch_size: int, progress: bool = True) -> 
     device = str(model.device)
     with measure("model", device) as m:
         results = model.run_examples(examples, task, batch_size=batch_size, labels=labels, progress=progress)
-    tokens = None
-    if labels is None:  # label scoring generates nothing; free text: count the decoded output's tokens
-        tokens = sum(len(model.tokenizer(r.raw, add_special_tokens=False)["input_ids"]) for r in results if r.ok)
-    predictions = []
-    for ex, r in zip(examples, results):
-        words = [dataclasses.asdict(w) for w in r.words] if r.words is not None else None
-        predictions.append({"id": ex.id, "text": r.text, "raw": r.raw, "label": r.label, "words": words,
-                            "windows": r.timing.get("windows", 1), "problems": r.problems, "error": r.error,
-                            "flags": r.flags, "no_speech_prob": r.no_speech_prob})
-    return {"status": "ok", "timing": _timing(m, examples, tokens), "predictions": predictions,
-            "failed": sum(p["error"] is not None for p in predictions), "flags": dict(count_flags(predictions)),
-            "generation": _generation(model, loaded, labels)}
+    return {**_system_entry(results, examples, m), "generation": _generation(model, loaded, labels)}
 
 
 def _generation(model, loaded: Loaded, labels: list[str] | None) -> dict:
     """How the predictions were made (decoding and a hash of the prompts), for the metric's provenance."""
     import hashlib
 
-    from .infer import MAX_NEW_TOKENS
-
-    prompts = sorted({loaded.task.prompt(ex, model.style) for ex in loaded.examples})
+    prompts = sorted({model.prompt(ex.request(loaded.task)) for ex in loaded.examples})
     decoding = ({"method": "label scoring: the most likely label of the task's label set", "labels": labels} if labels else
                 {"method": "greedy", "do_sample": False, "num_beams": 1,
-                 "max_new_tokens": model.max_new_tokens or f"by kind of answer {MAX_NEW_TOKENS}"})
+                 "max_new_tokens": model.max_new_tokens or loaded.task.max_new_tokens})
     return {"decoding": decoding, "on_degenerate": model.on_degenerate, "prompt_style": model.style,
             "prompts": len(prompts),
             "prompt_sha256": hashlib.sha256("\n".join(prompts).encode("utf-8")).hexdigest()}
@@ -216,15 +220,11 @@ def peer_applies(peer: Peer, loaded: Loaded) -> bool:
 
 
 def run_peer(runner, loaded: Loaded, batch_size: int) -> dict:
+    """A peer's predictions and timing for one benchmark: its Results, stored as the model's are."""
     device = str(runner.device)
     with measure("peer", device) as m:
-        outputs = runner.run(loaded.examples, loaded.task.name, batch_size)
-    predictions = [{"id": ex.id, "text": loaded.task.parse(o.text).text if o.error is None else "", "raw": o.raw,
-                    "label": None, "words": None, "windows": 1, "problems": [], "error": o.error}
-                   for ex, o in zip(loaded.examples, outputs)]
-    tokens = sum(o.tokens for o in outputs if o.error is None)
-    return {"status": "ok", "timing": _timing(m, loaded.examples, tokens), "predictions": predictions,
-            "failed": sum(p["error"] is not None for p in predictions)}
+        results = runner.run(loaded.examples, loaded.task, batch_size)
+    return _system_entry(results, loaded.examples, m)
 
 
 # ---- Scoring (shared by a live run and --rescore) --------------------------------------------
@@ -360,9 +360,8 @@ def evaluate(suite: Suite, cfg: EvalConfig, suite_source: str | None = None) -> 
     for item in loaded:
         if item.reason:
             _log(progress, f"qaudio eval: {item.benchmark.name}: skipped: {item.reason.splitlines()[0]}")
-    audio_model = load(model, device=cfg.device, dtype=cfg.dtype)
-    audio_model.max_new_tokens = cfg.max_new_tokens  # None: the cap by kind of answer (qaudio.infer)
-    audio_model.on_degenerate, audio_model.detect_no_speech = cfg.on_degenerate, cfg.speech_check
+    audio_model = load(model, device=cfg.device, dtype=cfg.dtype, max_new_tokens=cfg.max_new_tokens,  # None: each task's cap
+                       on_degenerate=cfg.on_degenerate, detect_no_speech=cfg.speech_check)
     device = str(audio_model.device)
     systems = [{"name": MODEL, "kind": "model", "path": str(model)}]
     systems += [{"name": p.name, "kind": "peer", "runner": p.runner, "source": p.source, "tasks": list(p.tasks),

@@ -186,10 +186,10 @@ class Utterances:
 
 def transcripts_for(model, lang: str | None):
     """The partial (plain) and final (word times) queries for one language."""
-    from .infer import make_query
+    from .specs import get_task
 
-    return (make_query("asr", lang=lang, style=model.style),
-            make_query("asr", lang=lang, timestamps=True, style=model.style))
+    asr = get_task("asr")
+    return asr.request(lang), asr.request(lang, timestamps=True)
 
 
 def words_json(result, offset_s: float) -> list[dict]:
@@ -485,7 +485,8 @@ def run_cli(model, args: argparse.Namespace, query) -> int:
     """``qaudio run --stream`` / ``--vad``: one file at a time, utterance by utterance."""
     if not vad_available():
         raise ValueError(INSTALL_HINT)
-    if args.stream and (query.task is None or query.task.name not in ("asr", "srwt")):
+    task = query.task
+    if args.stream and (task is None or not (task.transcribes_speech and (task.timestamps or task.timestamped_variant))):
         raise ValueError("--stream transcribes (task asr); drop --task/--prompt or use --vad for other tasks")
     for path in args.files:
         if args.stream:

@@ -1,8 +1,9 @@
 """``qaudio run``: run a model on audio files and print its answers.
 
 The command line is :class:`RunConfig` (through :mod:`qaudio.flags`): one flag per field. What
-to ask is :class:`QueryOptions`, which the server's ``/v1/generate`` fills from its form fields;
-:func:`query_from_args` is the one mapping from those options to a query. The library part
+to ask is :class:`QueryOptions`; :func:`query_from_args` turns it into a
+:class:`~qaudio.task.Request` through :func:`qaudio.infer.request_from_fields`, the mapping the
+server's ``/v1/generate`` uses too. The library part
 (loading, batching, answers) is :mod:`qaudio.infer`.
 """
 
@@ -16,26 +17,15 @@ from dataclasses import dataclass
 from . import degeneration, flags
 from .dtypes import DTYPE_NAMES
 from .flags import option
-from .infer import (
-    CAPTION_STYLES,
-    CLASSIFY_TASKS,
-    Query,
-    Result,
-    load,
-    make_query,
-    raw_query,
-)
-from .specs import get_task, registry
-from .task import ClassificationTask
-
-CLI_TASKS = ("asr", "s2tt", "aac", "aqa", "ser", "asc", "vsc", "mna", "srwt")
+from .infer import CAPTION_STYLES, Request, Result, load, request_from_fields
+from .specs import get_task, task_names
 
 
 @dataclass
 class QueryOptions:
     """What to ask of each clip: a task with its options, or a raw tagged prompt."""
 
-    task: str = option("asr", f"{', '.join(CLI_TASKS)}, or a task .py file (default: asr)")
+    task: str = option("asr", f"{', '.join(task_names())}, or a task .py file (default: asr)")
     lang: str | None = option(None, "spoken language (default: en; the model does not detect it)")
     to: str | None = option(None, "output language, for translation (s2tt)")
     timestamps: bool = option(False, "word timestamps (asr)")
@@ -89,26 +79,19 @@ class RunConfig(GuardOptions, ModelOptions, QueryOptions):
         ModelOptions.__post_init__(self)
         if self.batch_size < 1:
             raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.task not in CLI_TASKS and self.task not in CLASSIFY_TASKS and self.task not in registry("tasks") \
-                and not self.task.endswith(".py"):
-            raise ValueError(f"unknown task {self.task!r}; valid choices: {', '.join(CLI_TASKS)}, or a task .py file")
+        if self.task not in task_names() and not self.task.endswith(".py"):
+            raise ValueError(f"unknown task {self.task!r}; valid choices: {', '.join(task_names())}, or a task .py file")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     flags.add_arguments(parser, RunConfig)
 
 
-def query_from_args(args: QueryOptions, style: str) -> Query:
-    """The one mapping from command-line (and server form) fields to a Query."""
-    if args.prompt:
-        return raw_query(args.prompt)
-    task = get_task(CLASSIFY_TASKS.get(args.task, args.task))
-    labels = [x.strip() for x in args.labels.split(",")] if args.labels else None
-    if labels is None and isinstance(task, ClassificationTask):
-        labels = task.labels or None
-    return make_query(task, lang=args.lang, to=args.to, timestamps=args.timestamps, question=args.question,
-                      instruction=CAPTION_STYLES[args.caption_style] if task.tag_path.task == "caption" else None,
-                      labels=labels, style=style)
+def query_from_args(args: QueryOptions) -> Request:
+    """The request the command-line fields ask for (:func:`qaudio.infer.request_from_fields`)."""
+    return request_from_fields(task=get_task(args.task) if not args.prompt else None, prompt=args.prompt,
+                               lang=args.lang, to=args.to, timestamps=args.timestamps, question=args.question,
+                               caption_style=args.caption_style, labels=args.labels)
 
 
 def _print_result(path: str, result: Result, as_json: bool, many: bool) -> None:
@@ -130,10 +113,9 @@ def main(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     cfg = flags.from_args(RunConfig, args)
-    model = load(cfg.model, device=cfg.device, dtype=cfg.dtype)
-    model.max_new_tokens = cfg.max_new_tokens
-    model.on_degenerate, model.detect_no_speech = cfg.on_degenerate, cfg.speech_check
-    query = query_from_args(cfg, model.style)
+    model = load(cfg.model, device=cfg.device, dtype=cfg.dtype, max_new_tokens=cfg.max_new_tokens,
+                 on_degenerate=cfg.on_degenerate, detect_no_speech=cfg.speech_check)
+    query = query_from_args(cfg)
     if cfg.vad or cfg.stream:
         from .realtime import run_cli
 

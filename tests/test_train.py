@@ -83,7 +83,7 @@ def test_collated_batch_trains_on_the_target_only(corpus):
         assert not kept[mask[row] == 0].any()
         assert not kept[ids[row] == model.token_ids.audio].any()
         prompt = tok.decode(ids[row][mask[row] == 1])
-        assert item.task.prompt(item.example, "tags") in prompt and prompt.index(target) > prompt.index("<|audio_eos|>")
+        assert item.task.prompt(item.example.request(item.task), "tags") in prompt and prompt.index(target) > prompt.index("<|audio_eos|>")
     # Padding changes nothing: each example's loss in the batch equals its loss alone.
     with torch.no_grad():
         together = model(**batch.inputs).loss_sum
