@@ -4,7 +4,8 @@
   what the guides assume (a saved model at ``runs/demo/model``, the audio files they name),
   with the tiny preset standing in for a trained model. A block that cannot run offline is
   marked by the line ``<!-- not-tested: REASON -->`` right before it (invisible on the site);
-  it is skipped with that reason.
+  it is skipped with that reason. A block marked ``<!-- served -->`` talks to ``qaudio serve``
+  on port 8000 with the key ``KEY``: it runs against a server started here on a free port.
 - ``console`` blocks are transcripts: each ``$ qaudio ...`` command is run and its output
   must equal the lines shown under it.
 - ``bash`` blocks: every ``qaudio COMMAND ...`` line, and every ``python -m MODULE ...`` or
@@ -36,6 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 FENCE = re.compile(r"^```(\w+)[^\n]*\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 NOT_TESTED = re.compile(r"<!-- not-tested: (.+?) -->\s*$")
+SERVED = "<!-- served -->"
+DOCUMENTED_SERVER = "http://127.0.0.1:8000"  # where the guides' clients connect
 COUNTS: Counter = Counter()
 
 
@@ -46,6 +49,7 @@ class Block:
     lang: str
     code: str
     not_tested: str | None  # the reason, when the block is marked
+    served: bool  # it needs a running server
 
     @property
     def where(self) -> str:
@@ -62,7 +66,7 @@ def blocks(lang: str) -> list[Block]:
             before = text[: m.start()].rstrip("\n").rsplit("\n", 1)[-1]
             marker = NOT_TESTED.search(before)
             found.append(Block(str(path.relative_to(DOCS)), text.count("\n", 0, m.start()) + 1, lang, m.group(2),
-                               marker.group(1) if marker else None))
+                               marker.group(1) if marker else None, before.strip() == SERVED))
     return found
 
 
@@ -113,7 +117,7 @@ def workspace(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("docs-workspace")
     tiny_model_dir(root / "runs" / "demo" / "model")
     files = {"speech.wav": 2.0, "rede.flac": 1.5, "street.ogg": 1.5, "clip.wav": 1.0, "a.wav": 1.0, "b.wav": 1.2,
-             "long_talk.wav": 25.0}
+             "long_talk.wav": 21.0}
     for seed, (name, seconds) in enumerate(files.items()):
         sf.write(root / name, _speechlike(seconds, seed), SR)
     sf.write(root / "speech_44k.wav", _speechlike(1.0, 99, sr=44_100), 44_100)
@@ -121,12 +125,14 @@ def workspace(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("block", blocks("python"), ids=_ids(blocks("python")))
-def test_python_example_runs(block: Block, workspace: Path, monkeypatch):
+def test_python_example_runs(block: Block, request, monkeypatch):
     if block.not_tested:
         COUNTS["not-tested"] += 1
         pytest.skip(f"{block.where}: not tested ({block.not_tested})")
+    workspace = request.getfixturevalue("workspace")  # only for the blocks that run
     monkeypatch.chdir(workspace)
     # A random model never stops on its own: cap generation so the examples take seconds.
+    import qaudio
     import qaudio.infer
     from tests.test_infer_model import MAX_NEW_TOKENS as cap
 
@@ -138,9 +144,20 @@ def test_python_example_runs(block: Block, workspace: Path, monkeypatch):
         return model
 
     monkeypatch.setattr(qaudio.infer, "load", load_capped)
-    code = compile(block.code, block.where, "exec")
-    with contextlib.redirect_stdout(io.StringIO()):
-        exec(code, {"__name__": "__docs_example__"})
+    namespace = {"__name__": "__docs_example__"}
+    source = block.code
+    with contextlib.ExitStack() as stack:
+        if block.served:
+            from qaudio.serve import BackgroundServer, ServeConfig, create_app
+
+            key = "docs-key"
+            url = stack.enter_context(BackgroundServer(create_app(qaudio.load("runs/demo/model", device="cpu"),
+                                                                  ServeConfig(api_key=key))))
+            assert DOCUMENTED_SERVER in source, f"{block.where}: a served block that does not use {DOCUMENTED_SERVER}"
+            source = source.replace(DOCUMENTED_SERVER, url)
+            namespace["KEY"] = key
+        stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+        exec(compile(source, block.where, "exec"), namespace)
     COUNTS["python"] += 1
 
 
