@@ -1,6 +1,6 @@
 """The documentation's examples cannot rot: they are run here.
 
-- ``python`` blocks of ``docs/*.md`` run, each in a fresh namespace, in a folder that holds
+- ``python`` blocks of ``docs/*.md`` (and of README.md) run, each in a fresh namespace, in a folder that holds
   what the guides assume (a saved model at ``runs/demo/model``, the audio files they name),
   with the tiny preset standing in for a trained model. A block that cannot run offline is
   marked by the line ``<!-- not-tested: REASON -->`` right before it (invisible on the site);
@@ -58,14 +58,14 @@ class Block:
 
 def blocks(lang: str) -> list[Block]:
     found = []
-    for path in sorted(DOCS.rglob("*.md")):
+    for path in [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]:
         text = path.read_text(encoding="utf-8")
         for m in FENCE.finditer(text):
             if m.group(1) != lang:
                 continue
             before = text[: m.start()].rstrip("\n").rsplit("\n", 1)[-1]
             marker = NOT_TESTED.search(before)
-            found.append(Block(str(path.relative_to(DOCS)), text.count("\n", 0, m.start()) + 1, lang, m.group(2),
+            found.append(Block(str(path.relative_to(DOCS if path.is_relative_to(DOCS) else ROOT)), text.count("\n", 0, m.start()) + 1, lang, m.group(2),
                                marker.group(1) if marker else None, before.strip() == SERVED))
     return found
 
