@@ -29,11 +29,6 @@ import torch
 from qaudio.dtypes import torch_dtype
 from qaudio.hardware import usable_cores
 from qaudio.specs import get_task
-<<<<<<< HEAD
-from qaudio.tags import PROMPT_STYLES
-=======
-from qaudio.tags import AUDIO_BOS, AUDIO_EOS, AUDIO_PLACEHOLDER
->>>>>>> i12-a1
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DTYPES = {name: torch_dtype(name) for name in ("fp32", "bf16")}  # the dtypes the benchmarks measure
