@@ -65,6 +65,8 @@ def score(model, clips: Sequence[str], texts: Sequence[str], lang: str = "en",
     per (clip, text)); the count is the same target's tokens, so sum / count is the mean token
     log-probability. Empty texts get (-inf, 1): nothing was recognised, nothing is trusted.
     """
+    import torch
+
     from ..audio import load_audio
     from ..chunking import Window
     from ..infer import _Window, make_query
@@ -73,8 +75,6 @@ def score(model, clips: Sequence[str], texts: Sequence[str], lang: str = "en",
         raise ValueError(f"score got {len(clips)} clips but {len(texts)} texts")
     out: list[tuple[float, int]] = [(-np.inf, 1)] * len(clips)
     todo = [i for i, t in enumerate(texts) if t.strip()]
-    import torch
-
     with torch.inference_mode():
         for k in range(0, len(todo), batch_size):
             idx = todo[k : k + batch_size]

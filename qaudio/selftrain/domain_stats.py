@@ -108,17 +108,23 @@ def measure(clips: list[Example], labelled: list[Example], max_pitch_clips: int 
     """Statistics of ``clips`` (the unlabeled audio); the rate from ``labelled`` (the kept pseudo-labels)."""
     if not clips:
         raise ValueError("no unlabeled clips to measure")
-    audio = [load_audio(ex.audio, allow_silence=True).samples for ex in clips]
-    snrs = np.array([snr_db(x) for x in audio])
     rng = np.random.default_rng(seed)
-    sample = rng.choice(len(audio), size=min(max_pitch_clips, len(audio)), replace=False)
-    f0 = np.concatenate([f0_frames(audio[i]) for i in sample] or [np.empty(0)])
+    sample = set(rng.choice(len(clips), size=min(max_pitch_clips, len(clips)), replace=False).tolist())
+    snrs, kept, samples_total = [], [], 0  # one clip in memory at a time, besides the pitch sample
+    for i, ex in enumerate(clips):
+        samples = load_audio(ex.audio, allow_silence=True).samples
+        snrs.append(snr_db(samples))
+        samples_total += len(samples)
+        if i in sample:
+            kept.append(samples)
+    snrs = np.array(snrs)
+    f0 = np.concatenate([f0_frames(x) for x in kept] or [np.empty(0)])
     pct = (lambda q: round(float(np.percentile(f0, q)), 1)) if len(f0) else (lambda q: None)
     return DomainStats(
-        clips=len(clips), seconds=round(sum(len(x) for x in audio) / SAMPLE_RATE, 2),
+        clips=len(clips), seconds=round(samples_total / SAMPLE_RATE, 2),
         words_per_second=words_per_second(labelled),
         f0_median=pct(50), f0_low=pct(10), f0_high=pct(90),
         snr_db=round(float(np.median(snrs)), 1), snr_low=round(float(np.percentile(snrs, 10)), 1),
         snr_high=round(float(np.percentile(snrs, 90)), 1),
-        noise_exponent=round(noise_exponent([audio[i] for i in sample]), 2),
+        noise_exponent=round(noise_exponent(kept), 2),
     )
