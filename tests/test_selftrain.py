@@ -79,6 +79,22 @@ def test_snr_estimate_follows_the_mixed_noise():
         assert estimates[exponent, 10.0] > estimates[exponent, 0.0] + 5, estimates
 
 
+def test_the_command_line_flags_are_the_config_fields():
+    import argparse
+
+    from qaudio.selftrain.cli import add_arguments
+    from qaudio.selftrain.config import SelfTrainConfig
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--model", "m", "--unlabeled", "u", "--dev", "d.jsonl", "--rounds", "2",
+                              "--keep-fraction", "0.5", "--no-progress", "--weight-synthetic", "0.25"])
+    cfg = SelfTrainConfig(**vars(args))
+    assert (cfg.rounds, cfg.keep_fraction, cfg.progress, cfg.weight_synthetic, cfg.text) == (2, 0.5, False, 0.25, None)
+    with pytest.raises(ValueError, match="--max-clip-seconds must be in"):
+        SelfTrainConfig(model="m", unlabeled="u", dev="d", max_clip_seconds=45)
+
+
 # ---- two rounds on the tiny preset -----------------------------------------------------------------
 
 

@@ -104,7 +104,12 @@ class Run:
     # ---- the run
 
     def check_config(self) -> None:
-        """A continued run must be the same run: its inputs may not change."""
+        """The inputs exist, and a continued run is the same run: its inputs may not change."""
+        if not (Path(self.cfg.model) / "config.json").is_file():
+            raise FileNotFoundError(f"--model {self.cfg.model}: not a saved model directory (expected the config.json "
+                                    "and weights that qaudio train writes into RUN/model)")
+        if not Path(self.cfg.dev).is_file():
+            raise FileNotFoundError(f"--dev {self.cfg.dev}: no such manifest (expected a .jsonl with transcripts)")
         path = self.out / "config.json"
         if path.is_file():
             before = json.loads(path.read_text())
