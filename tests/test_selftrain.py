@@ -232,6 +232,7 @@ def test_two_rounds_write_their_manifests_and_an_interrupted_round_resumes(domai
     assert best_record["dev"]["value"] == min(devs.values()) or best_record["round"] == 0
 
 
+@pytest.mark.slow  # its fixture trains a tiny model on synthesized speech (about 30 s)
 def test_pseudo_label_confidence_is_the_models_exact_likelihood(domain):
     from qaudio.infer import make_query
     from qaudio.selftrain import backend
