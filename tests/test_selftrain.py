@@ -234,8 +234,8 @@ def test_two_rounds_write_their_manifests_and_an_interrupted_round_resumes(domai
 
 @pytest.mark.slow  # its fixture trains a tiny model on synthesized speech (about 30 s)
 def test_pseudo_label_confidence_is_the_models_exact_likelihood(domain):
-    from qaudio.infer import make_query
     from qaudio.selftrain import backend
+    from qaudio.specs import get_task
 
     model = backend.load_model(domain["model"], max_new_tokens=6)
     clip = str(min(domain["unlabeled"].glob("0*.wav")))
@@ -246,10 +246,10 @@ def test_pseudo_label_confidence_is_the_models_exact_likelihood(domain):
 
     from qaudio.audio import load_audio
 
-    prompt = make_query("asr", style=model.style).prompt
-    batch = model.model.prepare([load_audio(clip).samples], [prompt], [text])
+    prompt = model.prompt(get_task("asr").request())
+    batch = model.processor.prepare([load_audio(clip).samples], [prompt], [text])
     with torch.no_grad():
-        loss = model.model(**batch, reduction="none").loss
-    assert tokens == int((batch["labels"] != -100).sum())
-    assert total / tokens == pytest.approx(-float(loss[0]), rel=1e-4)
+        out = model.model(**batch)
+    assert tokens == int((batch["labels"] != -100).sum()) == int(out.target_tokens[0])
+    assert total / tokens == pytest.approx(-float(out.loss_sum[0] / out.target_tokens[0]), rel=1e-4)
     assert backend.score(model, [clip], [""])[0][0] == -np.inf
