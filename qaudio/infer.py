@@ -539,11 +539,12 @@ def _stitch(query: Query, parts: list[_Window]) -> Result:
                   language=query.language, segments=segments, problems=problems)
 
 
-def load(model: str, device: str | None = None, dtype: str | None = None) -> AudioModel:
+def load(model: str, device: str | None = None, dtype: str | None = None, quantize: str | None = None) -> AudioModel:
     """Load a saved model (a directory from ``save_pretrained``, or a hub id) for inference.
 
     ``device``: default cuda when available, else cpu. ``dtype``: float32 (default: batched
-    results then equal one-by-one results), bfloat16 or float16.
+    results then equal one-by-one results), bfloat16 or float16. ``quantize``: int8 or int4
+    for the LLM's Linear layers with the device's default backend (:mod:`qaudio.model.quantize`).
     """
     import torch
 
@@ -553,6 +554,10 @@ def load(model: str, device: str | None = None, dtype: str | None = None) -> Aud
         raise ValueError(f"unknown dtype {dtype!r}; valid choices: {', '.join(DTYPES)}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     lm = AudioLM.from_pretrained(str(model), device=device, dtype=getattr(torch, DTYPES[dtype or "float32"]))
+    if quantize is not None:
+        from .model.quantize import quantize as quantize_model
+
+        quantize_model(lm, quantize)
     return AudioModel(lm, name=str(model))
 
 

@@ -79,6 +79,7 @@ class AudioLM(nn.Module):
         self.language_model = language_model
         self.tokenizer = tokenizer
         self.feature_extractor = feature_extractor
+        self.quantization = None  # how the Linear layers are quantized (qaudio.model.quantize.quantize sets it)
         ids = tokenizer.convert_tokens_to_ids([AUDIO_BOS, AUDIO_PLACEHOLDER, AUDIO_EOS])
         if None in ids or (tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids):
             raise ValueError("the tokenizer lacks the audio tokens; build it with qaudio.tags.add_tag_tokens")
