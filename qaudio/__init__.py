@@ -8,11 +8,12 @@ is imported lazily so that ``import qaudio`` (and ``qaudio.tags``) do not import
 __version__ = "0.1.0"
 
 
-def load(model: str, device: str | None = None, dtype: str | None = None):
-    """Load a trained model (a directory or hub id) for inference; see :mod:`qaudio.infer`."""
+def load(model: str, device: str | None = None, dtype: str | None = None, quantize: str | None = None):
+    """Load a trained model (a directory or hub id) for inference, optionally quantized (int8, int4);
+    see :mod:`qaudio.infer`."""
     from .infer import load as _load
 
-    return _load(model, device=device, dtype=dtype)
+    return _load(model, device=device, dtype=dtype, quantize=quantize)
 
 
 def pipeline(model, device: str | None = None, dtype: str | None = None, **defaults):

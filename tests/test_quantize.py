@@ -83,9 +83,9 @@ def test_unsupported_requests_say_why_and_what_to_do(call, message):
 
 
 def test_load_takes_a_quantize_argument(reference, tmp_path):
-    from qaudio.infer import load
+    import qaudio
 
     base, _ = reference
     directory = base.save_pretrained(tmp_path / "base")
-    pipeline = load(str(directory), device="cpu", quantize="int8")
+    pipeline = qaudio.load(str(directory), device="cpu", quantize="int8")
     assert has_quantized_layers(pipeline.model.language_model)

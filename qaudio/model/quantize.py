@@ -75,8 +75,9 @@ class Quantization:
                              "(float16/bfloat16 are dtypes: pass dtype= instead)")
         known = sorted({backend for mode, backend in BACKENDS})
         if (self.mode, self.backend) not in BACKENDS:
-            raise ValueError(f"backend {self.backend!r} does not do {self.mode}; {self.mode} runs through "
-                             f"{', '.join(b for m, b in BACKENDS if m == self.mode)} (known backends: {', '.join(known)})")
+            able = ", ".join(b for m, b in BACKENDS if m == self.mode)
+            raise ValueError(f"backend {self.backend!r} does not do {self.mode}; {self.mode} runs through {able} "
+                             f"(known backends: {', '.join(known)})")
         parts = tuple(self.parts)
         if not parts or any(p not in PARTS for p in parts):
             raise ValueError(f"quantized parts {parts!r}: expected a non-empty list from {', '.join(PARTS)}")
