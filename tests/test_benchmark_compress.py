@@ -21,7 +21,8 @@ def test_targets_are_judged_on_speed_memory_and_wer():
     assert "2.00x (b1)" in line and line.endswith(": met")
     (line,) = compress._against_targets({"fp32": row, "int8": {**fast, "wer": 11.0}})
     assert line.endswith("MISSED")  # 1 WER point worse
-    qlora = {"fp32": row, "lora": {"frozen_llm_mib": 10.0, "peak_training_mib": 500.0},
-             "qlora": {"frozen_llm_mib": 3.0, "peak_training_mib": 450.0}}
+    qlora = {"fp32": row, "lora": {"frozen_llm_mib": 10.0, "frozen_llm_linear_mib": 8.0, "peak_training_mib": 500.0},
+             "qlora": {"frozen_llm_mib": 3.0, "frozen_llm_linear_mib": 2.0, "peak_training_mib": 450.0}}
     line = compress._against_targets(qlora)[-1]
-    assert line.startswith("QLoRA frozen LLM 3.00 MiB (NF4) vs bf16 LoRA's 10.00 MiB: 0.30x") and "met" in line
+    assert line.startswith("QLoRA frozen LLM 3.00 MiB vs bf16 LoRA's 10.00 MiB: 0.30x") and ": met" in line
+    assert "Linear layers alone: 0.25x" in line

@@ -58,7 +58,7 @@ MODES = ("int8", "int4")
 PARTS = ("llm", "encoder", "projector")
 PART_ATTRIBUTES = {"llm": "language_model", "encoder": "audio_tower", "projector": "projector"}
 NF4_BLOCK = 64  # values per NF4 block: bitsandbytes' default, the block size of the QLoRA paper
-INSTALL = "pip install 'qaudio[compress]'"
+EXTRAS = {"bitsandbytes": "compress", "torchao": "compress-gpu"}  # package -> the qaudio extra that installs it
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,8 @@ def _require(package: str, purpose: str):
     try:
         return importlib.import_module(package)
     except ImportError:
-        raise ImportError(f"{purpose} needs the {package} package, which is not installed; {INSTALL}") from None
+        raise ImportError(f"{purpose} needs the {package} package, which is not installed; "
+                          f"pip install 'qaudio[{EXTRAS[package]}]'") from None
 
 
 def _int8_torch(module: nn.Module, names: list[str]) -> None:
