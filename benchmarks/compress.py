@@ -169,7 +169,7 @@ def _frozen_llm_mib(llm) -> tuple[float, float]:
     from qaudio.model.trainable import unwrap
 
     base = unwrap(llm)
-    head = base.get_output_embeddings()
+    head = next(name for name, m in base.named_modules() if m is base.get_output_embeddings())
 
     def held(module: nn.Module, recurse: bool) -> int:
         total = 0
@@ -182,7 +182,9 @@ def _frozen_llm_mib(llm) -> tuple[float, float]:
                 total += p.numel() * p.element_size() + p.quant_state.absmax.numel() * 4
         return total
 
-    linear = sum(held(m, False) for m in base.modules() if isinstance(m, nn.Linear) and m is not head)
+    # The head and what peft wraps inside it (the tied embedding's matrix) are not counted as Linear layers.
+    linear = sum(held(m, False) for name, m in base.named_modules()
+                 if isinstance(m, nn.Linear) and not name.startswith(head))
     return held(base, True) / 2**20, linear / 2**20
 
 
