@@ -35,7 +35,7 @@ from .tags import PROMPT_STYLES
 
 PROJECTOR_NAMES = ("linear", "mlp", "conv", "qformer")  # the keys of qaudio.model.PROJECTORS
 ENCODER_TRAINING = ("frozen", "full", "lora")
-LLM_TRAINING = ("frozen", "full", "lora")
+LLM_TRAINING = ("frozen", "full", "lora", "qlora")
 TINY_RANDOM = "tiny-random"  # EncoderConfig.source: a random Whisper-shaped encoder
 SCRATCH = "scratch"  # LLMConfig.source: an LLM built from this config with random weights
 PIP_PREFIX = "pip:"  # EncoderConfig.source "pip:<package>": a pip package shipping CTranslate2 Whisper
@@ -154,7 +154,8 @@ class TrainableConfig:
 
     encoder: str = "frozen"  # frozen | full | lora
     projector: bool = True  # train the projector
-    llm: str = "full"  # frozen (only the tag-token rows train) | full | lora (plus the tag-token rows)
+    # frozen (only the tag-token rows train) | full | lora (plus the tag-token rows) | qlora (lora, the LLM in 4 bits)
+    llm: str = "full"
     lora_r: int = 16  # LoRA rank
     lora_alpha: int = 32  # LoRA scale numerator (scale = alpha / r)
     lora_dropout: float = 0.05  # dropout on the LoRA input

@@ -361,7 +361,7 @@ def evaluate(suite: Suite, cfg: EvalConfig, suite_source: str | None = None) -> 
         if item.reason:
             _log(progress, f"qaudio eval: {item.benchmark.name}: skipped: {item.reason.splitlines()[0]}")
     audio_model = load(model, device=cfg.device, dtype=cfg.dtype, max_new_tokens=cfg.max_new_tokens,  # None: each task's cap
-                       on_degenerate=cfg.on_degenerate, detect_no_speech=cfg.speech_check)
+                       quantize=cfg.quantize, on_degenerate=cfg.on_degenerate, detect_no_speech=cfg.speech_check)
     device = str(audio_model.device)
     systems = [{"name": MODEL, "kind": "model", "path": str(model)}]
     systems += [{"name": p.name, "kind": "peer", "runner": p.runner, "source": p.source, "tasks": list(p.tasks),

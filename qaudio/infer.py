@@ -454,13 +454,14 @@ def _stitch(request: Request, parts: list[_Window]) -> Result:
 
 
 def load(model: str, device: str | None = None, dtype: str | None = None, max_new_tokens: int | None = None,
-         **options) -> Pipeline:
+         quantize: str | None = None, **options) -> Pipeline:
     """Load a saved model (a directory from ``save_pretrained``, or a hub id) for inference.
 
     ``device``: default cuda when available, else cpu. ``dtype``: float32 (default: batched
     results then equal one-by-one results), bfloat16 or float16. ``max_new_tokens``: the
-    generation cap (default: each task's). Other options (``batch_size``, ``on_degenerate``,
-    ``detect_no_speech``) go to :class:`Pipeline`.
+    generation cap (default: each task's). ``quantize``: int8 or int4 for the LLM's Linear
+    layers with the device's default backend (:mod:`qaudio.model.quantize`). Other options
+    (``batch_size``, ``on_degenerate``, ``detect_no_speech``) go to :class:`Pipeline`.
     """
     import torch
 
@@ -469,6 +470,10 @@ def load(model: str, device: str | None = None, dtype: str | None = None, max_ne
     torch_type = torch_dtype(dtype or "float32")  # an unknown name raises before anything loads
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     lm = AudioLM.from_pretrained(str(model), device=device, dtype=torch_type)
+    if quantize is not None:
+        from .model.quantize import quantize as quantize_model
+
+        quantize_model(lm, quantize)
     return Pipeline(lm, name=str(model), max_new_tokens=max_new_tokens, **options)
 
 

@@ -42,6 +42,8 @@ class ModelOptions:
     device: str | None = option(None, "cpu, cuda, cuda:1, ... (default: cuda if available)")
     dtype: str | None = option(None, "weights dtype (default: float32)", choices=tuple(DTYPE_NAMES))
     max_new_tokens: int | None = option(None, "generation cap (default: by task)")
+    quantize: str | None = option(None, "quantize the LLM's Linear layers for inference (qaudio.model.quantize; "
+                                  "int4 needs the compress extra)", choices=("int8", "int4"))
 
     def __post_init__(self) -> None:
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
@@ -113,7 +115,7 @@ def main(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     cfg = flags.from_args(RunConfig, args)
-    model = load(cfg.model, device=cfg.device, dtype=cfg.dtype, max_new_tokens=cfg.max_new_tokens,
+    model = load(cfg.model, device=cfg.device, dtype=cfg.dtype, max_new_tokens=cfg.max_new_tokens, quantize=cfg.quantize,
                  on_degenerate=cfg.on_degenerate, detect_no_speech=cfg.speech_check)
     query = query_from_args(cfg)
     if cfg.vad or cfg.stream:

@@ -536,7 +536,8 @@ def main(args: argparse.Namespace) -> int:
     if not _is_loopback(config.host) and not api_key:
         print(f"qaudio serve: warning: binding {config.host} without --api-key: anyone who can reach it can use it",
               file=sys.stderr)
-    model = load(args.model, device=options.device, dtype=options.dtype, max_new_tokens=options.max_new_tokens)
+    model = load(args.model, device=options.device, dtype=options.dtype, max_new_tokens=options.max_new_tokens,
+                 quantize=options.quantize)
     print(f"qaudio serve: {args.model} on http://{config.host}:{config.port} "
           f"(max batch {config.max_batch}, window {config.batch_window_ms:g} ms)", file=sys.stderr)
     uvicorn.run(create_app(model, config), host=config.host, port=config.port, log_level="info")

@@ -24,6 +24,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCHEDULES = ("cosine", "linear", "constant")
 LONG_AUDIO = ("skip", "chunk")
 TRAIN_MODES = ("frozen", "full", "lora")
+LLM_MODES = (*TRAIN_MODES, "qlora")  # QLoRA: LoRA on the LLM held in 4 bits
 CACHE_DTYPES = ("fp16", "bf16", "fp32")
 
 
@@ -79,8 +80,8 @@ class TrainConfig:
     train_encoder: str | None = _f(None, "train the audio encoder: frozen, full or lora (default: the preset's)",
                                    choices=TRAIN_MODES, group="model")
     train_projector: bool | None = _f(None, "train the projector (default: the preset's)", group="model")
-    train_llm: str | None = _f(None, "train the LLM: frozen, full or lora (default: the preset's)",
-                               choices=TRAIN_MODES, group="model")
+    train_llm: str | None = _f(None, "train the LLM: frozen, full, lora, or qlora (LoRA on the LLM held in 4-bit "
+                               "NF4; needs bitsandbytes) (default: the preset's)", choices=LLM_MODES, group="model")
     lora_r: int | None = _f(None, "LoRA rank (default: the preset's)", group="model")
     lora_alpha: float | None = _f(None, "LoRA alpha (default: the preset's)", group="model")
     lora_dropout: float | None = _f(None, "dropout on the LoRA input (default: the preset's)", group="model")
