@@ -118,7 +118,9 @@ class HuggingFace(Recipe):
             base = root if local else None
         features = ds.features or {}
         if self.audio_column not in features and features:
-            raise ValueError(f"hf: no audio column {self.audio_column!r}; columns: {', '.join(features)} (set --option audio_column=)")
+            raise ValueError(
+                f"hf: no audio column {self.audio_column!r}; columns: {', '.join(features)} (set --option audio_column=)"
+            )
         if isinstance(features.get(self.audio_column), Audio):
             ds = ds.cast_column(self.audio_column, Audio(decode=False))
         class_names = {k: f.names for k, f in features.items() if isinstance(f, ClassLabel)}
@@ -127,8 +129,13 @@ class HuggingFace(Recipe):
     def _columns(self, row: dict) -> dict[str, str | None]:
         """The role -> column map, checked against the first row's columns."""
         target = self.target_column or (DEFAULT_TARGET_COLUMN if DEFAULT_TARGET_COLUMN in row else None)
-        roles = {"audio": self.audio_column, "target": target, "label": self.label_column,
-                 "question": self.question_column, "id": self.id_column}
+        roles = {
+            "audio": self.audio_column,
+            "target": target,
+            "label": self.label_column,
+            "question": self.question_column,
+            "id": self.id_column,
+        }
         missing = [f"{role}_column={col!r}" for role, col in roles.items() if col and col not in row]
         if missing:
             raise ValueError(f"hf: the dataset has no column for {', '.join(missing)}; its columns: {', '.join(row)}")
@@ -136,7 +143,9 @@ class HuggingFace(Recipe):
             raise ValueError(f"hf: no target: set --option target_column= or label_column= (columns: {', '.join(row)})")
         return roles
 
-    def _audio(self, value, base: Path | None, cache_dir: Path, row_no: int, skipped: Skipped) -> tuple[Path, float] | None:
+    def _audio(
+        self, value, base: Path | None, cache_dir: Path, row_no: int, skipped: Skipped
+    ) -> tuple[Path, float] | None:
         """(wav path, seconds) of a row's audio value, or None when skipped (missing, undecodable)."""
         if isinstance(value, dict) and value.get("bytes"):
             try:
@@ -146,7 +155,9 @@ class HuggingFace(Recipe):
                 return None
         path = value.get("path") if isinstance(value, dict) else value
         if not isinstance(path, str) or not path:
-            raise ValueError(f"hf: row {row_no}: audio column {self.audio_column!r} holds neither bytes nor a path: {str(value)[:80]}")
+            raise ValueError(
+                f"hf: row {row_no}: audio column {self.audio_column!r} holds neither bytes nor a path: {str(value)[:80]}"
+            )
         file = Path(path).expanduser()
         if not file.is_absolute() and base is not None:
             file = base / file
@@ -157,7 +168,9 @@ class HuggingFace(Recipe):
         task = task or DEFAULT_TASK
         if split is None:
             raise ValueError("hf: name the split to read (--split), e.g. train or test")
-        audio_lang = self.audio_lang if self.audio_lang == UNKNOWN_LANGUAGE else tag_language(self.audio_lang, self.name)
+        audio_lang = (
+            self.audio_lang if self.audio_lang == UNKNOWN_LANGUAGE else tag_language(self.audio_lang, self.name)
+        )
         text_lang = tag_language(self.text_lang or (audio_lang if audio_lang in LANGUAGES else "en"), self.name)
         if self.instruction and self.instruction not in INSTRUCTIONS:
             raise ValueError(f"hf: unknown instruction {self.instruction!r}; valid: {', '.join(INSTRUCTIONS)}")

@@ -156,7 +156,9 @@ class Recipe:
             raise ValueError(f"recipe {self.name!r} takes no options (got {', '.join(options)})")
         unknown = sorted(set(options) - set(known))
         if unknown:
-            raise ValueError(f"recipe {self.name!r} has no option {', '.join(unknown)}; its options: {', '.join(known)}")
+            raise ValueError(
+                f"recipe {self.name!r} has no option {', '.join(unknown)}; its options: {', '.join(known)}"
+            )
         hints = typing.get_type_hints(type(self))
         return dataclasses.replace(self, **{k: _convert(v, hints[k], k) for k, v in options.items()})
 
@@ -275,7 +277,9 @@ class Skipped:
 
     def warn(self) -> None:
         for reason, n in self.counts.items():
-            warnings.warn(f"{self.where}: skipped {n} row(s): {reason} (first: {self.first[reason]})", RecipeWarning, stacklevel=2)
+            warnings.warn(
+                f"{self.where}: skipped {n} row(s): {reason} (first: {self.first[reason]})", RecipeWarning, stacklevel=2
+            )
 
 
 # ---- Loading ---------------------------------------------------------------------------------
@@ -337,7 +341,9 @@ def recipe_table(recipes: dict[str, Recipe]) -> str:
     """A Markdown table of recipes, their tasks and splits (``qaudio data --list``)."""
     rows = ["| recipe | tasks | splits | published at |", "|---|---|---|---|"]
     for name, r in recipes.items():
-        rows.append(f"| {name} | {', '.join(r.tasks) or 'any'} | {', '.join(r.splits) or 'any'} | {r.homepage or '-'} |")
+        rows.append(
+            f"| {name} | {', '.join(r.tasks) or 'any'} | {', '.join(r.splits) or 'any'} | {r.homepage or '-'} |"
+        )
     return "\n".join(rows)
 
 
@@ -345,7 +351,8 @@ def describe(recipe: Recipe) -> str:
     """Everything a user needs to point a recipe at a corpus (``qaudio data RECIPE --info``)."""
     lines = [
         f"recipe:   {recipe.name}",
-        f"tasks:    {', '.join(recipe.tasks) or 'any (--task)'}" + (f"  (default {recipe.tasks[0]})" if recipe.tasks else ""),
+        f"tasks:    {', '.join(recipe.tasks) or 'any (--task)'}"
+        + (f"  (default {recipe.tasks[0]})" if recipe.tasks else ""),
         f"splits:   {', '.join(recipe.splits) or 'any (--split)'}",
         f"homepage: {recipe.homepage}",
         "layout:\n  " + recipe.layout.strip().replace("\n", "\n  "),
@@ -377,12 +384,18 @@ def _option_comments(cls: type) -> dict[str, str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", nargs="?", help="recipe name (see --list) or the path of a .py file defining RECIPE")
-    parser.add_argument("--root", help="the corpus folder, in its official layout (hf: a dataset folder, parquet path or hub id)")
+    parser.add_argument(
+        "--root", help="the corpus folder, in its official layout (hf: a dataset folder, parquet path or hub id)"
+    )
     parser.add_argument("--split", default=None, help="split name (default: the recipe's first split)")
-    parser.add_argument("--task", default=None, help="task to produce, for corpora with several (default: the recipe's first)")
+    parser.add_argument(
+        "--task", default=None, help="task to produce, for corpora with several (default: the recipe's first)"
+    )
     parser.add_argument("--limit", type=int, default=None, help="stop after this many examples")
     parser.add_argument("--out", default=None, help="JSONL file to write (default: standard output)")
-    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="a recipe option; repeatable")
+    parser.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE", help="a recipe option; repeatable"
+    )
     parser.add_argument("--list", action="store_true", help="list the built-in recipes with their tasks and splits")
     parser.add_argument("--info", action="store_true", help="show the recipe's layout, splits, tasks and options")
 

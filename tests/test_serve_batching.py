@@ -38,6 +38,7 @@ def _audio(name: str) -> Audio:
 async def _submit_all(batcher, names, spacing=0.0):
     await batcher.start()
     try:
+
         async def one(i, name):
             await asyncio.sleep(i * spacing)
             return await batcher.submit(_audio(name), QUERY)

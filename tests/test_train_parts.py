@@ -61,8 +61,10 @@ def test_bad_values_name_the_flag():
 def test_recipe_and_task_specs(monkeypatch):
     monkeypatch.setenv("QAUDIO_DATA", "/corpora")
     specs = parse_recipes("synthetic,librispeech:/data/LS@train-clean-100/dev-clean", "train", "dev")
-    assert [str(s) for s in specs] == ["synthetic:/corpora/synthetic@train/dev",
-                                       "librispeech:/data/LS@train-clean-100/dev-clean"]
+    assert [str(s) for s in specs] == [
+        "synthetic:/corpora/synthetic@train/dev",
+        "librispeech:/data/LS@train-clean-100/dev-clean",
+    ]
     assert parse_tasks("asr,aac,asr") == ["asr", "aac", "asr"]
     with pytest.raises(ValueError, match="cannot be combined"):
         parse_tasks("all,asr")
@@ -122,7 +124,7 @@ def test_length_grouping_reduces_padding_and_respects_caps():
     batches = length_grouped_batches(order, durations, 16, 0.0)
     assert sorted(i for b in batches for i in b) == list(range(400)) and max(map(len, batches)) == 16
     padded = sum(len(b) * durations[b].max() for b in batches)
-    random_batches = [order[i:i + 16] for i in range(0, 400, 16)]
+    random_batches = [order[i : i + 16] for i in range(0, 400, 16)]
     padded_random = sum(len(b) * durations[b].max() for b in random_batches)
     assert padded < 0.75 * padded_random
     capped = length_grouped_batches(order, durations, 0, 60.0)

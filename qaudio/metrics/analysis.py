@@ -34,5 +34,10 @@ def by_duration(examples: Sequence[Any], predictions: dict[str, list], results: 
         metric, unit = result.primary, result.units.get(result.primary)
     if not values:
         return None
-    return {"metric": metric, "unit": unit, "edges": edges.tolist(),
-            "counts": [int((bins == b).sum()) for b in range(len(edges) - 1)], "values": values}
+    return {
+        "metric": metric,
+        "unit": unit,
+        "edges": edges.tolist(),
+        "counts": [int((bins == b).sum()) for b in range(len(edges) - 1)],
+        "values": values,
+    }
