@@ -39,9 +39,9 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -196,11 +196,10 @@ def _frozen_llm_mib(llm) -> tuple[float, float]:
 
 def train_worker(spec: dict) -> dict:
     import qaudio.train as train_module
+    from qaudio.config import ModelConfig, with_overrides
     from qaudio.model import AudioLM
     from qaudio.training.config import TrainConfig
     from qaudio.training.metrics_log import read_metrics
-
-    from qaudio.config import ModelConfig, with_overrides
 
     # A saved model is trained as its config says, so the row trains the base's architecture
     # (same sources, sizes and seed) with --train-llm lora or qlora from its initial weights.

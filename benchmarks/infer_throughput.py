@@ -31,11 +31,10 @@ import time
 
 import torch
 
-from qaudio.audio import SAMPLE_RATE
-from qaudio.profiling import measure
-
 from benchmarks import common, systems
 from benchmarks.clips import MIXES, make_clips
+from qaudio.audio import SAMPLE_RATE
+from qaudio.profiling import measure
 
 MODULE = "benchmarks.infer_throughput"
 SYSTEMS = ("qaudio", "peer")

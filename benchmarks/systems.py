@@ -30,18 +30,16 @@ Reference: transformers ``models/qwen2_audio`` (modeling and processing).
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Iterable, Sequence
 
 import torch
 
+from benchmarks.clips import Clip
 from qaudio.audio import SAMPLE_RATE
 from qaudio.config import SCRATCH, TINY_RANDOM, ModelConfig, TrainableConfig, resolve_model_config
 from qaudio.model.processor import sequence_batch
 from qaudio.tags import AUDIO_BOS, AUDIO_EOS, AUDIO_PLACEHOLDER
-
-from benchmarks.clips import Clip
-
 
 # ---- Sizes and the two systems ---------------------------------------------------------------
 

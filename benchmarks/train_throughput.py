@@ -38,11 +38,10 @@ from pathlib import Path
 
 import torch
 
-from qaudio.audio import SAMPLE_RATE
-from qaudio.profiling import measure
-
 from benchmarks import common, systems
 from benchmarks.clips import MIXES, batches_of, make_clips
+from qaudio.audio import SAMPLE_RATE
+from qaudio.profiling import measure
 
 MODULE = "benchmarks.train_throughput"
 MODES = ("live", "cached")

@@ -14,8 +14,8 @@ the wav files have no transcript line; they are skipped, as in those recipes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from qaudio.data import Example
 from qaudio.recipe import Recipe, Skipped

@@ -14,8 +14,8 @@ YouTube (several percent) are skipped with one warning.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from qaudio.data import Example
 from qaudio.recipe import Recipe, Skipped, audio_index, read_table

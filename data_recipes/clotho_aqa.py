@@ -18,9 +18,9 @@ they are skipped with one warning.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from qaudio.data import Example
 from qaudio.recipe import Recipe, Skipped, read_table

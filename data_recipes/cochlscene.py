@@ -11,8 +11,8 @@ labels; a folder outside that set is an error, so a wrong root is caught early.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from qaudio.data import Example
 from qaudio.recipe import Recipe, Skipped

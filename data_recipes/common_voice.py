@@ -17,9 +17,9 @@ used by the CoVoST 2 recipe, whose audio is Common Voice's.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from qaudio.data import Example
 from qaudio.recipe import Recipe, Skipped, read_table, tag_language

@@ -18,9 +18,9 @@ the same way. Codes follow Common Voice (``zh-CN``); languages without a tag are
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from qaudio.data import Example
 from qaudio.recipe import Recipe, Skipped

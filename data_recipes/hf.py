@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
-from qaudio.data import Example
 from qaudio.audio import AudioError
 from qaudio.cache import cache_dir as qaudio_cache_dir
+from qaudio.data import Example
 from qaudio.recipe import Recipe, Skipped, audio_duration, tag_language
 from qaudio.tags import INSTRUCTIONS, LANGUAGES, UNKNOWN_LANGUAGE
 

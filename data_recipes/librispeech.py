@@ -14,8 +14,8 @@ into the same tree as ``<speaker>-<chapter>.alignment.txt``, with lines
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from qaudio.data import Example
 from qaudio.recipe import Recipe, Skipped

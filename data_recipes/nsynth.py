@@ -13,8 +13,8 @@ Layout, as ``nsynth-<split>.jsonwav.tar.gz`` unpacks::
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from qaudio.data import Example
 from qaudio.recipe import Recipe, Skipped, builtin_task_module

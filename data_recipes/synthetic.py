@@ -6,8 +6,8 @@ schema, audio paths relative to ``DIR``. One manifest holds every task; ``--task
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from qaudio.data import Example
 from qaudio.recipe import Recipe

@@ -14,8 +14,8 @@ unequal length. Exit status 1 when an answer differs, so it can gate a deploymen
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 

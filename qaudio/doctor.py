@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import os
 import re
 import shutil
 from dataclasses import dataclass

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, flags
+from .config import resolve_data_root
 from .data import Example, ManifestError, read_manifest
 from .degeneration import count_flags
 from .flags import option
@@ -45,7 +46,6 @@ from .profiling import Measurement, measure
 from .report import FORMAT, MODEL, read_report, render_markdown, write_report
 from .run import GuardOptions, ModelOptions
 from .specs import get_suite, get_task, registry
-from .config import resolve_data_root
 from .suite import Benchmark, Peer, Suite
 from .task import ClassificationTask, Task
 

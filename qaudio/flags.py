@@ -79,7 +79,7 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def source_comments(cls: type) -> dict[str, str]:
     """Field name -> the ``# comment`` on its line in the class source ({} when the source is unavailable)."""
     comments: dict[str, str] = {}

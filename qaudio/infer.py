@@ -39,8 +39,9 @@ import os
 import time
 import warnings
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,7 @@ DEFAULT_BATCH_SIZE = 16  # windows per forward pass
 # a fifth of the encoder's work is padding, whatever the batch size.
 ENCODER_LENGTH_RATIO = 0.8
 
-__all__ = ["Pipeline", "Request", "Result", "Word", "load", "length_groups"]
+__all__ = ["Pipeline", "Request", "Result", "Word", "length_groups", "load"]
 
 
 def length_groups(lengths: Sequence[int], ratio: float = ENCODER_LENGTH_RATIO) -> list[list[int]]:

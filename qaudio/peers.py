@@ -16,7 +16,7 @@ whose audio cannot be read gets ``error`` set and the others are still answered.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .audio import SAMPLE_RATE, load_audio
 from .data import Example

@@ -197,7 +197,7 @@ class Workload:
     max_new_tokens: int = 256  # inference: the answer's length cap (the KV cache holds it all)
 
     @classmethod
-    def for_speech(cls, batch: int, clip_seconds: float, max_new_tokens: int = 256) -> "Workload":
+    def for_speech(cls, batch: int, clip_seconds: float, max_new_tokens: int = 256) -> Workload:
         """Defaults for transcription: about 4 target tokens per second of speech."""
         target = max(1, math.ceil(TEXT_TOKENS_PER_SECOND * clip_seconds)) + 1
         return cls(batch, clip_seconds, PROMPT_TOKENS + target, target, max_new_tokens)

@@ -45,9 +45,10 @@ import types
 import typing
 import warnings
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Iterable, Iterator
+from typing import ClassVar
 
 from .audio import AudioError, audio_duration
 from .data import Example, write_manifest
@@ -147,7 +148,7 @@ class Recipe:
     def options(self) -> dict[str, dataclasses.Field]:
         return {f.name: f for f in dataclasses.fields(self)}
 
-    def with_options(self, options: dict[str, str] | None) -> "Recipe":
+    def with_options(self, options: dict[str, str] | None) -> Recipe:
         """A copy with options set from strings (``--option key=value``), converted by type."""
         if not options:
             return self

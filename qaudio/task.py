@@ -16,8 +16,9 @@ the prompt trained on and the prompt sent.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from .data import Example
 from .result import Result, Word

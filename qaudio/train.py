@@ -33,7 +33,8 @@ from .training import checkpoint as ckpt
 from .training.bad_data import BadDataError, TrainingAborted
 from .training.batching import Collator, make_loader
 from .training.checkpoint import save_checkpoint, save_final_model
-from .training.config import TrainConfig, add_arguments as _add_config_arguments, config_from_args, to_yaml
+from .training.config import TrainConfig, config_from_args, to_yaml
+from .training.config import add_arguments as _add_config_arguments
 from .training.losses import LossMeter
 from .training.metrics_log import MetricsLog, plot_loss_curves
 from .training.optim import build_optimizer, build_scheduler

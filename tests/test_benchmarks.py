@@ -21,8 +21,8 @@ import torch
 # also when pytest is started as `pytest` (which, unlike `python -m pytest`, does not add the cwd).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import common, infer_throughput, systems, train_throughput  # noqa: E402
-from benchmarks.clips import MIXES, make_clips  # noqa: E402
+from benchmarks import common, infer_throughput, systems, train_throughput
+from benchmarks.clips import MIXES, make_clips
 
 
 def _in_process(module):

@@ -6,9 +6,9 @@ import argparse
 
 import numpy as np
 import soundfile as sf
+from fixtures.standin_lm import StandInLM
 
 from qaudio import check
-from fixtures.standin_lm import StandInLM
 from qaudio.infer import Pipeline
 
 SR = 16_000

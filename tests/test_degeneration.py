@@ -3,13 +3,12 @@ reports; silent and speech-free clips are answered with empty text and ``no_spee
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
+from fixtures.standin_lm import StandInLM
 
 from qaudio import degeneration
 from qaudio.degeneration import count_flags, detect, summary
-from fixtures.standin_lm import StandInLM
 from qaudio.infer import Pipeline
 
 ASR_PROMPT = "<|startoftranscript|><|en|><|transcribe|><|en|><|notimestamps|><|wo_itn|>"

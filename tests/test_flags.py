@@ -105,7 +105,8 @@ def test_run_flags_are_unchanged_and_fill_run_config():
 
 def test_serve_and_eval_flags_default_to_their_configs():
     from qaudio import realtime, serve
-    from qaudio.evaluate import EvalConfig, add_arguments as add_eval_arguments
+    from qaudio.evaluate import EvalConfig
+    from qaudio.evaluate import add_arguments as add_eval_arguments
 
     parser = argparse.ArgumentParser()
     serve.add_arguments(parser)

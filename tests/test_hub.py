@@ -14,13 +14,13 @@ import pytest
 import yaml
 from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
+from test_infer_model import _clip, tiny_model_dir
 
 import qaudio
 from qaudio.cli import main as cli_main
 from qaudio.hub import build_card
 from qaudio.metrics import METRICS
 from qaudio.report import FORMAT
-from test_infer_model import _clip, tiny_model_dir
 
 REPO = "someone/qaudio-tiny"
 

@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+from test_infer_chunking import BurstLM
 
 from qaudio.audio import AudioError
 from qaudio.infer import Pipeline, Request, Result
 from qaudio.specs import get_task
-from test_infer_chunking import BurstLM
 
 SR = 16_000
 

@@ -17,12 +17,11 @@ from qaudio.metrics import wer as wer_metric
 from qaudio.metrics.bootstrap import ratio
 from qaudio.metrics.note import parse_note
 from qaudio.metrics.timestamps import timed_words
-from qaudio.tags import format_timestamped
 from qaudio.specs import registry
+from qaudio.tags import format_timestamped
 
 TASKS = registry("tasks")  # loads the spec folder as qaudio._builtin.tasks (checkout or wheel)
 from qaudio._builtin.tasks.mna import note_target  # noqa: E402
-
 
 # ---- the registry ------------------------------------------------------------------------
 

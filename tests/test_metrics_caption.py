@@ -5,9 +5,8 @@ import shutil
 
 import pytest
 
-from qaudio.metrics import METRICS
+from qaudio.metrics import METRICS, caption_jars
 from qaudio.metrics import caption as caption_metric
-from qaudio.metrics import caption_jars
 
 pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="caption metrics need a Java runtime")
 

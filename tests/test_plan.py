@@ -11,10 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from qaudio import plan
-from qaudio.config import PRESETS, resolve_model_config, with_overrides
+from qaudio.config import resolve_model_config, with_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -22,8 +22,8 @@ import itertools
 import numpy as np
 import pytest
 import soundfile as sf
-
 from fixtures.standin_lm import StandInLM
+
 from qaudio.cli import main as cli_main
 from qaudio.data import Example
 from qaudio.infer import Pipeline

@@ -20,14 +20,14 @@ import soundfile as sf
 
 pytest.importorskip("silero_vad")
 websockets = pytest.importorskip("websockets")
+from test_infer_model import MAX_NEW_TOKENS, tiny_model_dir  # noqa: E402
+from test_vad import SR, recording  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 
 import qaudio  # noqa: E402
 from qaudio.cli import main as cli_main  # noqa: E402
 from qaudio.realtime import RealtimeConfig  # noqa: E402
 from qaudio.serve import BackgroundServer, ServeConfig, create_app  # noqa: E402
-from test_infer_model import MAX_NEW_TOKENS, tiny_model_dir  # noqa: E402
-from test_vad import SR, recording  # noqa: E402
 
 KEY = "stream-key"
 CHUNK_S = 0.1  # a typical capture buffer

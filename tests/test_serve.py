@@ -17,11 +17,11 @@ import numpy as np
 import openai
 import pytest
 import soundfile as sf
+from test_infer_model import MAX_NEW_TOKENS, _clip, tiny_model_dir
 
 import qaudio
 from qaudio.serve import BackgroundServer, ServeConfig, create_app
 from qaudio.specs import get_task
-from test_infer_model import MAX_NEW_TOKENS, _clip, tiny_model_dir
 
 SR = 16_000
 KEY = "test-key"
@@ -127,7 +127,7 @@ def test_bad_uploads_get_clear_errors_and_the_server_stays_up(client, served, cl
     with pytest.raises(openai.BadRequestError, match="70.0 s long; this server accepts at most 60 s"):
         client.audio.transcriptions.create(model="qaudio", file=("long.wav", _wav(long[::2], 8000)))
     with pytest.raises(openai.APIStatusError) as e:
-        client.audio.transcriptions.create(model="qaudio", file=("big.wav", b"\0" * int(3 * 1024 * 1024)))
+        client.audio.transcriptions.create(model="qaudio", file=("big.wav", b"\0" * (3 * 1024 * 1024)))
     assert e.value.status_code == 413 and "at most" in e.value.response.json()["error"]["message"]
 
     auth = {"Authorization": f"Bearer {KEY}"}

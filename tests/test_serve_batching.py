@@ -11,8 +11,8 @@ import pytest
 
 from qaudio.audio import Audio
 from qaudio.infer import Result
-from qaudio.specs import get_task
 from qaudio.serve import ApiError, DynamicBatcher
+from qaudio.specs import get_task
 
 QUERY = get_task("asr").request()
 

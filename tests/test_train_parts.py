@@ -12,12 +12,12 @@ from qaudio.data import Example
 from qaudio.specs import get_task
 from qaudio.training import checkpoint as ckpt
 from qaudio.training.bad_data import BadDataError, BadDataLog, BadItem
+from qaudio.training.budget import steps_for_budget
 from qaudio.training.config import TrainConfig, add_arguments, config_from_args
 from qaudio.training.corpus import Item, chunk_by_words, fit_to_window, parse_recipes, parse_tasks
 from qaudio.training.feature_cache import FeatureCache, audio_key
 from qaudio.training.mixing import MixtureSampler, length_grouped_batches, task_weights
 from qaudio.training.optim import lr_factor
-from qaudio.training.budget import steps_for_budget
 
 
 def parse(argv):

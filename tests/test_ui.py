@@ -13,9 +13,10 @@ import soundfile as sf
 gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
+from test_infer_model import MAX_NEW_TOKENS, _clip, tiny_model_dir  # noqa: E402
+
 import qaudio  # noqa: E402
 from qaudio.ui import USER, launch  # noqa: E402
-from test_infer_model import MAX_NEW_TOKENS, _clip, tiny_model_dir  # noqa: E402
 
 SR = 16_000
 KEY = "ui-key"

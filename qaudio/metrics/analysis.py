@@ -8,7 +8,8 @@ of its clips, not a mean of per-clip rates). A family lists it in ``MetricFamily
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -19,9 +19,10 @@ import importlib.metadata
 import inspect
 import math
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Any, Callable, Sequence
+from functools import cache
+from typing import Any
 
 import numpy as np
 
@@ -205,7 +206,7 @@ def library_versions(*distributions: str) -> dict[str, str]:
     return {name: _version(name) for name in distributions}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _version(distribution: str) -> str:
     # Cached: reading package metadata costs milliseconds, and every metric call records versions.
     try:

@@ -26,8 +26,8 @@ import re
 
 import numpy as np
 
-from .base import MetricFamily, MetricResult, language_code, library_versions
 from ..tags import strip_tags
+from .base import MetricFamily, MetricResult, language_code, library_versions
 
 PROFILES = {
     "sacrebleu": "qaudio: sacrebleu corpus BLEU, case-sensitive; tokenizer 13a, zh for Chinese, ja-mecab for Japanese; "

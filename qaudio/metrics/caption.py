@@ -25,14 +25,14 @@ number is never printed for a metric that was not computed.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
+from ..tags import strip_tags
 from .base import MetricFamily, MetricResult, language_code, library_versions
 from .bootstrap import mean
 from .caption_jars import prepare_caption_jars
-from ..tags import strip_tags
 
 PROFILES = {
     "aac_metrics": "qaudio: aac-metrics 0.5.4 (COCO caption evaluation): PTB tokenizer, all references per clip; "
@@ -91,7 +91,7 @@ def add_spice(
     """
     try:
         spice_corpus, spice_clips = run_spice()
-    except Exception as e:  # noqa: BLE001 - any failure of the Java program is reported, not raised
+    except Exception as e:
         reason = f"SPICE failed to run: {e.__class__.__name__}: {str(e)[:300]}"
         return {"spice": reason, "spider": _SPIDER_NEEDS + reason}
     values["spice"] = float(spice_corpus["spice"])
@@ -165,7 +165,7 @@ def compute(
         language="en",
         n=len(predictions),
         values=values,
-        units={k: "score" for k in values},
+        units=dict.fromkeys(values, "score"),
         primary="spider" if "spider" in values else "cider_d",
         higher_is_better=True,
         bootstrap=bootstrap,

@@ -224,7 +224,7 @@ CHINESE_PUNCTUATION = (
     "！？｡。＂＃＄％＆＇（）＊＋，－／：；＜＝＞＠［＼］＾＿｀｛｜｝～｟｠｢｣､、〃《》「」『』【】〔〕〖〗〘〙〚〛〜〝〞〟〰"
     "〾〿–—‘’‛“”„‟…‧﹏·〈〉-"
 )
-_TO_SPACE = str.maketrans({c: " " for c in CHINESE_PUNCTUATION + string.punctuation})
+_TO_SPACE = str.maketrans(dict.fromkeys(CHINESE_PUNCTUATION + string.punctuation, " "))
 
 
 def read_digits(digits: str) -> str:

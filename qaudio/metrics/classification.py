@@ -29,13 +29,13 @@ of per-class recalls, "UA" in emotion recognition) is reported beside accuracy.
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
+from ..tags import parse_label
 from .base import MetricFamily, MetricResult, first_text, library_versions
 from .bootstrap import mean, ratio
-from ..tags import parse_label
 
 ACCURACY_PROFILES = {
     "normalized": "qaudio: exact match after normalisation (tags removed, stripped, final '.' dropped, lower-cased)",

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import lru_cache
+from collections.abc import Callable
+from functools import cache
 from importlib.resources import files
-from typing import Callable
 
 from .base import library_versions
 
@@ -28,7 +28,7 @@ SPELLING_MAP_SHA256 = "6607f948be9824d2e1b2fa2223cd94c06c45afa4e05ea0e3d5e1f2bdf
 SPELLING_MAP_DISTRIBUTION = "whisper-normalizer"  # ships the map as whisper_normalizer/normalizers/english.json
 
 
-@lru_cache(maxsize=None)
+@cache
 def spelling_map() -> dict[str, str]:
     """OpenAI's British-to-American spelling map, checked against its known content."""
     try:
@@ -47,7 +47,7 @@ def spelling_map() -> dict[str, str]:
     return json.loads(raw)
 
 
-@lru_cache(maxsize=None)
+@cache
 def whisper_english() -> Callable[[str], str]:
     """OpenAI's EnglishTextNormalizer (transformers' port, OpenAI's spelling map)."""
     from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
@@ -55,7 +55,7 @@ def whisper_english() -> Callable[[str], str]:
     return EnglishTextNormalizer(spelling_map())
 
 
-@lru_cache(maxsize=None)
+@cache
 def whisper_basic() -> Callable[[str], str]:
     """OpenAI's BasicTextNormalizer (transformers' port): symbols to spaces, bracketed words dropped."""
     from transformers.models.whisper.english_normalizer import BasicTextNormalizer

@@ -110,7 +110,7 @@ def _compute_qwen_audio(predictions: list[str], references: list[str], profile: 
         language=None,
         n=len(stats),
         values=values,
-        units={k: "%" for k in values},
+        units=dict.fromkeys(values, "%"),
         primary="pitch_accuracy",
         higher_is_better=True,
         bootstrap={name: (stats, agg) for name, agg in aggregates.items()},

@@ -35,10 +35,10 @@ import re
 import numpy as np
 from rapidfuzz.distance import Levenshtein
 
+from ..tags import format_timestamped, parse_timestamped
 from . import wer as wer_metric
 from .base import MetricFamily, MetricResult, library_versions
 from .bootstrap import ratio
-from ..tags import format_timestamped, parse_timestamped
 
 PROFILES = {
     "qwen_audio": "Qwen-Audio evaluate_srwt AverageShiftCalculator: AAS (ms) over the raw segments between time tokens "

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Callable
+from collections.abc import Callable
 
 import jiwer
 import numpy as np

@@ -15,10 +15,10 @@ from .processor import AudioProcessor
 from .projectors import PROJECTORS
 
 __all__ = [
+    "PROJECTORS",
     "AudioLM",
     "AudioLMOutput",
     "AudioProcessor",
-    "PROJECTORS",
     "audio_token_count",
     "encoder_frame_count",
     "load_model_and_processor",

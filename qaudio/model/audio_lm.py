@@ -37,9 +37,9 @@ for the slot layout and the count check; SALMONN / SLAM-ASR for encoder -> proje
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -100,7 +100,7 @@ class AudioLM(nn.Module):
     # ---- Construction ------------------------------------------------------------------------
 
     @classmethod
-    def build(cls, config: ModelConfig, tokenizer_texts: Iterable[str] | None = None) -> "AudioLM":
+    def build(cls, config: ModelConfig, tokenizer_texts: Iterable[str] | None = None) -> AudioLM:
         """A new model from ``config``: pretrained parts loaded, the rest random, trainable parts set.
 
         ``tokenizer_texts`` are the training texts a from-scratch LLM's byte-level BPE learns
@@ -124,7 +124,7 @@ class AudioLM(nn.Module):
         path_or_hub_id: str | Path,
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
-    ) -> "AudioLM":
+    ) -> AudioLM:
         """A model saved by :meth:`save_pretrained`, from a directory or a hub id (float32 unless ``dtype``)."""
         return load_checkpoint(cls, path_or_hub_id, device=device, dtype=dtype)
 
@@ -159,7 +159,7 @@ class AudioLM(nn.Module):
         counts["trainable"] = sum(p.numel() for p in self.parameters() if p.requires_grad)
         return counts
 
-    def train(self, mode: bool = True) -> "AudioLM":
+    def train(self, mode: bool = True) -> AudioLM:
         """Like nn.Module.train, but frozen parts stay in eval mode (no dropout in what does not learn)."""
         super().train(mode)
         if self.config.trainable.encoder == "frozen":

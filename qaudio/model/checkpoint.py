@@ -42,8 +42,8 @@ from .. import __version__
 from ..config import CHECKPOINT_CONFIG, ModelConfig
 from ..dtypes import torch_dtype
 from .projectors import build_projector
-from .weights import load_tensors, save_tensors
 from .trainable import apply_trainable, load_adapter, merged_state_dict, plain_state_dict, save_adapter, unwrap
+from .weights import load_tensors, save_tensors
 
 FORMAT = "qaudio"
 WEIGHTS = "model.safetensors"

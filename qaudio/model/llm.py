@@ -17,8 +17,8 @@ implemented by Hugging Face ``tokenizers``; transformers ``PreTrainedModel.resiz
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
-from typing import Iterable
 
 import torch
 from transformers import (

@@ -22,9 +22,9 @@ Reference: transformers ``ProcessorMixin`` (``Qwen2AudioProcessor``: a tokenizer
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -112,7 +112,7 @@ class AudioProcessor:
         return directory
 
     @classmethod
-    def from_pretrained(cls, path_or_hub_id: str | Path) -> "AudioProcessor":
+    def from_pretrained(cls, path_or_hub_id: str | Path) -> AudioProcessor:
         """The processor of a saved qaudio model directory (or hub id), as the model loader finds it."""
         from .checkpoint import _local_directory, _read_meta
 
@@ -120,7 +120,7 @@ class AudioProcessor:
         return cls.from_directory(directory, ModelConfig.from_dict(_read_meta(directory)["model"]))
 
     @classmethod
-    def from_directory(cls, directory: Path, config: ModelConfig) -> "AudioProcessor":
+    def from_directory(cls, directory: Path, config: ModelConfig) -> AudioProcessor:
         """The tokenizer and feature extractor saved in ``directory``, with the model's ``config``."""
         missing = [
             name for name in ("tokenizer_config.json", "preprocessor_config.json") if not (directory / name).is_file()

@@ -48,8 +48,8 @@ Integer-Arithmetic-Only Inference" (2018); PyTorch ``torch.ao.quantization``; to
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -91,7 +91,7 @@ class Quantization:
         return {**asdict(self), "parts": list(self.parts)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Quantization":
+    def from_dict(cls, data: dict) -> Quantization:
         return cls(mode=data["mode"], backend=data["backend"], parts=tuple(data["parts"]))
 
 
@@ -134,7 +134,7 @@ def _int8_torch(module: nn.Module, names: list[str]) -> None:
         dtype=torch.qint8, qscheme=torch.per_channel_symmetric, quant_min=-127, quant_max=127
     )
     qconfig = QConfig(activation=default_dynamic_quant_observer, weight=weight)
-    quantize_dynamic(module, {name: qconfig for name in names}, inplace=True)
+    quantize_dynamic(module, dict.fromkeys(names, qconfig), inplace=True)
 
 
 def _torchao_config(mode: str):

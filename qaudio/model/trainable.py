@@ -37,8 +37,8 @@ torchtune's habit of declaring what trains in one place.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from peft import LoraConfig, PeftModel, TrainableTokensConfig, get_peft_model

@@ -19,8 +19,8 @@ micro-batches it had consumed.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -106,8 +106,8 @@ class MixtureSampler:
         """The endless global sequence of micro-batches shared by every process."""
         rng = np.random.default_rng([self.seed, 0x6D6978])  # "mix": a stream of its own
         perms = {t: np.empty(0, dtype=np.int64) for t in self.tasks}
-        cursors = {t: 0 for t in self.tasks}
-        passes = {t: 0 for t in self.tasks}
+        cursors = dict.fromkeys(self.tasks, 0)
+        passes = dict.fromkeys(self.tasks, 0)
         while True:
             draws = rng.choice(len(self.tasks), size=self.window, p=self.probs)  # task per slot
             counts = np.bincount(draws, minlength=len(self.tasks))
