@@ -74,11 +74,11 @@ def make_clips(mix: Mix, count: int, seed: int) -> list[Clip]:
     clips = []
     for _ in range(count):
         seconds = float(rng.uniform(mix.min_s, mix.max_s))
-        n = int(round(seconds * SAMPLE_RATE))
+        n = round(seconds * SAMPLE_RATE)
         t = np.arange(n, dtype=np.float32) / SAMPLE_RATE
         envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4.0 * t + rng.uniform(0, 2 * np.pi))  # ~4 syllables/s
         samples = (0.1 * envelope * rng.standard_normal(n)).astype(np.float32)  # (T,)
-        words = max(1, int(round(seconds * mix.words_per_s)))
+        words = max(1, round(seconds * mix.words_per_s))
         text = " ".join(rng.choice(words_of, size=words))
         clips.append(Clip(samples, text))
     return clips

@@ -125,7 +125,7 @@ def _peer(spec: dict, texts: list[str], device: torch.device, dtype: str):
                     pad_token_id=tok.pad_token_id,
                     eos_token_id=tok.eos_token_id,
                 )  # (B, L + n) or (B, n)
-                for i, text in zip(index, peer.text.batch_decode(generated[:, -n:])):
+                for i, text in zip(index, peer.text.batch_decode(generated[:, -n:]), strict=True):
                     outputs[i] = text
         return outputs
 
@@ -185,7 +185,7 @@ def worker(spec: dict) -> dict:
 
 
 def identical(outputs: list[str], reference: list[str]) -> dict:
-    differ = [i for i, (a, b) in enumerate(zip(outputs, reference)) if a != b]
+    differ = [i for i, (a, b) in enumerate(zip(outputs, reference, strict=True)) if a != b]
     return {"identical": not differ and len(outputs) == len(reference), "differing_clips": differ}
 
 
@@ -200,7 +200,7 @@ def compare(results: list[dict]) -> tuple[list[dict], dict]:
     modes = []
     for batch_size, r in sorted(ours.items()):
 
-        def ratios(peer):
+        def ratios(peer, r=r):
             return {
                 "audio_seconds_per_s": common.ratio(r["audio_seconds_per_s"], peer and peer["audio_seconds_per_s"]),
                 "tokens_per_s": common.ratio(r["tokens_per_s"], peer and peer["tokens_per_s"]),

@@ -64,7 +64,10 @@ SYNTH_VOICES = "en,en+m1,en+m3,en+f2,en+f4,en-us+m4"  # the corpus's training vo
 def domain_sentences(n: int, seed: int) -> list[str]:
     """``n`` distinct sentences of the domain grammar."""
     rng = np.random.default_rng(seed)
-    pick = lambda options: options[int(rng.integers(len(options)))]
+
+    def pick(options):
+        return options[int(rng.integers(len(options)))]
+
     out: dict[str, None] = {}
     while len(out) < n:
         out[TEMPLATES[int(rng.integers(len(TEMPLATES)))](pick)] = None

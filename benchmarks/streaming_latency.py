@@ -105,7 +105,7 @@ def main() -> None:
         events, t0 = asyncio.run(stream(url.replace("http://", "ws://") + "/v1/realtime", pcm, args.chunk_s, len(ends)))
     finals = [(t, e) for t, e in events if e["type"] == f"{EVENT}.completed"]
     rows = []
-    for (t_final, e), end in zip(finals, ends):
+    for (t_final, e), end in zip(finals, ends, strict=True):
         item = e["item_id"]
         stopped = next(
             t for t, ev in events if ev["type"] == "input_audio_buffer.speech_stopped" and ev["item_id"] == item

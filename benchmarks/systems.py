@@ -150,7 +150,7 @@ def peer_inputs(peer: Peer, clips: Sequence[Clip], prompt: str, train: bool) -> 
     if not train:
         return dict(enc)
     targets = tok([c.text for c in clips], add_special_tokens=False)["input_ids"]
-    heads = [ids[mask.bool()].tolist() for ids, mask in zip(enc["input_ids"], enc["attention_mask"])]
+    heads = [ids[mask.bool()].tolist() for ids, mask in zip(enc["input_ids"], enc["attention_mask"], strict=True)]
     tails = [[*target, tok.eos_token_id] for target in targets]
     batch = sequence_batch(heads, tails, tok.pad_token_id)  # qaudio's layout: labels on the tails only
     return {

@@ -213,7 +213,7 @@ def _flops(system: System, batches, device, dtype: str) -> int:
     for clips in batches:
         batch = common.to_device(system.make_batch(clips), device)
 
-        def run():
+        def run(batch=batch):
             with common.autocast(device, dtype):
                 loss = system.module(**batch).loss
             loss.backward()

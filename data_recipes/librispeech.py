@@ -47,7 +47,7 @@ def read_alignments(path: Path) -> dict[str, list[list]]:
         if len(words) != len(ends):
             raise ValueError(f"{path}:{lineno}: {len(words)} words but {len(ends)} end times")
         starts = [0.0, *ends[:-1]]
-        alignments[utt] = [[w, s, e] for w, s, e in zip(words, starts, ends) if w]
+        alignments[utt] = [[w, s, e] for w, s, e in zip(words, starts, ends, strict=True) if w]
     return alignments
 
 

@@ -80,7 +80,7 @@ def compare(
         Difference(name, bs, dtype, ref, out)
         for (bs, dtype), outs in answers.items()
         if (bs, dtype) != REFERENCE
-        for (name, _), ref, out in zip(clips, reference, outs)
+        for (name, _), ref, out in zip(clips, reference, outs, strict=True)
         if out != ref
     ]
     return answers, diffs

@@ -93,7 +93,7 @@ def split_windows(
     max_len = int(max_seconds * SAMPLE_RATE)
     if n <= max_len:
         return [Window(0, n)]
-    frame = int(round(frame_seconds * SAMPLE_RATE))
+    frame = round(frame_seconds * SAMPLE_RATE)
     search = int(search_seconds * SAMPLE_RATE)
     energy = frame_rms(samples, frame)  # frames aligned to the clip, computed once
     if vad is None:

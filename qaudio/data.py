@@ -79,7 +79,7 @@ class Example:
 
 
 _REQUIRED = ("id", "audio", "duration", "task")
-_FIELDS = {f for f in Example.__dataclass_fields__}
+_FIELDS = set(Example.__dataclass_fields__)
 
 
 def _field_problems(ex: Example) -> list[str]:

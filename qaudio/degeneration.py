@@ -88,7 +88,7 @@ def _char_loop(text: str, limits: Limits) -> bool:
     for period in range(1, limits.char_period + 1):
         repeats = max(limits.char_repeats, -(-limits.min_loop_chars // period))
         # (.{p})\1{r-1}: a p-character unit followed by r-1 copies of itself
-        if re.search(r"(.{%d})\1{%d}" % (period, repeats - 1), text, flags=re.DOTALL):
+        if re.search(rf"(.{{{period}}})\1{{{repeats - 1}}}", text, flags=re.DOTALL):
             return True
     return False
 

@@ -209,7 +209,7 @@ def _system_entry(results: list, examples: list[Example], m: Measurement) -> dic
     """A report ``results`` entry from one system's Results (in the examples' order)."""
     counts = [r.timing.get("generated_tokens") for r in results if r.ok]
     tokens = None if any(c is None for c in counts) else sum(counts)  # None: nothing generated (label scoring)
-    predictions = [prediction(ex.id, r) for ex, r in zip(examples, results)]
+    predictions = [prediction(ex.id, r) for ex, r in zip(examples, results, strict=True)]
     return {
         "status": "ok",
         "timing": _timing(m, examples, tokens),

@@ -88,7 +88,7 @@ class AudioLMPipeline:
         )
         answers = []
         for i in range(len(clips)):
-            mine = [(w, r) for (j, w), r in zip(pieces, results) if j == i]
+            mine = [(w, r) for (j, w), r in zip(pieces, results, strict=True) if j == i]
             for _, r in mine:
                 if r.error:
                     raise AudioError(r.error)

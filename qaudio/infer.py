@@ -314,7 +314,7 @@ class Pipeline:
                 waiting += clip.parts
                 while len(waiting) >= batch_size:
                     bar.update(self._execute(waiting, batch_size, clips, requests, results))
-            for key, waiting in pending.items():
+            for waiting in pending.values():
                 while waiting:
                     bar.update(self._execute(waiting, batch_size, clips, requests, results))
         return results  # type: ignore[return-value]
@@ -325,7 +325,9 @@ class Pipeline:
         pieces = [audio.samples[w.start : w.end] for w in windows]
         no_speech = vad.no_speech_probs(pieces, use_vad=self.detect_no_speech and request.transcribes_speech)
         parts = [
-            _Window(i, w, x, request, prompt) for w, x, p in zip(windows, pieces, no_speech) if not vad.is_no_speech(p)
+            _Window(i, w, x, request, prompt)
+            for w, x, p in zip(windows, pieces, no_speech, strict=True)
+            if not vad.is_no_speech(p)
         ]
         return _Clip(audio, load_seconds, no_speech, parts, pending=len(parts))
 
@@ -352,7 +354,7 @@ class Pipeline:
                 outputs = self._generate(batch, dict(self._generate_kwargs(batch[0].request)))
         share = (time.perf_counter() - t0) / len(batch)
         finished = 0
-        for w, out in zip(batch, outputs):
+        for w, out in zip(batch, outputs, strict=True):
             w.output, w.seconds = out, share
             clip = clips[w.item]
             clip.pending -= 1
@@ -416,7 +418,7 @@ class Pipeline:
         with warnings.catch_warnings():  # "the penalty applies to new tokens only": what is wanted here
             warnings.filterwarnings("ignore", message=r"Passing `(repetition_penalty|no_repeat_ngram_size)`")
             again_results = self._run([audios[i] for i in redo], retry_requests, batch_size, False, None)
-        for i, again in zip(redo, again_results):
+        for i, again in zip(redo, again_results, strict=True):
             again.flags = [f for f in degeneration.FLAGS if f in {*again.flags, "retried"}]
             again.timing["seconds"] = round(again.timing.get("seconds", 0.0) + results[i].timing.get("seconds", 0.0), 4)
             results[i] = again
@@ -491,7 +493,7 @@ def _stitch(request: Request, parts: list[_Window]) -> Result:
             raw=label,
             label=label,
             language=request.language,
-            scores={lab: round(float(p), 6) for lab, p in zip(request.labels, probs)},
+            scores={lab: round(float(p), 6) for lab, p in zip(request.labels, probs, strict=True)},
             segments=[
                 Segment(round(p.window.offset, 3), round(p.window.offset + p.window.duration, 3), label) for p in parts
             ],
@@ -504,13 +506,13 @@ def _stitch(request: Request, parts: list[_Window]) -> Result:
     ]
     segments = [
         Segment(round(p.window.offset, 3), round(p.window.offset + p.window.duration, 3), answer.text)
-        for p, answer in zip(parts, answers)
+        for p, answer in zip(parts, answers, strict=True)
     ]
     words = None
     if any(answer.words is not None for answer in answers):
         words = [
             Word(w, float(s), float(e))
-            for p, answer in zip(parts, answers)
+            for p, answer in zip(parts, answers, strict=True)
             for w, s, e in shift_words([(x.word, x.start, x.end) for x in answer.words or []], p.window.offset)
         ]
     label = None

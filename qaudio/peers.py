@@ -74,12 +74,12 @@ class WhisperPeer:
             (i for i in audios if len(audios[i]) <= window), key=lambda i: (examples[i].audio_lang, len(audios[i]))
         )
         batch: list[int] = []
-        for i in short + [None]:
+        for i in [*short, None]:
             if batch and (
                 i is None or len(batch) == batch_size or examples[i].audio_lang != examples[batch[0]].audio_lang
             ):
                 for j, out in zip(
-                    batch, self._generate([audios[j] for j in batch], examples[batch[0]].audio_lang, False)
+                    batch, self._generate([audios[j] for j in batch], examples[batch[0]].audio_lang, False), strict=True
                 ):
                     outputs[j] = peer_result(task, *out)
                 batch = []
@@ -124,7 +124,7 @@ class WhisperPeer:
         raws = self.processor.tokenizer.batch_decode(ids, skip_special_tokens=False)
         texts = self.processor.tokenizer.batch_decode(ids, skip_special_tokens=True)
         tokens = (ids != self.pad_id).sum(dim=1).tolist() if self.pad_id is not None else [ids.shape[1]] * len(audios)
-        return [(t.strip(), r, int(n)) for t, r, n in zip(texts, raws, tokens)]
+        return [(t.strip(), r, int(n)) for t, r, n in zip(texts, raws, tokens, strict=True)]
 
 
 # runner name -> class taking (source, device), with run(examples, task, batch_size) -> list[Result]

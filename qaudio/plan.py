@@ -214,7 +214,7 @@ class Estimate:
 def _lengths(config: ModelConfig, w: Workload) -> tuple[int, int, int]:
     from .model.lengths import audio_token_count, encoder_frame_count, mel_frame_count
 
-    samples = int(round(w.clip_seconds * 16_000))
+    samples = round(w.clip_seconds * 16_000)
     return mel_frame_count(samples), encoder_frame_count(samples), audio_token_count(samples, config)
 
 
@@ -229,18 +229,18 @@ def _encoder_transient(s: Shapes, w: Workload, T: int, b: int) -> int:
 def _llm_per_token(s: Shapes, train_llm: str, b: int) -> int:
     """Bytes each token keeps for backward in the LLM's layers (see the module docstring)."""
     llm, t = s.config.llm, s.config.trainable
-    H, I = llm.hidden_size, llm.intermediate_size
+    H, inter = llm.hidden_size, llm.intermediate_size
     kv = llm.num_kv_heads * (H // llm.num_heads)
     qk_norm = llm.arch == "qwen3"
     if train_llm == "full":  # every linear keeps its input for its weight's gradient
-        values = 11 * H + 4 * I + (2 * H + 2 * kv if qk_norm else 0)
+        values = 11 * H + 4 * inter + (2 * H + 2 * kv if qk_norm else 0)
         return values * b * llm.num_layers
     # Frozen weights keep only what the gradient of their input needs: the norms' inputs (2 H),
-    # the attention's q, k, v (repeated) and output (4 H), the MLP's gate, activation and up (3 I).
-    values = 6 * H + 3 * I + (H + kv if qk_norm else 0)
+    # the attention's q, k, v (repeated) and output (4 H), the MLP's gate, activation and up (3 inter).
+    values = 6 * H + 3 * inter + (H + kv if qk_norm else 0)
     extra = 0
     if train_llm in ("lora", "qlora"):  # each adapted linear keeps its dropped-out input, the mask and A's output
-        inputs = {"q_proj": H, "k_proj": H, "v_proj": H, "o_proj": H, "gate_proj": H, "up_proj": H, "down_proj": I}
+        inputs = {"q_proj": H, "k_proj": H, "v_proj": H, "o_proj": H, "gate_proj": H, "up_proj": H, "down_proj": inter}
         for target in t.lora_targets:
             width = inputs.get(target, H)
             extra += width * b + (width if t.lora_dropout > 0 else 0) + t.lora_r * b

@@ -108,8 +108,8 @@ class Event:
 class Utterances:
     """Voice-activity endpointing over a stream of 16 kHz samples (see the module docstring)."""
 
-    def __init__(self, max_utterance_s: float, partial_every_s: float = 0.5, vad: VADConfig = VADConfig()):
-        self.vad = StreamingVAD(vad)
+    def __init__(self, max_utterance_s: float, partial_every_s: float = 0.5, vad: VADConfig | None = None):
+        self.vad = StreamingVAD(vad if vad is not None else VADConfig())
         self.max_len = int(max_utterance_s * SAMPLE_RATE)
         self.partial_every = int(partial_every_s * SAMPLE_RATE)
         self.buffer = np.zeros(0, dtype=np.float32)
@@ -201,7 +201,7 @@ def words_json(result, offset_s: float) -> list[dict]:
 
 
 def _ms(samples: int) -> int:
-    return int(round(samples * 1000 / SAMPLE_RATE))
+    return round(samples * 1000 / SAMPLE_RATE)
 
 
 # ---- the WebSocket route ---------------------------------------------------------------------
@@ -592,7 +592,7 @@ def vad_segments(model, path: str, query) -> list[dict]:
             "words": words_json(r, s / SAMPLE_RATE) if r.words is not None else None,
             "error": r.error,
         }
-        for (s, e), r in zip(spans, results)
+        for (s, e), r in zip(spans, results, strict=True)
     ]
 
 

@@ -362,7 +362,7 @@ def plot_scores(report: dict) -> bytes | None:
         ax.set_ylim(bottom=0)
         if ax.get_ylim()[1] <= 0:  # all scores 0 and no chance line: keep a visible axis
             ax.set_ylim(0, 100 if unit == "%" else 1)
-        ax.set_xticks(list(x), [f"{s}\n{fmt(v, unit)}" for s, v in zip(labels, values)], fontsize=8)
+        ax.set_xticks(list(x), [f"{s}\n{fmt(v, unit)}" for s, v in zip(labels, values, strict=True)], fontsize=8)
         ax.set_title(bench["name"], fontsize=9)
         ax.set_ylabel(metric_label(name, unit, family_of(bench)), fontsize=8)
         ax.tick_params(axis="y", labelsize=8)
@@ -380,7 +380,7 @@ def plot_learning_curve(training: dict | None) -> bytes | None:
     fig = _figure(6.5, 3.8)
     ax = fig.add_subplot(1, 1, 1)
     for task, points in sorted(curve.items()):
-        steps, losses = zip(*points)
+        steps, losses = zip(*points, strict=True)
         ax.plot(steps, losses, "o-", markersize=3, linewidth=1.2, label=task)  # matplotlib's 10-colour cycle
     ax.set_yscale("log")
     ax.set_xlabel("optimizer step", fontsize=8)
@@ -402,9 +402,9 @@ def plot_confusion(bench: dict, system: str = MODEL) -> bytes | None:
         return None
     matrix = np.asarray(conf["matrix"], dtype=float)  # (labels, columns)
     keep = matrix.sum(axis=1) > 0  # only labels that occur in the references
-    matrix, row_labels = matrix[keep], [lab for lab, k in zip(conf["labels"], keep) if k]
+    matrix, row_labels = matrix[keep], [lab for lab, k in zip(conf["labels"], keep, strict=True) if k]
     used = (matrix.sum(axis=0) > 0) | np.isin(conf["columns"], row_labels)
-    matrix, col_labels = matrix[:, used], [c for c, u in zip(conf["columns"], used) if u]
+    matrix, col_labels = matrix[:, used], [c for c, u in zip(conf["columns"], used, strict=True) if u]
     rates = matrix / matrix.sum(axis=1, keepdims=True)  # (R, C) recall per row
     size = max(3.2, 0.45 * max(len(row_labels), len(col_labels)) + 1.8)
     fig = _figure(size + 0.8, size)

@@ -160,7 +160,7 @@ def main(args: argparse.Namespace) -> int:
     with tqdm(total=len(cfg.files), disable=not cfg.progress or not many, unit="file") as bar:
         for k in range(0, len(cfg.files), cfg.batch_size):
             paths = cfg.files[k : k + cfg.batch_size]
-            for path, result in zip(paths, model.run(paths, query, batch_size=cfg.batch_size)):
+            for path, result in zip(paths, model.run(paths, query, batch_size=cfg.batch_size), strict=True):
                 failed += not result.ok
                 _print_result(path, result, cfg.json, many)
             bar.update(len(paths))

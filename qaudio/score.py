@@ -164,7 +164,7 @@ def format_table(result: MetricResult, bootstrap: int = 0, seed: int = 0) -> str
         lines.append("  confusion matrix (rows: reference, columns: prediction):")
         width = max(len(c) for c in confusion["columns"] + confusion["labels"]) + 2
         lines.append("  " + " " * width + "".join(f"{c:>{width}}" for c in confusion["columns"]))
-        for label, row in zip(confusion["labels"], confusion["matrix"]):
+        for label, row in zip(confusion["labels"], confusion["matrix"], strict=True):
             lines.append("  " + f"{label:>{width}}" + "".join(f"{v:>{width}}" for v in row))
     if "signature" in result.details:
         lines.append(f"  sacrebleu signature: {result.details['signature']}")
@@ -207,7 +207,7 @@ def main(args: argparse.Namespace) -> int:
         out = {**head, **next(iter(dicts.values()))} if len(dicts) == 1 else {**head, "by_language": dicts}
         print(json.dumps(out, ensure_ascii=False))
         return 0
-    for lang, result in results.items():
+    for result in results.values():
         language = f", language {result.language}" if result.language else ""
         print(
             f"{args.file}: task {task.name}, metric {result.family} (profile {result.profile}, {chosen}), "

@@ -176,7 +176,7 @@ class DynamicBatcher:
             self.items += len(batch)
             self.largest_batch = max(self.largest_batch, len(batch))
             results = await loop.run_in_executor(self.executor, self._run, [(a, q) for a, q, _ in batch])
-            for (_, _, future), result in zip(batch, results):
+            for (_, _, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
 
@@ -195,7 +195,7 @@ class DynamicBatcher:
 
 
 def _clock(seconds: float, sep: str) -> str:
-    ms = int(round(seconds * 1000))
+    ms = round(seconds * 1000)
     h, ms = divmod(ms, 3_600_000)
     m, ms = divmod(ms, 60_000)
     s, ms = divmod(ms, 1000)
@@ -243,7 +243,7 @@ def to_verbose_json(result: Result, task: str, temperature: float, granularities
         body["segments"] = [
             {
                 "id": i,
-                "seek": int(round(s.start * 100)),
+                "seek": round(s.start * 100),
                 "start": s.start,
                 "end": s.end,
                 "text": s.text,

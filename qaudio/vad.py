@@ -192,7 +192,9 @@ def no_speech_probs(clips: list[np.ndarray], use_vad: bool = True) -> list[float
 
     out: list[float | None] = [1.0 if is_silent(c) else None for c in clips]
     if use_vad and available():
-        out = [p if p is not None else _no_speech_prob(speech_probabilities(c)) for p, c in zip(out, clips)]
+        out = [
+            p if p is not None else _no_speech_prob(speech_probabilities(c)) for p, c in zip(out, clips, strict=True)
+        ]
     return out
 
 

@@ -60,7 +60,7 @@ def test_truncated_file(tmp_path):
     sf.write(path, tone(seconds=2), 16000)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 3])
-    with pytest.raises(AudioError, match="cut.flac"):
+    with pytest.raises(AudioError, match=r"cut.flac"):
         load_audio(path)
 
 

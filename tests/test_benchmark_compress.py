@@ -8,7 +8,7 @@ from benchmarks import compress
 def test_bad_arguments_are_named(tmp_path, capsys):
     assert compress.main(["--corpus", str(tmp_path), "--variants", "fp32,int3"]) == 2
     assert "unknown variant(s) int3" in capsys.readouterr().err
-    with pytest.raises(FileNotFoundError, match="test.jsonl does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"test.jsonl does not exist"):
         compress.english_asr_clips(tmp_path, 4)
 
 

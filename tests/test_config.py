@@ -120,7 +120,7 @@ def test_resolve_by_preset_json_file_and_checkpoint_dir(tmp_path):
 
     with pytest.raises(ValueError, match="expected a preset \\(tiny, demo"):
         resolve_model_config("no-such-preset")
-    with pytest.raises(FileNotFoundError, match="without config.json"):
+    with pytest.raises(FileNotFoundError, match=r"without config.json"):
         resolve_model_config(tmp_path)
 
 

@@ -133,7 +133,7 @@ def test_the_released_model_fine_tunes_in_the_loop_and_exports_to_what_transform
     assert json.loads((out / "config.json").read_text())["architectures"] == ["Qwen2AudioForConditionalGeneration"]
     _, info = Qwen2AudioForConditionalGeneration.from_pretrained(str(out), output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
-    for audio, prompt in zip(AUDIOS, PROMPTS):
+    for audio, prompt in zip(AUDIOS, PROMPTS, strict=True):
         _assert_same(model, out, audio, prompt)
 
 

@@ -44,8 +44,9 @@ def _string(s: str) -> bytes:
 
 
 def model_bin(
-    variables: dict[str, np.ndarray], aliases: dict[str, str] = {}, version=6, spec="WhisperSpec", revision=3
+    variables: dict[str, np.ndarray], aliases: dict[str, str] | None = None, version=6, spec="WhisperSpec", revision=3
 ) -> bytes:
+    aliases = aliases or {}
     out = [struct.pack("<I", version), _string(spec), struct.pack("<II", revision, len(variables))]
     for name, value in variables.items():
         value = np.asarray(value)  # keeps 0-d scalars 0-d; tobytes() writes C order
@@ -280,7 +281,7 @@ def test_unmapped_variables_and_nonzero_k_bias_fail_loudly(tiny_ct2, tmp_path):
 def test_find_ctranslate2_dir_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="neither a directory nor an installed pip package"):
         find_ctranslate2_dir("no-such-whisper-package")
-    with pytest.raises(FileNotFoundError, match="no model.bin"):
+    with pytest.raises(FileNotFoundError, match=r"no model.bin"):
         find_ctranslate2_dir(str(tmp_path))
     (tmp_path / "model.bin.part2").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match=r"part\(s\) \[1\] are missing"):

@@ -268,7 +268,7 @@ def test_shell_commands_parse(block: Block):
 
 def test_a_command_that_does_not_exist_is_caught():
     """The parse check can fail: a made-up flag or command is refused."""
-    name, parser, args = parser_for(["qaudio", "run", "m", "a.wav", "--no-such-flag"])
+    _name, parser, args = parser_for(["qaudio", "run", "m", "a.wav", "--no-such-flag"])
     with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
         parser.parse_args(args)
     with pytest.raises(ValueError, match="unknown qaudio command"):

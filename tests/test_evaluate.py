@@ -80,7 +80,7 @@ def write_tiny_corpus(folder) -> None:
     rows = []
     for i, d in enumerate(DURATIONS):
         sf.write(folder / f"audio/{i}.wav", _clip(d, i), SR)
-        common = dict(audio=f"audio/{i}.wav", duration=d)
+        common = {"audio": f"audio/{i}.wav", "duration": d}
         rows += [
             dict(id=f"asr{i}", task="asr", target=TRANSCRIPTS[i], **common),
             dict(id=f"ser{i}", task="ser", target=EMOTIONS[i], label=EMOTIONS[i], **common),
@@ -260,7 +260,7 @@ def test_rescore_recomputes_metrics_from_stored_predictions(run, tmp_path):
     )
     same = json.loads((tmp_path / "same/report.json").read_text())
     assert code == 0 and same["rescored"]["from_created"] == report["created"]
-    for a, b in zip(report["benchmarks"], same["benchmarks"]):
+    for a, b in zip(report["benchmarks"], same["benchmarks"], strict=True):
         for system in a["results"]:
             assert a["results"][system]["metric"]["values"] == b["results"][system]["metric"]["values"]
             assert a["results"][system]["metric"]["ci95"] == b["results"][system]["metric"]["ci95"]
@@ -278,7 +278,9 @@ def test_rescore_recomputes_metrics_from_stored_predictions(run, tmp_path):
     # Edited predictions are what gets scored: perfect ASR, and timestamps 40 ms late.
     edited = json.loads(json.dumps(report))
     benches = {b["name"]: b for b in edited["benchmarks"]}
-    for p, ex in zip(benches["tiny ASR"]["results"]["qaudio"]["predictions"], benches["tiny ASR"]["examples"]):
+    for p, ex in zip(
+        benches["tiny ASR"]["results"]["qaudio"]["predictions"], benches["tiny ASR"]["examples"], strict=True
+    ):
         p["text"] = ex["target"]
     for p in benches["tiny timestamps"]["results"]["qaudio"]["predictions"]:
         p["raw"], p["windows"] = "<|0.14|>the<|0.34|><|0.39|>cat<|0.64|>", 1
@@ -346,10 +348,26 @@ def test_limit_and_language_filters(tmp_path):
 
 def test_manifest_suite_has_one_benchmark_per_task_and_language_pair(tmp_path):
     rows = [
-        dict(id="a", audio="a.wav", duration=1.0, task="asr", target="x"),
-        dict(id="b", audio="a.wav", duration=1.0, task="asr", audio_lang="de", text_lang="de", target="x"),
-        dict(id="c", audio="a.wav", duration=1.0, task="s2tt", audio_lang="de", text_lang="en", target="x"),
-        dict(id="d", audio="a.wav", duration=1.0, task="ser", label="sad", target="sad"),
+        {"id": "a", "audio": "a.wav", "duration": 1.0, "task": "asr", "target": "x"},
+        {
+            "id": "b",
+            "audio": "a.wav",
+            "duration": 1.0,
+            "task": "asr",
+            "audio_lang": "de",
+            "text_lang": "de",
+            "target": "x",
+        },
+        {
+            "id": "c",
+            "audio": "a.wav",
+            "duration": 1.0,
+            "task": "s2tt",
+            "audio_lang": "de",
+            "text_lang": "en",
+            "target": "x",
+        },
+        {"id": "d", "audio": "a.wav", "duration": 1.0, "task": "ser", "label": "sad", "target": "sad"},
     ]
     (tmp_path / "mine.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     suite = manifest_suite(tmp_path / "mine.jsonl")

@@ -57,7 +57,9 @@ def test_chunk_length_cuts_long_audio_like_the_model_does(pipe, model):
     out = pipe(x, chunk_length_s=10, stride_length_s=2, return_timestamps=True)
     pieces = [model.transcribe((x[w.start : w.end], SR)) for w in windows]
     assert out["text"] == " ".join(p.text.strip() for p in pieces if p.text.strip())
-    assert [c["timestamp"][0] for c in out["chunks"]] == [round(w.offset, 3) for w, p in zip(windows, pieces) if p.text]
+    assert [c["timestamp"][0] for c in out["chunks"]] == [
+        round(w.offset, 3) for w, p in zip(windows, pieces, strict=True) if p.text
+    ]
 
 
 def test_bad_arguments_are_clear(pipe):

@@ -8,6 +8,8 @@ checked exactly against where the bursts really are.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from fixtures.standin_lm import StandInLM
@@ -21,7 +23,7 @@ SR = SAMPLE_RATE
 
 
 def _noise(seconds: float, amplitude: float, rng) -> np.ndarray:
-    return (amplitude * rng.standard_normal(int(round(seconds * SR)))).astype(np.float32)
+    return (amplitude * rng.standard_normal(round(seconds * SR))).astype(np.float32)
 
 
 def _clip_with_gaps(total: float, gaps: list[tuple[float, float]], seed: int = 0) -> np.ndarray:
@@ -45,11 +47,11 @@ def test_cuts_fall_in_the_pauses_near_each_window_end():
     windows = split_windows(x, 30.0)
     assert len(windows) == 3
     assert windows[0].start == 0 and windows[-1].end == len(x)
-    for a, b in zip(windows, windows[1:]):
+    for a, b in itertools.pairwise(windows):
         assert a.end == b.start  # contiguous, nothing lost or repeated
     for w in windows:
         assert 0 < w.end - w.start <= 30 * SR
-    for cut, (a, b) in zip([w.end for w in windows[:-1]], gaps[1:]):
+    for cut, (a, b) in zip([w.end for w in windows[:-1]], gaps[1:], strict=True):
         assert a * SR <= cut <= b * SR, (cut / SR, a, b)
 
 
@@ -90,7 +92,11 @@ class BurstLM(StandInLM):
         for x in batch["audios"]:
             loud = frame_rms(x, 160) > 0.05  # 10-ms frames
             edges = np.flatnonzero(np.diff(np.concatenate([[0], loud.astype(int), [0]])))
-            out.append("".join(f"{time_token(s / 100)}w{time_token(e / 100)}" for s, e in zip(edges[::2], edges[1::2])))
+            out.append(
+                "".join(
+                    f"{time_token(s / 100)}w{time_token(e / 100)}" for s, e in zip(edges[::2], edges[1::2], strict=True)
+                )
+            )
         return out
 
 
@@ -100,7 +106,7 @@ def test_long_clip_words_are_stitched_with_absolute_times():
     x = _noise(80.0, 0.002, rng)
     onsets = np.round(np.arange(0.1, 79.5, 0.6), 2)
     for t in onsets:
-        x[int(round(t * SR)) : int(round((t + 0.4) * SR))] = _noise(0.4, 0.3, rng)
+        x[round(t * SR) : round((t + 0.4) * SR)] = _noise(0.4, 0.3, rng)
     lm = BurstLM()
     model = Pipeline(lm, batch_size=8)
     result = model.transcribe((x, SR), timestamps=True)
@@ -111,8 +117,8 @@ def test_long_clip_words_are_stitched_with_absolute_times():
     assert len(result.words) == len(onsets)  # no word was cut in two or lost
     np.testing.assert_allclose(starts, onsets, atol=0.011)
     np.testing.assert_allclose(ends, onsets + 0.4, atol=0.011)
-    assert [s.start for s in result.segments][0] == 0.0 and result.segments[-1].end == pytest.approx(80.0)
-    assert all(b.start == a.end for a, b in zip(result.segments, result.segments[1:]))
+    assert next(s.start for s in result.segments) == 0.0 and result.segments[-1].end == pytest.approx(80.0)
+    assert all(b.start == a.end for a, b in zip(result.segments, result.segments[1:], strict=True))
     assert result.text == " ".join(["w"] * len(onsets))
 
 

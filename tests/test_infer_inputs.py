@@ -90,7 +90,7 @@ def test_bad_inputs_in_a_batch_are_reported_and_the_rest_answered(model, tmp_pat
 
 
 def test_a_single_bad_input_raises_with_its_name(model, tmp_path):
-    with pytest.raises(AudioError, match="missing.wav: file not found"):
+    with pytest.raises(AudioError, match=r"missing.wav: file not found"):
         model.transcribe(str(tmp_path / "missing.wav"))
     silent = model.caption((np.zeros(SR), SR))  # silence is an answer, not an error
     assert silent.ok and silent.text == "" and silent.flags == ["no_speech"]

@@ -90,7 +90,7 @@ def test_mixed_tasks_in_one_batch_equal_separate_calls(model, clips):
         get_task("s2tt").request("de", "en"),
     ]
     mixed = model.run(clips, queries)
-    alone = [model.run([c], [q])[0] for c, q in zip(clips, queries)]
+    alone = [model.run([c], [q])[0] for c, q in zip(clips, queries, strict=True)]
     assert [r.raw for r in mixed] == [r.raw for r in alone]
     assert [r.task for r in mixed] == ["asr", "aac", "srwt", "s2tt"]
 

@@ -36,13 +36,13 @@ def test_every_task_metric_is_registered_with_a_default_profile():
 def test_unknown_family_profile_and_length_mismatch_are_clear_errors():
     with pytest.raises(ValueError, match="valid families: wer"):
         get_metric("rouge")
-    with pytest.raises(ValueError, match="valid profiles: qwen_audio .*qwen2_audio .*whisper"):
+    with pytest.raises(ValueError, match=r"valid profiles: qwen_audio .*qwen2_audio .*whisper"):
         METRICS["wer"](["a"], ["a"], profile="kaldi")
     with pytest.raises(ValueError, match="2 predictions but 1 references"):
         METRICS["wer"](["a", "b"], ["a"])
     with pytest.raises(ValueError, match="nothing to score"):
         METRICS["accuracy"]([], [])
-    with pytest.raises(ValueError, match="wer takes no option.* labels; its options: none"):
+    with pytest.raises(ValueError, match=r"wer takes no option.* labels; its options: none"):
         METRICS["wer"](["a"], ["a"], labels=("a",))
 
 
@@ -99,7 +99,7 @@ def _qwen_audio_compute_wer(refs, hyps, language):
         return gt
 
     distance = ref_length = 0
-    for ref, pred in zip(refs, hyps):
+    for ref, pred in zip(refs, hyps, strict=True):
         ref_items, pred_items = remove_sp(ref).lower().split(), remove_sp(pred).lower().split()
         if language == "zh":
             ref_items, pred_items = list("".join(ref_items)), list("".join(pred_items))
@@ -184,7 +184,7 @@ def test_bleu_hand_computed_brevity_penalty_and_chinese_tokenizer():
     assert r.values["bleu"] == pytest.approx(100 * math.exp(1 - 7 / 6))
     hyps, refs = ["我们今天去公园散步。", "他喜欢读书"], ["我们今天去公园散步了。", "他很喜欢读书"]
     refs2 = ["今天我们去公园散步。", "他喜欢看书"]
-    zh = METRICS["bleu"](hyps, [[a, b] for a, b in zip(refs, refs2)], language="zh")
+    zh = METRICS["bleu"](hyps, [[a, b] for a, b in zip(refs, refs2, strict=True)], language="zh")
     assert zh.values["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs, refs2], tokenize="zh").score)
     assert "tok:zh" in zh.details["signature"] and "nrefs:2" in zh.details["signature"]
     with pytest.raises(ValueError, match="same number"):

@@ -37,7 +37,7 @@ def test_family_fields_agree_with_what_it_computes(name):
 
 
 def _toy_compute(predictions, references, profile, language="en"):
-    hits = [float(len(p) == len(r)) for p, r in zip(predictions, references)]
+    hits = [float(len(p) == len(r)) for p, r in zip(predictions, references, strict=True)]
     return MetricResult(
         "toy",
         profile,

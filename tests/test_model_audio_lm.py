@@ -192,7 +192,7 @@ def test_loss_sum_and_count_by_hand_on_a_tiny_batch(model):
         logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.float()  # (B, L, V)
     eos = model.processor.tokenizer.eos_token_id
     for i, text in enumerate(targets):
-        target = _ids(model, text) + [eos]
+        target = [*_ids(model, text), eos]
         end = int(batch["attention_mask"][i].sum())  # right padded: the real tokens come first
         start = end - len(target)
         assert batch["input_ids"][i, start:end].tolist() == target
@@ -299,13 +299,13 @@ def test_batched_generation_equals_one_by_one(trained):
             trained.processor.batch_decode(
                 trained.generate(trained.processor.prepare([a], [p]), max_new_tokens=8, **kwargs)
             )[0]
-            for a, p in zip(AUDIOS, BATCH_PROMPTS)
+            for a, p in zip(AUDIOS, BATCH_PROMPTS, strict=True)
         ]
         assert together == alone, kwargs
     # The next-token distribution itself, not only its argmax, is the same with left padding.
     with torch.no_grad():
         logits = trained(**batch).logits[:, -1]  # (B, V)
-        for i, (a, p) in enumerate(zip(AUDIOS, BATCH_PROMPTS)):
+        for i, (a, p) in enumerate(zip(AUDIOS, BATCH_PROMPTS, strict=True)):
             torch.testing.assert_close(
                 trained(**trained.processor.prepare([a], [p])).logits[0, -1], logits[i], atol=1e-5, rtol=1e-5
             )
@@ -349,5 +349,5 @@ def test_processor_is_saved_beside_the_weights_and_loads_with_the_model(trained,
         assert torch.equal(batch["input_ids"], trained.processor.prepare(AUDIOS, BATCH_PROMPTS)["input_ids"])
     assert with_model.batch_decode(model.eval().generate(batch, max_new_tokens=8)) == TARGETS
     (directory / "preprocessor_config.json").unlink()
-    with pytest.raises(FileNotFoundError, match="preprocessor_config.json"):
+    with pytest.raises(FileNotFoundError, match=r"preprocessor_config.json"):
         AudioProcessor.from_pretrained(directory)

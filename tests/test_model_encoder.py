@@ -100,7 +100,7 @@ def test_too_long_audio_is_refused_not_cut(model):
     ):
         model.processor.prepare(_clips(1.0, 30.5), ["p", "p"])
     too_many_frames = torch.zeros(1, 80, 3001)
-    with pytest.raises(ValueError, match="3001 mel frames .* more than the encoder window of 3000"):
+    with pytest.raises(ValueError, match=r"3001 mel frames .* more than the encoder window of 3000"):
         model.encode(too_many_frames, torch.tensor([3001]))
 
 

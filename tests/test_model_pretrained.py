@@ -244,7 +244,7 @@ def test_from_pretrained_dtype_and_errors(tmp_path):
     assert {p.dtype for p in loaded.parameters()} == {torch.bfloat16}
     with pytest.raises(FileNotFoundError, match="neither a saved qaudio model directory nor a hub id"):
         AudioLM.from_pretrained(tmp_path / "missing" / "deeper" / "path")
-    with pytest.raises(FileNotFoundError, match="has no config.json"):
+    with pytest.raises(FileNotFoundError, match=r"has no config.json"):
         AudioLM.from_pretrained(tmp_path)
     with pytest.raises(ValueError, match="unknown dtype 'float8'"):
         AudioLM.from_pretrained(saved, dtype="float8")
@@ -260,5 +260,5 @@ def test_scratch_llm_of_other_architectures(arch):
 
 
 def test_unknown_architecture_is_refused():
-    with pytest.raises(ValueError, match="llm.arch 'qwen99' is not a transformers model type"):
+    with pytest.raises(ValueError, match=r"llm.arch 'qwen99' is not a transformers model type"):
         AudioLM.build(with_overrides(PRESETS["tiny"], llm={"arch": "qwen99"}))

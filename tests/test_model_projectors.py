@@ -24,7 +24,7 @@ def test_outputs_do_not_depend_on_padding_or_batch(name):
         noisy[i, n:] = 1e3  # garbage past the end must not leak into real outputs
     out, counts = projector(states, lengths)
     out_noisy, _ = projector(noisy, lengths)
-    for i, (n, c) in enumerate(zip(lengths, counts)):
+    for i, (n, c) in enumerate(zip(lengths, counts, strict=True)):
         alone, alone_count = projector(states[i : i + 1, :n], lengths[i : i + 1])
         assert int(alone_count) == int(c)
         torch.testing.assert_close(out[i, :c], alone[0], atol=1e-5, rtol=1e-5)
@@ -46,7 +46,7 @@ def test_every_parameter_gets_a_gradient(name):
 @pytest.mark.parametrize("name", ["mlp", "conv", "qformer"])
 def test_output_norm_starts_at_the_llm_embedding_scale(name):
     projector = _projector(name, embed_rms=0.02)
-    out, counts = projector(torch.randn(2, 12, 16) * 5, torch.tensor([12, 12]))
+    out, _counts = projector(torch.randn(2, 12, 16) * 5, torch.tensor([12, 12]))
     rms = out.pow(2).mean(dim=-1).sqrt()  # (B, N)
     torch.testing.assert_close(rms, torch.full_like(rms, 0.02), atol=1e-4, rtol=1e-3)
 

@@ -28,7 +28,7 @@ def test_untied_copies_shared_tensors_only():
 def test_renamed_uses_the_first_matching_prefix_and_refuses_unmatched_keys():
     state = {"a.proj.w": 1, "a.x": 2, "b.y": 3}
     assert renamed(state, [("a.proj.", "P."), ("a.", "A."), ("b.", "b.")]) == {"P.w": 1, "A.x": 2, "b.y": 3}
-    with pytest.raises(KeyError, match="'b.y' matches none"):
+    with pytest.raises(KeyError, match=r"'b.y' matches none"):
         renamed(state, [("a.", "A.")])
 
 

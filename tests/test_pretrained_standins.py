@@ -301,7 +301,7 @@ def test_every_model_field_a_user_sets_is_a_flag():
         0.1,
     )
     assert t.lora_targets == ("q_proj", "v_proj") and t.encoder_lora_targets == ("k_proj",)
-    with pytest.raises(ValueError, match="projector.hidden .64. must be divisible by projector.qformer_heads .3."):
+    with pytest.raises(ValueError, match=r"projector.hidden .64. must be divisible by projector.qformer_heads .3."):
         train_module.model_config_for(
             TrainConfig(model="tiny", projector="qformer", projector_hidden=64, projector_heads=3)
         )
@@ -387,7 +387,7 @@ def test_a_resume_takes_the_model_flags_it_is_not_given_from_the_checkpoint(corp
     final = train_module.train(_train_config(None, corpus, run))  # no --train-llm, no --lora-r
     config = json.loads((final / "config.json").read_text())["model"]["trainable"]
     assert (config["llm"], config["lora_r"]) == ("lora", 4)
-    with pytest.raises(ValueError, match="cannot resume .*train_llm: 'lora' -> 'full'"):  # a flag given still counts
+    with pytest.raises(ValueError, match=r"cannot resume .*train_llm: 'lora' -> 'full'"):  # a flag given still counts
         train_module.train(_train_config(None, corpus, run, mode="full", max_steps=4))
 
 

@@ -44,7 +44,7 @@ OPTIONS = {  # None: the option is not given; the last value of each is invalid 
 DEFAULTS = {name: values[0] for name, values in OPTIONS.items()}
 # Every combination (the slow test), and a quick grid: the valid values of languages,
 # timestamps and question crossed, each other value on its own.
-FULL_GRID = [dict(zip(OPTIONS, values)) for values in itertools.product(*OPTIONS.values())]
+FULL_GRID = [dict(zip(OPTIONS, values, strict=True)) for values in itertools.product(*OPTIONS.values())]
 QUICK_GRID = [
     {**DEFAULTS, "audio_lang": a, "text_lang": t, "timestamps": ts, "question": q}
     for a, t, ts, q in itertools.product(
@@ -168,7 +168,7 @@ def check_paths(task_name: str, style: str, grid: list[dict], audio: str, capsys
     pipeline = Pipeline(EchoLM(style), batch_size=7, detect_no_speech=False)
     keys = sorted(printed)
     results = pipeline.run([audio] * len(keys), [requests[k] for k in keys])
-    for k, result in zip(keys, results):
+    for k, result in zip(keys, results, strict=True):
         assert result.ok and result.raw + "\n" == printed[k], grid[k]
 
     # Training: the collator over the equivalent manifest examples, prompts intercepted at prepare().

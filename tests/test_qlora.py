@@ -86,24 +86,24 @@ def corpus(tmp_path_factory) -> Path:
 
 
 def _train_config(corpus: Path, out: Path, **extra) -> TrainConfig:
-    values = dict(
-        model="tiny",
-        recipes=f"manifest:{corpus}",
-        tasks="asr",
-        dev_split="none",
-        output_dir=str(out),
-        precision="fp32",
-        threads=1,
-        batch_size=4,
-        max_steps=3,
-        log_every=1,
-        save_every=2,
-        progress=False,
-        tensorboard=False,
-        plot=False,
-        train_llm="qlora",
-        lora_r=4,
-    )
+    values = {
+        "model": "tiny",
+        "recipes": f"manifest:{corpus}",
+        "tasks": "asr",
+        "dev_split": "none",
+        "output_dir": str(out),
+        "precision": "fp32",
+        "threads": 1,
+        "batch_size": 4,
+        "max_steps": 3,
+        "log_every": 1,
+        "save_every": 2,
+        "progress": False,
+        "tensorboard": False,
+        "plot": False,
+        "train_llm": "qlora",
+        "lora_r": 4,
+    }
     return TrainConfig(**{**values, **extra})
 
 

@@ -44,7 +44,7 @@ def reference():
 
 @pytest.mark.parametrize("mode", ["int8", "int4"])
 def test_quantized_logits_stay_close_to_float32_and_survive_save_and_load(reference, mode, tmp_path):
-    base, expected = reference
+    _base, expected = reference
     model = _model()  # the same seed: the same weights as the reference
     before = weight_bytes(model.language_model)
     quantize(model, mode)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import time
 
@@ -20,6 +21,7 @@ import soundfile as sf
 
 pytest.importorskip("silero_vad")
 websockets = pytest.importorskip("websockets")
+
 from test_infer_model import MAX_NEW_TOKENS, tiny_model_dir  # noqa: E402
 from test_vad import SR, recording  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
@@ -105,7 +107,7 @@ def test_streamed_finals_equal_the_offline_path_with_latency(served, speech, tmp
     assert len(set(ids)) == 3 and ids == sorted(ids)  # one final per utterance, in order
     audio = _pcm(x)
     partial_gaps, end_to_final, end_to_stopped = [], [], []
-    for (t_final, final), (true_start, true_end) in zip(finals, truth):
+    for (t_final, final), (true_start, true_end) in zip(finals, truth, strict=True):
         start, end = final["audio_start_ms"] * SR // 1000, final["audio_end_ms"] * SR // 1000
         assert abs(start / SR - true_start) < 0.15 and abs(end / SR - true_end) < 0.5
         offline = model.transcribe((audio[start:end], SR), timestamps=True)
@@ -155,15 +157,15 @@ def test_run_vad_answers_each_utterance(served, speech, tmp_path, capsys):
     segments = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(segments) == 3
     audio = sf.read(wav, dtype="float32")[0]
-    for seg, (ts, te) in zip(segments, truth):
+    for seg, (ts, te) in zip(segments, truth, strict=True):
         assert abs(seg["start"] - ts) < 0.15 and abs(seg["end"] - te) < 0.5
-        piece = audio[int(round(seg["start"] * SR)) : int(round(seg["end"] * SR))]
+        piece = audio[round(seg["start"] * SR) : round(seg["end"] * SR)]
         assert seg["text"] == model.transcribe((piece, SR)).text
 
 
 @pytest.mark.slow  # ends with a 3 s stream at recording pace
 def test_key_limits_bad_messages_and_disconnects(served, speech):
-    url, model, _ = served
+    url, _model, _ = served
     x, _ = speech
     auth = {"Authorization": f"Bearer {KEY}"}
 
@@ -231,6 +233,6 @@ def test_an_utterance_longer_than_the_window_is_cut_without_losing_audio(speech)
     # Within one utterance the pieces are contiguous: the next begins where the last was cut.
     for ts, te in truth:
         inside = [e for e in finals if ts - 0.2 < e.start / SR < te]
-        assert all(b.start == a.end for a, b in zip(inside, inside[1:]))
+        assert all(b.start == a.end for a, b in itertools.pairwise(inside))
     for e in (e for e in events if e.kind == "partial"):
         assert e.end - e.start <= SR

@@ -74,7 +74,7 @@ def test_options_are_converted_by_type_and_unknown_ones_name_the_valid_ones():
     configured = hf.with_options({"streaming": "false", "config": "clean", "target_column": "none"})
     assert configured.streaming is False and configured.config == "clean" and configured.target_column is None
     assert hf.streaming is True  # the registered recipe is never mutated
-    with pytest.raises(ValueError, match="no option colour.*audio_column"):
+    with pytest.raises(ValueError, match=r"no option colour.*audio_column"):
         hf.with_options({"colour": "red"})
     with pytest.raises(ValueError, match="expected true or false"):
         hf.with_options({"streaming": "maybe"})
@@ -83,9 +83,9 @@ def test_options_are_converted_by_type_and_unknown_ones_name_the_valid_ones():
 
 
 def test_bad_split_task_and_root_are_reported_with_the_choices_and_the_layout(tmp_path):
-    with pytest.raises(ValueError, match="no split 'dev'.*dev-clean"):
+    with pytest.raises(ValueError, match=r"no split 'dev'.*dev-clean"):
         load_examples("librispeech", tmp_path, "dev")
-    with pytest.raises(ValueError, match="cannot produce task 'aac'.*asr, srwt"):
+    with pytest.raises(ValueError, match=r"cannot produce task 'aac'.*asr, srwt"):
         load_examples("librispeech", tmp_path, "dev-clean", task="aac")
     with pytest.raises(FileNotFoundError) as err:
         list(load_examples("librispeech", tmp_path / "missing", "dev-clean"))
@@ -98,7 +98,7 @@ def test_bad_split_task_and_root_are_reported_with_the_choices_and_the_layout(tm
 def test_read_table_names_the_missing_columns_and_the_ones_found(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("file_name,caption\na.wav,x\n")
-    with pytest.raises(ValueError, match="missing column.*caption_1; found: file_name, caption"):
+    with pytest.raises(ValueError, match=r"missing column.*caption_1; found: file_name, caption"):
         list(read_table(path, columns=("file_name", "caption_1")))
 
 
@@ -134,7 +134,7 @@ def test_a_corpus_is_added_by_writing_one_file(tmp_path):
     [ex] = load_examples(str(recipe_file), corpus, "test")
     assert (ex.id, ex.target, ex.task) == ("my_corpus/test/a.wav", "hello world", "asr")
     assert ex.duration == pytest.approx(0.25)
-    with pytest.raises(FileNotFoundError, match="(?s)train.tsv does not exist.*example.org/my-corpus"):
+    with pytest.raises(FileNotFoundError, match=r"(?s)train.tsv does not exist.*example.org/my-corpus"):
         list(load_examples(str(recipe_file), corpus, "train"))
 
 
@@ -159,7 +159,7 @@ def test_manifest_recipe_reads_a_file_or_a_split_in_a_folder_and_filters_by_task
     assert from_file[0].audio == str(tmp_path / "audio" / "a.wav")  # relative to the manifest, made absolute
     [only_ser] = load_examples("manifest", tmp_path, "test", task="ser")
     assert only_ser.label == "happy"
-    with pytest.raises(FileNotFoundError, match="dev.jsonl does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"dev.jsonl does not exist"):
         list(load_examples("manifest", tmp_path, "dev"))
     _write_jsonl(tmp_path / "bad.jsonl", [{"id": "x", "audio": "a.wav", "task": "asr"}])
     with pytest.raises(ValueError, match=r"bad.jsonl:1: missing required field\(s\) duration"):
@@ -185,7 +185,7 @@ def test_synthetic_recipe_reads_the_generator_layout_and_says_how_to_make_it(tmp
     )
     [ex] = load_examples("synthetic", tmp_path / "synth", "dev", task="srwt")
     assert ex.words == [["hi", 0.1, 0.4]] and Path(ex.audio).is_file()
-    with pytest.raises(FileNotFoundError, match="(?s)train.jsonl does not exist.*qaudio synth --out"):
+    with pytest.raises(FileNotFoundError, match=r"(?s)train.jsonl does not exist.*qaudio synth --out"):
         list(load_examples("synthetic", tmp_path / "synth", "train"))
 
 

@@ -81,7 +81,7 @@ def test_class_labels_become_names_for_classification_tasks(tmp_path):
 def test_parquet_file_with_a_missing_column_names_the_columns_it_has(tmp_path):
     _speech_dataset().to_parquet(str(tmp_path / "test.parquet"))
     options = {"cache_dir": str(tmp_path / "cache")}
-    with pytest.raises(ValueError, match="no target.*columns: audio, sentence, emotion, utt"):
+    with pytest.raises(ValueError, match=r"no target.*columns: audio, sentence, emotion, utt"):
         list(load_examples("hf", tmp_path / "test.parquet", "test", options=options))
     with pytest.raises(ValueError, match="no column for question_column='q'"):
         list(

@@ -52,7 +52,7 @@ def test_clotho_yields_five_captions_per_file_from_any_documented_folder(tmp_pat
 def test_clotho_names_the_expected_files_when_the_layout_is_wrong(tmp_path):
     _write_csv(tmp_path / "clotho_captions_validation.csv", CLOTHO_HEADER, [])
     with pytest.raises(
-        FileNotFoundError, match="(?s)no audio folder.*clotho_audio_validation.*zenodo.org/records/4783391"
+        FileNotFoundError, match=r"(?s)no audio folder.*clotho_audio_validation.*zenodo.org/records/4783391"
     ):
         list(load_examples("clotho", tmp_path, "validation"))
 
@@ -190,14 +190,14 @@ def test_meld_maps_emotions_repairs_text_and_skips_missing_clips(tmp_path):
     assert (joy.label, sad.label) == ("happy", "sad")
     assert joy.meta["text"] == "Oh my God, he\u2019s lost it." and sad.meta["text"] == "I\u2019m fine."
     assert joy.id == "meld/dev/dia0_utt0" and joy.meta["speaker"] == "Phoebe" and joy.meta["emotion"] == "joy"
-    assert set(e.label for e in (joy, sad)) <= set(get_task("ser").labels)
+    assert {e.label for e in (joy, sad)} <= set(get_task("ser").labels)
 
 
 def test_meld_without_extracted_wavs_says_how_to_extract_them(tmp_path):
     _write_csv(tmp_path / "test_sent_emo.csv", MELD_HEADER, [])
     (tmp_path / "output_repeated_splits_test").mkdir()
     (tmp_path / "output_repeated_splits_test" / "dia0_utt0.mp4").write_bytes(b"")
-    with pytest.raises(FileNotFoundError, match="no extracted dia<D>_utt<U>.wav files"):
+    with pytest.raises(FileNotFoundError, match=r"no extracted dia<D>_utt<U>.wav files"):
         list(load_examples("meld", tmp_path, "test"))
 
 
@@ -242,7 +242,7 @@ def test_vocalsound_reads_label_from_file_name_and_split_from_speaker_lists(tmp_
         == "<|startofanalysis|><|en|><|keyword|><|en|><|notimestamps|><|vocal_classification|>"
     )
     assert len(list(load_examples("vocalsound", tmp_path, "all"))) == 4
-    with pytest.raises(FileNotFoundError, match="val_meta.csv does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"val_meta.csv does not exist"):
         list(load_examples("vocalsound", tmp_path, "val"))
 
 

@@ -173,7 +173,7 @@ def test_flag_counts_are_a_column_and_flagged_answers_are_listed(report):
 
     flagged = copy.deepcopy(report)
     preds = flagged["benchmarks"][0]["results"]["qaudio"]["predictions"]
-    for p, flags in zip(preds, (["repetition", "truncated"], [], ["repetition"])):
+    for p, flags in zip(preds, (["repetition", "truncated"], [], ["repetition"]), strict=True):
         p["flags"] = flags
     preds[0]["raw"] = "a b c x " + "la " * 100
     for p in flagged["benchmarks"][1]["results"]["qaudio"]["predictions"]:

@@ -30,7 +30,7 @@ def test_asr_json_equals_the_metric_api_and_mixed_languages_are_scored_apart(tmp
         {"prediction": "the cat sat on a mat", "reference": "The cat sat on the mat", "audio_lang": "en"},
     ]
     zh = [{"prediction": "你好世界", "reference": "你好，世界", "text_lang": "zh"}]
-    path = _write(tmp_path / "asr.jsonl", en + [""] + zh)  # a blank line is skipped
+    path = _write(tmp_path / "asr.jsonl", [*en, "", *zh])  # a blank line is skipped
     out = _json(capsys, ["score", path, "--task", "asr", "--profile", "qwen2_audio", "--json", "--bootstrap", "50"])
     assert out["task"] == "asr" and set(out["by_language"]) == {"en", "zh"}
     api = METRICS["wer"]([r["prediction"] for r in en], [r["reference"] for r in en], profile="qwen2_audio")

@@ -87,7 +87,7 @@ def test_snr_estimate_follows_the_mixed_noise():
             mixed = mix_speech(dsp.colored(rng, len(speech), exponent).astype(np.float32), speech, snr, 0)
             estimates[exponent, snr] = snr_db(mixed)
             assert abs(noise_exponent([mixed]) - exponent) < 0.4
-    for (exponent, snr), est in estimates.items():
+    for (_exponent, snr), est in estimates.items():
         assert abs(est - snr) < 5.0, estimates  # a floor estimate: rough on a clip with few pauses
     for exponent in (0.0, 1.0):
         assert estimates[exponent, 10.0] > estimates[exponent, 0.0] + 5, estimates
@@ -149,7 +149,7 @@ def manifest(paths: list[Path], lines: list[str], path: Path) -> Path:
                 {"id": p.stem, "audio": str(p), "duration": round(sf.info(p).duration, 3), "task": "asr", "target": t}
             )
             + "\n"
-            for p, t in zip(paths, lines)
+            for p, t in zip(paths, lines, strict=True)
         )
     )
     return path

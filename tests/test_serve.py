@@ -104,7 +104,7 @@ def test_openai_client_subtitles_and_translation(client, served, clip):
 
 def test_bad_uploads_get_clear_errors_and_the_server_stays_up(client, served, clip):
     url, _ = served
-    with pytest.raises(openai.BadRequestError, match="notes.txt.*cannot decode audio") as e:
+    with pytest.raises(openai.BadRequestError, match=r"notes.txt.*cannot decode audio") as e:
         client.audio.transcriptions.create(model="qaudio", file=("notes.txt", b"hello, not audio" * 50))
     assert "BytesIO" not in e.value.response.json()["error"]["message"]
     with pytest.raises(openai.BadRequestError, match="empty"):
@@ -124,7 +124,7 @@ def test_bad_uploads_get_clear_errors_and_the_server_stays_up(client, served, cl
         client.audio.transcriptions.create(model="qaudio", file=("a.wav", _wav(clip)), language="xx")
     # Longer than --max-duration-s, though small (8 kHz): refused from the header, before decoding.
     long = np.tile(_clip(1.0, 2), 70)
-    with pytest.raises(openai.BadRequestError, match="70.0 s long; this server accepts at most 60 s"):
+    with pytest.raises(openai.BadRequestError, match=r"70.0 s long; this server accepts at most 60 s"):
         client.audio.transcriptions.create(model="qaudio", file=("long.wav", _wav(long[::2], 8000)))
     with pytest.raises(openai.APIStatusError) as e:
         client.audio.transcriptions.create(model="qaudio", file=("big.wav", b"\0" * (3 * 1024 * 1024)))

@@ -28,7 +28,7 @@ class StubModel:
         if any(a.source == "poison" for a in audios):
             raise RuntimeError("boom")
         time.sleep(self.delay)  # the model is busy: requests arriving now wait for the next batch
-        return [Result(text=a.source, task=q.name) for a, q in zip(audios, queries)]
+        return [Result(text=a.source, task=q.name) for a, q in zip(audios, queries, strict=True)]
 
 
 def _audio(name: str) -> Audio:

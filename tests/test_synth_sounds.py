@@ -1,5 +1,7 @@
 """Sound events, scene textures and emotional prosody: labels that can be heard in the audio."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -16,7 +18,7 @@ def _band_energy_db(x: np.ndarray) -> np.ndarray:
     spec = np.abs(np.fft.rfft(x)) ** 2
     f = np.fft.rfftfreq(len(x), 1 / SR)
     edges = np.geomspace(40, 8000, 17)
-    return np.array([10 * np.log10(spec[(f >= a) & (f < b)].sum() + 1e-9) for a, b in zip(edges[:-1], edges[1:])])
+    return np.array([10 * np.log10(spec[(f >= a) & (f < b)].sum() + 1e-9) for a, b in itertools.pairwise(edges)])
 
 
 def test_event_clips_match_their_segments():
@@ -24,7 +26,7 @@ def test_event_clips_match_their_segments():
         samples, segments = render_clip(np.random.default_rng(seed))
         assert samples.dtype == np.float32 and len(samples) <= MAX_SECONDS * SR
         assert len({s.kind for s in segments}) == len(segments)  # distinct kinds: questions are unambiguous
-        for a, b in zip(segments, segments[1:]):
+        for a, b in itertools.pairwise(segments):
             assert a.end < b.start
         for s in segments:  # a segment sounds where it says, and silence lies just before the first
             inside = samples[int(s.start * SR) : int(s.end * SR)]
@@ -55,7 +57,7 @@ def test_scene_textures_are_distinct_enough_to_classify():
     # nearest-centroid on band energies: two training renders per class, one held-out render
     babble = [dsp.colored(np.random.default_rng(i), SR * 2, 1.0) * np.sin(np.linspace(0, 40, SR * 2)) for i in range(8)]
     centroids, held_out = {}, {}
-    for label, scene in SCENES.items():
+    for label in SCENES:
         feats = [_band_energy_db(render_scene(label, np.random.default_rng([seed, 9]), babble)) for seed in range(3)]
         feats = [f - f.mean() for f in feats]  # level-independent: the class is in the shape
         centroids[label], held_out[label] = np.mean(feats[:2], axis=0), feats[2]

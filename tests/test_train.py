@@ -42,23 +42,23 @@ def corpus(tmp_path_factory) -> Path:
 
 
 def tiny_config(corpus: Path, out: Path, **overrides) -> TrainConfig:
-    values = dict(
-        model="tiny",
-        recipes=f"synthetic:{corpus}",
-        tasks="asr,aac,aqa",
-        output_dir=str(out),
-        precision="fp32",
-        threads=1,
-        batch_size=8,
-        max_steps=6,
-        log_every=1,
-        eval_every=0,
-        save_every=100,
-        progress=False,
-        tensorboard=False,
-        plot=False,
-        eta=False,
-    )
+    values = {
+        "model": "tiny",
+        "recipes": f"synthetic:{corpus}",
+        "tasks": "asr,aac,aqa",
+        "output_dir": str(out),
+        "precision": "fp32",
+        "threads": 1,
+        "batch_size": 8,
+        "max_steps": 6,
+        "log_every": 1,
+        "eval_every": 0,
+        "save_every": 100,
+        "progress": False,
+        "tensorboard": False,
+        "plot": False,
+        "eta": False,
+    }
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -158,7 +158,7 @@ def test_bad_data_is_skipped_and_counted_and_strict_stops(corpus, tmp_path, caps
     assert end["step"] == 3 and (tmp_path / "run" / "model" / "model.safetensors").is_file()
     out = capsys.readouterr().out
     assert "bad data: 4 example(s) skipped" in out and bad["corrupt"] in out and "silent" in out
-    with pytest.raises(ValueError, match="cannot resume .*batch_size: 8 -> 4"):  # same run dir, other data order
+    with pytest.raises(ValueError, match=r"cannot resume .*batch_size: 8 -> 4"):  # same run dir, other data order
         train(
             tiny_config(
                 corpus, tmp_path / "run", recipes=f"manifest:{tmp_path / 'bad'}", tasks="asr", max_steps=3, batch_size=4
@@ -204,7 +204,7 @@ def test_non_finite_losses_skip_steps_then_abort_keeping_the_checkpoint(corpus, 
     monkeypatch.setattr(AudioLM, "forward", flaky)
     monkeypatch.setattr(NumericsWatchdog, "loss_of", replay)
     run = tmp_path / "run"
-    with pytest.raises(TrainingAborted, match="3 non-finite losses in a row.*step-00000002"):
+    with pytest.raises(TrainingAborted, match=r"3 non-finite losses in a row.*step-00000002"):
         train(tiny_config(corpus, run, dev_split="none", max_steps=10, save_every=2, max_bad_steps=3))
     skips = read_metrics(run, "skip")
     assert len(skips) == 4 and max(train_losses(run)) == 3  # steps 1-3 trained, one skip between
@@ -366,7 +366,7 @@ def test_two_processes_train_on_different_data_and_end_with_identical_weights(co
             }
         )
     assert len(ranks[0]["ids"]) == len(ranks[1]["ids"]) == 4
-    for a, b in zip(ranks[0]["ids"], ranks[1]["ids"]):
+    for a, b in zip(ranks[0]["ids"], ranks[1]["ids"], strict=True):
         assert a and b and not a & b  # each step, the two processes saw different examples
     # (one task of 24 clips in micro-batches of 4: a window is one pass, dealt out to the two processes)
     assert ranks[0]["weights"] == ranks[1]["weights"] and len(ranks[0]["weights"]) == 1
@@ -451,7 +451,7 @@ def test_fsdp_asked_on_a_cpu_machine_is_refused_before_accelerate_starts(monkeyp
 
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     monkeypatch.setenv("ACCELERATE_USE_CPU", "true")
-    with pytest.raises(ValueError, match="accelerate shards on GPUs .* only.*without --use_fsdp"):
+    with pytest.raises(ValueError, match=r"accelerate shards on GPUs .* only.*without --use_fsdp"):
         make_accelerator(TrainConfig(precision="fp32"))
 
 

@@ -69,5 +69,5 @@ def test_a_checkpoint_of_the_earlier_format_is_refused_with_what_to_do(tmp_path)
     old.mkdir(parents=True)
     (old / ckpt.STATE_FILE).write_text(json.dumps({"step": 4, "position": 8, "world_size": 1}))
     (old / "trainable.safetensors").write_bytes(b"")
-    with pytest.raises(ValueError, match="qaudio 0.1.0.*start a new one"):
+    with pytest.raises(ValueError, match=r"qaudio 0.1.0.*start a new one"):
         ckpt.read_state(old)

@@ -2,6 +2,7 @@
 accounting, word-boundary chunking, the learning-rate schedule, checkpoint files, cache keys."""
 
 import argparse
+import itertools
 from collections import Counter
 
 import numpy as np
@@ -45,7 +46,7 @@ def test_yaml_overrides_and_flags_override_yaml(tmp_path):
     cfg = parse(["--config", str(path), "--max-steps", "9", "--no-progress"])
     assert (cfg.lr, cfg.max_steps, cfg.tasks, cfg.strict, cfg.progress) == (0.0005, 9, "asr,aac", True, False)
     path.write_text("learning_rate: 1\n")
-    with pytest.raises(ValueError, match="unknown training option.*learning_rate"):
+    with pytest.raises(ValueError, match=r"unknown training option.*learning_rate"):
         parse(["--config", str(path)])
 
 
@@ -135,13 +136,17 @@ def test_processes_split_one_stream_and_resume_skips_exactly():
     one, _ = _sampler()
     r0, _ = _sampler(rank=0, world=2)
     r1, _ = _sampler(rank=1, world=2)
-    head = [b for _, b in zip(range(20), one)]
+    head = [b for _, b in zip(range(20), one, strict=True)]
     it0, it1 = iter(r0), iter(r1)
-    interleaved = [x for pair in zip(*(([next(it0) for _ in range(10)]), [next(it1) for _ in range(10)])) for x in pair]
+    interleaved = [
+        x
+        for pair in zip(*(([next(it0) for _ in range(10)]), [next(it1) for _ in range(10)]), strict=True)
+        for x in pair
+    ]
     assert interleaved == head
-    resumed = [b for _, b in zip(range(5), r1.iterate(start=10))]
+    resumed = [b for _, b in zip(range(5), r1.iterate(start=10), strict=True)]
     assert resumed == head[11:20:2]
-    assert [b for _, b in zip(range(20), _sampler(seed=4)[0])] != head
+    assert [b for _, b in zip(range(20), _sampler(seed=4)[0], strict=True)] != head
 
 
 # ---- bad data ----------------------------------------------------------------------------------
@@ -186,7 +191,7 @@ def test_long_examples_are_chunked_at_word_boundaries_or_skipped_with_a_count():
 def test_warmup_then_cosine_to_min():
     f = [lr_factor(s, 100, 5, "cosine", 0.1) for s in range(100)]
     assert f[0] == pytest.approx(1 / 6) and f[4] == pytest.approx(5 / 6) and f[5] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(f[5:], f[6:]))
+    assert all(a >= b for a, b in itertools.pairwise(f))
     assert lr_factor(100, 100, 5, "cosine", 0.1) == pytest.approx(0.1)
     assert lr_factor(52, 100, 5, "linear", 0.0) == pytest.approx(0.5, abs=0.01)
 

@@ -47,7 +47,7 @@ def test_speech_is_found_and_silence_noise_and_tones_are_not():
     x, truth = recording(2)
     spans = vad.speech_spans(x)
     assert len(spans) == 2
-    for (s, e), (ts, te) in zip(spans, truth):
+    for (s, e), (ts, te) in zip(spans, truth, strict=True):
         assert abs(s / SR - ts) < 0.15 and abs(e / SR - te) < 0.4
     rng = np.random.default_rng(1)
     t = np.arange(3 * SR) / SR
@@ -67,7 +67,7 @@ def test_streaming_events_match_the_utterances_whatever_the_chunk_size():
         for k in range(0, len(x), chunk):
             events += stream.feed(x[k : k + chunk])
         assert [kind for kind, _ in events] == ["start", "end"] * 3, chunk
-        for (_, s), (_, e), (ts, te) in zip(events[::2], events[1::2], truth):
+        for (_, s), (_, e), (ts, te) in zip(events[::2], events[1::2], truth, strict=True):
             assert abs(s / SR - ts) < 0.15 and abs(e / SR - te) < 0.4
             assert s % 16 == 0 and e % 16 == 0  # whole milliseconds: times in the protocol are exact
         assert stream.position == len(x) // vad.FRAME * vad.FRAME

@@ -79,7 +79,7 @@ class _Mapping:
             raise CTranslate2FormatError(
                 f"{ct2_prefix}: weight {weight.shape} and bias {bias.shape} do not split into {n}"
             )
-        for p, w, b in zip(projections, np.split(weight, n), np.split(bias, n)):
+        for p, w, b in zip(projections, np.split(weight, n), np.split(bias, n), strict=True):
             self.state[f"{hf_prefix}.{p}_proj.weight"] = w  # (d, d)
             if p == "k":
                 # Whisper's k projection has no bias; CTranslate2 fills its slot with zeros.

@@ -149,20 +149,20 @@ def whisper_generation_config(config, vocabulary: list[str], ct2_config: dict):
 
     tokens = WhisperTokens.from_vocabulary(vocabulary)
     multilingual = is_multilingual(config.vocab_size)
-    fields = dict(
-        decoder_start_token_id=tokens.sot,
-        bos_token_id=tokens.eot,
-        eos_token_id=tokens.eot,
-        pad_token_id=tokens.eot,
-        max_length=config.max_target_positions,
-        suppress_tokens=config.suppress_tokens,
-        begin_suppress_tokens=config.begin_suppress_tokens,
-        no_timestamps_token_id=tokens.no_timestamps,
-        prev_sot_token_id=tokens.sot_prev,
-        max_initial_timestamp_index=MAX_INITIAL_TIMESTAMP_INDEX,
-        return_timestamps=False,
-        is_multilingual=multilingual,
-    )
+    fields = {
+        "decoder_start_token_id": tokens.sot,
+        "bos_token_id": tokens.eot,
+        "eos_token_id": tokens.eot,
+        "pad_token_id": tokens.eot,
+        "max_length": config.max_target_positions,
+        "suppress_tokens": config.suppress_tokens,
+        "begin_suppress_tokens": config.begin_suppress_tokens,
+        "no_timestamps_token_id": tokens.no_timestamps,
+        "prev_sot_token_id": tokens.sot_prev,
+        "max_initial_timestamp_index": MAX_INITIAL_TIMESTAMP_INDEX,
+        "return_timestamps": False,
+        "is_multilingual": multilingual,
+    }
     if "alignment_heads" in ct2_config:
         fields["alignment_heads"] = [list(pair) for pair in ct2_config["alignment_heads"]]
     if multilingual:
@@ -203,7 +203,9 @@ def build_tokenizer(directory: Path, vocabulary: list[str]):
     tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in timestamps if t not in known])
     # Every id must mean the same token in both; a mismatch would garble every transcript.
     ids = tokenizer.convert_tokens_to_ids([t for t in vocabulary if t])
-    wrong = [(i, t) for (i, t), got in zip([(i, t) for i, t in enumerate(vocabulary) if t], ids) if got != i]
+    wrong = [
+        (i, t) for (i, t), got in zip([(i, t) for i, t in enumerate(vocabulary) if t], ids, strict=True) if got != i
+    ]
     if wrong or len(tokenizer) > len(vocabulary):
         raise CTranslate2FormatError(
             f"{path} disagrees with the vocabulary: {len(wrong)} tokens have other ids (first: {wrong[:3]}); "

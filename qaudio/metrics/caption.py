@@ -98,7 +98,7 @@ def add_spice(
     per_clip["spice"] = [float(x) for x in spice_clips["spice"]]
     # aac-metrics' spider(): the mean of CIDEr-D and SPICE, per clip and for the corpus.
     values["spider"] = (values["cider_d"] + values["spice"]) / 2
-    per_clip["spider"] = [(c + p) / 2 for c, p in zip(per_clip["cider_d"], per_clip["spice"])]
+    per_clip["spider"] = [(c + p) / 2 for c, p in zip(per_clip["cider_d"], per_clip["spice"], strict=True)]
     return {}
 
 
@@ -122,7 +122,7 @@ def compute(
     cands = [TRANSFORMS[profile](p) for p in predictions]
     refs = _references(references, TRANSFORMS[profile])
     setup = prepare_caption_jars(cache_dir, java_path)
-    java = dict(cache_path=str(setup.cache_path), java_path=setup.java_path)
+    java = {"cache_path": str(setup.cache_path), "java_path": setup.java_path}
 
     from aac_metrics.functional.evaluate import evaluate
     from aac_metrics.utils.tokenization import preprocess_mult_sents

@@ -242,7 +242,7 @@ def _with_units(digits: str) -> list[str | int]:
         return ([DIGITS[0]] if len(digits) != 1 else []) + [DIGITS[int(significant)]]
     power = max(p for p, _ in UNITS if p < len(significant))
     head, tail = digits[:-power], significant[-power:]
-    return _with_units(head) + [power] + _with_units(tail)
+    return [*_with_units(head), power, *_with_units(tail)]
 
 
 def read_number(number: str, two_as_liang: bool = True) -> str:

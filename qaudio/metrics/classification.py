@@ -95,7 +95,7 @@ def confusion(refs: list[str], hyps: list[str], labels: list[str]) -> dict:
     columns = list(labels) + ([OTHER] if any(h not in labels for h in hyps) else [])
     index = {label: i for i, label in enumerate(columns)}
     matrix = np.zeros((len(labels), len(columns)), dtype=np.int64)
-    for r, h in zip(refs, hyps):
+    for r, h in zip(refs, hyps, strict=True):
         matrix[index[r], index.get(h, index.get(OTHER, -1))] += 1
     return {"labels": list(labels), "columns": columns, "matrix": matrix.tolist()}
 
@@ -116,7 +116,9 @@ def compute_accuracy(
     """
     refs = _labels(references, "reference", profile, aliases)
     hyps = _labels(predictions, "prediction", profile, aliases)
-    correct = np.array([r == h for r, h in zip(refs, hyps)], dtype=np.float64)  # (N,) as the profile compares
+    correct = np.array(
+        [r == h for r, h in zip(refs, hyps, strict=True)], dtype=np.float64
+    )  # (N,) as the profile compares
     # The label each side stands for, for the label set, per-class recall and the matrix.
     refs = [canonical(normalize_label(r), aliases) for r in refs]
     hyps = [canonical(normalize_label(h), aliases) for h in hyps]
@@ -156,7 +158,7 @@ def compute_aqa(predictions: list[str], references: list[str], profile: str, lan
     """Accuracy (%) over all questions and over the yes/no questions, as Qwen-Audio's evaluate_aqa."""
     refs = _labels(references, "reference", profile)
     hyps = _labels(predictions, "prediction", profile)
-    correct = np.array([r == h for r, h in zip(refs, hyps)], dtype=np.float64)  # (N,)
+    correct = np.array([r == h for r, h in zip(refs, hyps, strict=True)], dtype=np.float64)  # (N,)
     yes_no = np.array([r.lower() in YES_NO for r in refs], dtype=np.float64)  # (N,) the anchor's bi subset
     stats = np.stack([correct, correct * yes_no, yes_no], axis=1)  # (N, 3)
     overall, binary = mean(0, 100.0), ratio(1, 2, 100.0)

@@ -82,7 +82,7 @@ def qwen_audio_note(text: str) -> tuple[str | None, int | None]:
 
 def _compute_qwen_audio(predictions: list[str], references: list[str], profile: str) -> MetricResult:
     instruments, pitches = [], []
-    for i, (p, r) in enumerate(zip(predictions, references)):
+    for i, (p, r) in enumerate(zip(predictions, references, strict=True)):
         if not isinstance(p, str) or not isinstance(r, str):
             raise ValueError(f"example {i}: prediction and reference must be strings, got {p!r} and {r!r}")
         (p_inst, p_pitch), (r_inst, r_pitch) = qwen_audio_note(p), qwen_audio_note(r)
@@ -129,7 +129,7 @@ def compute(predictions: list[str], references: list[str], profile: str, languag
     if profile == "qwen_audio":
         return _compute_qwen_audio(predictions, references, profile)
     rows = []
-    for i, (p, r) in enumerate(zip(predictions, references)):
+    for i, (p, r) in enumerate(zip(predictions, references, strict=True)):
         if not isinstance(p, str) or not isinstance(r, str):
             raise ValueError(f"example {i}: prediction and reference must be strings, got {p!r} and {r!r}")
         ref_inst, ref_pitch = parse_note(r)

@@ -30,6 +30,7 @@ package, which can change which of two identical words is matched.
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import numpy as np
@@ -86,7 +87,7 @@ def matched_boundaries(ref: Words, hyp: Words) -> np.ndarray:
     for op in Levenshtein.opcodes([w for w, _, _ in ref], [w for w, _, _ in hyp]):
         if op.tag != "equal":
             continue
-        for r, h in zip(ref[op.src_start : op.src_end], hyp[op.dest_start : op.dest_end]):
+        for r, h in zip(ref[op.src_start : op.src_end], hyp[op.dest_start : op.dest_end], strict=True):
             errors.append((abs(r[1] - h[1]) * 1000, abs(r[2] - h[2]) * 1000))
     # Round away float noise so 0.35 - 0.30 counts as 50 ms, within a 50 ms tolerance.
     return np.round(np.asarray(errors, dtype=np.float64).reshape(-1, 2), 6)
@@ -113,7 +114,7 @@ def qwen_audio_segments(text: str) -> tuple[list[str], list[tuple[float, float]]
     segments = _TIME_TOKEN.split(text)[1:-1]
     if len(times) != len(segments) + 1:
         return None
-    return segments, list(zip(times[:-1], times[1:]))
+    return segments, list(itertools.pairwise(times))
 
 
 def qwen_audio_shift(ref: tuple[list[str], list], hyp: tuple[list[str], list]) -> tuple[float, int]:
@@ -129,10 +130,10 @@ def qwen_audio_shift(ref: tuple[list[str], list], hyp: tuple[list[str], list]) -
             ref_equal.append(tag == "equal")
         if tag in ("replace", "insert", "equal"):
             hyp_equal.append(tag == "equal")
-    ref_times = [t for keep, t in zip(ref_equal, ref[1]) if keep]
-    hyp_times = [t for keep, t in zip(hyp_equal, hyp[1]) if keep]
+    ref_times = [t for keep, t in zip(ref_equal, ref[1], strict=True) if keep]
+    hyp_times = [t for keep, t in zip(hyp_equal, hyp[1], strict=True) if keep]
     shift = 0.0
-    for r, h in zip(ref_times, hyp_times):
+    for r, h in zip(ref_times, hyp_times, strict=True):
         shift += abs(r[0] - h[0]) + abs(r[1] - h[1])
     return shift, len(ref_times)
 
@@ -141,7 +142,7 @@ def _compute_qwen_audio(predictions: list, references: list, profile: str, langu
     refs = [_as_text(r, "reference") for r in references]
     hyps = [_as_text(p, "prediction") for p in predictions]
     rows, malformed = [], 0
-    for i, (r, h) in enumerate(zip(refs, hyps)):
+    for i, (r, h) in enumerate(zip(refs, hyps, strict=True)):
         ref = qwen_audio_segments(r)
         if ref is None:
             raise ValueError(f"example {i}: the reference has no time token (<|1.23|>): {r[:80]!r}")
@@ -192,7 +193,7 @@ def compute(predictions: list, references: list, profile: str, language: str = "
     if profile == "qwen_audio":
         return _compute_qwen_audio(predictions, references, profile, language)
     refs, hyps, malformed = [], [], 0
-    for i, (p, r) in enumerate(zip(predictions, references)):
+    for i, (p, r) in enumerate(zip(predictions, references, strict=True)):
         ref, problems = timed_words(r, "reference")
         if problems:
             raise ValueError(f"example {i}: malformed reference timestamps: {'; '.join(problems)}")
@@ -200,10 +201,12 @@ def compute(predictions: list, references: list, profile: str, language: str = "
         malformed += bool(problems)
         refs.append(ref)
         hyps.append(hyp)
-    per_example = [matched_boundaries(r, h) for r, h in zip(refs, hyps)]  # each (M_i, 2)
+    per_example = [matched_boundaries(r, h) for r, h in zip(refs, hyps, strict=True)]  # each (M_i, 2)
     within = [[(e <= tol).sum() for tol in TOLERANCES_MS] for e in per_example]
     # (N, 5): shift sum (ms), matched words, boundaries within 50 ms, within 100 ms, boundaries
-    stats = np.array([[e.sum(), len(e), *w, e.size] for e, w in zip(per_example, within)], dtype=np.float64)
+    stats = np.array(
+        [[e.sum(), len(e), *w, e.size] for e, w in zip(per_example, within, strict=True)], dtype=np.float64
+    )
     aggregates = {
         "aas_ms": ratio(0, 1, 1.0),
         **{f"within_{t}ms": ratio(2 + k, 4, 100.0) for k, t in enumerate(TOLERANCES_MS)},
@@ -280,7 +283,7 @@ def boundary_errors(examples, predictions: dict[str, list], results: dict) -> di
             matched_boundaries(
                 timed_words(reference_words(ex), "reference")[0], timed_words(p, "prediction")[0]
             ).ravel()
-            for ex, p in zip(examples, predictions[system])
+            for ex, p in zip(examples, predictions[system], strict=True)
         ]
         flat = np.concatenate(errors) if errors else np.zeros(0)
         histogram, _ = np.histogram(flat, bins=HIST_EDGES_MS)

@@ -250,13 +250,13 @@ class AudioProcessor:
         tok, ids = self.tokenizer, self.token_ids
         bos = [tok.bos_token_id] if tok.bos_token_id is not None else []  # Llama-style LLMs expect it first
         # Text before the audio (a chat prompt's turns up to AUDIO_SLOT) and after it, tokenized apart.
-        before, after = zip(*(p.split(AUDIO_SLOT, 1) if AUDIO_SLOT in p else ("", p) for p in prompts))
+        before, after = zip(*(p.split(AUDIO_SLOT, 1) if AUDIO_SLOT in p else ("", p) for p in prompts), strict=True)
         before_ids = tok(list(before), add_special_tokens=False)["input_ids"]
         prompt_ids = tok(list(after), add_special_tokens=False)["input_ids"]
         target_ids = tok(list(targets), add_special_tokens=False)["input_ids"] if targets is not None else None
         heads = [
             [*bos, *before_ids[i], ids.audio_bos, *[ids.audio] * n, ids.audio_eos, *prompt]
-            for i, (n, prompt) in enumerate(zip(counts, prompt_ids))
+            for i, (n, prompt) in enumerate(zip(counts, prompt_ids, strict=True))
         ]
         tails = [[*t, ids.eos] for t in target_ids] if target_ids is not None else None
         length = max(len(h) + (len(tails[i]) if tails else 0) for i, h in enumerate(heads))

@@ -85,7 +85,7 @@ def score(
                 request = get_task(TASK).request(lang, labels=[texts[i]])
                 windows.append(_Window(i, Window(0, len(samples)), samples, request, model.prompt(request)))
             logps = model._score(windows, batch_size)  # inference's label-set scoring: (1,) per window
-            for i, lp in zip(idx, logps):
+            for i, lp in zip(idx, logps, strict=True):
                 out[i] = (float(lp[0]), target_tokens(model, texts[i]))
     return out
 

@@ -121,7 +121,7 @@ def _render(job: tuple[int, int, str, Settings, str]) -> list[Example]:
         "line": line + 1,
         "source": "tts-augment",
     }
-    common = dict(audio=audio, duration=round(len(samples) / SR, 3), audio_lang=st.lang, text_lang=st.lang)
+    common = {"audio": audio, "duration": round(len(samples) / SR, 3), "audio_lang": st.lang, "text_lang": st.lang}
     if written:  # the target keeps digits, casing and punctuation: the <|itn|> output
         asr = Example(
             id=f"{name}-asr",

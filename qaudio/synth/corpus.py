@@ -227,9 +227,14 @@ def _render_speech(u: Unit) -> tuple[np.ndarray, list[Example]]:
     out = []
     for task in p["tasks"]:
         name, _, target_lang = task.partition(":")
-        common = dict(
-            id=f"{u.name}-{task.replace(':', '-')}", audio=u.audio, duration=dur, task=name, audio_lang=lang, meta=meta
-        )
+        common = {
+            "id": f"{u.name}-{task.replace(':', '-')}",
+            "audio": u.audio,
+            "duration": dur,
+            "task": name,
+            "audio_lang": lang,
+            "meta": meta,
+        }
         if name == "asr":
             out.append(Example(**common, text_lang=lang, target=transcript))
         elif name == "srwt":
@@ -265,7 +270,7 @@ def _render_events(u: Unit) -> tuple[np.ndarray, list[Example]]:
     samples, segments = render_clip(rng)
     dur = round(len(samples) / SR, 3)
     meta = {"segments": [s.to_dict() for s in segments]}
-    common = dict(audio=u.audio, duration=dur, audio_lang="unknown", text_lang="en")
+    common = {"audio": u.audio, "duration": dur, "audio_lang": "unknown", "text_lang": "en"}
     out = [Example(id=f"{u.name}-aac", task="aac", target=cap.captions(segments, rng), meta=meta, **common)]
     for k, (q, a, qtype) in enumerate(cap.questions(segments, rng, u.params["questions"])):
         out.append(
@@ -384,7 +389,7 @@ def generate(
     by_split: dict[str, list[Example]] = {s: [] for s in SPLITS}
     seconds = dict.fromkeys(SPLITS, 0.0)
     clips = dict.fromkeys(SPLITS, 0)
-    for unit, (examples, dur) in zip(units, results):
+    for unit, (examples, dur) in zip(units, results, strict=True):
         by_split[unit.split].extend(examples)
         seconds[unit.split] += dur
         clips[unit.split] += 1

@@ -19,7 +19,7 @@ SR = 16_000  # Hz
 
 def seconds(n: float) -> int:
     """Samples in ``n`` seconds."""
-    return int(round(n * SR))
+    return round(n * SR)
 
 
 def ramp(x: np.ndarray, attack_s: float = 0.005, release_s: float = 0.005) -> np.ndarray:
@@ -84,7 +84,7 @@ def tone(freq_hz: np.ndarray | float, n: int, harmonics: tuple[float, ...] = (1.
 def damped(freqs: tuple[float, ...], amps: tuple[float, ...], decay_s: float, n: int) -> np.ndarray:
     """Struck-object sound: sinusoidal partials under one exponential decay."""
     t = np.arange(n) / SR
-    return np.exp(-t / decay_s) * sum(a * np.sin(2 * np.pi * f * t) for f, a in zip(freqs, amps))
+    return np.exp(-t / decay_s) * sum(a * np.sin(2 * np.pi * f * t) for f, a in zip(freqs, amps, strict=True))
 
 
 def reverb(x: np.ndarray, rng: np.random.Generator, rt60_s: float, wet: float) -> np.ndarray:

@@ -213,7 +213,7 @@ def _word_spans(text: str, events: list[tuple[int, int, int]]) -> list[tuple[str
         return []
     prev = known[0]
     out = []
-    for w, s in zip(words, starts):
+    for w, s in zip(words, starts, strict=True):
         prev = prev if s is None else s
         out.append((w, prev))
     return out
@@ -237,7 +237,7 @@ def _align_words(text: str, events: list[tuple[int, int, int]], samples: np.ndar
             groups.append([w])
             group_starts.append(s)
     out = []
-    for g, (words, start_ms) in enumerate(zip(groups, group_starts)):
+    for g, (words, start_ms) in enumerate(zip(groups, group_starts, strict=True)):
         lo = min(start_ms // 10, n_frames)
         hi = n_frames if g + 1 == len(groups) else min(group_starts[g + 1] // 10, n_frames)
         span = _voiced_span(voiced, lo, max(hi, lo))

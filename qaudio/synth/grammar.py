@@ -177,7 +177,7 @@ class Template:
     realize: Callable[..., dict[str, str]]  # slot values -> written texts
 
     def sentence(self, slots: tuple[str, ...]) -> Sentence:
-        values = [None if k == "-" else _BY_KEY[kind][k] for kind, k in zip(self.slot_kinds, slots)]
+        values = [None if k == "-" else _BY_KEY[kind][k] for kind, k in zip(self.slot_kinds, slots, strict=True)]
         return Sentence(self.name, tuple(slots), self.realize(*values))
 
 

@@ -37,7 +37,7 @@ def load_clip(item: Item, max_seconds: float) -> np.ndarray:
     samples = load_audio(item.example.audio).samples  # (T,) float32, 16 kHz
     if item.segment is not None:
         a, b = item.segment
-        samples = samples[int(round(a * SAMPLE_RATE)) : int(round(b * SAMPLE_RATE))]
+        samples = samples[round(a * SAMPLE_RATE) : round(b * SAMPLE_RATE)]
     seconds = len(samples) / SAMPLE_RATE
     if seconds > max_seconds + 1e-3:
         raise AudioError(

@@ -172,7 +172,7 @@ def register(accelerator, trainable: list[str], *objects) -> None:
     accelerator.register_for_checkpointing(*objects)
 
     def keep_trainable(models, weights, output_dir) -> None:
-        for model, state in zip(models, weights):  # in place: accelerate writes these dicts next
+        for model, state in zip(models, weights, strict=True):  # in place: accelerate writes these dicts next
             state.clear()
             state.update(trainable_state_dict(accelerator.unwrap_model(model), trainable))
 

@@ -100,7 +100,7 @@ def chunk_by_words(ex: Example, max_seconds: float) -> list[Example]:
     """
     words = [(str(w), float(s), float(e)) for w, s, e in ex.words]
     pieces, current, start = [], [], 0.0
-    for i, (w, s, e) in enumerate(words):
+    for w, s, e in words:
         if current and e - start > max_seconds:
             cut = (current[-1][2] + s) / 2  # mid-pause between the last word kept and this one
             pieces.append((start, cut, current))

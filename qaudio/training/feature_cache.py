@@ -189,7 +189,7 @@ def fill_cache(
             except AudioError as e:
                 bad.append(bad_audio(item, e))
         if clips:
-            pending.update(zip(keys, encode_clips(processor, model, clips, autocast)))
+            pending.update(zip(keys, encode_clips(processor, model, clips, autocast), strict=True))
         if len(pending) >= SHARD_ENTRIES:
             cache.write_shard(pending, tag)
             pending = {}
@@ -220,7 +220,7 @@ def cache_for_training(cfg, model, processor, accelerator, items_by_split: dict[
     keys = {s: [audio_key(it.example.audio, it.segment) for it in its] for s, its in items_by_split.items()}
     todo = {}
     for s, its in items_by_split.items():
-        for it, k in zip(its, keys[s]):
+        for it, k in zip(its, keys[s], strict=True):
             if k not in cache and k not in todo:
                 todo[k] = it
     # Every process lists what is missing before any starts writing, so the lists agree and
@@ -247,12 +247,12 @@ def cache_for_training(cfg, model, processor, accelerator, items_by_split: dict[
         cache.refresh()
     kept_items, kept_keys = {}, {}
     for s, its in items_by_split.items():
-        for it, k in zip(its, keys[s]):
+        for it, k in zip(its, keys[s], strict=True):
             if k not in cache:  # its audio failed (recorded above, once per id)
                 bad.record(
                     BadItem("unusable audio", it.example.id, it.example.audio, "not in the feature cache", it.source)
                 )
-        pairs = [(it, k) for it, k in zip(its, keys[s]) if k in cache]
+        pairs = [(it, k) for it, k in zip(its, keys[s], strict=True) if k in cache]
         kept_items[s] = [p[0] for p in pairs]
         kept_keys[s] = [p[1] for p in pairs]
     return cache, kept_keys, kept_items

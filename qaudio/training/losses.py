@@ -37,9 +37,9 @@ class LossMeter:
 
     def add(self, tasks: list[str], loss_sums: torch.Tensor, tokens: torch.Tensor) -> None:
         """``loss_sums`` and ``tokens`` (B,): the forward's ``loss_sum`` and ``target_tokens``."""
-        for t, l, n in zip(tasks, loss_sums.tolist(), tokens.tolist()):
+        for t, loss_sum, n in zip(tasks, loss_sums.tolist(), tokens.tolist(), strict=True):
             k = self.tasks.index(t)
-            self.loss_sum[k] += l
+            self.loss_sum[k] += loss_sum
             self.tokens[k] += n
             self.examples[k] += 1
 
@@ -56,7 +56,7 @@ class LossMeter:
         sums, toks, exs, rest = total[:n], total[n : 2 * n], total[2 * n : 3 * n], total[3 * n :]
         task_loss = {t: sums[k] / toks[k] for k, t in enumerate(self.tasks) if toks[k] > 0}
         task_examples = {t: exs[k] for k, t in enumerate(self.tasks) if exs[k] > 0}
-        return task_loss, task_examples, dict(zip(keys, rest))
+        return task_loss, task_examples, dict(zip(keys, rest, strict=True))
 
     def state_dict(self) -> dict:
         return {"loss_sum": self.loss_sum, "tokens": self.tokens, "examples": self.examples, "extra": dict(self.extra)}

@@ -99,10 +99,10 @@ def plot_loss_curves(run_dir: str | os.PathLike) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6, 4))
         pts = [(r["step"], r["task_loss"][task]) for r in train if task in r.get("task_loss", {})]
         if pts:
-            ax.plot(*zip(*pts), label="train", linewidth=1, alpha=0.8)
+            ax.plot(*zip(*pts, strict=True), label="train", linewidth=1, alpha=0.8)
         pts = [(r["step"], r["task_loss"][task]) for r in dev if task in r.get("task_loss", {})]
         if pts:
-            ax.plot(*zip(*pts), "o-", label="dev", linewidth=2)
+            ax.plot(*zip(*pts, strict=True), "o-", label="dev", linewidth=2)
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("cross-entropy (nats / target token)")
         ax.set_yscale("log")

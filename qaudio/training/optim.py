@@ -58,7 +58,7 @@ def build_optimizer(model: torch.nn.Module, names: list[str], cfg: TrainConfig) 
 
 def warmup_steps(cfg: TrainConfig, max_steps: int) -> int:
     """``--warmup`` as a step count: a fraction of the run below 1, a number of steps from 1."""
-    return int(cfg.warmup) if cfg.warmup >= 1 else int(round(cfg.warmup * max_steps))
+    return int(cfg.warmup) if cfg.warmup >= 1 else round(cfg.warmup * max_steps)
 
 
 def lr_factor(step: int, max_steps: int, warmup: int, schedule: str, min_ratio: float) -> float:
