@@ -118,7 +118,7 @@ def test_long_clip_words_are_stitched_with_absolute_times():
     np.testing.assert_allclose(starts, onsets, atol=0.011)
     np.testing.assert_allclose(ends, onsets + 0.4, atol=0.011)
     assert next(s.start for s in result.segments) == 0.0 and result.segments[-1].end == pytest.approx(80.0)
-    assert all(b.start == a.end for a, b in zip(result.segments, result.segments[1:], strict=True))
+    assert all(b.start == a.end for a, b in itertools.pairwise(result.segments))
     assert result.text == " ".join(["w"] * len(onsets))
 
 

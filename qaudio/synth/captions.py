@@ -136,7 +136,7 @@ def captions(segments: list[Segment], rng: np.random.Generator, n: int = 5) -> l
     for attempt in range(50 * n):
         template = templates[order[attempt % len(templates)]]
         slots = {}
-        for name, seg in zip("abc", segments, strict=True):
+        for name, seg in zip("abc", segments, strict=False):  # one to three segments: a, b, c
             slots[name] = noun_phrase(seg, rng)
         slots["A"] = clause(segments[0], rng)  # "{A}": the first segment as a clause
         slots["is_a"] = "are" if segments[0].count > 1 else "is"  # verb agreement
