@@ -12,7 +12,7 @@ EXTRAS := tts,weights,weights-multilingual,serve,vad,ui,caption-jars,logging,com
 STAMP := $(VENV)/.qaudio-installed
 DEMO_DIR := runs/demo
 
-.PHONY: setup doctor demo test docs clean
+.PHONY: setup doctor demo test lint docs clean
 
 setup: $(STAMP)
 
@@ -33,8 +33,16 @@ demo: $(STAMP)
 doctor: $(STAMP)
 	$(PY) -m qaudio.cli doctor --require $(EXTRAS)
 
+# The tests, with line coverage of the library (the summary lists each module's uncovered share).
 test: doctor
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra --cov=qaudio --cov-report=term:skip-covered
+
+# Lint and format (ruff), then types (mypy over qaudio/): the settings are in pyproject.toml, and
+# .pre-commit-config.yaml runs the same checks before a commit.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # The documentation site, into site/: --strict fails on a broken link or a missing reference.
 # Its extra is installed here (not by setup), so `make test` does not pull it in.
