@@ -32,18 +32,6 @@ TRAIN_CONFIG = "train_config.yaml"  # written beside the weights by qaudio train
 TRAINING_FILE = "training.json"  # the run's summary beside the weights (steps, examples, time, machine)
 METRICS_FILE = "metrics.jsonl"  # in the run directory (the model directory's parent): older runs' only record
 
-# qaudio task -> the hub's task type (pipeline tag), for model-index results.
-HUB_TASK_TYPES = {
-    "asr": "automatic-speech-recognition",
-    "srwt": "automatic-speech-recognition",
-    "s2tt": "translation",
-    "aac": "audio-text-to-text",
-    "aqa": "audio-text-to-text",
-    "ser": "audio-classification",
-    "asc": "audio-classification",
-    "vsc": "audio-classification",
-    "mna": "audio-classification",
-}
 # Licences of the parts qaudio knows about; anything else is named as unknown, never guessed.
 ENCODER_LICENSES = {
     "openai/whisper": "mit",
@@ -125,6 +113,14 @@ def training_details(model_dir: Path) -> dict:
     return details
 
 
+def _hub_task_type(task_name: str) -> str:
+    """The hub's task type of a qaudio task (its spec's ``hub_task_type``); an unknown name as it is."""
+    from .specs import registry
+
+    task = registry("tasks").get(task_name)
+    return task.hub_task_type if task is not None else task_name
+
+
 def eval_results(report: dict, model_name: str) -> list:
     """``huggingface_hub.EvalResult`` rows from a qaudio report: one per headline metric of each scored benchmark."""
     from huggingface_hub import EvalResult
@@ -143,7 +139,7 @@ def eval_results(report: dict, model_name: str) -> list:
                 continue  # a metric not computed is left out, never written as a number
             rows.append(
                 EvalResult(
-                    task_type=HUB_TASK_TYPES.get(bench["task"], bench["task"]),
+                    task_type=_hub_task_type(bench["task"]),
                     task_name=bench["task"],
                     dataset_type=bench.get("recipe") or bench["name"],
                     dataset_name=bench["name"],
@@ -169,7 +165,11 @@ def _prompts(tasks: list[str], style: str) -> list[tuple[str, str]]:
                 (
                     name,
                     prompt_for(
-                        name, audio_lang=audio_lang, question="What is said?" if name == "aqa" else None, style=style
+                        name,
+                        audio_lang=audio_lang,
+                        # a task whose prompt carries a question is shown with an example one
+                        question="What is said?" if known[name].tag_path.task == "question" else None,
+                        style=style,
                     ),
                 )
             )

@@ -69,6 +69,8 @@ class Task:
     chunks_at_words: bool = False
     max_new_tokens: int = 128  # generation cap by default (a caption, an answer or a label is short)
     aliases: tuple[str, ...] = ()  # friendlier names accepted wherever a task name is (classify(task="emotion"))
+    # The hub's task type (pipeline tag) for this task's results in a model card's model-index.
+    hub_task_type: str = "audio-text-to-text"
 
     def metric_options(self) -> dict:
         """Options the task's metric family needs besides predictions and references."""

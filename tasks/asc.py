@@ -10,6 +10,7 @@ TASK = ClassificationTask(
     profile="qwen_audio",
     speech=False,
     aliases=("scene",),
+    hub_task_type="audio-classification",
     description="acoustic scene classification (accuracy)",
     labels=(
         "bus",

@@ -14,5 +14,6 @@ TASK = Task(
     transcribes_speech=True,
     chunks_at_words=True,
     max_new_tokens=256,  # a 30-s window holds about 90 spoken words
+    hub_task_type="automatic-speech-recognition",
     description="speech recognition (word error rate; character error rate for Chinese)",
 )

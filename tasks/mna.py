@@ -34,5 +34,6 @@ TASK = Task(
     profile="qwen_audio",
     speech=False,
     aliases=("note",),
+    hub_task_type="audio-classification",
     description="music note analysis: instrument family and MIDI pitch (accuracy)",
 )

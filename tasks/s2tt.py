@@ -10,5 +10,6 @@ TASK = Task(
     profile="qwen2_audio",
     transcribes_speech=True,
     max_new_tokens=256,  # a 30-s window holds about 90 spoken words
+    hub_task_type="translation",
     description="speech translation (sacrebleu corpus BLEU, tokenizer by target language)",
 )

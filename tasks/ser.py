@@ -10,6 +10,7 @@ TASK = ClassificationTask(
     metric="accuracy",
     profile="qwen2_audio",
     aliases=("emotion",),
+    hub_task_type="audio-classification",
     description="speech emotion recognition (accuracy)",
     labels=("neutral", "happy", "sad", "angry", "surprise", "fear", "disgust"),
     label_aliases={"joy": "happy", "sadness": "sad", "anger": "angry"},  # MELD's names

@@ -11,5 +11,6 @@ TASK = TimestampTask(
     transcribes_speech=True,
     chunks_at_words=True,
     max_new_tokens=512,  # about 90 words in a 30-s window, each with two time tokens
+    hub_task_type="automatic-speech-recognition",
     description="speech recognition with word timestamps (AAS in ms, boundary errors)",
 )

@@ -9,6 +9,7 @@ TASK = ClassificationTask(
     metric="accuracy",
     profile="qwen2_audio",
     aliases=("vocal",),
+    hub_task_type="audio-classification",
     description="vocal sound classification (accuracy)",
     labels=("laughter", "sigh", "cough", "throatclearing", "sneeze", "sniff"),
 )
