@@ -1,46 +1,21 @@
-"""What the two benchmarks share: sizes, clips, the two systems, timing, memory and FLOPs.
+"""What every benchmark shares: the prompt, devices, timing, memory, FLOPs, workers and output.
 
-The peer is the stack users fine-tune instead (LLaMA-Factory and ms-swift both wrap it):
-Hugging Face ``Qwen2AudioForConditionalGeneration`` fed by ``Qwen2AudioProcessor``, which
-pads every clip to 30 s of log-mels (3000 frames), runs the whole 30-s window through the
-encoder, average-pools it 2x (25 audio tokens per second of real audio) and a linear projector.
+The test clips are in :mod:`benchmarks.clips`, the two systems compared (and what is held equal
+between them) in :mod:`benchmarks.systems`.
 
-Fairness, so that a ratio measures the design and nothing else:
+Memory is measured per process: every (system, mode) runs in a fresh subprocess, and the peak
+is taken over the measured steps only (Linux ``/proc/self/clear_refs`` resets the resident-set
+high-water mark; on CUDA ``torch.cuda.reset_peak_memory_stats``).
 
-* **Same sizes, same weights.** The peer's audio tower and LLM are built by the very functions
-  qaudio builds its own with (:func:`qaudio.model.encoder.load_audio_tower`,
-  :func:`qaudio.model.llm.load_language_model`) and their weights are loaded into the peer's
-  modules with ``strict=True``, which fails unless every shape agrees. Both use one tokenizer
-  (qaudio's byte-level BPE with the tag and audio tokens). The LM head is untied on both sides
-  because Qwen2-Audio never ties it. Only the projectors differ, by design (qaudio: its
-  configured projector; the peer: avg-pool + linear).
-* **Same trainable set and optimizer**: frozen encoder, trained projector and full LLM; AdamW
-  (lr 1e-3, betas (0.9, 0.98), weight decay 0.01 on matrices, qaudio's parameter groups) and
-  gradient clipping at 1.0 on both.
-* **Same inputs**: the same seeded clips and transcripts, in the same batches and order.
-  Each side builds its inputs its own way (qaudio: :meth:`AudioLM.prepare`, real-length
-  log-mels; the peer: its processor, 30-s log-mels and audio-token expansion), and that
-  feature extraction is counted in the step time of both.
-* **Memory is measured per process**: every (system, mode) runs in a fresh subprocess, and the
-  peak is taken over the measured steps only (Linux ``/proc/self/clear_refs`` resets the
-  resident-set high-water mark; on CUDA ``torch.cuda.reset_peak_memory_stats``).
-
-Clips are synthetic, speech-shaped noise (amplitude-modulated at a syllable rate) of the mix's
-durations, with transcripts of English words at a speaking rate: with random weights only the
-durations and text lengths matter for speed, and they are what the mixes fix.
-
-References: transformers ``models/qwen2_audio`` (modeling and processing); LibriSpeech (Panayotov
-et al., ICASSP 2015) for the read-speech durations; ``torch.utils.flop_counter`` for FLOPs.
+Reference: ``torch.utils.flop_counter`` for FLOPs.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import ctypes
 import datetime
 import gc
-import hashlib
 import json
 import os
 import platform
@@ -49,92 +24,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable
 
-import numpy as np
 import torch
 
-from qaudio.audio import SAMPLE_RATE
-from qaudio.config import SCRATCH, TINY_RANDOM, ModelConfig, TrainableConfig, resolve_model_config
 from qaudio.specs import get_task
-from qaudio.tags import AUDIO_BOS, AUDIO_EOS, AUDIO_PLACEHOLDER, PROMPT_STYLES
+from qaudio.tags import PROMPT_STYLES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-IGNORE_INDEX = -100  # labels outside the loss, on both sides
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 DEVICES = ("cpu", "cuda")
-
-
-# ---- Duration mixes and clips ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Mix:
-    """A duration mix: clip lengths uniform in [min_s, max_s], transcripts at words_per_s."""
-
-    name: str
-    min_s: float
-    max_s: float
-    words_per_s: float
-    description: str
-
-
-MIXES: dict[str, Mix] = {
-    # LibriSpeech train utterances are 1-35 s, mostly 10-17 s (mean 12.7 s in train-clean-100);
-    # read speech runs at about 2.7 words per second.
-    "librispeech": Mix("librispeech", 2.0, 20.0, 2.7, "LibriSpeech-like read speech, 2-20 s"),
-    # Voice commands and short queries: a few words, 1-5 s.
-    "short": Mix("short", 1.0, 5.0, 2.0, "short commands, 1-5 s"),
-}
-
-
-@dataclass
-class Clip:
-    samples: np.ndarray  # (T,) float32, 16 kHz mono
-    text: str  # the transcript (the training target)
-
-    @property
-    def seconds(self) -> float:
-        return len(self.samples) / SAMPLE_RATE
-
-    @property
-    def key(self) -> str:
-        """A content hash, as the feature cache keys real clips by their bytes."""
-        return hashlib.sha256(self.samples.tobytes()).hexdigest()
-
-
-def _vocabulary() -> list[str]:
-    """English words of the synthetic corpus's lexicon, plus function words."""
-    from qaudio.synth.lexicon import ADJECTIVES, NOUNS, PLACES, VERBS_PAST, VERBS_PRESENT
-
-    words = {w for nouns in NOUNS.values() for n in nouns for w in (n.en, n.en_pl)}
-    words |= {a.en for a in ADJECTIVES} | {v.en for v in (*VERBS_PRESENT, *VERBS_PAST)}
-    words |= {w for p in PLACES for w in p.en.split()}
-    words |= set("the a an and of to in on with for at from by it is was he she they we you that this".split())
-    return sorted(words)
-
-
-def make_clips(mix: Mix, count: int, seed: int) -> list[Clip]:
-    """``count`` clips of the mix, fixed by ``seed`` (the same in every process)."""
-    rng = np.random.default_rng(seed)
-    vocabulary = _vocabulary()
-    clips = []
-    for _ in range(count):
-        seconds = float(rng.uniform(mix.min_s, mix.max_s))
-        n = int(round(seconds * SAMPLE_RATE))
-        t = np.arange(n, dtype=np.float32) / SAMPLE_RATE
-        envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4.0 * t + rng.uniform(0, 2 * np.pi))  # ~4 syllables/s
-        samples = (0.1 * envelope * rng.standard_normal(n)).astype(np.float32)  # (T,)
-        words = max(1, int(round(seconds * mix.words_per_s)))
-        text = " ".join(rng.choice(vocabulary, size=words))
-        clips.append(Clip(samples, text))
-    return clips
-
-
-def batches_of(clips: Sequence[Clip], batch_size: int) -> list[list[Clip]]:
-    return [list(clips[i : i + batch_size]) for i in range(0, len(clips), batch_size)]
 
 
 def asr_prompt(style: str = "tags") -> str:
@@ -143,138 +43,8 @@ def asr_prompt(style: str = "tags") -> str:
     return PROMPT_STYLES[style](task.tag_path, "en", "en", task.timestamps)
 
 
-# ---- Sizes and the two systems ---------------------------------------------------------------
-
-
-def model_config(size: str, stack: int | None = None) -> ModelConfig:
-    """A preset's sizes with random weights: what both systems are built at.
-
-    The encoder is a random Whisper encoder of the preset's width, layers and heads; the LLM is
-    built from scratch at the preset's sizes (qaudio's BPE tokenizer); the head is untied (the
-    peer cannot tie it); the trainable set is fixed: frozen encoder, projector, full LLM.
-    ``stack`` overrides the projector's downsampling (2 gives the peer's 25 tokens per second).
-    """
-    config = resolve_model_config(size)
-    projector = config.projector if stack is None else replace(config.projector, stack=stack)
-    return replace(
-        config,
-        encoder=replace(config.encoder, source=TINY_RANDOM, pad_to_30s=False),
-        projector=projector,
-        llm=replace(config.llm, source=SCRATCH, tokenizer=None, tie_embeddings=False),
-        trainable=TrainableConfig(encoder="frozen", projector=True, llm="full"),
-    )
-
-
-def build_qaudio(config: ModelConfig, texts: Iterable[str], seed: int):
-    """qaudio's AudioLM at ``config``, its BPE learnt from ``texts``."""
-    from qaudio.model import AudioLM
-
-    torch.manual_seed(seed)
-    return AudioLM.build(config, tokenizer_texts=list(texts))
-
-
-@dataclass
-class Peer:
-    """Qwen2AudioForConditionalGeneration with its processor, at qaudio's sizes and weights."""
-
-    model: torch.nn.Module  # Qwen2AudioForConditionalGeneration
-    processor: object  # Qwen2AudioProcessor
-    tokenizer: object  # the processor's tokenizer (a copy of qaudio's)
-
-
-def build_peer(config: ModelConfig, texts: Iterable[str], seed: int) -> Peer:
-    """The peer at ``config``'s encoder and LLM sizes, with qaudio's encoder and LLM weights.
-
-    Built from the same qaudio functions and seed as :func:`build_qaudio`, so the encoder and
-    LLM start from the same weights; ``load_state_dict(strict=True)`` proves the shapes agree.
-    """
-    from transformers import (Qwen2AudioConfig, Qwen2AudioEncoderConfig, Qwen2AudioForConditionalGeneration,
-                              Qwen2AudioProcessor, WhisperFeatureExtractor)
-
-    from qaudio.model.encoder import load_audio_tower
-    from qaudio.model.llm import load_language_model, load_tokenizer
-
-    torch.manual_seed(seed)
-    encoder, enc = load_audio_tower(config.encoder)  # a transformers WhisperEncoder
-    tokenizer = load_tokenizer(config.llm, list(texts))
-    llm, _ = load_language_model(config.llm, tokenizer)  # e.g. Qwen3ForCausalLM
-    audio_config = Qwen2AudioEncoderConfig(
-        num_mel_bins=enc.n_mels, d_model=enc.d_model, encoder_layers=enc.layers, encoder_attention_heads=enc.heads,
-        encoder_ffn_dim=encoder.config.encoder_ffn_dim, max_source_positions=encoder.config.max_source_positions,
-    )
-    peer_config = Qwen2AudioConfig(audio_config=audio_config, text_config=llm.config.to_dict(),
-                                   audio_token_index=tokenizer.convert_tokens_to_ids(AUDIO_PLACEHOLDER))
-    model = Qwen2AudioForConditionalGeneration(peer_config)
-    model.model.audio_tower.load_state_dict(encoder.state_dict(), strict=True)
-    model.model.language_model.load_state_dict(llm.get_decoder().state_dict(), strict=True)
-    model.lm_head.load_state_dict(llm.get_output_embeddings().state_dict(), strict=True)
-    del encoder, llm
-    # The trainable set of qaudio's model: frozen encoder; projector, LLM and head train.
-    model.requires_grad_(True)
-    model.model.audio_tower.requires_grad_(False)
-    peer_tokenizer = copy.deepcopy(tokenizer)  # the processor sets its padding side
-    processor = Qwen2AudioProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=enc.n_mels),
-                                    tokenizer=peer_tokenizer)
-    return Peer(model, processor, peer_tokenizer)
-
-
-def peer_inputs(peer: Peer, clips: Sequence[Clip], prompt: str, train: bool) -> dict[str, torch.Tensor]:
-    """The peer's batch, built its way: 30-s log-mels and the processor's audio-token expansion.
-
-    Training (``train``): prompt + target + eos, right padded, labels -100 on the prompt and the
-    audio slots (how LLaMA-Factory masks them). Generation: the prompt, left padded.
-    """
-    tok = peer.tokenizer
-    tok.padding_side = "right" if train else "left"
-    text = f"{AUDIO_BOS}{AUDIO_PLACEHOLDER}{AUDIO_EOS}{prompt}"
-    enc = peer.processor(text=[text] * len(clips), audio=[c.samples for c in clips], sampling_rate=SAMPLE_RATE,
-                         padding=True, return_tensors="pt")
-    if not train:
-        return dict(enc)
-    targets = tok([c.text for c in clips], add_special_tokens=False)["input_ids"]
-    rows, label_rows = [], []
-    for ids, mask, target in zip(enc["input_ids"], enc["attention_mask"], targets):
-        head = ids[mask.bool()].tolist()
-        tail = [*target, tok.eos_token_id]
-        rows.append(head + tail)
-        label_rows.append([IGNORE_INDEX] * len(head) + tail)
-    length = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), length), tok.pad_token_id, dtype=torch.long)  # (B, L)
-    attention_mask = torch.zeros((len(rows), length), dtype=torch.long)  # (B, L)
-    labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)  # (B, L)
-    for i, (row, label_row) in enumerate(zip(rows, label_rows)):
-        input_ids[i, : len(row)] = torch.tensor(row)
-        attention_mask[i, : len(row)] = 1
-        labels[i, : len(row)] = torch.tensor(label_row)
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
-            "input_features": enc["input_features"],  # (B, n_mels, 3000): always 30 s
-            "feature_attention_mask": enc["feature_attention_mask"]}  # (B, 3000)
-
-
-def peer_audio_tokens(peer: Peer, seconds: float) -> int:
-    """Audio tokens the peer gives a clip: its processor's formula on the real mel frames."""
-    frames = torch.tensor(int(seconds * SAMPLE_RATE) // 160)  # Whisper's 10 ms hop
-    return int(peer.model.model.audio_tower._get_feat_extract_output_lengths(frames)[1])
-
-
-def decode_new_tokens(tokenizer, rows: torch.Tensor) -> list[str]:
-    """Generated ids -> text, cut at the end token, padding dropped, tags kept (as qaudio decodes)."""
-    texts = []
-    for ids in rows.tolist():
-        if tokenizer.eos_token_id in ids:
-            ids = ids[: ids.index(tokenizer.eos_token_id)]
-        ids = [i for i in ids if i != tokenizer.pad_token_id]
-        texts.append(tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False))
-    return texts
-
-
 def to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-
-
-def count_parameters(model: torch.nn.Module) -> dict[str, int]:
-    return {"total": sum(p.numel() for p in model.parameters()),
-            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}
 
 
 # ---- Devices, timing and memory --------------------------------------------------------------

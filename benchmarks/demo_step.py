@@ -39,7 +39,8 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from benchmarks import common
+from benchmarks import common, systems
+from benchmarks.clips import vocabulary
 
 BATCH = 32  # the demo's micro-batch
 SECONDS = (1.2, 4.5)  # the synthetic corpus's clip lengths
@@ -49,10 +50,10 @@ VARIANTS = ("first-release", "fused-adamw", "math-attention", "bf16-weights", "q
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
 
 
-def demo_batches(model, count: int, seed: int) -> list[dict]:
+def demo_batches(model, processor, count: int, seed: int) -> list[dict]:
     """``count`` demo-like batches from cached-encoder-output stand-ins: (frames, 384) per clip."""
     rng = np.random.default_rng(seed)
-    vocabulary = common._vocabulary()
+    words = vocabulary()
     width = model.audio_tower.config.d_model
     prompt = common.asr_prompt()
     out = []
@@ -60,8 +61,8 @@ def demo_batches(model, count: int, seed: int) -> list[dict]:
         seconds = rng.uniform(*SECONDS, size=BATCH)
         states = [torch.randn(int(s * 50), width, generator=torch.Generator().manual_seed(int(rng.integers(1 << 31))))
                   for s in seconds]  # Whisper: 50 encoder frames per second
-        texts = [" ".join(rng.choice(vocabulary, size=max(1, round(s * WORDS_PER_S)))) for s in seconds]
-        out.append(model.prepare_from_features(states, [prompt] * BATCH, texts))
+        texts = [" ".join(rng.choice(words, size=max(1, round(s * WORDS_PER_S)))) for s in seconds]
+        out.append(processor.prepare_from_features(states, [prompt] * BATCH, texts))
     return out
 
 
@@ -89,6 +90,7 @@ class MasterWeights:
 def make_step(base, variant: str, precision: str, device: torch.device):
     """A closure running one training step of ``variant`` on its own copy of ``base``."""
     from qaudio.model.speed import training_attention
+    from qaudio.training.losses import output_loss
 
     model = copy.deepcopy(base).to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -105,7 +107,7 @@ def make_step(base, variant: str, precision: str, device: torch.device):
         attention = training_attention(device) if math_attention else contextlib.nullcontext()
         amp = common.autocast(device, precision if not pure_bf16 else "fp32")
         with attention, amp:
-            loss = model(**batch, reduction="none").loss.mean()
+            loss = output_loss(model(**batch), "example")  # the mean of per-example mean losses
         loss.backward()
         if pure_bf16:
             updater.step()
@@ -136,9 +138,9 @@ def measure(precision: str, variants: list[str], device: torch.device, steps: in
     config = resolve_model_config(preset)
     # Cached encoder outputs stand in for the encoder, so a random encoder of tiny.en's shape serves.
     config = replace(config, encoder=replace(config.encoder, source="tiny-random"))
-    texts = [" ".join(common._vocabulary()[i::7]) for i in range(7)]
-    base = common.build_qaudio(config, texts, seed)
-    batches = [common.to_device(b, device) for b in demo_batches(base, steps + 2, seed)]
+    texts = [" ".join(vocabulary()[i::7]) for i in range(7)]
+    base, processor = systems.build_qaudio(config, texts, seed)
+    batches = [common.to_device(b, device) for b in demo_batches(base, processor, steps + 2, seed)]
     runs = {v: make_step(base, v, precision, device) for v in variants}
     losses = {v: [round(run(b), 4) for b in batches[:2]] for v, run in runs.items()}  # warm-up
     seconds = dict.fromkeys(variants, 0.0)

@@ -31,7 +31,10 @@ import time
 
 import torch
 
-from benchmarks import common
+from qaudio.audio import SAMPLE_RATE
+
+from benchmarks import common, systems
+from benchmarks.clips import MIXES, make_clips
 
 MODULE = "benchmarks.infer_throughput"
 SYSTEMS = ("qaudio", "peer")
@@ -82,13 +85,13 @@ def _qaudio(spec: dict, texts: list[str], device: torch.device, dtype: str):
     from qaudio.infer import AudioModel
     from qaudio.model.trainable import unwrap
 
-    model = common.build_qaudio(common.model_config(spec["size"], spec.get("stack")), texts, spec["seed"])
+    model, _ = systems.build_qaudio(systems.model_config(spec["size"], spec.get("stack")), texts, spec["seed"])
     model.to(device=device, dtype=common.DTYPES[dtype]).eval()
     runner = AudioModel(model, batch_size=spec["batch_size"], max_new_tokens=spec["new_tokens"])
     n = spec["new_tokens"]
 
     def transcribe(clips):
-        results = runner.transcribe([(c.samples, common.SAMPLE_RATE) for c in clips], min_new_tokens=n)
+        results = runner.transcribe([(c.samples, SAMPLE_RATE) for c in clips], min_new_tokens=n)
         bad = [r.error for r in results if r.error]
         if bad:
             raise RuntimeError(f"qaudio failed on {len(bad)} clips: {bad[0]}")
@@ -99,7 +102,7 @@ def _qaudio(spec: dict, texts: list[str], device: torch.device, dtype: str):
 
 def _peer(spec: dict, texts: list[str], device: torch.device, dtype: str):
     """The peer, the way its users run it: processor -> generate, longest clips first."""
-    peer = common.build_peer(common.model_config(spec["size"], spec.get("stack")), texts, spec["seed"])
+    peer = systems.build_peer(systems.model_config(spec["size"], spec.get("stack")), texts, spec["seed"])
     peer.model.to(device=device, dtype=common.DTYPES[dtype]).eval()
     prompt, n, batch_size, tok = common.asr_prompt(), spec["new_tokens"], spec["batch_size"], peer.tokenizer
 
@@ -109,12 +112,12 @@ def _peer(spec: dict, texts: list[str], device: torch.device, dtype: str):
         with torch.inference_mode():
             for k in range(0, len(order), batch_size):
                 index = order[k : k + batch_size]
-                batch = common.to_device(common.peer_inputs(peer, [clips[i] for i in index], prompt, train=False),
+                batch = common.to_device(systems.peer_inputs(peer, [clips[i] for i in index], prompt, train=False),
                                          device)
                 generated = peer.model.generate(**batch, max_new_tokens=n, min_new_tokens=n, do_sample=False,
                                                 num_beams=1, pad_token_id=tok.pad_token_id,
                                                 eos_token_id=tok.eos_token_id)  # (B, L + n) or (B, n)
-                for i, text in zip(index, common.decode_new_tokens(tok, generated[:, -n:])):
+                for i, text in zip(index, peer.text.batch_decode(generated[:, -n:])):
                     outputs[i] = text
         return outputs
 
@@ -126,7 +129,7 @@ def worker(spec: dict) -> dict:
     device = common.resolve_device(spec["device"], spec["dtype"])
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
-    clips = common.make_clips(common.MIXES[spec["mix"]], spec["clips"], spec["seed"])
+    clips = make_clips(MIXES[spec["mix"]], spec["clips"], spec["seed"])
     texts = [c.text for c in clips]
     build = _qaudio if spec["system"] == "qaudio" else _peer
     transcribe, generating_module, module = build(spec, texts, device, spec["dtype"])
@@ -149,14 +152,14 @@ def worker(spec: dict) -> dict:
         raise RuntimeError(f"expected {batches} batches of {spec['new_tokens']} forward passes, saw {prefills} "
                            f"prefills in {len(timer.events)} passes: generation did not run to the fixed length")
     first = timer.first_token_times(start)
-    audio_s = sum(c.seconds for c in clips)
+    audio_s = sum(c.duration for c in clips)
     return {
         "system": spec["system"], "batch_size": spec["batch_size"], "clips": len(clips), "audio_seconds": audio_s,
         "new_tokens_per_clip": spec["new_tokens"], "wall_s": wall,
         "audio_seconds_per_s": audio_s / wall, "tokens_per_s": len(clips) * spec["new_tokens"] / wall,
         "examples_per_s": len(clips) / wall, "ttft_s": sum(first) / len(first), "ttft_first_batch_s": first[0],
         "peak_memory_mib": peak, "memory_before_mib": meter.baseline_mib, "memory_method": meter.method,
-        "parameters": common.count_parameters(module), "torch_threads": torch.get_num_threads(), "outputs": outputs,
+        "parameters": systems.count_parameters(module), "torch_threads": torch.get_num_threads(), "outputs": outputs,
         "load_average_1min": round(os.getloadavg()[0], 2),
     }
 
@@ -236,7 +239,7 @@ def _times(value: float | None) -> str | None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default="demo", help="a qaudio preset whose sizes both systems are built at, with "
                         "random weights (default: demo)")
-    parser.add_argument("--mix", default="librispeech", choices=list(common.MIXES), help="clip durations")
+    parser.add_argument("--mix", default="librispeech", choices=list(MIXES), help="clip durations")
     parser.add_argument("--clips", type=int, default=32, help="clips in the fixed set (default 32)")
     parser.add_argument("--new-tokens", type=int, default=32, help="tokens generated per clip (default 32)")
     parser.add_argument("--batch-sizes", default="1,8,32", help="qaudio's batch sizes (default 1,8,32)")
@@ -272,7 +275,7 @@ def _check(args) -> None:
     for name in ("clips", "new_tokens"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    common.model_config(args.size, args.stack)
+    systems.model_config(args.size, args.stack)
     common.resolve_device(args.device, args.dtype)
 
 

@@ -22,7 +22,7 @@ then one untimed pass over the timed batches under ``FlopCounterMode`` for the F
 matmul peak. ``--profile`` adds a per-phase breakdown of both systems' steps and torch
 profiler top operators (where the time goes).
 
-See :mod:`benchmarks.common` for what is held equal between the two systems.
+See :mod:`benchmarks.systems` for what is held equal between the two systems.
 """
 
 from __future__ import annotations
@@ -38,7 +38,10 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import common
+from qaudio.audio import SAMPLE_RATE
+
+from benchmarks import common, systems
+from benchmarks.clips import MIXES, batches_of, make_clips
 
 MODULE = "benchmarks.train_throughput"
 MODES = ("live", "cached")
@@ -63,18 +66,19 @@ class System:
 
 def _qaudio_system(spec: dict, texts: list[str], prompt: str, timed_clips, device,
                    workdir: Path) -> tuple[System, dict]:
-    model = common.build_qaudio(common.model_config(spec["size"], spec.get("stack")), texts, spec["seed"])
+    model, processor = systems.build_qaudio(systems.model_config(spec["size"], spec.get("stack")), texts, spec["seed"])
     model.to(device).train()
     extra = {"audio_tokens_per_second": _tokens_per_second(model)}
     if spec["mode"] == "live":
-        return System("qaudio", model, lambda clips: model.prepare([c.samples for c in clips], [prompt] * len(clips),
-                                                                   [c.text for c in clips])), extra
-    cache, seconds = _fill_cache(model, timed_clips, spec, device, workdir)
+        return System("qaudio", model, lambda clips: processor.prepare([c.samples for c in clips],
+                                                                       [prompt] * len(clips),
+                                                                       [c.text for c in clips])), extra
+    cache, seconds = _fill_cache(model, processor, timed_clips, spec, device, workdir)
     extra["cache_build_s"] = seconds
 
     def from_cache(clips):
         states = [cache.get(c.key) for c in clips]  # (T'_i, D_enc) each, read from the shard files
-        return model.prepare_from_features(states, [prompt] * len(clips), [c.text for c in clips])
+        return processor.prepare_from_features(states, [prompt] * len(clips), [c.text for c in clips])
 
     return System("qaudio", model, from_cache), extra
 
@@ -82,24 +86,18 @@ def _qaudio_system(spec: dict, texts: list[str], prompt: str, timed_clips, devic
 def _tokens_per_second(model) -> float:
     from qaudio.model import audio_token_count
 
-    return float(audio_token_count(30 * common.SAMPLE_RATE, model.config)) / 30.0
+    return float(audio_token_count(30 * SAMPLE_RATE, model.config)) / 30.0
 
 
-def _fill_cache(model, clips, spec: dict, device, root: Path):
-    """Encode every clip once into a FeatureCache under ``root`` (fp16 shards, qaudio.train's default)."""
-    from qaudio.training.feature_cache import FeatureCache, encoder_identity
+def _fill_cache(model, processor, clips, spec: dict, device, root: Path):
+    """Encode every clip once into a FeatureCache under ``root`` (fp16 shards, qaudio.train's default),
+    with the library's fill_cache (the encoder in the training precision)."""
+    from qaudio.training.feature_cache import FeatureCache, encoder_identity, fill_cache
 
-    cache = FeatureCache(root, encoder_identity(model, spec["dtype"]), dtype="fp16")
+    cache = FeatureCache(root, encoder_identity(model, processor, spec["dtype"]), dtype="fp16")
     t0 = time.perf_counter()
-    entries = {}
-    with torch.no_grad():
-        for batch in common.batches_of(sorted(clips, key=lambda c: c.seconds), spec["batch_size"]):
-            inputs = model.prepare([c.samples for c in batch], [""] * len(batch))  # float32 log-mels
-            with common.autocast(device, spec["dtype"]):  # the encoder in the training precision, as fill_cache
-                states, lengths = model.encode(inputs["input_features"], inputs["feature_lengths"])  # (B, T', D), (B,)
-            for i, clip in enumerate(batch):
-                entries[clip.key] = states[i, : int(lengths[i])].float()  # (T'_i, D_enc)
-    cache.write_shard(entries, "bench")
+    fill_cache(cache, processor, model, {c.key: c for c in clips}, spec["batch_size"], "bench",
+               autocast=lambda: common.autocast(device, spec["dtype"]), load=lambda clip: clip.samples)
     common.synchronize(device)
     return cache, time.perf_counter() - t0
 
@@ -107,11 +105,11 @@ def _fill_cache(model, clips, spec: dict, device, root: Path):
 def _peer_system(spec: dict, texts: list[str], prompt: str, device) -> tuple[System, dict]:
     if spec["mode"] != "live":
         raise ValueError("the peer has no encoder-feature cache; it runs in live mode only")
-    peer = common.build_peer(common.model_config(spec["size"], spec.get("stack")), texts, spec["seed"])
+    peer = systems.build_peer(systems.model_config(spec["size"], spec.get("stack")), texts, spec["seed"])
     peer.model.to(device).train()
     peer.model.model.audio_tower.eval()  # frozen, as qaudio keeps its frozen encoder
-    return System("peer", peer.model, lambda clips: common.peer_inputs(peer, clips, prompt, train=True)), \
-        {"audio_tokens_per_second": common.peer_audio_tokens(peer, 30.0) / 30.0}
+    return System("peer", peer.model, lambda clips: systems.peer_inputs(peer, clips, prompt, train=True)), \
+        {"audio_tokens_per_second": systems.peer_audio_tokens(peer, 30.0) / 30.0}
 
 
 def _optimizer(module: torch.nn.Module) -> torch.optim.Optimizer:
@@ -218,10 +216,10 @@ def _measure(spec: dict, workdir: Path) -> dict:
     device = common.resolve_device(spec["device"], spec["dtype"])
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
-    mix = common.MIXES[spec["mix"]]
+    mix = MIXES[spec["mix"]]
     batch_size, warmup, steps = spec["batch_size"], spec["warmup"], spec["steps"]
-    clips = common.make_clips(mix, batch_size * (warmup + steps), spec["seed"])
-    batches = common.batches_of(clips, batch_size)
+    clips = make_clips(mix, batch_size * (warmup + steps), spec["seed"])
+    batches = batches_of(clips, batch_size)
     texts = [c.text for c in clips]
     prompt = common.asr_prompt()
     if spec["system"] == "qaudio":
@@ -252,7 +250,7 @@ def _measure(spec: dict, workdir: Path) -> dict:
 
     timed = batches[warmup:]
     total_s, examples = sum(step_seconds), batch_size * len(timed)
-    audio_s = sum(c.seconds for b in timed for c in b)
+    audio_s = sum(c.duration for b in timed for c in b)
     result = {
         "system": spec["system"], "mode": spec["mode"], "mix": spec["mix"], "batch_size": batch_size,
         "timed_steps": len(timed), "step_s": total_s / len(timed),
@@ -261,7 +259,7 @@ def _measure(spec: dict, workdir: Path) -> dict:
         "peak_memory_mib": peak_mib, "memory_before_steps_mib": meter.baseline_mib,
         "memory_added_by_steps_mib": peak_mib - meter.baseline_mib, "memory_method": meter.method,
         "llm_tokens_per_example": tokens / examples, "loss_last": losses[-1],
-        "parameters": common.count_parameters(system.module), "torch_threads": torch.get_num_threads(),
+        "parameters": systems.count_parameters(system.module), "torch_threads": torch.get_num_threads(),
         "load_average_1min": round(load, 2), **extra,
     }
     if spec.get("profile"):
@@ -396,7 +394,7 @@ def _profile_text(results: list[dict]) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default="demo", help="a qaudio preset whose sizes both systems are built at, with "
                         "random weights (default: demo = Whisper tiny width 384 x 4 layers, LLM 256 x 4 layers)")
-    parser.add_argument("--mixes", default="short,librispeech", help=f"duration mixes: {', '.join(common.MIXES)}")
+    parser.add_argument("--mixes", default="short,librispeech", help=f"duration mixes: {', '.join(MIXES)}")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per step (default 8)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (default 1)")
     parser.add_argument("--steps", type=int, default=4, help="timed steps (default 4)")
@@ -420,15 +418,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _check(args) -> None:
     args.mixes = [m.strip() for m in args.mixes.split(",") if m.strip()]
-    unknown = [m for m in args.mixes if m not in common.MIXES]
+    unknown = [m for m in args.mixes if m not in MIXES]
     if unknown or not args.mixes:
-        raise ValueError(f"--mixes {','.join(unknown) or '(empty)'}: expected some of {', '.join(common.MIXES)}")
+        raise ValueError(f"--mixes {','.join(unknown) or '(empty)'}: expected some of {', '.join(MIXES)}")
     for name in ("batch_size", "steps"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.warmup < 0:
         raise ValueError(f"--warmup must be 0 or more, got {args.warmup}")
-    common.model_config(args.size, args.stack)  # a bad preset name or stack fails here, with the valid names
+    systems.model_config(args.size, args.stack)  # a bad preset name or stack fails here, with the valid names
     common.resolve_device(args.device, args.dtype)
 
 

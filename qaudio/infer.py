@@ -228,6 +228,7 @@ class AudioModel:
         if on_degenerate not in degeneration.ON_DEGENERATE:
             raise ValueError(f"unknown on_degenerate {on_degenerate!r}; valid choices: {', '.join(degeneration.ON_DEGENERATE)}")
         self.model = model.eval()
+        self.processor = model.processor  # audio and text -> tensors, token ids -> text
         self.batch_size = batch_size  # windows per forward pass
         self.max_new_tokens = max_new_tokens  # None: by task (MAX_NEW_TOKENS)
         self.name = name  # what it was loaded from (reported by the server)
@@ -248,7 +249,7 @@ class AudioModel:
 
     @property
     def tokenizer(self):
-        return self.model.tokenizer
+        return self.processor.tokenizer
 
     # -- task methods: one input -> Result (a bad input raises AudioError); a list -> list[Result]
 
@@ -463,8 +464,8 @@ class AudioModel:
         return tuple(sorted(kwargs.items()))
 
     def _generate(self, batch: list[_Window], kwargs: dict) -> list[str]:
-        inputs = self._to_device(self.model.prepare([w.samples for w in batch], [w.query.prompt for w in batch]))
-        return self.model.generate(inputs, **kwargs)
+        inputs = self._to_device(self.processor.prepare([w.samples for w in batch], [w.query.prompt for w in batch]))
+        return self.processor.batch_decode(self.model.generate(inputs, **kwargs))
 
     def _score(self, batch: list[_Window], pairs_per_pass: int) -> list[np.ndarray]:
         """log p(label + eos | audio, prompt) for every label of every window: (K,) each.
@@ -472,18 +473,17 @@ class AudioModel:
         The audio tower runs once per window; the LLM runs once per (window, label) pair,
         reusing the encoder states.
         """
-        inputs = self._to_device(self.model.prepare([w.samples for w in batch], [w.query.prompt for w in batch]))
+        inputs = self._to_device(self.processor.prepare([w.samples for w in batch], [w.query.prompt for w in batch]))
         states, lengths = self.model.encode(inputs["input_features"], inputs["feature_lengths"])  # (B, T', D), (B,)
         pairs = [(j, label) for j, w in enumerate(batch) for label in w.query.labels]
         logp = np.empty(len(pairs), dtype=np.float64)
         for k in range(0, len(pairs), pairs_per_pass):
             chunk = pairs[k : k + pairs_per_pass]
-            feats = self._to_device(self.model.prepare_from_features(
+            feats = self._to_device(self.processor.prepare_from_features(
                 [states[j, : lengths[j]] for j, _ in chunk], [batch[j].query.prompt for j, _ in chunk],
                 [label for _, label in chunk]))
-            out = self.model(**feats, reduction="none")  # loss: (P,) mean NLL over each target's tokens
-            n_tokens = (feats["labels"] != -100).sum(dim=1)  # (P,)
-            logp[k : k + len(chunk)] = (-out.loss.float() * n_tokens).cpu().numpy()  # sum log p: exact likelihood
+            out = self.model(**feats)  # loss_sum: (P,) summed NLL over each target's tokens
+            logp[k : k + len(chunk)] = (-out.loss_sum.float()).cpu().numpy()  # sum log p: exact likelihood
         outputs, k = [], 0
         for w in batch:
             outputs.append(logp[k : k + len(w.query.labels)])

@@ -330,10 +330,10 @@ def measure(config: ModelConfig, w: Workload, train_llm: str) -> dict:
     rng = np.random.default_rng(0)
     audio = [(0.1 * rng.standard_normal(int(w.clip_seconds * 16_000))).astype(np.float32) for _ in range(w.batch)]
     target = " ".join(words[k % len(words)] for k in range(max(1, w.target_tokens - 1)))
-    ids = model.tokenizer(target, add_special_tokens=False)["input_ids"][: max(1, w.target_tokens - 1)]
-    target = model.tokenizer.decode(ids)
+    ids = model.processor.tokenizer(target, add_special_tokens=False)["input_ids"][: max(1, w.target_tokens - 1)]
+    target = model.processor.tokenizer.decode(ids)
     prompt = "<|startoftranscript|><|en|><|transcribe|><|en|><|notimestamps|><|wo_itn|>"
-    batch = model.prepare(audio, [prompt] * w.batch, [target] * w.batch)
+    batch = model.processor.prepare(audio, [prompt] * w.batch, [target] * w.batch)
     n_targets = int((batch["labels"][0] != -100).sum())
     real = Workload(w.batch, w.clip_seconds, batch["input_ids"].shape[1] - _lengths(model.config, w)[2], n_targets,
                     w.max_new_tokens)
@@ -342,7 +342,7 @@ def measure(config: ModelConfig, w: Workload, train_llm: str) -> dict:
     model.train()
 
     def step():
-        model(**batch, reduction="mean").loss.backward()
+        model(**batch).loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
@@ -356,7 +356,7 @@ def measure(config: ModelConfig, w: Workload, train_llm: str) -> dict:
         model = AudioLM.build(replace(config, trainable=replace(config.trainable, llm="full")),
                               tokenizer_texts=[" ".join(words)] * 20)
     model.eval()
-    gen = model.prepare(audio, [prompt] * w.batch)
+    gen = model.processor.prepare(audio, [prompt] * w.batch)
 
     def generate():
         with torch.inference_mode():

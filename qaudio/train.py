@@ -3,8 +3,8 @@
 The loop is written out top to bottom (nanoGPT's train.py is the model); accelerate handles
 devices, processes (DDP) and mixed precision. One step:
 
-    micro-batches (temperature-mixed tasks, length-grouped) -> AudioLM.forward(reduction="none")
-    -> per-example losses -> token-weighted batch loss -> backward (x grad_accum) -> clip -> AdamW
+    micro-batches (temperature-mixed tasks, length-grouped) -> AudioLM.forward (loss sums, token counts)
+    -> batch loss (divided once: by target tokens, or per example) -> backward (x grad_accum) -> clip -> AdamW
     -> warm-up + cosine schedule -> metrics (per-task loss, throughput) -> dev loss -> checkpoint
 
 Defaults train the ``demo`` preset on the synthetic corpus (generated on first use) with the

@@ -21,7 +21,8 @@ import torch
 # also when pytest is started as `pytest` (which, unlike `python -m pytest`, does not add the cwd).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import common, infer_throughput, train_throughput  # noqa: E402
+from benchmarks import common, infer_throughput, systems, train_throughput  # noqa: E402
+from benchmarks.clips import MIXES, make_clips  # noqa: E402
 
 
 def _in_process(module):
@@ -99,25 +100,25 @@ def test_worker_subprocess_round_trip():
 
 
 def test_peer_is_built_at_qaudio_sizes_with_its_weights():
-    config = common.model_config("tiny")
-    texts = [c.text for c in common.make_clips(common.MIXES["short"], 4, seed=1)]
-    ours = common.build_qaudio(config, texts, seed=3)
-    peer = common.build_peer(config, texts, seed=3)
+    config = systems.model_config("tiny")
+    texts = [c.text for c in make_clips(MIXES["short"], 4, seed=1)]
+    ours, processor = systems.build_qaudio(config, texts, seed=3)
+    peer = systems.build_peer(config, texts, seed=3)
     for name, tensor in ours.language_model.get_decoder().state_dict().items():
         assert torch.equal(tensor, peer.model.model.language_model.state_dict()[name]), name
     assert torch.equal(ours.audio_tower.layers[0].fc1.weight, peer.model.model.audio_tower.layers[0].fc1.weight)
     trainable = {n.split(".")[1] for n, p in peer.model.named_parameters()
                  if p.requires_grad and n.startswith("model.")}
     assert trainable == {"multi_modal_projector", "language_model"}  # frozen encoder, as qaudio's
-    assert ours.tokenizer.get_vocab() == peer.tokenizer.get_vocab()
+    assert processor.tokenizer.get_vocab() == peer.tokenizer.get_vocab()
 
 
 def test_clips_follow_the_mix_and_the_seed():
-    mix = common.MIXES["librispeech"]
-    a, b = common.make_clips(mix, 5, seed=7), common.make_clips(mix, 5, seed=7)
-    assert all(mix.min_s <= c.seconds <= mix.max_s for c in a)
+    mix = MIXES["librispeech"]
+    a, b = make_clips(mix, 5, seed=7), make_clips(mix, 5, seed=7)
+    assert all(mix.min_s <= c.duration <= mix.max_s for c in a)
     assert [c.key for c in a] == [c.key for c in b] and [c.text for c in a] == [c.text for c in b]
-    assert common.make_clips(mix, 1, seed=8)[0].key != a[0].key
+    assert make_clips(mix, 1, seed=8)[0].key != a[0].key
 
 
 def test_flop_count_includes_cpu_attention():

@@ -50,18 +50,18 @@ def _hf_logits_and_greedy(directory, audio, prompt, eos_id):
 
 
 def _qaudio_logits_and_greedy(model, audio, prompt):
-    batch = model.prepare([audio], [prompt])
+    batch = model.processor.prepare([audio], [prompt])
     with torch.no_grad():
         logits = model(**batch).logits
-    return batch["input_ids"], logits, model.generate(batch, max_new_tokens=12)[0]
+    return batch["input_ids"], logits, model.processor.batch_decode(model.generate(batch, max_new_tokens=12))[0]
 
 
 def _assert_same(model, directory, audio, prompt):
     ids, logits, text = _qaudio_logits_and_greedy(model, audio, prompt)
-    hf_ids, hf_logits, hf_new = _hf_logits_and_greedy(directory, audio, prompt, model.tokenizer.eos_token_id)
+    hf_ids, hf_logits, hf_new = _hf_logits_and_greedy(directory, audio, prompt, model.processor.tokenizer.eos_token_id)
     assert torch.equal(ids, hf_ids)  # the same audio slots, the same chat turns
     assert (logits - hf_logits).abs().max().item() <= ATOL
-    assert text == model._decode(hf_new) and len(hf_new) > 0
+    assert text == model.processor.decode(hf_new) and len(hf_new) > 0
 
 
 @pytest.mark.parametrize("index", [0, 1])
@@ -124,7 +124,7 @@ def test_the_command_line_and_model_flag_take_the_released_directory(released, t
     # The released directory itself is a --model: the same config and the same logits as the import.
     assert resolve_model_config(str(released)).encoder.kind == "qwen2-audio"
     direct, imported = AudioLM.from_pretrained(released).eval(), AudioLM.from_pretrained(out).eval()
-    batch = direct.prepare(AUDIOS[:1], PROMPTS[:1])
+    batch = direct.processor.prepare(AUDIOS[:1], PROMPTS[:1])
     with torch.no_grad():
         assert torch.equal(direct(**batch).logits, imported(**batch).logits)
     assert cli_main(["export", str(out), str(tmp_path / "hf"), "--format", "qwen2-audio"]) == 0
@@ -170,10 +170,10 @@ def test_a_qwen2_audio_kind_tower_batches_as_it_runs_alone(pad_to_30s):
                             projector={"name": "linear", "stack": 1})
     model = AudioLM.build(config).eval()
     prompts = ["<|startoftranscript|><|en|><|transcribe|><|en|><|notimestamps|><|wo_itn|>"] * 2
-    states, lengths = model.encode(**{k: v for k, v in model.prepare(AUDIOS, prompts).items()
+    states, lengths = model.encode(**{k: v for k, v in model.processor.prepare(AUDIOS, prompts).items()
                                       if k in ("input_features", "feature_lengths")})
     assert lengths.tolist() == [12, 57]  # 25 and 115 encoder frames (0.5 s, 2.3 s), pooled in pairs
     for i, audio in enumerate(AUDIOS):
-        alone, _ = model.encode(**{k: v for k, v in model.prepare([audio], prompts[:1]).items()
+        alone, _ = model.encode(**{k: v for k, v in model.processor.prepare([audio], prompts[:1]).items()
                                    if k in ("input_features", "feature_lengths")})
         assert torch.allclose(states[i, : lengths[i]], alone[0], atol=1e-5)

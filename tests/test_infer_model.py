@@ -102,10 +102,10 @@ def test_classify_picks_the_most_likely_label(model, clips):
     # The scores come from the encoder-cached path; recompute one clip's with a plain forward pass.
     lm = model.model
     prompt = make_query("ser").prompt
-    batch = lm.prepare([clips[1][0]] * len(labels), [prompt] * len(labels), list(labels))
+    batch = lm.processor.prepare([clips[1][0]] * len(labels), [prompt] * len(labels), list(labels))
     with torch.inference_mode():
-        out = lm(**batch, reduction="none")
-    logp = -out.loss * (batch["labels"] != -100).sum(1)
+        out = lm(**batch)
+    logp = -out.loss_sum  # summed log-likelihood of each label and its end token
     probs = torch.softmax(logp.double(), 0).numpy()
     np.testing.assert_allclose([results[1].scores[lab] for lab in labels], probs, atol=1e-4)
     single = model.classify(clips[1], task="emotion")

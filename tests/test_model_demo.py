@@ -51,12 +51,13 @@ def test_demo_loads_the_real_tiny_en_encoder(demo):
 
 def test_demo_runs_on_speech(demo):
     speech = _speech()
-    batch = demo.prepare([speech], ["<|startoftranscript|><|en|><|transcribe|><|en|><|notimestamps|><|wo_itn|>"], [TEXTS[0]])
-    assert int((batch["input_ids"] == demo.audio_token_id).sum()) == audio_token_count(len(speech), demo.config)
+    batch = demo.processor.prepare([speech], ["<|startoftranscript|><|en|><|transcribe|><|en|><|notimestamps|><|wo_itn|>"], [TEXTS[0]])
+    assert int((batch["input_ids"] == demo.token_ids.audio).sum()) == audio_token_count(len(speech), demo.config)
     with torch.no_grad():
         loss = demo(**batch).loss
     assert torch.isfinite(loss) and loss.item() > 1.0  # untrained LLM: far from the target
-    out = demo.generate(demo.prepare([speech], ["<|startoftranscript|><|en|>"]), max_new_tokens=4)
+    out = demo.processor.batch_decode(demo.generate(demo.processor.prepare([speech], ["<|startoftranscript|><|en|>"]),
+                                                    max_new_tokens=4))
     assert len(out) == 1 and isinstance(out[0], str)
 
 
@@ -64,8 +65,8 @@ def test_real_length_and_30s_padding_give_related_but_different_features(demo):
     padded = AudioLM.build(with_overrides(PRESETS["demo"], encoder={"pad_to_30s": True}), TEXTS).eval()
     speech = _speech()
     with torch.no_grad():
-        a = demo.prepare([speech], ["x"])
-        b = padded.prepare([speech], ["x"])
+        a = demo.processor.prepare([speech], ["x"])
+        b = padded.processor.prepare([speech], ["x"])
         real, n = demo.encode(a["input_features"], a["feature_lengths"])
         thirty, m = padded.encode(b["input_features"], b["feature_lengths"])
     assert n.tolist() == m.tolist()

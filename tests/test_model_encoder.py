@@ -33,7 +33,7 @@ def model_30s(model):
 
 
 def _encode(model, clips):
-    batch = model.prepare(clips, ["p"] * len(clips))
+    batch = model.processor.prepare(clips, ["p"] * len(clips))
     with torch.no_grad():
         return model.encode(batch["input_features"], batch["feature_lengths"])
 
@@ -50,7 +50,7 @@ def test_batched_equals_one_by_one(model):
 
 def test_real_length_run_equals_the_stock_encoder_on_30_seconds(model):
     clip = _clips(30.0)
-    batch = model.prepare(clip, ["p"])
+    batch = model.processor.prepare(clip, ["p"])
     assert batch["input_features"].shape[-1] == 3000
     with torch.no_grad():
         states, lengths = model.encode(batch["input_features"], batch["feature_lengths"])
@@ -61,10 +61,10 @@ def test_real_length_run_equals_the_stock_encoder_on_30_seconds(model):
 
 def test_pad_to_30s_is_the_stock_forward_cut_to_the_clip(model, model_30s):
     clips = _clips(1.2, 0.5)
-    batch = model_30s.prepare(clips, ["p", "p"])
+    batch = model_30s.processor.prepare(clips, ["p", "p"])
     assert batch["input_features"].shape[-1] == 3000
     # The stock feature extractor (30 s of zero padding) gives exactly these features.
-    stock_features = model_30s.feature_extractor(clips, sampling_rate=16000, return_tensors="pt")["input_features"]
+    stock_features = model_30s.processor.feature_extractor(clips, sampling_rate=16000, return_tensors="pt")["input_features"]
     torch.testing.assert_close(batch["input_features"], stock_features)
     with torch.no_grad():
         states, lengths = model_30s.encode(batch["input_features"], batch["feature_lengths"])
@@ -76,16 +76,16 @@ def test_pad_to_30s_is_the_stock_forward_cut_to_the_clip(model, model_30s):
         # Same count, other features: every frame also attended to the silence after the clip.
         assert not torch.allclose(states[i, :n], real[i, :n], atol=1e-3)
     # The number of audio slots is the same in both modes.
-    real_batch = model.prepare(clips, ["p", "p"])
+    real_batch = model.processor.prepare(clips, ["p", "p"])
     for b in (batch, real_batch):
-        slots = (b["input_ids"] == model.audio_token_id).sum(dim=1).tolist()
+        slots = (b["input_ids"] == model.token_ids.audio).sum(dim=1).tolist()
         assert slots == [audio_token_count(len(c), model.config) for c in clips]
 
 
 def test_mel_features_do_not_depend_on_the_batch(model):
     clips = _clips(0.9, 0.2)
-    together = model.prepare(clips, ["p", "p"])
-    alone = model.prepare(clips[1:], ["p"])
+    together = model.processor.prepare(clips, ["p", "p"])
+    alone = model.processor.prepare(clips[1:], ["p"])
     n = int(alone["feature_lengths"][0])
     torch.testing.assert_close(together["input_features"][1, :, :n], alone["input_features"][0])
     assert not together["input_features"][1, :, n:].any()
@@ -93,7 +93,7 @@ def test_mel_features_do_not_depend_on_the_batch(model):
 
 def test_too_long_audio_is_refused_not_cut(model):
     with pytest.raises(ValueError, match=r"audio 1 is 30\.50 s long, longer than the encoder window of 30 s \(488000 > 480000 samples\)"):
-        model.prepare(_clips(1.0, 30.5), ["p", "p"])
+        model.processor.prepare(_clips(1.0, 30.5), ["p", "p"])
     too_many_frames = torch.zeros(1, 80, 3001)
     with pytest.raises(ValueError, match="3001 mel frames .* more than the encoder window of 3000"):
         model.encode(too_many_frames, torch.tensor([3001]))
@@ -101,12 +101,12 @@ def test_too_long_audio_is_refused_not_cut(model):
 
 def test_bad_audio_is_refused(model):
     with pytest.raises(ValueError, match="audio 0 has 100 samples; at least 160"):
-        model.prepare([np.zeros(100, dtype=np.float32)], ["p"])
+        model.processor.prepare([np.zeros(100, dtype=np.float32)], ["p"])
     with pytest.raises(ValueError, match="expected 1-D mono"):
-        model.prepare([np.zeros((2, 1600), dtype=np.float32)], ["p"])
+        model.processor.prepare([np.zeros((2, 1600), dtype=np.float32)], ["p"])
     with pytest.raises(ValueError, match="NaN"):
-        model.prepare([np.full(1600, np.nan, dtype=np.float32)], ["p"])
-    batch = model.prepare([np.zeros(160, dtype=np.float32)], ["p"])  # 10 ms: the shortest clip
+        model.processor.prepare([np.full(1600, np.nan, dtype=np.float32)], ["p"])
+    batch = model.processor.prepare([np.zeros(160, dtype=np.float32)], ["p"])  # 10 ms: the shortest clip
     assert batch["feature_lengths"].tolist() == [1]
 
 

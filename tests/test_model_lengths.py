@@ -14,7 +14,7 @@ from qaudio.model.projectors import build_projector
 SAMPLE_COUNTS = [160, 161, 319, 320, 16000, 16001, 44_100, 123_457, 480_000]
 
 
-# The stock extractor's reflect padding needs more than n_fft/2 samples; AudioLM.prepare
+# The stock extractor's reflect padding needs more than n_fft/2 samples; AudioProcessor.prepare
 # appends zeros first, so shorter clips are covered by the AudioLM tests.
 @pytest.mark.parametrize("num_samples", [n for n in SAMPLE_COUNTS if n > 200])
 def test_mel_frames_match_the_whisper_feature_extractor(num_samples):

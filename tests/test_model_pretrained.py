@@ -70,7 +70,7 @@ def _config(dirs, llm="frozen", encoder="frozen", llm_dir="llm"):
 def _train_steps(model, steps=2):
     """A few AdamW steps with weight decay, so adapters and rows move away from their start."""
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.1)
-    batch = model.prepare(AUDIOS, PROMPTS, TARGETS)
+    batch = model.processor.prepare(AUDIOS, PROMPTS, TARGETS)
     model.train()
     for _ in range(steps):
         loss = model(**batch).loss
@@ -84,7 +84,7 @@ def _train_steps(model, steps=2):
 
 def _logits(model):
     with torch.no_grad():
-        return model(**model.prepare(AUDIOS, PROMPTS)).logits
+        return model(**model.processor.prepare(AUDIOS, PROMPTS)).logits
 
 
 def test_build_from_local_directories(dirs):
@@ -93,8 +93,8 @@ def test_build_from_local_directories(dirs):
     old_rows = reference.get_input_embeddings().weight.shape[0]
     llm = merged_state_dict(model.language_model)
     # Tags were added as special tokens and the embedding and untied head grew to fit them.
-    assert len(model.tokenizer) == old_rows + len(all_special_tokens())
-    assert llm["model.embed_tokens.weight"].shape[0] == llm["lm_head.weight"].shape[0] == len(model.tokenizer)
+    assert len(model.processor.tokenizer) == old_rows + len(all_special_tokens())
+    assert llm["model.embed_tokens.weight"].shape[0] == llm["lm_head.weight"].shape[0] == len(model.processor.tokenizer)
     assert torch.equal(llm["model.embed_tokens.weight"][:old_rows], reference.get_input_embeddings().weight)
     assert torch.equal(llm["model.layers.0.mlp.up_proj.weight"], reference.model.layers[0].mlp.up_proj.weight)
     encoder = WhisperForConditionalGeneration.from_pretrained(dirs["whisper"]).model.encoder
@@ -103,7 +103,8 @@ def test_build_from_local_directories(dirs):
     assert (model.config.encoder.d_model, model.config.encoder.layers) == (32, 1)
     assert (model.config.llm.arch, model.config.llm.hidden_size, model.config.llm.tie_embeddings) == ("qwen3", 32, False)
     assert model.projector.fc2.out_features == 32
-    assert model.tokenizer.convert_ids_to_tokens(model.tokenizer("<|0.00|>the", add_special_tokens=False)["input_ids"])[0] == "<|0.00|>"
+    tok = model.processor.tokenizer
+    assert tok.convert_ids_to_tokens(tok("<|0.00|>the", add_special_tokens=False)["input_ids"])[0] == "<|0.00|>"
 
 
 @pytest.mark.parametrize("llm_dir", ["llm", "llm_tied"])
@@ -118,8 +119,8 @@ def test_frozen_llm_trains_only_the_tag_rows(dirs, llm_dir):
     before = {k: v.clone() for k, v in merged_state_dict(model.language_model).items()}
     _train_steps(model)
     after = merged_state_dict(model.language_model)
-    tags = torch.tensor(tag_token_ids(model.tokenizer))
-    others = torch.ones(len(model.tokenizer), dtype=torch.bool)
+    tags = torch.tensor(tag_token_ids(model.processor.tokenizer))
+    others = torch.ones(len(model.processor.tokenizer), dtype=torch.bool)
     others[tags] = False
     for key in ("model.embed_tokens.weight", "lm_head.weight"):
         assert torch.equal(after[key][others], before[key][others]), key  # no gradient, no weight decay
@@ -167,8 +168,8 @@ def test_round_trip_full_scratch_model(tmp_path):
     torch.manual_seed(0)
     model = _train_steps(AudioLM.build(PRESETS["tiny"], TARGETS), steps=1)
     loaded = _check_round_trip(model, tmp_path, has_adapters=False)
-    assert loaded.tokenizer.get_vocab() == model.tokenizer.get_vocab()
-    assert loaded.feature_extractor.feature_size == 80
+    assert loaded.processor.tokenizer.get_vocab() == model.processor.tokenizer.get_vocab()
+    assert loaded.processor.feature_extractor.feature_size == 80
     # Tied input embedding and head stay one tensor after loading.
     llm = unwrap(loaded.language_model)
     assert llm.get_output_embeddings().weight is llm.get_input_embeddings().weight
@@ -212,7 +213,7 @@ def test_scratch_llm_of_other_architectures(arch):
     model = AudioLM.build(with_overrides(PRESETS["tiny"], llm={"arch": arch}), TARGETS)
     assert unwrap(model.language_model).config.model_type == arch and model.config.llm.arch == arch
     with torch.no_grad():
-        assert torch.isfinite(model(**model.prepare(AUDIOS, PROMPTS, TARGETS)).loss)
+        assert torch.isfinite(model(**model.processor.prepare(AUDIOS, PROMPTS, TARGETS)).loss)
 
 
 def test_unknown_architecture_is_refused():

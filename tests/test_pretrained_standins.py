@@ -81,8 +81,8 @@ def test_the_encoder_is_read_from_the_whisper_checkpoint(standins, whisper, n_me
     assert (model.config.encoder.n_mels, model.config.encoder.layers) == (n_mels, layers)
     assert {p.dtype for p in model.audio_tower.parameters()} == {torch.float32}
     saved = WhisperFeatureExtractor.from_pretrained(standins[whisper])
-    assert model.feature_extractor.feature_size == saved.feature_size == n_mels
-    batch = model.prepare(AUDIOS, PROMPTS)
+    assert model.processor.feature_extractor.feature_size == saved.feature_size == n_mels
+    batch = model.processor.prepare(AUDIOS, PROMPTS)
     assert batch["input_features"].shape[1] == n_mels
 
 
@@ -91,8 +91,8 @@ def test_tag_rows_start_at_the_mean_of_the_llms_own_rows_also_on_padding_rows(st
     source_tokens = len(AutoTokenizer.from_pretrained(standins["qwen2.5"]))
     source_rows = AutoConfig.from_pretrained(standins["qwen2.5"]).vocab_size
     model = AudioLM.build(_config(standins, "qwen2.5", mode="full"))
-    tags = tag_token_ids(model.tokenizer)
-    assert tags == list(range(source_tokens, len(model.tokenizer)))  # appended after the LLM's own tokens
+    tags = tag_token_ids(model.processor.tokenizer)
+    assert tags == list(range(source_tokens, len(model.processor.tokenizer)))  # appended after the LLM's own tokens
     assert tags[0] < source_rows <= tags[-1]  # some tags on padding rows, some on new rows
     weight = unwrap(model.language_model).get_input_embeddings().weight.detach()
     mean = weight[:source_tokens].mean(dim=0)
@@ -103,8 +103,8 @@ def test_tag_rows_start_at_the_mean_of_the_llms_own_rows_also_on_padding_rows(st
 def test_an_untied_heads_tag_rows_start_at_its_own_mean(standins):
     source_tokens = len(AutoTokenizer.from_pretrained(standins["llama3"]))
     model = AudioLM.build(_config(standins, "llama3", mode="full"))
-    llm, tags = unwrap(model.language_model), tag_token_ids(model.tokenizer)
-    assert tags == list(range(source_tokens, len(model.tokenizer)))
+    llm, tags = unwrap(model.language_model), tag_token_ids(model.processor.tokenizer)
+    assert tags == list(range(source_tokens, len(model.processor.tokenizer)))
     head = llm.get_output_embeddings().weight.detach()
     torch.testing.assert_close(head[tags], head[:source_tokens].mean(dim=0).expand(len(tags), -1))
 
@@ -244,7 +244,7 @@ def _train_config(standins, corpus, out, llm=None, mode=None, **extra) -> TrainC
 
 def _logits(model):
     with torch.no_grad():
-        return model(**model.prepare(AUDIOS, PROMPTS)).logits
+        return model(**model.processor.prepare(AUDIOS, PROMPTS)).logits
 
 
 @pytest.fixture(scope="module")
@@ -320,7 +320,8 @@ def test_train_kill_resume_save_load_merge_generate(movable, corpus, tmp_path, m
         if mode != "full":  # adapters (LoRA, tag-token rows) folded into the weights give the same logits
             merged = AudioLM.from_pretrained(model.save_pretrained(tmp_path / "merged", merge_lora=True)).eval()
             torch.testing.assert_close(_logits(merged), _logits(model), atol=1e-4, rtol=1e-4)
-        (text,) = model.generate(model.prepare(AUDIOS[:1], PROMPTS[:1]), max_new_tokens=4)
+        (text,) = model.processor.batch_decode(model.generate(model.processor.prepare(AUDIOS[:1], PROMPTS[:1]),
+                                                             max_new_tokens=4))
         assert isinstance(text, str)
     finally:
         away.rename(movable[llm].parent)

@@ -68,11 +68,11 @@ def test_collated_batch_trains_on_the_target_only(corpus):
     for i, it in enumerate(items):
         by_task.setdefault(it.example.task, i)
     chosen = [by_task[t] for t in ("asr", "aqa", "aac", "ser")]
-    collator = Collator(model, items, "tags", seed=0, max_seconds=30.0)
+    collator = Collator(model.processor, items, "tags", seed=0, max_seconds=30.0)
     batch = collator([(-1, i) for i in chosen])
     ids, labels, mask = batch.inputs["input_ids"], batch.inputs["labels"], batch.inputs["attention_mask"]
     assert len({int(m.sum()) for m in mask}) > 1  # rows of different lengths: padding present
-    tok = model.tokenizer
+    tok = model.processor.tokenizer
     for row, i in enumerate(chosen):
         item = items[i]
         target = item.task.targets(item.example)[0]
@@ -81,13 +81,13 @@ def test_collated_batch_trains_on_the_target_only(corpus):
         assert tok.decode(labels[row][kept]) == target + tok.eos_token
         assert torch.equal(labels[row][kept], ids[row][kept])
         assert not kept[mask[row] == 0].any()
-        assert not kept[ids[row] == model.audio_token_id].any()
+        assert not kept[ids[row] == model.token_ids.audio].any()
         prompt = tok.decode(ids[row][mask[row] == 1])
         assert item.task.prompt(item.example, "tags") in prompt and prompt.index(target) > prompt.index("<|audio_eos|>")
     # Padding changes nothing: each example's loss in the batch equals its loss alone.
     with torch.no_grad():
-        together = model(**batch.inputs, reduction="none").loss
-        alone = torch.cat([model(**collator([(-1, i)]).inputs, reduction="none").loss for i in chosen])
+        together = model(**batch.inputs).loss_sum
+        alone = torch.cat([model(**collator([(-1, i)]).inputs).loss_sum for i in chosen])
     torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)
 
 
@@ -154,7 +154,7 @@ def test_non_finite_losses_skip_steps_then_abort_keeping_the_checkpoint(corpus, 
             return out
         calls["n"] += 1
         if calls["n"] == 2 or calls["n"] >= 5:  # one bad step, then good ones, then nothing but NaN
-            out.loss = out.loss * float("nan")
+            out.loss_sum = out.loss_sum * float("nan")  # what the loop divides
         return out
 
     def replay(self, model, batch):
@@ -183,20 +183,20 @@ def test_non_finite_losses_skip_steps_then_abort_keeping_the_checkpoint(corpus, 
 def test_loss_from_cached_features_equals_loss_from_the_live_encoder(corpus, tmp_path):
     model, items = tiny_model_and_items(corpus)
     chosen = list(range(0, len(items), 3))[:12]
-    cache = FeatureCache(tmp_path / "cache", encoder_identity(model, "fp32"), "fp32")
+    cache = FeatureCache(tmp_path / "cache", encoder_identity(model, model.processor, "fp32"), "fp32")
     todo = {audio_key(items[i].example.audio): items[i] for i in chosen}
-    assert fill_cache(cache, model, todo, batch_size=5, tag="r0") == []
+    assert fill_cache(cache, model.processor, model, todo, batch_size=5, tag="r0") == []
     keys = [audio_key(it.example.audio) for it in items]
-    live = Collator(model, items, "tags", seed=0, max_seconds=30.0)
-    cached = Collator(model, items, "tags", seed=0, max_seconds=30.0, cache=cache, keys=keys)
+    live = Collator(model.processor, items, "tags", seed=0, max_seconds=30.0)
+    cached = Collator(model.processor, items, "tags", seed=0, max_seconds=30.0, cache=cache, keys=keys)
     request = [(7, i) for i in chosen]
     with torch.no_grad():
-        live_loss = model(**live(request).inputs, reduction="none").loss
-        cached_loss = model(**cached(request).inputs, reduction="none").loss
+        live_loss = model(**live(request).inputs).loss_sum
+        cached_loss = model(**cached(request).inputs).loss_sum
     torch.testing.assert_close(cached_loss, live_loss, rtol=1e-5, atol=1e-5)
     # Another encoder (other random weights) never reads these entries.
     other, _ = tiny_model_and_items(corpus, seed=1)
-    assert FeatureCache(tmp_path / "cache", encoder_identity(other, "fp32"), "fp32").missing(todo) == list(todo)
+    assert FeatureCache(tmp_path / "cache", encoder_identity(other, other.processor, "fp32"), "fp32").missing(todo) == list(todo)
 
 
 def test_training_from_the_cache_matches_live_training(corpus, tmp_path):

@@ -25,7 +25,7 @@ def setup(tmp_path):
     model = AudioLM.build(PRESETS["tiny"], tokenizer_texts=["hello world", "a cat"])
     rng = np.random.default_rng(0)
     audios = [(0.1 * rng.standard_normal(16_000)).astype(np.float32) for _ in range(2)]
-    batch = Batch(inputs=model.prepare(audios, [PROMPT] * 2, ["hello world", "a cat"]), tasks=["asr"] * 2, ids=["u1", "u2"])
+    batch = Batch(inputs=model.processor.prepare(audios, [PROMPT] * 2, ["hello world", "a cat"]), tasks=["asr"] * 2, ids=["u1", "u2"])
     items = [Item(Example(id=i, audio=f"/data/{i}.wav", duration=1.0, task="asr", target="x"), get_task("asr"), "t")
              for i in ("u1", "u2")]
     return model, batch, NumericsWatchdog(tmp_path, items, precision="bf16")

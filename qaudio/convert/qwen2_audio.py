@@ -191,8 +191,9 @@ def export_problems(model: AudioLM) -> list[str]:
     arch = unwrap(model.language_model).config.model_type
     if arch != "qwen2":
         problems.append(f"its LLM is a {arch!r} model, and Qwen2AudioForConditionalGeneration holds a Qwen2 LLM")
-    if model.tokenizer.bos_token_id is not None:
-        problems.append(f"its tokenizer has a bos token ({model.tokenizer.bos_token!r}) that qaudio puts first and "
+    tok = model.processor.tokenizer
+    if tok.bos_token_id is not None:
+        problems.append(f"its tokenizer has a bos token ({tok.bos_token!r}) that qaudio puts first and "
                         "Qwen2-Audio's processor does not")
     return problems
 
@@ -222,7 +223,7 @@ def _released_config(model: AudioLM) -> Qwen2AudioConfig:
         encoder_layerdrop=whisper.encoder_layerdrop, scale_embedding=whisper.scale_embedding,
         max_source_positions=whisper.max_source_positions)
     text = copy.deepcopy(unwrap(model.language_model).config)
-    config = Qwen2AudioConfig(audio_config=audio, text_config=text, audio_token_index=model.audio_token_id)
+    config = Qwen2AudioConfig(audio_config=audio, text_config=text, audio_token_index=model.token_ids.audio)
     # Engines pick the class by this field (vLLM reads a config without it as the headless Qwen2AudioModel).
     config.architectures = [Qwen2AudioForConditionalGeneration.__name__]
     return config
@@ -241,10 +242,9 @@ def export_qwen2_audio(model: AudioLM, directory: str | Path) -> Path:
     directory = Path(directory).expanduser()
     directory.mkdir(parents=True, exist_ok=True)
     save_file(_released_state(model), str(directory / "model.safetensors"), metadata={"format": "pt"})
-    processor = Qwen2AudioProcessor(feature_extractor=model.feature_extractor, tokenizer=model.tokenizer)
-    processor.save_pretrained(str(directory))
-    model.feature_extractor.save_pretrained(str(directory))  # preprocessor_config.json, for readers before transformers 5
-    tok = model.tokenizer
+    tok, feature_extractor = model.processor.tokenizer, model.processor.feature_extractor
+    Qwen2AudioProcessor(feature_extractor=feature_extractor, tokenizer=tok).save_pretrained(str(directory))
+    feature_extractor.save_pretrained(str(directory))  # preprocessor_config.json, for readers before transformers 5
     GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
                      do_sample=False).save_pretrained(str(directory))
     _released_config(model).save_pretrained(str(directory))  # config.json last: the directory is complete

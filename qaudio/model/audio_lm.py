@@ -1,4 +1,4 @@
-"""AudioLM: Whisper encoder -> projector -> causal LLM, with its own collator and generation.
+"""AudioLM: Whisper encoder -> projector -> causal LLM: the forward pass, the loss and generation.
 
 The model is three attributes, as in Qwen2-Audio: ``audio_tower`` (a transformers
 ``WhisperEncoder``), ``projector`` (one of :data:`qaudio.model.projectors.PROJECTORS`) and
@@ -8,13 +8,22 @@ The model is three attributes, as in Qwen2-Audio: ``audio_tower`` (a transformer
 
 where N = :func:`qaudio.model.lengths.audio_token_count` of the clip. The projector's outputs
 are written into the ``<|AUDIO|>`` slots with ``masked_scatter``, after checking per example
-that the slots and the outputs agree (the error prints both counts). The loss covers the
-target and ``<eos>`` only: :meth:`prepare` sets every other label to -100, and the forward
-pass ignores labels on audio slots and padding whatever they hold.
+that the slots and the outputs agree (the error prints both counts). Turning audio and text
+into these tensors, and generated ids back into text, is the :class:`~.processor.AudioProcessor`'s
+work (processor.py). The forward pass and ``generate`` use only the processor's token ids
+(``model.token_ids``); the model keeps its processor (``model.processor``) so that saving and
+loading write and read it beside the weights. The loss covers the target and ``<eos>`` only: the
+processor sets every other label to -100, and the forward pass ignores labels on audio slots
+and padding whatever they hold (:func:`~.processor.target_labels`).
+
+The loss comes back undivided: per example, the summed token NLL (``loss_sum``) and the number
+of target tokens (``target_tokens``), so each caller divides once, by what it means (the
+training objective by the batch's tokens, a label's likelihood not at all); ``loss`` is their
+batch mean, for callers that want one number.
 
 Speed (the demo trains on 2 CPU cores): with labels, the LM head runs only on the positions
 that predict a target token (a few percent of a sequence that is mostly audio slots), and the
-forward returns the loss alone; the encoder runs on real lengths; nothing loops over the
+forward returns the loss sums alone (no logits); the encoder runs on real lengths; nothing loops over the
 batch in Python on the forward path.
 
 Batched generation uses left padding and transformers ``generate`` (greedy, beam search,
@@ -30,36 +39,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import WhisperFeatureExtractor
 from transformers.utils import ModelOutput
 
-from ..audio import SAMPLE_RATE
 from ..config import ModelConfig
-from ..tags import AUDIO_BOS, AUDIO_EOS, AUDIO_PLACEHOLDER, AUDIO_SLOT
+from ..tags import AUDIO_PLACEHOLDER
 from .checkpoint import load_checkpoint, save_checkpoint
 from .encoder import encode, load_audio_tower
-from .lengths import HOP_LENGTH, N_FFT, audio_token_count, max_samples, max_seconds, mel_frame_count
+from .lengths import max_seconds
 from .llm import load_language_model, load_tokenizer
+from .processor import IGNORE_INDEX, AudioProcessor, target_labels
 from .projectors import build_projector
 from .trainable import apply_trainable, unwrap
-
-IGNORE_INDEX = -100  # label of positions outside the loss (PyTorch's cross_entropy default)
-REDUCTIONS = ("mean", "none")
 
 
 @dataclass
 class AudioLMOutput(ModelOutput):
-    """``loss``: scalar (reduction "mean") or (B,) (reduction "none"), given labels.
-    ``logits``: (B, L, V), only without labels (with labels the head runs on target positions only)."""
+    """Given labels: ``loss_sum`` (B,) summed NLL of each example's target tokens (float32),
+    ``target_tokens`` (B,) how many there are, and ``loss`` their batch mean
+    (``loss_sum.sum() / target_tokens.sum()``). Without labels: ``logits`` (B, L, V) (with
+    labels the head runs on target positions only, so there are no logits)."""
 
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
+    loss_sum: torch.Tensor | None = None
+    target_tokens: torch.Tensor | None = None
 
 
 def _embedding_rms(llm: nn.Module) -> float:
@@ -77,12 +86,8 @@ class AudioLM(nn.Module):
         self.audio_tower = audio_tower
         self.projector = projector
         self.language_model = language_model
-        self.tokenizer = tokenizer
-        self.feature_extractor = feature_extractor
-        ids = tokenizer.convert_tokens_to_ids([AUDIO_BOS, AUDIO_PLACEHOLDER, AUDIO_EOS])
-        if None in ids or (tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids):
-            raise ValueError("the tokenizer lacks the audio tokens; build it with qaudio.tags.add_tag_tokens")
-        self.audio_bos_id, self.audio_token_id, self.audio_eos_id = ids
+        self.processor = AudioProcessor(tokenizer, feature_extractor, config)
+        self.token_ids = self.processor.token_ids  # the ids the forward pass and generate need
 
     # ---- Construction ------------------------------------------------------------------------
 
@@ -111,8 +116,9 @@ class AudioLM(nn.Module):
         return load_checkpoint(cls, path_or_hub_id, device=device, dtype=dtype)
 
     def save_pretrained(self, directory: str | Path, merge_lora: bool = False) -> Path:
-        """Write config.json, model.safetensors, tokenizer and feature-extractor files; adapters
-        under ``adapters/<part>/`` (peft format), or folded into the weights with ``merge_lora``."""
+        """Write config.json, model.safetensors and the processor's files (tokenizer, feature
+        extractor); adapters under ``adapters/<part>/`` (peft format), or folded into the weights
+        with ``merge_lora``."""
         return save_checkpoint(self, Path(directory), merge_lora=merge_lora)
 
     # ---- Facts -------------------------------------------------------------------------------
@@ -147,125 +153,6 @@ class AudioLM(nn.Module):
             self.language_model.eval()
         return self
 
-    # ---- The collator ------------------------------------------------------------------------
-
-    def prepare(self, audios: Sequence[np.ndarray], prompts: Sequence[str],
-                targets: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-        """Audio (16 kHz mono float arrays) and texts -> model inputs (CPU tensors).
-
-        Keys: ``input_features`` (B, n_mels, T_max) log-mels, ``feature_lengths`` (B,) real mel
-        frames, ``input_ids`` and ``attention_mask`` (B, L), and with targets ``labels`` (B, L).
-        With targets the batch is right padded (training); without, left padded (generation).
-        """
-        clips = [self._check_clip(i, audio) for i, audio in enumerate(audios)]
-        self._check_texts(len(clips), prompts, targets)
-        features, mel_lengths = self._log_mel(clips)
-        counts = [int(audio_token_count(None, self.config, mel_frames=m)) for m in mel_lengths]
-        text = self._text_batch(counts, prompts, targets)
-        return {"input_features": features, "feature_lengths": torch.tensor(mel_lengths), **text}
-
-    def prepare_from_features(self, encoder_states: Sequence[torch.Tensor], prompts: Sequence[str],
-                              targets: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-        """Like :meth:`prepare`, from cached encoder outputs: one (T', D_enc) tensor per clip.
-
-        Keys: ``encoder_states`` (B, T'_max, D_enc), zero padded, on the states' device;
-        ``encoder_lengths`` (B,); ``input_ids``, ``attention_mask`` and ``labels`` as in prepare.
-        """
-        width = unwrap(self.audio_tower).config.d_model
-        limit = unwrap(self.audio_tower).config.max_source_positions
-        for i, s in enumerate(encoder_states):
-            if s.dim() != 2 or s.shape[1] != width or not 1 <= s.shape[0] <= limit:
-                raise ValueError(f"encoder state {i} has shape {tuple(s.shape)}; expected (frames in 1..{limit}, {width})")
-        self._check_texts(len(encoder_states), prompts, targets)
-        lengths = [s.shape[0] for s in encoder_states]
-        counts = [int(audio_token_count(None, self.config, encoder_frames=n)) for n in lengths]
-        states = nn.utils.rnn.pad_sequence(list(encoder_states), batch_first=True)  # (B, T'_max, D)
-        text = self._text_batch(counts, prompts, targets)
-        return {"encoder_states": states, "encoder_lengths": torch.tensor(lengths), **text}
-
-    def _check_clip(self, index: int, audio) -> np.ndarray:
-        clip = np.asarray(audio, dtype=np.float32)
-        if clip.ndim != 1:
-            raise ValueError(f"audio {index} has shape {clip.shape}; expected 1-D mono samples at {SAMPLE_RATE} Hz")
-        longest = max_samples(unwrap(self.audio_tower).config.max_source_positions)
-        if len(clip) > longest:
-            raise ValueError(f"audio {index} is {len(clip) / SAMPLE_RATE:.2f} s long, longer than the encoder window "
-                             f"of {self.max_audio_seconds:.0f} s ({len(clip)} > {longest} samples); split long "
-                             "audio into windows first (qaudio.chunking does)")
-        if len(clip) < HOP_LENGTH:
-            raise ValueError(f"audio {index} has {len(clip)} samples; at least {HOP_LENGTH} (10 ms) are needed")
-        if not np.isfinite(clip).all():
-            raise ValueError(f"audio {index} contains NaN or infinite samples")
-        return clip
-
-    @staticmethod
-    def _check_texts(batch: int, prompts: Sequence[str], targets: Sequence[str] | None) -> None:
-        if batch == 0:
-            raise ValueError("an empty batch: give at least one clip")
-        if len(prompts) != batch or (targets is not None and len(targets) != batch):
-            raise ValueError(f"{batch} clips but {len(prompts)} prompts"
-                             + ("" if targets is None else f" and {len(targets)} targets"))
-        for kind, texts in (("prompt", prompts), ("target", targets or [])):
-            for i, text in enumerate(texts):
-                if not isinstance(text, str):
-                    raise ValueError(f"{kind} {i} must be a string, got {type(text).__name__}")
-                # A prompt may say where the audio goes, once, as AUDIO_SLOT (the chat style does).
-                rest = text.replace(AUDIO_SLOT, "", 1) if kind == "prompt" else text
-                for token in (AUDIO_BOS, AUDIO_PLACEHOLDER, AUDIO_EOS):
-                    if token in rest:
-                        raise ValueError(f"{kind} {i} contains {token}; the audio slots are added by prepare() "
-                                         f"(a prompt may hold {AUDIO_SLOT} once, where the audio goes)")
-
-    def _log_mel(self, clips: list[np.ndarray]) -> tuple[torch.Tensor, list[int]]:
-        """Whisper log-mels (B, n_mels, T) and each clip's real frames, independent of the batch."""
-        mel_lengths = [int(mel_frame_count(len(c))) for c in clips]
-        extractor = self.feature_extractor
-        if self.config.encoder.pad_to_30s:
-            out = extractor(clips, sampling_rate=SAMPLE_RATE, padding="max_length", return_tensors="pt")
-            return out["input_features"], mel_lengths  # (B, n_mels, 3000)
-        # Every clip gets at least N_FFT zeros after it, so its last windows and its peak (for
-        # Whisper's max - 8 dB floor) are what 30 s of zero padding would give, whatever the batch.
-        width = max(len(c) for c in clips) + N_FFT
-        padded = np.zeros((len(clips), width), dtype=np.float32)
-        for i, clip in enumerate(clips):
-            padded[i, : len(clip)] = clip
-        out = extractor(padded, sampling_rate=SAMPLE_RATE, padding="longest", max_length=width, truncation=False,
-                        return_tensors="pt")
-        features = out["input_features"][..., : max(mel_lengths)]  # (B, n_mels, T_max)
-        valid = torch.arange(features.shape[-1]) < torch.tensor(mel_lengths)[:, None]  # (B, T_max)
-        return features * valid[:, None, :], mel_lengths
-
-    def _text_batch(self, counts: list[int], prompts: Sequence[str], targets: Sequence[str] | None) -> dict:
-        """input_ids, attention_mask (and labels): audio slots + prompt (+ target + eos), padded."""
-        tok = self.tokenizer
-        bos = [tok.bos_token_id] if tok.bos_token_id is not None else []  # Llama-style LLMs expect it first
-        # Text before the audio (a chat prompt's turns up to AUDIO_SLOT) and after it, tokenized apart.
-        before, after = zip(*(p.split(AUDIO_SLOT, 1) if AUDIO_SLOT in p else ("", p) for p in prompts))
-        before_ids = tok(list(before), add_special_tokens=False)["input_ids"]
-        prompt_ids = tok(list(after), add_special_tokens=False)["input_ids"]
-        target_ids = tok(list(targets), add_special_tokens=False)["input_ids"] if targets is not None else None
-        rows, label_rows = [], []
-        for i, (n, prompt) in enumerate(zip(counts, prompt_ids)):
-            head = [*bos, *before_ids[i], self.audio_bos_id, *[self.audio_token_id] * n, self.audio_eos_id, *prompt]
-            tail = [*target_ids[i], tok.eos_token_id] if target_ids is not None else []
-            rows.append(head + tail)
-            label_rows.append([IGNORE_INDEX] * len(head) + tail)
-        length = max(len(r) for r in rows)
-        if length > self.config.llm.max_positions:
-            raise ValueError(f"a sequence of {length} tokens exceeds the LLM's {self.config.llm.max_positions} positions")
-        input_ids = torch.full((len(rows), length), tok.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
-        labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
-        for i, (row, label_row) in enumerate(zip(rows, label_rows)):
-            span = slice(0, len(row)) if targets is not None else slice(length - len(row), length)
-            input_ids[i, span] = torch.tensor(row)
-            attention_mask[i, span] = 1
-            labels[i, span] = torch.tensor(label_row)
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if targets is not None:
-            batch["labels"] = labels
-        return batch
-
     # ---- The forward pass --------------------------------------------------------------------
 
     def encode(self, input_features: torch.Tensor, feature_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -292,7 +179,7 @@ class AudioLM(nn.Module):
         return None, None
 
     def _audio_slots(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return input_ids == self.audio_token_id  # (B, L)
+        return input_ids == self.token_ids.audio  # (B, L)
 
     def _inputs_embeds(self, input_ids: torch.Tensor, states: torch.Tensor | None,
                        lengths: torch.Tensor | None) -> torch.Tensor:
@@ -314,7 +201,7 @@ class AudioLM(nn.Module):
             raise ValueError(
                 f"audio slots and audio features disagree: example {bad} has {int(per_example[bad])} "
                 f"{AUDIO_PLACEHOLDER} slots in input_ids but its audio gives {int(counts[bad])} projector outputs "
-                "(audio_token_count); build batches with AudioLM.prepare / prepare_from_features")
+                "(audio_token_count); build batches with AudioProcessor.prepare / prepare_from_features")
         valid = torch.arange(audio.shape[1], device=audio.device) < counts[:, None]  # (B, N)
         return embeds.masked_scatter(slots[..., None], audio[valid].to(embeds.dtype))  # (B, L, H)
 
@@ -327,13 +214,10 @@ class AudioLM(nn.Module):
         feature_lengths: torch.Tensor | None = None,
         encoder_states: torch.Tensor | None = None,
         encoder_lengths: torch.Tensor | None = None,
-        reduction: str = "mean",
     ) -> AudioLMOutput:
-        """Loss with ``labels`` (mean over the batch's target tokens, or per example with
-        reduction="none": (B,), each the mean over that example's target tokens); logits
-        (B, L, V) without. Audio comes as log-mels or as cached encoder states."""
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+        """With ``labels``: the per-example loss sum and target-token count (see
+        :class:`AudioLMOutput`); without: logits (B, L, V). Audio comes as log-mels or as cached
+        encoder states."""
         states, lengths = self._audio_states(input_features, feature_lengths, encoder_states, encoder_lengths)
         embeds = self._inputs_embeds(input_ids, states, lengths)  # (B, L, H)
         # Positions count real tokens only, so a left-padded sequence gets the same positions as alone.
@@ -344,34 +228,33 @@ class AudioLM(nn.Module):
         head = llm.get_output_embeddings()
         if labels is None:
             return AudioLMOutput(logits=head(hidden))  # (B, L, V)
-        return AudioLMOutput(loss=self._loss(hidden, head, input_ids, attention_mask, labels, reduction))
+        loss_sum, target_tokens = self._loss(hidden, head, input_ids, attention_mask, labels)
+        return AudioLMOutput(loss=loss_sum.sum() / target_tokens.sum(), loss_sum=loss_sum, target_tokens=target_tokens)
 
-    def _loss(self, hidden, head, input_ids, attention_mask, labels, reduction) -> torch.Tensor:
-        # Whatever labels say, audio slots and padding are never targets.
-        audio = self._audio_slots(input_ids) | (input_ids == self.audio_bos_id) | (input_ids == self.audio_eos_id)
-        labels = labels.masked_fill(audio | (attention_mask == 0), IGNORE_INDEX)
+    def _loss(self, hidden, head, input_ids, attention_mask, labels) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed token NLL (B,) float32 and target tokens (B,) long per example."""
+        labels = target_labels(input_ids, attention_mask, labels, self.token_ids)  # audio and padding never targets
         targets = labels[:, 1:]  # (B, L-1): the token at t+1 is predicted at t
         keep = targets != IGNORE_INDEX  # (B, L-1)
         if not bool(keep.any()):
-            raise ValueError("the labels hold no target token; prepare(audios, prompts, targets) sets them")
+            raise ValueError("the labels hold no target token; AudioProcessor.prepare(audios, prompts, targets) sets them")
         logits = head(hidden[:, :-1][keep])  # (N, V): the head runs where a target is predicted, nowhere else
         token_loss = F.cross_entropy(logits.float(), targets[keep], reduction="none")  # (N,)
-        if reduction == "mean":
-            return token_loss.mean()
         rows = keep.nonzero()[:, 0]  # (N,) the example of each target token, in the same order
-        total = torch.zeros(labels.shape[0], device=token_loss.device).index_add(0, rows, token_loss)  # (B,)
-        return total / keep.sum(dim=1).clamp(min=1)
+        loss_sum = torch.zeros(labels.shape[0], device=token_loss.device).index_add(0, rows, token_loss)  # (B,)
+        return loss_sum, keep.sum(dim=1)  # (B,), (B,)
 
     # ---- Generation --------------------------------------------------------------------------
 
     @torch.no_grad()
     def generate(self, batch: dict[str, torch.Tensor], max_new_tokens: int = 128, num_beams: int = 1,
-                 do_sample: bool = False, **kwargs) -> list[str]:
-        """Decoded new text per example (tag and time tokens kept, padding and end token removed).
+                 do_sample: bool = False, **kwargs) -> torch.Tensor:
+        """The new token ids, (B * num_return_sequences, new) on the model's device; rows that
+        ended early are padded. ``AudioProcessor.batch_decode`` turns them into text.
 
-        ``batch`` comes from :meth:`prepare` / :meth:`prepare_from_features` without targets
-        (left padded). Other keyword arguments go to transformers ``generate`` (temperature,
-        top_p, num_return_sequences, ...).
+        ``batch`` comes from :meth:`AudioProcessor.prepare` / ``prepare_from_features`` without
+        targets (left padded). Other keyword arguments go to transformers ``generate``
+        (temperature, top_p, num_return_sequences, ...).
         """
         if "labels" in batch:
             raise ValueError("generate takes a batch prepared without targets (left padded), but this one has labels")
@@ -379,7 +262,7 @@ class AudioLM(nn.Module):
         batch = {k: v.to(device) for k, v in batch.items()}
         attention_mask = batch["attention_mask"]
         if bool((attention_mask[:, -1] == 0).any()):
-            raise ValueError("generate needs left padding; prepare(audios, prompts) without targets gives it")
+            raise ValueError("generate needs left padding; AudioProcessor.prepare(audios, prompts) without targets gives it")
         states, lengths = self._audio_states(batch.get("input_features"), batch.get("feature_lengths"),
                                              batch.get("encoder_states"), batch.get("encoder_lengths"))
         embeds = self._inputs_embeds(batch["input_ids"], states, lengths)  # (B, L, H)
@@ -388,15 +271,15 @@ class AudioLM(nn.Module):
         try:
             new_tokens = unwrap(self.language_model).generate(
                 inputs_embeds=embeds, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
-                num_beams=num_beams, do_sample=do_sample, pad_token_id=self.tokenizer.pad_token_id,
-                eos_token_id=self.tokenizer.eos_token_id, **kwargs)  # (B * n, new): transformers 5 gives new tokens only
+                num_beams=num_beams, do_sample=do_sample, pad_token_id=self.token_ids.pad,
+                eos_token_id=self.token_ids.eos, **kwargs)  # (B * n, new): transformers 5 gives new tokens only
         finally:
             self.train(was_training)
-        return [self._decode(row) for row in new_tokens.tolist()]
+        return new_tokens
 
-    def _decode(self, ids: list[int]) -> str:
-        eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
-        if eos in ids:
-            ids = ids[: ids.index(eos)]
-        ids = [i for i in ids if i != pad]
-        return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+def load_model_and_processor(path_or_hub_id: str | Path, device: str | torch.device | None = None,
+                             dtype: str | torch.dtype | None = None) -> tuple[AudioLM, AudioProcessor]:
+    """The model and its processor from one saved directory or hub id (see :meth:`AudioLM.from_pretrained`)."""
+    model = AudioLM.from_pretrained(path_or_hub_id, device=device, dtype=dtype)
+    return model, model.processor

@@ -57,8 +57,7 @@ def save_checkpoint(model, directory: Path, merge_lora: bool = False) -> Path:
     save_tensors(state, directory / WEIGHTS)
     shutil.rmtree(directory / ADAPTERS, ignore_errors=True)  # adapters of an earlier save would not match
     adapters = [] if merge_lora else [p for p in ADAPTED_PARTS if save_adapter(getattr(model, p), directory / ADAPTERS / p)]
-    model.tokenizer.save_pretrained(str(directory))
-    model.feature_extractor.save_pretrained(str(directory))
+    model.processor.save_pretrained(directory)  # tokenizer files and preprocessor_config.json
     meta = {
         "format": FORMAT,
         "qaudio_version": __version__,

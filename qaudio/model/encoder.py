@@ -194,7 +194,7 @@ def encode(
     """Tower states (B, T'_max, D) zeroed past each clip, and their lengths (B,) in tower frames.
 
     ``features`` are log-mels (B, n_mels, T) and ``mel_lengths`` each clip's real mel frames;
-    with ``pad_to_30s`` T must be 3000 (what :meth:`AudioLM.prepare` gives in that mode).
+    with ``pad_to_30s`` T must be 3000 (what :meth:`AudioProcessor.prepare` gives in that mode).
     ``kind`` (``qaudio.config.ENCODER_KINDS``) adds Qwen2-Audio's pooling and padding mask.
     """
     tower = ENCODER_KINDS[kind]

@@ -1,6 +1,6 @@
 """How many audio tokens a clip becomes: samples -> mel frames -> encoder frames -> projector outputs.
 
-This is THE one place for that arithmetic. The collator (:meth:`AudioLM.prepare`) expands the
+This is THE one place for that arithmetic. The processor (:meth:`AudioProcessor.prepare`) expands the
 ``<|AUDIO|>`` placeholder to :func:`audio_token_count` slots, the projector returns that many
 outputs per clip, and the model raises if the two disagree (Qwen2-Audio writes the formula in
 three places; a mismatch there is silent). Every function takes Python ints or integer tensors.

@@ -138,7 +138,8 @@ def apply_trainable(model) -> None:
             raise ValueError("apply_trainable runs once per model; this one already has adapters")
     model.audio_tower = ENCODER_TRAINING[trainable.encoder](model.audio_tower, trainable)
     model.projector.requires_grad_(trainable.projector)
-    model.language_model = LLM_TRAINING[trainable.llm](model.language_model, trainable, tag_token_ids(model.tokenizer))
+    tags = tag_token_ids(model.processor.tokenizer)
+    model.language_model = LLM_TRAINING[trainable.llm](model.language_model, trainable, tags)
 
 
 # ---- Saving and loading ---------------------------------------------------------------------

@@ -56,7 +56,7 @@ def bad_audio(item: Item, error: Exception) -> BadItem:
 class Batch:
     """One micro-batch: model inputs plus what the loop logs about it."""
 
-    inputs: dict[str, torch.Tensor] | None  # AudioLM.prepare(...) output; None if every item was bad
+    inputs: dict[str, torch.Tensor] | None  # AudioProcessor.prepare(...) output; None if every item was bad
     tasks: list[str] = field(default_factory=list)  # task name per row
     ids: list[str] = field(default_factory=list)  # example id per row
     audio_seconds: float = 0.0  # real (unpadded) audio in the batch
@@ -67,13 +67,14 @@ class Batch:
 class Collator:
     """Builds :class:`Batch` objects from item indices; a ``torch.utils.data`` collate_fn.
 
-    ``cache``: a :class:`~.feature_cache.FeatureCache` to read encoder outputs from instead
+    ``processor``: the model's :class:`~qaudio.model.AudioProcessor` (the collator holds no
+    model, so data-loader workers get the tokenizer and feature extractor only); ``cache``: a :class:`~.feature_cache.FeatureCache` to read encoder outputs from instead
     of decoding audio; ``keys``: the cache key per item index.
     """
 
-    def __init__(self, model, items: list[Item], style: str, seed: int, max_seconds: float,
+    def __init__(self, processor, items: list[Item], style: str, seed: int, max_seconds: float,
                  cache=None, keys: list[str] | None = None, known_bad: set[str] | None = None):
-        self.model = model
+        self.processor = processor
         self.items = items
         self.style = style
         self.seed = seed
@@ -103,9 +104,9 @@ class Collator:
         targets = [choose_target(it.task.targets(it.example), self.seed, pos, it.example.id) for it, pos, _ in rows]
         signals = [signal for _, _, signal in rows]
         if self.cache is not None:
-            inputs = self.model.prepare_from_features(signals, prompts, targets)
+            inputs = self.processor.prepare_from_features(signals, prompts, targets)
         else:
-            inputs = self.model.prepare(signals, prompts, targets)
+            inputs = self.processor.prepare(signals, prompts, targets)
         return Batch(
             inputs=inputs,
             tasks=[it.example.task for it, _, _ in rows],
@@ -151,11 +152,6 @@ def make_loader(sampler, start: int, collator: Collator, num_workers: int) -> to
         persistent_workers=num_workers > 0,
         prefetch_factor=4 if num_workers > 0 else None,
     )
-
-
-def target_token_counts(labels: torch.Tensor) -> torch.Tensor:
-    """Target tokens per row of a collated batch: (B, L) labels -> (B,) counts of non -100."""
-    return (labels != -100).sum(dim=1)
 
 
 def first_usable_batch(collator: Collator, n_items: int, bad: BadDataLog) -> Batch:

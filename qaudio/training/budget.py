@@ -16,9 +16,9 @@ import torch
 from ..model.speed import training_attention
 from . import checkpoint as ckpt
 from .bad_data import BadDataLog
-from .batching import Batch, Collator, first_usable_batch, make_loader, target_token_counts, to_device
+from .batching import Batch, Collator, first_usable_batch, make_loader, to_device
 from .config import TrainConfig
-from .losses import batch_loss
+from .losses import output_loss
 
 PROBE_BATCHES = 3  # timed micro-batches (after one warm-up)
 
@@ -40,8 +40,8 @@ def probe_step_seconds(model, accelerator, collator: Collator, sampler, optimize
             batch = first_usable_batch(collator, len(collator.items), BadDataLog())
         inputs = to_device(batch.inputs, accelerator.device)
         with training_attention(accelerator.device):  # as the training step runs it
-            out = model(**inputs, reduction="none")
-        loss = batch_loss(out.loss.float(), target_token_counts(inputs["labels"]).float(), cfg.loss_weighting)
+            out = model(**inputs)
+        loss = output_loss(out, cfg.loss_weighting)
         accelerator.backward(loss)
         if k:  # the first micro-batch warms up kernels and allocators
             times.append(time.perf_counter() - t0)

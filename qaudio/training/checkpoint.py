@@ -192,7 +192,7 @@ def save_checkpoint(run_dir: Path, cfg, accelerator, model, state) -> Path | Non
         unwrapped = accelerator.unwrap_model(model)
         (staging / "train_config.yaml").write_text(to_yaml(cfg.to_dict()), encoding="utf-8")
         unwrapped.config.save(staging / "model_config.json")
-        unwrapped.tokenizer.save_pretrained(str(staging / "tokenizer"))
+        unwrapped.processor.tokenizer.save_pretrained(str(staging / "tokenizer"))
     accelerator.wait_for_everyone()
     final = commit(staging, state.header(), cfg.keep_checkpoints) if accelerator.is_main_process else None
     accelerator.wait_for_everyone()

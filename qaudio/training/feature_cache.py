@@ -3,7 +3,7 @@
 When the audio encoder does not train, its output for a clip never changes, and on a CPU it
 is most of a training step's cost. ``--cache-encoder DIR`` computes each clip's encoder
 states once (on the clip's real length, as :meth:`AudioLM.encode` does in training) and
-training reads them back through :meth:`AudioLM.prepare_from_features`.
+training reads them back through :meth:`AudioProcessor.prepare_from_features`.
 
 A cache entry must never be used for other audio or another encoder, so:
 
@@ -62,12 +62,13 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def encoder_identity(model, precision: str) -> dict:
-    """What the encoder id hashes: everything that changes the encoder's outputs."""
+def encoder_identity(model, processor, precision: str) -> dict:
+    """What the encoder id hashes: everything that changes the encoder's outputs (the model's
+    encoder config and audio tower, the processor's feature extractor, the precision)."""
     return {
         "format": FORMAT_VERSION,
         "encoder_config": dataclasses.asdict(model.config.encoder),
-        "feature_extractor": model.feature_extractor.to_dict(),
+        "feature_extractor": processor.feature_extractor.to_dict(),
         "weights_sha256": weights_fingerprint(model.audio_tower),
         "precision": precision,
     }
@@ -137,18 +138,29 @@ class FeatureCache:
         return final
 
 
-def fill_cache(cache: FeatureCache, model, todo: dict, batch_size: int, tag: str,
-               progress: bool = False, autocast=contextlib.nullcontext) -> list:
-    """Encode the clips of ``todo`` (key -> training item) and store them in shards.
+def encode_clips(processor, model, clips: list, autocast=contextlib.nullcontext) -> list[torch.Tensor]:
+    """Encoder states of each clip, (T'_i, D_enc) float32, as training computes them: the
+    processor's float32 log-mels, the encoder on real lengths (:meth:`AudioLM.encode`) under
+    ``autocast()`` (the training precision)."""
+    inputs = processor.prepare(clips, [""] * len(clips))  # the log-mels, as training computes them
+    with torch.no_grad(), autocast():
+        states, lengths = model.encode(inputs["input_features"], inputs["feature_lengths"])  # (B, T', D), (B,)
+    return [states[i, : int(lengths[i])].float() for i in range(len(clips))]  # (T'_i, D_enc) each
 
-    Clips are encoded in duration-sorted batches on their real lengths (the masked batch that
-    :meth:`AudioLM.encode` runs in training), the encoder under ``autocast()`` (the training
-    precision; the log-mels stay float32, as in training). Returns the :class:`BadItem` of
-    every clip whose audio could not be used; those keys stay missing.
+
+def fill_cache(cache: FeatureCache, processor, model, todo: dict, batch_size: int, tag: str,
+               progress: bool = False, autocast=contextlib.nullcontext, load=None) -> list:
+    """Encode the clips of ``todo`` (key -> item with a ``duration``) and store them in shards.
+
+    Clips are encoded in duration-sorted batches by :func:`encode_clips`. ``load(item)`` gives
+    an item's samples (default: a training item's audio, :func:`~.batching.load_clip`) and may
+    raise :class:`~qaudio.audio.AudioError`. Returns the :class:`BadItem` of every clip whose
+    audio could not be used; those keys stay missing.
     """
     from ..audio import AudioError
     from .batching import bad_audio, load_clip
 
+    load = load or (lambda item: load_clip(item, processor.max_audio_seconds))
     order = sorted(todo, key=lambda k: todo[k].duration)
     bad, pending = [], {}
     bar = None
@@ -156,27 +168,22 @@ def fill_cache(cache: FeatureCache, model, todo: dict, batch_size: int, tag: str
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(order), desc="encoder cache", unit="clip", dynamic_ncols=True)
-    with torch.no_grad():
-        for start in range(0, len(order), batch_size):
-            keys, clips = [], []
-            for key in order[start:start + batch_size]:
-                item = todo[key]
-                try:
-                    clips.append(load_clip(item, model.max_audio_seconds))
-                    keys.append(key)
-                except AudioError as e:
-                    bad.append(bad_audio(item, e))
-            if clips:
-                inputs = model.prepare(clips, [""] * len(clips))  # the log-mels, as training computes them
-                with autocast():
-                    states, lengths = model.encode(inputs["input_features"], inputs["feature_lengths"])  # (B, T', D), (B,)
-                for i, key in enumerate(keys):
-                    pending[key] = states[i, : int(lengths[i])].float()  # (T'_i, D_enc)
-            if len(pending) >= SHARD_ENTRIES:
-                cache.write_shard(pending, tag)
-                pending = {}
-            if bar is not None:
-                bar.update(len(order[start:start + batch_size]))
+    for start in range(0, len(order), batch_size):
+        keys, clips = [], []
+        for key in order[start:start + batch_size]:
+            item = todo[key]
+            try:
+                clips.append(load(item))
+                keys.append(key)
+            except AudioError as e:
+                bad.append(bad_audio(item, e))
+        if clips:
+            pending.update(zip(keys, encode_clips(processor, model, clips, autocast)))
+        if len(pending) >= SHARD_ENTRIES:
+            cache.write_shard(pending, tag)
+            pending = {}
+        if bar is not None:
+            bar.update(len(order[start:start + batch_size]))
     if pending:
         cache.write_shard(pending, tag)
     if bar is not None:
@@ -184,7 +191,7 @@ def fill_cache(cache: FeatureCache, model, todo: dict, batch_size: int, tag: str
     return bad
 
 
-def cache_for_training(cfg, model, accelerator, items_by_split: dict[str, list], bad, precision: str):
+def cache_for_training(cfg, model, processor, accelerator, items_by_split: dict[str, list], bad, precision: str):
     """Open ``--cache-encoder DIR``, compute what is missing (split over processes), key every item.
 
     Returns (cache, {split: keys}, {split: items}) with items whose audio failed removed.
@@ -196,7 +203,7 @@ def cache_for_training(cfg, model, accelerator, items_by_split: dict[str, list],
     if model.config.trainable.encoder != "frozen":
         raise ValueError(f"--cache-encoder needs a frozen encoder; this model trains it "
                          f"({model.config.trainable.encoder}): drop --cache-encoder or freeze the encoder")
-    cache = FeatureCache(cfg.cache_encoder, encoder_identity(model, precision), cfg.cache_dtype)
+    cache = FeatureCache(cfg.cache_encoder, encoder_identity(model, processor, precision), cfg.cache_dtype)
     keys = {s: [audio_key(it.example.audio, it.segment) for it in its] for s, its in items_by_split.items()}
     todo = {}
     for s, its in items_by_split.items():
@@ -210,7 +217,7 @@ def cache_for_training(cfg, model, accelerator, items_by_split: dict[str, list],
         if accelerator.is_main_process:
             print(f"qaudio train: caching encoder outputs of {len(todo)} clip(s) in {cache.dir}", flush=True)
         mine = dict(list(todo.items())[accelerator.process_index::accelerator.num_processes])
-        found_bad = fill_cache(cache, model, mine, batch_size=cfg.batch_size or 32, tag=f"r{accelerator.process_index}",
+        found_bad = fill_cache(cache, processor, model, mine, batch_size=cfg.batch_size or 32, tag=f"r{accelerator.process_index}",
                                progress=cfg.progress and accelerator.is_main_process, autocast=accelerator.autocast)
         accelerator.wait_for_everyone()
         all_bad = gather_object(found_bad) if accelerator.num_processes > 1 else found_bad

@@ -1,9 +1,10 @@
 """Losses as the loop uses them: the batch objective, per-task sums, the dev loss, finiteness.
 
-The model returns one loss per example (each the mean over that example's target tokens,
-``AudioLM.forward(reduction="none")``); from those the loop builds the objective (weighted by
-target tokens, the usual LM loss, or per example) and per-task sums, which are reduced across
-processes only when a metrics line is written.
+The model returns, per example, the summed NLL of its target tokens and their count
+(``AudioLMOutput.loss_sum``, ``.target_tokens``); from those the loop builds the objective
+(divided by the batch's target tokens, the usual LM loss, or per example) and per-task sums,
+which are reduced across processes only when a metrics line is written. Each quantity is
+divided once, here.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .batching import Collator, target_token_counts, to_device
+from .batching import Collator, to_device
 from .corpus import Item
 
 
@@ -22,7 +23,7 @@ class LossMeter:
     """Sums of (token-weighted) losses per task, reduced across processes when read."""
 
     tasks: list[str]
-    loss_sum: list[float] = field(default_factory=list)  # per task: sum of loss x tokens
+    loss_sum: list[float] = field(default_factory=list)  # per task: summed token NLL
     tokens: list[float] = field(default_factory=list)  # per task: target tokens
     examples: list[float] = field(default_factory=list)  # per task: examples
     extra: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # step loss sum, audio s, ...
@@ -34,10 +35,11 @@ class LossMeter:
         self.examples = self.examples or [0.0] * n
         self.extra = defaultdict(float, self.extra)
 
-    def add(self, tasks: list[str], losses: torch.Tensor, tokens: torch.Tensor) -> None:
-        for t, l, n in zip(tasks, losses.tolist(), tokens.tolist()):
+    def add(self, tasks: list[str], loss_sums: torch.Tensor, tokens: torch.Tensor) -> None:
+        """``loss_sums`` and ``tokens`` (B,): the forward's ``loss_sum`` and ``target_tokens``."""
+        for t, l, n in zip(tasks, loss_sums.tolist(), tokens.tolist()):
             k = self.tasks.index(t)
-            self.loss_sum[k] += l * n
+            self.loss_sum[k] += l
             self.tokens[k] += n
             self.examples[k] += 1
 
@@ -57,11 +59,17 @@ class LossMeter:
         return {"loss_sum": self.loss_sum, "tokens": self.tokens, "examples": self.examples, "extra": dict(self.extra)}
 
 
-def batch_loss(per_example: torch.Tensor, tokens: torch.Tensor, weighting: str) -> torch.Tensor:
-    """One scalar from per-example losses (B,): token-weighted (the LM objective) or per example."""
+def batch_loss(loss_sum: torch.Tensor, tokens: torch.Tensor, weighting: str) -> torch.Tensor:
+    """One scalar from per-example loss sums and target tokens (B,): every token counts once
+    (``token``, the LM objective) or every example does, as its mean token loss (``example``)."""
     if weighting == "token":
-        return (per_example * tokens).sum() / tokens.sum().clamp(min=1)
-    return per_example.mean()
+        return loss_sum.sum() / tokens.sum().clamp(min=1)
+    return (loss_sum / tokens.clamp(min=1)).mean()
+
+
+def output_loss(out, weighting: str) -> torch.Tensor:
+    """:func:`batch_loss` of a forward's output (``AudioLMOutput`` with labels), in float32."""
+    return batch_loss(out.loss_sum.float(), out.target_tokens.float(), weighting)
 
 
 def all_finite(value: torch.Tensor, accelerator) -> bool:
@@ -92,8 +100,8 @@ def evaluate_dev(model, accelerator, collator: Collator, dev_items: list[Item], 
         if batch.inputs is None:
             continue
         inputs = to_device(batch.inputs, accelerator.device)
-        out = model(**inputs, reduction="none")
-        meter.add(batch.tasks, out.loss.float().cpu(), target_token_counts(inputs["labels"]).cpu())
+        out = model(**inputs)
+        meter.add(batch.tasks, out.loss_sum.float().cpu(), out.target_tokens.cpu())
     if was_training:
         model.train()
     task_loss, _, _ = meter.reduce(accelerator)

@@ -243,7 +243,8 @@ def build_run(cfg: TrainConfig, accelerator, run_dir: Path, resume_from: Path | 
 
     texts = tokenizer_texts(train_items, style) if style_config.llm.source == "scratch" else None
     model = build_model(cfg, texts, resume_from / "tokenizer" if resume_from else None)
-    max_seconds = model.max_audio_seconds
+    processor = model.processor  # what the collators hold: no model in data-loader workers
+    max_seconds = processor.max_audio_seconds
     train_items = fit_to_window(train_items, max_seconds, cfg.long_audio, bad)
     dev_items = dev_subset(fit_to_window(dev_items, max_seconds, cfg.long_audio, bad), sorted(set(train_tasks)),
                            cfg.max_dev_examples)
@@ -254,8 +255,8 @@ def build_run(cfg: TrainConfig, accelerator, run_dir: Path, resume_from: Path | 
     if cfg.cache_encoder:
         from .feature_cache import cache_for_training
 
-        cache, keys, kept = cache_for_training(cfg, model, accelerator, {"train": train_items, "dev": dev_items},
-                                                  bad, precision)
+        cache, keys, kept = cache_for_training(cfg, model, processor, accelerator,
+                                               {"train": train_items, "dev": dev_items}, bad, precision)
         train_items, dev_items = kept["train"], kept["dev"]
         train_tasks = check_tasks_present(train_items, train_tasks, "after caching")
 
@@ -267,8 +268,8 @@ def build_run(cfg: TrainConfig, accelerator, run_dir: Path, resume_from: Path | 
     sampler = MixtureSampler(dict(task_indices), weights, durations, cfg.batch_size, cfg.batch_seconds,
                              cfg.bucket_size, cfg.seed, accelerator.process_index, accelerator.num_processes)
     sorted_tasks = sorted(weights)
-    collator = Collator(model, train_items, style, cfg.seed, max_seconds, cache, keys["train"], bad.skipped)
-    dev_collator = Collator(model, dev_items, style, cfg.seed, max_seconds, cache, keys["dev"], bad.skipped)
+    collator = Collator(processor, train_items, style, cfg.seed, max_seconds, cache, keys["train"], bad.skipped)
+    dev_collator = Collator(processor, dev_items, style, cfg.seed, max_seconds, cache, keys["dev"], bad.skipped)
     log(f"qaudio train: {len(train_items)} training examples, {len(dev_items)} dev examples; tasks: "
         + ", ".join(f"{t} {len(task_indices[t])} (p={weights[t]:.2f})" for t in sorted_tasks))
     return Run(model, model.trainable_parameter_names(), train_items, dev_items, sorted_tasks,

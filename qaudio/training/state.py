@@ -34,7 +34,7 @@ class TrainState:
     run_t0: float = field(default_factory=time.perf_counter)  # when this process's loop began (train_seconds)
 
     def count(self, batch, losses, tokens) -> None:
-        """A micro-batch that trained: its per-example losses (B,) and target tokens (B,)."""
+        """A micro-batch that trained: its per-example loss sums (B,) and target tokens (B,)."""
         self.meter.add(batch.tasks, losses, tokens)
         self.meter.extra["audio_seconds"] += batch.audio_seconds
         self.meter.extra["examples"] += len(batch.ids)

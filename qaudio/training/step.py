@@ -21,9 +21,9 @@ import torch
 from ..model.speed import training_attention
 from . import checkpoint as ckpt
 from .bad_data import TrainingAborted
-from .batching import Batch, first_usable_batch, target_token_counts, to_device
+from .batching import Batch, first_usable_batch, to_device
 from .config import TrainConfig
-from .losses import LossMeter, all_finite, batch_loss, evaluate_dev
+from .losses import LossMeter, all_finite, evaluate_dev, output_loss
 from .state import TrainState
 
 DEADLINE_SLACK = 1.1  # --max-minutes: stop at 110% of the budget if the machine slows down after the probe
@@ -82,15 +82,13 @@ class Stepper:
             sync = k == cfg.grad_accum - 1
             with contextlib.nullcontext() if sync else accelerator.no_sync(self.model):
                 with training_attention(accelerator.device):  # on CPU: SDPA's math backend (qaudio.model.speed)
-                    out = self.model(**inputs, reduction="none")
-                per_example = out.loss.float()  # (B,)
-                tokens = target_token_counts(inputs["labels"]).float()  # (B,)
-                loss = batch_loss(per_example, tokens, cfg.loss_weighting) * weight
+                    out = self.model(**inputs)  # loss_sum, target_tokens: (B,) each
+                loss = output_loss(out, cfg.loss_weighting) * weight
                 if not all_finite(loss, accelerator):
                     return batches, None
                 accelerator.backward(loss / cfg.grad_accum)
             if weight:
-                state.count(batch, per_example.detach().cpu(), tokens.cpu())
+                state.count(batch, out.loss_sum.detach().float().cpu(), out.target_tokens.cpu())
                 losses.append(loss.item())
         return batches, losses
 

@@ -26,9 +26,9 @@ from typing import Iterable
 
 import torch
 
-from .batching import Batch, target_token_counts, to_device
+from .batching import Batch, to_device
 from .corpus import Item
-from .losses import batch_loss
+from .losses import output_loss
 
 REPORT = "numerics-rank{rank}.jsonl"  # in the run folder, one line per bad step
 
@@ -100,8 +100,7 @@ class NumericsWatchdog:
     def loss_of(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         """The batch loss, computed as the training loop computes it."""
         inputs = to_device(batch.inputs, self.device)
-        per_example = model(**inputs, reduction="none").loss.float()  # (B,)
-        return batch_loss(per_example, target_token_counts(inputs["labels"]).float(), self.loss_weighting)
+        return output_loss(model(**inputs), self.loss_weighting)
 
     def diagnose(self, model: torch.nn.Module, batches: list[Batch], step: int) -> dict:
         """Replay ``batches`` (the bad step's micro-batches) with hooks armed; write and return the finding."""

@@ -55,8 +55,9 @@ def make(root: Path) -> None:
     rng = np.random.default_rng(0)
     audios = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in CLIP_SAMPLES]
     prompt = prompt_for("asr", style="chat")
-    model._decode = lambda ids: ids  # token ids, not text: byte-level pieces decode differently across libraries
-    expected = [model.generate(model.prepare([a], [prompt]), max_new_tokens=NEW_TOKENS)[0] for a in audios]
+    # token ids, not text: byte-level pieces decode differently across libraries
+    expected = [model.generate(model.processor.prepare([a], [prompt]), max_new_tokens=NEW_TOKENS)[0].tolist()
+                for a in audios]
     np.savez(root / "audios.npz", *audios)
     (root / "qaudio.json").write_text(json.dumps({"prompt": prompt, "token_ids": expected}))
     print(f"wrote {root / 'export'}; qaudio's greedy token ids: {expected}")
