@@ -270,10 +270,10 @@ class ShardSample:
 def read_shard(index: ShardIndex, k: int, skip: int = 0) -> Iterator[ShardSample]:
     """The examples of shard ``k`` in order, from example ``skip`` on (those before are read past,
     not decoded: a tar stream cannot seek over a URL)."""
-    from webdataset.tariterators import group_by_keys, tar_file_expander
+    from webdataset.tariterators import group_by_keys, tar_file_expander, url_opener
 
     url = index.url(k)
-    for offset, sample in enumerate(group_by_keys(tar_file_expander([{"url": url}]))):
+    for offset, sample in enumerate(group_by_keys(tar_file_expander(url_opener([{"url": url}])))):
         if offset < skip:
             continue
         where = f"{url}, example {offset}"
