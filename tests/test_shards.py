@@ -79,3 +79,14 @@ def test_hf_recipe_writes_embedded_bytes_as_they_are_without_a_wav_cache(tmp_pat
     (sample,) = list(read_shard(index, 0))
     assert sample.audio == flac  # the parquet row's own bytes
     assert sample.example.duration == pytest.approx(0.8, abs=1e-3) and sample.example.target == "hello"
+
+
+def test_encoder_cache_size_per_hour_follows_frame_rate_width_and_dtype():
+    from qaudio.config import PRESETS, with_overrides
+    from qaudio.training.cache_size import cache_bytes_per_hour
+
+    large = PRESETS["whisper-large-v3-qwen2.5-1.5b"]
+    assert cache_bytes_per_hour(large) == 3600 * 50 * 1280 * 2  # 50 Whisper frames per second, fp16
+    assert cache_bytes_per_hour(large, "fp32") == 2 * cache_bytes_per_hour(large)
+    pooled = with_overrides(large, encoder={"kind": "qwen2-audio"})  # 2x average pooling after the encoder
+    assert cache_bytes_per_hour(pooled) == cache_bytes_per_hour(large) // 2
