@@ -39,6 +39,7 @@ EXTRA_PURPOSE = {  # extra -> what it is for (printed with its line)
     "caption-jars": "caption metrics' Java jars",
     "ja": "Japanese BLEU tokenisation",
     "logging": "TensorBoard logs",
+    "shards": "sharded, streamed training data (qaudio data --shards, --recipes shards:DIR)",
     "vad": "voice activity detection (speech-free clips answered empty)",
     "dev": "the test suite",
 }

@@ -44,6 +44,16 @@ _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*:")  # http:, https:, pipe:, s3:, gs:, file: (not C:\ paths: 2+ letters)
 
 
+def webdataset(module: str):
+    """A module of the ``webdataset`` package, or an error that says how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"webdataset.{module}")
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError("shard sets need the webdataset package: pip install 'qaudio[shards]'") from None
+
+
 def parse_size(text: str) -> int:
     """``1GB`` -> 10**9 bytes (KB/MB/GB/TB decimal, KiB/MiB/GiB/TiB binary, bare numbers bytes)."""
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", text or "")
@@ -120,9 +130,7 @@ def read_index(location: str) -> ShardIndex:
     index_path, base = index_location(str(location))
     try:
         if is_url(index_path):
-            from webdataset.gopen import gopen
-
-            with gopen(index_path, "rb") as f:
+            with webdataset("gopen").gopen(index_path, "rb") as f:
                 data = json.loads(f.read().decode("utf-8"))
         else:
             data = json.loads(Path(index_path).read_text(encoding="utf-8"))
@@ -190,7 +198,7 @@ class ShardWriter:
         self._count = 0  # examples written: the next key
 
     def _open(self) -> None:
-        from webdataset import TarWriter
+        TarWriter = webdataset("writer").TarWriter
 
         info = ShardInfo(SHARD_PATTERN.format(len(self.index.shards)))
         self.index.shards.append(info)
@@ -270,10 +278,10 @@ class ShardSample:
 def read_shard(index: ShardIndex, k: int, skip: int = 0) -> Iterator[ShardSample]:
     """The examples of shard ``k`` in order, from example ``skip`` on (those before are read past,
     not decoded: a tar stream cannot seek over a URL)."""
-    from webdataset.tariterators import group_by_keys, tar_file_expander, url_opener
-
+    tariterators = webdataset("tariterators")
     url = index.url(k)
-    for offset, sample in enumerate(group_by_keys(tar_file_expander(url_opener([{"url": url}])))):
+    for offset, sample in enumerate(tariterators.group_by_keys(
+            tariterators.tar_file_expander(tariterators.url_opener([{"url": url}])))):
         if offset < skip:
             continue
         where = f"{url}, example {offset}"

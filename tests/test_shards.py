@@ -90,3 +90,26 @@ def test_encoder_cache_size_per_hour_follows_frame_rate_width_and_dtype():
     assert cache_bytes_per_hour(large, "fp32") == 2 * cache_bytes_per_hour(large)
     pooled = with_overrides(large, encoder={"kind": "qwen2-audio"})  # 2x average pooling after the encoder
     assert cache_bytes_per_hour(pooled) == cache_bytes_per_hour(large) // 2
+
+
+def test_a_shard_set_streams_over_http(tmp_path):
+    import functools
+    import http.server
+    import shutil
+    import threading
+
+    if shutil.which("curl") is None:
+        pytest.skip("webdataset reads http(s) URLs through curl, which is not installed")
+    records = [AudioRecord(Example(id=f"h{i}", audio="x.flac", duration=0.5, task="asr", target=f"w{i}"),
+                           encode_audio(tone(0.5, 300 + i), "flac"), "flac") for i in range(5)]
+    write_shards(records, tmp_path / "set", shard_size=10**6)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        index = read_index(f"http://127.0.0.1:{server.server_address[1]}/set/index.json")
+        assert index.examples == 5
+        assert [s.example.id for s in read_shard(index, 0)] == [f"h{i}" for i in range(5)]
+    finally:
+        server.shutdown()
