@@ -43,6 +43,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from ..audio import AudioError
 from ..shards import ShardIndex, ShardSample, read_index, read_shard
 from .bad_data import BadDataLog, BadItem
 from .batching import Batch, Collator, load_clip
@@ -50,7 +51,8 @@ from .corpus import Item, _check_trainable, fit_to_window, parse_tasks
 from .mixing import MixtureSampler, length_grouped_batches, task_weights
 
 SHARDS = "shards"  # the --recipes name of a shard set: shards:DIR, shards:DIR/index.json, shards:URL
-HEAD_EXAMPLES = 2000  # examples read per set at start-up: a from-scratch tokenizer's texts, a fallback batch
+HEAD_EXAMPLES = 2000  # examples read per set at start-up: a from-scratch tokenizer's texts
+HEAD_AUDIO = 256  # of those, kept with their audio: the timing probe's batches and the all-bad fallback
 
 
 # ---- which shard sets -----------------------------------------------------------------------------
@@ -234,15 +236,22 @@ class ShardStream(torch.utils.data.IterableDataset):
             skip, made = 0, made + len(batches)
 
     def collate(self, items: list[Item], blobs: list[bytes], bad: list[BadItem], position: int, state: dict) -> Batch:
-        rows, bad = [], list(bad)
-        for item, blob in zip(items, blobs):
-            try:
-                rows.append((item, position, load_clip(item, self.opts.max_seconds, source=blob)))  # (T,)
-            except ValueError as e:  # AudioError: undecodable or empty
-                bad.append(BadItem("unusable audio", item.example.id, item.example.audio, str(e), item.source))
-        batch = self.collator.collate(rows, bad, position)
+        rows, unusable = decode_rows(items, blobs, position, self.opts.max_seconds)
+        batch = self.collator.collate(rows, bad + unusable, position)
         batch.stream = state
         return batch
+
+
+def decode_rows(items: list[Item], blobs: list[bytes], position: int, max_seconds: float):
+    """(item, position, samples (T,)) rows for :meth:`Collator.collate`, and the items whose
+    audio bytes cannot be used (as BadItems)."""
+    rows, bad = [], []
+    for item, blob in zip(items, blobs):
+        try:
+            rows.append((item, position, load_clip(item, max_seconds, source=blob)))  # (T,)
+        except AudioError as e:  # undecodable, empty, or longer than the window once decoded
+            bad.append(BadItem("unusable audio", item.example.id, item.example.audio, str(e), item.source))
+    return rows, bad
 
 
 def _identity(batch):
@@ -314,14 +323,10 @@ class HeadCollator(Collator):
         self.blobs = blobs
 
     def __call__(self, request: list[tuple[int, int]]) -> Batch:
-        rows, bad = [], []
-        for pos, i in request:
-            item = self.items[i]
-            try:
-                rows.append((item, pos, load_clip(item, self.max_seconds, source=self.blobs[i])))
-            except ValueError as e:
-                bad.append(BadItem("unusable audio", item.example.id, item.example.audio, str(e), item.source))
-        return self.collate(rows, bad, request[0][0] if request else -1)
+        position = request[0][0] if request else -1
+        rows, bad = decode_rows([self.items[i] for _, i in request], [self.blobs[i] for _, i in request], position,
+                                self.max_seconds)
+        return self.collate(rows, bad, position)
 
 
 def read_head(indexes: list[ShardIndex], tasks: dict, keep_all: bool, opts: StreamOptions,
@@ -372,6 +377,7 @@ def build_stream_run(cfg, accelerator, locations: list[str], resume_from: Path |
     processor = model.processor
     opts.max_seconds = processor.max_audio_seconds
     bad = BadDataLog(strict=cfg.strict)
+    head, blobs = head[:HEAD_AUDIO], blobs[:HEAD_AUDIO]  # the texts are in the tokenizer now; keep little audio
     collator = HeadCollator(processor, head, opts.style, cfg.seed, opts.max_seconds, blobs=blobs)
     examples = sum(ix.examples for ix in indexes)
     seconds = sum(ix.seconds for ix in indexes)
@@ -385,7 +391,8 @@ def build_stream_run(cfg, accelerator, locations: list[str], resume_from: Path |
     sampler = MixtureSampler(head_tasks, task_weights({t: len(v) for t, v in head_tasks.items()}, sorted(head_tasks), 1.0),
                              np.array([it.duration for it in head]), cfg.batch_size, cfg.batch_seconds, cfg.bucket_size,
                              cfg.seed, accelerator.process_index, accelerator.num_processes)
-    stream = ShardStream(indexes, probs, tasks, keep_all, collator, opts, accelerator.process_index,
+    rows_only = Collator(processor, [], opts.style, cfg.seed, opts.max_seconds)  # collate() only: no items to ship to workers
+    stream = ShardStream(indexes, probs, tasks, keep_all, rows_only, opts, accelerator.process_index,
                          accelerator.num_processes, cfg.num_workers, window)
     trained = sorted({t for ix in indexes for t in ix.tasks if keep_all or t in tasks})
     log(f"qaudio train: streaming {len(indexes)} shard set(s), {examples} examples, {seconds / 3600:.2f} h in "
