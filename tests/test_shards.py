@@ -113,3 +113,16 @@ def test_a_shard_set_streams_over_http(tmp_path):
         assert [s.example.id for s in read_shard(index, 0)] == [f"h{i}" for i in range(5)]
     finally:
         server.shutdown()
+
+
+def test_the_loader_goal_is_computed_from_the_preset():
+    from benchmarks.data_scale import GPU_PEAK_TFLOPS, MFU, flops_per_example, gpu_appetite
+
+    f = flops_per_example("whisper-large-v3-qwen2.5-1.5b", seconds=10.0)
+    assert f["encoder_frames"] == 500  # 50 Whisper frames per second
+    assert f["encoder"] == 2 * f["encoder_params"] * 500 + 32 * 4 * 500**2 * 1280  # 32 layers, width 1280
+    assert 600e6 < f["encoder_params"] < 700e6 and 1.2e9 < f["llm_body_params"] < 1.4e9  # large-v3, Qwen2.5-1.5B body
+    assert f["total"] == f["encoder"] + f["projector"] + f["llm"]
+    rate, text = gpu_appetite("whisper-large-v3-qwen2.5-1.5b", 10.0)
+    assert rate == pytest.approx(GPU_PEAK_TFLOPS * 1e12 * MFU / f["total"])
+    assert f"{rate:.0f} examples/s" in text
