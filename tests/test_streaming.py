@@ -114,6 +114,8 @@ def test_mixing_follows_temperature_across_sets(sets):
         expected = task_weights({"0": 60, "1": 20}, ["0", "1"], temperature)
         assert mixture(indexes, ["asr", "aac"], temperature) == pytest.approx([expected["0"], expected["1"]])
     assert mixture(indexes, ["asr", "asr", "aac"], 1.0)[0] == pytest.approx(120 / 140)  # listed twice: oversampled
+    with pytest.raises(ValueError, match="no shard set holds examples of task"):
+        mixture(indexes, ["asr", "ser"], 1.0)
     probs = mixture(indexes, ["asr", "aac"], 1.0)
     batches = iter(stream_of([sets["asr"], sets["aac"]], probs, bucket=10))
     counts = Counter(t for _ in range(100) for t in next(batches).tasks)

@@ -79,6 +79,10 @@ def mixture(indexes: list[ShardIndex], listed: list[str], temperature: float) ->
     listed twice oversamples its sets. ``listed`` ["all"]: every task counts, each set once."""
     labels = [f"{k}" for k in range(len(indexes))]
     every = listed == ["all"]
+    missing = [t for t in dict.fromkeys(listed) if not every and not any(ix.tasks.get(t) for ix in indexes)]
+    if missing:
+        raise ValueError(f"no shard set holds examples of task(s) {', '.join(missing)}; the sets hold "
+                         + "; ".join(f"{ix.location}: {', '.join(ix.tasks)}" for ix in indexes))
     sizes = {lab: sum(n for t, n in ix.tasks.items() if every or t in listed) for lab, ix in zip(labels, indexes)}
     times = [lab for lab, ix in zip(labels, indexes) for t in (["all"] if every else listed)
              if (every or t in ix.tasks) and sizes[lab] > 0]
