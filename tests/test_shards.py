@@ -1,7 +1,6 @@
 """Shard sets (qaudio.shards): `qaudio data --shards` writes WebDataset tars and an index that
 say what they hold; the audio and the record come back; the hf recipe keeps embedded bytes."""
 
-import io
 import json
 import tarfile
 
