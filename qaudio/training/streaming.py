@@ -383,7 +383,7 @@ def build_stream_run(cfg, accelerator, locations: list[str], resume_from: Path |
     bad = BadDataLog(strict=cfg.strict)
     head, blobs = head[:HEAD_AUDIO], blobs[:HEAD_AUDIO]  # the texts are in the tokenizer now; keep little audio
     collator = HeadCollator(processor, head, opts.style, cfg.seed, opts.max_seconds, blobs=blobs)
-    examples = sum(ix.examples for ix in indexes)
+    examples = sum(n for ix in indexes for t, n in ix.tasks.items() if keep_all or t in tasks)  # an epoch
     seconds = sum(ix.seconds for ix in indexes)
     per_batch = cfg.batch_size or max(1.0, cfg.batch_seconds / max(seconds / max(examples, 1), 1e-3))
     window = max(1, int(math.ceil(per_batch)) * cfg.bucket_size)
