@@ -354,6 +354,7 @@ def read_head(indexes: list[ShardIndex], tasks: dict, keep_all: bool, opts: Stre
 
 def build_stream_run(cfg, accelerator, locations: list[str], resume_from: Path | None, log):
     """The streamed counterpart of :func:`~.setup.build_run`: indexes -> model -> ShardStream."""
+    from ..model.lengths import max_seconds as encoder_window
     from ..specs import get_task, registry
     from .setup import Run, build_model, model_config_for
 
@@ -368,7 +369,7 @@ def build_stream_run(cfg, accelerator, locations: list[str], resume_from: Path |
     probs = mixture(indexes, listed, cfg.temperature)
     style_config = model_config_for(cfg)
     opts = StreamOptions(cfg.batch_size, cfg.batch_seconds, cfg.bucket_size, cfg.seed, style_config.prompt_style,
-                         30.0, cfg.long_audio)
+                         encoder_window(), cfg.long_audio)  # the processor's own window once the model is built
     head, blobs = read_head(indexes, tasks, keep_all, opts)
     if not head:
         raise ValueError(f"--recipes {cfg.recipes}: no usable training example in the first {HEAD_EXAMPLES} of any set")
