@@ -8,11 +8,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.13.0
-EXTRAS := tts,weights,weights-multilingual,serve,vad,ui,caption-jars,logging,shards,dev
+EXTRAS := tts,weights,weights-multilingual,serve,vad,ui,caption-jars,logging,compress,shards,dev
 STAMP := $(VENV)/.qaudio-installed
 DEMO_DIR := runs/demo
 
-.PHONY: setup doctor demo test clean
+.PHONY: setup doctor demo test docs clean
 
 setup: $(STAMP)
 
@@ -36,5 +36,16 @@ doctor: $(STAMP)
 test: doctor
 	$(PY) -m pytest -q -ra
 
+# The documentation site, into site/: --strict fails on a broken link or a missing reference.
+# Its extra is installed here (not by setup), so `make test` does not pull it in.
+DOCS_STAMP := $(VENV)/.qaudio-docs-installed
+
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS),docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) runs build dist *.egg-info
+	rm -rf $(VENV) runs build dist site *.egg-info

@@ -4,18 +4,15 @@ The test clips are in :mod:`benchmarks.clips`, the two systems compared (and wha
 between them) in :mod:`benchmarks.systems`.
 
 Memory is measured per process: every (system, mode) runs in a fresh subprocess, and the peak
-is taken over the measured steps only (Linux ``/proc/self/clear_refs`` resets the resident-set
-high-water mark; on CUDA ``torch.cuda.reset_peak_memory_stats``).
+is taken over the measured steps only (:func:`qaudio.profiling.measure`: the resident set's
+high-water mark on CPU, reset at the phase's start; CUDA's peak allocation on GPU).
 
 Reference: ``torch.utils.flop_counter`` for FLOPs.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import datetime
-import gc
 import json
 import os
 import platform
@@ -29,18 +26,18 @@ from typing import Callable, Iterable
 
 import torch
 
+from qaudio.dtypes import torch_dtype
+from qaudio.hardware import usable_cores
 from qaudio.specs import get_task
-from qaudio.tags import PROMPT_STYLES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DTYPES = {name: torch_dtype(name) for name in ("fp32", "bf16")}  # the dtypes the benchmarks measure
 DEVICES = ("cpu", "cuda")
 
 
 def asr_prompt(style: str = "tags") -> str:
     """The ASR prompt qaudio trains with (the ``asr`` task spec's tags), used on both sides."""
-    task = get_task("asr")
-    return PROMPT_STYLES[style](task.tag_path, "en", "en", task.timestamps)
+    return get_task("asr").request("en").prompt(style)
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -69,53 +66,6 @@ def synchronize(device: torch.device) -> None:
 def autocast(device: torch.device, dtype: str):
     """bf16 mixed precision (fp32 master weights, as accelerate's ``mixed_precision="bf16"``) or nothing."""
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
-
-
-def _status_kib(field: str) -> int | None:
-    try:
-        match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
-    except OSError:
-        return None
-    return int(match.group(1)) if match else None
-
-
-class PeakMemory:
-    """Peak memory over an interval: resident set on CPU, allocated tensors on CUDA (MiB).
-
-    On Linux the resident-set high-water mark is reset by writing 5 to /proc/self/clear_refs,
-    so the peak covers the measured steps only (not model building); where that is impossible
-    it falls back to ``ru_maxrss`` since process start, and ``method`` says so.
-    """
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.method = "torch.cuda.max_memory_allocated" if device.type == "cuda" else "VmHWM after clear_refs"
-        self.baseline_mib = 0.0
-
-    def reset(self) -> None:
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.baseline_mib = torch.cuda.memory_allocated(self.device) / 2**20
-            return
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap back, so it does not count as resident
-        try:
-            Path("/proc/self/clear_refs").write_text("5")
-        except OSError:
-            self.method = "ru_maxrss since process start (clear_refs unavailable)"
-        self.baseline_mib = (_status_kib("VmRSS") or 0) / 1024
-
-    def peak_mib(self) -> float:
-        if self.device.type == "cuda":
-            return torch.cuda.max_memory_allocated(self.device) / 2**20
-        hwm = _status_kib("VmHWM")
-        if hwm is None or self.method.startswith("ru_maxrss"):
-            import resource
-
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-        return hwm / 1024
 
 
 # ---- FLOPs and the matmul peak ---------------------------------------------------------------
@@ -195,7 +145,7 @@ def cpu_model() -> str:
 
 
 def cpu_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return usable_cores()
 
 
 def machine_info(device: torch.device) -> dict:

@@ -95,8 +95,7 @@ def main() -> None:
         x, ends = synthetic_recording()
     pcm = (np.clip(x, -1, 1) * 32767).astype("<i2")
     audio = pcm.astype(np.float32) / 32768.0  # what the server receives
-    model = qaudio.load(args.model, device="cpu")
-    model.max_new_tokens = args.max_new_tokens
+    model = qaudio.load(args.model, device="cpu", max_new_tokens=args.max_new_tokens)
     with BackgroundServer(create_app(model)) as url:
         events, t0 = asyncio.run(stream(url.replace("http://", "ws://") + "/v1/realtime", pcm, args.chunk_s, len(ends)))
     finals = [(t, e) for t, e in events if e["type"] == f"{EVENT}.completed"]

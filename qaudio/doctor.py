@@ -40,6 +40,8 @@ EXTRA_PURPOSE = {  # extra -> what it is for (printed with its line)
     "ja": "Japanese BLEU tokenisation",
     "logging": "TensorBoard logs",
     "shards": "sharded, streamed training data (qaudio data --shards, --recipes shards:DIR)",
+    "compress": "int4 inference and QLoRA training (bitsandbytes)",
+    "compress-gpu": "torchao's quantized layers for GPUs",
     "vad": "voice activity detection (speech-free clips answered empty)",
     "dev": "the test suite",
 }

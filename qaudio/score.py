@@ -21,14 +21,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .metrics import METRICS, MetricResult, get_metric
+from . import flags
+from .flags import option
+from .metrics import METRICS, MetricFamily, MetricResult, get_metric
 from .metrics.base import display_name, format_value
 from .specs import get_task, registry
 from .task import Task
-
-LANGUAGE_FAMILIES = ("wer", "bleu", "timestamps")  # families whose conventions depend on the language
-MULTI_REFERENCE_FAMILIES = ("caption", "bleu")  # families that accept a list of references
-
 
 @dataclass
 class Record:
@@ -38,17 +36,30 @@ class Record:
     prompt: str | None = None  # the prompt the predictions answered, when the file records it
 
 
+_PROFILES = "; ".join(f"{name}: {', '.join(f.profiles)}" for name, f in METRICS.items())
+
+
+@dataclass
+class ScoreConfig:
+    """``qaudio score``'s options."""
+
+    file: str = option("", "JSONL file: one {\"prediction\": ..., \"reference\": ...} object per line", positional=True)
+    task: str = option("", f"task whose metric scores the file: {', '.join(registry('tasks'))}, or a task .py file",
+                       required=True)
+    profile: str | None = option(None, "metric profile (default: the task's, an anchor's convention, named in the "
+                                 f"output). {_PROFILES}")
+    language: str | None = option(None, "language for records without text_lang/audio_lang (default: en)")
+    json: bool = option(False, "print the metrics as one JSON object")
+    bootstrap: int = option(1000, "bootstrap resamples for 95% intervals (0: none)")
+    seed: int = option(0, "bootstrap seed")
+
+    def __post_init__(self) -> None:
+        if self.bootstrap < 0:
+            raise ValueError(f"--bootstrap must be >= 0, got {self.bootstrap}")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", help="JSONL file: one {\"prediction\": ..., \"reference\": ...} object per line")
-    parser.add_argument("--task", required=True,
-                        help=f"task whose metric scores the file: {', '.join(registry('tasks'))}, or a task .py file")
-    profiles = "; ".join(f"{name}: {', '.join(f.profiles)}" for name, f in METRICS.items())
-    parser.add_argument("--profile", default=None,
-                        help=f"metric profile (default: the task's, an anchor's convention, named in the output). {profiles}")
-    parser.add_argument("--language", default=None, help="language for records without text_lang/audio_lang (default: en)")
-    parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% intervals (0: none)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    flags.add_arguments(parser, ScoreConfig)
 
 
 def _field(record: dict, name: str, where: str, multi: bool) -> str | list:
@@ -73,8 +84,9 @@ def _timestamp_field(record: dict, side: str, where: str) -> str | list:
     raise ValueError(f"{where}: needs {words_key!r} ([[word, start_s, end_s], ...]) or {side!r} (time-token text)")
 
 
-def read_records(path: str | Path, family: str) -> list[Record]:
-    """Parse and check a predictions file; errors name the line and the field."""
+def read_records(path: str | Path, family: MetricFamily | str) -> list[Record]:
+    """Parse and check a predictions file for ``family``; errors name the line and the field."""
+    family = get_metric(family) if isinstance(family, str) else family
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"predictions file {path} does not exist")
@@ -90,7 +102,7 @@ def read_records(path: str | Path, family: str) -> list[Record]:
                 raise ValueError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
             if not isinstance(record, dict):
                 raise ValueError(f"{where}: expected a JSON object with 'prediction' and 'reference', got {type(record).__name__}")
-            if family == "timestamps":
+            if family.timed_words:
                 prediction = _timestamp_field(record, "prediction", where)
                 reference = _timestamp_field(record, "reference", where)
             else:
@@ -98,7 +110,7 @@ def read_records(path: str | Path, family: str) -> list[Record]:
                 if missing:
                     raise ValueError(f"{where}: missing field(s) {', '.join(missing)}; each line needs 'prediction' and 'reference'")
                 prediction = _field(record, "prediction", where, multi=False)
-                reference = _field(record, "reference", where, multi=family in MULTI_REFERENCE_FAMILIES)
+                reference = _field(record, "reference", where, multi=family.multi_reference)
             language = record.get("text_lang") or (record.get("audio_lang") if record.get("audio_lang") != "unknown" else None)
             if language is not None and not isinstance(language, str):
                 raise ValueError(f"{where}: text_lang/audio_lang must be a language code string, got {language!r}")
@@ -117,7 +129,7 @@ def score_records(records: list[Record], task: Task, profile: str | None = None,
     profile = profile or task.profile
     groups: dict[str, list[Record]] = {}
     for r in records:
-        lang = (r.language or language or "en") if task.metric in LANGUAGE_FAMILIES else (language or "en")
+        lang = (r.language or language or "en") if family.by_language else (language or "en")
         groups.setdefault(lang, []).append(r)
     return {
         lang: family([r.prediction for r in rs], [r.reference for r in rs], profile=profile, language=lang, **options)
@@ -164,11 +176,10 @@ def _generation(path: str | Path, prompts: list[str]) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
+    args = flags.from_args(ScoreConfig, args)
     task = get_task(args.task)
     family = get_metric(task.metric)  # a user's task file may name a family that does not exist
-    if args.bootstrap < 0:
-        raise ValueError(f"--bootstrap must be >= 0, got {args.bootstrap}")
-    records = read_records(args.file, task.metric)
+    records = read_records(args.file, family)
     results = score_records(records, task, args.profile, args.language)
     chosen = ("--profile" if args.profile else f"the {task.name} task's default" if task.profile
               else f"the {family.name} family's default")

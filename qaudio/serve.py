@@ -46,11 +46,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import flags
 from .audio import Audio, AudioError, load_audio
 from .chunking import Segment
 from .degeneration import compression_ratio
-from .infer import CAPTION_STYLES, CLASSIFY_TASKS, AudioModel, Query, Result, load, make_query, query_from_args
-from .specs import registry
+from .flags import option
+from .infer import Pipeline, Request, Result, load, request_from_fields
+from .run import ModelOptions
+from .specs import get_task, task_names
 from .tags import LANGUAGES
 
 if TYPE_CHECKING:
@@ -65,15 +68,18 @@ MAX_CUE_CHARS = 42  # and holds at most this many characters (a common subtitle 
 
 @dataclass
 class ServeConfig:
-    host: str = "127.0.0.1"  # loopback by default: exposing the server is an explicit choice
-    port: int = 8000
-    api_key: str | None = None  # when set, every route but /health needs "Authorization: Bearer KEY"
+    """The server's settings; ``qaudio serve``'s flags are made from these fields (:mod:`qaudio.flags`)."""
+
+    host: str = "127.0.0.1"  # address to bind (default: loopback only: exposing the server is an explicit choice)
+    port: int = 8000  # TCP port to listen on
+    api_key: str | None = None  # require 'Authorization: Bearer KEY' on every route but /health (default: $QAUDIO_API_KEY)
     max_batch: int = 16  # requests per model batch
     batch_window_ms: float = 10.0  # how long the collector waits for more requests after the first
-    max_upload_mb: float = 25.0  # largest accepted request body (OpenAI's limit)
-    max_duration_s: float = 600.0  # longest accepted audio; longer than 30 s is split into windows
-    max_queue: int = 512  # requests waiting beyond this are answered 503
-    realtime: "RealtimeConfig | None" = None  # WS /v1/realtime limits (None: RealtimeConfig's defaults)
+    max_upload_mb: float = 25.0  # largest request body, 413 beyond (OpenAI's limit)
+    max_duration_s: float = 600.0  # longest audio, 400 beyond; longer than 30 s is split into windows
+    max_queue: int = 512  # waiting requests beyond this are answered 503
+    # WS /v1/realtime limits (None: RealtimeConfig's defaults); their flags are qaudio.realtime's
+    realtime: "RealtimeConfig | None" = option(None, flag=False)
 
     def __post_init__(self) -> None:
         for name in ("max_batch", "max_queue"):
@@ -110,7 +116,7 @@ class ApiError(Exception):
 class DynamicBatcher:
     """Collects concurrent requests into batches and runs them on one model thread."""
 
-    def __init__(self, model: AudioModel, max_batch: int = 16, window_s: float = 0.01, max_queue: int = 512):
+    def __init__(self, model: Pipeline, max_batch: int = 16, window_s: float = 0.01, max_queue: int = 512):
         self.model, self.max_batch, self.window_s, self.max_queue = model, max_batch, window_s, max_queue
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qaudio-model")  # torch runs here only
         self.queue: asyncio.Queue | None = None
@@ -132,7 +138,7 @@ class DynamicBatcher:
                 pass
         self.executor.shutdown(wait=True)
 
-    async def submit(self, audio: Audio, query: Query) -> Result:
+    async def submit(self, audio: Audio, query: Request) -> Result:
         if self.queue.qsize() >= self.max_queue:
             raise ApiError(503, f"server busy: {self.queue.qsize()} requests waiting (max {self.max_queue}); retry later",
                            code="queue_full")
@@ -169,7 +175,7 @@ class DynamicBatcher:
                 if not future.done():
                     future.set_result(result)
 
-    def _run(self, items: list[tuple[Audio, Query]]) -> list[Result]:
+    def _run(self, items: list[tuple[Audio, Request]]) -> list[Result]:
         """Run a batch; if it fails, run its items one by one so only the culprit fails."""
         try:
             return self.model.run([a for a, _ in items], [q for _, q in items])
@@ -304,7 +310,7 @@ async def _send_error(send, error: ApiError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def create_app(model: AudioModel, config: ServeConfig | None = None):
+def create_app(model: Pipeline, config: ServeConfig | None = None):
     """The FastAPI app for ``model`` (wrapped in the key/size guard)."""
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, PlainTextResponse
@@ -350,7 +356,7 @@ def create_app(model: AudioModel, config: ServeConfig | None = None):
         """Decoding runs in a worker thread, off the event loop (after the cheap checks of the fields)."""
         return await run_in_threadpool(_decode_upload, data, name, config.max_duration_s)
 
-    async def answer(clip: Audio, query: Query) -> Result:
+    async def answer(clip: Audio, query: Request) -> Result:
         result = await batcher.submit(clip, query)
         if not result.ok:
             raise ApiError(500, result.error, code="model_error")
@@ -369,7 +375,7 @@ def create_app(model: AudioModel, config: ServeConfig | None = None):
             return JSONResponse(to_verbose_json(result, task, temperature, granularities, model.tokenizer))
         return JSONResponse({"text": result.text})
 
-    def openai_query(fields: dict, task: str) -> Query:
+    def openai_query(fields: dict, task: str) -> Request:
         fmt = fields.get("response_format") or "json"
         if fmt not in RESPONSE_FORMATS:
             raise ApiError(400, f"unknown response_format {fmt!r}; valid choices: {', '.join(RESPONSE_FORMATS)}",
@@ -387,8 +393,8 @@ def create_app(model: AudioModel, config: ServeConfig | None = None):
         # Word times drive subtitle cues and verbose_json words: ask the model for them then.
         want_words = task == "transcribe" and (fmt in ("srt", "vtt") or (fmt == "verbose_json" and "word" in granularities))
         if task == "transcribe":
-            return make_query("asr", lang=language, timestamps=want_words, style=model.style, generate_kwargs=kwargs)
-        return make_query("s2tt", lang=language, to="en", style=model.style, generate_kwargs=kwargs)
+            return get_task("asr").request(language, timestamps=want_words, generate_kwargs=kwargs)
+        return get_task("s2tt").request(language, "en", generate_kwargs=kwargs)
 
     @app.get("/health")
     async def health():
@@ -412,29 +418,27 @@ def create_app(model: AudioModel, config: ServeConfig | None = None):
     @app.post("/v1/generate")
     async def generate(request: Request):
         fields, data, name = await read_form(request)
-        args = argparse.Namespace(
-            prompt=fields.get("prompt") or None, task=fields.get("task") or "asr", lang=fields.get("lang") or None,
-            to=fields.get("to") or None, timestamps=fields.get("timestamps", "").lower() in ("1", "true", "yes"),
-            question=fields.get("question") or None, caption_style=fields.get("caption_style") or "clotho",
-            labels=fields.get("labels") or None)
-        if args.caption_style not in CAPTION_STYLES:
-            raise ApiError(400, f"unknown caption_style {args.caption_style!r}; valid choices: {', '.join(CAPTION_STYLES)}")
+        prompt, task = fields.get("prompt") or None, fields.get("task") or "asr"
         # Built-in names only: a task given by file path would run that file's code on the server.
-        known = (*registry("tasks"), *CLASSIFY_TASKS)
-        if not args.prompt and args.task not in known:
-            raise ApiError(400, f"unknown task {args.task!r}; valid choices: {', '.join(known)}", param="task")
-        try:
-            query = query_from_args(args, model.style)
-        except ValueError as e:
-            raise ApiError(400, str(e)) from None
+        known = task_names()
+        if not prompt and task not in known:
+            raise ApiError(400, f"unknown task {task!r}; valid choices: {', '.join(known)}", param="task")
+        generate_kwargs = {}
         if "max_new_tokens" in fields:
             n = _float_field(fields, "max_new_tokens", 0)
             limit = model.model.config.llm.max_positions
             if not (1 <= n <= limit and n == int(n)):
                 raise ApiError(400, f"max_new_tokens must be an integer in 1..{limit} (the LLM's positions), "
                                     f"got {fields['max_new_tokens']!r}", param="max_new_tokens")
-            query = Query(query.task, query.prompt, query.language, query.labels,
-                          tuple(sorted({**dict(query.generate_kwargs), "max_new_tokens": int(n)}.items())))
+            generate_kwargs["max_new_tokens"] = int(n)
+        try:
+            query = request_from_fields(
+                None if prompt else get_task(task), prompt=prompt, lang=fields.get("lang") or None,
+                to=fields.get("to") or None, timestamps=fields.get("timestamps", "").lower() in ("1", "true", "yes"),
+                question=fields.get("question") or None, caption_style=fields.get("caption_style") or "clotho",
+                labels=fields.get("labels") or None, generate_kwargs=generate_kwargs)
+        except ValueError as e:
+            raise ApiError(400, str(e)) from None
         return JSONResponse((await answer(await decode(data, name), query)).to_dict())
 
     from .realtime import add_realtime_route
@@ -511,22 +515,11 @@ class BackgroundServer:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    d = ServeConfig()
-    parser.add_argument("model", help="a saved model directory (or hub id)")
-    parser.add_argument("--host", default=d.host, help="address to bind (default: loopback only)")
-    parser.add_argument("--port", type=int, default=d.port)
-    parser.add_argument("--api-key", default=None,
-                        help="require 'Authorization: Bearer KEY' on every route but /health (default: $QAUDIO_API_KEY)")
-    parser.add_argument("--max-batch", type=int, default=d.max_batch, help="requests per model batch")
-    parser.add_argument("--batch-window-ms", type=float, default=d.batch_window_ms, help="wait for more requests this long")
-    parser.add_argument("--max-upload-mb", type=float, default=d.max_upload_mb, help="largest request body (413 beyond)")
-    parser.add_argument("--max-duration-s", type=float, default=d.max_duration_s, help="longest audio (400 beyond)")
-    parser.add_argument("--max-queue", type=int, default=d.max_queue, help="waiting requests before 503")
-    parser.add_argument("--max-new-tokens", type=int, default=None, help="generation cap (default: by task)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
-    parser.add_argument("--dtype", default=None, help="float32 (default), bfloat16 or float16")
     from .realtime import add_arguments as add_realtime_arguments
 
+    parser.add_argument("model", help="a saved model directory (or hub id)")
+    flags.add_arguments(parser, ServeConfig)
+    flags.add_arguments(parser, ModelOptions)
     add_realtime_arguments(parser)
 
 
@@ -538,15 +531,13 @@ def main(args: argparse.Namespace) -> int:
     from .realtime import config_from_args as realtime_config_from_args
 
     api_key = args.api_key or os.environ.get("QAUDIO_API_KEY") or None
-    config = ServeConfig(host=args.host, port=args.port, api_key=api_key, max_batch=args.max_batch,
-                         batch_window_ms=args.batch_window_ms, max_upload_mb=args.max_upload_mb,
-                         max_duration_s=args.max_duration_s, max_queue=args.max_queue,
-                         realtime=realtime_config_from_args(args))
+    config = flags.from_args(ServeConfig, args, api_key=api_key, realtime=realtime_config_from_args(args))
+    options = flags.from_args(ModelOptions, args)
     if not _is_loopback(config.host) and not api_key:
         print(f"qaudio serve: warning: binding {config.host} without --api-key: anyone who can reach it can use it",
               file=sys.stderr)
-    model = load(args.model, device=args.device, dtype=args.dtype)
-    model.max_new_tokens = args.max_new_tokens
+    model = load(args.model, device=options.device, dtype=options.dtype, max_new_tokens=options.max_new_tokens,
+                 quantize=options.quantize)
     print(f"qaudio serve: {args.model} on http://{config.host}:{config.port} "
           f"(max batch {config.max_batch}, window {config.batch_window_ms:g} ms)", file=sys.stderr)
     uvicorn.run(create_app(model, config), host=config.host, port=config.port, log_level="info")

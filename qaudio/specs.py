@@ -77,7 +77,17 @@ def get(kind: str, name_or_path: str):
 
 
 def get_task(name_or_path: str):
+    """A task by name, by one of its aliases (``emotion`` is ``ser``), or from a ``.py`` file."""
+    for task in registry("tasks").values():
+        if name_or_path in task.aliases:
+            return task
     return get("tasks", name_or_path)
+
+
+def task_names() -> list[str]:
+    """Every name a built-in task answers to: names, then aliases."""
+    tasks = registry("tasks").values()
+    return [t.name for t in tasks] + [a for t in tasks for a in t.aliases]
 
 
 def get_recipe(name_or_path: str):

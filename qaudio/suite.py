@@ -19,8 +19,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DATA_ENV = "QAUDIO_DATA"  # environment variable naming the data root
-DEFAULT_DATA_ROOT = "data"  # the data root when neither --data-root nor $QAUDIO_DATA is set
+from .config import resolve_data_root
 
 
 @dataclass(frozen=True)
@@ -98,8 +97,3 @@ class Suite:
                 raise ValueError(f"suite {self.name!r}: {kind} names must be unique; repeated: {', '.join(duplicates)}")
         if "qaudio" in {p.name for p in self.peers}:
             raise ValueError(f"suite {self.name!r}: 'qaudio' is the evaluated model's column; name the peer otherwise")
-
-
-def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
-    """``--data-root`` if given, else ``$QAUDIO_DATA``, else ``./data``."""
-    return Path(os.path.expanduser(str(data_root or os.environ.get(DATA_ENV) or DEFAULT_DATA_ROOT)))

@@ -1,31 +1,40 @@
-"""What a task is: its tag path, how its target is written, how output is parsed, its metric.
+"""What a task is (its tag path, how its target is written, how output is parsed, its metric),
+and what is asked of it for one clip (a :class:`Request`).
 
 Task specs live in the top-level ``tasks/`` folder, one small file each, as instances of
 :class:`Task` (or of one of the two subclasses here). The base class is one level deep on
-purpose: a task differs from another in data (tags, metric, labels), and only timestamped
-and classification tasks differ in behaviour (target format and parsing).
+purpose: a task differs from another in data (tags, metric, labels, capabilities), and only
+timestamped and classification tasks differ in behaviour (target format and parsing).
+
+One request path: :meth:`Task.request` is the one place request defaults and checks live
+(the answer's language, timestamps turning a task into its timestamped variant, language
+names), :meth:`qaudio.data.Example.request` asks a manifest example through it, and
+:meth:`Task.prompt` is the one place a prompt is built. ``qaudio prompt``, training,
+inference, the server and the benchmarks all go through these two, so a prompt printed is
+the prompt trained on and the prompt sent.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 from .data import Example
-from .tags import PROMPT_STYLES, TagPath, format_timestamped, parse_label, parse_timestamped, strip_tags
+from .result import Result, Word
+from .tags import (AUDIO_LANGUAGES, LANGUAGES, PROMPT_STYLES, TIMESTAMPS, TRANSCRIPTION_TAGS, UNKNOWN_LANGUAGE, TagPath,
+                   format_timestamped, parse_label, parse_timestamped, strip_tags)
+
+# The cap on generated tokens of a raw prompt, which names no task: a 30-s window holds about
+# 90 spoken words, and a timestamped word costs two extra time tokens.
+RAW_MAX_NEW_TOKENS = {"timestamps": 512, "text": 256}
 
 
-@dataclass
-class Prediction:
-    """Parsed model output: text always; words for timestamps; label for classification."""
-
-    text: str
-    words: list[tuple[str, float, float]] | None = None
-    label: str | None = None
-    problems: list[str] = field(default_factory=list)  # what was malformed in the output
+class RequestError(ValueError):
+    """A request that cannot be asked: the message names the bad value and what is valid."""
 
 
-class MissingTarget(ValueError):
-    """An example has nothing to train on for its task: an empty target, or no label."""
+class EmptyTargetError(ValueError):
+    """A training example without a target to learn (an empty text, or no label)."""
 
 
 @dataclass(frozen=True)
@@ -37,35 +46,90 @@ class Task:
     speech: bool = True  # False: non-speech audio, whose audio-language tag is <|unknown|>
     timestamps: bool = False  # the prompt asks for <|timestamps|>
     profile: str | None = None  # metric profile that scores it by default (an anchor's convention); None: the family's first
-    chunk_at_words: bool = False  # a clip longer than the encoder window may be cut at word times (transcripts)
+    # The task run instead when word timestamps are asked of this one (asr -> srwt); None: it has none.
+    timestamped_variant: Task | None = None
+    # The answer is the clip's speech (ASR, translation): a clip without speech has no answer.
+    # Tasks about sounds (captions, questions, labels) answer non-speech audio too.
+    transcribes_speech: bool = False
+    # A long example may be cut into windows at its word times (transcription with words).
+    chunks_at_words: bool = False
+    max_new_tokens: int = 128  # generation cap by default (a caption, an answer or a label is short)
+    aliases: tuple[str, ...] = ()  # friendlier names accepted wherever a task name is (classify(task="emotion"))
 
     def metric_options(self) -> dict:
         """Options the task's metric family needs besides predictions and references."""
         return {}
 
-    def audio_lang(self, example: Example) -> str:
-        return example.audio_lang if self.speech else "unknown"
+    def request(
+        self,
+        audio_lang: str | None = None,
+        text_lang: str | None = None,
+        timestamps: bool = False,
+        question: str | None = None,
+        instruction: str | None = None,
+        labels: Sequence[str] | None = None,
+        generate_kwargs: dict | None = None,
+    ) -> Request:
+        """A request to this task, defaults applied and checked (the one place they live).
 
-    def prompt(self, example: Example, style: str = "tags") -> str:
-        """The prompt for ``example`` in the given style (``tags`` or ``natural``)."""
+        ``audio_lang``: the language spoken (default English: the model is told the language,
+        it does not detect it); non-speech tasks always say ``unknown``. ``text_lang``: the
+        answer's language (default: the spoken language, or English for non-speech audio).
+        ``timestamps`` runs the task's timestamped variant. ``instruction``: another output
+        instruction of the same task (AudioCaps captions use ``caption_audiocaps``).
+        ``labels``: answer with the most likely of these instead of generating.
+        Bad values raise :class:`RequestError` naming the value and the valid choices.
+        """
+        task = self
+        if timestamps and not task.timestamps:
+            if task.timestamped_variant is None:
+                raise RequestError(f"word timestamps are available for transcription only (a task whose spec sets "
+                                   f"timestamped_variant, as asr does), not {task.name!r}")
+            task = task.timestamped_variant
+        audio_lang = audio_lang or "en"
+        _check_language("spoken language", audio_lang, AUDIO_LANGUAGES)
+        if text_lang is None:
+            text_lang = audio_lang if task.speech and audio_lang != UNKNOWN_LANGUAGE else "en"
+        _check_language("output language", text_lang, tuple(LANGUAGES))
+        if labels is not None:
+            labels = tuple(labels)
+            if not labels or not all(isinstance(x, str) and x.strip() for x in labels):
+                raise RequestError(f"labels must be a non-empty list of non-empty strings, got {list(labels)!r}")
+        request = Request(task, audio_lang if task.speech else UNKNOWN_LANGUAGE, text_lang, question,
+                          instruction or None, labels, None, tuple(sorted((generate_kwargs or {}).items())))
+        task.prompt(request)  # checks the question and the instruction against the tag grammar
+        return request
+
+    def prompt(self, request: Request, style: str = "tags") -> str:
+        """The prompt for ``request`` in the given style (``tags``, ``natural`` or ``chat``)."""
         if style not in PROMPT_STYLES:
-            raise ValueError(f"unknown prompt style {style!r}; valid choices: {', '.join(PROMPT_STYLES)}")
-        path = self.tag_path
-        # A corpus may pick another output instruction of the same task, e.g. AudioCaps
-        # captions use <|caption_audiocaps|>: the recipe writes it into meta["instruction"].
-        if example.meta.get("instruction"):
-            path = TagPath(path.start, path.task, example.meta["instruction"])
-        return PROMPT_STYLES[style](path, self.audio_lang(example), example.text_lang, self.timestamps, example.question)
+            raise RequestError(f"unknown prompt style {style!r}; valid choices: {', '.join(PROMPT_STYLES)}")
+        try:
+            # A corpus may pick another output instruction of the same task, e.g. AudioCaps
+            # captions use <|caption_audiocaps|>.
+            path = TagPath(self.tag_path.start, self.tag_path.task, request.instruction) if request.instruction \
+                else self.tag_path
+            return PROMPT_STYLES[style](path, request.audio_lang, request.text_lang, self.timestamps, request.question)
+        except RequestError:
+            raise
+        except ValueError as e:  # the tag grammar's checks (qaudio.tags), as this request's error
+            raise RequestError(str(e)) from None
 
     def targets(self, example: Example) -> list[str]:
         """Every acceptable training target (captions have several references)."""
         refs = [r.strip() for r in example.references if r.strip()]
         if not refs:
-            raise MissingTarget(f"example {example.id!r} has an empty target")
+            raise EmptyTargetError(f"example {example.id!r} has an empty target")
         return refs
 
-    def parse(self, generated: str) -> Prediction:
-        return Prediction(text=strip_tags(generated))
+    def parse(self, generated: str) -> Result:
+        """One window's generated text -> its answer (text; words and label where the task has them)."""
+        return Result(text=strip_tags(generated), task=self.name, raw=generated)
+
+
+def _check_language(kind: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise RequestError(f"unknown {kind} {value!r}; expected one of {', '.join(choices)}")
 
 
 @dataclass(frozen=True)
@@ -79,9 +143,15 @@ class TimestampTask(Task):
             raise ValueError(f"example {example.id!r} of task {self.name!r} has no 'words' with times")
         return [format_timestamped([(w, float(s), float(e)) for w, s, e in example.words])]
 
-    def parse(self, generated: str) -> Prediction:
-        timed = parse_timestamped(generated)
-        return Prediction(text=timed.text, words=timed.words, problems=timed.problems)
+    def parse(self, generated: str) -> Result:
+        return parse_words(generated, self.name)
+
+
+def parse_words(generated: str, task: str) -> Result:
+    """Timestamped output -> text, words (window-relative times) and what was malformed."""
+    timed = parse_timestamped(generated)
+    return Result(text=timed.text, task=task, raw=generated, problems=timed.problems,
+                  words=[Word(w, float(s), float(e)) for w, s, e in timed.words])
 
 
 @dataclass(frozen=True)
@@ -99,9 +169,76 @@ class ClassificationTask(Task):
     def targets(self, example: Example) -> list[str]:
         label = (example.label or example.target or "").strip().lower()
         if not label:
-            raise MissingTarget(f"example {example.id!r} of task {self.name!r} has no label")
+            raise EmptyTargetError(f"example {example.id!r} of task {self.name!r} has no label")
         return [label]
 
-    def parse(self, generated: str, labels: tuple[str, ...] | None = None) -> Prediction:
+    def parse(self, generated: str, labels: tuple[str, ...] | None = None) -> Result:
         label, problems = parse_label(generated, labels or self.labels or None)
-        return Prediction(text=label, label=label, problems=problems)
+        return Result(text=label, task=self.name, raw=generated, label=label, problems=problems)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What is asked of one clip: everything its prompt needs, and how the answer is made.
+
+    Built by :meth:`Task.request` (defaults and checks) or :meth:`qaudio.data.Example.request`;
+    a raw prompt (tags and all) is :meth:`Request.raw`. Hashable: a batch groups like requests.
+    """
+
+    task: Task | None  # None: a raw prompt, parsed by tags only
+    audio_lang: str = "en"  # the audio-language tag (unknown for non-speech tasks)
+    text_lang: str = "en"  # the answer's language
+    question: str | None = None  # question answering
+    instruction: str | None = None  # another output instruction of the task; None: its own
+    labels: tuple[str, ...] | None = None  # choose the most likely of these instead of generating
+    raw_prompt: str | None = None  # the prompt of a raw request, used as given
+    generate_kwargs: tuple[tuple[str, Any], ...] = ()  # sorted items, hashable
+
+    @classmethod
+    def raw(cls, prompt: str, generate_kwargs: dict | None = None) -> Request:
+        """A raw prompt, used as given (tags and all); word times are parsed if it asks for them."""
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise RequestError("a raw prompt must be a non-empty string, e.g. "
+                               "'<|startoftranscript|><|en|><|transcribe|><|en|><|notimestamps|><|wo_itn|>'")
+        return cls(None, raw_prompt=prompt, generate_kwargs=tuple(sorted((generate_kwargs or {}).items())))
+
+    @property
+    def name(self) -> str:
+        return self.task.name if self.task is not None else "generate"
+
+    def prompt(self, style: str = "tags") -> str:
+        """The text after the audio slot: the task's prompt (:meth:`Task.prompt`), or the raw one."""
+        return self.task.prompt(self, style) if self.task is not None else self.raw_prompt
+
+    @property
+    def timestamps(self) -> bool:
+        return self.task.timestamps if self.task is not None else TIMESTAMPS in self.raw_prompt
+
+    @property
+    def language(self) -> str | None:
+        """The answer's language (joins windows; Result.language); None for a label or a raw prompt."""
+        if self.task is None or self.labels or isinstance(self.task, ClassificationTask):
+            return None
+        return self.text_lang
+
+    @property
+    def transcribes_speech(self) -> bool:
+        """Whether the answer is the clip's speech, so that a clip without speech has none."""
+        if self.labels:
+            return False
+        if self.task is not None:
+            return self.task.transcribes_speech
+        return TRANSCRIPTION_TAGS["transcript"] in self.raw_prompt
+
+    def max_new_tokens(self) -> int:
+        """The generation cap unless one is given: the task's, or by the raw prompt's kind."""
+        if self.task is not None:
+            return self.task.max_new_tokens
+        return RAW_MAX_NEW_TOKENS["timestamps" if self.timestamps else "text"]
+
+    def parse(self, generated: str) -> Result:
+        """One window's generated text -> its answer, by the task (a raw prompt: by its tags)."""
+        if self.task is not None:
+            return self.task.parse(generated)
+        return parse_words(generated, self.name) if self.timestamps else \
+            Result(text=strip_tags(generated), task=self.name, raw=generated)

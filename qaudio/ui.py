@@ -23,7 +23,7 @@ from pathlib import Path
 from .audio import AudioError, audio_duration, load_audio
 from .tags import LANGUAGES
 
-TASKS = {  # what the page offers -> (AudioModel method, its fixed arguments)
+TASKS = {  # what the page offers -> (Pipeline method, its fixed arguments)
     "transcribe": ("transcribe", {}),
     "translate": ("translate", {}),
     "caption": ("caption", {}),

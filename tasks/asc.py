@@ -8,6 +8,7 @@ TASK = ClassificationTask(
     metric="accuracy",
     profile="qwen_audio",
     speech=False,
+    aliases=("scene",),
     description="acoustic scene classification (accuracy)",
     labels=(
         "bus", "cafe", "car", "crowdedindoor", "elevator", "kitchen", "park",

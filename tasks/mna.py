@@ -22,5 +22,6 @@ TASK = Task(
     metric="note",
     profile="qwen_audio",
     speech=False,
+    aliases=("note",),
     description="music note analysis: instrument family and MIDI pitch (accuracy)",
 )

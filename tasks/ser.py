@@ -8,6 +8,7 @@ TASK = ClassificationTask(
     tag_path=TagPath("analysis", "keyword", "emotion_recognition"),
     metric="accuracy",
     profile="qwen2_audio",
+    aliases=("emotion",),
     description="speech emotion recognition (accuracy)",
     labels=("neutral", "happy", "sad", "angry", "surprise", "fear", "disgust"),
     label_aliases={"joy": "happy", "sadness": "sad", "anger": "angry"},  # MELD's names

@@ -7,6 +7,7 @@ TASK = ClassificationTask(
     tag_path=TagPath("analysis", "keyword", "vocal_classification"),
     metric="accuracy",
     profile="qwen2_audio",
+    aliases=("vocal",),
     description="vocal sound classification (accuracy)",
     labels=("laughter", "sigh", "cough", "throatclearing", "sneeze", "sniff"),
 )

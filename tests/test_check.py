@@ -3,39 +3,20 @@
 from __future__ import annotations
 
 import argparse
-from types import SimpleNamespace
 
 import numpy as np
 import soundfile as sf
-import torch
 
 from qaudio import check
-from qaudio.infer import AudioModel
+from fixtures.standin_lm import StandInLM
+from qaudio.infer import Pipeline
 
 SR = 16_000
 
 
-class BatchSensitiveLM(torch.nn.Module):
+class BatchSensitiveLM(StandInLM):
     """Answers each clip with its length, except that in batches of more than 2 the shortest
     clip's answer flips (an injected padding bug); bf16 flips nothing."""
-
-    max_audio_seconds = 30.0
-    config = SimpleNamespace(prompt_style="tags")
-    tokenizer = None
-
-    def __init__(self):
-        super().__init__()
-        self.anchor = torch.nn.Parameter(torch.zeros(1))
-
-    @property
-    def processor(self):  # a stand-in is its own processor: prepare() in, generate()'s texts out
-        return self
-
-    def batch_decode(self, rows):
-        return rows
-
-    def prepare(self, audios, prompts, targets=None):
-        return {"audios": list(audios)}
 
     def generate(self, batch, max_new_tokens=128, **kwargs):
         lengths = [len(x) for x in batch["audios"]]
@@ -53,9 +34,9 @@ def test_check_reports_an_injected_difference(tmp_path, capsys):
         sf.write(files[-1], 0.3 * np.sin(2 * np.pi * 300 * t), SR)
     loaded = []
 
-    def loader(model, device=None, dtype=None):
+    def loader(model, device=None, dtype=None, max_new_tokens=None):
         loaded.append(dtype)
-        return AudioModel(BatchSensitiveLM(), detect_no_speech=False)
+        return Pipeline(BatchSensitiveLM(), max_new_tokens=max_new_tokens, detect_no_speech=False)
 
     args = argparse.Namespace(model="m", batch_sizes="1,2,4", dtype="bf16", files=files, task="asr", lang=None,
                               device=None, max_new_tokens=None)

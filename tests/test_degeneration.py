@@ -3,15 +3,14 @@ reports; silent and speech-free clips are answered with empty text and ``no_spee
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 
 from qaudio import degeneration
 from qaudio.degeneration import count_flags, detect, summary
-from qaudio.infer import AudioModel
+from fixtures.standin_lm import StandInLM
+from qaudio.infer import Pipeline
 
 ASR_PROMPT = "<|startoftranscript|><|en|><|transcribe|><|en|><|notimestamps|><|wo_itn|>"
 AQA_PROMPT = "<|startofanalysis|><|unknown|><|question|>what instrument is playing in this recording<|answer|>"
@@ -72,27 +71,12 @@ def test_flags_are_counted_for_reports():
     assert [x[:2] for x in degeneration.examples(preds)] == [("repetition", "a"), ("repetition", "c"), ("truncated", "a")]
 
 
-class LoopLM(torch.nn.Module):
+class LoopLM(StandInLM):
     """Stands in for AudioLM: loops unless decoding penalises repetition."""
-
-    max_audio_seconds = 30.0
-    config = SimpleNamespace(prompt_style="tags")
-    tokenizer = None
 
     def __init__(self):
         super().__init__()
-        self.anchor = torch.nn.Parameter(torch.zeros(1))
         self.calls = []
-
-    @property
-    def processor(self):  # a stand-in is its own processor: prepare() in, generate()'s texts out
-        return self
-
-    def batch_decode(self, rows):
-        return rows
-
-    def prepare(self, audios, prompts, targets=None):
-        return {"audios": list(audios)}
 
     def generate(self, batch, max_new_tokens=128, **kwargs):
         self.calls.append(kwargs)
@@ -107,13 +91,13 @@ def _tone(seconds=1.0):
 
 def test_results_carry_flags_and_retry_fixes_and_marks_them():
     lm = LoopLM()
-    kept = AudioModel(lm).caption((_tone(), SR))
+    kept = Pipeline(lm).caption((_tone(), SR))
     assert kept.flags == ["repetition"] and kept.raw.startswith("la la")
-    retried = AudioModel(lm, on_degenerate="retry").caption((_tone(), SR))
+    retried = Pipeline(lm, on_degenerate="retry").caption((_tone(), SR))
     assert retried.text == "a clean answer" and retried.flags == ["retried"]
     assert lm.calls[-1]["repetition_penalty"] == degeneration.RETRY_GENERATE_KWARGS["repetition_penalty"]
     with pytest.raises(ValueError, match="on_degenerate"):
-        AudioModel(lm, on_degenerate="ignore")
+        Pipeline(lm, on_degenerate="ignore")
 
 
 @pytest.mark.vad
@@ -124,7 +108,7 @@ def test_speech_free_clip_is_answered_empty_with_no_speech():
     if not vad.available():
         pytest.skip(f"silero-vad is not installed: {vad.INSTALL_HINT}")
     lm = LoopLM()
-    model = AudioModel(lm)
+    model = Pipeline(lm)
     noise = (0.1 * np.random.default_rng(0).standard_normal(5 * SR)).astype(np.float32)
     speech = synthesize("the quick brown fox jumps over the lazy dog", voice="en").samples
     r_noise, r_speech, r_silence = model.transcribe([(noise, SR), (speech, SR), (np.zeros(5 * SR, np.float32), SR)])
@@ -133,4 +117,4 @@ def test_speech_free_clip_is_answered_empty_with_no_speech():
     assert r_speech.no_speech_prob < 0.5 and "no_speech" not in r_speech.flags and r_speech.raw
     assert len(lm.calls) == 1  # only the speech reached the model
     # Tasks about sounds answer non-speech audio: a caption of noise is generated, not refused.
-    assert AudioModel(lm).caption((noise, SR)).raw
+    assert Pipeline(lm).caption((noise, SR)).raw

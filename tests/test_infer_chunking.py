@@ -1,6 +1,6 @@
 """Long audio: cut points fall in pauses, windows cover the clip, and word times are shifted.
 
-The stitching test runs :class:`qaudio.infer.AudioModel` over a stand-in model that
+The stitching test runs :class:`qaudio.infer.Pipeline` over a stand-in model that
 "transcribes" every burst of sound in a window as one word with its window-relative times
 (what a perfect timestamped ASR model would say), so the stitched absolute times can be
 checked exactly against where the bursts really are.
@@ -8,15 +8,14 @@ checked exactly against where the bursts really are.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 
 from qaudio.audio import SAMPLE_RATE
 from qaudio.chunking import Window, frame_rms, join_texts, shift_words, split_windows
-from qaudio.infer import AudioModel
+from fixtures.standin_lm import StandInLM
+from qaudio.infer import Pipeline
 from qaudio.tags import time_token
 
 SR = SAMPLE_RATE
@@ -79,27 +78,12 @@ def test_join_and_shift():
     assert shift_words([("a", 0.5, 1.0)], 27.25) == [("a", 27.75, 28.25)]
 
 
-class BurstLM(torch.nn.Module):
+class BurstLM(StandInLM):
     """Stands in for AudioLM: each burst of sound in a window becomes <|start|>wN<|end|>."""
-
-    max_audio_seconds = 30.0
-    config = SimpleNamespace(prompt_style="tags")
-    tokenizer = None
 
     def __init__(self):
         super().__init__()
-        self.anchor = torch.nn.Parameter(torch.zeros(1))  # gives the wrapper a device
         self.batch_sizes = []
-
-    @property
-    def processor(self):  # a stand-in is its own processor: prepare() in, generate()'s texts out
-        return self
-
-    def batch_decode(self, rows):
-        return rows
-
-    def prepare(self, audios, prompts, targets=None):
-        return {"audios": list(audios), "prompts": list(prompts)}
 
     def generate(self, batch, max_new_tokens=128, **kwargs):
         self.batch_sizes.append(len(batch["audios"]))
@@ -119,7 +103,7 @@ def test_long_clip_words_are_stitched_with_absolute_times():
     for t in onsets:
         x[int(round(t * SR)) : int(round((t + 0.4) * SR))] = _noise(0.4, 0.3, rng)
     lm = BurstLM()
-    model = AudioModel(lm, batch_size=8)
+    model = Pipeline(lm, batch_size=8)
     result = model.transcribe((x, SR), timestamps=True)
     assert result.ok and result.timing["windows"] == 3
     assert len(lm.batch_sizes) == 1 and lm.batch_sizes[0] == 3  # the windows ran as one batch
@@ -138,6 +122,6 @@ def test_silent_windows_of_a_long_clip_are_skipped():
     x = np.zeros(SR * 70, dtype=np.float32)
     x[SR * 1 : SR * 2] = _noise(1.0, 0.3, rng)  # sound only in the first window
     lm = BurstLM()
-    result = AudioModel(lm).transcribe((x, SR), timestamps=True)
+    result = Pipeline(lm).transcribe((x, SR), timestamps=True)
     assert result.timing["windows"] == 1 and lm.batch_sizes == [1]
     assert [(w.start, w.end) for w in result.words] == [(1.0, 2.0)]

@@ -10,7 +10,8 @@ import pytest
 import soundfile as sf
 
 from qaudio.audio import AudioError
-from qaudio.infer import AudioModel, Result, make_query, raw_query
+from qaudio.infer import Pipeline, Request, Result
+from qaudio.specs import get_task
 from test_infer_chunking import BurstLM
 
 SR = 16_000
@@ -31,7 +32,7 @@ def _wav_bytes(x, sr=SR, fmt="WAV", subtype=None) -> bytes:
 
 @pytest.fixture
 def model():
-    return AudioModel(BurstLM())
+    return Pipeline(BurstLM())
 
 
 def test_every_input_kind_gives_the_same_answer(model, tmp_path):
@@ -95,29 +96,30 @@ def test_results_are_json_serialisable_and_round_trip(model):
 
 
 def test_queries_come_from_the_task_specs():
-    assert make_query("asr").prompt == "<|startoftranscript|><|en|><|transcribe|><|en|><|notimestamps|><|wo_itn|>"
-    q = make_query("asr", lang="de", timestamps=True)
-    assert q.task.name == "srwt" and q.prompt == "<|startoftranscript|><|de|><|transcribe|><|de|><|timestamps|><|wo_itn|>"
-    assert make_query("s2tt", lang="de", to="en").prompt == \
+    asr = get_task("asr")
+    assert asr.request().prompt() == "<|startoftranscript|><|en|><|transcribe|><|en|><|notimestamps|><|wo_itn|>"
+    q = asr.request("de", timestamps=True)
+    assert q.task.name == "srwt" and q.prompt() == "<|startoftranscript|><|de|><|transcribe|><|de|><|timestamps|><|wo_itn|>"
+    assert get_task("s2tt").request("de", "en").prompt() == \
         "<|startoftranscript|><|de|><|translate|><|en|><|notimestamps|><|itn|>"
-    assert make_query("aac", instruction="caption_audiocaps").prompt == \
+    assert get_task("aac").request(instruction="caption_audiocaps").prompt() == \
         "<|startofanalysis|><|unknown|><|caption|><|en|><|notimestamps|><|caption_audiocaps|>"
-    assert make_query("aqa", question="Is it raining?").prompt.endswith("<|question|>Is it raining?<|answer|>")
-    assert make_query("ser", style="natural").prompt == "Recognize the emotion of the speaker:"
+    assert get_task("aqa").request(question="Is it raining?").prompt().endswith("<|question|>Is it raining?<|answer|>")
+    assert get_task("ser").request().prompt("natural") == "Recognize the emotion of the speaker:"
     with pytest.raises(ValueError, match="timestamps are available for transcription"):
-        make_query("aac", timestamps=True)
+        get_task("aac").request(timestamps=True)
     with pytest.raises(ValueError, match="unknown spoken language 'xx'"):
-        make_query("asr", lang="xx")
+        asr.request("xx")
     with pytest.raises(ValueError, match="unknown task"):
-        make_query("nope")
+        get_task("nope")
     with pytest.raises(ValueError, match="non-empty question"):
-        make_query("aqa", question=" ")
+        get_task("aqa").request(question=" ")
     with pytest.raises(ValueError, match="raw prompt"):
-        raw_query("")
+        Request.raw("")
 
 
 def test_raw_prompts_with_timestamps_are_parsed_for_words(model):
-    r = model.generate((_tone(), SR), prompt=make_query("asr", timestamps=True).prompt)
+    r = model.generate((_tone(), SR), prompt=get_task("asr").request(timestamps=True).prompt())
     assert r.task == "generate" and r.words and r.words[0].word == "w"
-    r = model.generate((_tone(), SR), prompt=make_query("asr").prompt)
+    r = model.generate((_tone(), SR), prompt=get_task("asr").request().prompt())
     assert r.words is None and r.text == "w"

@@ -18,7 +18,7 @@ import torch
 import qaudio
 from qaudio.cli import main as cli_main
 from qaudio.data import Example
-from qaudio.infer import AudioModel, make_query
+from qaudio.infer import Pipeline
 from qaudio.specs import get_task
 
 SR = 16_000
@@ -56,10 +56,8 @@ def model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def model(model_dir) -> AudioModel:
-    m = qaudio.load(model_dir, device="cpu")
-    m.max_new_tokens = MAX_NEW_TOKENS
-    return m
+def model(model_dir) -> Pipeline:
+    return qaudio.load(model_dir, device="cpu", max_new_tokens=MAX_NEW_TOKENS)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +83,8 @@ def test_batched_equals_one_by_one(model, clips):
 
 
 def test_mixed_tasks_in_one_batch_equal_separate_calls(model, clips):
-    queries = [make_query("asr"), make_query("aac"), make_query("asr", timestamps=True), make_query("s2tt", lang="de", to="en")]
+    queries = [get_task("asr").request(), get_task("aac").request(), get_task("asr").request(timestamps=True),
+               get_task("s2tt").request("de", "en")]
     mixed = model.run(clips, queries)
     alone = [model.run([c], [q])[0] for c, q in zip(clips, queries)]
     assert [r.raw for r in mixed] == [r.raw for r in alone]
@@ -101,7 +100,7 @@ def test_classify_picks_the_most_likely_label(model, clips):
         assert r.label == max(r.scores, key=r.scores.get)
     # The scores come from the encoder-cached path; recompute one clip's with a plain forward pass.
     lm = model.model
-    prompt = make_query("ser").prompt
+    prompt = get_task("ser").request().prompt()
     batch = lm.processor.prepare([clips[1][0]] * len(labels), [prompt] * len(labels), list(labels))
     with torch.inference_mode():
         out = lm(**batch)
@@ -139,7 +138,7 @@ def test_run_examples_keeps_input_order(model, tmp_path):
     assert [r.ok for r in results] == [True] * 5 + [False]
     assert "missing.wav" in results[-1].error
     assert [r.raw for r in results[:5]] == [model.transcribe(ex.audio).raw for ex in examples[:5]]
-    labelled = model.run_examples(examples[:3], "ser", labels=["happy", "sad"], progress=False)
+    labelled = model.run_examples(examples[:3], get_task("ser"), labels=["happy", "sad"], progress=False)
     assert all(r.label in ("happy", "sad") for r in labelled)
 
 

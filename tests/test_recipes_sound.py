@@ -62,7 +62,7 @@ def test_audiocaps_groups_caption_rows_per_clip_and_finds_each_file_naming(tmp_p
     first = examples[0]
     assert first.target == [f"A vehicle engine revs, caption {i}" for i in range(5)]
     assert first.meta["instruction"] == "caption_audiocaps" and first.meta["audiocap_ids"][0] == "103549"
-    assert get_task("aac").prompt(first).endswith("<|caption_audiocaps|>")
+    assert first.request(get_task("aac")).prompt().endswith("<|caption_audiocaps|>")
     assert examples[1].audio.endswith("Y-1nilez17Dg.flac") and examples[2].audio.endswith("97153.wav")
 
 
@@ -91,7 +91,7 @@ def test_clotho_aqa_takes_the_majority_answer_else_the_most_confident(tmp_path):
     assert (yes_no.question, yes_no.target, yes_no.meta["yes_no"]) == ("Are birds chirping?", "yes", True)
     assert (open_ended.target, open_ended.meta["yes_no"]) == ("birds", False)  # three answers: highest confidence
     assert open_ended.meta["answers"] == ["a bird", "birds", "wind"]
-    assert yes_no.audio_lang == "unknown" and get_task("aqa").prompt(yes_no).endswith("<|question|>Are birds chirping?<|answer|>")
+    assert yes_no.audio_lang == "unknown" and yes_no.request(get_task("aqa")).prompt().endswith("<|question|>Are birds chirping?<|answer|>")
 
 
 def test_clotho_aqa_all_answers_mode_yields_every_annotator(tmp_path):
@@ -162,7 +162,7 @@ def test_vocalsound_reads_label_from_file_name_and_split_from_speaker_lists(tmp_
     [test] = load_examples("vocalsound", tmp_path, "test")
     assert (test.label, test.task) == ("throatclearing", "vsc")
     # the prompt Qwen-Audio used for VocalSound, exactly
-    assert get_task("vsc").prompt(test) == "<|startofanalysis|><|en|><|keyword|><|en|><|notimestamps|><|vocal_classification|>"
+    assert test.request(get_task("vsc")).prompt() == "<|startofanalysis|><|en|><|keyword|><|en|><|notimestamps|><|vocal_classification|>"
     assert len(list(load_examples("vocalsound", tmp_path, "all"))) == 4
     with pytest.raises(FileNotFoundError, match="val_meta.csv does not exist"):
         list(load_examples("vocalsound", tmp_path, "val"))

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from qaudio.audio import Audio
-from qaudio.infer import Result, make_query
+from qaudio.infer import Result
+from qaudio.specs import get_task
 from qaudio.serve import ApiError, DynamicBatcher
 
-QUERY = make_query("asr")
+QUERY = get_task("asr").request()
 
 
 class StubModel:
@@ -90,7 +91,7 @@ def test_serve_command_binds_loopback_and_warns_when_exposed(monkeypatch, capsys
     from qaudio import serve
 
     calls = {}
-    monkeypatch.setattr(serve, "load", lambda model, device=None, dtype=None: StubModel())
+    monkeypatch.setattr(serve, "load", lambda model, device=None, dtype=None, max_new_tokens=None: StubModel())
     monkeypatch.setattr(serve, "create_app", lambda model, config: ("app", config))
     monkeypatch.setattr(uvicorn, "run", lambda app, host, port, log_level: calls.update(app=app, host=host, port=port))
     monkeypatch.delenv("QAUDIO_API_KEY", raising=False)

@@ -20,7 +20,7 @@ def test_timestamp_task_target_and_parse():
     (target,) = srwt.targets(ex)
     assert target == "<|0.10|>hi<|0.30|><|0.35|>there<|0.70|>"
     pred = srwt.parse(target)
-    assert pred.text == "hi there" and pred.words == [("hi", 0.1, 0.3), ("there", 0.35, 0.7)] and not pred.problems
+    assert pred.text == "hi there" and [(w.word, w.start, w.end) for w in pred.words] == [("hi", 0.1, 0.3), ("there", 0.35, 0.7)] and not pred.problems
     with pytest.raises(ValueError, match="has no 'words'"):
         srwt.targets(Example(id="y", audio="y.wav", duration=1, task="srwt", target="hi"))
 
@@ -47,7 +47,7 @@ def test_user_task_file_by_path(tmp_path):
     task = get_task(str(path))
     assert task.name == "kws"
     ex = Example(id="k", audio="k.wav", duration=1, task="kws", target="dog")
-    assert task.prompt(ex) == "<|startofanalysis|><|unknown|><|keyword|><|en|><|notimestamps|><|event|>"
+    assert ex.request(task).prompt() == "<|startofanalysis|><|unknown|><|keyword|><|en|><|notimestamps|><|event|>"
     (tmp_path / "empty.py").write_text("x = 1\n")
     with pytest.raises(ValueError, match="defines no TASK"):
         get_task(str(tmp_path / "empty.py"))

@@ -41,7 +41,7 @@ def test_every_line_becomes_examples_with_timings_voices_and_noise(text_file, tm
     assert all(e.meta["instruction"] == "itn" for e in asr)  # written targets keep digits and casing
     assert {e.meta["noise"] for e in examples} <= {"pink", "street"}
     for e in examples:
-        get_task(e.task).prompt(e)
+        e.request(get_task(e.task)).prompt()
         starts, ends = [w[1] for w in e.words], [w[2] for w in e.words]
         assert all(s < t for s, t in zip(starts, ends)) and all(t <= s for t, s in zip(ends, starts[1:]))
         assert ends[-1] <= e.duration + 1e-3

@@ -62,7 +62,7 @@ def test_every_task_in_every_split_with_valid_tags(examples):
         assert {e.audio_lang for e in exs if e.task == "asr"} == {"en", "de", "fr"}
         for e in exs:
             task = get_task(e.task)
-            task.prompt(e)  # builds a valid tag prompt
+            e.request(task).prompt()  # builds a valid tag prompt
             assert task.targets(e)
             if e.task in ("ser", "asc"):
                 assert e.label in task.labels and e.target == e.label

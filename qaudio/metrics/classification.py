@@ -33,7 +33,7 @@ from typing import Callable
 
 import numpy as np
 
-from .base import MetricResult, library_versions
+from .base import MetricFamily, MetricResult, first_text, library_versions
 from .bootstrap import mean, ratio
 from ..tags import parse_label
 
@@ -175,3 +175,19 @@ def compute_aqa(predictions: list[str], references: list[str], profile: str, lan
         versions=library_versions("numpy"),
         provenance={"anchor": ANCHORS[profile], "tokenizer": "whole string"},
     )
+
+
+ACCURACY = MetricFamily(
+    "accuracy", compute_accuracy, ACCURACY_PROFILES, "classification accuracy, unweighted accuracy and confusion matrix",
+    reference=lambda ex: ex.label or first_text(ex.target),
+    prediction=lambda p: p.get("label") or p.get("text", ""),  # label scoring stores the chosen label
+    headline=("accuracy",),
+    chance="majority class",
+    uniform_chance=True,
+)
+AQA = MetricFamily(
+    "aqa", compute_aqa, AQA_PROFILES, "audio QA accuracy and yes/no accuracy",
+    reference=lambda ex: first_text(ex.target),
+    headline=("accuracy", "yes_no_accuracy"),
+    chance="most frequent answer",
+)

@@ -22,7 +22,7 @@ import re
 
 import numpy as np
 
-from .base import MetricResult, library_versions
+from .base import MetricFamily, MetricResult, first_text, library_versions
 from .bootstrap import mean
 from .classification import normalize_label
 
@@ -151,3 +151,11 @@ def compute(predictions: list[str], references: list[str], profile: str, languag
         versions=library_versions("numpy"),
         provenance={"anchor": ANCHORS[profile], "tokenizer": "qaudio.metrics.note.parse_note ('instrument, pitch N')"},
     )
+
+
+FAMILY = MetricFamily(
+    "note", compute, PROFILES, "music note exact, instrument, pitch and chroma accuracy",
+    reference=lambda ex: ex.label or first_text(ex.target),
+    headline=("accuracy",),
+    chance="most frequent note",
+)

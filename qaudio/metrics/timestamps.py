@@ -36,7 +36,7 @@ import numpy as np
 from rapidfuzz.distance import Levenshtein
 
 from . import wer as wer_metric
-from .base import MetricResult, library_versions
+from .base import MetricFamily, MetricResult, library_versions
 from .bootstrap import ratio
 from ..tags import format_timestamped, parse_timestamped
 
@@ -50,6 +50,7 @@ ANCHORS = {"qwen_audio": "QwenLM/Qwen-Audio eval_audio/evaluate_srwt.py (Average
            "qaudio_words": "qaudio's own definition (after QwenLM/Qwen-Audio eval_audio/evaluate_srwt.py)"}
 _TIME_TOKEN = re.compile(r"<\|\d{1,2}\.\d+\|>")  # the anchor's time-token pattern
 TOLERANCES_MS = (50, 100)
+HIST_EDGES_MS = [float(x) for x in range(0, 520, 20)]  # 20-ms bins to 500 ms; the rest is overflow
 
 Words = list[tuple[str, float, float]]
 
@@ -223,3 +224,47 @@ def compute(predictions: list, references: list, profile: str, language: str = "
         provenance={"anchor": ANCHORS[profile], "tokenizer": "words parsed by qaudio.tags.parse_timestamped, aligned by "
                     "rapidfuzz Levenshtein", "wer": text.provenance},
     )
+
+
+# ---- The family ----------------------------------------------------------------------------
+
+
+def reference_words(example) -> list[list]:
+    """An example's reference: its word times as [[word, start_s, end_s], ...]."""
+    return [list(w) for w in example.words or []]
+
+
+def stored_prediction(p: dict):
+    """What is scored of a stored prediction. One window: the generated time-token text, so the
+    metric counts malformed outputs. Several windows: the stitched words, whose times are shifted
+    to the whole clip."""
+    if p.get("windows", 1) > 1 and p.get("words") is not None:
+        return [[w["word"], w["start"], w["end"]] for w in p["words"]]
+    return p.get("raw") or ""
+
+
+def boundary_errors(examples, predictions: dict[str, list], results: dict) -> dict | None:
+    """Absolute start and end errors (ms) of every matched word, binned, per system (the report's histogram)."""
+    counts, overflow = {}, {}
+    for system in results:
+        errors = [matched_boundaries(timed_words(reference_words(ex), "reference")[0],
+                                     timed_words(p, "prediction")[0]).ravel()
+                  for ex, p in zip(examples, predictions[system])]
+        flat = np.concatenate(errors) if errors else np.zeros(0)
+        histogram, _ = np.histogram(flat, bins=HIST_EDGES_MS)
+        counts[system], overflow[system] = histogram.tolist(), int((flat > HIST_EDGES_MS[-1]).sum())
+    if not any(sum(c) + overflow[s] for s, c in counts.items()):
+        return None  # no word matched: nothing to draw (the metric says why AAS is not computed)
+    return {"edges_ms": HIST_EDGES_MS, "counts": counts, "overflow": overflow}
+
+
+FAMILY = MetricFamily(
+    "timestamps", compute, PROFILES, "word-timestamp AAS (ms), boundary errors, WER",
+    reference=reference_words,
+    prediction=stored_prediction,
+    headline=("aas_ms", "wer", "cer"),
+    lower_is_better=frozenset({"aas_ms", "median_boundary_error_ms", "wer", "cer"}),
+    by_language=True,
+    timed_words=True,
+    analyses={"timestamp_errors": boundary_errors},
+)

@@ -45,7 +45,8 @@ import jiwer
 import numpy as np
 
 from . import normalizers
-from .base import MetricResult, language_code, library_versions
+from .analysis import by_duration
+from .base import MetricFamily, MetricResult, first_text, language_code, library_versions
 from .bootstrap import ratio
 
 PROFILES = {
@@ -191,3 +192,13 @@ def compute(predictions: list[str], references: list[str], profile: str, languag
         provenance={"anchor": ANCHORS[profile], "normalizer": normalizers.provenance(*pipeline(profile, language)),
                     "tokenizer": f"white space, {'characters' if name == 'cer' else 'words'}; edit distance by jiwer"},
     )
+
+
+FAMILY = MetricFamily(
+    "wer", compute, PROFILES, "word error rate (character error rate for zh, yue, ja)",
+    reference=lambda ex: first_text(ex.target),
+    headline=("wer", "cer"),
+    lower_is_better=frozenset({"wer", "cer"}),
+    by_language=True,
+    analyses={"by_duration": by_duration},
+)

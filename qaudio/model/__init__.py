@@ -3,8 +3,10 @@
 ``AudioLM`` (audio_lm.py) composes the parts: ``encoder.py`` loads and runs the Whisper
 encoder on real lengths, ``projectors.py`` holds the projectors by name, ``llm.py`` the LLM and
 its tokenizer, ``trainable.py`` decides what trains, ``lengths.py`` counts audio tokens, and
-``checkpoint.py`` saves and loads. ``AudioProcessor`` (processor.py) turns audio and text into
-the model's tensors and generated ids into text; it is saved beside the weights. ``whisper_import.py`` converts CTranslate2 Whisper models.
+``checkpoint.py`` saves and loads, ``weights.py`` reads and writes weight files.
+``AudioProcessor`` (processor.py) turns audio and text into the model's tensors and generated ids
+into text; it is saved beside the weights. CTranslate2 Whisper models are converted in
+:mod:`qaudio.convert`.
 """
 
 from .audio_lm import AudioLM, AudioLMOutput, load_model_and_processor

@@ -88,6 +88,7 @@ class AudioLM(nn.Module):
         self.language_model = language_model
         self.processor = AudioProcessor(tokenizer, feature_extractor, config)
         self.token_ids = self.processor.token_ids  # the ids the forward pass and generate need
+        self.quantization = None  # how the Linear layers are quantized (qaudio.model.quantize.quantize sets it)
 
     # ---- Construction ------------------------------------------------------------------------
 

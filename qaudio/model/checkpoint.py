@@ -9,6 +9,8 @@ A checkpoint directory holds
 ``model.safetensors``          every weight, prefixed ``audio_tower.``, ``projector.``,
                                ``language_model.``, under the unwrapped transformers names
                                (tied tensors stored once; the aliases are in the metadata)
+  its ``quantization``         ``{"mode", "backend", "parts"}`` of a quantized model (else
+                               null): its weights are stored dequantized, quantized on loading
 ``adapters/<part>/``           peft adapters of ``audio_tower`` / ``language_model`` (LoRA and
                                trainable tag-token rows) as ``adapter_model.safetensors`` +
                                ``adapter_config.json``, unless saved with ``merge_lora``
@@ -38,8 +40,9 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from .. import __version__
 from ..config import CHECKPOINT_CONFIG, ModelConfig
+from ..dtypes import torch_dtype
 from .projectors import build_projector
-from .tensor_files import load_tensors, save_tensors
+from .weights import load_tensors, save_tensors
 from .trainable import apply_trainable, load_adapter, merged_state_dict, plain_state_dict, save_adapter, unwrap
 
 FORMAT = "qaudio"
@@ -66,6 +69,8 @@ def save_checkpoint(model, directory: Path, merge_lora: bool = False) -> Path:
         "language_model": unwrap(model.language_model).config.to_dict(),
         "adapters": adapters,  # parts whose adapters lie under adapters/<part>/
         "merged_adapters": [p for p in ADAPTED_PARTS if merge_lora and getattr(model, p) is not unwrap(getattr(model, p))],
+        # how the (dequantized) weights are quantized again on loading; see qaudio.model.quantize
+        "quantization": model.quantization.to_dict() if model.quantization else None,
     }
     # config.json last: a directory with it is a complete checkpoint.
     (directory / CHECKPOINT_CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
@@ -98,12 +103,7 @@ def _read_meta(directory: Path) -> dict:
 
 
 def _dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    value = getattr(torch, str(dtype), None)
-    if not isinstance(value, torch.dtype):
-        raise ValueError(f"unknown dtype {dtype!r}; expected float32, bfloat16 or float16")
-    return value
+    return None if dtype is None else torch_dtype(dtype)
 
 
 def load_checkpoint(cls, path_or_hub_id: str | Path, device=None, dtype=None):
@@ -131,4 +131,10 @@ def load_checkpoint(cls, path_or_hub_id: str | Path, device=None, dtype=None):
     apply_trainable(model)
     for part in meta.get("adapters", []):
         load_adapter(getattr(model, part), directory / ADAPTERS / part)
-    return model.to(device=device, dtype=_dtype(dtype))
+    model = model.to(device=device, dtype=_dtype(dtype))
+    if meta.get("quantization"):  # saved by a quantized model: its layers are quantized again
+        from .quantize import Quantization, quantize
+
+        recipe = Quantization.from_dict(meta["quantization"])
+        quantize(model, recipe.mode, recipe.backend, recipe.parts)
+    return model

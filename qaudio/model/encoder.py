@@ -3,8 +3,9 @@
 Loading (:func:`load_audio_tower`), by ``EncoderConfig.source``:
 
 * ``"tiny-random"``: a random Whisper-shaped encoder of the configured size (tests);
-* ``"pip:<package>"`` or a CTranslate2 / faster-whisper directory: converted once to a Hugging
-  Face directory by :func:`qaudio.model.whisper_import.cached_whisper_dir`, then loaded as below;
+* ``"pip:<package>"`` (or an installed package's bare name) or a CTranslate2 / faster-whisper
+  directory: converted once to a Hugging Face directory by
+  :func:`qaudio.convert.whisper_cache.whisper_checkpoint`, then loaded as below;
 * a hub id or a local Hugging Face directory: ``WhisperEncoder.from_pretrained`` on the string,
   with the checkpoint's ``model.encoder.`` prefix mapped away (the decoder weights are skipped).
 
@@ -35,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +43,8 @@ from transformers import WhisperConfig
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 from transformers.utils import logging as hf_logging
 
-from ..config import ENCODER_KINDS, PIP_PREFIX, TINY_RANDOM, EncoderConfig
+from ..config import ENCODER_KINDS, TINY_RANDOM, EncoderConfig
+from ..convert.whisper_packages import is_ctranslate2_source
 from .lengths import CONV_STRIDE, WHISPER_POSITIONS, encoder_frame_count, tower_frame_count
 from .sources import Source, fetch_errors, pretrained_config
 
@@ -52,15 +53,11 @@ from .sources import Source, fetch_errors, pretrained_config
 _ENCODER_PREFIX = {r"^(model\.)?encoder\.": ""}
 
 
-def _is_ctranslate2_dir(path: Path) -> bool:
-    return path.is_dir() and ((path / "model.bin").is_file() or any(path.glob("model.bin.part*")))
-
-
 def whisper_source_kind(source: str) -> str:
     """``tiny-random``, ``ctranslate2`` (a pip package or a CTranslate2 dir) or ``huggingface`` (hub id or dir)."""
     if source == TINY_RANDOM:
         return "tiny-random"
-    if source.startswith(PIP_PREFIX) or _is_ctranslate2_dir(Path(source).expanduser()):
+    if is_ctranslate2_source(source):
         return "ctranslate2"
     return "huggingface"
 
@@ -113,14 +110,11 @@ def _pretrained_encoder(name_or_dir: str) -> WhisperEncoder:
 
 
 def _load(config: EncoderConfig) -> WhisperEncoder:
-    kind = whisper_source_kind(config.source)
-    if kind == "tiny-random":
+    if config.source == TINY_RANDOM:
         return _random_encoder(config)
-    if kind == "ctranslate2":
-        from .whisper_import import cached_whisper_dir
+    from ..convert.whisper_cache import whisper_checkpoint
 
-        return _pretrained_encoder(str(cached_whisper_dir(config.source)))
-    return _pretrained_encoder(config.source)
+    return _pretrained_encoder(whisper_checkpoint(config.source))
 
 
 def load_audio_tower(config: EncoderConfig) -> tuple[WhisperEncoder, EncoderConfig]:

@@ -5,13 +5,15 @@
                    but Whisper's fixed sinusoidal positions), ``lora`` (peft LoRA on
                    ``encoder_lora_targets``)
 ``projector``      trained or not
-``llm``            ``full``; ``lora`` (peft LoRA on ``lora_targets``); ``frozen``
+``llm``            ``full``; ``lora`` (peft LoRA on ``lora_targets``); ``frozen``; ``qlora``
+                   (LoRA on an LLM whose Linear layers, all but the output head, are held
+                   frozen in 4-bit NF4 through bitsandbytes: :func:`qaudio.model.quantize.hold_in_4bit`)
 =================  =============================================================================
 
 **The tag-token rows.** A pretrained LLM has never seen qaudio's 3301 tag tokens: their
 embedding rows (and output-head rows) are new, and they must learn even when the rest of the
 LLM is frozen or LoRA-tuned, or the model could never read a task tag or write a time token.
-With ``llm`` ``frozen`` or ``lora`` they train through peft's *trainable tokens*
+With ``llm`` ``frozen``, ``lora`` or ``qlora`` they train through peft's *trainable tokens*
 (``TrainableTokensConfig`` for a frozen LLM, ``LoraConfig(trainable_token_indices=...)`` with
 LoRA): the rows of the tag ids live in a small trainable (n_tags, H) tensor that replaces those
 rows of the frozen matrix in the forward pass; an untied output head gets its own; a tied one
@@ -23,7 +25,8 @@ A frozen part gets ``requires_grad=False``, so it never reaches the optimizer an
 waits for its gradient (OFFLINE.md: "Expected to have finished reduction").
 
 Saving: :func:`plain_state_dict` gives the weights under the plain model's names, without
-adapters; :func:`save_adapter` writes the adapters alone in peft's format (the
+adapters and in float (4-bit or int8 layers dequantized: loading quantizes them again to the
+same codes, see :mod:`qaudio.model.quantize`); :func:`save_adapter` writes the adapters alone in peft's format (the
 ``adapter_model.safetensors`` + ``adapter_config.json`` pair that ``PeftModel.from_pretrained``
 reads); :func:`merged_state_dict` gives the weights with adapters folded in.
 
@@ -44,7 +47,8 @@ from torch import nn
 
 from ..config import TrainableConfig
 from ..tags import all_special_tokens
-from .tensor_files import load_tensors, save_tensors
+from .quantize import dequantize_, dequantized_copy
+from .weights import load_tensors, save_tensors
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"  # peft's file name (its config is adapter_config.json)
 
@@ -123,10 +127,18 @@ def _llm_lora(llm: nn.Module, trainable: TrainableConfig, token_ids: list[int]) 
     return get_peft_model(llm, config)
 
 
+def _llm_qlora(llm: nn.Module, trainable: TrainableConfig, token_ids: list[int]) -> nn.Module:
+    from .quantize import hold_in_4bit
+
+    # The LoRA adapters and the tag rows stay in the model's float dtype; only the frozen base is 4-bit.
+    return _llm_lora(hold_in_4bit(llm), trainable, token_ids)
+
+
 LLM_TRAINING: dict[str, Callable[[nn.Module, TrainableConfig, list[int]], nn.Module]] = {
     "frozen": _llm_frozen,
     "full": _llm_full,
     "lora": _llm_lora,
+    "qlora": _llm_qlora,
 }
 
 
@@ -153,15 +165,16 @@ def plain_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
     rewritten by hand. ``module`` keeps its adapters.
     """
     if not isinstance(module, PeftModel):
-        return module.state_dict()
-    return copy.deepcopy(module).unload().state_dict()
+        return dequantized_copy(module).state_dict()
+    return dequantize_(copy.deepcopy(module).unload()).state_dict()
 
 
 def merged_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
     """The weights with adapters folded in (a copy is merged; ``module`` keeps its adapters)."""
     if not isinstance(module, PeftModel):
-        return module.state_dict()
-    return copy.deepcopy(module).merge_and_unload().state_dict()
+        return dequantized_copy(module).state_dict()
+    # A 4-bit base (qlora) is merged by peft's 4-bit layer: dequantized, summed, quantized again.
+    return dequantize_(copy.deepcopy(module).merge_and_unload()).state_dict()
 
 
 def save_adapter(module: nn.Module, directory: Path) -> bool:

@@ -8,8 +8,9 @@ per-job seeding this makes the output independent of ``workers``.
 from __future__ import annotations
 
 import multiprocessing
-import os
 from typing import Callable, Iterable, TypeVar
+
+from ..hardware import usable_cores
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -17,7 +18,7 @@ R = TypeVar("R")
 
 def default_workers() -> int:
     """The CPU cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return usable_cores()
 
 
 def map_ordered(

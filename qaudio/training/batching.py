@@ -109,7 +109,7 @@ class Collator:
         streamed path (:mod:`.streaming`) loads its rows itself and calls this."""
         if not rows:
             return Batch(None, bad=bad, position=position)
-        prompts = [it.task.prompt(it.example, self.style) for it, _, _ in rows]
+        prompts = [it.task.prompt(it.example.request(it.task), self.style) for it, _, _ in rows]
         targets = [choose_target(it.task.targets(it.example), self.seed, pos, it.example.id) for it, pos, _ in rows]
         signals = [signal for _, _, signal in rows]
         if self.cache is not None:

@@ -13,22 +13,24 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import flags
 from ..config import PROJECTOR_NAMES
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCHEDULES = ("cosine", "linear", "constant")
 LONG_AUDIO = ("skip", "chunk")
 TRAIN_MODES = ("frozen", "full", "lora")
+LLM_MODES = (*TRAIN_MODES, "qlora")  # QLoRA: LoRA on the LLM held in 4 bits
 CACHE_DTYPES = ("fp16", "bf16", "fp32")
 
 
 def _f(default: Any, help: str, choices: tuple | None = None, group: str = "", metavar: str | None = None) -> Any:
     """A config field: its default, help line, choices and flag placeholder travel as metadata."""
-    return field(default=default, metadata={"help": help, "choices": choices, "group": group, "metavar": metavar})
+    return flags.option(default, help, choices=choices, group=group, metavar=metavar)
 
 
 @dataclass
@@ -78,8 +80,8 @@ class TrainConfig:
     train_encoder: str | None = _f(None, "train the audio encoder: frozen, full or lora (default: the preset's)",
                                    choices=TRAIN_MODES, group="model")
     train_projector: bool | None = _f(None, "train the projector (default: the preset's)", group="model")
-    train_llm: str | None = _f(None, "train the LLM: frozen, full or lora (default: the preset's)",
-                               choices=TRAIN_MODES, group="model")
+    train_llm: str | None = _f(None, "train the LLM: frozen, full, lora, or qlora (LoRA on the LLM held in 4-bit "
+                               "NF4; needs bitsandbytes) (default: the preset's)", choices=LLM_MODES, group="model")
     lora_r: int | None = _f(None, "LoRA rank (default: the preset's)", group="model")
     lora_alpha: float | None = _f(None, "LoRA alpha (default: the preset's)", group="model")
     lora_dropout: float | None = _f(None, "dropout on the LoRA input (default: the preset's)", group="model")
@@ -243,29 +245,7 @@ def model_overrides(cfg: TrainConfig) -> dict[str, dict[str, Any]]:
     return sections
 
 
-def _flag(name: str) -> str:
-    return name.replace("_", "-")
-
-
-def _bool(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def _arg_type(f: dataclasses.Field):
-    default = f.default
-    text = str(f.type)
-    if isinstance(default, bool) or text.startswith("bool"):
-        return _bool
-    if isinstance(default, int) or text.startswith("int"):
-        return int
-    if isinstance(default, float) or text.startswith("float"):
-        return float
-    return str
+_flag = flags.flag_name
 
 
 GROUP_TITLES = {
@@ -288,20 +268,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved configuration as YAML and exit")
     groups = {name: parser.add_argument_group(title) for name, title in GROUP_TITLES.items()}
-    for f in dataclasses.fields(TrainConfig):
-        meta = f.metadata
-        target = groups[meta["group"]]
-        arg_type = _arg_type(f)
-        help_text = f"{meta['help']} (default: {f.default})"
-        if arg_type is _bool:
-            # --strict / --no-strict, and --strict false for YAML-like use
-            target.add_argument(f"--{_flag(f.name)}", dest=f.name, nargs="?", const=True, type=_bool,
-                                default=argparse.SUPPRESS, metavar="BOOL", help=help_text)
-            target.add_argument(f"--no-{_flag(f.name)}", dest=f.name, action="store_false",
-                                default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-        else:
-            target.add_argument(f"--{_flag(f.name)}", dest=f.name, type=arg_type, choices=meta["choices"],
-                                default=argparse.SUPPRESS, help=help_text, metavar=meta["metavar"])
+    flags.add_arguments(parser, TrainConfig, given_only=True, groups=groups, show_default=True, bool_values=True)
 
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:

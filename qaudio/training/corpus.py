@@ -16,11 +16,11 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..config import resolve_data_root
 from ..data import Example
-from ..task import MissingTarget, Task
+from ..task import EmptyTargetError, Task
 from .bad_data import BadDataLog, BadItem
 
-DEFAULT_DATA_DIR = "data"  # relative to the working directory when $QAUDIO_DATA is unset
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,7 @@ class RecipeSpec:
 
 def default_root(name: str) -> Path:
     stem = Path(name).stem if name.endswith(".py") else name
-    base = os.environ.get("QAUDIO_DATA") or DEFAULT_DATA_DIR
-    return Path(base) / stem
+    return resolve_data_root() / stem
 
 
 def parse_recipes(text: str, train_split: str = "train", dev_split: str = "dev") -> list[RecipeSpec]:
@@ -121,13 +120,13 @@ def _fit_window(item: Item, max_seconds: float, long_audio: str, bad: BadDataLog
         return [item]
     detail = f"{ex.duration:.1f} s is longer than the encoder window of {max_seconds:g} s"
     if long_audio == "chunk":
-        if ex.words and item.task.chunk_at_words:
+        if ex.words and item.task.chunks_at_words:
             pieces = chunk_by_words(ex, max_seconds)
             if pieces:
                 return [Item(p, item.task, item.source) for p in pieces]
             detail += " and a single word is longer than the window"
         else:
-            detail += " and it cannot be chunked (only examples of a chunk_at_words task with word times can)"
+            detail += " and it cannot be chunked (only examples of a chunks_at_words task with word times can)"
     bad.record(BadItem("too long", ex.id, ex.audio, detail, item.source))
     return []
 
@@ -137,10 +136,10 @@ def _check_trainable(item: Item, style: str, bad: BadDataLog, check_file: bool =
     streamed examples carry their audio bytes, not a file)."""
     ex = item.example
     try:
-        item.task.prompt(ex, style)
+        item.task.prompt(ex.request(item.task), style)
         item.task.targets(ex)
-    except ValueError as e:  # MissingTarget: nothing to learn; any other: the example is malformed
-        reason = "empty target" if isinstance(e, MissingTarget) else "bad example"
+    except ValueError as e:  # EmptyTargetError: nothing to learn; any other: the example is malformed
+        reason = "empty target" if isinstance(e, EmptyTargetError) else "bad example"
         bad.record(BadItem(reason, ex.id, ex.audio, str(e), item.source))
         return False
     if check_file and not os.path.isfile(ex.audio):
@@ -204,6 +203,6 @@ def tokenizer_texts(items: list[Item], style: str) -> list[str]:
     """The texts a from-scratch tokenizer is trained on: every prompt and every reference."""
     texts = []
     for item in items:
-        texts.append(item.task.prompt(item.example, style))
+        texts.append(item.task.prompt(item.example.request(item.task), style))
         texts.extend(item.task.targets(item.example))
     return texts

@@ -32,8 +32,10 @@ from typing import Iterable
 
 import torch
 
+from ..dtypes import torch_dtype
+
 FORMAT_VERSION = 1  # bump when what is stored changes meaning
-DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+DTYPES = {name: torch_dtype(name) for name in ("fp16", "bf16", "fp32")}  # the storage dtypes offered
 SHARD_ENTRIES = 512  # clips per shard file
 
 

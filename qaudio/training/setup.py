@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..hardware import cpu_has_bf16
+from ..hardware import cpu_has_bf16, usable_cores
 from . import checkpoint as ckpt
 from .bad_data import BadDataLog
 from .batching import Collator
@@ -95,8 +95,7 @@ def set_threads(cfg: TrainConfig, local_processes: int) -> int:
     if cfg.threads:
         n = cfg.threads
     else:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        n = max(1, cores // max(1, local_processes))
+        n = max(1, usable_cores() // max(1, local_processes))
     torch.set_num_threads(n)
     return n
 

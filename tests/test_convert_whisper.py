@@ -21,8 +21,11 @@ import numpy as np
 import pytest
 import torch
 
-from qaudio.model import whisper_import as wi
-from qaudio.model.whisper_import import CTranslate2FormatError, cached_whisper_dir, import_whisper, read_ctranslate2
+from qaudio.convert import whisper_cache
+from qaudio.convert.ctranslate2 import CT2Model, CTranslate2FormatError, read_ctranslate2
+from qaudio.convert.whisper import import_whisper
+from qaudio.convert.whisper_cache import cached_whisper_dir
+from qaudio.convert.whisper_packages import find_ctranslate2_dir
 
 # ---- Writing model.bin by hand -------------------------------------------------------------
 
@@ -70,10 +73,10 @@ def test_reader_dequantises_int8_rows():
     w = rng.normal(size=(4, 8)).astype(np.float32)
     scale = 127 / np.abs(w).max(axis=1)  # CTranslate2's per-row int8 quantisation
     q = np.rint(w * scale[:, None]).astype(np.int8)
-    ct2 = wi.CT2Model("WhisperSpec", 3, 6, {"x/weight": q, "x/weight_scale": scale.astype(np.float32)})
+    ct2 = CT2Model("WhisperSpec", 3, 6, {"x/weight": q, "x/weight_scale": scale.astype(np.float32)})
     assert np.abs(ct2.float32("x/weight") - w).max() <= (0.5 / scale).max() + 1e-6
     with pytest.raises(CTranslate2FormatError, match="weight_scale is missing"):
-        wi.CT2Model("WhisperSpec", 3, 6, {"x/weight": q}).float32("x/weight")
+        CT2Model("WhisperSpec", 3, 6, {"x/weight": q}).float32("x/weight")
 
 
 def test_reader_errors_name_the_problem(tmp_path):
@@ -243,12 +246,12 @@ def test_unmapped_variables_and_nonzero_k_bias_fail_loudly(tiny_ct2, tmp_path):
 
 def test_find_ctranslate2_dir_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="neither a directory nor an installed pip package"):
-        wi.find_ctranslate2_dir("no-such-whisper-package")
+        find_ctranslate2_dir("no-such-whisper-package")
     with pytest.raises(FileNotFoundError, match="no model.bin"):
-        wi.find_ctranslate2_dir(str(tmp_path))
+        find_ctranslate2_dir(str(tmp_path))
     (tmp_path / "model.bin.part2").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match=r"part\(s\) \[1\] are missing"):
-        wi.find_ctranslate2_dir(str(tmp_path))
+        find_ctranslate2_dir(str(tmp_path))
 
 
 def test_cache_converts_once_and_follows_the_source(tiny_ct2, tmp_path, monkeypatch):
@@ -261,7 +264,7 @@ def test_cache_converts_once_and_follows_the_source(tiny_ct2, tmp_path, monkeypa
     def no_import(*args, **kwargs):
         raise AssertionError("the cached import was redone")
 
-    monkeypatch.setattr(wi, "import_whisper", no_import)
+    monkeypatch.setattr(whisper_cache, "import_whisper", no_import)
     assert cached_whisper_dir(str(source)) == first
     monkeypatch.undo()
 
