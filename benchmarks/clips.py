@@ -10,13 +10,12 @@ Reference: LibriSpeech (Panayotov et al., ICASSP 2015) for the read-speech durat
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
 from qaudio.audio import SAMPLE_RATE
-
 
 # ---- Duration mixes and clips ----------------------------------------------------------------
 

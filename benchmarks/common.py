@@ -21,8 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import torch
 
@@ -92,8 +92,10 @@ def count_flops(fn: Callable[[], object]) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     aten = torch.ops.aten
-    mapping = {aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention_flops,
-               aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_flash_attention_backward_flops}
+    mapping = {
+        aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention_flops,
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_flash_attention_backward_flops,
+    }
     with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
         fn()
     return int(counter.get_total_flops())
@@ -169,8 +171,10 @@ def machine_info(device: torch.device) -> dict:
 def machine_line(info: dict, threads: int = 0) -> str:
     """One line naming the machine, for the printed report."""
     n = threads or info["torch_threads"]
-    line = (f"machine: {info['cpu']}, {info['cores']} cores ({n} torch thread{'s' if n != 1 else ''}), "
-            f"torch {info['torch']}, transformers {info['transformers']}, {info['date']}")
+    line = (
+        f"machine: {info['cpu']}, {info['cores']} cores ({n} torch thread{'s' if n != 1 else ''}), "
+        f"torch {info['torch']}, transformers {info['transformers']}, {info['date']}"
+    )
     return line + (f", {info['gpu']}" if "gpu" in info else "")
 
 
@@ -185,8 +189,10 @@ def run_worker(module: str, spec: dict, timeout_s: float = 900) -> dict:
         cmd = [sys.executable, "-m", module, "--worker", json.dumps(spec), "--result", str(result)]
         proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout_s)
         if proc.returncode != 0 or not result.is_file():
-            raise RuntimeError(f"benchmark worker {spec.get('system')}/{spec.get('mode', '')} failed "
-                               f"(exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+            raise RuntimeError(
+                f"benchmark worker {spec.get('system')}/{spec.get('mode', '')} failed "
+                f"(exit {proc.returncode}):\n{proc.stderr[-4000:]}"
+            )
         return json.loads(result.read_text())
 
 
@@ -222,9 +228,11 @@ def load_warning(info_before: dict, results: Iterable[dict]) -> str | None:
     worst = max(loads)
     cores = info_before.get("cores", 1)
     if worst > cores + 0.5:
-        return (f"warning: the 1-min load average reached {worst:.1f} on {cores} cores: other processes competed "
-                "for the CPU, so absolute figures are low and ratios less reliable; rerun on a quiet machine (on a "
-                "shared one, --threads 1 keeps torch's threads from stalling on each other)")
+        return (
+            f"warning: the 1-min load average reached {worst:.1f} on {cores} cores: other processes competed "
+            "for the CPU, so absolute figures are low and ratios less reliable; rerun on a quiet machine (on a "
+            "shared one, --threads 1 keeps torch's threads from stalling on each other)"
+        )
     return None
 
 

@@ -39,9 +39,9 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -113,7 +113,7 @@ def english_asr_clips(corpus: Path, count: int) -> list[dict]:
 def _transcribe(model, audios, prompt: str, batch_size: int, new_tokens: int) -> list[str]:
     out = []
     for i in range(0, len(audios), batch_size):
-        chunk = audios[i:i + batch_size]
+        chunk = audios[i : i + batch_size]
         with torch.no_grad():
             ids = model.generate(model.processor.prepare(chunk, [prompt] * len(chunk)), max_new_tokens=new_tokens)
             out += model.processor.batch_decode(ids)
@@ -144,8 +144,12 @@ def infer_worker(spec: dict) -> dict:
     prompt = common.asr_prompt()
     _transcribe(model, audios[:2], prompt, 2, spec["new_tokens"])  # warm-up
     meter.reset()
-    result = {"variant": variant, "parameters": sum(p.numel() for p in model.parameters()),
-              "weights_mib": weight_bytes(model) / 2**20, "llm_weights_mib": weight_bytes(model.language_model) / 2**20}
+    result = {
+        "variant": variant,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "weights_mib": weight_bytes(model) / 2**20,
+        "llm_weights_mib": weight_bytes(model.language_model) / 2**20,
+    }
     for batch_size in spec["batch_sizes"]:
         start = time.perf_counter()
         texts = _transcribe(model, audios, prompt, batch_size, spec["new_tokens"])
@@ -184,18 +188,18 @@ def _frozen_llm_mib(llm) -> tuple[float, float]:
         return total
 
     # The head and what peft wraps inside it (the tied embedding's matrix) are not counted as Linear layers.
-    linear = sum(held(m, False) for name, m in base.named_modules()
-                 if isinstance(m, nn.Linear) and not name.startswith(head))
+    linear = sum(
+        held(m, False) for name, m in base.named_modules() if isinstance(m, nn.Linear) and not name.startswith(head)
+    )
     return held(base, True) / 2**20, linear / 2**20
 
 
 def train_worker(spec: dict) -> dict:
     import qaudio.train as train_module
+    from qaudio.config import ModelConfig, with_overrides
     from qaudio.model import AudioLM
     from qaudio.training.config import TrainConfig
     from qaudio.training.metrics_log import read_metrics
-
-    from qaudio.config import ModelConfig, with_overrides
 
     # A saved model is trained as its config says, so the row trains the base's architecture
     # (same sources, sizes and seed) with --train-llm lora or qlora from its initial weights.
@@ -207,19 +211,41 @@ def train_worker(spec: dict) -> dict:
     meter = common.PeakMemory(torch.device("cpu"))
     meter.reset()
     before = meter.baseline_mib
-    config = TrainConfig(model=str(model_file), recipes=f"synthetic:{spec['corpus']}", tasks="asr", dev_split="none",
-                         output_dir=str(out), precision="fp32", threads=spec["threads"], batch_size=spec["batch_size"],
-                         max_steps=spec["steps"], log_every=1, save_every=10**6, progress=False, tensorboard=False,
-                         plot=False, train_llm=spec["mode"], seed=spec["seed"])
+    config = TrainConfig(
+        model=str(model_file),
+        recipes=f"synthetic:{spec['corpus']}",
+        tasks="asr",
+        dev_split="none",
+        output_dir=str(out),
+        precision="fp32",
+        threads=spec["threads"],
+        batch_size=spec["batch_size"],
+        max_steps=spec["steps"],
+        log_every=1,
+        save_every=10**6,
+        progress=False,
+        tensorboard=False,
+        plot=False,
+        train_llm=spec["mode"],
+        seed=spec["seed"],
+    )
     start = time.perf_counter()
     final = train_module.train(config)
     wall = time.perf_counter() - start
     peak = meter.peak_mib() - before
     losses = [r["loss"] for r in read_metrics(out, "train")]
     frozen, frozen_linear = _frozen_llm_mib(AudioLM.from_pretrained(final).language_model)
-    return {"mode": spec["mode"], "model_dir": str(final), "train_steps": spec["steps"], "train_s_per_step": wall /
-            spec["steps"], "peak_training_mib": peak, "first_loss": losses[0], "last_loss": losses[-1],
-            "frozen_llm_mib": frozen, "frozen_llm_linear_mib": frozen_linear}
+    return {
+        "mode": spec["mode"],
+        "model_dir": str(final),
+        "train_steps": spec["steps"],
+        "train_s_per_step": wall / spec["steps"],
+        "peak_training_mib": peak,
+        "first_loss": losses[0],
+        "last_loss": losses[-1],
+        "frozen_llm_mib": frozen,
+        "frozen_llm_linear_mib": frozen_linear,
+    }
 
 
 def base_worker(spec: dict) -> dict:
@@ -227,10 +253,22 @@ def base_worker(spec: dict) -> dict:
     import qaudio.train as train_module
     from qaudio.training.config import TrainConfig
 
-    config = TrainConfig(model="tiny", recipes=f"synthetic:{spec['corpus']}", tasks="asr", dev_split="none",
-                         output_dir=spec["output_dir"], precision="fp32", threads=spec["threads"], batch_size=8,
-                         max_steps=spec["steps"], save_every=10**6, progress=False, tensorboard=False, plot=False,
-                         seed=spec["seed"])
+    config = TrainConfig(
+        model="tiny",
+        recipes=f"synthetic:{spec['corpus']}",
+        tasks="asr",
+        dev_split="none",
+        output_dir=spec["output_dir"],
+        precision="fp32",
+        threads=spec["threads"],
+        batch_size=8,
+        max_steps=spec["steps"],
+        save_every=10**6,
+        progress=False,
+        tensorboard=False,
+        plot=False,
+        seed=spec["seed"],
+    )
     return {"model_dir": str(train_module.train(config))}
 
 
@@ -240,11 +278,21 @@ WORKERS = {"infer": infer_worker, "train": train_worker, "base": base_worker}
 # ---- The driver --------------------------------------------------------------------------------
 
 
-COLUMNS = [("variant", "variant", ""), ("parameters", "params", ","), ("weights_mib", "weights MiB", ".1f"),
-           ("disk_mib", "disk MiB", ".1f"), ("peak_inference_mib", "infer peak MiB", ".0f"),
-           ("latency_ms_b1", "ms/clip b1", ".0f"), ("rtf_b1", "RTF b1", ".3f"), ("latency_ms_b8", "ms/clip b8", ".0f"),
-           ("rtf_b8", "RTF b8", ".3f"), ("wer", "WER %", ".2f"), ("peak_training_mib", "train peak MiB", ".0f"),
-           ("frozen_llm", "frozen LLM / its Linear MiB", ""), ("losses", "loss first->last", "")]
+COLUMNS = [
+    ("variant", "variant", ""),
+    ("parameters", "params", ","),
+    ("weights_mib", "weights MiB", ".1f"),
+    ("disk_mib", "disk MiB", ".1f"),
+    ("peak_inference_mib", "infer peak MiB", ".0f"),
+    ("latency_ms_b1", "ms/clip b1", ".0f"),
+    ("rtf_b1", "RTF b1", ".3f"),
+    ("latency_ms_b8", "ms/clip b8", ".0f"),
+    ("rtf_b8", "RTF b8", ".3f"),
+    ("wer", "WER %", ".2f"),
+    ("peak_training_mib", "train peak MiB", ".0f"),
+    ("frozen_llm", "frozen LLM / its Linear MiB", ""),
+    ("losses", "loss first->last", ""),
+]
 
 
 def _against_targets(rows: dict[str, dict]) -> list[str]:
@@ -258,30 +306,43 @@ def _against_targets(rows: dict[str, dict]) -> list[str]:
             memory = r["peak_inference_mib"] / fp32["peak_inference_mib"]
             weights = r["weights_mib"] / fp32["weights_mib"]
             points = r["wer"] - fp32["wer"]
-            ok = (min(speed.values()) >= TARGETS["int8_throughput_x"] and memory <= TARGETS["int8_memory_x"]
-                  and abs(points) <= TARGETS["int8_wer_points"])
-            lines.append(f"{name} vs fp32: throughput {speed[1]:.2f}x (b1) {speed[8]:.2f}x (b8) [target >= 1.5x], "
-                         f"inference peak {memory:.2f}x, weights {weights:.2f}x [target <= 0.5x], WER "
-                         f"{points:+.2f} points [target within 0.5]: {'met' if ok else 'MISSED'}")
+            ok = (
+                min(speed.values()) >= TARGETS["int8_throughput_x"]
+                and memory <= TARGETS["int8_memory_x"]
+                and abs(points) <= TARGETS["int8_wer_points"]
+            )
+            lines.append(
+                f"{name} vs fp32: throughput {speed[1]:.2f}x (b1) {speed[8]:.2f}x (b8) [target >= 1.5x], "
+                f"inference peak {memory:.2f}x, weights {weights:.2f}x [target <= 0.5x], WER "
+                f"{points:+.2f} points [target within 0.5]: {'met' if ok else 'MISSED'}"
+            )
     if "lora" in rows and "qlora" in rows:
         q, lo = rows["qlora"], rows["lora"]
         x = q["frozen_llm_mib"] / lo["frozen_llm_mib"]
-        lines.append(f"QLoRA frozen LLM {q['frozen_llm_mib']:.2f} MiB vs bf16 LoRA's {lo['frozen_llm_mib']:.2f} MiB: "
-                     f"{x:.2f}x [target <= 0.4x]: {'met' if x <= TARGETS['qlora_frozen_llm_x'] else 'MISSED'} "
-                     f"(its Linear layers alone: {q['frozen_llm_linear_mib'] / lo['frozen_llm_linear_mib']:.2f}x; the "
-                     "embedding stays bf16); whole-process training peak "
-                     f"{q['peak_training_mib'] / lo['peak_training_mib']:.2f}x (both fp32 runs)")
+        lines.append(
+            f"QLoRA frozen LLM {q['frozen_llm_mib']:.2f} MiB vs bf16 LoRA's {lo['frozen_llm_mib']:.2f} MiB: "
+            f"{x:.2f}x [target <= 0.4x]: {'met' if x <= TARGETS['qlora_frozen_llm_x'] else 'MISSED'} "
+            f"(its Linear layers alone: {q['frozen_llm_linear_mib'] / lo['frozen_llm_linear_mib']:.2f}x; the "
+            "embedding stays bf16); whole-process training peak "
+            f"{q['peak_training_mib'] / lo['peak_training_mib']:.2f}x (both fp32 runs)"
+        )
     return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", help="a synthetic corpus directory (qaudio synth --out DIR)")
-    parser.add_argument("--model", default=None, help="the base: a saved model directory (default: train the tiny "
-                        "preset for --base-steps here)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="the base: a saved model directory (default: train the tiny preset for --base-steps here)",
+    )
     parser.add_argument("--base-steps", type=int, default=200, help="steps to train the tiny base without --model")
-    parser.add_argument("--variants", default=",".join([*VARIANTS, *TRAINED]),
-                        help=f"rows, from {', '.join([*VARIANTS, *TRAINED])} (default: all)")
+    parser.add_argument(
+        "--variants",
+        default=",".join([*VARIANTS, *TRAINED]),
+        help=f"rows, from {', '.join([*VARIANTS, *TRAINED])} (default: all)",
+    )
     parser.add_argument("--clips", type=int, default=32, help="held-out English ASR clips (default 32)")
     parser.add_argument("--new-tokens", type=int, default=24, help="greedy decoding cap per clip (default 24)")
     parser.add_argument("--train-steps", type=int, default=20, help="LoRA / QLoRA fine-tuning steps (default 20)")
@@ -299,8 +360,10 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in chosen if v not in VARIANTS and v not in TRAINED]
     if unknown:
-        print(f"error: unknown variant(s) {', '.join(unknown)}; expected some of {', '.join([*VARIANTS, *TRAINED])}",
-              file=sys.stderr)
+        print(
+            f"error: unknown variant(s) {', '.join(unknown)}; expected some of {', '.join([*VARIANTS, *TRAINED])}",
+            file=sys.stderr,
+        )
         return 2
     if not args.corpus:
         print("error: --corpus is required: a synthetic corpus directory (qaudio synth --out DIR)", file=sys.stderr)
@@ -315,21 +378,46 @@ def main(argv: list[str] | None = None) -> int:
         model_dir = args.model and str(Path(args.model).resolve())
         if model_dir is None:
             print(f"training the tiny base for {args.base_steps} steps ...", file=sys.stderr, flush=True)
-            model_dir = common.run_worker(MODULE, {**base, "kind": "base", "corpus": str(corpus),
-                                                   "steps": args.base_steps, "output_dir": str(work / "base")},
-                                          timeout_s=3600)["model_dir"]
+            model_dir = common.run_worker(
+                MODULE,
+                {
+                    **base,
+                    "kind": "base",
+                    "corpus": str(corpus),
+                    "steps": args.base_steps,
+                    "output_dir": str(work / "base"),
+                },
+                timeout_s=3600,
+            )["model_dir"]
         rows: dict[str, dict] = {}
-        infer = {**base, "kind": "infer", "clips": clips, "batch_sizes": list(BATCH_SIZES),
-                 "new_tokens": args.new_tokens}
+        infer = {
+            **base,
+            "kind": "infer",
+            "clips": clips,
+            "batch_sizes": list(BATCH_SIZES),
+            "new_tokens": args.new_tokens,
+        }
         for name in chosen:
             print(f"measuring {name} ...", file=sys.stderr, flush=True)
             if name in TRAINED:
-                trained = common.run_worker(MODULE, {**base, "kind": "train", "mode": name, "model": model_dir,
-                                                     "corpus": str(corpus), "steps": args.train_steps,
-                                                     "batch_size": args.train_batch_size,
-                                                     "output_dir": str(work / name)}, timeout_s=3600)
-                row = {**trained, **common.run_worker(MODULE, {**infer, "variant": name,
-                                                               "model": trained["model_dir"]})}
+                trained = common.run_worker(
+                    MODULE,
+                    {
+                        **base,
+                        "kind": "train",
+                        "mode": name,
+                        "model": model_dir,
+                        "corpus": str(corpus),
+                        "steps": args.train_steps,
+                        "batch_size": args.train_batch_size,
+                        "output_dir": str(work / name),
+                    },
+                    timeout_s=3600,
+                )
+                row = {
+                    **trained,
+                    **common.run_worker(MODULE, {**infer, "variant": name, "model": trained["model_dir"]}),
+                }
                 row["frozen_llm"] = f"{row['frozen_llm_mib']:.2f} / {row['frozen_llm_linear_mib']:.2f}"
                 row["losses"] = f"{row['first_loss']:.2f}->{row['last_loss']:.2f}"
             else:
@@ -342,15 +430,19 @@ def main(argv: list[str] | None = None) -> int:
 
     command = f"python -m {MODULE} " + " ".join(argv if argv is not None else sys.argv[1:])
     audio = sum(c["seconds"] for c in clips)
-    print(f"\nlighter variants of {model_dir}: {len(clips)} English ASR test clips ({audio:.0f} s), greedy, "
-          f"<= {args.new_tokens} tokens")
+    print(
+        f"\nlighter variants of {model_dir}: {len(clips)} English ASR test clips ({audio:.0f} s), greedy, "
+        f"<= {args.new_tokens} tokens"
+    )
     print(common.machine_line(info, args.threads))
     print(common.format_table(list(rows.values()), COLUMNS))
     if "bf16" in rows and not cpu_has_bf16():
         print("bf16: this CPU has no bf16 matrix units (no AVX512-BF16 or AMX): bf16 runs emulated, hence slow")
     if any(name in TRAINED for name in rows):
-        print(f"lora/qlora: the base's config trained {args.train_steps} steps (batch {args.train_batch_size}, fp32, "
-              "asr) with --train-llm lora / qlora; train peak = whole process")
+        print(
+            f"lora/qlora: the base's config trained {args.train_steps} steps (batch {args.train_batch_size}, fp32, "
+            "asr) with --train-llm lora / qlora; train peak = whole process"
+        )
     targets = _against_targets(rows)
     for line in targets:
         print(line)
@@ -359,9 +451,19 @@ def main(argv: list[str] | None = None) -> int:
         print(warning)
     print(f"total time {elapsed:.0f} s")
     if args.json:
-        common.write_json(args.json, {"benchmark": "compress", "command": command, "machine": info,
-                                      "elapsed_s": elapsed, "base_model": model_dir, "rows": rows,
-                                      "targets": targets, **({"warning": warning} if warning else {})})
+        common.write_json(
+            args.json,
+            {
+                "benchmark": "compress",
+                "command": command,
+                "machine": info,
+                "elapsed_s": elapsed,
+                "base_model": model_dir,
+                "rows": rows,
+                "targets": targets,
+                **({"warning": warning} if warning else {}),
+            },
+        )
     return 0
 
 

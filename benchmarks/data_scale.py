@@ -38,8 +38,10 @@ from pathlib import Path
 import numpy as np
 
 POOL = 64  # distinct clips; records cycle through them (decoding cost is per clip, not per distinct clip)
-WORDS = ("red green blue small large quick slow bright dark loud soft high low near far early late "
-         "north south east west river stone cloud").split()
+WORDS = (
+    "red green blue small large quick slow bright dark loud soft high low near far early late "
+    "north south east west river stone cloud"
+).split()
 BATCH_SIZE, BUCKET_SIZE = 32, 50  # TrainConfig's defaults
 GOAL_PRESET = "whisper-large-v3-qwen2.5-1.5b"
 GPU_PEAK_TFLOPS = 989.0  # H100/H200 SXM dense bf16 tensor-core peak (NVIDIA's data sheet)
@@ -82,12 +84,21 @@ def make_corpus(root: Path, n: int, pool, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     clip = rng.integers(0, POOL, size=n)
     words = rng.integers(0, len(WORDS), size=(n, 3))
-    examples = [Example(id=f"ex{i:08d}", audio=str(pool[c][0]), duration=round(pool[c][2], 4), task="asr",
-                        target=" ".join(WORDS[w] for w in words[i])) for i, c in enumerate(clip)]
+    examples = [
+        Example(
+            id=f"ex{i:08d}",
+            audio=str(pool[c][0]),
+            duration=round(pool[c][2], 4),
+            task="asr",
+            target=" ".join(WORDS[w] for w in words[i]),
+        )
+        for i, c in enumerate(clip)
+    ]
     with open(root / "train.jsonl", "w", encoding="utf-8") as f:
         f.writelines(ex.to_json() + "\n" for ex in examples)
-    write_shards((AudioRecord(ex, pool[c][1], "flac") for ex, c in zip(examples, clip)), root / "shards",
-                 shard_size=256 * 10**6)
+    write_shards(
+        (AudioRecord(ex, pool[c][1], "flac") for ex, c in zip(examples, clip)), root / "shards", shard_size=256 * 10**6
+    )
 
 
 # ---- one measurement (in a fresh process) ----------------------------------------------------------
@@ -108,11 +119,20 @@ def first_batch_manifest(root: Path, processor, workers: int):
     from qaudio.training.mixing import MixtureSampler, task_weights
 
     bad = BadDataLog()
-    items = load_items(parse_recipes(f"manifest:{root / 'train.jsonl'}"), "train", {"asr": get_task("asr")}, "tags", bad)
+    items = load_items(
+        parse_recipes(f"manifest:{root / 'train.jsonl'}"), "train", {"asr": get_task("asr")}, "tags", bad
+    )
     items = fit_to_window(items, processor.max_audio_seconds, "skip", bad)
     durations = np.array([it.duration for it in items])
-    sampler = MixtureSampler({"asr": list(range(len(items)))}, task_weights({"asr": len(items)}, ["asr"], 1.0),
-                             durations, BATCH_SIZE, 0.0, BUCKET_SIZE, 0)
+    sampler = MixtureSampler(
+        {"asr": list(range(len(items)))},
+        task_weights({"asr": len(items)}, ["asr"], 1.0),
+        durations,
+        BATCH_SIZE,
+        0.0,
+        BUCKET_SIZE,
+        0,
+    )
     collator = Collator(processor, items, "tags", 0, processor.max_audio_seconds, known_bad=bad.skipped)
     return iter(make_loader(sampler, 0, collator, workers))
 
@@ -126,8 +146,18 @@ def first_batch_stream(root: Path, processor, workers: int):
     indexes = [read_index(str(root / "shards"))]
     opts = StreamOptions(BATCH_SIZE, 0.0, BUCKET_SIZE, 0, "tags", processor.max_audio_seconds, "skip")
     collator = Collator(processor, [], "tags", 0, processor.max_audio_seconds)
-    stream = ShardStream(indexes, mixture(indexes, ["asr"], 1.0), {"asr": get_task("asr")}, False, collator, opts,
-                         0, 1, workers, BATCH_SIZE * BUCKET_SIZE)
+    stream = ShardStream(
+        indexes,
+        mixture(indexes, ["asr"], 1.0),
+        {"asr": get_task("asr")},
+        False,
+        collator,
+        opts,
+        0,
+        1,
+        workers,
+        BATCH_SIZE * BUCKET_SIZE,
+    )
     return StreamLoader(stream, workers).loader()
 
 
@@ -147,14 +177,29 @@ def measure(path: str, root: Path, workers: int, batches: int) -> dict:
         examples += len(b.ids)
         seconds += b.audio_seconds
     elapsed = time.perf_counter() - t0
-    return {"startup_s": startup, "examples_per_s": examples / elapsed, "audio_s_per_s": seconds / elapsed,
-            "first_batch": len(first.ids)}
+    return {
+        "startup_s": startup,
+        "examples_per_s": examples / elapsed,
+        "audio_s_per_s": seconds / elapsed,
+        "first_batch": len(first.ids),
+    }
 
 
 def run_child(path: str, root: Path, workers: int, batches: int) -> dict:
     """One measurement in a fresh process (so one run's memory cannot colour the next)."""
-    cmd = [sys.executable, "-m", "benchmarks.data_scale", "--measure", path, "--root", str(root),
-           "--workers", str(workers), "--batches", str(batches)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.data_scale",
+        "--measure",
+        path,
+        "--root",
+        str(root),
+        "--workers",
+        str(workers),
+        "--batches",
+        str(batches),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = proc.communicate()
     if proc.returncode != 0:
@@ -183,22 +228,33 @@ def flops_per_example(preset: str = GOAL_PRESET, seconds: float = CLIP_SECONDS) 
     projector = 6 * shapes.params["projector"] * audio_tokens  # per output token, roughly: fwd + bwd
     head = 2 * shapes.vocab * llm.hidden_size  # the output projection per position
     llm_fwd = 2 * shapes.params["llm_body"] * tokens + head * tokens + llm.num_layers * 4 * tokens**2 * llm.hidden_size
-    return {"preset": preset, "seconds": seconds, "encoder_frames": frames, "llm_tokens": tokens,
-            "encoder_params": shapes.params["encoder"], "llm_body_params": shapes.params["llm_body"],
-            "encoder": encoder, "projector": projector, "llm": 2 * llm_fwd, "total": encoder + projector + 2 * llm_fwd}
+    return {
+        "preset": preset,
+        "seconds": seconds,
+        "encoder_frames": frames,
+        "llm_tokens": tokens,
+        "encoder_params": shapes.params["encoder"],
+        "llm_body_params": shapes.params["llm_body"],
+        "encoder": encoder,
+        "projector": projector,
+        "llm": 2 * llm_fwd,
+        "total": encoder + projector + 2 * llm_fwd,
+    }
 
 
 def gpu_appetite(preset: str = GOAL_PRESET, seconds: float = CLIP_SECONDS) -> tuple[float, str]:
     """Examples per second one GPU consumes, and the arithmetic as text."""
     f = flops_per_example(preset, seconds)
     rate = GPU_PEAK_TFLOPS * 1e12 * MFU / f["total"]
-    text = (f"{preset}, one {seconds:g} s clip: encoder {f['encoder_params'] / 1e6:.0f} M params x {f['encoder_frames']} "
-            f"frames x 2 + attention = {f['encoder'] / 1e12:.2f} TFLOP (frozen: forward only); LLM body "
-            f"{f['llm_body_params'] / 1e9:.2f} B params x {f['llm_tokens']} tokens, forward + input-gradient "
-            f"backward (+ output head, attention) = {f['llm'] / 1e12:.2f} TFLOP; projector {f['projector'] / 1e12:.3f} "
-            f"TFLOP; total {f['total'] / 1e12:.2f} TFLOP per example. One GPU at {GPU_PEAK_TFLOPS:g} TFLOP/s bf16 "
-            f"peak x {MFU:g} MFU = {GPU_PEAK_TFLOPS * MFU:.0f} TFLOP/s -> {rate:.0f} examples/s = "
-            f"{rate * seconds:.0f} audio s/s per GPU")
+    text = (
+        f"{preset}, one {seconds:g} s clip: encoder {f['encoder_params'] / 1e6:.0f} M params x {f['encoder_frames']} "
+        f"frames x 2 + attention = {f['encoder'] / 1e12:.2f} TFLOP (frozen: forward only); LLM body "
+        f"{f['llm_body_params'] / 1e9:.2f} B params x {f['llm_tokens']} tokens, forward + input-gradient "
+        f"backward (+ output head, attention) = {f['llm'] / 1e12:.2f} TFLOP; projector {f['projector'] / 1e12:.3f} "
+        f"TFLOP; total {f['total'] / 1e12:.2f} TFLOP per example. One GPU at {GPU_PEAK_TFLOPS:g} TFLOP/s bf16 "
+        f"peak x {MFU:g} MFU = {GPU_PEAK_TFLOPS * MFU:.0f} TFLOP/s -> {rate:.0f} examples/s = "
+        f"{rate * seconds:.0f} audio s/s per GPU"
+    )
     return rate, text
 
 
@@ -207,21 +263,27 @@ def gpu_appetite(preset: str = GOAL_PRESET, seconds: float = CLIP_SECONDS) -> tu
 
 def table(rows: list[dict]) -> str:
     base = {(r["path"], r["workers"]): r for r in rows if r["size"] == min(x["size"] for x in rows)}
-    lines = ["| path | examples | workers | start-up s | x | memory MB | x | examples/s | x | audio s/s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| path | examples | workers | start-up s | x | memory MB | x | examples/s | x | audio s/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         b = base[(r["path"], r["workers"])]
-        lines.append(f"| {r['path']} | {r['size']:,} | {r['workers']} | {r['startup_s']:.2f} | "
-                     f"{r['startup_s'] / b['startup_s']:.2f} | {r['rss_mb']:.0f} | {r['rss_mb'] / b['rss_mb']:.2f} | "
-                     f"{r['examples_per_s']:.0f} | {r['examples_per_s'] / b['examples_per_s']:.2f} | "
-                     f"{r['audio_s_per_s']:.0f} |")
+        lines.append(
+            f"| {r['path']} | {r['size']:,} | {r['workers']} | {r['startup_s']:.2f} | "
+            f"{r['startup_s'] / b['startup_s']:.2f} | {r['rss_mb']:.0f} | {r['rss_mb'] / b['rss_mb']:.2f} | "
+            f"{r['examples_per_s']:.0f} | {r['examples_per_s'] / b['examples_per_s']:.2f} | "
+            f"{r['audio_s_per_s']:.0f} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.data_scale", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="/tmp/qaudio-data-scale", help="where the synthetic corpora are made (reused)")
-    parser.add_argument("--sizes", default="10000,100000,1000000", help="corpus sizes, comma-separated; the first is the base")
+    parser.add_argument(
+        "--sizes", default="10000,100000,1000000", help="corpus sizes, comma-separated; the first is the base"
+    )
     parser.add_argument("--workers", default="0,2,4", help="DataLoader worker counts, comma-separated")
     parser.add_argument("--batches", type=int, default=40, help="micro-batches timed after the first")
     parser.add_argument("--json", default=None, help="also write the rows here")

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import json
 import sys
 import time
 from dataclasses import replace
@@ -59,8 +58,10 @@ def demo_batches(model, processor, count: int, seed: int) -> list[dict]:
     out = []
     for _ in range(count):
         seconds = rng.uniform(*SECONDS, size=BATCH)
-        states = [torch.randn(int(s * 50), width, generator=torch.Generator().manual_seed(int(rng.integers(1 << 31))))
-                  for s in seconds]  # Whisper: 50 encoder frames per second
+        states = [
+            torch.randn(int(s * 50), width, generator=torch.Generator().manual_seed(int(rng.integers(1 << 31))))
+            for s in seconds
+        ]  # Whisper: 50 encoder frames per second
         texts = [" ".join(rng.choice(words, size=max(1, round(s * WORDS_PER_S)))) for s in seconds]
         out.append(processor.prepare_from_features(states, [prompt] * BATCH, texts))
     return out
@@ -131,8 +132,9 @@ def matmul_share(step, batch: dict) -> float:
     return sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS) / max(total, 1)
 
 
-def measure(precision: str, variants: list[str], device: torch.device, steps: int, seed: int,
-            preset: str = "demo") -> dict:
+def measure(
+    precision: str, variants: list[str], device: torch.device, steps: int, seed: int, preset: str = "demo"
+) -> dict:
     from qaudio.config import resolve_model_config
 
     config = resolve_model_config(preset)
@@ -153,8 +155,14 @@ def measure(precision: str, variants: list[str], device: torch.device, steps: in
             seconds[v] += time.perf_counter() - t0
     flops = common.count_flops(lambda: runs[variants[0]](batches[2]))
     shares = {v: matmul_share(run, batches[2]) for v, run in runs.items()} if device.type == "cpu" else {}
-    return {"precision": precision, "preset": preset, "flops_per_step": flops, "warmup_losses": losses,
-            "seconds_per_step": {v: s / steps for v, s in seconds.items()}, "matmul_share": shares}
+    return {
+        "precision": precision,
+        "preset": preset,
+        "flops_per_step": flops,
+        "warmup_losses": losses,
+        "seconds_per_step": {v: s / steps for v, s in seconds.items()},
+        "matmul_share": shares,
+    }
 
 
 def report(results: list[dict], peaks: dict[str, float]) -> str:
@@ -162,15 +170,19 @@ def report(results: list[dict], peaks: dict[str, float]) -> str:
     for r in results:
         base = r["seconds_per_step"]["first-release"]
         lines.append(f"\n{r['precision']}: {r['flops_per_step'] / 1e9:.1f} GFLOP per step of {BATCH} examples")
-        lines.append(f"{'variant':<16} {'ms/step':>8} {'ex/s':>7} {'GFLOP/s':>8} {'% fp32 peak':>11} "
-                     f"{'% bf16 peak':>11} {'matmul share':>12} {'speed-up':>8}  warm-up losses")
+        lines.append(
+            f"{'variant':<16} {'ms/step':>8} {'ex/s':>7} {'GFLOP/s':>8} {'% fp32 peak':>11} "
+            f"{'% bf16 peak':>11} {'matmul share':>12} {'speed-up':>8}  warm-up losses"
+        )
         for v, s in r["seconds_per_step"].items():
             achieved = r["flops_per_step"] / s
             share = r["matmul_share"].get(v)
-            lines.append(f"{v:<16} {s * 1e3:>8.0f} {BATCH / s:>7.1f} {achieved / 1e9:>8.0f} "
-                         f"{100 * achieved / peaks['fp32']:>10.1f}% {100 * achieved / peaks['bf16']:>10.1f}% "
-                         f"{'' if share is None else f'{100 * share:.0f}%':>12} {base / s:>7.2f}x  "
-                         f"{r['warmup_losses'][v]}")
+            lines.append(
+                f"{v:<16} {s * 1e3:>8.0f} {BATCH / s:>7.1f} {achieved / 1e9:>8.0f} "
+                f"{100 * achieved / peaks['fp32']:>10.1f}% {100 * achieved / peaks['bf16']:>10.1f}% "
+                f"{'' if share is None else f'{100 * share:.0f}%':>12} {base / s:>7.2f}x  "
+                f"{r['warmup_losses'][v]}"
+            )
     return "\n".join(lines)
 
 
@@ -199,14 +211,19 @@ def main(argv: list[str] | None = None) -> int:
     info = common.machine_info(device)
     print(common.machine_line(info, args.threads), flush=True)
     peaks = {p: common.matmul_peak_flops(device, p) for p in ("fp32", "bf16")}
-    print(f"matmul peak in this process: fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} "
-          "GFLOP/s", flush=True)
+    print(
+        f"matmul peak in this process: fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s",
+        flush=True,
+    )
     results = []
     for precision in [p.strip() for p in args.precisions.split(",") if p.strip()]:
         if precision == "bf16" and device.type == "cpu" and peaks["bf16"] < peaks["fp32"]:
-            print(f"\nbf16: skipped: this CPU has no native bf16 (its bf16 matmul peak, {peaks['bf16'] / 1e9:.1f} "
-                  f"GFLOP/s, is below fp32's); qaudio train's precision 'auto' runs fp32 here. Run this on a CPU "
-                  "with avx512_bf16 or AMX to measure the bf16 step.", flush=True)
+            print(
+                f"\nbf16: skipped: this CPU has no native bf16 (its bf16 matmul peak, {peaks['bf16'] / 1e9:.1f} "
+                f"GFLOP/s, is below fp32's); qaudio train's precision 'auto' runs fp32 here. Run this on a CPU "
+                "with avx512_bf16 or AMX to measure the bf16 step.",
+                flush=True,
+            )
             continue
         wanted = [v for v in variants if precision == "bf16" or v != "bf16-weights"]
         results.append(measure(precision, wanted, device, args.steps, args.seed, args.preset))

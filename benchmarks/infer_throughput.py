@@ -31,11 +31,10 @@ import time
 
 import torch
 
-from qaudio.audio import SAMPLE_RATE
-from qaudio.profiling import measure
-
 from benchmarks import common, systems
 from benchmarks.clips import MIXES, make_clips
+from qaudio.audio import SAMPLE_RATE
+from qaudio.profiling import measure
 
 MODULE = "benchmarks.infer_throughput"
 SYSTEMS = ("qaudio", "peer")
@@ -114,11 +113,18 @@ def _peer(spec: dict, texts: list[str], device: torch.device, dtype: str):
         with torch.inference_mode():
             for k in range(0, len(order), batch_size):
                 index = order[k : k + batch_size]
-                batch = common.to_device(systems.peer_inputs(peer, [clips[i] for i in index], prompt, train=False),
-                                         device)
-                generated = peer.model.generate(**batch, max_new_tokens=n, min_new_tokens=n, do_sample=False,
-                                                num_beams=1, pad_token_id=tok.pad_token_id,
-                                                eos_token_id=tok.eos_token_id)  # (B, L + n) or (B, n)
+                batch = common.to_device(
+                    systems.peer_inputs(peer, [clips[i] for i in index], prompt, train=False), device
+                )
+                generated = peer.model.generate(
+                    **batch,
+                    max_new_tokens=n,
+                    min_new_tokens=n,
+                    do_sample=False,
+                    num_beams=1,
+                    pad_token_id=tok.pad_token_id,
+                    eos_token_id=tok.eos_token_id,
+                )  # (B, L + n) or (B, n)
                 for i, text in zip(index, peer.text.batch_decode(generated[:, -n:])):
                     outputs[i] = text
         return outputs
@@ -147,17 +153,30 @@ def worker(spec: dict) -> dict:
     batches = -(-len(clips) // spec["batch_size"])
     prefills = sum(1 for is_prefill, _ in timer.events if is_prefill)
     if prefills != batches or len(timer.events) != batches * spec["new_tokens"]:
-        raise RuntimeError(f"expected {batches} batches of {spec['new_tokens']} forward passes, saw {prefills} "
-                           f"prefills in {len(timer.events)} passes: generation did not run to the fixed length")
+        raise RuntimeError(
+            f"expected {batches} batches of {spec['new_tokens']} forward passes, saw {prefills} "
+            f"prefills in {len(timer.events)} passes: generation did not run to the fixed length"
+        )
     first = timer.first_token_times(start)
     audio_s = sum(c.duration for c in clips)
     return {
-        "system": spec["system"], "batch_size": spec["batch_size"], "clips": len(clips), "audio_seconds": audio_s,
-        "new_tokens_per_clip": spec["new_tokens"], "wall_s": wall,
-        "audio_seconds_per_s": audio_s / wall, "tokens_per_s": len(clips) * spec["new_tokens"] / wall,
-        "examples_per_s": len(clips) / wall, "ttft_s": sum(first) / len(first), "ttft_first_batch_s": first[0],
-        "peak_memory_mib": peak, "memory_before_mib": phase.start_bytes / 2**20, "memory_method": phase.method,
-        "parameters": systems.count_parameters(module), "torch_threads": torch.get_num_threads(), "outputs": outputs,
+        "system": spec["system"],
+        "batch_size": spec["batch_size"],
+        "clips": len(clips),
+        "audio_seconds": audio_s,
+        "new_tokens_per_clip": spec["new_tokens"],
+        "wall_s": wall,
+        "audio_seconds_per_s": audio_s / wall,
+        "tokens_per_s": len(clips) * spec["new_tokens"] / wall,
+        "examples_per_s": len(clips) / wall,
+        "ttft_s": sum(first) / len(first),
+        "ttft_first_batch_s": first[0],
+        "peak_memory_mib": peak,
+        "memory_before_mib": phase.start_bytes / 2**20,
+        "memory_method": phase.method,
+        "parameters": systems.count_parameters(module),
+        "torch_threads": torch.get_num_threads(),
+        "outputs": outputs,
         "load_average_1min": round(os.getloadavg()[0], 2),
     }
 
@@ -180,6 +199,7 @@ def compare(results: list[dict]) -> tuple[list[dict], dict]:
     reference = ours.get(1, {}).get("outputs")
     modes = []
     for batch_size, r in sorted(ours.items()):
+
         def ratios(peer):
             return {
                 "audio_seconds_per_s": common.ratio(r["audio_seconds_per_s"], peer and peer["audio_seconds_per_s"]),
@@ -189,19 +209,30 @@ def compare(results: list[dict]) -> tuple[list[dict], dict]:
             }
 
         check = identical(r["outputs"], reference) if reference is not None else {"identical": None}
-        mode = {"mode": f"batch {batch_size}", "batch_size": batch_size, "qaudio": _figures(r),
-                "peer": _figures(peer_1), "peer_best": _figures(peer_best),
-                "ratio": ratios(peer_1), "ratio_vs_peer_best": ratios(peer_best),
-                "ratio_vs_peer_same_batch": ratios(peers.get(batch_size)),
-                "outputs_equal_batch_1": check}
+        mode = {
+            "mode": f"batch {batch_size}",
+            "batch_size": batch_size,
+            "qaudio": _figures(r),
+            "peer": _figures(peer_1),
+            "peer_best": _figures(peer_best),
+            "ratio": ratios(peer_1),
+            "ratio_vs_peer_best": ratios(peer_best),
+            "ratio_vs_peer_same_batch": ratios(peers.get(batch_size)),
+            "outputs_equal_batch_1": check,
+        }
         if batch_size == TARGET_BATCH:
             value = mode["ratio"]["audio_seconds_per_s"]
-            mode["target"] = {"throughput_ratio_vs_peer_batch_1": TARGET_RATIO,
-                              "met": None if value is None else value >= TARGET_RATIO and bool(check["identical"])}
+            mode["target"] = {
+                "throughput_ratio_vs_peer_batch_1": TARGET_RATIO,
+                "met": None if value is None else value >= TARGET_RATIO and bool(check["identical"]),
+            }
         modes.append(mode)
     peer_reference = peer_1["outputs"] if peer_1 else None
-    peer_check = {bs: identical(p["outputs"], peer_reference)["identical"] for bs, p in sorted(peers.items())
-                  if peer_reference is not None}
+    peer_check = {
+        bs: identical(p["outputs"], peer_reference)["identical"]
+        for bs, p in sorted(peers.items())
+        if peer_reference is not None
+    }
     return modes, {"peer_outputs_equal_batch_1": peer_check}
 
 
@@ -209,10 +240,18 @@ def _figures(r: dict | None) -> dict | None:
     return None if r is None else {k: v for k, v in r.items() if k != "outputs"}
 
 
-COLUMNS = [("system", "system", ""), ("batch_size", "batch", ""), ("audio_seconds_per_s", "audio s/s", ".1f"),
-           ("tokens_per_s", "tokens/s", ".1f"), ("ttft_s", "TTFT s", ".3f"), ("peak_memory_mib", "peak MiB", ".0f"),
-           ("vs_peer_1", "x peer b1", ""), ("vs_peer_best", "x peer best", ""),
-           ("ttft_same", "TTFT q/p same b", ""), ("same", "= batch 1", "")]
+COLUMNS = [
+    ("system", "system", ""),
+    ("batch_size", "batch", ""),
+    ("audio_seconds_per_s", "audio s/s", ".1f"),
+    ("tokens_per_s", "tokens/s", ".1f"),
+    ("ttft_s", "TTFT s", ".3f"),
+    ("peak_memory_mib", "peak MiB", ".0f"),
+    ("vs_peer_1", "x peer b1", ""),
+    ("vs_peer_best", "x peer best", ""),
+    ("ttft_same", "TTFT q/p same b", ""),
+    ("same", "= batch 1", ""),
+]
 
 
 def table(results: list[dict], modes: list[dict]) -> str:
@@ -235,18 +274,25 @@ def _times(value: float | None) -> str | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", default="demo", help="a qaudio preset whose sizes both systems are built at, with "
-                        "random weights (default: demo)")
+    parser.add_argument(
+        "--size",
+        default="demo",
+        help="a qaudio preset whose sizes both systems are built at, with random weights (default: demo)",
+    )
     parser.add_argument("--mix", default="librispeech", choices=list(MIXES), help="clip durations")
     parser.add_argument("--clips", type=int, default=32, help="clips in the fixed set (default 32)")
     parser.add_argument("--new-tokens", type=int, default=32, help="tokens generated per clip (default 32)")
     parser.add_argument("--batch-sizes", default="1,8,32", help="qaudio's batch sizes (default 1,8,32)")
-    parser.add_argument("--peer-batch-sizes", default="1,8,32",
-                        help="the peer's batch sizes; batch 1 and the best are reported (default 1,8,32)")
+    parser.add_argument(
+        "--peer-batch-sizes",
+        default="1,8,32",
+        help="the peer's batch sizes; batch 1 and the best are reported (default 1,8,32)",
+    )
     parser.add_argument("--stack", type=int, default=None, help="override qaudio's projector stack")
     parser.add_argument("--device", default="cpu", choices=common.DEVICES)
-    parser.add_argument("--dtype", default="fp32", choices=list(common.DTYPES),
-                        help="weights in fp32 (batch-invariant outputs) or bf16")
+    parser.add_argument(
+        "--dtype", default="fp32", choices=list(common.DTYPES), help="weights in fp32 (batch-invariant outputs) or bf16"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
@@ -268,8 +314,10 @@ def _check(args) -> None:
     args.batch_sizes = _batch_sizes(args.batch_sizes, "--batch-sizes")
     args.peer_batch_sizes = _batch_sizes(args.peer_batch_sizes, "--peer-batch-sizes")
     if 1 not in args.batch_sizes or 1 not in args.peer_batch_sizes:
-        raise ValueError("batch size 1 must be among --batch-sizes and --peer-batch-sizes: the ratios and the "
-                         "identical-output check are against batch 1")
+        raise ValueError(
+            "batch size 1 must be among --batch-sizes and --peer-batch-sizes: the ratios and the "
+            "identical-output check are against batch 1"
+        )
     for name in ("clips", "new_tokens"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
@@ -293,8 +341,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     info = common.machine_info(torch.device(args.device))
     started = time.perf_counter()
-    base = {"size": args.size, "stack": args.stack, "mix": args.mix, "clips": args.clips, "new_tokens": args.new_tokens,
-            "device": args.device, "dtype": args.dtype, "seed": args.seed, "threads": args.threads}
+    base = {
+        "size": args.size,
+        "stack": args.stack,
+        "mix": args.mix,
+        "clips": args.clips,
+        "new_tokens": args.new_tokens,
+        "device": args.device,
+        "dtype": args.dtype,
+        "seed": args.seed,
+        "threads": args.threads,
+    }
     results = []
     for system, sizes in (("qaudio", args.batch_sizes), ("peer", args.peer_batch_sizes)):
         for batch_size in sizes:
@@ -304,31 +361,45 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
     command = "python -m " + MODULE + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
     audio = results[0]["audio_seconds"]
-    print(f"\nqaudio vs Qwen2AudioForConditionalGeneration: inference, size {args.size}, {args.clips} "
-          f"{args.mix} clips ({audio:.0f} s of audio), greedy, {args.new_tokens} tokens each, "
-          f"{args.device} {args.dtype}")
+    print(
+        f"\nqaudio vs Qwen2AudioForConditionalGeneration: inference, size {args.size}, {args.clips} "
+        f"{args.mix} clips ({audio:.0f} s of audio), greedy, {args.new_tokens} tokens each, "
+        f"{args.device} {args.dtype}"
+    )
     print(common.machine_line(info, args.threads))
     print(table(results, modes))
-    print("x peer b1 / x peer best: qaudio's audio s/s over the peer's at batch 1 / at its best batch size.\n"
-          "= batch 1: qaudio's outputs equal its batch-1 outputs. TTFT: a batch's features + encoder + prefill;\n"
-          "TTFT q/p same b: qaudio's over the peer's at the same batch size (lower is better).")
+    print(
+        "x peer b1 / x peer best: qaudio's audio s/s over the peer's at batch 1 / at its best batch size.\n"
+        "= batch 1: qaudio's outputs equal its batch-1 outputs. TTFT: a batch's features + encoder + prefill;\n"
+        "TTFT q/p same b: qaudio's over the peer's at the same batch size (lower is better)."
+    )
     for m in modes:
         if "target" in m:
             t = m["target"]
-            print(f"target: batch {m['batch_size']} >= {t['throughput_ratio_vs_peer_batch_1']:g}x the peer's batch-1 "
-                  f"throughput with identical outputs: {'met' if t['met'] else 'MISSED'} "
-                  f"({m['ratio']['audio_seconds_per_s']:.2f}x)")
+            print(
+                f"target: batch {m['batch_size']} >= {t['throughput_ratio_vs_peer_batch_1']:g}x the peer's batch-1 "
+                f"throughput with identical outputs: {'met' if t['met'] else 'MISSED'} "
+                f"({m['ratio']['audio_seconds_per_s']:.2f}x)"
+            )
     print(f"peer outputs equal to its batch 1: {extra['peer_outputs_equal_batch_1']}")
     warning = common.load_warning(info, results)
     if warning:
         print(warning)
     print(f"total time {elapsed:.0f} s")
     if args.json:
-        common.write_json(args.json, {
-            "benchmark": "infer_throughput", "command": command, "machine": info, "elapsed_s": elapsed,
-            "settings": {k: v for k, v in vars(args).items() if k not in ("worker", "result", "json")},
-            "modes": modes, **extra, **({"warning": warning} if warning else {}),
-        })
+        common.write_json(
+            args.json,
+            {
+                "benchmark": "infer_throughput",
+                "command": command,
+                "machine": info,
+                "elapsed_s": elapsed,
+                "settings": {k: v for k, v in vars(args).items() if k not in ("worker", "result", "json")},
+                "modes": modes,
+                **extra,
+                **({"warning": warning} if warning else {}),
+            },
+        )
     return 0
 
 

@@ -33,8 +33,20 @@ from pathlib import Path
 
 import numpy as np
 
-NEW_NOUNS = ("pump", "valve", "turbine", "sensor", "boiler", "compressor", "filter", "motor", "gauge", "hose",
-             "cable", "fan")
+NEW_NOUNS = (
+    "pump",
+    "valve",
+    "turbine",
+    "sensor",
+    "boiler",
+    "compressor",
+    "filter",
+    "motor",
+    "gauge",
+    "hose",
+    "cable",
+    "fan",
+)
 STATES = ("leaking", "broken", "running", "stopped", "overheating", "vibrating", "loose", "blocked")
 ACTIONS = ("check", "replace", "inspect", "tighten", "open", "close", "restart", "repair")
 COLOURS = ("red", "blue", "green", "yellow", "black", "white")
@@ -72,10 +84,12 @@ def make_domain(root: Path, sizes: dict[str, int], seed: int, workers: int) -> d
         if split == "text":
             paths[split] = root / "text.txt"
             continue
-        settings = Settings("en", DOMAIN_VOICES, (150, 190), (35, 65), ("pink",), (5.0, 15.0), "spoken", False,
-                            seed + len(paths))
-        paths[split] = augment(root / f"{split}.txt", root / split, settings, split=split, workers=workers,
-                               progress=False, force=True)
+        settings = Settings(
+            "en", DOMAIN_VOICES, (150, 190), (35, 65), ("pink",), (5.0, 15.0), "spoken", False, seed + len(paths)
+        )
+        paths[split] = augment(
+            root / f"{split}.txt", root / split, settings, split=split, workers=workers, progress=False, force=True
+        )
     return paths
 
 
@@ -102,17 +116,35 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     t0 = time.time()
-    data = make_domain(out / "domain", {"unlabeled": args.unlabeled, "text": args.text, "dev": args.dev,
-                                        "test": args.test}, args.seed, workers=1)
+    data = make_domain(
+        out / "domain",
+        {"unlabeled": args.unlabeled, "text": args.text, "dev": args.dev, "test": args.test},
+        args.seed,
+        workers=1,
+    )
     print(f"domain made in {time.time() - t0:.0f} s", flush=True)
-    cfg = SelfTrainConfig(model=args.model, unlabeled=str(data["unlabeled"]), dev=str(data["dev"]),
-                          out=str(out / "run"), text=str(data["text"]), rounds=args.rounds, patience=args.rounds,
-                          voices=SYNTH_VOICES, train_steps=args.train_steps, threads=args.threads, seed=args.seed,
-                          save_every=max(10, args.train_steps // 4), max_new_tokens=args.max_new_tokens, num_beams=args.num_beams)
+    cfg = SelfTrainConfig(
+        model=args.model,
+        unlabeled=str(data["unlabeled"]),
+        dev=str(data["dev"]),
+        out=str(out / "run"),
+        text=str(data["text"]),
+        rounds=args.rounds,
+        patience=args.rounds,
+        voices=SYNTH_VOICES,
+        train_steps=args.train_steps,
+        threads=args.threads,
+        seed=args.seed,
+        save_every=max(10, args.train_steps // 4),
+        max_new_tokens=args.max_new_tokens,
+        num_beams=args.num_beams,
+    )
     self_train(cfg)
     print(f"self-training done at {time.time() - t0:.0f} s", flush=True)
-    rows = ["| round | model | pseudo-labels kept | synthetic clips | dev WER | test WER (95% CI) |",
-            "|---|---|---|---|---|---|"]
+    rows = [
+        "| round | model | pseudo-labels kept | synthetic clips | dev WER | test WER (95% CI) |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in range(args.rounds + 1):
         folder = out / "run" / f"round-{r}"
         if not (folder / "round.json").is_file():
@@ -121,8 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         test = evaluate_dev(rec["model"], data["test"], folder / "test", max_new_tokens=args.max_new_tokens)
         kept = f"{rec['pseudo']['kept']} of {rec['pseudo']['clips']}" if rec["pseudo"] else "-"
         synth = rec["synthetic_clips"] if r else "-"
-        rows.append(f"| {r} | {'source' if r == 0 else f'round {r}'} | {kept} | {synth} | {rec['dev']['value']:.2f} "
-                    f"| {test.value:.2f} [{test.low:.2f}, {test.high:.2f}] |")
+        rows.append(
+            f"| {r} | {'source' if r == 0 else f'round {r}'} | {kept} | {synth} | {rec['dev']['value']:.2f} "
+            f"| {test.value:.2f} [{test.low:.2f}, {test.high:.2f}] |"
+        )
     table = "\n".join(rows) + "\n"
     (out / "demo.md").write_text(table)
     print(table)

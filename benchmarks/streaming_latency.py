@@ -33,8 +33,11 @@ EVENT = "conversation.item.input_audio_transcription"
 def synthetic_recording(pause: float = 1.0) -> tuple[np.ndarray, list[float]]:
     from qaudio.synth.espeak import synthesize
 
-    sentences = ["the quick brown fox jumps over the lazy dog", "she sells sea shells by the sea shore",
-                 "a large red ball rolls down the hill"]
+    sentences = [
+        "the quick brown fox jumps over the lazy dog",
+        "she sells sea shells by the sea shore",
+        "a large red ball rolls down the hill",
+    ]
     parts, ends, t = [np.zeros(int(pause / 2 * SR), np.float32)], [], pause / 2
     for s in sentences:
         clip = synthesize(s, voice="en", rate=170)
@@ -82,7 +85,9 @@ def main() -> None:
     parser.add_argument("--wav", default=None)
     parser.add_argument("--chunk-s", type=float, default=0.1)
     parser.add_argument("--json", default=None)
-    parser.add_argument("--max-new-tokens", type=int, default=None, help="generation cap (an untrained model never stops)")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=None, help="generation cap (an untrained model never stops)"
+    )
     args = parser.parse_args()
 
     if args.wav:
@@ -102,25 +107,39 @@ def main() -> None:
     rows = []
     for (t_final, e), end in zip(finals, ends):
         item = e["item_id"]
-        stopped = next(t for t, ev in events if ev["type"] == "input_audio_buffer.speech_stopped" and ev["item_id"] == item)
+        stopped = next(
+            t for t, ev in events if ev["type"] == "input_audio_buffer.speech_stopped" and ev["item_id"] == item
+        )
         partials = [t for t, ev in events if ev["type"] == f"{EVENT}.partial" and ev["item_id"] == item]
         a, b = e["audio_start_ms"] * SR // 1000, e["audio_end_ms"] * SR // 1000
         c0 = time.perf_counter()
         offline = model.transcribe((audio[a:b], SR), timestamps=True)
         compute = time.perf_counter() - c0
-        rows.append({"utterance": item, "speech_end_s": round(end, 3), "to_stopped_ms": round((stopped - t0 - end) * 1000),
-                     "to_final_ms": round((t_final - t0 - end) * 1000), "offline_compute_ms": round(compute * 1000),
-                     "partials": len(partials), "partial_gaps_ms": [round(g * 1000) for g in np.diff(partials)],
-                     "equals_offline": e["transcript"] == offline.text, "transcript": e["transcript"]})
+        rows.append(
+            {
+                "utterance": item,
+                "speech_end_s": round(end, 3),
+                "to_stopped_ms": round((stopped - t0 - end) * 1000),
+                "to_final_ms": round((t_final - t0 - end) * 1000),
+                "offline_compute_ms": round(compute * 1000),
+                "partials": len(partials),
+                "partial_gaps_ms": [round(g * 1000) for g in np.diff(partials)],
+                "equals_offline": e["transcript"] == offline.text,
+                "transcript": e["transcript"],
+            }
+        )
     gaps = [g for r in rows for g in r["partial_gaps_ms"]]
-    summary = {"utterances": len(rows), "chunk_s": args.chunk_s,
-               "to_stopped_ms_mean": round(float(np.mean([r["to_stopped_ms"] for r in rows]))),
-               "to_final_ms_mean": round(float(np.mean([r["to_final_ms"] for r in rows]))),
-               "to_final_ms_max": max(r["to_final_ms"] for r in rows),
-               "offline_compute_ms_mean": round(float(np.mean([r["offline_compute_ms"] for r in rows]))),
-               "partial_gap_ms_mean": round(float(np.mean(gaps))) if gaps else None,
-               "partial_gap_ms_max": max(gaps) if gaps else None,
-               "all_equal_offline": all(r["equals_offline"] for r in rows)}
+    summary = {
+        "utterances": len(rows),
+        "chunk_s": args.chunk_s,
+        "to_stopped_ms_mean": round(float(np.mean([r["to_stopped_ms"] for r in rows]))),
+        "to_final_ms_mean": round(float(np.mean([r["to_final_ms"] for r in rows]))),
+        "to_final_ms_max": max(r["to_final_ms"] for r in rows),
+        "offline_compute_ms_mean": round(float(np.mean([r["offline_compute_ms"] for r in rows]))),
+        "partial_gap_ms_mean": round(float(np.mean(gaps))) if gaps else None,
+        "partial_gap_ms_max": max(gaps) if gaps else None,
+        "all_equal_offline": all(r["equals_offline"] for r in rows),
+    }
     for r in rows:
         print(json.dumps(r, ensure_ascii=False))
     print(json.dumps(summary))

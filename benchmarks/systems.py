@@ -30,18 +30,16 @@ Reference: transformers ``models/qwen2_audio`` (modeling and processing).
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Iterable, Sequence
 
 import torch
 
+from benchmarks.clips import Clip
 from qaudio.audio import SAMPLE_RATE
 from qaudio.config import SCRATCH, TINY_RANDOM, ModelConfig, TrainableConfig, resolve_model_config
 from qaudio.model.processor import sequence_batch
 from qaudio.tags import AUDIO_BOS, AUDIO_EOS, AUDIO_PLACEHOLDER
-
-from benchmarks.clips import Clip
-
 
 # ---- Sizes and the two systems ---------------------------------------------------------------
 
@@ -90,8 +88,13 @@ def build_peer(config: ModelConfig, texts: Iterable[str], seed: int) -> Peer:
     Built from the same qaudio functions and seed as :func:`build_qaudio`, so the encoder and
     LLM start from the same weights; ``load_state_dict(strict=True)`` proves the shapes agree.
     """
-    from transformers import (Qwen2AudioConfig, Qwen2AudioEncoderConfig, Qwen2AudioForConditionalGeneration,
-                              Qwen2AudioProcessor, WhisperFeatureExtractor)
+    from transformers import (
+        Qwen2AudioConfig,
+        Qwen2AudioEncoderConfig,
+        Qwen2AudioForConditionalGeneration,
+        Qwen2AudioProcessor,
+        WhisperFeatureExtractor,
+    )
 
     from qaudio.model import AudioProcessor
     from qaudio.model.encoder import load_audio_tower
@@ -102,11 +105,18 @@ def build_peer(config: ModelConfig, texts: Iterable[str], seed: int) -> Peer:
     tokenizer = load_tokenizer(config.llm, list(texts))
     llm, _ = load_language_model(config.llm, tokenizer)  # e.g. Qwen3ForCausalLM
     audio_config = Qwen2AudioEncoderConfig(
-        num_mel_bins=enc.n_mels, d_model=enc.d_model, encoder_layers=enc.layers, encoder_attention_heads=enc.heads,
-        encoder_ffn_dim=encoder.config.encoder_ffn_dim, max_source_positions=encoder.config.max_source_positions,
+        num_mel_bins=enc.n_mels,
+        d_model=enc.d_model,
+        encoder_layers=enc.layers,
+        encoder_attention_heads=enc.heads,
+        encoder_ffn_dim=encoder.config.encoder_ffn_dim,
+        max_source_positions=encoder.config.max_source_positions,
     )
-    peer_config = Qwen2AudioConfig(audio_config=audio_config, text_config=llm.config.to_dict(),
-                                   audio_token_index=tokenizer.convert_tokens_to_ids(AUDIO_PLACEHOLDER))
+    peer_config = Qwen2AudioConfig(
+        audio_config=audio_config,
+        text_config=llm.config.to_dict(),
+        audio_token_index=tokenizer.convert_tokens_to_ids(AUDIO_PLACEHOLDER),
+    )
     model = Qwen2AudioForConditionalGeneration(peer_config)
     model.model.audio_tower.load_state_dict(encoder.state_dict(), strict=True)
     model.model.language_model.load_state_dict(llm.get_decoder().state_dict(), strict=True)
@@ -130,16 +140,24 @@ def peer_inputs(peer: Peer, clips: Sequence[Clip], prompt: str, train: bool) -> 
     tok = peer.tokenizer
     tok.padding_side = "right" if train else "left"
     text = f"{AUDIO_BOS}{AUDIO_PLACEHOLDER}{AUDIO_EOS}{prompt}"
-    enc = peer.processor(text=[text] * len(clips), audio=[c.samples for c in clips], sampling_rate=SAMPLE_RATE,
-                         padding=True, return_tensors="pt")
+    enc = peer.processor(
+        text=[text] * len(clips),
+        audio=[c.samples for c in clips],
+        sampling_rate=SAMPLE_RATE,
+        padding=True,
+        return_tensors="pt",
+    )
     if not train:
         return dict(enc)
     targets = tok([c.text for c in clips], add_special_tokens=False)["input_ids"]
     heads = [ids[mask.bool()].tolist() for ids, mask in zip(enc["input_ids"], enc["attention_mask"])]
     tails = [[*target, tok.eos_token_id] for target in targets]
     batch = sequence_batch(heads, tails, tok.pad_token_id)  # qaudio's layout: labels on the tails only
-    return {**batch, "input_features": enc["input_features"],  # (B, n_mels, 3000): always 30 s
-            "feature_attention_mask": enc["feature_attention_mask"]}  # (B, 3000)
+    return {
+        **batch,
+        "input_features": enc["input_features"],  # (B, n_mels, 3000): always 30 s
+        "feature_attention_mask": enc["feature_attention_mask"],
+    }  # (B, 3000)
 
 
 def peer_audio_tokens(peer: Peer, seconds: float) -> int:
@@ -149,5 +167,7 @@ def peer_audio_tokens(peer: Peer, seconds: float) -> int:
 
 
 def count_parameters(model: torch.nn.Module) -> dict[str, int]:
-    return {"total": sum(p.numel() for p in model.parameters()),
-            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    return {
+        "total": sum(p.numel() for p in model.parameters()),
+        "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }

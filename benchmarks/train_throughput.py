@@ -38,18 +38,21 @@ from pathlib import Path
 
 import torch
 
-from qaudio.audio import SAMPLE_RATE
-from qaudio.profiling import measure
-
 from benchmarks import common, systems
 from benchmarks.clips import MIXES, batches_of, make_clips
+from qaudio.audio import SAMPLE_RATE
+from qaudio.profiling import measure
 
 MODULE = "benchmarks.train_throughput"
 MODES = ("live", "cached")
 SYSTEMS = ("qaudio", "peer")
 # Goals from the issue (qaudio/peer examples per second), reported against, never asserted.
-TARGETS = {("short", "live"): 2.0, ("librispeech", "live"): 1.3, ("short", "cached"): 5.0,
-           ("librispeech", "cached"): 5.0}
+TARGETS = {
+    ("short", "live"): 2.0,
+    ("librispeech", "live"): 1.3,
+    ("short", "cached"): 5.0,
+    ("librispeech", "cached"): 5.0,
+}
 LR, BETAS, WEIGHT_DECAY, CLIP_NORM = 1e-3, (0.9, 0.98), 0.01, 1.0  # qaudio's demo recipe, on both sides
 
 
@@ -65,15 +68,18 @@ class System:
         self.make_batch = make_batch  # list[Clip] -> dict of CPU tensors
 
 
-def _qaudio_system(spec: dict, texts: list[str], prompt: str, timed_clips, device,
-                   workdir: Path) -> tuple[System, dict]:
+def _qaudio_system(
+    spec: dict, texts: list[str], prompt: str, timed_clips, device, workdir: Path
+) -> tuple[System, dict]:
     model, processor = systems.build_qaudio(systems.model_config(spec["size"], spec.get("stack")), texts, spec["seed"])
     model.to(device).train()
     extra = {"audio_tokens_per_second": _tokens_per_second(model)}
     if spec["mode"] == "live":
-        return System("qaudio", model, lambda clips: processor.prepare([c.samples for c in clips],
-                                                                       [prompt] * len(clips),
-                                                                       [c.text for c in clips])), extra
+        return System(
+            "qaudio",
+            model,
+            lambda clips: processor.prepare([c.samples for c in clips], [prompt] * len(clips), [c.text for c in clips]),
+        ), extra
     cache, seconds = _fill_cache(model, processor, timed_clips, spec, device, workdir)
     extra["cache_build_s"] = seconds
 
@@ -97,8 +103,16 @@ def _fill_cache(model, processor, clips, spec: dict, device, root: Path):
 
     cache = FeatureCache(root, encoder_identity(model, processor, spec["dtype"]), dtype="fp16")
     t0 = time.perf_counter()
-    fill_cache(cache, processor, model, {c.key: c for c in clips}, spec["batch_size"], "bench",
-               autocast=lambda: common.autocast(device, spec["dtype"]), load=lambda clip: clip.samples)
+    fill_cache(
+        cache,
+        processor,
+        model,
+        {c.key: c for c in clips},
+        spec["batch_size"],
+        "bench",
+        autocast=lambda: common.autocast(device, spec["dtype"]),
+        load=lambda clip: clip.samples,
+    )
     common.synchronize(device)
     return cache, time.perf_counter() - t0
 
@@ -109,8 +123,9 @@ def _peer_system(spec: dict, texts: list[str], prompt: str, device) -> tuple[Sys
     peer = systems.build_peer(systems.model_config(spec["size"], spec.get("stack")), texts, spec["seed"])
     peer.model.to(device).train()
     peer.model.model.audio_tower.eval()  # frozen, as qaudio keeps its frozen encoder
-    return System("peer", peer.model, lambda clips: systems.peer_inputs(peer, clips, prompt, train=True)), \
-        {"audio_tokens_per_second": systems.peer_audio_tokens(peer, 30.0) / 30.0}
+    return System("peer", peer.model, lambda clips: systems.peer_inputs(peer, clips, prompt, train=True)), {
+        "audio_tokens_per_second": systems.peer_audio_tokens(peer, 30.0) / 30.0
+    }
 
 
 def _optimizer(module: torch.nn.Module) -> torch.optim.Optimizer:
@@ -170,8 +185,9 @@ def _instrument(system: System, clock: PhaseClock) -> None:
         clock.wrap(m.model.language_model, "forward", "forward: LLM body")
 
 
-def _step(system: System, optimizer, clips, device, dtype: str,
-          clock: PhaseClock | None = None) -> tuple[float, float, int]:
+def _step(
+    system: System, optimizer, clips, device, dtype: str, clock: PhaseClock | None = None
+) -> tuple[float, float, int]:
     """One training step from raw clips; returns (seconds building the batch, loss, LLM tokens)."""
     clock = clock or PhaseClock(device, enabled=False)
     t0 = time.perf_counter()
@@ -251,15 +267,25 @@ def _measure(spec: dict, workdir: Path) -> dict:
     total_s, examples = sum(step_seconds), batch_size * len(timed)
     audio_s = sum(c.duration for b in timed for c in b)
     result = {
-        "system": spec["system"], "mode": spec["mode"], "mix": spec["mix"], "batch_size": batch_size,
-        "timed_steps": len(timed), "step_s": total_s / len(timed),
+        "system": spec["system"],
+        "mode": spec["mode"],
+        "mix": spec["mix"],
+        "batch_size": batch_size,
+        "timed_steps": len(timed),
+        "step_s": total_s / len(timed),
         "batch_build_share": sum(prepare_seconds) / total_s,
-        "examples_per_s": examples / total_s, "audio_seconds_per_s": audio_s / total_s,
-        "peak_memory_mib": peak_mib, "memory_before_steps_mib": before_mib,
-        "memory_added_by_steps_mib": peak_mib - before_mib, "memory_method": phase.method,
-        "llm_tokens_per_example": tokens / examples, "loss_last": losses[-1],
-        "parameters": systems.count_parameters(system.module), "torch_threads": torch.get_num_threads(),
-        "load_average_1min": round(load, 2), **extra,
+        "examples_per_s": examples / total_s,
+        "audio_seconds_per_s": audio_s / total_s,
+        "peak_memory_mib": peak_mib,
+        "memory_before_steps_mib": before_mib,
+        "memory_added_by_steps_mib": peak_mib - before_mib,
+        "memory_method": phase.method,
+        "llm_tokens_per_example": tokens / examples,
+        "loss_last": losses[-1],
+        "parameters": systems.count_parameters(system.module),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_1min": round(load, 2),
+        **extra,
     }
     if spec.get("profile"):
         result["phases_s_per_step"] = {k: v / len(timed) for k, v in clock.seconds.items()}
@@ -267,10 +293,14 @@ def _measure(spec: dict, workdir: Path) -> dict:
     if spec.get("flops", True):
         flops = _flops(system, timed, device, spec["dtype"])
         peak = common.matmul_peak_flops(device, spec["dtype"])
-        result.update({
-            "flops_per_step": flops / len(timed), "achieved_flops_per_s": flops / total_s,
-            "matmul_peak_flops_per_s": peak, "fraction_of_matmul_peak": flops / total_s / peak,
-        })
+        result.update(
+            {
+                "flops_per_step": flops / len(timed),
+                "achieved_flops_per_s": flops / total_s,
+                "matmul_peak_flops_per_s": peak,
+                "fraction_of_matmul_peak": flops / total_s / peak,
+            }
+        )
     return result
 
 
@@ -288,8 +318,9 @@ def _top_ops(system: System, optimizer, clips, device, dtype: str, rows: int = 1
     attribute = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     events = sorted(prof.key_averages(), key=lambda e: getattr(e, attribute), reverse=True)
     total = sum(getattr(e, attribute) for e in events) or 1.0
-    return [{"op": e.key, "ms": getattr(e, attribute) / 1000, "share": getattr(e, attribute) / total}
-            for e in events[:rows]]
+    return [
+        {"op": e.key, "ms": getattr(e, attribute) / 1000, "share": getattr(e, attribute) / total} for e in events[:rows]
+    ]
 
 
 # ---- The driver --------------------------------------------------------------------------------
@@ -302,10 +333,23 @@ def _runs(args) -> list[dict]:
             for mode in MODES:
                 if system == "peer" and mode != "live":
                     continue
-                specs.append({"system": system, "mode": mode, "mix": mix, "size": args.size, "stack": args.stack,
-                              "batch_size": args.batch_size, "warmup": args.warmup, "steps": args.steps,
-                              "device": args.device, "dtype": args.dtype, "seed": args.seed,
-                              "threads": args.threads, "flops": not args.no_flops})
+                specs.append(
+                    {
+                        "system": system,
+                        "mode": mode,
+                        "mix": mix,
+                        "size": args.size,
+                        "stack": args.stack,
+                        "batch_size": args.batch_size,
+                        "warmup": args.warmup,
+                        "steps": args.steps,
+                        "device": args.device,
+                        "dtype": args.dtype,
+                        "seed": args.seed,
+                        "threads": args.threads,
+                        "flops": not args.no_flops,
+                    }
+                )
     return specs
 
 
@@ -321,28 +365,45 @@ def compare(results: list[dict]) -> list[dict]:
             "examples_per_s": common.ratio(ours["examples_per_s"], peer and peer["examples_per_s"]),
             "audio_seconds_per_s": common.ratio(ours["audio_seconds_per_s"], peer and peer["audio_seconds_per_s"]),
             "peak_memory": common.ratio(ours["peak_memory_mib"], peer and peer["peak_memory_mib"]),
-            "memory_added_by_steps": common.ratio(ours["memory_added_by_steps_mib"],
-                                                  peer and peer["memory_added_by_steps_mib"]),
+            "memory_added_by_steps": common.ratio(
+                ours["memory_added_by_steps_mib"], peer and peer["memory_added_by_steps_mib"]
+            ),
         }
         target = TARGETS.get((mix, mode))
-        modes.append({
-            "mix": mix, "mode": mode, "qaudio": ours, "peer": peer,
-            "peer_note": "the peer has no feature cache: its live figures" if mode == "cached" else "",
-            "ratio": ratios,
-            "target": {"examples_per_s_ratio": target,
-                       "met": None if target is None or ratios["examples_per_s"] is None
-                       else ratios["examples_per_s"] >= target,
-                       "peak_memory_below_peer": None if ratios["peak_memory"] is None else ratios["peak_memory"] < 1},
-        })
+        modes.append(
+            {
+                "mix": mix,
+                "mode": mode,
+                "qaudio": ours,
+                "peer": peer,
+                "peer_note": "the peer has no feature cache: its live figures" if mode == "cached" else "",
+                "ratio": ratios,
+                "target": {
+                    "examples_per_s_ratio": target,
+                    "met": None
+                    if target is None or ratios["examples_per_s"] is None
+                    else ratios["examples_per_s"] >= target,
+                    "peak_memory_below_peer": None if ratios["peak_memory"] is None else ratios["peak_memory"] < 1,
+                },
+            }
+        )
     return modes
 
 
-COLUMNS = [("mix", "mix", ""), ("mode", "mode", ""), ("system", "system", ""),
-           ("examples_per_s", "examples/s", ".2f"), ("audio_seconds_per_s", "audio s/s", ".1f"),
-           ("peak_memory_mib", "peak MiB", ".0f"), ("memory_added_by_steps_mib", "+steps MiB", ".0f"),
-           ("step_s", "step s", ".2f"),
-           ("batch_build_share", "batch build", ".0%"), ("achieved_gflops", "GFLOP/s", ".1f"),
-           ("fraction_of_matmul_peak", "of peak", ".1%"), ("target", "target", "")]
+COLUMNS = [
+    ("mix", "mix", ""),
+    ("mode", "mode", ""),
+    ("system", "system", ""),
+    ("examples_per_s", "examples/s", ".2f"),
+    ("audio_seconds_per_s", "audio s/s", ".1f"),
+    ("peak_memory_mib", "peak MiB", ".0f"),
+    ("memory_added_by_steps_mib", "+steps MiB", ".0f"),
+    ("step_s", "step s", ".2f"),
+    ("batch_build_share", "batch build", ".0%"),
+    ("achieved_gflops", "GFLOP/s", ".1f"),
+    ("fraction_of_matmul_peak", "of peak", ".1%"),
+    ("target", "target", ""),
+]
 
 
 def _times(value: float | None) -> str | None:
@@ -357,17 +418,31 @@ def table(modes: list[dict]) -> str:
             if r is None:
                 continue
             label = side if side == "qaudio" or m["mode"] == "live" else "peer (live)"
-            rows.append({**r, "mix": m["mix"], "mode": m["mode"], "system": label,
-                         "achieved_gflops": r.get("achieved_flops_per_s") and r["achieved_flops_per_s"] / 1e9})
+            rows.append(
+                {
+                    **r,
+                    "mix": m["mix"],
+                    "mode": m["mode"],
+                    "system": label,
+                    "achieved_gflops": r.get("achieved_flops_per_s") and r["achieved_flops_per_s"] / 1e9,
+                }
+            )
         ratio, target = m["ratio"], m["target"]
         verdict = None
         if target["examples_per_s_ratio"] is not None and ratio["examples_per_s"] is not None:
             verdict = f">={target['examples_per_s_ratio']:g}x {'met' if target['met'] else 'MISSED'}"
-        rows.append({"mix": m["mix"], "mode": m["mode"], "system": "ratio q/p",
-                     "examples_per_s": _times(ratio["examples_per_s"]),
-                     "audio_seconds_per_s": _times(ratio["audio_seconds_per_s"]),
-                     "peak_memory_mib": _times(ratio["peak_memory"]),
-                     "memory_added_by_steps_mib": _times(ratio["memory_added_by_steps"]), "target": verdict})
+        rows.append(
+            {
+                "mix": m["mix"],
+                "mode": m["mode"],
+                "system": "ratio q/p",
+                "examples_per_s": _times(ratio["examples_per_s"]),
+                "audio_seconds_per_s": _times(ratio["audio_seconds_per_s"]),
+                "peak_memory_mib": _times(ratio["peak_memory"]),
+                "memory_added_by_steps_mib": _times(ratio["memory_added_by_steps"]),
+                "target": verdict,
+            }
+        )
     return common.format_table(rows, COLUMNS)
 
 
@@ -391,26 +466,41 @@ def _profile_text(results: list[dict]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", default="demo", help="a qaudio preset whose sizes both systems are built at, with "
-                        "random weights (default: demo = Whisper tiny width 384 x 4 layers, LLM 256 x 4 layers)")
+    parser.add_argument(
+        "--size",
+        default="demo",
+        help="a qaudio preset whose sizes both systems are built at, with "
+        "random weights (default: demo = Whisper tiny width 384 x 4 layers, LLM 256 x 4 layers)",
+    )
     parser.add_argument("--mixes", default="short,librispeech", help=f"duration mixes: {', '.join(MIXES)}")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per step (default 8)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (default 1)")
     parser.add_argument("--steps", type=int, default=4, help="timed steps (default 4)")
-    parser.add_argument("--stack", type=int, default=None,
-                        help="override qaudio's projector stack (2 = the peer's 25 audio tokens per second)")
+    parser.add_argument(
+        "--stack",
+        type=int,
+        default=None,
+        help="override qaudio's projector stack (2 = the peer's 25 audio tokens per second)",
+    )
     parser.add_argument("--device", default="cpu", choices=common.DEVICES)
-    parser.add_argument("--dtype", default="fp32", choices=list(common.DTYPES),
-                        help="fp32, or bf16 autocast with fp32 master weights")
+    parser.add_argument(
+        "--dtype", default="fp32", choices=list(common.DTYPES), help="fp32, or bf16 autocast with fp32 master weights"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-flops", action="store_true", help="skip the FLOP count and matmul peak")
-    parser.add_argument("--profile", action="store_true",
-                        help="also time each phase of the step and list the top operators (librispeech, live)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also time each phase of the step and list the top operators (librispeech, live)",
+    )
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
-    parser.add_argument("--demo", action="store_true",
-                        help="instead: the demo preset's cached-feature step, variant against variant, as a fraction of "
-                             "the fp32 and bf16 matmul peaks (benchmarks.demo_step; its flags follow --demo)")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="instead: the demo preset's cached-feature step, variant against variant, as a fraction of "
+        "the fp32 and bf16 matmul peaks (benchmarks.demo_step; its flags follow --demo)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
 
@@ -457,37 +547,56 @@ def main(argv: list[str] | None = None) -> int:
         results.append(common.run_worker(MODULE, spec))
     if args.profile:
         for system in SYSTEMS:
-            spec = {**_runs(args)[0], "system": system, "mode": "live", "mix": "librispeech", "profile": True,
-                    "flops": False}
+            spec = {
+                **_runs(args)[0],
+                "system": system,
+                "mode": "live",
+                "mix": "librispeech",
+                "profile": True,
+                "flops": False,
+            }
             print(f"profiling {system} ...", file=sys.stderr, flush=True)
             results.append({**common.run_worker(MODULE, spec), "profile_run": True})
     measured = [r for r in results if not r.get("profile_run")]
     modes = compare(measured)
     elapsed = time.perf_counter() - started
     command = "python -m " + MODULE + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
-    print(f"\nqaudio vs Qwen2AudioForConditionalGeneration: training, size {args.size}, batch {args.batch_size}, "
-          f"{args.steps} timed steps after {args.warmup} warm-up, {args.device} {args.dtype}")
+    print(
+        f"\nqaudio vs Qwen2AudioForConditionalGeneration: training, size {args.size}, batch {args.batch_size}, "
+        f"{args.steps} timed steps after {args.warmup} warm-up, {args.device} {args.dtype}"
+    )
     print(common.machine_line(info, args.threads))
     print(table(modes))
-    print("step: batch built from raw audio (feature extraction counted for both) + forward + backward + clip + "
-          "AdamW.\npeak: resident (CPU) or allocated (CUDA) high-water mark over the steps, in a fresh process per "
-          "row; +steps: peak minus what was held before the first step (weights, libraries).\ncached: qaudio reads "
-          "its encoder feature cache; the peer has none, so its live figures are the comparison.")
+    print(
+        "step: batch built from raw audio (feature extraction counted for both) + forward + backward + clip + "
+        "AdamW.\npeak: resident (CPU) or allocated (CUDA) high-water mark over the steps, in a fresh process per "
+        "row; +steps: peak minus what was held before the first step (weights, libraries).\ncached: qaudio reads "
+        "its encoder feature cache; the peer has none, so its live figures are the comparison."
+    )
     profile = _profile_text([r for r in results if r.get("profile_run")])
     if profile:
-        print("\nwhere the time goes (phases per timed step; nested forward phases are part of 'forward (all)'):"
-              + profile)
+        print(
+            "\nwhere the time goes (phases per timed step; nested forward phases are part of 'forward (all)'):"
+            + profile
+        )
     warning = common.load_warning(info, results)
     if warning:
         print(warning)
     print(f"total time {elapsed:.0f} s")
     if args.json:
-        common.write_json(args.json, {
-            "benchmark": "train_throughput", "command": command, "machine": info, "elapsed_s": elapsed,
-            "settings": {k: v for k, v in vars(args).items() if k not in ("worker", "result", "json")},
-            "modes": modes, "profile": [r for r in results if r.get("profile_run")],
-            **({"warning": warning} if warning else {}),
-        })
+        common.write_json(
+            args.json,
+            {
+                "benchmark": "train_throughput",
+                "command": command,
+                "machine": info,
+                "elapsed_s": elapsed,
+                "settings": {k: v for k, v in vars(args).items() if k not in ("worker", "result", "json")},
+                "modes": modes,
+                "profile": [r for r in results if r.get("profile_run")],
+                **({"warning": warning} if warning else {}),
+            },
+        )
     return 0
 
 

@@ -14,8 +14,8 @@ the wav files have no transcript line; they are skipped, as in those recipes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from qaudio.data import Example
 from qaudio.recipe import Recipe, Skipped
@@ -53,7 +53,9 @@ class Aishell1(Recipe):
             archives = sorted((base / "wav").glob("*.tar.gz")) if (base / "wav").is_dir() else []
             hint = (
                 f" ({len(archives)} speaker archives are still packed: run "
-                f"`cd {base / 'wav'} && for f in *.tar.gz; do tar xzf $f; done`)" if archives else ""
+                f"`cd {base / 'wav'} && for f in *.tar.gz; do tar xzf $f; done`)"
+                if archives
+                else ""
             )
             raise self.layout_error(f"{split_dir} does not exist{hint}")
         skipped = Skipped(self, split)

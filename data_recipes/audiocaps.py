@@ -14,8 +14,8 @@ YouTube (several percent) are skipped with one warning.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from qaudio.data import Example
 from qaudio.recipe import Recipe, Skipped, audio_index, read_table
@@ -56,7 +56,10 @@ class AudioCaps(Recipe):
             ids = [r["audiocap_id"] for r in rows]
             audio = next((files[s] for s in clip_stems(youtube_id, start_time, ids) if s in files), None)
             if audio is None:
-                skipped.add("no audio file for the clip (not downloaded, or gone from YouTube)", f"{youtube_id} at {start_time}s")
+                skipped.add(
+                    "no audio file for the clip (not downloaded, or gone from YouTube)",
+                    f"{youtube_id} at {start_time}s",
+                )
                 continue
             duration = skipped.duration(audio)
             if duration is None:
@@ -70,8 +73,14 @@ class AudioCaps(Recipe):
                 text_lang="en",
                 target=[r["caption"].strip() for r in rows],
                 # AudioCaps captions are shorter than Clotho's: Qwen-Audio gives them their own instruction.
-                meta={"corpus": self.name, "split": split, "instruction": "caption_audiocaps",
-                      "youtube_id": youtube_id, "start_time": float(start_time), "audiocap_ids": ids},
+                meta={
+                    "corpus": self.name,
+                    "split": split,
+                    "instruction": "caption_audiocaps",
+                    "youtube_id": youtube_id,
+                    "start_time": float(start_time),
+                    "audiocap_ids": ids,
+                },
             )
         skipped.warn()
 

@@ -14,8 +14,8 @@ Audio is 44.1 kHz mono, 15-30 s; the target is the list of five captions.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from qaudio.data import Example
 from qaudio.recipe import Recipe, Skipped, read_table

@@ -18,9 +18,9 @@ they are skipped with one warning.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from qaudio.data import Example
 from qaudio.recipe import Recipe, Skipped, read_table
@@ -39,7 +39,9 @@ def majority_answer(rows: list[dict]) -> str:
     top, count = Counter(answers).most_common(1)[0]
     if count * 2 > len(answers):
         return top
-    ranked = sorted(range(len(rows)), key=lambda i: -CONFIDENCE_RANK.get(rows[i].get("confidence", "").strip().lower(), -1))
+    ranked = sorted(
+        range(len(rows)), key=lambda i: -CONFIDENCE_RANK.get(rows[i].get("confidence", "").strip().lower(), -1)
+    )
     return answers[ranked[0]]  # sorted() is stable: ties keep the first row
 
 
@@ -56,7 +58,9 @@ class ClothoAQA(Recipe):
     def examples(self, root: Path, split: str, task: str | None = None) -> Iterator[Example]:
         task = self.task_or_default(task)
         if self.answers not in ANSWER_MODES:
-            raise ValueError(f"{self.name}: --option answers={self.answers!r}; expected one of {', '.join(ANSWER_MODES)}")
+            raise ValueError(
+                f"{self.name}: --option answers={self.answers!r}; expected one of {', '.join(ANSWER_MODES)}"
+            )
         questions_csv = self.require(root / f"clotho_aqa_{split}.csv", "questions file")
         audio_dir = self.require(root / "audio_files", "audio folder")
         groups: dict[tuple[str, str], list[dict]] = {}
@@ -83,7 +87,12 @@ class ClothoAQA(Recipe):
                     text_lang="en",
                     question=question,
                     target=target,
-                    meta={"corpus": self.name, "split": split, "answers": all_answers, "yes_no": target in ("yes", "no")},
+                    meta={
+                        "corpus": self.name,
+                        "split": split,
+                        "answers": all_answers,
+                        "yes_no": target in ("yes", "no"),
+                    },
                 )
         skipped.warn()
 

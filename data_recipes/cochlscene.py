@@ -11,8 +11,8 @@ labels; a folder outside that set is an error, so a wrong root is caught early.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from qaudio.data import Example
 from qaudio.recipe import Recipe, Skipped
@@ -34,7 +34,9 @@ class CochlScene(Recipe):
     def examples(self, root: Path, split: str, task: str | None = None) -> Iterator[Example]:
         task = self.task_or_default(task)
         folder = SPLIT_FOLDERS[split]
-        split_dir = self.find(root, f"CochlScene/{folder}", folder, f"CochlScene/{split}", split, what=f"{folder} folder")
+        split_dir = self.find(
+            root, f"CochlScene/{folder}", folder, f"CochlScene/{split}", split, what=f"{folder} folder"
+        )
         labels = get_task("asc").labels
         class_dirs = sorted(d for d in split_dir.iterdir() if d.is_dir())
         unknown = [d.name for d in class_dirs if d.name.lower() not in labels]

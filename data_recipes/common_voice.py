@@ -17,9 +17,9 @@ used by the CoVoST 2 recipe, whose audio is Common Voice's.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from qaudio.data import Example
 from qaudio.recipe import Recipe, Skipped, read_table, tag_language
@@ -80,7 +80,9 @@ class CommonVoice(Recipe):
         if len(found) == 1:
             return root / found[0]
         if found:
-            raise ValueError(f"{self.name}: {root} holds several locales ({', '.join(found)}); choose one with --option locale=<locale>")
+            raise ValueError(
+                f"{self.name}: {root} holds several locales ({', '.join(found)}); choose one with --option locale=<locale>"
+            )
         raise self.layout_error(f"{root} has no clips/ folder and no locale folder with one")
 
     def examples(self, root: Path, split: str, task: str | None = None) -> Iterator[Example]:

@@ -18,9 +18,9 @@ the same way. Codes follow Common Voice (``zh-CN``); languages without a tag are
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from qaudio.data import Example
 from qaudio.recipe import Recipe, Skipped
@@ -53,7 +53,9 @@ class CoVoST2(Recipe):
         if len(found) == 1:
             return found[0]
         if found:
-            raise ValueError(f"{self.name}: {tsv_dir} holds TSVs of several pairs ({', '.join(found)}); choose one with --option pair=<src>_<tgt>")
+            raise ValueError(
+                f"{self.name}: {tsv_dir} holds TSVs of several pairs ({', '.join(found)}); choose one with --option pair=<src>_<tgt>"
+            )
         raise self.layout_error(f"no covost_v2.<src>_<tgt>[.<split>].tsv in {tsv_dir}")
 
     def _rows(self, root: Path, tsv_dir: Path, pair: str, split: str, skipped: Skipped) -> Iterator[dict]:
@@ -66,11 +68,16 @@ class CoVoST2(Recipe):
         if not full_tsv.is_file():
             raise self.layout_error(f"{tsv_dir} has neither {full_tsv.name} nor {split_tsv.name}")
         wanted = {split, f"{split}_covost"} if split == "train" else {split}
-        rows = [r for r in read_cv_tsv(full_tsv, ("path", "translation", "split"), escapechar="\\") if r["split"] in wanted]
+        rows = [
+            r for r in read_cv_tsv(full_tsv, ("path", "translation", "split"), escapechar="\\") if r["split"] in wanted
+        ]
         if rows and "sentence" in rows[0]:
             yield from rows
             return
-        validated = {r["path"]: r for r in read_cv_tsv(self.require(root / "validated.tsv", "Common Voice file"), ("path", "sentence"))}
+        validated = {
+            r["path"]: r
+            for r in read_cv_tsv(self.require(root / "validated.tsv", "Common Voice file"), ("path", "sentence"))
+        }
         for row in rows:
             cv = validated.get(row["path"])
             if cv is None:  # get_covost_splits.py's inner join drops these too
@@ -102,7 +109,13 @@ class CoVoST2(Recipe):
                 audio_lang=src,
                 text_lang=tgt if task == "s2tt" else src,
                 target=translation if task == "s2tt" else sentence,
-                meta={"corpus": self.name, "split": split, "pair": pair, "client_id": row.get("client_id", ""), **other},
+                meta={
+                    "corpus": self.name,
+                    "split": split,
+                    "pair": pair,
+                    "client_id": row.get("client_id", ""),
+                    **other,
+                },
             )
         skipped.warn()
 

@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
-from qaudio.data import Example
 from qaudio.audio import AudioError
 from qaudio.cache import cache_dir as qaudio_cache_dir
+from qaudio.data import Example
 from qaudio.recipe import Recipe, Skipped, audio_duration, tag_language
 from qaudio.tags import INSTRUCTIONS, LANGUAGES, UNKNOWN_LANGUAGE
 
@@ -139,7 +139,9 @@ class HuggingFace(Recipe):
             base = root if local else None
         features = ds.features or {}
         if self.audio_column not in features and features:
-            raise ValueError(f"hf: no audio column {self.audio_column!r}; columns: {', '.join(features)} (set --option audio_column=)")
+            raise ValueError(
+                f"hf: no audio column {self.audio_column!r}; columns: {', '.join(features)} (set --option audio_column=)"
+            )
         if isinstance(features.get(self.audio_column), Audio):
             ds = ds.cast_column(self.audio_column, Audio(decode=False))
         class_names = {k: f.names for k, f in features.items() if isinstance(f, ClassLabel)}
@@ -148,8 +150,13 @@ class HuggingFace(Recipe):
     def _columns(self, row: dict) -> dict[str, str | None]:
         """The role -> column map, checked against the first row's columns."""
         target = self.target_column or (DEFAULT_TARGET_COLUMN if DEFAULT_TARGET_COLUMN in row else None)
-        roles = {"audio": self.audio_column, "target": target, "label": self.label_column,
-                 "question": self.question_column, "id": self.id_column}
+        roles = {
+            "audio": self.audio_column,
+            "target": target,
+            "label": self.label_column,
+            "question": self.question_column,
+            "id": self.id_column,
+        }
         missing = [f"{role}_column={col!r}" for role, col in roles.items() if col and col not in row]
         if missing:
             raise ValueError(f"hf: the dataset has no column for {', '.join(missing)}; its columns: {', '.join(row)}")
@@ -157,7 +164,9 @@ class HuggingFace(Recipe):
             raise ValueError(f"hf: no target: set --option target_column= or label_column= (columns: {', '.join(row)})")
         return roles
 
-    def _audio(self, value, base: Path | None, cache_dir: Path, row_no: int, skipped: Skipped) -> tuple[Path, float] | None:
+    def _audio(
+        self, value, base: Path | None, cache_dir: Path, row_no: int, skipped: Skipped
+    ) -> tuple[Path, float] | None:
         """(wav path, seconds) of a row's audio value, or None when skipped (missing, undecodable)."""
         if isinstance(value, dict) and value.get("bytes"):
             try:
@@ -167,7 +176,9 @@ class HuggingFace(Recipe):
                 return None
         path = value.get("path") if isinstance(value, dict) else value
         if not isinstance(path, str) or not path:
-            raise ValueError(f"hf: row {row_no}: audio column {self.audio_column!r} holds neither bytes nor a path: {str(value)[:80]}")
+            raise ValueError(
+                f"hf: row {row_no}: audio column {self.audio_column!r} holds neither bytes nor a path: {str(value)[:80]}"
+            )
         file = Path(path).expanduser()
         if not file.is_absolute() and base is not None:
             file = base / file
@@ -189,7 +200,9 @@ class HuggingFace(Recipe):
         task = task or DEFAULT_TASK
         if split is None:
             raise ValueError("hf: name the split to read (--split), e.g. train or test")
-        audio_lang = self.audio_lang if self.audio_lang == UNKNOWN_LANGUAGE else tag_language(self.audio_lang, self.name)
+        audio_lang = (
+            self.audio_lang if self.audio_lang == UNKNOWN_LANGUAGE else tag_language(self.audio_lang, self.name)
+        )
         text_lang = tag_language(self.text_lang or (audio_lang if audio_lang in LANGUAGES else "en"), self.name)
         if self.instruction and self.instruction not in INSTRUCTIONS:
             raise ValueError(f"hf: unknown instruction {self.instruction!r}; valid: {', '.join(INSTRUCTIONS)}")
@@ -221,18 +234,22 @@ class HuggingFace(Recipe):
             meta = {"corpus": f"hf:{dataset}", "split": split}
             if self.instruction:
                 meta["instruction"] = self.instruction
-            yield AudioRecord(Example(
-                id=self.example_id(split, f"{dataset}/{key}"),
-                audio=str(audio),
-                duration=duration,
-                task=task,
-                audio_lang=audio_lang,
-                text_lang=text_lang,
-                target=[str(t).strip() for t in target] if isinstance(target, list) else str(target or "").strip(),
-                question=str(row[roles["question"]]).strip() if roles["question"] else None,
-                label=None if label is None else str(label),
-                meta=meta,
-            ), data, extension or "")
+            yield AudioRecord(
+                Example(
+                    id=self.example_id(split, f"{dataset}/{key}"),
+                    audio=str(audio),
+                    duration=duration,
+                    task=task,
+                    audio_lang=audio_lang,
+                    text_lang=text_lang,
+                    target=[str(t).strip() for t in target] if isinstance(target, list) else str(target or "").strip(),
+                    question=str(row[roles["question"]]).strip() if roles["question"] else None,
+                    label=None if label is None else str(label),
+                    meta=meta,
+                ),
+                data,
+                extension or "",
+            )
         skipped.warn()
 
 

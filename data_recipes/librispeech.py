@@ -14,8 +14,8 @@ into the same tree as ``<speaker>-<chapter>.alignment.txt``, with lines
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from qaudio.data import Example
 from qaudio.recipe import Recipe, Skipped
@@ -42,7 +42,7 @@ def read_alignments(path: Path) -> dict[str, list[list]]:
         if not parts:
             continue
         if len(parts) != 3:
-            raise ValueError(f"{path}:{lineno}: expected '<utt-id> \"<words>\" \"<end times>\"', got {line!r}")
+            raise ValueError(f'{path}:{lineno}: expected \'<utt-id> "<words>" "<end times>"\', got {line!r}')
         utt, words, ends = parts[0], parts[1].strip('"').split(","), [float(t) for t in parts[2].strip('"').split(",")]
         if len(words) != len(ends):
             raise ValueError(f"{path}:{lineno}: {len(words)} words but {len(ends)} end times")
@@ -54,7 +54,15 @@ def read_alignments(path: Path) -> dict[str, list[list]]:
 class LibriSpeech(Recipe):
     name = "librispeech"
     tasks = ("asr", "srwt")
-    splits = ("train-clean-100", "train-clean-360", "train-other-500", "dev-clean", "dev-other", "test-clean", "test-other")
+    splits = (
+        "train-clean-100",
+        "train-clean-360",
+        "train-other-500",
+        "dev-clean",
+        "dev-other",
+        "test-clean",
+        "test-other",
+    )
     homepage = "https://www.openslr.org/12"
     layout = (
         "ROOT/LibriSpeech/<split>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt\n"

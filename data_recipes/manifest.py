@@ -7,8 +7,8 @@ examples of that task; without it, every example is kept, whatever its task.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from qaudio.data import Example, read_manifest
 from qaudio.recipe import Recipe

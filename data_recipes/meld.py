@@ -19,8 +19,8 @@ with one warning.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from qaudio.data import Example
 from qaudio.recipe import Recipe, Skipped, audio_index, read_table
@@ -49,9 +49,7 @@ def repair_text(raw: str) -> str:
         if fixed == text:
             break
         text = fixed
-    return "".join(
-        c.encode("latin-1").decode("cp1252", errors="replace") if "\x80" <= c <= "\x9f" else c for c in text
-    )
+    return "".join(c.encode("latin-1").decode("cp1252", errors="replace") if "\x80" <= c <= "\x9f" else c for c in text)
 
 
 class MELD(Recipe):
@@ -78,16 +76,16 @@ class MELD(Recipe):
         candidates = [base / "audio" / split, base / VIDEO_FOLDERS[split], base / split]
         audio_dir = next((d for d in candidates if d.is_dir() and any(d.glob("dia*_utt*.wav"))), None)
         if audio_dir is None:
-            raise self.layout_error(
-                "no extracted dia<D>_utt<U>.wav files in " + ", ".join(str(d) for d in candidates)
-            )
+            raise self.layout_error("no extracted dia<D>_utt<U>.wav files in " + ", ".join(str(d) for d in candidates))
         files = audio_index(audio_dir, (".wav",))
         skipped = Skipped(self, split)
         for row in rows:
             stem = f"dia{row['Dialogue_ID']}_utt{row['Utterance_ID']}"
             emotion = row["Emotion"].strip().lower()
             if emotion not in EMOTIONS:
-                raise ValueError(f"{self.name}: {stem} has emotion {row['Emotion']!r}; expected one of {', '.join(EMOTIONS)}")
+                raise ValueError(
+                    f"{self.name}: {stem} has emotion {row['Emotion']!r}; expected one of {', '.join(EMOTIONS)}"
+                )
             wav = files.get(stem)
             if wav is None:
                 skipped.add("no extracted wav for the utterance", stem)
@@ -103,9 +101,14 @@ class MELD(Recipe):
                 audio_lang="en",
                 text_lang="en",
                 label=to_label[emotion],
-                meta={"corpus": self.name, "split": split, "speaker": repair_text(row["Speaker"]),
-                      "text": repair_text(row["Utterance"]), "emotion": emotion,
-                      "sentiment": row.get("Sentiment", "")},
+                meta={
+                    "corpus": self.name,
+                    "split": split,
+                    "speaker": repair_text(row["Speaker"]),
+                    "text": repair_text(row["Utterance"]),
+                    "emotion": emotion,
+                    "sentiment": row.get("Sentiment", ""),
+                },
             )
         skipped.warn()
 

@@ -13,8 +13,8 @@ Layout, as ``nsynth-<split>.jsonwav.tar.gz`` unpacks::
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from qaudio.data import Example
 from qaudio.recipe import Recipe, Skipped, builtin_task_module
@@ -36,7 +36,9 @@ class NSynth(Recipe):
         for note_str, note in sorted(notes.items()):
             family = note["instrument_family_str"]
             if family not in mna.INSTRUMENT_FAMILIES:
-                raise ValueError(f"{self.name}: {note_str} has instrument family {family!r}; expected one of {', '.join(mna.INSTRUMENT_FAMILIES)}")
+                raise ValueError(
+                    f"{self.name}: {note_str} has instrument family {family!r}; expected one of {', '.join(mna.INSTRUMENT_FAMILIES)}"
+                )
             duration = skipped.duration(split_dir / "audio" / f"{note_str}.wav")
             if duration is None:
                 continue
@@ -48,8 +50,13 @@ class NSynth(Recipe):
                 audio_lang="unknown",
                 text_lang="en",
                 target=mna.note_target(family, note["pitch"]),
-                meta={"corpus": self.name, "split": split, "instrument": note.get("instrument_str", ""),
-                      "velocity": note.get("velocity"), "qualities": note.get("qualities_str", [])},
+                meta={
+                    "corpus": self.name,
+                    "split": split,
+                    "instrument": note.get("instrument_str", ""),
+                    "velocity": note.get("velocity"),
+                    "qualities": note.get("qualities_str", []),
+                },
             )
         skipped.warn()
 

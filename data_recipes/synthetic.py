@@ -6,8 +6,8 @@ schema, audio paths relative to ``DIR``. One manifest holds every task; ``--task
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from qaudio.data import Example
 from qaudio.recipe import Recipe
@@ -28,18 +28,25 @@ class Synthetic(Recipe):
             return
         from qaudio.synth.corpus import generate
 
-        print(f"qaudio train: the synthetic corpus is missing at {root}; generating it (size small, seed 0; "
-              f"`qaudio synth` makes other sizes). Pass --recipes NAME:ROOT to train on another corpus.", flush=True)
+        print(
+            f"qaudio train: the synthetic corpus is missing at {root}; generating it (size small, seed 0; "
+            f"`qaudio synth` makes other sizes). Pass --recipes NAME:ROOT to train on another corpus.",
+            flush=True,
+        )
         generate(root, size="small", seed=0, progress=True)
 
     def check_root(self, root: Path) -> None:
         if not root.is_dir():
-            raise FileNotFoundError(f"synthetic corpus folder {root} does not exist; create it with `qaudio synth --out {root}`")
+            raise FileNotFoundError(
+                f"synthetic corpus folder {root} does not exist; create it with `qaudio synth --out {root}`"
+            )
 
     def examples(self, root: Path, split: str, task: str | None = None) -> Iterator[Example]:
         path = root / f"{split}.jsonl"
         if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist: {root} is not a complete synthetic corpus; (re)create it with `qaudio synth --out {root}`")
+            raise FileNotFoundError(
+                f"{path} does not exist: {root} is not a complete synthetic corpus; (re)create it with `qaudio synth --out {root}`"
+            )
         yield from manifest_examples(path, task)
 
 

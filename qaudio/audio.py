@@ -119,7 +119,9 @@ def load_audio(source, sample_rate: int | None = None, allow_silence: bool = Fal
         data, sr = source, sample_rate
     samples = to_mono_16k(data, sr, name)
     if len(samples) < MIN_SAMPLES:
-        raise AudioError(f"{name}: audio is {len(samples)} samples long; expected at least {MIN_SAMPLES} (10 ms at 16 kHz)")
+        raise AudioError(
+            f"{name}: audio is {len(samples)} samples long; expected at least {MIN_SAMPLES} (10 ms at 16 kHz)"
+        )
     if not allow_silence and float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) < SILENCE_RMS:
         raise AudioError(f"{name}: audio is silent (RMS below {SILENCE_RMS:g})")
     return Audio(samples, name)

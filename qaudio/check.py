@@ -14,8 +14,8 @@ unequal length. Exit status 1 when an answer differs, so it can gate a deploymen
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -59,8 +59,9 @@ def speech_clips(n: int) -> list[tuple[str, np.ndarray]]:
     return clips
 
 
-def compare(models: dict[str, Pipeline], clips: Sequence[tuple[str, np.ndarray]], query: Request,
-            batch_sizes: Sequence[int]) -> tuple[dict, list[Difference]]:
+def compare(
+    models: dict[str, Pipeline], clips: Sequence[tuple[str, np.ndarray]], query: Request, batch_sizes: Sequence[int]
+) -> tuple[dict, list[Difference]]:
     """Answers at every (batch size, dtype) -> (raw answers by setting, differences from the reference).
 
     ``models`` maps a dtype name to the model loaded in it; float32 must be among them.
@@ -71,25 +72,39 @@ def compare(models: dict[str, Pipeline], clips: Sequence[tuple[str, np.ndarray]]
     answers = {}
     for dtype, model in models.items():
         for bs in sorted(set(batch_sizes) | ({REFERENCE[0]} if dtype == REFERENCE[1] else set())):
-            answers[(bs, dtype)] = [r.raw if r.ok else f"error: {r.error}" for r in model.run(audios, query, batch_size=bs)]
+            answers[(bs, dtype)] = [
+                r.raw if r.ok else f"error: {r.error}" for r in model.run(audios, query, batch_size=bs)
+            ]
     reference = answers[REFERENCE]
-    diffs = [Difference(name, bs, dtype, ref, out)
-             for (bs, dtype), outs in answers.items() if (bs, dtype) != REFERENCE
-             for (name, _), ref, out in zip(clips, reference, outs) if out != ref]
+    diffs = [
+        Difference(name, bs, dtype, ref, out)
+        for (bs, dtype), outs in answers.items()
+        if (bs, dtype) != REFERENCE
+        for (name, _), ref, out in zip(clips, reference, outs)
+        if out != ref
+    ]
     return answers, diffs
 
 
 def render(answers: dict, diffs: list[Difference], n_clips: int) -> str:
     lines = [f"{'batch':>5} {'dtype':<9} differing answers (of {n_clips}, against batch 1 float32)"]
-    for (bs, dtype) in sorted(answers, key=lambda k: (k[1], k[0])):
+    for bs, dtype in sorted(answers, key=lambda k: (k[1], k[0])):
         if (bs, dtype) != REFERENCE:
             lines.append(f"{bs:>5} {dtype:<9} {sum(d.batch_size == bs and d.dtype == dtype for d in diffs)}")
     for d in diffs:
-        lines += ["", f"{d.clip} (batch {d.batch_size}, {d.dtype}):", f"  batch 1 float32: {d.reference!r}",
-                  f"  batch {d.batch_size} {d.dtype}: {d.output!r}"]
-    lines += ["", "qaudio check: every answer matches batch 1 float32" if not diffs else
-              f"qaudio check: {len(diffs)} answer(s) differ from batch 1 float32 "
-              "(expected on near-ties in bf16/fp16; in float32 they point to a padding or masking bug)"]
+        lines += [
+            "",
+            f"{d.clip} (batch {d.batch_size}, {d.dtype}):",
+            f"  batch 1 float32: {d.reference!r}",
+            f"  batch {d.batch_size} {d.dtype}: {d.output!r}",
+        ]
+    lines += [
+        "",
+        "qaudio check: every answer matches batch 1 float32"
+        if not diffs
+        else f"qaudio check: {len(diffs)} answer(s) differ from batch 1 float32 "
+        "(expected on near-ties in bf16/fp16; in float32 they point to a padding or masking bug)",
+    ]
     return "\n".join(lines)
 
 
@@ -109,9 +124,16 @@ def _int_list(text: str) -> list[int]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a saved model directory (or hub id)")
     parser.add_argument("--batch-sizes", default="1,8,32", help="comma-separated batch sizes (default 1,8,32)")
-    parser.add_argument("--dtype", default="fp32,bf16", help="comma-separated dtypes: fp32, bf16, fp16 (default fp32,bf16)")
-    parser.add_argument("--files", nargs="+", default=None, metavar="FILE",
-                        help="audio files to check (default: eSpeak NG sentences, as many as the largest batch)")
+    parser.add_argument(
+        "--dtype", default="fp32,bf16", help="comma-separated dtypes: fp32, bf16, fp16 (default fp32,bf16)"
+    )
+    parser.add_argument(
+        "--files",
+        nargs="+",
+        default=None,
+        metavar="FILE",
+        help="audio files to check (default: eSpeak NG sentences, as many as the largest batch)",
+    )
     parser.add_argument("--task", default="asr", help=f"{', '.join(task_names())} (default: asr)")
     parser.add_argument("--lang", default=None, help="spoken language (default: en)")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")

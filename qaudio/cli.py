@@ -16,7 +16,10 @@ COMMANDS = {
     "synth": ("qaudio.synth.cli", "generate the synthetic multitask corpus (offline TTS and sound events)"),
     "tts-augment": ("qaudio.synth.augment", "turn a file of sentences into ASR training examples with TTS"),
     "data": ("qaudio.recipe", "write a corpus recipe's examples as a JSONL manifest"),
-    "import-whisper": ("qaudio.convert.import_whisper", "convert a CTranslate2/faster-whisper model to a Hugging Face directory"),
+    "import-whisper": (
+        "qaudio.convert.import_whisper",
+        "convert a CTranslate2/faster-whisper model to a Hugging Face directory",
+    ),
     "import-model": ("qaudio.convert.import_model", "turn a released model (Qwen2-Audio) into a qaudio model"),
     "export": ("qaudio.convert.export", "write a qaudio model in a released model's format (Qwen2-Audio)"),
     "train": ("qaudio.train", "train a model (same as `accelerate launch -m qaudio.train`)"),
@@ -26,7 +29,10 @@ COMMANDS = {
     "run": ("qaudio.run", "run a model on audio files"),
     "serve": ("qaudio.serve", "serve a model over HTTP (OpenAI-compatible audio routes)"),
     "doctor": ("qaudio.doctor", "check the environment (versions, GPU/bf16, Java, espeak, weights, disk) with fixes"),
-    "check": ("qaudio.check", "run the same clips at several batch sizes and dtypes and report any answer that changes"),
+    "check": (
+        "qaudio.check",
+        "run the same clips at several batch sizes and dtypes and report any answer that changes",
+    ),
     "plan": ("qaudio.plan", "predict peak training and inference memory and the largest batch that fits"),
     "push": ("qaudio.hub", "upload a saved model to the Hugging Face hub with a generated model card"),
     "ui": ("qaudio.ui", "a web page to try a model (Gradio)"),
@@ -34,7 +40,9 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="qaudio", description="Multitask audio-language models with Qwen-Audio task tags.")
+    parser = argparse.ArgumentParser(
+        prog="qaudio", description="Multitask audio-language models with Qwen-Audio task tags."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)

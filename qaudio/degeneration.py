@@ -26,7 +26,6 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass
 
-
 # flag -> what it means (the report prints these); one place for every flag's name.
 FLAGS: dict[str, str] = {
     "repetition": "a loop: a word n-gram or a short character sequence repeated many times in a row",

@@ -47,8 +47,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size", default="small", help="synthetic corpus size")
     p.add_argument("--tasks", default=DEMO_TASKS, help="tasks to train and evaluate")
     p.add_argument("--steps", type=int, default=DEMO_STEPS, help="optimizer steps to train (the same on every machine)")
-    p.add_argument("--minutes", type=float, default=0.0,
-                   help="train for a time budget instead of --steps (the model then depends on the machine's speed)")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=0.0,
+        help="train for a time budget instead of --steps (the model then depends on the machine's speed)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the corpus and the training run")
     return p.parse_args(argv)
 

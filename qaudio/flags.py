@@ -31,9 +31,18 @@ T = TypeVar("T")
 SCALARS = {"int": int, "float": float, "str": str, "bool": bool}
 
 
-def option(default: Any = dataclasses.MISSING, help: str = "", *, choices: tuple | None = None,
-           metavar: str | None = None, group: str = "", positional: bool = False, required: bool = False,
-           default_factory: Any = dataclasses.MISSING, flag: bool = True) -> Any:
+def option(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    choices: tuple | None = None,
+    metavar: str | None = None,
+    group: str = "",
+    positional: bool = False,
+    required: bool = False,
+    default_factory: Any = dataclasses.MISSING,
+    flag: bool = True,
+) -> Any:
     """A config field whose flag details travel as metadata.
 
     ``positional``: an argument without ``--`` (a ``list[str]`` field takes one or more);
@@ -41,8 +50,15 @@ def option(default: Any = dataclasses.MISSING, help: str = "", *, choices: tuple
     a bool that defaults to True: ``help`` says what ``--no-NAME`` does (the switch listed);
     ``flag=False``: a field the command line does not set.
     """
-    metadata = {"help": help, "choices": choices, "metavar": metavar, "group": group, "positional": positional,
-                "required": required, "flag": flag}
+    metadata = {
+        "help": help,
+        "choices": choices,
+        "metavar": metavar,
+        "group": group,
+        "positional": positional,
+        "required": required,
+        "flag": flag,
+    }
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -63,7 +79,7 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def source_comments(cls: type) -> dict[str, str]:
     """Field name -> the ``# comment`` on its line in the class source ({} when the source is unavailable)."""
     comments: dict[str, str] = {}
@@ -75,9 +91,12 @@ def source_comments(cls: type) -> dict[str, str]:
         except (OSError, TypeError):
             continue
         text = textwrap.dedent(source)
-        names = {line: node.target.id for node in ast.walk(ast.parse(text))
-                 if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                 for line in range(node.lineno, (node.end_lineno or node.lineno) + 1)}  # line -> field
+        names = {
+            line: node.target.id
+            for node in ast.walk(ast.parse(text))
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+            for line in range(node.lineno, (node.end_lineno or node.lineno) + 1)
+        }  # line -> field
         for tok in tokenize.generate_tokens(io.StringIO(text).readline):
             if tok.type == tokenize.COMMENT and tok.start[0] in names:
                 comments[names[tok.start[0]]] = tok.string.lstrip("#").strip()
@@ -129,8 +148,11 @@ def _kind_of_text(text: str) -> _Kind:
 
 def _fields(cls: type) -> list[tuple[dataclasses.Field, _Kind]]:
     hints = _hints(cls)
-    return [(f, _kind_of(hints.get(f.name, f.type))) for f in dataclasses.fields(cls) if f.metadata.get("flag", True)
-            and f.init]
+    return [
+        (f, _kind_of(hints.get(f.name, f.type)))
+        for f in dataclasses.fields(cls)
+        if f.metadata.get("flag", True) and f.init
+    ]
 
 
 def _default(f: dataclasses.Field) -> Any:
@@ -141,9 +163,15 @@ def _default(f: dataclasses.Field) -> Any:
     return None
 
 
-def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, *,
-                  given_only: bool = False, groups: dict[str, Any] | None = None,
-                  show_default: bool = False, bool_values: bool = False) -> None:
+def add_arguments(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    cls: type,
+    *,
+    given_only: bool = False,
+    groups: dict[str, Any] | None = None,
+    show_default: bool = False,
+    bool_values: bool = False,
+) -> None:
     """One flag per field of the config dataclass ``cls``.
 
     ``given_only``: flags the user did not type are absent from the namespace (so a YAML file's
@@ -165,25 +193,58 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls
         choices = meta.get("choices") or kind.choices
         value = argparse.SUPPRESS if given_only else default
         if meta.get("positional"):
-            target.add_argument(f.name, nargs="+" if kind.many else None, metavar=meta.get("metavar"), help=help_text,
-                                type=kind.type, choices=choices)
+            target.add_argument(
+                f.name,
+                nargs="+" if kind.many else None,
+                metavar=meta.get("metavar"),
+                help=help_text,
+                type=kind.type,
+                choices=choices,
+            )
         elif kind.type is bool and not bool_values:
             on, off = f"--{flag_name(f.name)}", f"--no-{flag_name(f.name)}"
             shown = off if default else on  # the switch that changes something is the one documented
-            target.add_argument(on, dest=f.name, action="store_true", default=value,
-                                help=help_text if shown == on else argparse.SUPPRESS)
-            target.add_argument(off, dest=f.name, action="store_false", default=value,
-                                help=help_text if shown == off else argparse.SUPPRESS)
+            target.add_argument(
+                on,
+                dest=f.name,
+                action="store_true",
+                default=value,
+                help=help_text if shown == on else argparse.SUPPRESS,
+            )
+            target.add_argument(
+                off,
+                dest=f.name,
+                action="store_false",
+                default=value,
+                help=help_text if shown == off else argparse.SUPPRESS,
+            )
         elif kind.type is bool:
             # --strict / --no-strict, and --strict false for YAML-like use
-            target.add_argument(f"--{flag_name(f.name)}", dest=f.name, nargs="?", const=True, type=parse_bool,
-                                default=value, metavar="BOOL", help=help_text)
-            target.add_argument(f"--no-{flag_name(f.name)}", dest=f.name, action="store_false",
-                                default=value, help=argparse.SUPPRESS)
+            target.add_argument(
+                f"--{flag_name(f.name)}",
+                dest=f.name,
+                nargs="?",
+                const=True,
+                type=parse_bool,
+                default=value,
+                metavar="BOOL",
+                help=help_text,
+            )
+            target.add_argument(
+                f"--no-{flag_name(f.name)}", dest=f.name, action="store_false", default=value, help=argparse.SUPPRESS
+            )
         else:
-            target.add_argument(f"--{flag_name(f.name)}", dest=f.name, type=kind.type, choices=choices,
-                                nargs="+" if kind.many else None, default=value, metavar=meta.get("metavar"),
-                                required=meta.get("required", False), help=help_text)
+            target.add_argument(
+                f"--{flag_name(f.name)}",
+                dest=f.name,
+                type=kind.type,
+                choices=choices,
+                nargs="+" if kind.many else None,
+                default=value,
+                metavar=meta.get("metavar"),
+                required=meta.get("required", False),
+                help=help_text,
+            )
 
 
 def values_from_args(cls: type, args: argparse.Namespace) -> dict[str, Any]:

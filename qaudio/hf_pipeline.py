@@ -40,16 +40,26 @@ class AudioLMPipeline:
         self.model = model
         self.defaults = {"chunk_length_s": chunk_length_s, "batch_size": batch_size, "generate_kwargs": generate_kwargs}
 
-    def __call__(self, inputs, return_timestamps: bool | str = False, chunk_length_s: float | None = None,
-                 stride_length_s: Any = None, batch_size: int | None = None, generate_kwargs: dict | None = None,
-                 **kwargs) -> dict | list[dict]:
+    def __call__(
+        self,
+        inputs,
+        return_timestamps: bool | str = False,
+        chunk_length_s: float | None = None,
+        stride_length_s: Any = None,
+        batch_size: int | None = None,
+        generate_kwargs: dict | None = None,
+        **kwargs,
+    ) -> dict | list[dict]:
         if return_timestamps not in TIMESTAMP_MODES:
-            raise ValueError(f"return_timestamps must be False, True or 'word', got {return_timestamps!r} "
-                             "(character timestamps are not predicted by this model)")
+            raise ValueError(
+                f"return_timestamps must be False, True or 'word', got {return_timestamps!r} "
+                "(character timestamps are not predicted by this model)"
+            )
         chunk = chunk_length_s or self.defaults["chunk_length_s"] or self.model.max_audio_seconds
         if not 0 < chunk <= self.model.max_audio_seconds:
-            raise ValueError(f"chunk_length_s must be in (0, {self.model.max_audio_seconds:g}] (the encoder's window), "
-                             f"got {chunk}")
+            raise ValueError(
+                f"chunk_length_s must be in (0, {self.model.max_audio_seconds:g}] (the encoder's window), got {chunk}"
+            )
         options = {**self.defaults["generate_kwargs"], **(generate_kwargs or {}), **kwargs}
         language = _language(options.pop("language", None))
         task = options.pop("task", "transcribe")
@@ -71,8 +81,11 @@ class AudioLMPipeline:
             windows = split_windows(c.samples, chunk, search_seconds=min(SEARCH_SECONDS, chunk / 2))
             # As in Pipeline.run: a silent stretch of a long clip is not asked about.
             pieces += [(i, w) for w in windows if len(windows) == 1 or not is_silent(c.samples[w.start : w.end])]
-        results = self.model.run([Audio(clips[i].samples[w.start : w.end], clips[i].source) for i, w in pieces], query,
-                                 batch_size=batch_size or self.defaults["batch_size"])
+        results = self.model.run(
+            [Audio(clips[i].samples[w.start : w.end], clips[i].source) for i, w in pieces],
+            query,
+            batch_size=batch_size or self.defaults["batch_size"],
+        )
         answers = []
         for i in range(len(clips)):
             mine = [(w, r) for (j, w), r in zip(pieces, results) if j == i]
@@ -81,11 +94,18 @@ class AudioLMPipeline:
                     raise AudioError(r.error)
             answer: dict[str, Any] = {"text": join_texts([r.text for _, r in mine], query.language)}
             if return_timestamps == "word":
-                answer["chunks"] = [{"text": w, "timestamp": (s, e)} for win, r in mine
-                                    for w, s, e in shift_words([(x.word, x.start, x.end) for x in r.words or []], win.offset)]
+                answer["chunks"] = [
+                    {"text": w, "timestamp": (s, e)}
+                    for win, r in mine
+                    for w, s, e in shift_words([(x.word, x.start, x.end) for x in r.words or []], win.offset)
+                ]
             elif return_timestamps:
-                answer["chunks"] = [{"text": seg.text, "timestamp": (round(seg.start + win.offset, 3), round(seg.end + win.offset, 3))}
-                                    for win, r in mine for seg in r.segments if seg.text]
+                answer["chunks"] = [
+                    {"text": seg.text, "timestamp": (round(seg.start + win.offset, 3), round(seg.end + win.offset, 3))}
+                    for win, r in mine
+                    for seg in r.segments
+                    if seg.text
+                ]
             answers.append(answer)
         return answers if many else answers[0]
 
@@ -106,7 +126,9 @@ def _audio(x) -> Audio:
     if isinstance(x, dict):
         array = x.get("raw", x.get("array"))
         if array is None or "sampling_rate" not in x:
-            raise AudioError("a dict input needs 'raw' (or 'array') and 'sampling_rate', as transformers' pipeline takes")
+            raise AudioError(
+                "a dict input needs 'raw' (or 'array') and 'sampling_rate', as transformers' pipeline takes"
+            )
         return load_audio(np.asarray(array), sample_rate=int(x["sampling_rate"]))
     if isinstance(x, np.ndarray):
         return load_audio(x, sample_rate=SAMPLE_RATE)  # transformers: an array is at the feature extractor's rate

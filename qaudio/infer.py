@@ -39,8 +39,9 @@ import os
 import time
 import warnings
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -85,8 +86,10 @@ def _load_input(item, index: int | None) -> Audio:
             return load_audio(item, allow_silence=True)  # silence is answered (no_speech), not refused
         if isinstance(item, np.ndarray):
             raise AudioError("<array>: an audio array needs its sample rate; pass (array, sample_rate)")
-        raise AudioError(f"unsupported audio input of type {type(item).__name__}; expected a path, bytes, "
-                         "(array, sample_rate) or qaudio.audio.Audio")
+        raise AudioError(
+            f"unsupported audio input of type {type(item).__name__}; expected a path, bytes, "
+            "(array, sample_rate) or qaudio.audio.Audio"
+        )
     except AudioError as e:
         raise AudioError(f"{where}{e}") from None
 
@@ -107,7 +110,12 @@ def _duration_hint(item) -> float:
 
 
 def _is_array_pair(x) -> bool:
-    return len(x) == 2 and isinstance(x[1], (int, float)) and not isinstance(x[1], bool) and not isinstance(x[0], (str, bytes))
+    return (
+        len(x) == 2
+        and isinstance(x[1], (int, float))
+        and not isinstance(x[1], bool)
+        and not isinstance(x[0], (str, bytes))
+    )
 
 
 # ---- The pipeline ----------------------------------------------------------------------------
@@ -140,10 +148,19 @@ class _Clip:
 class Pipeline:
     """A loaded model with task methods; ``model`` is the :class:`qaudio.model.AudioLM`."""
 
-    def __init__(self, model, batch_size: int = DEFAULT_BATCH_SIZE, max_new_tokens: int | None = None,
-                 name: str = "model", on_degenerate: str = "keep", detect_no_speech: bool = True):
+    def __init__(
+        self,
+        model,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_new_tokens: int | None = None,
+        name: str = "model",
+        on_degenerate: str = "keep",
+        detect_no_speech: bool = True,
+    ):
         if on_degenerate not in degeneration.ON_DEGENERATE:
-            raise ValueError(f"unknown on_degenerate {on_degenerate!r}; valid choices: {', '.join(degeneration.ON_DEGENERATE)}")
+            raise ValueError(
+                f"unknown on_degenerate {on_degenerate!r}; valid choices: {', '.join(degeneration.ON_DEGENERATE)}"
+            )
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.model = model.eval()
@@ -188,7 +205,9 @@ class Pipeline:
         """A one-sentence description of the sound; ``style``: clotho, audiocaps or plain."""
         if style not in CAPTION_STYLES:
             raise ValueError(f"unknown caption style {style!r}; valid choices: {', '.join(CAPTION_STYLES)}")
-        return self._ask(audio, get_task("aac").request(instruction=CAPTION_STYLES[style], generate_kwargs=generate_kwargs))
+        return self._ask(
+            audio, get_task("aac").request(instruction=CAPTION_STYLES[style], generate_kwargs=generate_kwargs)
+        )
 
     def ask(self, audio, question: str, lang: str | None = None, **generate_kwargs):
         """Audio question answering: a free-form answer to ``question`` about the audio."""
@@ -217,21 +236,38 @@ class Pipeline:
 
     # -- evaluation
 
-    def run_examples(self, examples: list[Example], task: Task, batch_size: int | None = None,
-                     labels: Sequence[str] | None = None, progress: bool = True, **generate_kwargs) -> list[Result]:
+    def run_examples(
+        self,
+        examples: list[Example],
+        task: Task,
+        batch_size: int | None = None,
+        labels: Sequence[str] | None = None,
+        progress: bool = True,
+        **generate_kwargs,
+    ) -> list[Result]:
         """Answer manifest examples (each asked as ``example.request(task)``), in input order.
 
         ``labels`` constrains each answer to that label set. A bad audio file gives a Result
         with ``error`` set; the others are still answered.
         """
         requests = [ex.request(task, labels=labels, generate_kwargs=generate_kwargs) for ex in examples]
-        return self.run([ex.audio for ex in examples], requests, batch_size=batch_size,
-                        progress=f"{task.name}" if progress else None)
+        return self.run(
+            [ex.audio for ex in examples],
+            requests,
+            batch_size=batch_size,
+            progress=f"{task.name}" if progress else None,
+        )
 
     # -- the engine
 
-    def run(self, audios: Sequence, requests: Request | Sequence[Request], batch_size: int | None = None,
-            raise_errors: bool = False, progress: str | None = None) -> list[Result]:
+    def run(
+        self,
+        audios: Sequence,
+        requests: Request | Sequence[Request],
+        batch_size: int | None = None,
+        raise_errors: bool = False,
+        progress: str | None = None,
+    ) -> list[Result]:
         """Answer ``requests[i]`` about ``audios[i]`` (one request may serve all), batched.
 
         A bad input gives a Result with ``error`` set and does not stop the others (with
@@ -247,8 +283,9 @@ class Pipeline:
             self._retry(audios, requests, results, batch_size or self.batch_size)
         return results
 
-    def _run(self, audios: list, requests: list[Request], batch_size: int, raise_errors: bool,
-             progress: str | None) -> list[Result]:
+    def _run(
+        self, audios: list, requests: list[Request], batch_size: int, raise_errors: bool, progress: str | None
+    ) -> list[Result]:
         from tqdm.auto import tqdm
 
         results: list[Result | None] = [None] * len(audios)
@@ -287,7 +324,9 @@ class Pipeline:
         windows = split_windows(audio.samples, self.max_audio_seconds)
         pieces = [audio.samples[w.start : w.end] for w in windows]
         no_speech = vad.no_speech_probs(pieces, use_vad=self.detect_no_speech and request.transcribes_speech)
-        parts = [_Window(i, w, x, request, prompt) for w, x, p in zip(windows, pieces, no_speech) if not vad.is_no_speech(p)]
+        parts = [
+            _Window(i, w, x, request, prompt) for w, x, p in zip(windows, pieces, no_speech) if not vad.is_no_speech(p)
+        ]
         return _Clip(audio, load_seconds, no_speech, parts, pending=len(parts))
 
     def _batch_key(self, request: Request) -> tuple:
@@ -295,8 +334,9 @@ class Pipeline:
         # depends on what it was batched with); label scoring generates nothing.
         return ("score", ()) if request.labels else ("generate", self._generate_kwargs(request))
 
-    def _execute(self, waiting: list[_Window], batch_size: int, clips: dict[int, _Clip], requests: list[Request],
-                 results: list) -> int:
+    def _execute(
+        self, waiting: list[_Window], batch_size: int, clips: dict[int, _Clip], requests: list[Request], results: list
+    ) -> int:
         """Run the longest ``batch_size`` waiting windows as one batch (removed from ``waiting``);
         finish the clips whose last window this was. Returns how many clips finished."""
         import torch
@@ -355,15 +395,24 @@ class Pipeline:
         tokens = None  # a stand-in model without a tokenizer cannot tell a cut-off answer
         if self.tokenizer is not None:
             tokens = max(len(self.tokenizer(p.output, add_special_tokens=False)["input_ids"]) for p in parts)
-        return degeneration.detect(result.text, result.raw, parts[0].prompt, generated_tokens=tokens, max_new_tokens=cap)
+        return degeneration.detect(
+            result.text, result.raw, parts[0].prompt, generated_tokens=tokens, max_new_tokens=cap
+        )
 
     def _retry(self, audios: list, requests: list[Request], results: list[Result], batch_size: int) -> None:
         """Decode degenerate answers again with a repetition penalty; mark them ``retried``."""
         redo = [i for i, r in enumerate(results) if r.ok and degeneration.retryable(r.flags)]
         if not redo:
             return
-        retry_requests = [replace(requests[i], generate_kwargs=tuple(sorted(
-            {**dict(requests[i].generate_kwargs), **degeneration.RETRY_GENERATE_KWARGS}.items()))) for i in redo]
+        retry_requests = [
+            replace(
+                requests[i],
+                generate_kwargs=tuple(
+                    sorted({**dict(requests[i].generate_kwargs), **degeneration.RETRY_GENERATE_KWARGS}.items())
+                ),
+            )
+            for i in redo
+        ]
         with warnings.catch_warnings():  # "the penalty applies to new tokens only": what is wanted here
             warnings.filterwarnings("ignore", message=r"Passing `(repetition_penalty|no_repeat_ngram_size)`")
             again_results = self._run([audios[i] for i in redo], retry_requests, batch_size, False, None)
@@ -386,8 +435,12 @@ class Pipeline:
         sub-batches, so no clip is padded to much more than its own length."""
         states: list = [None] * len(batch)
         for group in length_groups([len(w.samples) for w in batch]):
-            inputs = self._to_device(self.processor.prepare([batch[i].samples for i in group], [batch[i].prompt for i in group]))
-            encoded, lengths = self.model.encode(inputs["input_features"], inputs["feature_lengths"])  # (b, T', D), (b,)
+            inputs = self._to_device(
+                self.processor.prepare([batch[i].samples for i in group], [batch[i].prompt for i in group])
+            )
+            encoded, lengths = self.model.encode(
+                inputs["input_features"], inputs["feature_lengths"]
+            )  # (b, T', D), (b,)
             for j, i in enumerate(group):
                 states[i] = encoded[j, : int(lengths[j])]
         return states
@@ -407,8 +460,11 @@ class Pipeline:
         logp = np.empty(len(pairs), dtype=np.float64)
         for k in range(0, len(pairs), pairs_per_pass):
             chunk = pairs[k : k + pairs_per_pass]
-            feats = self._to_device(self.processor.prepare_from_features(
-                [states[j] for j, _ in chunk], [batch[j].prompt for j, _ in chunk], [label for _, label in chunk]))
+            feats = self._to_device(
+                self.processor.prepare_from_features(
+                    [states[j] for j, _ in chunk], [batch[j].prompt for j, _ in chunk], [label for _, label in chunk]
+                )
+            )
             out = self.model(**feats)  # loss_sum: (P,) summed NLL over each target's tokens
             logp[k : k + len(chunk)] = (-out.loss_sum.float()).cpu().numpy()  # sum log p: exact likelihood
         outputs, k = [], 0
@@ -429,19 +485,34 @@ def _stitch(request: Request, parts: list[_Window]) -> Result:
         probs = np.exp(total - total.max())
         probs /= probs.sum()
         label = request.labels[best]
-        return Result(text=label, task=request.name, raw=label, label=label, language=request.language,
-                      scores={lab: round(float(p), 6) for lab, p in zip(request.labels, probs)},
-                      segments=[Segment(round(p.window.offset, 3), round(p.window.offset + p.window.duration, 3), label)
-                                for p in parts])
+        return Result(
+            text=label,
+            task=request.name,
+            raw=label,
+            label=label,
+            language=request.language,
+            scores={lab: round(float(p), 6) for lab, p in zip(request.labels, probs)},
+            segments=[
+                Segment(round(p.window.offset, 3), round(p.window.offset + p.window.duration, 3), label) for p in parts
+            ],
+        )
     answers = [request.parse(p.output) for p in parts]
-    problems = [f"window {k} ({parts[k].window.offset:.2f} s): {msg}" if many else msg
-                for k, answer in enumerate(answers) for msg in answer.problems]
-    segments = [Segment(round(p.window.offset, 3), round(p.window.offset + p.window.duration, 3), answer.text)
-                for p, answer in zip(parts, answers)]
+    problems = [
+        f"window {k} ({parts[k].window.offset:.2f} s): {msg}" if many else msg
+        for k, answer in enumerate(answers)
+        for msg in answer.problems
+    ]
+    segments = [
+        Segment(round(p.window.offset, 3), round(p.window.offset + p.window.duration, 3), answer.text)
+        for p, answer in zip(parts, answers)
+    ]
     words = None
     if any(answer.words is not None for answer in answers):
-        words = [Word(w, float(s), float(e)) for p, answer in zip(parts, answers)
-                 for w, s, e in shift_words([(x.word, x.start, x.end) for x in answer.words or []], p.window.offset)]
+        words = [
+            Word(w, float(s), float(e))
+            for p, answer in zip(parts, answers)
+            for w, s, e in shift_words([(x.word, x.start, x.end) for x in answer.words or []], p.window.offset)
+        ]
     label = None
     if isinstance(request.task, ClassificationTask):
         votes = Counter(answer.label for answer in answers if answer.label)
@@ -449,12 +520,26 @@ def _stitch(request: Request, parts: list[_Window]) -> Result:
         text = label
     else:
         text = join_texts([answer.text for answer in answers], request.language)
-    return Result(text=text, task=request.name, raw=" ".join(p.output for p in parts), words=words, label=label,
-                  language=request.language, segments=segments, problems=problems)
+    return Result(
+        text=text,
+        task=request.name,
+        raw=" ".join(p.output for p in parts),
+        words=words,
+        label=label,
+        language=request.language,
+        segments=segments,
+        problems=problems,
+    )
 
 
-def load(model: str, device: str | None = None, dtype: str | None = None, max_new_tokens: int | None = None,
-         quantize: str | None = None, **options) -> Pipeline:
+def load(
+    model: str,
+    device: str | None = None,
+    dtype: str | None = None,
+    max_new_tokens: int | None = None,
+    quantize: str | None = None,
+    **options,
+) -> Pipeline:
     """Load a saved model (a directory from ``save_pretrained``, or a hub id) for inference.
 
     ``device``: default cuda when available, else cpu. ``dtype``: float32 (default: batched
@@ -477,9 +562,17 @@ def load(model: str, device: str | None = None, dtype: str | None = None, max_ne
     return Pipeline(lm, name=str(model), max_new_tokens=max_new_tokens, **options)
 
 
-def request_from_fields(task: Task | None, prompt: str | None = None, lang: str | None = None, to: str | None = None,
-                        timestamps: bool = False, question: str | None = None, caption_style: str = "clotho",
-                        labels: str | None = None, generate_kwargs: dict | None = None) -> Request:
+def request_from_fields(
+    task: Task | None,
+    prompt: str | None = None,
+    lang: str | None = None,
+    to: str | None = None,
+    timestamps: bool = False,
+    question: str | None = None,
+    caption_style: str = "clotho",
+    labels: str | None = None,
+    generate_kwargs: dict | None = None,
+) -> Request:
     """A Request from the fields of ``qaudio run`` and the server's ``/v1/generate``: a raw
     ``prompt``, or ``task`` with options; ``labels`` comma-separated (default: a
     classification task's label set); ``caption_style`` picks a caption task's instruction."""
@@ -491,5 +584,12 @@ def request_from_fields(task: Task | None, prompt: str | None = None, lang: str 
     if caption_style not in CAPTION_STYLES:
         raise RequestError(f"unknown caption_style {caption_style!r}; valid choices: {', '.join(CAPTION_STYLES)}")
     instruction = CAPTION_STYLES[caption_style] if task.tag_path.task == "caption" else None
-    return task.request(lang, to, timestamps=timestamps, question=question, instruction=instruction,
-                        labels=label_set, generate_kwargs=generate_kwargs)
+    return task.request(
+        lang,
+        to,
+        timestamps=timestamps,
+        question=question,
+        instruction=instruction,
+        labels=label_set,
+        generate_kwargs=generate_kwargs,
+    )

@@ -16,7 +16,7 @@ whose audio cannot be read gets ``error`` set and the others are still answered.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .audio import SAMPLE_RATE, load_audio
 from .data import Example
@@ -70,11 +70,17 @@ class WhisperPeer:
                 outputs[i] = Result(text="", task=task.name, error=str(e))
         window = int(WHISPER_WINDOW_S * SAMPLE_RATE)
         # Batches share a language (one decoder prompt) and are length-sorted.
-        short = sorted((i for i in audios if len(audios[i]) <= window), key=lambda i: (examples[i].audio_lang, len(audios[i])))
+        short = sorted(
+            (i for i in audios if len(audios[i]) <= window), key=lambda i: (examples[i].audio_lang, len(audios[i]))
+        )
         batch: list[int] = []
         for i in short + [None]:
-            if batch and (i is None or len(batch) == batch_size or examples[i].audio_lang != examples[batch[0]].audio_lang):
-                for j, out in zip(batch, self._generate([audios[j] for j in batch], examples[batch[0]].audio_lang, False)):
+            if batch and (
+                i is None or len(batch) == batch_size or examples[i].audio_lang != examples[batch[0]].audio_lang
+            ):
+                for j, out in zip(
+                    batch, self._generate([audios[j] for j in batch], examples[batch[0]].audio_lang, False)
+                ):
                     outputs[j] = peer_result(task, *out)
                 batch = []
             if i is not None:
@@ -91,20 +97,28 @@ class WhisperPeer:
 
         if long_form:  # the whole clip; generate() windows it and needs the attention mask
             features = self.processor.feature_extractor(
-                audios, sampling_rate=SAMPLE_RATE, return_tensors="pt", truncation=False,
-                padding="longest", return_attention_mask=True,
+                audios,
+                sampling_rate=SAMPLE_RATE,
+                return_tensors="pt",
+                truncation=False,
+                padding="longest",
+                return_attention_mask=True,
             )
             extra = {"attention_mask": features.attention_mask.to(self.device), "return_timestamps": True}
         else:  # every clip padded to 30 s, as Whisper was trained
-            features = self.processor.feature_extractor(audios, sampling_rate=SAMPLE_RATE, return_tensors="pt",
-                                                        return_attention_mask=True)
+            features = self.processor.feature_extractor(
+                audios, sampling_rate=SAMPLE_RATE, return_tensors="pt", return_attention_mask=True
+            )
             # Whisper's encoder attends to all 3000 frames regardless; the mask tells generate()
             # the batch is short-form (and that pad = eos is not an ambiguity).
             extra = {"attention_mask": features.attention_mask.to(self.device)}
         with torch.inference_mode():
             ids = self.model.generate(
                 features.input_features.to(self.device),  # (B, 80, 3000) or (1, 80, T) long-form
-                num_beams=1, do_sample=False, **language_kwargs, **extra,
+                num_beams=1,
+                do_sample=False,
+                **language_kwargs,
+                **extra,
             )  # (B, L)
         ids = ids.cpu()
         raws = self.processor.tokenizer.batch_decode(ids, skip_special_tokens=False)

@@ -103,8 +103,10 @@ def vocab_size(config: ModelConfig, model_dir: str | None = None) -> int:
     name = llm.tokenizer or llm.source
     if name in HUB_TOKENIZER_SIZE:
         return max(HUB_EMBEDDING_ROWS[name], HUB_TOKENIZER_SIZE[name] + _n_tags())
-    raise ValueError(f"the vocabulary size of {name!r} is not known offline; pass --vocab-size N "
-                     "(the tokenizer's length plus qaudio's tags)")
+    raise ValueError(
+        f"the vocabulary size of {name!r} is not known offline; pass --vocab-size N "
+        "(the tokenizer's length plus qaudio's tags)"
+    )
 
 
 def _meta_modules(config: ModelConfig, vocab: int):
@@ -119,10 +121,17 @@ def _meta_modules(config: ModelConfig, vocab: int):
     with torch.device("meta"):
         encoder = _random_encoder(config.encoder)
         projector = build_projector(config.projector, config.encoder.d_model, llm.hidden_size)
-        hf = AutoConfig.for_model(llm.arch, vocab_size=vocab, hidden_size=llm.hidden_size,
-                                  num_hidden_layers=llm.num_layers, num_attention_heads=llm.num_heads,
-                                  num_key_value_heads=llm.num_kv_heads, head_dim=llm.hidden_size // llm.num_heads,
-                                  intermediate_size=llm.intermediate_size, tie_word_embeddings=llm.tie_embeddings)
+        hf = AutoConfig.for_model(
+            llm.arch,
+            vocab_size=vocab,
+            hidden_size=llm.hidden_size,
+            num_hidden_layers=llm.num_layers,
+            num_attention_heads=llm.num_heads,
+            num_key_value_heads=llm.num_kv_heads,
+            head_dim=llm.hidden_size // llm.num_heads,
+            intermediate_size=llm.intermediate_size,
+            tie_word_embeddings=llm.tie_embeddings,
+        )
         lm = AutoModelForCausalLM.from_config(hf)
     return encoder, projector, lm
 
@@ -131,8 +140,11 @@ def _lora_params(lm, targets: tuple[str, ...], r: int) -> int:
     """LoRA's A (r x in) and B (out x r) on every linear layer named in ``targets``."""
     import torch
 
-    return sum(r * (m.in_features + m.out_features) for name, m in lm.named_modules()
-               if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in targets)
+    return sum(
+        r * (m.in_features + m.out_features)
+        for name, m in lm.named_modules()
+        if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in targets
+    )
 
 
 def model_shapes(config: ModelConfig, train_llm: str, vocab: int) -> Shapes:
@@ -142,14 +154,23 @@ def model_shapes(config: ModelConfig, train_llm: str, vocab: int) -> Shapes:
     def count(module) -> int:
         return sum(p.numel() for p in module.parameters())
 
-    embeddings = count(lm.get_input_embeddings()) + (0 if config.llm.tie_embeddings else count(lm.get_output_embeddings()))
-    params = {"encoder": count(encoder), "projector": count(projector), "llm_embeddings": embeddings,
-              "llm_body": count(lm) - embeddings}
+    embeddings = count(lm.get_input_embeddings()) + (
+        0 if config.llm.tie_embeddings else count(lm.get_output_embeddings())
+    )
+    params = {
+        "encoder": count(encoder),
+        "projector": count(projector),
+        "llm_embeddings": embeddings,
+        "llm_body": count(lm) - embeddings,
+    }
     t = config.trainable
     tag_rows = _n_tags() * config.llm.hidden_size * (1 if config.llm.tie_embeddings else 2)  # trainable tag-token rows
-    trainable = {"frozen": tag_rows, "full": count(lm),
-                 "lora": _lora_params(lm, t.lora_targets, t.lora_r) + tag_rows,
-                 "qlora": _lora_params(lm, t.lora_targets, t.lora_r) + tag_rows}[train_llm]
+    trainable = {
+        "frozen": tag_rows,
+        "full": count(lm),
+        "lora": _lora_params(lm, t.lora_targets, t.lora_r) + tag_rows,
+        "qlora": _lora_params(lm, t.lora_targets, t.lora_r) + tag_rows,
+    }[train_llm]
     sizes = [p.numel() for p in lm.parameters()] if train_llm == "full" else [tag_rows]
     if t.projector:
         trainable += params["projector"]
@@ -176,7 +197,7 @@ class Workload:
     max_new_tokens: int = 256  # inference: the answer's length cap (the KV cache holds it all)
 
     @classmethod
-    def for_speech(cls, batch: int, clip_seconds: float, max_new_tokens: int = 256) -> "Workload":
+    def for_speech(cls, batch: int, clip_seconds: float, max_new_tokens: int = 256) -> Workload:
         """Defaults for transcription: about 4 target tokens per second of speech."""
         target = max(1, math.ceil(TEXT_TOKENS_PER_SECOND * clip_seconds)) + 1
         return cls(batch, clip_seconds, PROMPT_TOKENS + target, target, max_new_tokens)
@@ -233,7 +254,10 @@ def predict_training(s: Shapes, w: Workload, train_llm: str, bytes_per_value: in
     H, d = cfg.llm.hidden_size, cfg.encoder.d_model
     llm_weights = s.params["llm_embeddings"] + s.params["llm_body"]
     weights = 4 * (s.total - llm_weights) + (
-        int(NF4_BYTES * s.params["llm_body"] + 4 * s.params["llm_embeddings"]) if train_llm == "qlora" else 4 * llm_weights)
+        int(NF4_BYTES * s.params["llm_body"] + 4 * s.params["llm_embeddings"])
+        if train_llm == "qlora"
+        else 4 * llm_weights
+    )
     parts = {
         "weights": weights,
         "gradients": 4 * s.trainable,
@@ -321,8 +345,9 @@ def measure(config: ModelConfig, w: Workload, train_llm: str) -> dict:
     prompt = "<|startoftranscript|><|en|><|transcribe|><|en|><|notimestamps|><|wo_itn|>"
     batch = model.processor.prepare(audio, [prompt] * w.batch, [target] * w.batch)
     n_targets = int((batch["labels"][0] != -100).sum())
-    real = Workload(w.batch, w.clip_seconds, batch["input_ids"].shape[1] - _lengths(model.config, w)[2], n_targets,
-                    w.max_new_tokens)
+    real = Workload(
+        w.batch, w.clip_seconds, batch["input_ids"].shape[1] - _lengths(model.config, w)[2], n_targets, w.max_new_tokens
+    )
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4)
     model.train()
@@ -333,14 +358,19 @@ def measure(config: ModelConfig, w: Workload, train_llm: str) -> dict:
         optimizer.zero_grad(set_to_none=True)
 
     step()  # the first step creates AdamW's state; the second is the steady state
-    static = _tensor_bytes(model.parameters()) + _tensor_bytes(model.buffers()) + _tensor_bytes(batch.values()) + \
-        _tensor_bytes(t for state in optimizer.state.values() for t in state.values() if torch.is_tensor(t))
+    static = (
+        _tensor_bytes(model.parameters())
+        + _tensor_bytes(model.buffers())
+        + _tensor_bytes(batch.values())
+        + _tensor_bytes(t for state in optimizer.state.values() for t in state.values() if torch.is_tensor(t))
+    )
     train_peak = static + tensor_peak_bytes(step)
     del optimizer, params
     if train_llm != "full":  # inference runs a saved model: plain weights, without peft's training wrappers
         torch.manual_seed(0)
-        model = AudioLM.build(replace(config, trainable=replace(config.trainable, llm="full")),
-                              tokenizer_texts=[" ".join(words)] * 20)
+        model = AudioLM.build(
+            replace(config, trainable=replace(config.trainable, llm="full")), tokenizer_texts=[" ".join(words)] * 20
+        )
     model.eval()
     gen = model.processor.prepare(audio, [prompt] * w.batch)
 
@@ -383,18 +413,34 @@ def _gb(n: int) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True,
-                        help="a preset (tiny, demo, ...), a ModelConfig .json, or a saved model directory")
-    parser.add_argument("--train-llm", default=None, choices=TRAIN_LLM, help="what trains in the LLM (default: the config's)")
-    parser.add_argument("--batch-seconds", type=float, required=True, help="audio seconds per batch (clips x clip length)")
+    parser.add_argument(
+        "--model", required=True, help="a preset (tiny, demo, ...), a ModelConfig .json, or a saved model directory"
+    )
+    parser.add_argument(
+        "--train-llm", default=None, choices=TRAIN_LLM, help="what trains in the LLM (default: the config's)"
+    )
+    parser.add_argument(
+        "--batch-seconds", type=float, required=True, help="audio seconds per batch (clips x clip length)"
+    )
     parser.add_argument("--clip-seconds", type=float, default=10.0, help="length of each clip (default 10; at most 30)")
-    parser.add_argument("--text-tokens", type=int, default=None,
-                        help="prompt + target tokens per example (default: 10 + 4 per second of audio)")
-    parser.add_argument("--max-new-tokens", type=int, default=256, help="inference: the answer's token cap (default 256)")
+    parser.add_argument(
+        "--text-tokens",
+        type=int,
+        default=None,
+        help="prompt + target tokens per example (default: 10 + 4 per second of audio)",
+    )
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=256, help="inference: the answer's token cap (default 256)"
+    )
     parser.add_argument("--device-memory", default=None, help="memory to plan for, e.g. 24GB (default: this machine's)")
-    parser.add_argument("--vocab-size", type=int, default=None, help="the LLM's vocabulary, when it cannot be read offline")
-    parser.add_argument("--measure", action="store_true",
-                        help="also build the model on CPU, run one batch and print the measured peaks (small models only)")
+    parser.add_argument(
+        "--vocab-size", type=int, default=None, help="the LLM's vocabulary, when it cannot be read offline"
+    )
+    parser.add_argument(
+        "--measure",
+        action="store_true",
+        help="also build the model on CPU, run one batch and print the measured peaks (small models only)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -403,8 +449,10 @@ def main(args: argparse.Namespace) -> int:
     if not 0 < args.clip_seconds <= 30:
         raise ValueError(f"--clip-seconds must be in (0, 30] (the encoder's window), got {args.clip_seconds}")
     if args.batch_seconds < args.clip_seconds:
-        raise ValueError(f"--batch-seconds ({args.batch_seconds}) must hold at least one clip of --clip-seconds "
-                         f"({args.clip_seconds})")
+        raise ValueError(
+            f"--batch-seconds ({args.batch_seconds}) must hold at least one clip of --clip-seconds "
+            f"({args.clip_seconds})"
+        )
     config = resolve_model_config(args.model)
     train_llm = args.train_llm or config.trainable.llm
     model_dir = args.model if Path(args.model).is_dir() else None
@@ -423,8 +471,10 @@ def main(args: argparse.Namespace) -> int:
     memory, where = (parse_size(args.device_memory), "--device-memory") if args.device_memory else available_memory()
     budget = int(memory * HEADROOM)
     parts = ", ".join(f"{k} {v:,}" for k, v in shapes.params.items())
-    print(f"model {args.model}: {shapes.total:,} parameters ({parts}); "
-          f"LLM {train_llm}: {shapes.trainable:,} trainable; vocabulary {vocab:,}")
+    print(
+        f"model {args.model}: {shapes.total:,} parameters ({parts}); "
+        f"LLM {train_llm}: {shapes.trainable:,} trainable; vocabulary {vocab:,}"
+    )
     print(f"batch: {batch} clip(s) of {args.clip_seconds:g} s ({batch * args.clip_seconds:g} s of audio)")
     print(f"training peak:  {_gb(train.peak)}  (" + ", ".join(f"{k} {_gb(v)}" for k, v in train.parts.items()) + ")")
     print(f"inference peak: {_gb(infer.peak)}  (" + ", ".join(f"{k} {_gb(v)}" for k, v in infer.parts.items()) + ")")
@@ -433,22 +483,32 @@ def main(args: argparse.Namespace) -> int:
     print(f"memory: {_gb(memory)} ({where}); planning for {int(HEADROOM * 100)}% of it")
     for kind, n, peak in (("training", fit_train, train.peak), ("inference", fit_infer, infer.peak)):
         if n == 0:
-            print(f"{kind}: does not fit even one {args.clip_seconds:g}-s clip; try --train-llm lora or qlora, "
-                  "shorter clips, or a device with more memory")
+            print(
+                f"{kind}: does not fit even one {args.clip_seconds:g}-s clip; try --train-llm lora or qlora, "
+                "shorter clips, or a device with more memory"
+            )
         else:
-            print(f"{kind}: largest batch that fits: {n} clips (--batch-seconds {n * args.clip_seconds:g})"
-                  + ("" if peak <= budget else f"; the requested {batch} does not fit"))
+            print(
+                f"{kind}: largest batch that fits: {n} clips (--batch-seconds {n * args.clip_seconds:g})"
+                + ("" if peak <= budget else f"; the requested {batch} does not fit")
+            )
     if train_llm == "qlora":
-        print("note: qlora is predicted (4-bit NF4 base weights, bitsandbytes' layout) but qaudio train does not "
-              "offer it yet; --train-llm lora is what it runs")
+        print(
+            "note: qlora is predicted (4-bit NF4 base weights, bitsandbytes' layout) but qaudio train does not "
+            "offer it yet; --train-llm lora is what it runs"
+        )
     if args.measure:
         measured = measure(config, workload(batch), train_llm)
         real = measured["workload"]
         exact = model_shapes(measured["config"], train_llm, measured["vocab"])
-        for kind, peak, predicted in (("training", measured["training"], predict_training(exact, real, train_llm).peak),
-                                      ("inference", measured["inference"], predict_inference(exact, real).peak)):
-            print(f"measured {kind} peak on CPU: {_gb(peak)}; predicted for the same batch: {_gb(predicted)} "
-                  f"({100 * (predicted - peak) / peak:+.1f}%)")
+        for kind, peak, predicted in (
+            ("training", measured["training"], predict_training(exact, real, train_llm).peak),
+            ("inference", measured["inference"], predict_inference(exact, real).peak),
+        ):
+            print(
+                f"measured {kind} peak on CPU: {_gb(peak)}; predicted for the same batch: {_gb(predicted)} "
+                f"({100 * (predicted - peak) / peak:+.1f}%)"
+            )
     return 0 if max(train.peak, infer.peak) <= budget else 1
 
 

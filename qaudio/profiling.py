@@ -211,8 +211,10 @@ def measure(phase: str, device: object = "cpu", cpu_method: str | None = None) -
     if cpu_method is not None and cpu_method not in CPU_METHODS:
         raise ValueError(f"unknown cpu_method {cpu_method!r}; valid choices: {', '.join(CPU_METHODS)}")
     if _active is not None:
-        raise RuntimeError(f"measure({phase!r}) inside measure({_active!r}): phases do not nest, because the "
-                           "peak counters are per process and the inner phase would reset the outer one's")
+        raise RuntimeError(
+            f"measure({phase!r}) inside measure({_active!r}): phases do not nest, because the "
+            "peak counters are per process and the inner phase would reset the outer one's"
+        )
     if device.startswith("cuda"):
         if device == "cuda":
             import torch

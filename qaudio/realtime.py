@@ -194,8 +194,10 @@ def transcripts_for(model, lang: str | None):
 
 def words_json(result, offset_s: float) -> list[dict]:
     """Word times shifted from the utterance to the stream (seconds, 10 ms time-token grid)."""
-    return [{"word": w.word, "start": round(w.start + offset_s, 3), "end": round(w.end + offset_s, 3)}
-            for w in result.words or []]
+    return [
+        {"word": w.word, "start": round(w.start + offset_s, 3), "end": round(w.end + offset_s, 3)}
+        for w in result.words or []
+    ]
 
 
 def _ms(samples: int) -> int:
@@ -229,13 +231,24 @@ class _Session:
         self.send_lock = asyncio.Lock()
 
     def describe(self) -> dict:
-        return {"id": self.id, "object": "realtime.transcription_session", "input_audio_format": "pcm16",
-                "sample_rate": SAMPLE_RATE, "input_audio_transcription": {"model": self.model.name.rsplit("/", 1)[-1],
-                                                                         "language": self.language},
-                "turn_detection": {"type": "server_vad", "threshold": self.vad.threshold,
-                                   "silence_duration_ms": self.vad.min_silence_ms, "prefix_padding_ms": self.vad.pad_ms},
-                "qaudio": {"partial_every_s": self.config.partial_every_s, "max_session_s": self.config.max_session_s,
-                           "max_message_kb": self.config.max_message_kb}}
+        return {
+            "id": self.id,
+            "object": "realtime.transcription_session",
+            "input_audio_format": "pcm16",
+            "sample_rate": SAMPLE_RATE,
+            "input_audio_transcription": {"model": self.model.name.rsplit("/", 1)[-1], "language": self.language},
+            "turn_detection": {
+                "type": "server_vad",
+                "threshold": self.vad.threshold,
+                "silence_duration_ms": self.vad.min_silence_ms,
+                "prefix_padding_ms": self.vad.pad_ms,
+            },
+            "qaudio": {
+                "partial_every_s": self.config.partial_every_s,
+                "max_session_s": self.config.max_session_s,
+                "max_message_kb": self.config.max_message_kb,
+            },
+        }
 
     async def send(self, event: dict) -> None:
         async with self.send_lock:
@@ -249,8 +262,12 @@ class _Session:
             pass
 
     async def error(self, message: str, code: str, param: str | None = None) -> None:
-        await self.send({"type": "error", "error": {"type": "invalid_request_error", "code": code, "message": message,
-                                                    "param": param}})
+        await self.send(
+            {
+                "type": "error",
+                "error": {"type": "invalid_request_error", "code": code, "message": message, "param": param},
+            }
+        )
 
     async def run(self) -> None:
         from starlette.websockets import WebSocketDisconnect
@@ -264,8 +281,12 @@ class _Session:
                     return
                 data = message.get("bytes") if message.get("bytes") is not None else message.get("text", "")
                 if len(data) > limit:
-                    raise _Close(1009, f"message is {len(data)} bytes; this server accepts at most {limit} "
-                                       "(--max-message-kb): send shorter chunks", "message_too_large")
+                    raise _Close(
+                        1009,
+                        f"message is {len(data)} bytes; this server accepts at most {limit} "
+                        "(--max-message-kb): send shorter chunks",
+                        "message_too_large",
+                    )
                 if isinstance(data, bytes):
                     await self.audio(data)
                 else:
@@ -307,15 +328,21 @@ class _Session:
             return await self.error("the session can be configured only before the first audio", "session_started")
         fmt = session.get("input_audio_format", "pcm16")
         if fmt != "pcm16":
-            return await self.error(f"input_audio_format {fmt!r} is not supported; send pcm16 (16 kHz mono)",
-                                    "unsupported_format", "input_audio_format")
+            return await self.error(
+                f"input_audio_format {fmt!r} is not supported; send pcm16 (16 kHz mono)",
+                "unsupported_format",
+                "input_audio_format",
+            )
         language = (session.get("input_audio_transcription") or {}).get("language") or self.language
         turn = session.get("turn_detection") or {}
         try:
             queries = transcripts_for(self.model, language)
-            vad = replace(self.vad, threshold=float(turn.get("threshold", self.vad.threshold)),
-                          min_silence_ms=int(turn.get("silence_duration_ms", self.vad.min_silence_ms)),
-                          pad_ms=int(turn.get("prefix_padding_ms", self.vad.pad_ms)))
+            vad = replace(
+                self.vad,
+                threshold=float(turn.get("threshold", self.vad.threshold)),
+                min_silence_ms=int(turn.get("silence_duration_ms", self.vad.min_silence_ms)),
+                pad_ms=int(turn.get("prefix_padding_ms", self.vad.pad_ms)),
+            )
         except (ValueError, TypeError) as e:
             return await self.error(str(e), "invalid_session")
         self.language, self.queries, self.vad = language, queries, vad
@@ -325,28 +352,47 @@ class _Session:
         if len(pcm) % 2:
             return await self.error(f"PCM16 audio needs an even number of bytes, got {len(pcm)}", "invalid_audio")
         if self.engine is None:
-            self.engine = await asyncio.to_thread(Utterances, self.model.max_audio_seconds,
-                                                  self.config.partial_every_s, self.vad)
+            self.engine = await asyncio.to_thread(
+                Utterances, self.model.max_audio_seconds, self.config.partial_every_s, self.vad
+            )
         samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
         if (self.engine.received + len(samples)) / SAMPLE_RATE > self.config.max_session_s:
-            raise _Close(1008, f"the session reached {self.config.max_session_s:g} s of audio (--max-session-s); "
-                               "open a new one", "session_too_long")
+            raise _Close(
+                1008,
+                f"the session reached {self.config.max_session_s:g} s of audio (--max-session-s); open a new one",
+                "session_too_long",
+            )
         await self.dispatch(await asyncio.to_thread(self.engine.feed, samples))
 
     async def dispatch(self, events: list[Event]) -> None:
         for e in events:
             if e.kind == "started":
-                await self.send({"type": "input_audio_buffer.speech_started", "item_id": self._item(e.item),
-                                 "audio_start_ms": _ms(e.start)})
+                await self.send(
+                    {
+                        "type": "input_audio_buffer.speech_started",
+                        "item_id": self._item(e.item),
+                        "audio_start_ms": _ms(e.start),
+                    }
+                )
             elif e.kind == "partial":
                 if self.partial is None or self.partial.done():
                     clip = Audio(self.engine.segment(e.start, e.end).copy(), "<stream>")
                     self.partial = asyncio.create_task(self._partial(e, clip))
             else:
-                await self.send({"type": "input_audio_buffer.speech_stopped", "item_id": self._item(e.item),
-                                 "audio_end_ms": _ms(e.end)})
-                await self.send({"type": "input_audio_buffer.committed", "item_id": self._item(e.item),
-                                 "previous_item_id": self._item(e.item - 1) if e.item > 1 else None})
+                await self.send(
+                    {
+                        "type": "input_audio_buffer.speech_stopped",
+                        "item_id": self._item(e.item),
+                        "audio_end_ms": _ms(e.end),
+                    }
+                )
+                await self.send(
+                    {
+                        "type": "input_audio_buffer.committed",
+                        "item_id": self._item(e.item),
+                        "previous_item_id": self._item(e.item - 1) if e.item > 1 else None,
+                    }
+                )
                 self.ended.add(e.item)  # its partials still running are not sent: the final is coming
                 clip = Audio(self.engine.segment(e.start, e.end).copy(), "<stream>")
                 previous = self.finals[-1] if self.finals else None
@@ -370,19 +416,40 @@ class _Session:
     async def _partial(self, e: Event, clip: Audio) -> None:
         result, _, _ = await self._transcribe(clip, self.queries[0])
         if result is not None and e.item not in self.ended:  # no partial after speech_stopped
-            await self.send_answer({"type": f"{EVENT}.partial", "item_id": self._item(e.item), "content_index": 0,
-                             "transcript": result.text, "audio_end_ms": _ms(e.end)})
+            await self.send_answer(
+                {
+                    "type": f"{EVENT}.partial",
+                    "item_id": self._item(e.item),
+                    "content_index": 0,
+                    "transcript": result.text,
+                    "audio_end_ms": _ms(e.end),
+                }
+            )
 
     async def _final(self, e: Event, clip: Audio, previous: asyncio.Task | None) -> None:
         result, message, code = await self._transcribe(clip, self.queries[1])
         if previous is not None:
             await asyncio.gather(previous, return_exceptions=True)  # finals go out in utterance order
         if result is None:
-            return await self.send_answer({"type": f"{EVENT}.failed", "item_id": self._item(e.item), "content_index": 0,
-                                    "error": {"type": "server_error", "code": code, "message": message}})
-        await self.send_answer({"type": f"{EVENT}.completed", "item_id": self._item(e.item), "content_index": 0,
-                         "transcript": result.text, "words": words_json(result, e.start / SAMPLE_RATE),
-                         "audio_start_ms": _ms(e.start), "audio_end_ms": _ms(e.end)})
+            return await self.send_answer(
+                {
+                    "type": f"{EVENT}.failed",
+                    "item_id": self._item(e.item),
+                    "content_index": 0,
+                    "error": {"type": "server_error", "code": code, "message": message},
+                }
+            )
+        await self.send_answer(
+            {
+                "type": f"{EVENT}.completed",
+                "item_id": self._item(e.item),
+                "content_index": 0,
+                "transcript": result.text,
+                "words": words_json(result, e.start / SAMPLE_RATE),
+                "audio_start_ms": _ms(e.start),
+                "audio_end_ms": _ms(e.end),
+            }
+        )
 
 
 def add_realtime_route(app, model, batcher, api_key: str | None, config: RealtimeConfig | None = None) -> None:
@@ -399,13 +466,34 @@ def add_realtime_route(app, model, batcher, api_key: str | None, config: Realtim
                 return await ws.close(code=1008, reason="missing or wrong API key")  # before accept: HTTP 403
         await ws.accept()
         if not vad_available():
-            await ws.send_text(json.dumps({"type": "error", "error": {
-                "type": "server_error", "code": "vad_unavailable", "param": None, "message": INSTALL_HINT}}))
+            await ws.send_text(
+                json.dumps(
+                    {
+                        "type": "error",
+                        "error": {
+                            "type": "server_error",
+                            "code": "vad_unavailable",
+                            "param": None,
+                            "message": INSTALL_HINT,
+                        },
+                    }
+                )
+            )
             return await ws.close(code=1011, reason="vad_unavailable")
         if active["sessions"] >= config.max_sessions:
-            await ws.send_text(json.dumps({"type": "error", "error": {
-                "type": "server_busy", "code": "too_many_sessions", "param": None,
-                "message": f"server busy: {config.max_sessions} streaming sessions open (--max-sessions); retry later"}}))
+            await ws.send_text(
+                json.dumps(
+                    {
+                        "type": "error",
+                        "error": {
+                            "type": "server_busy",
+                            "code": "too_many_sessions",
+                            "param": None,
+                            "message": f"server busy: {config.max_sessions} streaming sessions open (--max-sessions); retry later",
+                        },
+                    }
+                )
+            )
             return await ws.close(code=1013, reason="too_many_sessions")
         active["sessions"] += 1
         try:
@@ -429,8 +517,15 @@ def config_from_args(args: argparse.Namespace) -> RealtimeConfig:
 # ---- qaudio run --stream / --vad -------------------------------------------------------------
 
 
-def stream_file(model, path: str, lang: str | None = None, chunk_s: float = 0.1, realtime: bool = False,
-                out=None, as_json: bool = False) -> list[dict]:
+def stream_file(
+    model,
+    path: str,
+    lang: str | None = None,
+    chunk_s: float = 0.1,
+    realtime: bool = False,
+    out=None,
+    as_json: bool = False,
+) -> list[dict]:
     """Run the streaming engine over a file (paced like a live recording when ``realtime``);
     partials overwrite one terminal line, each final is printed with its times. Returns the finals."""
     out = out or sys.stdout
@@ -451,18 +546,31 @@ def stream_file(model, path: str, lang: str | None = None, chunk_s: float = 0.1,
                     out.write(f"\r\033[K  ... {text}")
                     out.flush()
                 elif as_json:
-                    print(json.dumps({"type": "partial", "item": e.item, "end": e.end / SAMPLE_RATE, "text": text},
-                                     ensure_ascii=False), file=out, flush=True)
+                    print(
+                        json.dumps(
+                            {"type": "partial", "item": e.item, "end": e.end / SAMPLE_RATE, "text": text},
+                            ensure_ascii=False,
+                        ),
+                        file=out,
+                        flush=True,
+                    )
             elif e.kind == "final":
                 result = model.run([clip], final_q)[0]
-                final = {"type": "final", "item": e.item, "start": round(e.start / SAMPLE_RATE, 3),
-                         "end": round(e.end / SAMPLE_RATE, 3), "text": result.text,
-                         "words": words_json(result, e.start / SAMPLE_RATE)}
+                final = {
+                    "type": "final",
+                    "item": e.item,
+                    "start": round(e.start / SAMPLE_RATE, 3),
+                    "end": round(e.end / SAMPLE_RATE, 3),
+                    "text": result.text,
+                    "words": words_json(result, e.start / SAMPLE_RATE),
+                }
                 finals.append(final)
                 if as_json:
                     print(json.dumps(final, ensure_ascii=False), file=out, flush=True)
                 else:
-                    out.write(("\r\033[K" if tty else "") + f"[{final['start']:8.2f} --> {final['end']:8.2f}] {result.text}\n")
+                    out.write(
+                        ("\r\033[K" if tty else "") + f"[{final['start']:8.2f} --> {final['end']:8.2f}] {result.text}\n"
+                    )
                     out.flush()
         if realtime and k is not None:
             time.sleep(max(0.0, t0 + (k + chunk) / SAMPLE_RATE - time.monotonic()))
@@ -476,9 +584,16 @@ def vad_segments(model, path: str, query) -> list[dict]:
     samples = load_audio(path, allow_silence=True).samples
     spans = speech_spans(samples)
     results = model.run([Audio(samples[s:e], path) for s, e in spans], query) if spans else []
-    return [{"start": round(s / SAMPLE_RATE, 3), "end": round(e / SAMPLE_RATE, 3), "text": r.text,
-             "words": words_json(r, s / SAMPLE_RATE) if r.words is not None else None, "error": r.error}
-            for (s, e), r in zip(spans, results)]
+    return [
+        {
+            "start": round(s / SAMPLE_RATE, 3),
+            "end": round(e / SAMPLE_RATE, 3),
+            "text": r.text,
+            "words": words_json(r, s / SAMPLE_RATE) if r.words is not None else None,
+            "error": r.error,
+        }
+        for (s, e), r in zip(spans, results)
+    ]
 
 
 def run_cli(model, args: argparse.Namespace, query) -> int:
@@ -486,7 +601,9 @@ def run_cli(model, args: argparse.Namespace, query) -> int:
     if not vad_available():
         raise ValueError(INSTALL_HINT)
     task = query.task
-    if args.stream and (task is None or not (task.transcribes_speech and (task.timestamps or task.timestamped_variant))):
+    if args.stream and (
+        task is None or not (task.transcribes_speech and (task.timestamps or task.timestamped_variant))
+    ):
         raise ValueError("--stream transcribes (task asr); drop --task/--prompt or use --vad for other tasks")
     for path in args.files:
         if args.stream:
@@ -496,5 +613,7 @@ def run_cli(model, args: argparse.Namespace, query) -> int:
             if args.json:
                 print(json.dumps({"file": path, **seg}, ensure_ascii=False), flush=True)
             else:
-                print(f"[{seg['start']:8.2f} --> {seg['end']:8.2f}] {seg['text'] if seg['error'] is None else seg['error']}")
+                print(
+                    f"[{seg['start']:8.2f} --> {seg['end']:8.2f}] {seg['text'] if seg['error'] is None else seg['error']}"
+                )
     return 0

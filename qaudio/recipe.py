@@ -45,9 +45,10 @@ import types
 import typing
 import warnings
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Iterable, Iterator
+from typing import ClassVar
 
 from .audio import AudioError, audio_duration
 from .data import Example, write_manifest
@@ -156,7 +157,7 @@ class Recipe:
     def options(self) -> dict[str, dataclasses.Field]:
         return {f.name: f for f in dataclasses.fields(self)}
 
-    def with_options(self, options: dict[str, str] | None) -> "Recipe":
+    def with_options(self, options: dict[str, str] | None) -> Recipe:
         """A copy with options set from strings (``--option key=value``), converted by type."""
         if not options:
             return self
@@ -165,7 +166,9 @@ class Recipe:
             raise ValueError(f"recipe {self.name!r} takes no options (got {', '.join(options)})")
         unknown = sorted(set(options) - set(known))
         if unknown:
-            raise ValueError(f"recipe {self.name!r} has no option {', '.join(unknown)}; its options: {', '.join(known)}")
+            raise ValueError(
+                f"recipe {self.name!r} has no option {', '.join(unknown)}; its options: {', '.join(known)}"
+            )
         hints = typing.get_type_hints(type(self))
         return dataclasses.replace(self, **{k: _convert(v, hints[k], k) for k, v in options.items()})
 
@@ -284,7 +287,9 @@ class Skipped:
 
     def warn(self) -> None:
         for reason, n in self.counts.items():
-            warnings.warn(f"{self.where}: skipped {n} row(s): {reason} (first: {self.first[reason]})", RecipeWarning, stacklevel=2)
+            warnings.warn(
+                f"{self.where}: skipped {n} row(s): {reason} (first: {self.first[reason]})", RecipeWarning, stacklevel=2
+            )
 
 
 # ---- Loading ---------------------------------------------------------------------------------
@@ -334,8 +339,9 @@ def load_examples(
     return _checked(recipe, root, split, task, limit, with_audio)
 
 
-def _checked(recipe: Recipe, root: Path, split: str | None, task: str | None, limit: int | None,
-             with_audio: bool = False) -> Iterator[Example]:
+def _checked(
+    recipe: Recipe, root: Path, split: str | None, task: str | None, limit: int | None, with_audio: bool = False
+) -> Iterator[Example]:
     n = 0
     produce = recipe.audio_records if with_audio else recipe.examples
     for out in itertools.islice(produce(root, split, task), limit):
@@ -353,7 +359,9 @@ def recipe_table(recipes: dict[str, Recipe]) -> str:
     """A Markdown table of recipes, their tasks and splits (``qaudio data --list``)."""
     rows = ["| recipe | tasks | splits | published at |", "|---|---|---|---|"]
     for name, r in recipes.items():
-        rows.append(f"| {name} | {', '.join(r.tasks) or 'any'} | {', '.join(r.splits) or 'any'} | {r.homepage or '-'} |")
+        rows.append(
+            f"| {name} | {', '.join(r.tasks) or 'any'} | {', '.join(r.splits) or 'any'} | {r.homepage or '-'} |"
+        )
     return "\n".join(rows)
 
 
@@ -361,7 +369,8 @@ def describe(recipe: Recipe) -> str:
     """Everything a user needs to point a recipe at a corpus (``qaudio data RECIPE --info``)."""
     lines = [
         f"recipe:   {recipe.name}",
-        f"tasks:    {', '.join(recipe.tasks) or 'any (--task)'}" + (f"  (default {recipe.tasks[0]})" if recipe.tasks else ""),
+        f"tasks:    {', '.join(recipe.tasks) or 'any (--task)'}"
+        + (f"  (default {recipe.tasks[0]})" if recipe.tasks else ""),
         f"splits:   {', '.join(recipe.splits) or 'any (--split)'}",
         f"homepage: {recipe.homepage}",
         "layout:\n  " + recipe.layout.strip().replace("\n", "\n  "),
@@ -393,16 +402,26 @@ def _option_comments(cls: type) -> dict[str, str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", nargs="?", help="recipe name (see --list) or the path of a .py file defining RECIPE")
-    parser.add_argument("--root", help="the corpus folder, in its official layout (hf: a dataset folder, parquet path or hub id)")
+    parser.add_argument(
+        "--root", help="the corpus folder, in its official layout (hf: a dataset folder, parquet path or hub id)"
+    )
     parser.add_argument("--split", default=None, help="split name (default: the recipe's first split)")
-    parser.add_argument("--task", default=None, help="task to produce, for corpora with several (default: the recipe's first)")
+    parser.add_argument(
+        "--task", default=None, help="task to produce, for corpora with several (default: the recipe's first)"
+    )
     parser.add_argument("--limit", type=int, default=None, help="stop after this many examples")
     parser.add_argument("--out", default=None, help="JSONL file to write (default: standard output)")
-    parser.add_argument("--shards", default=None, metavar="OUT",
-                        help="write WebDataset tar shards (audio bytes + record) and OUT/index.json instead of a manifest")
+    parser.add_argument(
+        "--shards",
+        default=None,
+        metavar="OUT",
+        help="write WebDataset tar shards (audio bytes + record) and OUT/index.json instead of a manifest",
+    )
     parser.add_argument("--shard-size", default="1GB", help="with --shards: bytes per shard (500MB, 1GB, 2GiB)")
     parser.add_argument("--audio-format", default="flac", help="with --shards: how decoded audio is stored (flac, wav)")
-    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="a recipe option; repeatable")
+    parser.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE", help="a recipe option; repeatable"
+    )
     parser.add_argument("--list", action="store_true", help="list the built-in recipes with their tasks and splits")
     parser.add_argument("--info", action="store_true", help="show the recipe's layout, splits, tasks and options")
 
@@ -470,6 +489,9 @@ def _write_shards(args: argparse.Namespace, options: dict[str, str]) -> int:
         index = write_shards(records, args.shards, size, args.audio_format, source)
     for w in caught:
         print(f"qaudio data: warning: {w.message}", file=sys.stderr)
-    print(f"qaudio data: wrote {index.examples} examples ({index.seconds / 3600:.2f} h, {index.bytes / 1e6:.1f} MB) "
-          f"in {len(index.shards)} shard(s) to {args.shards}", file=sys.stderr)
+    print(
+        f"qaudio data: wrote {index.examples} examples ({index.seconds / 3600:.2f} h, {index.bytes / 1e6:.1f} MB) "
+        f"in {len(index.shards)} shard(s) to {args.shards}",
+        file=sys.stderr,
+    )
     return 0

@@ -47,9 +47,11 @@ FORMAT = "qaudio-report/1"
 MODEL = "qaudio"  # the evaluated model's system name; peers have their own
 
 NOT_RUN = "—"  # a system that does not run on a benchmark (a peer outside its tasks)
-TIMING_NOTE = ("compute s: wall-clock seconds of the batched run, audio decoding included; real-time factor = "
-               "compute s / audio s; tokens/s: generated tokens per compute second; peak memory: CUDA's peak "
-               "allocation on GPU, the peak resident memory on CPU, both over that run alone")
+TIMING_NOTE = (
+    "compute s: wall-clock seconds of the batched run, audio decoding included; real-time factor = "
+    "compute s / audio s; tokens/s: generated tokens per compute second; peak memory: CUDA's peak "
+    "allocation on GPU, the peak resident memory on CPU, both over that run alone"
+)
 
 
 # ---- Numbers -----------------------------------------------------------------------------
@@ -138,7 +140,11 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     for bench in report["benchmarks"]:
         if bench["status"] != "ok":
             reason = (bench.get("reason") or "skipped").splitlines()[0]  # the rest is in the notes
-            rows.append([bench["name"], bench["task"], "0", "skipped", f"skipped: {reason}", *[""] * (len(systems) + 1)][: len(header)])
+            rows.append(
+                [bench["name"], bench["task"], "0", "skipped", f"skipped: {reason}", *[""] * (len(systems) + 1)][
+                    : len(header)
+                ]
+            )
             continue
         for k, (name, unit) in enumerate(headline_metrics(bench)):
             cells = []
@@ -151,9 +157,17 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
                 else:
                     cells.append(score_cell(result["metric"], name))
             first = k == 0
-            rows.append([bench["name"] if first else "", bench["task"] if first else "",
-                         str(bench["num_examples"]) if first else "", metric_label(name, unit, family_of(bench)), *cells,
-                         chance_cell(bench, name, unit), flag_cell(bench) if first else ""])
+            rows.append(
+                [
+                    bench["name"] if first else "",
+                    bench["task"] if first else "",
+                    str(bench["num_examples"]) if first else "",
+                    metric_label(name, unit, family_of(bench)),
+                    *cells,
+                    chance_cell(bench, name, unit),
+                    flag_cell(bench) if first else "",
+                ]
+            )
     return header, rows
 
 
@@ -206,8 +220,10 @@ def notes(report: dict) -> list[str]:
             for why, names in by_reason.items():
                 out.append(f"{bench['name']} ({system}): {', '.join(names)} not computed: {why}")
             if result.get("failed"):
-                out.append(f"{bench['name']} ({system}): {result['failed']} example(s) could not be run "
-                           "(bad audio; scored as empty output; see report.json)")
+                out.append(
+                    f"{bench['name']} ({system}): {result['failed']} example(s) could not be run "
+                    "(bad audio; scored as empty output; see report.json)"
+                )
         metric = next((r["metric"] for r in bench.get("results", {}).values() if r.get("metric")), None)
         if metric:
             if metric.get("provenance", {}).get("anchor"):  # the released scoring code the numbers reproduce
@@ -226,9 +242,17 @@ def timing_rows(report: dict) -> tuple[list[str], list[list[str]]]:
             if not t:
                 continue
             tps = t.get("tokens_per_second")
-            rows.append([bench["name"], system, f"{t['audio_seconds']:.1f}", f"{t['compute_seconds']:.2f}",
-                         f"{t['real_time_factor']:.4f}", f"{tps:.1f}" if tps is not None else "— (label scoring)",
-                         f"{t['peak_memory_bytes'] / 2**20:.0f} MiB ({t['peak_memory_kind']})"])
+            rows.append(
+                [
+                    bench["name"],
+                    system,
+                    f"{t['audio_seconds']:.1f}",
+                    f"{t['compute_seconds']:.2f}",
+                    f"{t['real_time_factor']:.4f}",
+                    f"{tps:.1f}" if tps is not None else "— (label scoring)",
+                    f"{t['peak_memory_bytes'] / 2**20:.0f} MiB ({t['peak_memory_kind']})",
+                ]
+            )
     return header, rows
 
 
@@ -246,9 +270,13 @@ def render_markdown(report: dict) -> str:
         lines += [suite["description"], ""]
     if report.get("training"):
         lines += [f"Model: {describe(report['training'])}.", ""]
-    lines += [_md_table(*table_rows(report)), "",
-              "Values: score [95% bootstrap interval]; n/c: not computed (reason below); "
-              f"{NOT_RUN}: system not run on this benchmark.", ""]
+    lines += [
+        _md_table(*table_rows(report)),
+        "",
+        "Values: score [95% bootstrap interval]; n/c: not computed (reason below); "
+        f"{NOT_RUN}: system not run on this benchmark.",
+        "",
+    ]
     for line in notes(report):
         lines.append(f"- {line}")
     flagged = flagged_answers(report)
@@ -256,8 +284,12 @@ def render_markdown(report: dict) -> str:
         lines += ["", f"Flagged answers of {MODEL} (counted per benchmark; examples below):", ""]
         lines += [f"- {line}" for line in _flag_legend(report)]
         for name, counts, found in flagged:
-            lines += ["", f"{name}: {counts}", "", _md_table(["Flag", "Id", "Answer"],
-                                                              [[f, i, _shorten(a)] for f, i, a in found])]
+            lines += [
+                "",
+                f"{name}: {counts}",
+                "",
+                _md_table(["Flag", "Id", "Answer"], [[f, i, _shorten(a)] for f, i, a in found]),
+            ]
     header, rows = timing_rows(report)
     if rows:
         lines += ["", f"Timing ({TIMING_NOTE}):", "", _md_table(header, rows)]
@@ -319,8 +351,13 @@ def plot_scores(report: dict) -> bytes | None:
         ax.bar(x, values, color=colors, yerr=[lows, highs], capsize=4, width=0.6)
         for c_idx, c in enumerate(bench.get("chance", [])):
             if c.get("values", {}).get(name) is not None:
-                ax.axhline(c["values"][name], color="0.4", linestyle=("--", ":", "-.")[c_idx % 3], linewidth=1,
-                           label=f"chance: {c['name']}")
+                ax.axhline(
+                    c["values"][name],
+                    color="0.4",
+                    linestyle=("--", ":", "-.")[c_idx % 3],
+                    linewidth=1,
+                    label=f"chance: {c['name']}",
+                )
         ax.set_xlim(-0.75, max(len(values), 2) - 0.25)  # one bar is not drawn as wide as the panel
         ax.set_ylim(bottom=0)
         if ax.get_ylim()[1] <= 0:  # all scores 0 and no chance line: keep a visible axis
@@ -376,8 +413,15 @@ def plot_confusion(bench: dict, system: str = MODEL) -> bytes | None:
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
             if matrix[i, j]:
-                ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=7,
-                        color="white" if rates[i, j] > 0.6 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(int(matrix[i, j])),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if rates[i, j] > 0.6 else "black",
+                )
     ax.set_xticks(range(len(col_labels)), col_labels, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(row_labels)), row_labels, fontsize=8)
     ax.set_xlabel("predicted")
@@ -418,8 +462,13 @@ def plot_timestamp_errors(bench: dict) -> bytes | None:
     fig = _figure(5.0, 3.0)
     ax = fig.add_subplot()
     for j, (system, counts) in enumerate(data["counts"].items()):
-        ax.stairs(counts, edges, color=COLORS[j % len(COLORS)], linewidth=1.5,
-                  label=f"{system} ({sum(counts)} boundaries, {data['overflow'][system]} > {edges[-1]:.0f} ms)")
+        ax.stairs(
+            counts,
+            edges,
+            color=COLORS[j % len(COLORS)],
+            linewidth=1.5,
+            label=f"{system} ({sum(counts)} boundaries, {data['overflow'][system]} > {edges[-1]:.0f} ms)",
+        )
     ax.set_xlabel("absolute boundary error (ms)")
     ax.set_ylabel("boundaries")
     ax.set_title(f"{bench['name']}: word timestamp errors", fontsize=9)
@@ -493,8 +542,10 @@ def _details(bench: dict) -> str:
         rows = [[display_name(n), score_cell(metric, n), metric["units"].get(n, "")] for n in metric["values"]]
         rows += [[display_name(n), "n/c", why] for n, why in metric.get("not_computed", {}).items()]
         versions = ", ".join(f"{k} {v}" for k, v in metric.get("versions", {}).items())
-        parts.append(f"<p><b>{e(system)}</b>: family <code>{e(metric['family'])}</code>, profile "
-                     f"<code>{e(metric['profile'])}</code>, language {e(str(metric.get('language')))}; {e(versions)}</p>")
+        parts.append(
+            f"<p><b>{e(system)}</b>: family <code>{e(metric['family'])}</code>, profile "
+            f"<code>{e(metric['profile'])}</code>, language {e(str(metric.get('language')))}; {e(versions)}</p>"
+        )
         anchor = metric.get("provenance", {}).get("anchor")
         if anchor:  # the released scoring code the profile reproduces (the rest is in report.json)
             parts.append(f"<p>profile <code>{e(metric['profile'])}</code> follows {e(anchor)}</p>")
@@ -522,23 +573,31 @@ def render_html(report: dict) -> str:
     body = [f"<h1>{e(title)}</h1>"]
     if suite.get("description"):
         body.append(f"<p>{e(suite['description'])}</p>")
-    meta = [f"model <code>{e(model['path'])}</code>", f"suite <code>{e(suite.get('source', suite['name']))}</code>",
-            f"created {e(report['created'])}", f"qaudio {e(report['qaudio_version'])}"]
+    meta = [
+        f"model <code>{e(model['path'])}</code>",
+        f"suite <code>{e(suite.get('source', suite['name']))}</code>",
+        f"created {e(report['created'])}",
+        f"qaudio {e(report['qaudio_version'])}",
+    ]
     meta += [f"{e(k)} {e(str(v))}" for k, v in env.items()]
     body.append(f"<p class='meta'>{' · '.join(meta)}</p>")
     if report.get("training"):
         body.append(f"<p>Model: {e(describe(report['training']))}.</p>")
     body.append("<h2>Results</h2>")
     body.append(_html_table(header, rows, row_class=lambda r: "skipped" if r[3] == "skipped" else ""))
-    body.append("<p class='meta'>Values: score [95% bootstrap interval]; n/c: not computed (reason below); "
-                f"{NOT_RUN}: system not run on this benchmark.</p>")
+    body.append(
+        "<p class='meta'>Values: score [95% bootstrap interval]; n/c: not computed (reason below); "
+        f"{NOT_RUN}: system not run on this benchmark.</p>"
+    )
     lines = notes(report)
     if lines:
         body.append("<ul>" + "".join(f"<li>{e(line)}</li>" for line in lines) + "</ul>")
     flagged = flagged_answers(report)
     if flagged:
-        body.append(f"<h2>Flagged answers</h2><p class='meta'>Answers of {e(MODEL)} that loop, echo the prompt, "
-                    "are empty, were cut at max_new_tokens, hold non-text runs, or had no speech.</p>")
+        body.append(
+            f"<h2>Flagged answers</h2><p class='meta'>Answers of {e(MODEL)} that loop, echo the prompt, "
+            "are empty, were cut at max_new_tokens, hold non-text runs, or had no speech.</p>"
+        )
         body.append("<ul>" + "".join(f"<li>{e(line)}</li>" for line in _flag_legend(report)) + "</ul>")
         for name, counts, found in flagged:
             body.append(f"<h3>{e(name)}: {e(counts)}</h3>")
@@ -552,12 +611,16 @@ def render_html(report: dict) -> str:
         body.append("<h2>Plots</h2>")
         for caption, png in figures:
             data = base64.b64encode(png).decode("ascii")
-            body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{e(caption)}">'
-                        f"<figcaption>{e(caption)}</figcaption></figure>")
+            body.append(
+                f'<figure><img src="data:image/png;base64,{data}" alt="{e(caption)}">'
+                f"<figcaption>{e(caption)}</figcaption></figure>"
+            )
     body.append("<h2>Details</h2>")
     body += [_details(b) for b in report["benchmarks"] if b["status"] == "ok"]
-    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{e(title)}</title>"
-            f"<style>{_CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")
+    return (
+        f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{e(title)}</title>"
+        f"<style>{_CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
 
 
 # ---- Files -------------------------------------------------------------------------------
@@ -568,8 +631,11 @@ def write_report(report: dict, out_dir: str | Path) -> dict[str, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
-    texts = {"json": json.dumps(report, ensure_ascii=False, indent=1, allow_nan=False) + "\n",
-             "md": render_markdown(report), "html": render_html(report)}
+    texts = {
+        "json": json.dumps(report, ensure_ascii=False, indent=1, allow_nan=False) + "\n",
+        "md": render_markdown(report),
+        "html": render_html(report),
+    }
     for kind, path in paths.items():
         partial = path.with_name(path.name + ".partial")  # never leave a half-written report
         partial.write_text(texts[kind], encoding="utf-8")

@@ -42,8 +42,11 @@ class ModelOptions:
     device: str | None = option(None, "cpu, cuda, cuda:1, ... (default: cuda if available)")
     dtype: str | None = option(None, "weights dtype (default: float32)", choices=tuple(DTYPE_NAMES))
     max_new_tokens: int | None = option(None, "generation cap (default: by task)")
-    quantize: str | None = option(None, "quantize the LLM's Linear layers for inference (qaudio.model.quantize; "
-                                  "int4 needs the compress extra)", choices=("int8", "int4"))
+    quantize: str | None = option(
+        None,
+        "quantize the LLM's Linear layers for inference (qaudio.model.quantize; int4 needs the compress extra)",
+        choices=("int8", "int4"),
+    )
 
     def __post_init__(self) -> None:
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
@@ -54,11 +57,18 @@ class ModelOptions:
 class GuardOptions:
     """What to do with degenerate answers (``qaudio run`` and ``qaudio eval``)."""
 
-    on_degenerate: str = option("keep", "keep: flag degenerate answers (loops, echoes, cut-offs); retry: decode them "
-                                "again with a repetition penalty and no repeated 4-grams, flagged 'retried' "
-                                "(default: keep)", choices=degeneration.ON_DEGENERATE)
-    speech_check: bool = option(True, "transcribe clips even when the voice-activity detector "
-                                "finds no speech in them (silent clips are still answered empty)")
+    on_degenerate: str = option(
+        "keep",
+        "keep: flag degenerate answers (loops, echoes, cut-offs); retry: decode them "
+        "again with a repetition penalty and no repeated 4-grams, flagged 'retried' "
+        "(default: keep)",
+        choices=degeneration.ON_DEGENERATE,
+    )
+    speech_check: bool = option(
+        True,
+        "transcribe clips even when the voice-activity detector "
+        "finds no speech in them (silent clips are still answered empty)",
+    )
 
 
 @dataclass
@@ -66,15 +76,22 @@ class RunConfig(GuardOptions, ModelOptions, QueryOptions):
     """``qaudio run``'s options."""
 
     model: str = option("", "a saved model directory (or hub id)", positional=True)
-    files: list[str] = option(help="audio files (wav, flac, ogg, mp3, ...)", positional=True, metavar="FILE",
-                              default_factory=list)
+    files: list[str] = option(
+        help="audio files (wav, flac, ogg, mp3, ...)", positional=True, metavar="FILE", default_factory=list
+    )
     json: bool = option(False, "print one JSON object per file")
     batch_size: int = option(8, "windows per forward pass")
     progress: bool = option(True, "no progress bar")
-    vad: bool = option(False, "cut each file at the pauses a voice-activity detector hears and answer each "
-                       "utterance with its times (needs silero-vad)")
-    stream: bool = option(False, "transcribe as a live stream: partial transcripts while an utterance lasts, a final "
-                          "one with word times at its end")
+    vad: bool = option(
+        False,
+        "cut each file at the pauses a voice-activity detector hears and answer each "
+        "utterance with its times (needs silero-vad)",
+    )
+    stream: bool = option(
+        False,
+        "transcribe as a live stream: partial transcripts while an utterance lasts, a final "
+        "one with word times at its end",
+    )
     realtime: bool = option(False, "with --stream: feed the file at recording pace")
 
     def __post_init__(self) -> None:
@@ -82,7 +99,9 @@ class RunConfig(GuardOptions, ModelOptions, QueryOptions):
         if self.batch_size < 1:
             raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.task not in task_names() and not self.task.endswith(".py"):
-            raise ValueError(f"unknown task {self.task!r}; valid choices: {', '.join(task_names())}, or a task .py file")
+            raise ValueError(
+                f"unknown task {self.task!r}; valid choices: {', '.join(task_names())}, or a task .py file"
+            )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,9 +110,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def query_from_args(args: QueryOptions) -> Request:
     """The request the command-line fields ask for (:func:`qaudio.infer.request_from_fields`)."""
-    return request_from_fields(task=get_task(args.task) if not args.prompt else None, prompt=args.prompt,
-                               lang=args.lang, to=args.to, timestamps=args.timestamps, question=args.question,
-                               caption_style=args.caption_style, labels=args.labels)
+    return request_from_fields(
+        task=get_task(args.task) if not args.prompt else None,
+        prompt=args.prompt,
+        lang=args.lang,
+        to=args.to,
+        timestamps=args.timestamps,
+        question=args.question,
+        caption_style=args.caption_style,
+        labels=args.labels,
+    )
 
 
 def _print_result(path: str, result: Result, as_json: bool, many: bool) -> None:
@@ -115,8 +141,15 @@ def main(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     cfg = flags.from_args(RunConfig, args)
-    model = load(cfg.model, device=cfg.device, dtype=cfg.dtype, max_new_tokens=cfg.max_new_tokens, quantize=cfg.quantize,
-                 on_degenerate=cfg.on_degenerate, detect_no_speech=cfg.speech_check)
+    model = load(
+        cfg.model,
+        device=cfg.device,
+        dtype=cfg.dtype,
+        max_new_tokens=cfg.max_new_tokens,
+        quantize=cfg.quantize,
+        on_degenerate=cfg.on_degenerate,
+        detect_no_speech=cfg.speech_check,
+    )
     query = query_from_args(cfg)
     if cfg.vad or cfg.stream:
         from .realtime import run_cli

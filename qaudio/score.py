@@ -28,6 +28,7 @@ from .metrics.base import display_name, format_value
 from .specs import get_task, registry
 from .task import Task
 
+
 @dataclass
 class Record:
     prediction: str | list  # text, or [[word, start_s, end_s], ...] for timestamps
@@ -43,11 +44,13 @@ _PROFILES = "; ".join(f"{name}: {', '.join(f.profiles)}" for name, f in METRICS.
 class ScoreConfig:
     """``qaudio score``'s options."""
 
-    file: str = option("", "JSONL file: one {\"prediction\": ..., \"reference\": ...} object per line", positional=True)
-    task: str = option("", f"task whose metric scores the file: {', '.join(registry('tasks'))}, or a task .py file",
-                       required=True)
-    profile: str | None = option(None, "metric profile (default: the task's, an anchor's convention, named in the "
-                                 f"output). {_PROFILES}")
+    file: str = option("", 'JSONL file: one {"prediction": ..., "reference": ...} object per line', positional=True)
+    task: str = option(
+        "", f"task whose metric scores the file: {', '.join(registry('tasks'))}, or a task .py file", required=True
+    )
+    profile: str | None = option(
+        None, f"metric profile (default: the task's, an anchor's convention, named in the output). {_PROFILES}"
+    )
     language: str | None = option(None, "language for records without text_lang/audio_lang (default: en)")
     json: bool = option(False, "print the metrics as one JSON object")
     bootstrap: int = option(1000, "bootstrap resamples for 95% intervals (0: none)")
@@ -101,17 +104,23 @@ def read_records(path: str | Path, family: MetricFamily | str) -> list[Record]:
             except json.JSONDecodeError as e:
                 raise ValueError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
             if not isinstance(record, dict):
-                raise ValueError(f"{where}: expected a JSON object with 'prediction' and 'reference', got {type(record).__name__}")
+                raise ValueError(
+                    f"{where}: expected a JSON object with 'prediction' and 'reference', got {type(record).__name__}"
+                )
             if family.timed_words:
                 prediction = _timestamp_field(record, "prediction", where)
                 reference = _timestamp_field(record, "reference", where)
             else:
                 missing = [k for k in ("prediction", "reference") if k not in record]
                 if missing:
-                    raise ValueError(f"{where}: missing field(s) {', '.join(missing)}; each line needs 'prediction' and 'reference'")
+                    raise ValueError(
+                        f"{where}: missing field(s) {', '.join(missing)}; each line needs 'prediction' and 'reference'"
+                    )
                 prediction = _field(record, "prediction", where, multi=False)
                 reference = _field(record, "reference", where, multi=family.multi_reference)
-            language = record.get("text_lang") or (record.get("audio_lang") if record.get("audio_lang") != "unknown" else None)
+            language = record.get("text_lang") or (
+                record.get("audio_lang") if record.get("audio_lang") != "unknown" else None
+            )
             if language is not None and not isinstance(language, str):
                 raise ValueError(f"{where}: text_lang/audio_lang must be a language code string, got {language!r}")
             prompt = record.get("prompt") if isinstance(record.get("prompt"), str) else None
@@ -121,8 +130,9 @@ def read_records(path: str | Path, family: MetricFamily | str) -> list[Record]:
     return records
 
 
-def score_records(records: list[Record], task: Task, profile: str | None = None,
-                  language: str | None = None) -> dict[str, MetricResult]:
+def score_records(
+    records: list[Record], task: Task, profile: str | None = None, language: str | None = None
+) -> dict[str, MetricResult]:
     """Score records with the task's metric family; one result per language (or one in all)."""
     family = get_metric(task.metric)
     options = task.metric_options()
@@ -181,8 +191,13 @@ def main(args: argparse.Namespace) -> int:
     family = get_metric(task.metric)  # a user's task file may name a family that does not exist
     records = read_records(args.file, family)
     results = score_records(records, task, args.profile, args.language)
-    chosen = ("--profile" if args.profile else f"the {task.name} task's default" if task.profile
-              else f"the {family.name} family's default")
+    chosen = (
+        "--profile"
+        if args.profile
+        else f"the {task.name} task's default"
+        if task.profile
+        else f"the {family.name} family's default"
+    )
     generation = _generation(args.file, [r.prompt for r in records if r.prompt])
     if args.json:
         dicts = {lang: r.to_dict(bootstrap=args.bootstrap, seed=args.seed) for lang, r in results.items()}
@@ -194,8 +209,10 @@ def main(args: argparse.Namespace) -> int:
         return 0
     for lang, result in results.items():
         language = f", language {result.language}" if result.language else ""
-        print(f"{args.file}: task {task.name}, metric {result.family} (profile {result.profile}, {chosen}), "
-              f"{result.n} example{'s' if result.n != 1 else ''}{language}  (* primary)")
+        print(
+            f"{args.file}: task {task.name}, metric {result.family} (profile {result.profile}, {chosen}), "
+            f"{result.n} example{'s' if result.n != 1 else ''}{language}  (* primary)"
+        )
         if result.provenance.get("anchor"):
             print(f"  profile {result.profile} follows {result.provenance['anchor']}")
         print(format_table(result, args.bootstrap, args.seed))

@@ -27,7 +27,6 @@ decoding (400); a full queue answers 503. A bad file (undecodable, empty, NaN/in
 model; a failing batch is retried item by item so one bad request cannot fail the others.
 """
 
-
 import argparse
 import asyncio
 import hmac
@@ -72,7 +71,9 @@ class ServeConfig:
 
     host: str = "127.0.0.1"  # address to bind (default: loopback only: exposing the server is an explicit choice)
     port: int = 8000  # TCP port to listen on
-    api_key: str | None = None  # require 'Authorization: Bearer KEY' on every route but /health (default: $QAUDIO_API_KEY)
+    api_key: str | None = (
+        None  # require 'Authorization: Bearer KEY' on every route but /health (default: $QAUDIO_API_KEY)
+    )
     max_batch: int = 16  # requests per model batch
     batch_window_ms: float = 10.0  # how long the collector waits for more requests after the first
     max_upload_mb: float = 25.0  # largest request body, 413 beyond (OpenAI's limit)
@@ -106,7 +107,8 @@ class ApiError(Exception):
 
     def body(self) -> dict:
         kind = {401: "authentication_error", 413: "invalid_request_error", 503: "server_busy"}.get(
-            self.status, "invalid_request_error" if self.status < 500 else "server_error")
+            self.status, "invalid_request_error" if self.status < 500 else "server_error"
+        )
         return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
 
 
@@ -140,8 +142,11 @@ class DynamicBatcher:
 
     async def submit(self, audio: Audio, query: Request) -> Result:
         if self.queue.qsize() >= self.max_queue:
-            raise ApiError(503, f"server busy: {self.queue.qsize()} requests waiting (max {self.max_queue}); retry later",
-                           code="queue_full")
+            raise ApiError(
+                503,
+                f"server busy: {self.queue.qsize()} requests waiting (max {self.max_queue}); retry later",
+                code="queue_full",
+            )
         future = asyncio.get_running_loop().create_future()
         await self.queue.put((audio, query, future))
         return await future
@@ -204,7 +209,9 @@ def subtitle_cues(result: Result, language: str | None) -> list[Segment]:
     sep = "" if language in ("zh", "ja") else " "
     cues: list[Segment] = []
     for w in result.words:
-        if cues and (w.end - cues[-1].start <= MAX_CUE_SECONDS and len(cues[-1].text) + len(sep) + len(w.word) <= MAX_CUE_CHARS):
+        if cues and (
+            w.end - cues[-1].start <= MAX_CUE_SECONDS and len(cues[-1].text) + len(sep) + len(w.word) <= MAX_CUE_CHARS
+        ):
             cues[-1] = Segment(cues[-1].start, max(cues[-1].end, w.end), cues[-1].text + sep + w.word)
         else:
             cues.append(Segment(w.start, w.end, w.word))
@@ -234,10 +241,18 @@ def to_verbose_json(result: Result, task: str, temperature: float, granularities
         if not segments and result.no_speech_prob is not None:  # no speech: one empty segment carries the verdict
             segments = [Segment(0.0, body["duration"], "")]
         body["segments"] = [
-            {"id": i, "seek": int(round(s.start * 100)), "start": s.start, "end": s.end, "text": s.text,
-             "tokens": tokenizer.encode(s.text, add_special_tokens=False), "temperature": temperature,
-             "avg_logprob": None, "compression_ratio": round(compression_ratio(s.text), 4),
-             "no_speech_prob": result.no_speech_prob}
+            {
+                "id": i,
+                "seek": int(round(s.start * 100)),
+                "start": s.start,
+                "end": s.end,
+                "text": s.text,
+                "tokens": tokenizer.encode(s.text, add_special_tokens=False),
+                "temperature": temperature,
+                "avg_logprob": None,
+                "compression_ratio": round(compression_ratio(s.text), 4),
+                "no_speech_prob": result.no_speech_prob,
+            }
             for i, s in enumerate(segments)
         ]
     if "word" in granularities:
@@ -262,8 +277,10 @@ class _Guard:
             given = headers.get("authorization", "")
             expected = f"Bearer {self.config.api_key}"
             if not hmac.compare_digest(given.encode(), expected.encode()):
-                return await _send_error(send, ApiError(401, "missing or wrong API key; send 'Authorization: Bearer KEY'",
-                                                        code="invalid_api_key"))
+                return await _send_error(
+                    send,
+                    ApiError(401, "missing or wrong API key; send 'Authorization: Bearer KEY'", code="invalid_api_key"),
+                )
         limit = self.config.max_upload_bytes
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
@@ -299,14 +316,22 @@ class _BodyTooLarge(Exception):
 
 def _too_large(size: int, limit: int, streamed: bool = False) -> ApiError:
     got = f"more than {limit}" if streamed else str(size)
-    return ApiError(413, f"upload is {got} bytes; this server accepts at most {limit} bytes (--max-upload-mb)",
-                    code="upload_too_large")
+    return ApiError(
+        413,
+        f"upload is {got} bytes; this server accepts at most {limit} bytes (--max-upload-mb)",
+        code="upload_too_large",
+    )
 
 
 async def _send_error(send, error: ApiError) -> None:
     body = json.dumps(error.body()).encode()
-    await send({"type": "http.response.start", "status": error.status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -349,7 +374,9 @@ def create_app(model: Pipeline, config: ServeConfig | None = None):
         data = await upload.read()
         name = upload.filename or "file"
         fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
-        fields["timestamp_granularities"] = form.getlist("timestamp_granularities[]") + form.getlist("timestamp_granularities")
+        fields["timestamp_granularities"] = form.getlist("timestamp_granularities[]") + form.getlist(
+            "timestamp_granularities"
+        )
         return fields, data, name
 
     async def decode(data: bytes, name: str) -> Audio:
@@ -378,20 +405,30 @@ def create_app(model: Pipeline, config: ServeConfig | None = None):
     def openai_query(fields: dict, task: str) -> Request:
         fmt = fields.get("response_format") or "json"
         if fmt not in RESPONSE_FORMATS:
-            raise ApiError(400, f"unknown response_format {fmt!r}; valid choices: {', '.join(RESPONSE_FORMATS)}",
-                           param="response_format")
+            raise ApiError(
+                400,
+                f"unknown response_format {fmt!r}; valid choices: {', '.join(RESPONSE_FORMATS)}",
+                param="response_format",
+            )
         granularities = fields["timestamp_granularities"]
         bad = [g for g in granularities if g not in ("word", "segment")]
         if bad:
-            raise ApiError(400, f"unknown timestamp_granularities {bad}; valid choices: word, segment",
-                           param="timestamp_granularities")
+            raise ApiError(
+                400,
+                f"unknown timestamp_granularities {bad}; valid choices: word, segment",
+                param="timestamp_granularities",
+            )
         language = fields.get("language") or None
         if language is not None and language not in LANGUAGES:
-            raise ApiError(400, f"unsupported language {language!r}; valid choices: {', '.join(LANGUAGES)}", param="language")
+            raise ApiError(
+                400, f"unsupported language {language!r}; valid choices: {', '.join(LANGUAGES)}", param="language"
+            )
         temperature = _float_field(fields, "temperature", 0.0)
         kwargs = {"do_sample": True, "temperature": temperature} if temperature > 0 else {}
         # Word times drive subtitle cues and verbose_json words: ask the model for them then.
-        want_words = task == "transcribe" and (fmt in ("srt", "vtt") or (fmt == "verbose_json" and "word" in granularities))
+        want_words = task == "transcribe" and (
+            fmt in ("srt", "vtt") or (fmt == "verbose_json" and "word" in granularities)
+        )
         if task == "transcribe":
             return get_task("asr").request(language, timestamps=want_words, generate_kwargs=kwargs)
         return get_task("s2tt").request(language, "en", generate_kwargs=kwargs)
@@ -399,9 +436,15 @@ def create_app(model: Pipeline, config: ServeConfig | None = None):
     @app.get("/health")
     async def health():
         # The model's name only, not its path: /health answers callers without a key.
-        return {"status": "ok", "model": Path(model.name).name, "queue": batcher.queue.qsize() if batcher.queue else 0,
-                "batches": batcher.batches, "requests": batcher.items, "largest_batch": batcher.largest_batch,
-                "max_batch": config.max_batch}
+        return {
+            "status": "ok",
+            "model": Path(model.name).name,
+            "queue": batcher.queue.qsize() if batcher.queue else 0,
+            "batches": batcher.batches,
+            "requests": batcher.items,
+            "largest_batch": batcher.largest_batch,
+            "max_batch": config.max_batch,
+        }
 
     @app.post("/v1/audio/transcriptions")
     async def transcriptions(request: Request):
@@ -428,15 +471,25 @@ def create_app(model: Pipeline, config: ServeConfig | None = None):
             n = _float_field(fields, "max_new_tokens", 0)
             limit = model.model.config.llm.max_positions
             if not (1 <= n <= limit and n == int(n)):
-                raise ApiError(400, f"max_new_tokens must be an integer in 1..{limit} (the LLM's positions), "
-                                    f"got {fields['max_new_tokens']!r}", param="max_new_tokens")
+                raise ApiError(
+                    400,
+                    f"max_new_tokens must be an integer in 1..{limit} (the LLM's positions), "
+                    f"got {fields['max_new_tokens']!r}",
+                    param="max_new_tokens",
+                )
             generate_kwargs["max_new_tokens"] = int(n)
         try:
             query = request_from_fields(
-                None if prompt else get_task(task), prompt=prompt, lang=fields.get("lang") or None,
-                to=fields.get("to") or None, timestamps=fields.get("timestamps", "").lower() in ("1", "true", "yes"),
-                question=fields.get("question") or None, caption_style=fields.get("caption_style") or "clotho",
-                labels=fields.get("labels") or None, generate_kwargs=generate_kwargs)
+                None if prompt else get_task(task),
+                prompt=prompt,
+                lang=fields.get("lang") or None,
+                to=fields.get("to") or None,
+                timestamps=fields.get("timestamps", "").lower() in ("1", "true", "yes"),
+                question=fields.get("question") or None,
+                caption_style=fields.get("caption_style") or "clotho",
+                labels=fields.get("labels") or None,
+                generate_kwargs=generate_kwargs,
+            )
         except ValueError as e:
             raise ApiError(400, str(e)) from None
         return JSONResponse((await answer(await decode(data, name), query)).to_dict())
@@ -472,8 +525,13 @@ def _decode_upload(data: bytes, name: str, max_duration_s: float) -> Audio:
     except Exception:
         duration = None  # not a libsndfile format (e.g. some mp3): checked after decoding
     if duration is not None and duration > max_duration_s:
-        raise ApiError(400, f"{name}: audio is {duration:.1f} s long; this server accepts at most {max_duration_s:g} s "
-                            "(--max-duration-s)", param="file", code="audio_too_long")
+        raise ApiError(
+            400,
+            f"{name}: audio is {duration:.1f} s long; this server accepts at most {max_duration_s:g} s "
+            "(--max-duration-s)",
+            param="file",
+            code="audio_too_long",
+        )
     try:
         clip = load_audio(data, allow_silence=True)  # silence is answered (no_speech), not refused
     except AudioError as e:
@@ -481,8 +539,13 @@ def _decode_upload(data: bytes, name: str, max_duration_s: float) -> Audio:
         message = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", name, str(e).split(": ", 1)[-1])
         raise ApiError(400, f"{name}: {message}", param="file", code="invalid_audio") from None
     if clip.duration > max_duration_s:
-        raise ApiError(400, f"{name}: audio is {clip.duration:.1f} s long; this server accepts at most {max_duration_s:g} s "
-                            "(--max-duration-s)", param="file", code="audio_too_long")
+        raise ApiError(
+            400,
+            f"{name}: audio is {clip.duration:.1f} s long; this server accepts at most {max_duration_s:g} s "
+            "(--max-duration-s)",
+            param="file",
+            code="audio_too_long",
+        )
     return Audio(clip.samples, name)
 
 
@@ -534,12 +597,22 @@ def main(args: argparse.Namespace) -> int:
     config = flags.from_args(ServeConfig, args, api_key=api_key, realtime=realtime_config_from_args(args))
     options = flags.from_args(ModelOptions, args)
     if not _is_loopback(config.host) and not api_key:
-        print(f"qaudio serve: warning: binding {config.host} without --api-key: anyone who can reach it can use it",
-              file=sys.stderr)
-    model = load(args.model, device=options.device, dtype=options.dtype, max_new_tokens=options.max_new_tokens,
-                 quantize=options.quantize)
-    print(f"qaudio serve: {args.model} on http://{config.host}:{config.port} "
-          f"(max batch {config.max_batch}, window {config.batch_window_ms:g} ms)", file=sys.stderr)
+        print(
+            f"qaudio serve: warning: binding {config.host} without --api-key: anyone who can reach it can use it",
+            file=sys.stderr,
+        )
+    model = load(
+        args.model,
+        device=options.device,
+        dtype=options.dtype,
+        max_new_tokens=options.max_new_tokens,
+        quantize=options.quantize,
+    )
+    print(
+        f"qaudio serve: {args.model} on http://{config.host}:{config.port} "
+        f"(max batch {config.max_batch}, window {config.batch_window_ms:g} ms)",
+        file=sys.stderr,
+    )
     uvicorn.run(create_app(model, config), host=config.host, port=config.port, log_level="info")
     return 0
 

@@ -27,9 +27,9 @@ import io
 import json
 import os
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from .data import Example, example_from_dict
 
@@ -39,8 +39,18 @@ SHARD_PATTERN = "shard-{:06d}.tar"
 DEFAULT_SHARD_SIZE = "1GB"
 # Audio encodings a shard can hold: soundfile's (format, subtype) for each member extension.
 AUDIO_FORMATS = {"flac": ("FLAC", "PCM_16"), "wav": ("WAV", "PCM_16")}
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*:")  # http:, https:, pipe:, s3:, gs:, file: (not C:\ paths: 2+ letters)
 
 
@@ -113,9 +123,17 @@ class ShardIndex:
         return f"{self.location.rstrip('/')}/{self.shards[k].name}"
 
     def to_dict(self) -> dict:
-        return {"format": FORMAT, "version": 1, "source": self.source, "audio_format": self.audio_format,
-                "examples": self.examples, "seconds": round(self.seconds, 3), "bytes": self.bytes,
-                "tasks": self.tasks, "shards": [vars(s) for s in self.shards]}
+        return {
+            "format": FORMAT,
+            "version": 1,
+            "source": self.source,
+            "audio_format": self.audio_format,
+            "examples": self.examples,
+            "seconds": round(self.seconds, 3),
+            "bytes": self.bytes,
+            "tasks": self.tasks,
+            "shards": [vars(s) for s in self.shards],
+        }
 
 
 def index_location(location: str) -> tuple[str, str]:
@@ -135,13 +153,16 @@ def read_index(location: str) -> ShardIndex:
         else:
             data = json.loads(Path(index_path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise FileNotFoundError(f"{index_path}: no shard index; a shard set is the folder `qaudio data RECIPE "
-                                f"--shards OUT` wrote (OUT/{INDEX_FILE} and OUT/shard-*.tar)") from None
+        raise FileNotFoundError(
+            f"{index_path}: no shard index; a shard set is the folder `qaudio data RECIPE "
+            f"--shards OUT` wrote (OUT/{INDEX_FILE} and OUT/shard-*.tar)"
+        ) from None
     except (OSError, ValueError) as e:
         raise ValueError(f"{index_path}: cannot read the shard index: {e}") from None
     if data.get("format") != FORMAT:
-        raise ValueError(f"{index_path}: format {data.get('format')!r}, expected {FORMAT!r} (written by "
-                         "`qaudio data --shards`)")
+        raise ValueError(
+            f"{index_path}: format {data.get('format')!r}, expected {FORMAT!r} (written by `qaudio data --shards`)"
+        )
     shards = [ShardInfo(**s) for s in data["shards"]]
     return ShardIndex(shards, data.get("audio_format", "flac"), data.get("source", ""), base)
 
@@ -220,7 +241,10 @@ class ShardWriter:
         if record.data is None:
             from .audio import load_audio
 
-            data, extension = encode_audio(load_audio(ex.audio, allow_silence=True).samples, self.audio_format), self.audio_format
+            data, extension = (
+                encode_audio(load_audio(ex.audio, allow_silence=True).samples, self.audio_format),
+                self.audio_format,
+            )
         else:
             data, extension = record.data, record.extension.lstrip(".").lower() or self.audio_format
         key = f"{self._count:09d}"  # no dots: WebDataset splits a member name at its first dot
@@ -251,8 +275,13 @@ class ShardWriter:
         return self.index
 
 
-def write_shards(records: Iterable[AudioRecord], out: str | os.PathLike, shard_size: int,
-                 audio_format: str = "flac", source: str = "") -> ShardIndex:
+def write_shards(
+    records: Iterable[AudioRecord],
+    out: str | os.PathLike,
+    shard_size: int,
+    audio_format: str = "flac",
+    source: str = "",
+) -> ShardIndex:
     """Write ``records`` as a shard set in the folder ``out``; returns its index."""
     writer = ShardWriter(out, shard_size, audio_format, source)
     for record in records:
@@ -280,8 +309,9 @@ def read_shard(index: ShardIndex, k: int, skip: int = 0) -> Iterator[ShardSample
     not decoded: a tar stream cannot seek over a URL)."""
     tariterators = webdataset("tariterators")
     url = index.url(k)
-    for offset, sample in enumerate(tariterators.group_by_keys(
-            tariterators.tar_file_expander(tariterators.url_opener([{"url": url}])))):
+    for offset, sample in enumerate(
+        tariterators.group_by_keys(tariterators.tar_file_expander(tariterators.url_opener([{"url": url}])))
+    ):
         if offset < skip:
             continue
         where = f"{url}, example {offset}"

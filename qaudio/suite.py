@@ -47,7 +47,9 @@ class Benchmark:
         if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
             raise ValueError(f"benchmark {self.name!r}: limit must be a positive integer or None, got {self.limit!r}")
         if not isinstance(self.recipe_options, dict):
-            raise ValueError(f"benchmark {self.name!r}: recipe_options must be a dict, got {type(self.recipe_options).__name__}")
+            raise ValueError(
+                f"benchmark {self.name!r}: recipe_options must be a dict, got {type(self.recipe_options).__name__}"
+            )
 
     def root_path(self, data_root: str | os.PathLike | None = None) -> Path:
         """The corpus location: absolute roots as written, relative ones under the data root."""

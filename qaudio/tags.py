@@ -126,9 +126,7 @@ def add_tag_tokens(tokenizer) -> int:
     missing = [t for t in all_special_tokens() if t not in vocab]
     if not missing:
         return 0
-    return tokenizer.add_special_tokens(
-        {"additional_special_tokens": missing}, replace_extra_special_tokens=False
-    )
+    return tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
 
 
 # ---- Building prompts --------------------------------------------------------------------
@@ -185,11 +183,7 @@ def build_prompt(
         raise ValueError(f"a question was given to the {path.task!r} task, which takes none")
     _check_choice("text language", text_lang, tuple(LANGUAGES))
     return (
-        head
-        + tag(path.task)
-        + tag(text_lang)
-        + (TIMESTAMPS if timestamps else NO_TIMESTAMPS)
-        + tag(path.instruction)
+        head + tag(path.task) + tag(text_lang) + (TIMESTAMPS if timestamps else NO_TIMESTAMPS) + tag(path.instruction)
     )
 
 
@@ -197,7 +191,10 @@ def build_prompt(
 # Keyed by (task tag, instruction); "{text_lang}" is filled with the language's name.
 _NATURAL_PROMPTS: dict[tuple[str, str | None], str] = {
     ("transcribe", "wo_itn"): "Detect the language and recognize the speech:",
-    ("transcribe", "itn"): "Detect the language and recognize the speech, with punctuation and numbers written out as digits:",
+    (
+        "transcribe",
+        "itn",
+    ): "Detect the language and recognize the speech, with punctuation and numbers written out as digits:",
     ("translate", "itn"): "Translate the speech into {text_lang}:",
     ("translate", "wo_itn"): "Translate the speech into {text_lang}:",
     ("caption", "caption_clotho"): "Describe the sound in one sentence:",
@@ -246,8 +243,10 @@ def build_chat_prompt(
 ) -> str:
     """The natural-language request of :func:`build_natural_prompt` in Qwen2-Audio-Instruct's chat turns."""
     request = build_natural_prompt(path, audio_lang, text_lang, timestamps, question)
-    return (f"{CHAT_START}system\n{CHAT_SYSTEM}{CHAT_END}\n{CHAT_START}user\nAudio 1: {AUDIO_SLOT}\n"
-            f"{request}{CHAT_END}\n{CHAT_START}assistant\n")
+    return (
+        f"{CHAT_START}system\n{CHAT_SYSTEM}{CHAT_END}\n{CHAT_START}user\nAudio 1: {AUDIO_SLOT}\n"
+        f"{request}{CHAT_END}\n{CHAT_START}assistant\n"
+    )
 
 
 PROMPT_STYLES = {"tags": build_prompt, "natural": build_natural_prompt, "chat": build_chat_prompt}

@@ -16,13 +16,25 @@ the prompt trained on and the prompt sent.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from .data import Example
 from .result import Result, Word
-from .tags import (AUDIO_LANGUAGES, LANGUAGES, PROMPT_STYLES, TIMESTAMPS, TRANSCRIPTION_TAGS, UNKNOWN_LANGUAGE, TagPath,
-                   format_timestamped, parse_label, parse_timestamped, strip_tags)
+from .tags import (
+    AUDIO_LANGUAGES,
+    LANGUAGES,
+    PROMPT_STYLES,
+    TIMESTAMPS,
+    TRANSCRIPTION_TAGS,
+    UNKNOWN_LANGUAGE,
+    TagPath,
+    format_timestamped,
+    parse_label,
+    parse_timestamped,
+    strip_tags,
+)
 
 # The cap on generated tokens of a raw prompt, which names no task: a 30-s window holds about
 # 90 spoken words, and a timestamped word costs two extra time tokens.
@@ -45,7 +57,9 @@ class Task:
     description: str = ""
     speech: bool = True  # False: non-speech audio, whose audio-language tag is <|unknown|>
     timestamps: bool = False  # the prompt asks for <|timestamps|>
-    profile: str | None = None  # metric profile that scores it by default (an anchor's convention); None: the family's first
+    profile: str | None = (
+        None  # metric profile that scores it by default (an anchor's convention); None: the family's first
+    )
     # The task run instead when word timestamps are asked of this one (asr -> srwt); None: it has none.
     timestamped_variant: Task | None = None
     # The answer is the clip's speech (ASR, translation): a clip without speech has no answer.
@@ -83,8 +97,10 @@ class Task:
         task = self
         if timestamps and not task.timestamps:
             if task.timestamped_variant is None:
-                raise RequestError(f"word timestamps are available for transcription only (a task whose spec sets "
-                                   f"timestamped_variant, as asr does), not {task.name!r}")
+                raise RequestError(
+                    f"word timestamps are available for transcription only (a task whose spec sets "
+                    f"timestamped_variant, as asr does), not {task.name!r}"
+                )
             task = task.timestamped_variant
         audio_lang = audio_lang or "en"
         _check_language("spoken language", audio_lang, AUDIO_LANGUAGES)
@@ -95,8 +111,16 @@ class Task:
             labels = tuple(labels)
             if not labels or not all(isinstance(x, str) and x.strip() for x in labels):
                 raise RequestError(f"labels must be a non-empty list of non-empty strings, got {list(labels)!r}")
-        request = Request(task, audio_lang if task.speech else UNKNOWN_LANGUAGE, text_lang, question,
-                          instruction or None, labels, None, tuple(sorted((generate_kwargs or {}).items())))
+        request = Request(
+            task,
+            audio_lang if task.speech else UNKNOWN_LANGUAGE,
+            text_lang,
+            question,
+            instruction or None,
+            labels,
+            None,
+            tuple(sorted((generate_kwargs or {}).items())),
+        )
         task.prompt(request)  # checks the question and the instruction against the tag grammar
         return request
 
@@ -107,8 +131,11 @@ class Task:
         try:
             # A corpus may pick another output instruction of the same task, e.g. AudioCaps
             # captions use <|caption_audiocaps|>.
-            path = TagPath(self.tag_path.start, self.tag_path.task, request.instruction) if request.instruction \
+            path = (
+                TagPath(self.tag_path.start, self.tag_path.task, request.instruction)
+                if request.instruction
                 else self.tag_path
+            )
             return PROMPT_STYLES[style](path, request.audio_lang, request.text_lang, self.timestamps, request.question)
         except RequestError:
             raise
@@ -150,8 +177,13 @@ class TimestampTask(Task):
 def parse_words(generated: str, task: str) -> Result:
     """Timestamped output -> text, words (window-relative times) and what was malformed."""
     timed = parse_timestamped(generated)
-    return Result(text=timed.text, task=task, raw=generated, problems=timed.problems,
-                  words=[Word(w, float(s), float(e)) for w, s, e in timed.words])
+    return Result(
+        text=timed.text,
+        task=task,
+        raw=generated,
+        problems=timed.problems,
+        words=[Word(w, float(s), float(e)) for w, s, e in timed.words],
+    )
 
 
 @dataclass(frozen=True)
@@ -198,8 +230,10 @@ class Request:
     def raw(cls, prompt: str, generate_kwargs: dict | None = None) -> Request:
         """A raw prompt, used as given (tags and all); word times are parsed if it asks for them."""
         if not isinstance(prompt, str) or not prompt.strip():
-            raise RequestError("a raw prompt must be a non-empty string, e.g. "
-                               "'<|startoftranscript|><|en|><|transcribe|><|en|><|notimestamps|><|wo_itn|>'")
+            raise RequestError(
+                "a raw prompt must be a non-empty string, e.g. "
+                "'<|startoftranscript|><|en|><|transcribe|><|en|><|notimestamps|><|wo_itn|>'"
+            )
         return cls(None, raw_prompt=prompt, generate_kwargs=tuple(sorted((generate_kwargs or {}).items())))
 
     @property
@@ -240,5 +274,8 @@ class Request:
         """One window's generated text -> its answer, by the task (a raw prompt: by its tags)."""
         if self.task is not None:
             return self.task.parse(generated)
-        return parse_words(generated, self.name) if self.timestamps else \
-            Result(text=strip_tags(generated), task=self.name, raw=generated)
+        return (
+            parse_words(generated, self.name)
+            if self.timestamps
+            else Result(text=strip_tags(generated), task=self.name, raw=generated)
+        )

@@ -33,13 +33,24 @@ from .training import checkpoint as ckpt
 from .training.bad_data import BadDataError, TrainingAborted
 from .training.batching import Collator, make_loader
 from .training.checkpoint import save_checkpoint, save_final_model
-from .training.config import TrainConfig, add_arguments as _add_config_arguments, config_from_args, to_yaml
+from .training.config import TrainConfig, config_from_args, to_yaml
+from .training.config import add_arguments as _add_config_arguments
 from .training.losses import LossMeter
 from .training.metrics_log import MetricsLog, plot_loss_curves
 from .training.optim import build_optimizer, build_scheduler
 from .training.plan import plan_steps
-from .training.setup import (build_model, build_run, check_resume_compatible, find_resume_checkpoint, make_accelerator,
-                             model_config_for, resolve_precision, set_threads, with_saved_model_flags, write_run_config)
+from .training.setup import (
+    build_model,
+    build_run,
+    check_resume_compatible,
+    find_resume_checkpoint,
+    make_accelerator,
+    model_config_for,
+    resolve_precision,
+    set_threads,
+    with_saved_model_flags,
+    write_run_config,
+)
 from .training.state import TrainState
 from .training.step import DEADLINE_SLACK, LogWindow, MicroBatches, Stepper, dev_pass, past_deadline
 from .training.summary import describe, summarize_run
@@ -72,15 +83,18 @@ def train(cfg: TrainConfig) -> Path:
     model, optimizer = accelerator.prepare(run.model, optimizer)
     model.train()
     state = TrainState(run.bad, LossMeter(run.tasks), world_size=world)
-    metrics = MetricsLog(run_dir, enabled=is_main, tensorboard=cfg.tensorboard,
-                         resume_step=header["step"] if header else None)
+    metrics = MetricsLog(
+        run_dir, enabled=is_main, tensorboard=cfg.tensorboard, resume_step=header["step"] if header else None
+    )
 
     # ---- how long; then the checkpoint's state (weights, optimizer, schedule, TrainState, RNGs) ----------
     if header:
         state.max_steps = int(header["max_steps"])  # the schedule was laid out for this many
         if cfg.max_steps and cfg.max_steps != state.max_steps:
-            log(f"qaudio train: note: resuming keeps the checkpoint's schedule of {state.max_steps} steps "
-                f"(--max-steps {cfg.max_steps} ignored); start a new run to change it")
+            log(
+                f"qaudio train: note: resuming keeps the checkpoint's schedule of {state.max_steps} steps "
+                f"(--max-steps {cfg.max_steps} ignored); start a new run to change it"
+            )
     else:
         dev_s = dev_pass(model, accelerator, run, cfg, state, metrics, log)
         state.max_steps, state.probe_step_s = plan_steps(cfg, accelerator, run, optimizer, dev_s, log)
@@ -97,13 +111,29 @@ def train(cfg: TrainConfig) -> Path:
     # Making the loader's iterator draws from torch's RNG: kept aside, so that a resumed run's
     # restored RNG goes on exactly as the uninterrupted run's did.
     with torch.random.fork_rng(devices=[]):
-        batches = iter(run.stream.loader() if run.stream else  # streamed shards: their own reader state
-                       make_loader(run.sampler, state.position, run.collator, cfg.num_workers))
+        batches = iter(
+            run.stream.loader()
+            if run.stream
+            # streamed shards: their own reader state
+            else make_loader(run.sampler, state.position, run.collator, cfg.num_workers)
+        )
 
     batch_log = (run_dir / f"batches-rank{rank}.jsonl").open("a" if header else "w") if cfg.log_batches else None
     watchdog = NumericsWatchdog(run_dir, run.train_items, rank, precision, cfg.loss_weighting, accelerator.device)
-    stepper = Stepper(model, optimizer, scheduler, accelerator, cfg, precision,
-                      MicroBatches(batches, run.collator, run.bad), watchdog, metrics, log, run_dir, batch_log)
+    stepper = Stepper(
+        model,
+        optimizer,
+        scheduler,
+        accelerator,
+        cfg,
+        precision,
+        MicroBatches(batches, run.collator, run.bad),
+        watchdog,
+        metrics,
+        log,
+        run_dir,
+        batch_log,
+    )
     bar = None
     if cfg.progress and is_main:
         from tqdm.auto import tqdm
@@ -123,8 +153,10 @@ def train(cfg: TrainConfig) -> Path:
         if bar is not None:
             bar.update(1)
         if state.step < state.max_steps and state.step % cfg.log_every == 0 and past_deadline(deadline, accelerator):
-            log(f"qaudio train: --max-minutes {cfg.max_minutes:g} reached at step {state.step} of {state.max_steps}: "
-                "stopping early (the machine ran slower than the probe measured; the schedule did not finish)")
+            log(
+                f"qaudio train: --max-minutes {cfg.max_minutes:g} reached at step {state.step} of {state.max_steps}: "
+                "stopping early (the machine ran slower than the probe measured; the schedule did not finish)"
+            )
             metrics.log({"kind": "deadline", "step": state.step, "planned_steps": state.max_steps})
             state.max_steps = state.step  # the final dev pass and checkpoint below run now
         if state.step == state.max_steps or (cfg.eval_every and state.step % cfg.eval_every == 0):
@@ -141,7 +173,9 @@ def train(cfg: TrainConfig) -> Path:
     if batch_log is not None:
         from .training.feature_cache import weights_fingerprint
 
-        batch_log.write(json.dumps({"final_weights_sha256": weights_fingerprint(accelerator.unwrap_model(model))}) + "\n")
+        batch_log.write(
+            json.dumps({"final_weights_sha256": weights_fingerprint(accelerator.unwrap_model(model))}) + "\n"
+        )
         batch_log.close()
     if world > 1:  # every process skipped its own bad examples: one summary for the run
         from accelerate.utils import gather_object
@@ -149,10 +183,21 @@ def train(cfg: TrainConfig) -> Path:
         for bad_state in gather_object([run.bad.state_dict()]):
             run.bad.merge(bad_state)
     first_dev, last_dev = state.dev_history.get("0", {}), state.dev_history.get(str(state.step), {})
-    metrics.log({"kind": "end", "step": state.step, "seconds_this_run": seconds,
-                 "steps_this_run": state.step - first_step, "bad_data": dict(run.bad.counts), "dev_start": first_dev,
-                 "dev_end": last_dev, "threads": threads, "precision": precision, "processes": world,
-                 "model_dir": str(final)})
+    metrics.log(
+        {
+            "kind": "end",
+            "step": state.step,
+            "seconds_this_run": seconds,
+            "steps_this_run": state.step - first_step,
+            "bad_data": dict(run.bad.counts),
+            "dev_start": first_dev,
+            "dev_end": last_dev,
+            "threads": threads,
+            "precision": precision,
+            "processes": world,
+            "model_dir": str(final),
+        }
+    )
     metrics.close()
     if is_main:
         log(run.bad.summary())

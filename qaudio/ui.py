@@ -32,13 +32,28 @@ TASKS = {  # what the page offers -> (Pipeline method, its fixed arguments)
     "scene": ("classify", {"task": "scene"}),
     "vocal sound": ("classify", {"task": "vocal"}),
 }
-EXAMPLE_TASKS = {"asr": "transcribe", "srwt": "transcribe", "s2tt": "translate", "aac": "caption", "aqa": "ask a question",
-                 "ser": "emotion", "asc": "scene", "vsc": "vocal sound"}
+EXAMPLE_TASKS = {
+    "asr": "transcribe",
+    "srwt": "transcribe",
+    "s2tt": "translate",
+    "aac": "caption",
+    "aqa": "ask a question",
+    "ser": "emotion",
+    "asc": "scene",
+    "vsc": "vocal sound",
+}
 USER = "qaudio"  # the login name when --api-key is set
 
 
-def answer(model, audio_path: str | None, task: str, to: str = "en", question: str = "", timestamps: bool = False,
-           max_duration_s: float = 600.0) -> tuple[str, list[list], dict]:
+def answer(
+    model,
+    audio_path: str | None,
+    task: str,
+    to: str = "en",
+    question: str = "",
+    timestamps: bool = False,
+    max_duration_s: float = 600.0,
+) -> tuple[str, list[list], dict]:
     """One request: (answer text, word rows [word, start, end], timing). Bad input raises ValueError."""
     if not audio_path:
         raise ValueError("no audio: record or upload a clip first")
@@ -85,8 +100,15 @@ def waveform_figure(audio_path: str | None, rows: list[list]):
     for k, (word, start, end) in enumerate(rows):
         ax.axvspan(start, end, color="#f0a030" if k % 2 else "#f5c56b", alpha=0.35)
         # Three staggered label rows, so short neighbouring words do not print over each other.
-        ax.text((start + end) / 2, 0.97 - 0.1 * (k % 3), word, transform=ax.get_xaxis_transform(), ha="center",
-                va="top", fontsize=7)
+        ax.text(
+            (start + end) / 2,
+            0.97 - 0.1 * (k % 3),
+            word,
+            transform=ax.get_xaxis_transform(),
+            ha="center",
+            va="top",
+            fontsize=7,
+        )
     ax.set_xlabel("seconds")
     ax.set_yticks([])
     fig.tight_layout()
@@ -106,7 +128,9 @@ def read_examples(manifest: str | None, per_task: int = 1) -> list[list]:
         if task is None or counts.get(ex.task, 0) >= per_task or not Path(ex.audio).is_file():
             continue
         counts[ex.task] = counts.get(ex.task, 0) + 1
-        chosen.append([ex.audio, task, ex.text_lang if ex.task == "s2tt" else "en", ex.question or "", ex.task == "srwt"])
+        chosen.append(
+            [ex.audio, task, ex.text_lang if ex.task == "s2tt" else "en", ex.question or "", ex.task == "srwt"]
+        )
     return chosen
 
 
@@ -148,25 +172,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--share", default="false", choices=("true", "false"), help="a public Gradio share link")
-    parser.add_argument("--api-key", default=None, help="require a login (user 'qaudio', this password; "
-                                                        "default: $QAUDIO_API_KEY)")
+    parser.add_argument(
+        "--api-key", default=None, help="require a login (user 'qaudio', this password; default: $QAUDIO_API_KEY)"
+    )
     parser.add_argument("--max-upload-mb", type=float, default=25.0, help="largest upload")
     parser.add_argument("--max-duration-s", type=float, default=600.0, help="longest audio")
     parser.add_argument("--max-queue", type=int, default=64, help="waiting requests before new ones are refused")
-    parser.add_argument("--examples", default=None, help="a qaudio manifest whose clips are offered as examples "
-                                                         "(default: the synthetic corpus's test split, if present)")
+    parser.add_argument(
+        "--examples",
+        default=None,
+        help="a qaudio manifest whose clips are offered as examples "
+        "(default: the synthetic corpus's test split, if present)",
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     parser.add_argument("--dtype", default=None, help="float32 (default), bfloat16 or float16")
 
 
-def launch(model, host: str = "127.0.0.1", port: int = 7860, share: bool = False, api_key: str | None = None,
-           max_upload_mb: float = 25.0, max_duration_s: float = 600.0, max_queue: int = 64,
-           examples: list[list] | None = None, block: bool = True):
+def launch(
+    model,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    share: bool = False,
+    api_key: str | None = None,
+    max_upload_mb: float = 25.0,
+    max_duration_s: float = 600.0,
+    max_queue: int = 64,
+    examples: list[list] | None = None,
+    block: bool = True,
+):
     """Start the page; with ``block=False`` returns the running app (its ``local_url`` is set)."""
     app = build_app(model, max_duration_s, examples)
     app.queue(max_size=max_queue, default_concurrency_limit=1)  # one model, one request at a time
-    app.launch(server_name=host, server_port=port, share=share, auth=(USER, api_key) if api_key else None,
-               max_file_size=int(max_upload_mb * 1024 * 1024), prevent_thread_lock=not block, show_error=True, quiet=not block)
+    app.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        auth=(USER, api_key) if api_key else None,
+        max_file_size=int(max_upload_mb * 1024 * 1024),
+        prevent_thread_lock=not block,
+        show_error=True,
+        quiet=not block,
+    )
     return app
 
 
@@ -181,10 +227,21 @@ def main(args: argparse.Namespace) -> int:
 
     api_key = args.api_key or os.environ.get("QAUDIO_API_KEY") or None
     if (not _is_loopback(args.host) or args.share == "true") and not api_key:
-        print("qaudio ui: warning: reachable beyond this machine without --api-key: anyone who can reach it can use it",
-              file=sys.stderr)
+        print(
+            "qaudio ui: warning: reachable beyond this machine without --api-key: anyone who can reach it can use it",
+            file=sys.stderr,
+        )
     model = load(args.model, device=args.device, dtype=args.dtype)
     manifest = args.examples or str(default_root("synthetic") / "test.jsonl")
-    launch(model, args.host, args.port, args.share == "true", api_key, args.max_upload_mb, args.max_duration_s,
-           args.max_queue, read_examples(manifest))
+    launch(
+        model,
+        args.host,
+        args.port,
+        args.share == "true",
+        api_key,
+        args.max_upload_mb,
+        args.max_duration_s,
+        args.max_queue,
+        read_examples(manifest),
+    )
     return 0

@@ -37,7 +37,9 @@ from .audio import SAMPLE_RATE
 FRAME = 512  # samples per VAD decision at 16 kHz (32 ms): Silero's fixed window
 SPAN_FRAMES = 8  # speech shorter than 8 frames (256 ms) is a click or a breath, not speech
 NO_SPEECH_THRESHOLD = 0.5  # no_speech_prob above this: the clip holds no speech
-INSTALL_HINT = "voice-activity detection needs the silero-vad package: pip install 'qaudio[vad]' (or pip install silero-vad)"
+INSTALL_HINT = (
+    "voice-activity detection needs the silero-vad package: pip install 'qaudio[vad]' (or pip install silero-vad)"
+)
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,9 @@ def speech_probabilities(samples: np.ndarray) -> np.ndarray:
 
     def run(model) -> np.ndarray:
         with torch.inference_mode(), torch.jit.optimized_execution(False):
-            return np.array([model(x[k * FRAME : (k + 1) * FRAME], SAMPLE_RATE).item() for k in range(n)], dtype=np.float32)
+            return np.array(
+                [model(x[k * FRAME : (k + 1) * FRAME], SAMPLE_RATE).item() for k in range(n)], dtype=np.float32
+            )
 
     return _with_shared_model(run)
 
@@ -110,8 +114,14 @@ def speech_spans(samples: np.ndarray, config: VADConfig = VADConfig()) -> list[t
     from silero_vad.utils_vad import get_speech_timestamps_from_probs
 
     spans = get_speech_timestamps_from_probs(
-        probs.tolist(), sampling_rate=SAMPLE_RATE, threshold=config.threshold, min_speech_duration_ms=config.min_speech_ms,
-        min_silence_duration_ms=config.min_silence_ms, speech_pad_ms=config.pad_ms, audio_length_samples=len(samples))
+        probs.tolist(),
+        sampling_rate=SAMPLE_RATE,
+        threshold=config.threshold,
+        min_speech_duration_ms=config.min_speech_ms,
+        min_silence_duration_ms=config.min_silence_ms,
+        speech_pad_ms=config.pad_ms,
+        audio_length_samples=len(samples),
+    )
     return [(int(s["start"]), int(s["end"])) for s in spans]
 
 
@@ -128,8 +138,13 @@ class StreamingVAD:
         from silero_vad import VADIterator
 
         self.config = config
-        self.iterator = VADIterator(model, threshold=config.threshold, sampling_rate=SAMPLE_RATE,
-                                    min_silence_duration_ms=config.min_silence_ms, speech_pad_ms=config.pad_ms)
+        self.iterator = VADIterator(
+            model,
+            threshold=config.threshold,
+            sampling_rate=SAMPLE_RATE,
+            min_silence_duration_ms=config.min_silence_ms,
+            speech_pad_ms=config.pad_ms,
+        )
         self.pending = np.zeros(0, dtype=np.float32)  # samples not yet scored (less than one frame)
 
     @property

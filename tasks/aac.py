@@ -1,4 +1,5 @@
 """Automated audio captioning, Clotho style (AudioCaps corpora set meta.instruction)."""
+
 from qaudio.tags import TagPath
 from qaudio.task import Task
 

@@ -1,4 +1,5 @@
 """Audio question answering: <|question|>{question}<|answer|>, then a free-form answer."""
+
 from qaudio.tags import TagPath
 from qaudio.task import Task
 

@@ -1,4 +1,5 @@
 """Acoustic scene classification, on CochlScene's 13 classes (lower-cased)."""
+
 from qaudio.tags import TagPath
 from qaudio.task import ClassificationTask
 
@@ -11,7 +12,18 @@ TASK = ClassificationTask(
     aliases=("scene",),
     description="acoustic scene classification (accuracy)",
     labels=(
-        "bus", "cafe", "car", "crowdedindoor", "elevator", "kitchen", "park",
-        "residentialarea", "restaurant", "restroom", "street", "subway", "subwaystation",
+        "bus",
+        "cafe",
+        "car",
+        "crowdedindoor",
+        "elevator",
+        "kitchen",
+        "park",
+        "residentialarea",
+        "restaurant",
+        "restroom",
+        "street",
+        "subway",
+        "subwaystation",
     ),
 )

@@ -1,4 +1,5 @@
 """Automatic speech recognition: the transcript, without inverse text normalisation."""
+
 from qaudio.tags import TagPath
 from qaudio.task import Task
 

@@ -3,11 +3,22 @@
 Scored by exact match of the whole answer; the metric also reports instrument and pitch
 accuracy separately.
 """
+
 from qaudio.tags import TagPath
 from qaudio.task import Task
 
 INSTRUMENT_FAMILIES = (
-    "bass", "brass", "flute", "guitar", "keyboard", "mallet", "organ", "reed", "string", "synth_lead", "vocal",
+    "bass",
+    "brass",
+    "flute",
+    "guitar",
+    "keyboard",
+    "mallet",
+    "organ",
+    "reed",
+    "string",
+    "synth_lead",
+    "vocal",
 )
 
 

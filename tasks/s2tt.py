@@ -1,4 +1,5 @@
 """Speech-to-text translation: speech in the audio language, text in the target language."""
+
 from qaudio.tags import TagPath
 from qaudio.task import Task
 

@@ -1,5 +1,6 @@
 """Speech emotion recognition. Corpora map their own names onto this label set
 (MELD: joy -> happy, sadness -> sad, anger -> angry)."""
+
 from qaudio.tags import TagPath
 from qaudio.task import ClassificationTask
 

@@ -1,4 +1,5 @@
 """Speech recognition with word timestamps: <|start|>word<|end|> for every word."""
+
 from qaudio.tags import TagPath
 from qaudio.task import TimestampTask
 

@@ -1,4 +1,5 @@
 """Vocal sound classification, on VocalSound's six classes."""
+
 from qaudio.tags import TagPath
 from qaudio.task import ClassificationTask
 

@@ -1,5 +1,6 @@
 """Test-session settings: one private cache folder, so converted Whisper weights and caption
 jars are made once per session and the user's ~/.cache/qaudio is never touched by tests."""
+
 import os
 
 import pytest

@@ -1,4 +1,5 @@
 """Audio loading: formats, rates, channels, and clear errors for bad input."""
+
 import io
 
 import numpy as np

@@ -45,8 +45,24 @@ def test_train_throughput_json_has_ratios(tmp_path, monkeypatch, capsys):
     peak = common.matmul_peak_flops
     monkeypatch.setattr(common, "matmul_peak_flops", lambda device, dtype: peak(device, dtype, seconds=0.05))
     out = tmp_path / "train.json"
-    code = train_throughput.main(["--size", "tiny", "--mixes", "short", "--batch-size", "2", "--warmup", "0",
-                                  "--steps", "1", "--threads", "1", "--json", str(out)])
+    code = train_throughput.main(
+        [
+            "--size",
+            "tiny",
+            "--mixes",
+            "short",
+            "--batch-size",
+            "2",
+            "--warmup",
+            "0",
+            "--steps",
+            "1",
+            "--threads",
+            "1",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     data = json.loads(out.read_text())
     modes = {(m["mix"], m["mode"]): m for m in data["modes"]}
@@ -74,8 +90,24 @@ def test_train_throughput_json_has_ratios(tmp_path, monkeypatch, capsys):
 def test_infer_throughput_json_has_ratios_and_identical_outputs(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(common, "run_worker", _in_process(infer_throughput))
     out = tmp_path / "infer.json"
-    code = infer_throughput.main(["--size", "tiny", "--clips", "3", "--new-tokens", "3", "--batch-sizes", "1,2",
-                                  "--peer-batch-sizes", "1,2", "--threads", "1", "--json", str(out)])
+    code = infer_throughput.main(
+        [
+            "--size",
+            "tiny",
+            "--clips",
+            "3",
+            "--new-tokens",
+            "3",
+            "--batch-sizes",
+            "1,2",
+            "--peer-batch-sizes",
+            "1,2",
+            "--threads",
+            "1",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     data = json.loads(out.read_text())
     assert [m["batch_size"] for m in data["modes"]] == [1, 2]
@@ -92,8 +124,19 @@ def test_infer_throughput_json_has_ratios_and_identical_outputs(tmp_path, monkey
 
 
 def test_worker_subprocess_round_trip():
-    spec = {"system": "peer", "batch_size": 1, "size": "tiny", "stack": None, "mix": "short", "clips": 1,
-            "new_tokens": 2, "device": "cpu", "dtype": "fp32", "seed": 0, "threads": 1}
+    spec = {
+        "system": "peer",
+        "batch_size": 1,
+        "size": "tiny",
+        "stack": None,
+        "mix": "short",
+        "clips": 1,
+        "new_tokens": 2,
+        "device": "cpu",
+        "dtype": "fp32",
+        "seed": 0,
+        "threads": 1,
+    }
     result = common.run_worker("benchmarks.infer_throughput", spec)
     assert result["system"] == "peer" and len(result["outputs"]) == 1
     assert result["memory_method"].startswith("phase peak RSS")  # qaudio.profiling, CPU
@@ -107,8 +150,9 @@ def test_peer_is_built_at_qaudio_sizes_with_its_weights():
     for name, tensor in ours.language_model.get_decoder().state_dict().items():
         assert torch.equal(tensor, peer.model.model.language_model.state_dict()[name]), name
     assert torch.equal(ours.audio_tower.layers[0].fc1.weight, peer.model.model.audio_tower.layers[0].fc1.weight)
-    trainable = {n.split(".")[1] for n, p in peer.model.named_parameters()
-                 if p.requires_grad and n.startswith("model.")}
+    trainable = {
+        n.split(".")[1] for n, p in peer.model.named_parameters() if p.requires_grad and n.startswith("model.")
+    }
     assert trainable == {"multi_modal_projector", "language_model"}  # frozen encoder, as qaudio's
     assert processor.tokenizer.get_vocab() == peer.tokenizer.get_vocab()
 
@@ -142,8 +186,21 @@ def test_bad_arguments_are_named(capsys):
 
 
 def test_bf16_cached_training_step_runs():
-    spec = {"system": "qaudio", "mode": "cached", "mix": "short", "size": "tiny", "stack": None, "batch_size": 2,
-            "warmup": 0, "steps": 1, "device": "cpu", "dtype": "bf16", "seed": 0, "threads": 1, "flops": False}
+    spec = {
+        "system": "qaudio",
+        "mode": "cached",
+        "mix": "short",
+        "size": "tiny",
+        "stack": None,
+        "batch_size": 2,
+        "warmup": 0,
+        "steps": 1,
+        "device": "cpu",
+        "dtype": "bf16",
+        "seed": 0,
+        "threads": 1,
+        "flops": False,
+    }
     threads = torch.get_num_threads()
     try:
         result = train_throughput.worker(spec)
@@ -156,8 +213,26 @@ def test_demo_step_compares_variants_against_both_peaks(tmp_path, capsys):
     from benchmarks import demo_step
 
     out = tmp_path / "demo.json"
-    assert train_throughput.main(["--demo", "--precisions", "fp32", "--variants", "first-release,qaudio",
-                                  "--steps", "1", "--threads", "1", "--preset", "tiny", "--json", str(out)]) == 0
+    assert (
+        train_throughput.main(
+            [
+                "--demo",
+                "--precisions",
+                "fp32",
+                "--variants",
+                "first-release,qaudio",
+                "--steps",
+                "1",
+                "--threads",
+                "1",
+                "--preset",
+                "tiny",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     data = json.loads(out.read_text())
     assert _positive(data["peaks"]["fp32"]) and _positive(data["peaks"]["bf16"])
     (result,) = data["results"]

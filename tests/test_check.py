@@ -6,9 +6,9 @@ import argparse
 
 import numpy as np
 import soundfile as sf
+from fixtures.standin_lm import StandInLM
 
 from qaudio import check
-from fixtures.standin_lm import StandInLM
 from qaudio.infer import Pipeline
 
 SR = 16_000
@@ -38,8 +38,16 @@ def test_check_reports_an_injected_difference(tmp_path, capsys):
         loaded.append(dtype)
         return Pipeline(BatchSensitiveLM(), max_new_tokens=max_new_tokens, detect_no_speech=False)
 
-    args = argparse.Namespace(model="m", batch_sizes="1,2,4", dtype="bf16", files=files, task="asr", lang=None,
-                              device=None, max_new_tokens=None)
+    args = argparse.Namespace(
+        model="m",
+        batch_sizes="1,2,4",
+        dtype="bf16",
+        files=files,
+        task="asr",
+        lang=None,
+        device=None,
+        max_new_tokens=None,
+    )
     assert check.main(args, loader=loader) == 1
     out = capsys.readouterr().out
     assert loaded == ["float32", "bfloat16"]  # the float32 reference is always run

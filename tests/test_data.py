@@ -1,4 +1,5 @@
 """The example schema and JSONL manifests."""
+
 import json
 
 import pytest
@@ -14,10 +15,23 @@ def test_round_trip_with_relative_audio(tmp_path):
     (tmp_path / "clips").mkdir()
     examples = [
         Example(id="1", audio=str(tmp_path / "clips" / "1.wav"), duration=1.0, task="asr", target="one"),
-        Example(id="2", audio=str(tmp_path / "clips" / "2.wav"), duration=2.0, task="aac", audio_lang="unknown",
-                target=["a dog barks", "a dog is barking"], meta={"voice": "en"}),
-        Example(id="3", audio="/elsewhere/3.wav", duration=2.0, task="srwt", target="hi there",
-                words=[["hi", 0.1, 0.3], ["there", 0.35, 0.7]]),
+        Example(
+            id="2",
+            audio=str(tmp_path / "clips" / "2.wav"),
+            duration=2.0,
+            task="aac",
+            audio_lang="unknown",
+            target=["a dog barks", "a dog is barking"],
+            meta={"voice": "en"},
+        ),
+        Example(
+            id="3",
+            audio="/elsewhere/3.wav",
+            duration=2.0,
+            task="srwt",
+            target="hi there",
+            words=[["hi", 0.1, 0.3], ["there", 0.35, 0.7]],
+        ),
     ]
     path = tmp_path / "m.jsonl"
     assert write_manifest(examples, path) == 3

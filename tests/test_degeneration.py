@@ -3,13 +3,12 @@ reports; silent and speech-free clips are answered with empty text and ``no_spee
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
+from fixtures.standin_lm import StandInLM
 
 from qaudio import degeneration
 from qaudio.degeneration import count_flags, detect, summary
-from fixtures.standin_lm import StandInLM
 from qaudio.infer import Pipeline
 
 ASR_PROMPT = "<|startoftranscript|><|en|><|transcribe|><|en|><|notimestamps|><|wo_itn|>"
@@ -28,12 +27,15 @@ def test_a_normal_answer_raises_no_flag():
     assert flags("a long sentence " + "with different words each time to make it longer than eighty characters") == []
 
 
-@pytest.mark.parametrize("text", [
-    "the cat sat " * 5,  # a 3-gram, 5 times in a row
-    "yes " * 6,  # one word
-    "cr" * 40,  # the demo's loop of "cr", without any space
-    "hello world and then " + "we went home and " * 4,
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "the cat sat " * 5,  # a 3-gram, 5 times in a row
+        "yes " * 6,  # one word
+        "cr" * 40,  # the demo's loop of "cr", without any space
+        "hello world and then " + "we went home and " * 4,
+    ],
+)
 def test_loops_are_flagged(text):
     assert "repetition" in flags(text)
 
@@ -63,12 +65,20 @@ def test_empty_truncated_and_non_text():
 
 
 def test_flags_are_counted_for_reports():
-    preds = [{"id": "a", "flags": ["repetition", "truncated"]}, {"id": "b", "flags": []},
-             {"id": "c", "flags": ["repetition"]}, {"id": "d"}]
+    preds = [
+        {"id": "a", "flags": ["repetition", "truncated"]},
+        {"id": "b", "flags": []},
+        {"id": "c", "flags": ["repetition"]},
+        {"id": "d"},
+    ]
     counts = count_flags(preds)
     assert counts == {"repetition": 2, "truncated": 1}
     assert summary(counts) == "repetition 2, truncated 1" and summary(count_flags([])) == "none"
-    assert [x[:2] for x in degeneration.examples(preds)] == [("repetition", "a"), ("repetition", "c"), ("truncated", "a")]
+    assert [x[:2] for x in degeneration.examples(preds)] == [
+        ("repetition", "a"),
+        ("repetition", "c"),
+        ("truncated", "a"),
+    ]
 
 
 class LoopLM(StandInLM):

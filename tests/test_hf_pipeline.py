@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
+from test_infer_model import MAX_NEW_TOKENS, _clip, tiny_model_dir
 
 import qaudio
 from qaudio.chunking import split_windows
-from test_infer_model import MAX_NEW_TOKENS, _clip, tiny_model_dir
 
 SR = 16_000
 

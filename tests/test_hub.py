@@ -14,13 +14,13 @@ import pytest
 import yaml
 from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
+from test_infer_model import _clip, tiny_model_dir
 
 import qaudio
 from qaudio.cli import main as cli_main
 from qaudio.hub import build_card
 from qaudio.metrics import METRICS
 from qaudio.report import FORMAT
-from test_infer_model import _clip, tiny_model_dir
 
 REPO = "someone/qaudio-tiny"
 
@@ -29,11 +29,14 @@ REPO = "someone/qaudio-tiny"
 def model_dir(tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
     path = tiny_model_dir(run / "model")
-    (run / "model" / "train_config.yaml").write_text(yaml.safe_dump({"recipes": "synthetic", "tasks": "asr,ser",
-                                                                      "batch_size": 32, "lr": 1e-3}))
-    log = [{"kind": "train", "step": 10, "position": 320, "task_examples": {"asr": 200, "ser": 120}, "elapsed_s": 5.0},
-           {"kind": "train", "step": 20, "position": 640, "task_examples": {"asr": 190, "ser": 130}, "elapsed_s": 9.5},
-           {"kind": "end", "step": 20, "seconds_this_run": 11.2, "processes": 1, "threads": 2, "precision": "bf16"}]
+    (run / "model" / "train_config.yaml").write_text(
+        yaml.safe_dump({"recipes": "synthetic", "tasks": "asr,ser", "batch_size": 32, "lr": 1e-3})
+    )
+    log = [
+        {"kind": "train", "step": 10, "position": 320, "task_examples": {"asr": 200, "ser": 120}, "elapsed_s": 5.0},
+        {"kind": "train", "step": 20, "position": 640, "task_examples": {"asr": 190, "ser": 130}, "elapsed_s": 9.5},
+        {"kind": "end", "step": 20, "seconds_this_run": 11.2, "processes": 1, "threads": 2, "precision": "bf16"},
+    ]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
     return path
 
@@ -43,13 +46,38 @@ def report():
     refs = ["a b c d", "e f g h"]
     wer = METRICS["wer"](["a b c x", "e f g h"], refs).to_dict()
     acc = METRICS["accuracy"](["sad", "happy", "sad"], ["sad", "sad", "sad"]).to_dict()
-    return {"format": FORMAT, "suite": {"name": "unit"}, "benchmarks": [
-        {"name": "synthetic asr", "task": "asr", "metric": "wer", "recipe": "synthetic", "split": "test",
-         "status": "ok", "results": {"qaudio": {"status": "ok", "metric": wer}}},
-        {"name": "synthetic emotion", "task": "ser", "metric": "accuracy", "recipe": "synthetic", "split": "test",
-         "status": "ok", "results": {"qaudio": {"status": "ok", "metric": acc}}},
-        {"name": "missing corpus", "task": "asr", "metric": "wer", "status": "skipped", "reason": "no data", "results": {}},
-    ]}
+    return {
+        "format": FORMAT,
+        "suite": {"name": "unit"},
+        "benchmarks": [
+            {
+                "name": "synthetic asr",
+                "task": "asr",
+                "metric": "wer",
+                "recipe": "synthetic",
+                "split": "test",
+                "status": "ok",
+                "results": {"qaudio": {"status": "ok", "metric": wer}},
+            },
+            {
+                "name": "synthetic emotion",
+                "task": "ser",
+                "metric": "accuracy",
+                "recipe": "synthetic",
+                "split": "test",
+                "status": "ok",
+                "results": {"qaudio": {"status": "ok", "metric": acc}},
+            },
+            {
+                "name": "missing corpus",
+                "task": "asr",
+                "metric": "wer",
+                "status": "skipped",
+                "reason": "no data",
+                "results": {},
+            },
+        ],
+    }
 
 
 def test_card_parses_and_its_model_index_gives_the_report_scores(model_dir, report, tmp_path):
@@ -62,24 +90,37 @@ def test_card_parses_and_its_model_index_gives_the_report_scores(model_dir, repo
     name, results = model_index_to_eval_results(data["model-index"])  # raises on a malformed model-index
     assert name == "qaudio-tiny"
     scores = {(r.dataset_name, r.metric_type): r.metric_value for r in results}
-    assert scores[("synthetic asr", "wer")] == pytest.approx(report["benchmarks"][0]["results"]["qaudio"]["metric"]["values"]["wer"])
+    assert scores[("synthetic asr", "wer")] == pytest.approx(
+        report["benchmarks"][0]["results"]["qaudio"]["metric"]["values"]["wer"]
+    )
     assert scores[("synthetic emotion", "accuracy")] == pytest.approx(100 * 2 / 3, abs=1e-3)
     assert not any(r.dataset_name == "missing corpus" for r in results)  # skipped rows carry no number
     assert {r.task_type for r in results} == {"automatic-speech-recognition", "audio-classification"}
     text = loaded.text
-    assert "<|startoftranscript|>" in text and "qaudio.load(\"someone/qaudio-tiny\")" in text
+    assert "<|startoftranscript|>" in text and 'qaudio.load("someone/qaudio-tiny")' in text
     assert "| examples seen | 640 |" in text and "| wall time (s) | 11.2 |" in text and "processes 1, threads 2" in text
 
 
 def test_card_prefers_the_runs_summary_beside_the_weights(model_dir, tmp_path):
     copy = tmp_path / "model"
     shutil.copytree(model_dir, copy)
-    summary = {"steps": 880, "planned_steps": 1000, "stopped_early": True, "examples_seen": 28160,
-               "audio_seconds_seen": 7603.2, "train_seconds": 540.0, "precision": "bf16", "threads": 2,
-               "processes": 1, "machine": "Some CPU"}
+    summary = {
+        "steps": 880,
+        "planned_steps": 1000,
+        "stopped_early": True,
+        "examples_seen": 28160,
+        "audio_seconds_seen": 7603.2,
+        "train_seconds": 540.0,
+        "precision": "bf16",
+        "threads": 2,
+        "processes": 1,
+        "machine": "Some CPU",
+    }
     (copy / "training.json").write_text(json.dumps(summary))
     text = build_card(copy, REPO).text
-    assert "| optimizer steps | 880 |" in text and "| examples seen | 28160 |" in text and "| machine | Some CPU |" in text
+    assert (
+        "| optimizer steps | 880 |" in text and "| examples seen | 28160 |" in text and "| machine | Some CPU |" in text
+    )
     assert "at step 880 of 1000 planned" in text
     assert "closed" in text  # the scratch LLM's limitation is stated
 
@@ -94,7 +135,9 @@ def test_card_without_report_or_licence_says_so(model_dir):
 def test_dry_run_folder_loads_with_qaudio_load(model_dir, report, tmp_path, capsys):
     (tmp_path / "report.json").write_text(json.dumps(report))
     out = tmp_path / "upload"
-    code = cli_main(["push", model_dir, "--repo-id", REPO, "--report", str(tmp_path / "report.json"), "--dry-run", str(out)])
+    code = cli_main(
+        ["push", model_dir, "--repo-id", REPO, "--report", str(tmp_path / "report.json"), "--dry-run", str(out)]
+    )
     assert code == 0 and "nothing uploaded" in capsys.readouterr().out
     assert (out / "README.md").is_file() and (out / "config.json").is_file() and (out / "train_config.yaml").is_file()
     original, pushed = qaudio.load(model_dir, device="cpu"), qaudio.load(str(out), device="cpu")
@@ -131,7 +174,9 @@ def test_push_calls_the_hub_library_with_the_dry_run_contents(model_dir, report,
             calls["create"] = (repo_id, private, exist_ok, repo_type)
 
         def upload_folder(self, repo_id, folder_path, repo_type=None, commit_message=None):
-            calls["files"] = sorted(p.relative_to(folder_path).as_posix() for p in Path(folder_path).rglob("*") if p.is_file())
+            calls["files"] = sorted(
+                p.relative_to(folder_path).as_posix() for p in Path(folder_path).rglob("*") if p.is_file()
+            )
             calls["card"] = (Path(folder_path) / "README.md").read_text()
             return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/abc"})()
 

@@ -8,13 +8,12 @@ checked exactly against where the bursts really are.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
+from fixtures.standin_lm import StandInLM
 
 from qaudio.audio import SAMPLE_RATE
 from qaudio.chunking import Window, frame_rms, join_texts, shift_words, split_windows
-from fixtures.standin_lm import StandInLM
 from qaudio.infer import Pipeline
 from qaudio.tags import time_token
 

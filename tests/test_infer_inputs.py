@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+from test_infer_chunking import BurstLM
 
 from qaudio.audio import AudioError
 from qaudio.infer import Pipeline, Request, Result
 from qaudio.specs import get_task
-from test_infer_chunking import BurstLM
 
 SR = 16_000
 
@@ -40,9 +40,18 @@ def test_every_input_kind_gives_the_same_answer(model, tmp_path):
     stereo_44k = np.stack([_tone(sr=44_100), _tone(sr=44_100)], axis=1)  # (T, 2) at 44.1 kHz
     path = tmp_path / "a.flac"
     sf.write(path, stereo_44k, 44_100)
-    results = model.transcribe([str(path), path, _wav_bytes(x), (x, SR), (stereo_44k, 44_100),
-                                _wav_bytes(stereo_44k, 44_100, "OGG", "VORBIS"), _wav_bytes(_tone(sr=22_050), 22_050, "MP3")],
-                               timestamps=True)
+    results = model.transcribe(
+        [
+            str(path),
+            path,
+            _wav_bytes(x),
+            (x, SR),
+            (stereo_44k, 44_100),
+            _wav_bytes(stereo_44k, 44_100, "OGG", "VORBIS"),
+            _wav_bytes(_tone(sr=22_050), 22_050, "MP3"),
+        ],
+        timestamps=True,
+    )
     assert all(r.ok for r in results), [r.error for r in results]
     for r in results:  # the tone spans 0.2-0.7 s whatever the container, rate or channel count
         assert len(r.words) == 1
@@ -99,11 +108,18 @@ def test_queries_come_from_the_task_specs():
     asr = get_task("asr")
     assert asr.request().prompt() == "<|startoftranscript|><|en|><|transcribe|><|en|><|notimestamps|><|wo_itn|>"
     q = asr.request("de", timestamps=True)
-    assert q.task.name == "srwt" and q.prompt() == "<|startoftranscript|><|de|><|transcribe|><|de|><|timestamps|><|wo_itn|>"
-    assert get_task("s2tt").request("de", "en").prompt() == \
-        "<|startoftranscript|><|de|><|translate|><|en|><|notimestamps|><|itn|>"
-    assert get_task("aac").request(instruction="caption_audiocaps").prompt() == \
-        "<|startofanalysis|><|unknown|><|caption|><|en|><|notimestamps|><|caption_audiocaps|>"
+    assert (
+        q.task.name == "srwt"
+        and q.prompt() == "<|startoftranscript|><|de|><|transcribe|><|de|><|timestamps|><|wo_itn|>"
+    )
+    assert (
+        get_task("s2tt").request("de", "en").prompt()
+        == "<|startoftranscript|><|de|><|translate|><|en|><|notimestamps|><|itn|>"
+    )
+    assert (
+        get_task("aac").request(instruction="caption_audiocaps").prompt()
+        == "<|startofanalysis|><|unknown|><|caption|><|en|><|notimestamps|><|caption_audiocaps|>"
+    )
     assert get_task("aqa").request(question="Is it raining?").prompt().endswith("<|question|>Is it raining?<|answer|>")
     assert get_task("ser").request().prompt("natural") == "Recognize the emotion of the speaker:"
     with pytest.raises(ValueError, match="timestamps are available for transcription"):

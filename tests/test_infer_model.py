@@ -83,8 +83,12 @@ def test_batched_equals_one_by_one(model, clips):
 
 
 def test_mixed_tasks_in_one_batch_equal_separate_calls(model, clips):
-    queries = [get_task("asr").request(), get_task("aac").request(), get_task("asr").request(timestamps=True),
-               get_task("s2tt").request("de", "en")]
+    queries = [
+        get_task("asr").request(),
+        get_task("aac").request(),
+        get_task("asr").request(timestamps=True),
+        get_task("s2tt").request("de", "en"),
+    ]
     mixed = model.run(clips, queries)
     alone = [model.run([c], [q])[0] for c, q in zip(clips, queries)]
     assert [r.raw for r in mixed] == [r.raw for r in alone]
@@ -149,8 +153,21 @@ def test_cli_run_prints_one_json_object_per_file(model_dir, tmp_path, capsys):
         sf.write(paths[-1], _clip(1.0 + i, 30 + i), 22_050)
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF....not a wav")
-    code = cli_main(["run", model_dir, *paths, str(bad), "--task", "asr", "--json", "--timestamps",
-                     "--max-new-tokens", str(MAX_NEW_TOKENS), "--no-progress"])
+    code = cli_main(
+        [
+            "run",
+            model_dir,
+            *paths,
+            str(bad),
+            "--task",
+            "asr",
+            "--json",
+            "--timestamps",
+            "--max-new-tokens",
+            str(MAX_NEW_TOKENS),
+            "--no-progress",
+        ]
+    )
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert code == 1  # one file failed
     assert [d["file"] for d in lines] == [*paths, str(bad)]

@@ -1,4 +1,5 @@
 """Metric families against hand-computed values, the anchors' scripts and the libraries called directly."""
+
 import importlib.metadata
 import json
 import math
@@ -16,12 +17,11 @@ from qaudio.metrics import wer as wer_metric
 from qaudio.metrics.bootstrap import ratio
 from qaudio.metrics.note import parse_note
 from qaudio.metrics.timestamps import timed_words
-from qaudio.tags import format_timestamped
 from qaudio.specs import registry
+from qaudio.tags import format_timestamped
 
 TASKS = registry("tasks")  # loads the spec folder as qaudio._builtin.tasks (checkout or wheel)
 from qaudio._builtin.tasks.mna import note_target  # noqa: E402
-
 
 # ---- the registry ------------------------------------------------------------------------
 
@@ -88,6 +88,7 @@ def _levenshtein(a: list[str], b: list[str]) -> int:
 
 def _qwen_audio_compute_wer(refs, hyps, language):
     """Qwen-Audio eval_audio/evaluate_asr.py, remove_sp + compute_wer, transcribed by hand."""
+
     def remove_sp(text):
         gt = re.sub(r"<\|.*?\|>", " ", text)
         gt = re.sub(r"\s+", r" ", gt)
@@ -144,8 +145,10 @@ def test_whisper_and_qwen2_audio_profiles_equal_jiwer_on_normalised_text():
     assert METRICS["wer"](EN_HYPS, EN_REFS, profile="whisper").values["wer"] == pytest.approx(100 * expected)
     # The English normaliser maps 2 PM / two p.m., Mr. / mister and colours / colors together.
     qwen2 = METRICS["wer"](EN_HYPS, EN_REFS, profile="qwen2_audio")
-    expected2 = jiwer.wer([basic(english(wer_metric.remove_sp(r, "en"))) for r in EN_REFS],
-                          [basic(english(wer_metric.remove_sp(h, "en"))) for h in EN_HYPS])
+    expected2 = jiwer.wer(
+        [basic(english(wer_metric.remove_sp(r, "en"))) for r in EN_REFS],
+        [basic(english(wer_metric.remove_sp(h, "en"))) for h in EN_HYPS],
+    )
     assert qwen2.values["wer"] == pytest.approx(100 * expected2)
     assert qwen2.values["wer"] < METRICS["wer"](EN_HYPS, EN_REFS, profile="qwen_audio").values["wer"]
 
@@ -232,7 +235,9 @@ def test_aqa_accuracy_and_yes_no_accuracy_as_qwen_audio_evaluate_aqa():
     raw = METRICS["aqa"](hyps, refs, profile="qwen_audio")
     bi = [i for i, r in enumerate(refs) if r.lower() in ("yes", "no")]
     assert raw.values["accuracy"] == pytest.approx(100 * accuracy_score(refs, hyps))
-    assert raw.values["yes_no_accuracy"] == pytest.approx(100 * accuracy_score([refs[i] for i in bi], [hyps[i] for i in bi]))
+    assert raw.values["yes_no_accuracy"] == pytest.approx(
+        100 * accuracy_score([refs[i] for i in bi], [hyps[i] for i in bi])
+    )
     assert raw.values["yes_no_questions"] == 3
     norm = METRICS["aqa"](hyps, refs)  # "Yes" and "no." now count
     assert (norm.values["accuracy"], norm.values["yes_no_accuracy"]) == pytest.approx((80.0, 100.0))
@@ -251,8 +256,9 @@ def test_note_parsing_round_trips_the_task_target_and_accuracies_by_hand():
     hyps = ["guitar, pitch 60", "guitar, pitch 72", "bass", "reed, pitch 38"]
     r = METRICS["note"](hyps, refs, profile="qaudio")
     # exact: 1/4; instrument: 3/4; pitch: 1/4; chroma (mod 12): 60, 72 ~ 60, 38 ~ 50 -> 3/4.
-    assert [r.values[k] for k in ("accuracy", "instrument_accuracy", "pitch_accuracy", "chroma_accuracy")] == \
-        pytest.approx([25.0, 75.0, 25.0, 75.0])
+    assert [
+        r.values[k] for k in ("accuracy", "instrument_accuracy", "pitch_accuracy", "chroma_accuracy")
+    ] == pytest.approx([25.0, 75.0, 25.0, 75.0])
     assert r.values["unparsed"] == 1
     with pytest.raises(ValueError, match="not 'instrument, pitch N'"):
         METRICS["note"](["bass, pitch 40"], ["bass"], profile="qaudio")
@@ -280,7 +286,9 @@ def test_aas_and_boundary_errors_by_hand():
 def test_timestamp_inputs_errors_and_no_match():
     words, problems = timed_words("<|0.00|>hi<|0.30|>there")
     assert words[0] == ("hi", 0.0, 0.3) and problems  # "there" has no end time
-    r = METRICS["timestamps"](["<|0.00|>hi<|0.30|>there"], [[["hi", 0.0, 0.3], ["there", 0.3, 0.6]]], profile="qaudio_words")
+    r = METRICS["timestamps"](
+        ["<|0.00|>hi<|0.30|>there"], [[["hi", 0.0, 0.3], ["there", 0.3, 0.6]]], profile="qaudio_words"
+    )
     assert r.values["malformed_predictions"] == 1
     with pytest.raises(ValueError, match="example 0: malformed reference"):
         METRICS["timestamps"]([[]], ["<|0.50|>late<|0.20|>"], profile="qaudio_words")

@@ -1,12 +1,12 @@
 """Caption metrics: the real Java tokenizer and METEOR from the pycocoevalcap wheel, aac-metrics
 called directly, hand-computed ROUGE-L, SPIDEr composition, and the jar set-up's errors."""
+
 import shutil
 
 import pytest
 
-from qaudio.metrics import METRICS
+from qaudio.metrics import METRICS, caption_jars
 from qaudio.metrics import caption as caption_metric
-from qaudio.metrics import caption_jars
 
 pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="caption metrics need a Java runtime")
 
@@ -34,8 +34,14 @@ def test_caption_metrics_equal_aac_metrics_called_directly(result, jar_cache):
     from aac_metrics.functional.evaluate import evaluate
 
     refs = [r if isinstance(r, list) else [r] for r in REFERENCES]
-    direct, _ = evaluate(CANDIDATES, refs, preprocess=True, cache_path=str(jar_cache), device="cpu",
-                         metrics=["bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l", "cider_d"])
+    direct, _ = evaluate(
+        CANDIDATES,
+        refs,
+        preprocess=True,
+        cache_path=str(jar_cache),
+        device="cpu",
+        metrics=["bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l", "cider_d"],
+    )
     for name, value in direct.items():
         assert result.values[name] == pytest.approx(float(value), abs=1e-9), name
     assert 0 < result.values["meteor"] < 1
@@ -66,7 +72,8 @@ def test_spider_is_the_mean_of_cider_d_and_spice_when_spice_runs():
 
     values, per_clip = {"cider_d": 1.0}, {"cider_d": [0.5, 1.5]}
     missing = caption_metric.add_spice(
-        values, per_clip, lambda: ({"spice": torch.tensor(0.2)}, {"spice": torch.tensor([0.1, 0.3])}))
+        values, per_clip, lambda: ({"spice": torch.tensor(0.2)}, {"spice": torch.tensor([0.1, 0.3])})
+    )
     assert missing == {}
     assert values["spider"] == pytest.approx(0.6) and per_clip["spider"] == pytest.approx([0.3, 0.9])
 

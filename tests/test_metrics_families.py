@@ -38,32 +38,68 @@ def test_family_fields_agree_with_what_it_computes(name):
 
 def _toy_compute(predictions, references, profile, language="en"):
     hits = [float(len(p) == len(r)) for p, r in zip(predictions, references)]
-    return MetricResult("toy", profile, language, len(hits), {"misses": 100 * (1 - sum(hits) / len(hits))},
-                        {"misses": "%"}, primary="misses", higher_is_better=False)
+    return MetricResult(
+        "toy",
+        profile,
+        language,
+        len(hits),
+        {"misses": 100 * (1 - sum(hits) / len(hits))},
+        {"misses": "%"},
+        primary="misses",
+        higher_is_better=False,
+    )
 
 
-TOY = MetricFamily("toy", _toy_compute, {"plain": "length match"}, "a family added in one place",
-                   reference=lambda ex: ex.target.upper(), prediction=lambda p: p["raw"], headline=("misses",),
-                   lower_is_better=frozenset({"misses"}), chance="most frequent length", by_language=True)
+TOY = MetricFamily(
+    "toy",
+    _toy_compute,
+    {"plain": "length match"},
+    "a family added in one place",
+    reference=lambda ex: ex.target.upper(),
+    prediction=lambda p: p["raw"],
+    headline=("misses",),
+    lower_is_better=frozenset({"misses"}),
+    chance="most frequent length",
+    by_language=True,
+)
 
 
 def test_a_new_family_is_read_by_evaluate_score_and_report(monkeypatch, tmp_path):
     monkeypatch.setitem(METRICS, "toy", TOY)
-    task = dataclasses.replace(get_task("asr"), metric="toy", profile=None)  # a task spec names the family; nothing else changes
+    task = dataclasses.replace(
+        get_task("asr"), metric="toy", profile=None
+    )  # a task spec names the family; nothing else changes
     monkeypatch.setattr(evaluate, "get_task", lambda name: task)
-    examples = [Example(id=str(i), audio="x.wav", duration=1.0, task="asr", target=t) for i, t in enumerate(["ab", "abc"])]
+    examples = [
+        Example(id=str(i), audio="x.wav", duration=1.0, task="asr", target=t) for i, t in enumerate(["ab", "abc"])
+    ]
     chance = evaluate.chance_baselines(task, TOY, "plain", "en", examples)
-    assert [c["name"] for c in chance] == ["most frequent length"] and chance[0]["prediction"] == "AB"  # the family's reference
-    entry = {"name": "b", "task": "asr", "task_spec": "asr", "metric": "toy", "profile": "plain", "language": "en",
-             "examples": [e.__dict__ for e in examples],
-             "results": {"qaudio": {"status": "ok", "predictions": [{"id": "0", "raw": "xy", "text": ""},
-                                                                    {"id": "1", "raw": "x", "text": ""}]}}}
+    assert [c["name"] for c in chance] == ["most frequent length"] and chance[0][
+        "prediction"
+    ] == "AB"  # the family's reference
+    entry = {
+        "name": "b",
+        "task": "asr",
+        "task_spec": "asr",
+        "metric": "toy",
+        "profile": "plain",
+        "language": "en",
+        "examples": [e.__dict__ for e in examples],
+        "results": {
+            "qaudio": {
+                "status": "ok",
+                "predictions": [{"id": "0", "raw": "xy", "text": ""}, {"id": "1", "raw": "x", "text": ""}],
+            }
+        },
+    }
     evaluate.score_entry(entry, bootstrap=0)
     assert entry["results"]["qaudio"]["metric"]["values"]["misses"] == 50.0  # scored the family's prediction field
     assert report.metric_label("misses", "%", report.family_of({"metric": "toy"})) == "misses % ↓"
     assert report.headline_metrics({**entry, "status": "ok"}) == [("misses", "%")]
     path = tmp_path / "p.jsonl"
-    path.write_text('{"prediction": "ab", "reference": "cd", "text_lang": "de"}\n'
-                    '{"prediction": "a", "reference": "cd", "text_lang": "fr"}\n')
+    path.write_text(
+        '{"prediction": "ab", "reference": "cd", "text_lang": "de"}\n'
+        '{"prediction": "a", "reference": "cd", "text_lang": "fr"}\n'
+    )
     by_language = score.score_records(score.read_records(path, "toy"), task)
     assert {k: r.values["misses"] for k, r in by_language.items()} == {"de": 0.0, "fr": 100.0}

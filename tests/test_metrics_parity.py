@@ -30,8 +30,9 @@ def _value(result, name: str) -> float | None:
 def _differences(cases: list[dict], **options) -> list[tuple]:
     out = []
     for case in cases:
-        result = METRICS[case["family"]](case["predictions"], case["references"], profile=case["profile"],
-                                         language=case["language"], **options)
+        result = METRICS[case["family"]](
+            case["predictions"], case["references"], profile=case["profile"], language=case["language"], **options
+        )
         for name, expected in case["anchor"].items():
             got = _value(result, name)
             if got is None or abs(got - expected) > TOLERANCE * max(1.0, abs(expected)):
@@ -64,16 +65,28 @@ NORMALIZERS = {
 
 
 def test_normalizers_match_the_anchors_code():
-    wrong = [(c["normalizer"], c["input"], c["anchor"], NORMALIZERS[c["normalizer"]](c["input"]))
-             for c in DATA["normalizer_cases"] if NORMALIZERS[c["normalizer"]](c["input"]) != c["anchor"]]
+    wrong = [
+        (c["normalizer"], c["input"], c["anchor"], NORMALIZERS[c["normalizer"]](c["input"]))
+        for c in DATA["normalizer_cases"]
+        if NORMALIZERS[c["normalizer"]](c["input"]) != c["anchor"]
+    ]
     assert wrong == []
 
 
 def test_the_data_covers_every_anchor_profile_and_language():
     covered = Counter((c["family"], c["profile"]) for c in CASES)
-    for family, profile in [("wer", "qwen_audio"), ("wer", "qwen2_audio"), ("wer", "whisper"), ("timestamps", "qwen_audio"),
-                            ("note", "qwen_audio"), ("aqa", "qwen_audio"), ("accuracy", "qwen_audio"),
-                            ("accuracy", "qwen2_audio"), ("bleu", "qwen_audio"), ("bleu", "qwen2_audio")]:
+    for family, profile in [
+        ("wer", "qwen_audio"),
+        ("wer", "qwen2_audio"),
+        ("wer", "whisper"),
+        ("timestamps", "qwen_audio"),
+        ("note", "qwen_audio"),
+        ("aqa", "qwen_audio"),
+        ("accuracy", "qwen_audio"),
+        ("accuracy", "qwen2_audio"),
+        ("bleu", "qwen_audio"),
+        ("bleu", "qwen2_audio"),
+    ]:
         assert covered[family, profile] >= 10, (family, profile)
     assert {c["language"] for c in CASES if c["family"] == "wer"} == {"en", "zh", "yue", "fr", "de"}
     assert covered["caption", "qwen_audio"] >= 8
@@ -92,15 +105,24 @@ ISSUE_CASES = [
     ("wer", "qwen2_audio", "zh", ["我有25个苹果"], ["我有二十五个苹果。"], "cer", 0.0),
     ("wer", "qwen2_audio", "zh", ["你好"], ["你好[噪音]"], "cer", 50.0),
     ("wer", "qwen2_audio", "yue", ["佢哋喺度食饭"], ["佢哋喺度食飯"], "cer", 0.0),
-    ("note", "qwen_audio", "en", ["guitar, pitch 72", "guitar, pitch 64", "guitar, pitch 55", "guitar, pitch 60"],
-     ["guitar, pitch 60", "guitar, pitch 64", "guitar, pitch 67", "guitar, pitch 72"], "chroma_accuracy", 25.0),
+    (
+        "note",
+        "qwen_audio",
+        "en",
+        ["guitar, pitch 72", "guitar, pitch 64", "guitar, pitch 55", "guitar, pitch 60"],
+        ["guitar, pitch 60", "guitar, pitch 64", "guitar, pitch 67", "guitar, pitch 72"],
+        "chroma_accuracy",
+        25.0,
+    ),
     ("aqa", "qwen_audio", "en", ["yes"], ["yes "], "accuracy", 0.0),
 ]
 
 
 @pytest.mark.parametrize("family,profile,language,preds,refs,metric,expected", ISSUE_CASES)
 def test_issue_cases(family, profile, language, preds, refs, metric, expected):
-    assert METRICS[family](preds, refs, profile=profile, language=language).values[metric] == pytest.approx(expected, abs=1e-9)
+    assert METRICS[family](preds, refs, profile=profile, language=language).values[metric] == pytest.approx(
+        expected, abs=1e-9
+    )
 
 
 def test_qaudio_definitions_are_separate_profiles():

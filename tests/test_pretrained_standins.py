@@ -39,8 +39,12 @@ PROMPTS = ["<|startoftranscript|><|en|><|transcribe|><|en|><|notimestamps|><|wo_
 
 
 def _config(standins, llm: str, mode: str = "frozen"):
-    return with_overrides(PRESETS["tiny"], encoder={"source": str(standins[PAIRS[llm]])},
-                          llm={"source": str(standins[llm])}, trainable={"llm": mode})
+    return with_overrides(
+        PRESETS["tiny"],
+        encoder={"source": str(standins[PAIRS[llm]])},
+        llm={"source": str(standins[llm])},
+        trainable={"llm": mode},
+    )
 
 
 def _dtype_on_disk(directory: Path) -> torch.dtype:
@@ -52,8 +56,9 @@ def _dtype_on_disk(directory: Path) -> torch.dtype:
 
 
 def test_the_standins_have_the_quirks_of_the_released_models(standins):
-    large, turbo, small = (AutoConfig.from_pretrained(standins[n])
-                           for n in ("whisper-large-v3", "whisper-large-v3-turbo", "whisper-small"))
+    large, turbo, small = (
+        AutoConfig.from_pretrained(standins[n]) for n in ("whisper-large-v3", "whisper-large-v3-turbo", "whisper-small")
+    )
     assert (large.num_mel_bins, large.vocab_size, small.num_mel_bins, small.vocab_size) == (128, 51866, 80, 51865)
     assert turbo.decoder_layers < turbo.encoder_layers
     assert _dtype_on_disk(standins["whisper-large-v3"]) == torch.float16
@@ -64,7 +69,8 @@ def test_the_standins_have_the_quirks_of_the_released_models(standins):
     assert "sliding_window" in json.loads((standins["qwen2.5"] / "config.json").read_text())
     assert _dtype_on_disk(standins["qwen2.5"]) == torch.bfloat16
     assert tokenizers["qwen2.5"].bos_token is None and tokenizers["qwen2.5"].apply_chat_template(
-        [{"role": "user", "content": "hi"}], tokenize=False).startswith("<|im_start|>user")
+        [{"role": "user", "content": "hi"}], tokenize=False
+    ).startswith("<|im_start|>user")
     assert qwen3.head_dim != qwen3.hidden_size // qwen3.num_attention_heads
     assert len(tokenizers["qwen3"]("<think>", add_special_tokens=False)["input_ids"]) == 1
     llama = tokenizers["llama3"]
@@ -73,8 +79,10 @@ def test_the_standins_have_the_quirks_of_the_released_models(standins):
     assert llama("hi", add_special_tokens=False)["input_ids"][0] != llama.bos_token_id
 
 
-@pytest.mark.parametrize("whisper, n_mels, layers", [("whisper-large-v3", 128, 2), ("whisper-large-v3-turbo", 128, 3),
-                                                     ("whisper-small", 80, 2)])
+@pytest.mark.parametrize(
+    "whisper, n_mels, layers",
+    [("whisper-large-v3", 128, 2), ("whisper-large-v3-turbo", 128, 3), ("whisper-small", 80, 2)],
+)
 def test_the_encoder_is_read_from_the_whisper_checkpoint(standins, whisper, n_mels, layers):
     model = AudioLM.build(with_overrides(_config(standins, "llama3"), encoder={"source": str(standins[whisper])}))
     # turbo: the encoder's layer count, not the (smaller) decoder's; fp16 weights load as float32
@@ -135,16 +143,50 @@ def corpus(tmp_path_factory) -> Path:
     for i in range(8):
         path = root / f"clip{i}.wav"
         sf.write(path, (0.1 * rng.standard_normal(4000 + 800 * i)).astype(np.float32), 16000)
-        lines.append(json.dumps({"id": f"clip{i}", "audio": str(path), "duration": (4000 + 800 * i) / 16000,
-                                 "task": "asr", "target": TEXTS[i % len(TEXTS)]}))
+        lines.append(
+            json.dumps(
+                {
+                    "id": f"clip{i}",
+                    "audio": str(path),
+                    "duration": (4000 + 800 * i) / 16000,
+                    "task": "asr",
+                    "target": TEXTS[i % len(TEXTS)],
+                }
+            )
+        )
     (root / "train.jsonl").write_text("\n".join(lines) + "\n")
     return root
 
 
 def _flags(corpus: Path, out: Path, *extra: str) -> list[str]:
-    return ["--model", "tiny", "--recipes", f"manifest:{corpus}", "--tasks", "asr", "--dev-split", "none",
-            "--output-dir", str(out), "--precision", "fp32", "--threads", "1", "--batch-size", "4", "--max-steps", "3",
-            "--log-every", "1", "--save-every", "2", "--no-progress", "--no-tensorboard", "--no-plot", *extra]
+    return [
+        "--model",
+        "tiny",
+        "--recipes",
+        f"manifest:{corpus}",
+        "--tasks",
+        "asr",
+        "--dev-split",
+        "none",
+        "--output-dir",
+        str(out),
+        "--precision",
+        "fp32",
+        "--threads",
+        "1",
+        "--batch-size",
+        "4",
+        "--max-steps",
+        "3",
+        "--log-every",
+        "1",
+        "--save-every",
+        "2",
+        "--no-progress",
+        "--no-tensorboard",
+        "--no-plot",
+        *extra,
+    ]
 
 
 def _cli_error(capsys, argv: list[str]) -> str:
@@ -196,24 +238,73 @@ def test_every_model_field_a_user_sets_is_a_flag():
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    cfg = config_from_args(parser.parse_args([
-        "--model", "tiny", "--encoder-source", "openai/whisper-small", "--llm-source", "Qwen/Qwen2.5-0.5B",
-        "--llm-tokenizer", "Qwen/Qwen2.5-0.5B-Instruct", "--projector", "qformer", "--projector-stack", "8",
-        "--projector-hidden", "64", "--projector-queries", "2", "--projector-layers", "1", "--projector-heads", "4",
-        "--train-encoder", "lora", "--train-projector", "false", "--train-llm", "frozen", "--lora-r", "4",
-        "--lora-alpha", "8", "--lora-dropout", "0.1", "--lora-targets", "q_proj,v_proj",
-        "--encoder-lora-targets", "k_proj"]))
+    cfg = config_from_args(
+        parser.parse_args(
+            [
+                "--model",
+                "tiny",
+                "--encoder-source",
+                "openai/whisper-small",
+                "--llm-source",
+                "Qwen/Qwen2.5-0.5B",
+                "--llm-tokenizer",
+                "Qwen/Qwen2.5-0.5B-Instruct",
+                "--projector",
+                "qformer",
+                "--projector-stack",
+                "8",
+                "--projector-hidden",
+                "64",
+                "--projector-queries",
+                "2",
+                "--projector-layers",
+                "1",
+                "--projector-heads",
+                "4",
+                "--train-encoder",
+                "lora",
+                "--train-projector",
+                "false",
+                "--train-llm",
+                "frozen",
+                "--lora-r",
+                "4",
+                "--lora-alpha",
+                "8",
+                "--lora-dropout",
+                "0.1",
+                "--lora-targets",
+                "q_proj,v_proj",
+                "--encoder-lora-targets",
+                "k_proj",
+            ]
+        )
+    )
     config = train_module.model_config_for(cfg)
     assert config.encoder.source == "openai/whisper-small" and config.llm.source == "Qwen/Qwen2.5-0.5B"
     assert config.llm.tokenizer == "Qwen/Qwen2.5-0.5B-Instruct"
-    assert (config.projector.name, config.projector.stack, config.projector.hidden, config.projector.num_queries,
-            config.projector.qformer_layers, config.projector.qformer_heads) == ("qformer", 8, 64, 2, 1, 4)
+    assert (
+        config.projector.name,
+        config.projector.stack,
+        config.projector.hidden,
+        config.projector.num_queries,
+        config.projector.qformer_layers,
+        config.projector.qformer_heads,
+    ) == ("qformer", 8, 64, 2, 1, 4)
     t = config.trainable
-    assert (t.encoder, t.projector, t.llm, t.lora_r, t.lora_alpha, t.lora_dropout) == ("lora", False, "frozen", 4, 8, 0.1)
+    assert (t.encoder, t.projector, t.llm, t.lora_r, t.lora_alpha, t.lora_dropout) == (
+        "lora",
+        False,
+        "frozen",
+        4,
+        8,
+        0.1,
+    )
     assert t.lora_targets == ("q_proj", "v_proj") and t.encoder_lora_targets == ("k_proj",)
     with pytest.raises(ValueError, match="projector.hidden .64. must be divisible by projector.qformer_heads .3."):
-        train_module.model_config_for(TrainConfig(model="tiny", projector="qformer", projector_hidden=64,
-                                                  projector_heads=3))
+        train_module.model_config_for(
+            TrainConfig(model="tiny", projector="qformer", projector_hidden=64, projector_heads=3)
+        )
 
 
 # ---- the matrix: each LLM frozen, LoRA and fully trained ---------------------------------------------
@@ -236,9 +327,24 @@ def _killed_after_first_checkpoint(monkeypatch):
 def _train_config(standins, corpus, out, llm=None, mode=None, **extra) -> TrainConfig:
     """The run of the matrix: 3 steps, a checkpoint at step 2; ``llm`` picks the stand-ins as flags would."""
     sources = {"encoder_source": str(standins[PAIRS[llm]]), "llm_source": str(standins[llm])} if llm else {}
-    values = dict(model="tiny", recipes=f"manifest:{corpus}", tasks="asr", dev_split="none", output_dir=str(out),
-                  precision="fp32", threads=1, batch_size=4, max_steps=3, log_every=1, save_every=2, progress=False,
-                  tensorboard=False, plot=False, train_llm=mode, **sources)
+    values = dict(
+        model="tiny",
+        recipes=f"manifest:{corpus}",
+        tasks="asr",
+        dev_split="none",
+        output_dir=str(out),
+        precision="fp32",
+        threads=1,
+        batch_size=4,
+        max_steps=3,
+        log_every=1,
+        save_every=2,
+        progress=False,
+        tensorboard=False,
+        plot=False,
+        train_llm=mode,
+        **sources,
+    )
     return TrainConfig(**{**values, **extra})
 
 
@@ -266,8 +372,9 @@ def test_a_resumed_run_saves_the_users_model_config_not_a_checkpoint_path(corpus
         data = json.loads(config.read_text())
         assert data.get("model", data)["llm"]["tokenizer"] is None  # as an uninterrupted run writes it
     # A new run from the saved config works although the checkpoint it resumed from is gone.
-    again = train_module.train(_train_config(None, corpus, tmp_path / "again", mode="lora",
-                                             model=str(run / "model_config.json"), max_steps=1))
+    again = train_module.train(
+        _train_config(None, corpus, tmp_path / "again", mode="lora", model=str(run / "model_config.json"), max_steps=1)
+    )
     assert (again / "config.json").is_file()
 
 
@@ -320,15 +427,17 @@ def test_train_kill_resume_save_load_merge_generate(movable, corpus, tmp_path, m
         if mode != "full":  # adapters (LoRA, tag-token rows) folded into the weights give the same logits
             merged = AudioLM.from_pretrained(model.save_pretrained(tmp_path / "merged", merge_lora=True)).eval()
             torch.testing.assert_close(_logits(merged), _logits(model), atol=1e-4, rtol=1e-4)
-        (text,) = model.processor.batch_decode(model.generate(model.processor.prepare(AUDIOS[:1], PROMPTS[:1]),
-                                                             max_new_tokens=4))
+        (text,) = model.processor.batch_decode(
+            model.generate(model.processor.prepare(AUDIOS[:1], PROMPTS[:1]), max_new_tokens=4)
+        )
         assert isinstance(text, str)
     finally:
         away.rename(movable[llm].parent)
 
 
-def test_a_resume_with_the_sources_moved_says_where_and_takes_a_new_path(movable, corpus, tmp_path, monkeypatch,
-                                                                        capsys):
+def test_a_resume_with_the_sources_moved_says_where_and_takes_a_new_path(
+    movable, corpus, tmp_path, monkeypatch, capsys
+):
     run, old = tmp_path / "run", movable["qwen3"]
     model_file = _model_file(tmp_path, encoder=str(movable["whisper-small"]), llm=str(old))
     with monkeypatch.context() as patch:

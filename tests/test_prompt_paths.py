@@ -22,8 +22,8 @@ import itertools
 import numpy as np
 import pytest
 import soundfile as sf
-
 from fixtures.standin_lm import StandInLM
+
 from qaudio.cli import main as cli_main
 from qaudio.data import Example
 from qaudio.infer import Pipeline
@@ -45,11 +45,19 @@ DEFAULTS = {name: values[0] for name, values in OPTIONS.items()}
 # Every combination (the slow test), and a quick grid: the valid values of languages,
 # timestamps and question crossed, each other value on its own.
 FULL_GRID = [dict(zip(OPTIONS, values)) for values in itertools.product(*OPTIONS.values())]
-QUICK_GRID = [{**DEFAULTS, "audio_lang": a, "text_lang": t, "timestamps": ts, "question": q}
-              for a, t, ts, q in itertools.product(OPTIONS["audio_lang"][:-1], OPTIONS["text_lang"][:-1], (False, True),
-                                                   OPTIONS["question"][:-1])]
-QUICK_GRID += [{**DEFAULTS, name: value} for name, values in OPTIONS.items() if name != "timestamps"
-               for value in values[1:] if {**DEFAULTS, name: value} not in QUICK_GRID]
+QUICK_GRID = [
+    {**DEFAULTS, "audio_lang": a, "text_lang": t, "timestamps": ts, "question": q}
+    for a, t, ts, q in itertools.product(
+        OPTIONS["audio_lang"][:-1], OPTIONS["text_lang"][:-1], (False, True), OPTIONS["question"][:-1]
+    )
+]
+QUICK_GRID += [
+    {**DEFAULTS, name: value}
+    for name, values in OPTIONS.items()
+    if name != "timestamps"
+    for value in values[1:]
+    if {**DEFAULTS, name: value} not in QUICK_GRID
+]
 
 
 class EchoLM(StandInLM):
@@ -87,7 +95,7 @@ def cli_prompt(capsys, task: str, style: str, options: dict) -> tuple[str, str |
     if code == 0:
         return out, None
     assert code == 2 and err.startswith("qaudio prompt: error: "), err
-    return out, err[len("qaudio prompt: error: "):].rstrip("\n")
+    return out, err[len("qaudio prompt: error: ") :].rstrip("\n")
 
 
 def training_example(task, options: dict, audio: str) -> tuple[Example, object] | None:
@@ -101,9 +109,19 @@ def training_example(task, options: dict, audio: str) -> tuple[Example, object] 
     # The documented default of the answer's language: the spoken one, or English for non-speech audio.
     text_lang = options["text_lang"] or (audio_lang if task.speech and audio_lang != UNKNOWN_LANGUAGE else "en")
     try:
-        example = Example(id="x", audio=audio, duration=0.5, task=task.name, audio_lang=audio_lang, text_lang=text_lang,
-                          target="hello", words=[["hello", 0.0, 0.5]], label="neutral", question=options["question"],
-                          meta={"instruction": options["instruction"]} if options["instruction"] else {})
+        example = Example(
+            id="x",
+            audio=audio,
+            duration=0.5,
+            task=task.name,
+            audio_lang=audio_lang,
+            text_lang=text_lang,
+            target="hello",
+            words=[["hello", 0.0, 0.5]],
+            label="neutral",
+            question=options["question"],
+            meta={"instruction": options["instruction"]} if options["instruction"] else {},
+        )
     except ValueError:
         return None
     return example, task
@@ -177,7 +195,9 @@ def check_paths(task_name: str, style: str, grid: list[dict], audio: str, capsys
 def test_the_drift_the_issue_found_is_gone(capsys):
     # A non-speech task says <|unknown|> and answers in English whatever language is asked.
     assert cli_main(["prompt", "--task", "aac", "--audio-lang", "de"]) == 0
-    assert capsys.readouterr().out == "<|startofanalysis|><|unknown|><|caption|><|en|><|notimestamps|><|caption_clotho|>\n"
+    assert (
+        capsys.readouterr().out == "<|startofanalysis|><|unknown|><|caption|><|en|><|notimestamps|><|caption_clotho|>\n"
+    )
     # Timestamps of a task that has none are refused, with inference's error.
     assert cli_main(["prompt", "--task", "aac", "--timestamps"]) == 2
     with pytest.raises(RequestError) as refused:

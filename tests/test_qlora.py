@@ -70,16 +70,40 @@ def corpus(tmp_path_factory) -> Path:
     for i in range(8):
         path = root / f"clip{i}.wav"
         sf.write(path, (0.1 * RNG.standard_normal(4000 + 800 * i)).astype(np.float32), 16000)
-        lines.append(json.dumps({"id": f"clip{i}", "audio": str(path), "duration": (4000 + 800 * i) / 16000,
-                                 "task": "asr", "target": TEXTS[i % len(TEXTS)]}))
+        lines.append(
+            json.dumps(
+                {
+                    "id": f"clip{i}",
+                    "audio": str(path),
+                    "duration": (4000 + 800 * i) / 16000,
+                    "task": "asr",
+                    "target": TEXTS[i % len(TEXTS)],
+                }
+            )
+        )
     (root / "train.jsonl").write_text("\n".join(lines) + "\n")
     return root
 
 
 def _train_config(corpus: Path, out: Path, **extra) -> TrainConfig:
-    values = dict(model="tiny", recipes=f"manifest:{corpus}", tasks="asr", dev_split="none", output_dir=str(out),
-                  precision="fp32", threads=1, batch_size=4, max_steps=3, log_every=1, save_every=2, progress=False,
-                  tensorboard=False, plot=False, train_llm="qlora", lora_r=4)
+    values = dict(
+        model="tiny",
+        recipes=f"manifest:{corpus}",
+        tasks="asr",
+        dev_split="none",
+        output_dir=str(out),
+        precision="fp32",
+        threads=1,
+        batch_size=4,
+        max_steps=3,
+        log_every=1,
+        save_every=2,
+        progress=False,
+        tensorboard=False,
+        plot=False,
+        train_llm="qlora",
+        lora_r=4,
+    )
     return TrainConfig(**{**values, **extra})
 
 
@@ -88,8 +112,9 @@ class Killed(Exception):
 
 
 @pytest.mark.slow
-def test_a_killed_qlora_run_resumes_with_the_same_losses_and_saves_a_model_that_loads_back(corpus, tmp_path,
-                                                                                            monkeypatch):
+def test_a_killed_qlora_run_resumes_with_the_same_losses_and_saves_a_model_that_loads_back(
+    corpus, tmp_path, monkeypatch
+):
     real = train_module.save_checkpoint
 
     def save_then_die(*args, **kwargs):

@@ -16,10 +16,13 @@ from qaudio.model import AudioLM
 from qaudio.model.quantize import Quantization, has_quantized_layers, quantize, weight_bytes
 
 SR = 16000
-AUDIOS = [(0.3 * np.sin(2 * np.pi * f * np.arange(int(SR * s)) / SR)).astype(np.float32)
-          for f, s in ((300, 1.0), (700, 0.6))]
-PROMPTS = ["<|startoftranscript|><|en|><|transcribe|><|en|><|notimestamps|><|wo_itn|>",
-           "<|startofanalysis|><|unknown|><|caption|><|en|><|notimestamps|><|caption_plain|>"]
+AUDIOS = [
+    (0.3 * np.sin(2 * np.pi * f * np.arange(int(SR * s)) / SR)).astype(np.float32) for f, s in ((300, 1.0), (700, 0.6))
+]
+PROMPTS = [
+    "<|startoftranscript|><|en|><|transcribe|><|en|><|notimestamps|><|wo_itn|>",
+    "<|startofanalysis|><|unknown|><|caption|><|en|><|notimestamps|><|caption_plain|>",
+]
 TOLERANCE = {"int8": 0.03, "int4": 0.2}  # largest |logit - float32 logit| allowed
 
 
@@ -68,13 +71,19 @@ def test_adapters_are_merged_before_quantizing_and_the_encoder_can_be_int8(tmp_p
     assert (_logits(model) - expected).abs().max().item() < TOLERANCE["int8"]
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda m: quantize(m, "int2"), r"quantization mode 'int2' is not supported; expected one of: int8, int4"),
-    (lambda m: quantize(m, "int4", backend="torch"), r"backend 'torch' does not do int4; int4 runs through "
-                                                     r"bitsandbytes, torchao"),
-    (lambda m: quantize(m, "int4", backend="torchao"), r"needs a CUDA GPU.*on CPU use backend='bitsandbytes'"),
-    (lambda m: quantize(m, "int8", parts=("decoder",)), r"quantized parts \('decoder',\).*llm, encoder, projector"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda m: quantize(m, "int2"), r"quantization mode 'int2' is not supported; expected one of: int8, int4"),
+        (
+            lambda m: quantize(m, "int4", backend="torch"),
+            r"backend 'torch' does not do int4; int4 runs through "
+            r"bitsandbytes, torchao",
+        ),
+        (lambda m: quantize(m, "int4", backend="torchao"), r"needs a CUDA GPU.*on CPU use backend='bitsandbytes'"),
+        (lambda m: quantize(m, "int8", parts=("decoder",)), r"quantized parts \('decoder',\).*llm, encoder, projector"),
+    ],
+)
 def test_unsupported_requests_say_why_and_what_to_do(call, message):
     model = _model()
     with pytest.raises((ValueError, ImportError), match=message):

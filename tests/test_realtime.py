@@ -20,14 +20,14 @@ import soundfile as sf
 
 pytest.importorskip("silero_vad")
 websockets = pytest.importorskip("websockets")
+from test_infer_model import MAX_NEW_TOKENS, tiny_model_dir  # noqa: E402
+from test_vad import SR, recording  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 
 import qaudio  # noqa: E402
 from qaudio.cli import main as cli_main  # noqa: E402
 from qaudio.realtime import RealtimeConfig  # noqa: E402
 from qaudio.serve import BackgroundServer, ServeConfig, create_app  # noqa: E402
-from test_infer_model import MAX_NEW_TOKENS, tiny_model_dir  # noqa: E402
-from test_vad import SR, recording  # noqa: E402
 
 KEY = "stream-key"
 CHUNK_S = 0.1  # a typical capture buffer
@@ -39,8 +39,10 @@ def served(tmp_path_factory):
     model_dir = tiny_model_dir(tmp_path_factory.mktemp("tiny"))
     model = qaudio.load(model_dir, device="cpu")
     model.max_new_tokens = MAX_NEW_TOKENS
-    app = create_app(model, ServeConfig(api_key=KEY, realtime=RealtimeConfig(max_session_s=20.0, max_message_kb=64.0,
-                                                                            max_sessions=2)))
+    app = create_app(
+        model,
+        ServeConfig(api_key=KEY, realtime=RealtimeConfig(max_session_s=20.0, max_message_kb=64.0, max_sessions=2)),
+    )
     with BackgroundServer(app) as url:
         yield url.replace("http://", "ws://") + "/v1/realtime", model, model_dir
 
@@ -66,8 +68,11 @@ async def _stream(url: str, x: np.ndarray, n_finals: int) -> tuple[list[tuple[fl
     async with connect(url, additional_headers={"Authorization": f"Bearer {KEY}"}) as ws:
         created = json.loads(await ws.recv())
         assert created["type"] == "transcription_session.created"
-        await ws.send(json.dumps({"type": "transcription_session.update",
-                                  "session": {"input_audio_transcription": {"language": "en"}}}))
+        await ws.send(
+            json.dumps(
+                {"type": "transcription_session.update", "session": {"input_audio_transcription": {"language": "en"}}}
+            )
+        )
         assert json.loads(await ws.recv())["type"] == "transcription_session.updated"
 
         async def receive():
@@ -105,21 +110,28 @@ def test_streamed_finals_equal_the_offline_path_with_latency(served, speech, tmp
         assert abs(start / SR - true_start) < 0.15 and abs(end / SR - true_end) < 0.5
         offline = model.transcribe((audio[start:end], SR), timestamps=True)
         assert final["transcript"] == offline.text
-        assert [(w["word"], w["start"], w["end"]) for w in final["words"]] == \
-            [(w.word, round(w.start + start / SR, 3), round(w.end + start / SR, 3)) for w in offline.words or []]
+        assert [(w["word"], w["start"], w["end"]) for w in final["words"]] == [
+            (w.word, round(w.start + start / SR, 3), round(w.end + start / SR, 3)) for w in offline.words or []
+        ]
         item = final["item_id"]
         times = [t for t, e in events if e["type"] == f"{EVENT}.partial" and e["item_id"] == item]
-        stopped = next(t for t, e in events if e["type"] == "input_audio_buffer.speech_stopped" and e["item_id"] == item)
+        stopped = next(
+            t for t, e in events if e["type"] == "input_audio_buffer.speech_stopped" and e["item_id"] == item
+        )
         assert times and max(times) < stopped < t_final  # partials while speaking, none after its end
         partial_gaps += list(np.diff(times))
         end_to_final.append(t_final - (t0 + true_end))  # the true end of speech was sent at t0 + true_end
         end_to_stopped.append(stopped - (t0 + true_end))
     with capsys.disabled():
-        print(f"\nstreaming latency over {len(finals)} utterances: end of speech -> speech_stopped "
-              f"{np.mean(end_to_stopped) * 1000:.0f} ms (max {np.max(end_to_stopped) * 1000:.0f}); "
-              f"-> final {np.mean(end_to_final) * 1000:.0f} ms (max {np.max(end_to_final) * 1000:.0f}); "
-              f"between partials {np.mean(partial_gaps) * 1000:.0f} ms (max {np.max(partial_gaps) * 1000:.0f}, "
-              f"{len(partial_gaps) + len(finals)} partials)" if partial_gaps else "")
+        print(
+            f"\nstreaming latency over {len(finals)} utterances: end of speech -> speech_stopped "
+            f"{np.mean(end_to_stopped) * 1000:.0f} ms (max {np.max(end_to_stopped) * 1000:.0f}); "
+            f"-> final {np.mean(end_to_final) * 1000:.0f} ms (max {np.max(end_to_final) * 1000:.0f}); "
+            f"between partials {np.mean(partial_gaps) * 1000:.0f} ms (max {np.max(partial_gaps) * 1000:.0f}, "
+            f"{len(partial_gaps) + len(finals)} partials)"
+            if partial_gaps
+            else ""
+        )
 
     # The same recording through `qaudio run --stream`: the same utterances and transcripts.
     wav = tmp_path / "speech.wav"
@@ -129,8 +141,9 @@ def test_streamed_finals_equal_the_offline_path_with_latency(served, speech, tmp
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     cli_finals = [line for line in lines if line["type"] == "final"]
     assert any(line["type"] == "partial" for line in lines)
-    assert [(f["start"], f["end"], f["text"]) for f in cli_finals] == \
-        [(e["audio_start_ms"] / 1000, e["audio_end_ms"] / 1000, e["transcript"]) for _, e in finals]
+    assert [(f["start"], f["end"], f["text"]) for f in cli_finals] == [
+        (e["audio_start_ms"] / 1000, e["audio_end_ms"] / 1000, e["transcript"]) for _, e in finals
+    ]
 
 
 def test_run_vad_answers_each_utterance(served, speech, tmp_path, capsys):
@@ -163,9 +176,12 @@ def test_key_limits_bad_messages_and_disconnects(served, speech):
         # Bad messages get an error event; the session goes on.
         async with connect(url, additional_headers=auth) as ws:
             await ws.recv()
-            for bad, code in (("not json", "invalid_event"), (json.dumps({"type": "nope"}), "unknown_event"),
-                              (json.dumps({"type": "input_audio_buffer.append", "audio": "%%%"}), "invalid_audio"),
-                              (b"\x00\x01\x02", "invalid_audio")):
+            for bad, code in (
+                ("not json", "invalid_event"),
+                (json.dumps({"type": "nope"}), "unknown_event"),
+                (json.dumps({"type": "input_audio_buffer.append", "audio": "%%%"}), "invalid_audio"),
+                (b"\x00\x01\x02", "invalid_audio"),
+            ):
                 await ws.send(bad)
                 assert json.loads(await ws.recv())["error"]["code"] == code
             # A message over --max-message-kb (64 kB) closes the session with 1009.
@@ -213,7 +229,7 @@ def test_an_utterance_longer_than_the_window_is_cut_without_losing_audio(speech)
     assert all(e.end - e.start <= SR for e in finals)
     assert len(finals) > len(truth)  # each ~2 s utterance became several pieces
     # Within one utterance the pieces are contiguous: the next begins where the last was cut.
-    for (ts, te) in truth:
+    for ts, te in truth:
         inside = [e for e in finals if ts - 0.2 < e.start / SR < te]
         assert all(b.start == a.end for a, b in zip(inside, inside[1:]))
     for e in (e for e in events if e.kind == "partial"):

@@ -45,8 +45,22 @@ def write_librispeech(root: Path, split: str = "dev-clean") -> Path:
 def test_every_builtin_recipe_is_registered_under_its_name_with_layout_and_known_tasks():
     recipes = registry("data_recipes")
     tasks = registry("tasks")
-    assert {"librispeech", "common_voice", "aishell1", "covost2", "clotho", "audiocaps", "clotho_aqa", "meld",
-            "cochlscene", "vocalsound", "nsynth", "hf", "manifest", "synthetic"} <= set(recipes)
+    assert {
+        "librispeech",
+        "common_voice",
+        "aishell1",
+        "covost2",
+        "clotho",
+        "audiocaps",
+        "clotho_aqa",
+        "meld",
+        "cochlscene",
+        "vocalsound",
+        "nsynth",
+        "hf",
+        "manifest",
+        "synthetic",
+    } <= set(recipes)
     for name, recipe in recipes.items():
         assert isinstance(recipe, Recipe) and recipe.name == name
         assert recipe.layout.strip(), name
@@ -90,7 +104,7 @@ def test_read_table_names_the_missing_columns_and_the_ones_found(tmp_path):
 
 # ---- A user's own recipe file (the README example) -------------------------------------------
 
-USER_RECIPE = '''
+USER_RECIPE = """
 from qaudio.data import Example
 from qaudio.recipe import Recipe, audio_duration, read_table
 
@@ -108,7 +122,7 @@ class MyCorpus(Recipe):
                           duration=audio_duration(wav), task=self.task_or_default(task), target=row["text"])
 
 RECIPE = MyCorpus()
-'''
+"""
 
 
 def test_a_corpus_is_added_by_writing_one_file(tmp_path):
@@ -156,10 +170,19 @@ def test_synthetic_recipe_reads_the_generator_layout_and_says_how_to_make_it(tmp
     with pytest.raises(FileNotFoundError, match="qaudio synth --out"):
         list(load_examples("synthetic", tmp_path / "synth", "train"))
     write_audio(tmp_path / "synth" / "audio" / "0.wav")
-    _write_jsonl(tmp_path / "synth" / "dev.jsonl", [
-        {"id": "0", "audio": "audio/0.wav", "duration": 0.5, "task": "srwt", "target": "hi",
-         "words": [["hi", 0.1, 0.4]]},
-    ])
+    _write_jsonl(
+        tmp_path / "synth" / "dev.jsonl",
+        [
+            {
+                "id": "0",
+                "audio": "audio/0.wav",
+                "duration": 0.5,
+                "task": "srwt",
+                "target": "hi",
+                "words": [["hi", 0.1, 0.4]],
+            },
+        ],
+    )
     [ex] = load_examples("synthetic", tmp_path / "synth", "dev", task="srwt")
     assert ex.words == [["hi", 0.1, 0.4]] and Path(ex.audio).is_file()
     with pytest.raises(FileNotFoundError, match="(?s)train.jsonl does not exist.*qaudio synth --out"):
@@ -172,12 +195,17 @@ def test_synthetic_recipe_reads_the_generator_layout_and_says_how_to_make_it(tmp
 def test_cli_writes_a_manifest_that_reads_back_with_relative_audio_paths(tmp_path, capsys):
     write_librispeech(tmp_path / "corpus")
     out = tmp_path / "corpus" / "dev.jsonl"
-    assert cli(["data", "librispeech", "--root", str(tmp_path / "corpus"), "--split", "dev-clean", "--out", str(out)]) == 0
+    assert (
+        cli(["data", "librispeech", "--root", str(tmp_path / "corpus"), "--split", "dev-clean", "--out", str(out)]) == 0
+    )
     assert "wrote 2 examples" in capsys.readouterr().err
     first = json.loads(out.read_text().splitlines()[0])
     assert first["audio"] == "LibriSpeech/dev-clean/1089/134686/1089-134686-0000.flac"  # relative to the manifest
     examples = list(read_manifest(out))
-    assert [e.target for e in examples] == ["HE HOPED THERE WOULD BE STEW FOR DINNER", "STUFF IT INTO YOU HIS BELLY COUNSELLED HIM"]
+    assert [e.target for e in examples] == [
+        "HE HOPED THERE WOULD BE STEW FOR DINNER",
+        "STUFF IT INTO YOU HIS BELLY COUNSELLED HIM",
+    ]
     assert Path(examples[0].audio).is_file()
     assert not list(out.parent.glob("*.partial"))
 
@@ -187,7 +215,21 @@ def test_cli_prints_to_stdout_with_limit_and_reports_errors_in_one_line(tmp_path
     assert cli(["data", "librispeech", "--root", str(tmp_path), "--split", "dev-clean", "--limit", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1 and Example(**json.loads(lines[0])).id == "librispeech/dev-clean/1089-134686-0000"
-    assert cli(["data", "librispeech", "--root", str(tmp_path / "nope"), "--split", "dev-clean", "--out", str(tmp_path / "x.jsonl")]) == 2
+    assert (
+        cli(
+            [
+                "data",
+                "librispeech",
+                "--root",
+                str(tmp_path / "nope"),
+                "--split",
+                "dev-clean",
+                "--out",
+                str(tmp_path / "x.jsonl"),
+            ]
+        )
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err and not (tmp_path / "x.jsonl").exists()
     assert cli(["data", "hf", "--root", ".", "--option", "streaming"]) == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err
@@ -213,7 +255,9 @@ def test_missing_undecodable_and_empty_audio_files_are_skipped_with_their_reason
     (audio / "corrupt.wav").write_bytes(b"RIFF but not really audio")
     sf.write(audio / "empty.wav", np.zeros(0, dtype=np.float32), 44100)
     captions = "".join(f"{name},a,b,c,d,e\n" for name in ("good.wav", "corrupt.wav", "empty.wav", "absent.wav"))
-    (tmp_path / "clotho_captions_development.csv").write_text("file_name,caption_1,caption_2,caption_3,caption_4,caption_5\n" + captions)
+    (tmp_path / "clotho_captions_development.csv").write_text(
+        "file_name,caption_1,caption_2,caption_3,caption_4,caption_5\n" + captions
+    )
     with pytest.warns(RecipeWarning) as caught:
         [ex] = load_examples("clotho", tmp_path, "development")
     messages = " | ".join(str(w.message) for w in caught if w.category is RecipeWarning)

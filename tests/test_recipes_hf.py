@@ -26,18 +26,23 @@ def _wav_bytes(seconds: float, sr: int, channels: int = 1) -> bytes:
 
 def _speech_dataset():
     rows = {
-        "audio": [{"bytes": _wav_bytes(0.5, 8000, channels=2), "path": "a.wav"}, {"bytes": _wav_bytes(0.25, 44100), "path": "b.wav"}],
+        "audio": [
+            {"bytes": _wav_bytes(0.5, 8000, channels=2), "path": "a.wav"},
+            {"bytes": _wav_bytes(0.25, 44100), "path": "b.wav"},
+        ],
         "sentence": ["hello there", "good morning"],
         "emotion": [2, 0],
         "utt": ["spk1-0001", "spk2-0007"],
     }
-    features = datasets.Features({
-        # Built as a plain struct and cast: encoding through Audio() itself would need torchcodec.
-        "audio": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")},
-        "sentence": datasets.Value("string"),
-        "emotion": datasets.ClassLabel(names=["neutral", "happy", "sad"]),
-        "utt": datasets.Value("string"),
-    })
+    features = datasets.Features(
+        {
+            # Built as a plain struct and cast: encoding through Audio() itself would need torchcodec.
+            "audio": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")},
+            "sentence": datasets.Value("string"),
+            "emotion": datasets.ClassLabel(names=["neutral", "happy", "sad"]),
+            "utt": datasets.Value("string"),
+        }
+    )
     ds = datasets.Dataset.from_dict(rows, features=features).cast_column("audio", datasets.Audio(decode=False))
     assert isinstance(ds.features["audio"], datasets.Audio)  # the layout hub datasets have
     return ds
@@ -48,7 +53,12 @@ def test_save_to_disk_dataset_with_embedded_bytes_is_cached_as_16k_mono_wav(tmp_
     cache = tmp_path / "cache"
     options = {"target_column": "sentence", "id_column": "utt", "cache_dir": str(cache)}
     first, second = load_examples("hf", tmp_path / "ds", "test", options=options)
-    assert (first.id, first.target, first.task, first.audio_lang) == ("hf/test/ds/spk1-0001", "hello there", "asr", "en")
+    assert (first.id, first.target, first.task, first.audio_lang) == (
+        "hf/test/ds/spk1-0001",
+        "hello there",
+        "asr",
+        "en",
+    )
     data, sr = sf.read(first.audio)
     assert sr == SAMPLE_RATE and data.ndim == 1 and len(data) == 8000  # 0.5 s of 8 kHz stereo -> 16 kHz mono
     assert first.duration == pytest.approx(0.5) and second.duration == pytest.approx(0.25, abs=1e-3)
@@ -74,14 +84,25 @@ def test_parquet_file_with_a_missing_column_names_the_columns_it_has(tmp_path):
     with pytest.raises(ValueError, match="no target.*columns: audio, sentence, emotion, utt"):
         list(load_examples("hf", tmp_path / "test.parquet", "test", options=options))
     with pytest.raises(ValueError, match="no column for question_column='q'"):
-        list(load_examples("hf", tmp_path / "test.parquet", "test", options={**options, "target_column": "sentence", "question_column": "q"}))
-    examples = list(load_examples("hf", tmp_path / "test.parquet", "test", options={**options, "target_column": "sentence"}))
+        list(
+            load_examples(
+                "hf",
+                tmp_path / "test.parquet",
+                "test",
+                options={**options, "target_column": "sentence", "question_column": "q"},
+            )
+        )
+    examples = list(
+        load_examples("hf", tmp_path / "test.parquet", "test", options={**options, "target_column": "sentence"})
+    )
     assert [e.target for e in examples] == ["hello there", "good morning"]
 
 
 def test_a_folder_of_hub_style_parquet_shards_with_audio_paths_and_captions(tmp_path):
     write_audio(tmp_path / "repo" / "clips" / "x.flac", 0.3, sr=22050)
-    ds = datasets.Dataset.from_dict({"audio": ["clips/x.flac", "clips/gone.flac"], "captions": [["a dog barks", "barking"], ["x"]]})
+    ds = datasets.Dataset.from_dict(
+        {"audio": ["clips/x.flac", "clips/gone.flac"], "captions": [["a dog barks", "barking"], ["x"]]}
+    )
     (tmp_path / "repo" / "data").mkdir()
     ds.to_parquet(str(tmp_path / "repo" / "data" / "validation-00000-of-00001.parquet"))
     options = {"target_column": "captions", "audio_lang": "unknown", "instruction": "caption_audiocaps"}

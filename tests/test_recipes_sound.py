@@ -29,8 +29,20 @@ def _write_csv(path, header, rows, encoding="utf-8"):
 def test_clotho_yields_five_captions_per_file_from_any_documented_folder(tmp_path, audio_folder):
     name = "Rain falling, on a tin roof.wav"  # Freesound titles: spaces and commas, quoted in the CSV
     write_audio(tmp_path / audio_folder / name, 0.4, sr=44100)
-    _write_csv(tmp_path / "clotho_csv_files" / "clotho_captions_development.csv", CLOTHO_HEADER,
-               [[name, "Rain falls on a metal roof.", "Water drips, steadily.", "A steady rain.", "Rain on tin.", "Drops hit a roof."]])
+    _write_csv(
+        tmp_path / "clotho_csv_files" / "clotho_captions_development.csv",
+        CLOTHO_HEADER,
+        [
+            [
+                name,
+                "Rain falls on a metal roof.",
+                "Water drips, steadily.",
+                "A steady rain.",
+                "Rain on tin.",
+                "Drops hit a roof.",
+            ]
+        ],
+    )
     [ex] = load_examples("clotho", tmp_path, "development")
     assert ex.target[1] == "Water drips, steadily." and len(ex.target) == 5
     assert (ex.task, ex.audio_lang, ex.text_lang) == ("aac", "unknown", "en")
@@ -39,7 +51,9 @@ def test_clotho_yields_five_captions_per_file_from_any_documented_folder(tmp_pat
 
 def test_clotho_names_the_expected_files_when_the_layout_is_wrong(tmp_path):
     _write_csv(tmp_path / "clotho_captions_validation.csv", CLOTHO_HEADER, [])
-    with pytest.raises(FileNotFoundError, match="(?s)no audio folder.*clotho_audio_validation.*zenodo.org/records/4783391"):
+    with pytest.raises(
+        FileNotFoundError, match="(?s)no audio folder.*clotho_audio_validation.*zenodo.org/records/4783391"
+    ):
         list(load_examples("clotho", tmp_path, "validation"))
 
 
@@ -47,18 +61,26 @@ def test_clotho_names_the_expected_files_when_the_layout_is_wrong(tmp_path):
 
 
 def test_audiocaps_groups_caption_rows_per_clip_and_finds_each_file_naming(tmp_path):
-    _write_csv(tmp_path / "dataset" / "test.csv", ["audiocap_id", "youtube_id", "start_time", "caption"], [
-        *[[str(103549 + i), "--0w1YA1Hm4", "30", f"A vehicle engine revs, caption {i}"] for i in range(5)],
-        ["97151", "-1nilez17Dg", "0", "People talk, then a door slams"],
-        ["97152", "-AheI8Epim4", "30", "Gone from YouTube"],
-        ["97153", "-BUWGM7qeUM", "10", "Named by audiocap id"],
-    ])
+    _write_csv(
+        tmp_path / "dataset" / "test.csv",
+        ["audiocap_id", "youtube_id", "start_time", "caption"],
+        [
+            *[[str(103549 + i), "--0w1YA1Hm4", "30", f"A vehicle engine revs, caption {i}"] for i in range(5)],
+            ["97151", "-1nilez17Dg", "0", "People talk, then a door slams"],
+            ["97152", "-AheI8Epim4", "30", "Gone from YouTube"],
+            ["97153", "-BUWGM7qeUM", "10", "Named by audiocap id"],
+        ],
+    )
     write_audio(tmp_path / "audio" / "test" / "--0w1YA1Hm4_30.wav", 0.3)
     write_audio(tmp_path / "audio" / "test" / "Y-1nilez17Dg.flac", 0.2)
     write_audio(tmp_path / "audio" / "test" / "97153.wav", 0.1)
     with pytest.warns(RecipeWarning, match="skipped 1 row.*-AheI8Epim4 at 30s"):
         examples = list(load_examples("audiocaps", tmp_path, "test"))
-    assert [e.id for e in examples] == ["audiocaps/test/--0w1YA1Hm4_30", "audiocaps/test/-1nilez17Dg_0", "audiocaps/test/-BUWGM7qeUM_10"]
+    assert [e.id for e in examples] == [
+        "audiocaps/test/--0w1YA1Hm4_30",
+        "audiocaps/test/-1nilez17Dg_0",
+        "audiocaps/test/-BUWGM7qeUM_10",
+    ]
     first = examples[0]
     assert first.target == [f"A vehicle engine revs, caption {i}" for i in range(5)]
     assert first.meta["instruction"] == "caption_audiocaps" and first.meta["audiocap_ids"][0] == "103549"
@@ -73,15 +95,19 @@ AQA_HEADER = ["file_name", "QuestionText", "answer", "confidence"]
 
 def _clotho_aqa(root):
     write_audio(root / "audio_files" / "Birds chirping.wav", 0.3, sr=44100)
-    _write_csv(root / "clotho_aqa_val.csv", AQA_HEADER, [
-        ["Birds chirping.wav", "Are birds chirping?", "yes", "yes"],
-        ["Birds chirping.wav", "Are birds chirping?", "Yes", "maybe"],
-        ["Birds chirping.wav", "Are birds chirping?", "no", "no"],
-        ["Birds chirping.wav", "What is making the sound?", "a bird", "maybe"],
-        ["Birds chirping.wav", "What is making the sound?", "birds.", "yes"],
-        ["Birds chirping.wav", "What is making the sound?", "wind", "no"],
-        ["Missing file.wav", "Is it raining?", "no", "yes"],
-    ])
+    _write_csv(
+        root / "clotho_aqa_val.csv",
+        AQA_HEADER,
+        [
+            ["Birds chirping.wav", "Are birds chirping?", "yes", "yes"],
+            ["Birds chirping.wav", "Are birds chirping?", "Yes", "maybe"],
+            ["Birds chirping.wav", "Are birds chirping?", "no", "no"],
+            ["Birds chirping.wav", "What is making the sound?", "a bird", "maybe"],
+            ["Birds chirping.wav", "What is making the sound?", "birds.", "yes"],
+            ["Birds chirping.wav", "What is making the sound?", "wind", "no"],
+            ["Missing file.wav", "Is it raining?", "no", "yes"],
+        ],
+    )
     return root
 
 
@@ -91,7 +117,9 @@ def test_clotho_aqa_takes_the_majority_answer_else_the_most_confident(tmp_path):
     assert (yes_no.question, yes_no.target, yes_no.meta["yes_no"]) == ("Are birds chirping?", "yes", True)
     assert (open_ended.target, open_ended.meta["yes_no"]) == ("birds", False)  # three answers: highest confidence
     assert open_ended.meta["answers"] == ["a bird", "birds", "wind"]
-    assert yes_no.audio_lang == "unknown" and yes_no.request(get_task("aqa")).prompt().endswith("<|question|>Are birds chirping?<|answer|>")
+    assert yes_no.audio_lang == "unknown" and yes_no.request(get_task("aqa")).prompt().endswith(
+        "<|question|>Are birds chirping?<|answer|>"
+    )
 
 
 def test_clotho_aqa_all_answers_mode_yields_every_annotator(tmp_path):
@@ -105,17 +133,56 @@ def test_clotho_aqa_all_answers_mode_yields_every_annotator(tmp_path):
 
 # ---- MELD ------------------------------------------------------------------------------------
 
-MELD_HEADER = ["Sr No.", "Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID", "Utterance_ID",
-               "Season", "Episode", "StartTime", "EndTime"]
+MELD_HEADER = [
+    "Sr No.",
+    "Utterance",
+    "Speaker",
+    "Emotion",
+    "Sentiment",
+    "Dialogue_ID",
+    "Utterance_ID",
+    "Season",
+    "Episode",
+    "StartTime",
+    "EndTime",
+]
 
 
 def test_meld_maps_emotions_repairs_text_and_skips_missing_clips(tmp_path):
     base = tmp_path / "MELD.Raw"
-    _write_csv(base / "dev_sent_emo.csv", MELD_HEADER, [
-        ["1", "Oh my God, he\u00e2\u0080\u0099s lost it.", "Phoebe", "joy", "positive", "0", "0", "4", "7", "00:20:57,256", "00:21:00,049"],
-        ["2", "I\u0092m fine.", "Monica", "sadness", "negative", "0", "1", "4", "7", "00:21:00,100", "00:21:01,200"],
-        ["3", "What?", "Ross", "surprise", "negative", "110", "7", "4", "7", "00:21:02,000", "00:21:03,000"],
-    ])
+    _write_csv(
+        base / "dev_sent_emo.csv",
+        MELD_HEADER,
+        [
+            [
+                "1",
+                "Oh my God, he\u00e2\u0080\u0099s lost it.",
+                "Phoebe",
+                "joy",
+                "positive",
+                "0",
+                "0",
+                "4",
+                "7",
+                "00:20:57,256",
+                "00:21:00,049",
+            ],
+            [
+                "2",
+                "I\u0092m fine.",
+                "Monica",
+                "sadness",
+                "negative",
+                "0",
+                "1",
+                "4",
+                "7",
+                "00:21:00,100",
+                "00:21:01,200",
+            ],
+            ["3", "What?", "Ross", "surprise", "negative", "110", "7", "4", "7", "00:21:02,000", "00:21:03,000"],
+        ],
+    )
     write_audio(base / "dev_splits_complete" / "dia0_utt0.wav", 0.3)
     write_audio(base / "dev_splits_complete" / "dia0_utt1.wav", 0.2)
     with pytest.warns(RecipeWarning, match="skipped 1 row.*dia110_utt7"):
@@ -155,14 +222,25 @@ def test_vocalsound_reads_label_from_file_name_and_split_from_speaker_lists(tmp_
     for name in ("f0003_0_cough.wav", "f0003_1_laughter.wav", "m0105_0_throatclearing.wav", "m0200_0_sniff.wav"):
         write_audio(tmp_path / "audio_16k" / name, 0.2)
     (tmp_path / "meta").mkdir()
-    (tmp_path / "meta" / "tr_meta.csv").write_text("f0003,Female,42,China,Chinese,None\nm0200,Male,30,USA,English,None\n")
-    (tmp_path / "meta" / "te_meta.csv").write_text("spk_id,gender,age,country,language,health\nm0105,Male,25,India,Hindi,None\n")
+    (tmp_path / "meta" / "tr_meta.csv").write_text(
+        "f0003,Female,42,China,Chinese,None\nm0200,Male,30,USA,English,None\n"
+    )
+    (tmp_path / "meta" / "te_meta.csv").write_text(
+        "spk_id,gender,age,country,language,health\nm0105,Male,25,India,Hindi,None\n"
+    )
     train = list(load_examples("vocalsound", tmp_path, "train"))
-    assert [(e.meta["speaker"], e.label) for e in train] == [("f0003", "cough"), ("f0003", "laughter"), ("m0200", "sniff")]
+    assert [(e.meta["speaker"], e.label) for e in train] == [
+        ("f0003", "cough"),
+        ("f0003", "laughter"),
+        ("m0200", "sniff"),
+    ]
     [test] = load_examples("vocalsound", tmp_path, "test")
     assert (test.label, test.task) == ("throatclearing", "vsc")
     # the prompt Qwen-Audio used for VocalSound, exactly
-    assert test.request(get_task("vsc")).prompt() == "<|startofanalysis|><|en|><|keyword|><|en|><|notimestamps|><|vocal_classification|>"
+    assert (
+        test.request(get_task("vsc")).prompt()
+        == "<|startofanalysis|><|en|><|keyword|><|en|><|notimestamps|><|vocal_classification|>"
+    )
     assert len(list(load_examples("vocalsound", tmp_path, "all"))) == 4
     with pytest.raises(FileNotFoundError, match="val_meta.csv does not exist"):
         list(load_examples("vocalsound", tmp_path, "val"))
@@ -174,12 +252,24 @@ def test_vocalsound_reads_label_from_file_name_and_split_from_speaker_lists(tmp_
 def test_nsynth_targets_come_from_the_mna_task_note_target(tmp_path):
     split = tmp_path / "nsynth-valid"
     notes = {
-        "bass_synthetic_033-022-050": {"note_str": "bass_synthetic_033-022-050", "pitch": 22, "velocity": 50,
-                                       "instrument_family_str": "bass", "instrument_str": "bass_synthetic_033",
-                                       "qualities_str": ["dark"], "sample_rate": 16000},
-        "keyboard_electronic_001-021-127": {"note_str": "keyboard_electronic_001-021-127", "pitch": 21, "velocity": 127,
-                                            "instrument_family_str": "keyboard", "instrument_str": "keyboard_electronic_001",
-                                            "qualities_str": [], "sample_rate": 16000},
+        "bass_synthetic_033-022-050": {
+            "note_str": "bass_synthetic_033-022-050",
+            "pitch": 22,
+            "velocity": 50,
+            "instrument_family_str": "bass",
+            "instrument_str": "bass_synthetic_033",
+            "qualities_str": ["dark"],
+            "sample_rate": 16000,
+        },
+        "keyboard_electronic_001-021-127": {
+            "note_str": "keyboard_electronic_001-021-127",
+            "pitch": 21,
+            "velocity": 127,
+            "instrument_family_str": "keyboard",
+            "instrument_str": "keyboard_electronic_001",
+            "qualities_str": [],
+            "sample_rate": 16000,
+        },
     }
     (split / "audio").mkdir(parents=True)
     (split / "examples.json").write_text(json.dumps(notes))

@@ -15,14 +15,19 @@ from qaudio.recipe import RecipeWarning, load_examples
 def test_librispeech_asr_yields_transcripts_durations_and_speaker(tmp_path):
     write_librispeech(tmp_path)
     examples = list(load_examples("librispeech", tmp_path, "dev-clean"))
-    assert [e.id for e in examples] == ["librispeech/dev-clean/1089-134686-0000", "librispeech/dev-clean/1089-134686-0001"]
+    assert [e.id for e in examples] == [
+        "librispeech/dev-clean/1089-134686-0000",
+        "librispeech/dev-clean/1089-134686-0001",
+    ]
     first = examples[0]
     assert (first.task, first.audio_lang, first.text_lang) == ("asr", "en", "en")
     assert first.target == "HE HOPED THERE WOULD BE STEW FOR DINNER"
     assert first.duration == pytest.approx(0.75) and first.words is None
     assert first.meta == {"corpus": "librispeech", "split": "dev-clean", "speaker": "1089", "chapter": "134686"}
     # The LibriSpeech folder itself is accepted as root, too.
-    assert [e.id for e in load_examples("librispeech", tmp_path / "LibriSpeech", "dev-clean")] == [e.id for e in examples]
+    assert [e.id for e in load_examples("librispeech", tmp_path / "LibriSpeech", "dev-clean")] == [
+        e.id for e in examples
+    ]
 
 
 def test_librispeech_srwt_reads_mfa_alignments_and_skips_unaligned_utterances(tmp_path):
@@ -75,7 +80,9 @@ def test_common_voice_reads_tsv_with_bare_quotes_mp3_and_clip_durations(tmp_path
 
 
 def test_common_voice_release_folder_locale_option_and_old_columns(tmp_path):
-    old_header = "client_id\tpath\tsentence\tup_votes\tdown_votes\tage\tgender\taccent\n"  # early releases: no locale column
+    old_header = (
+        "client_id\tpath\tsentence\tup_votes\tdown_votes\tage\tgender\taccent\n"  # early releases: no locale column
+    )
     rows = ["abc\tcommon_voice_zh-CN_19750001.mp3\t我们去公园。\t2\t0\t\t\t\n"]
     _cv_locale(tmp_path / "zh-CN", "zh-CN", old_header, rows, durations=False)
     [ex] = load_examples("common_voice", tmp_path, "test")  # the release folder with one locale
@@ -133,7 +140,7 @@ def _covost_root(root):
     (root / "validated.tsv").write_text(
         "client_id\tpath\tsentence\tup_votes\tdown_votes\tage\tgender\taccent\n"
         "c1\tcommon_voice_fr_17000001.mp3\tBonjour à tous.\t2\t0\t\t\t\n"
-        "c2\tcommon_voice_fr_17000002.mp3\tIl a dit \"oui\".\t2\t0\t\t\t\n"
+        'c2\tcommon_voice_fr_17000002.mp3\tIl a dit "oui".\t2\t0\t\t\t\n'
         "c3\tcommon_voice_fr_17000003.mp3\tMerci.\t2\t0\t\t\t\n",
         encoding="utf-8",
     )
@@ -145,7 +152,7 @@ def test_covost2_joins_the_released_tsv_with_validated_and_counts_train_covost_a
     (root / "covost_v2.fr_en.tsv").write_text(
         "path\ttranslation\tsplit\n"
         "common_voice_fr_17000001.mp3\tHello everyone.\ttrain\n"
-        "common_voice_fr_17000002.mp3\tHe said \\\"yes\\\".\ttrain_covost\n"  # pandas escapechar="\\"
+        'common_voice_fr_17000002.mp3\tHe said \\"yes\\".\ttrain_covost\n'  # pandas escapechar="\\"
         "common_voice_fr_17000003.mp3\tThank you.\ttest\n",
         encoding="utf-8",
     )
@@ -161,11 +168,15 @@ def test_covost2_reads_per_split_tsvs_and_asks_for_a_pair_when_several(tmp_path)
     root = _covost_root(tmp_path / "fr")
     (root / "covost_v2.fr_en.dev.tsv").write_text(
         "path\tsentence\ttranslation\tclient_id\n"
-        "common_voice_fr_17000002.mp3\tIl a dit \"oui\".\tHe said \\\"yes\\\".\tc2\n",
+        'common_voice_fr_17000002.mp3\tIl a dit "oui".\tHe said \\"yes\\".\tc2\n',
         encoding="utf-8",
     )
     [ex] = load_examples("covost2", root, "dev")
-    assert (ex.target, ex.meta["transcript"], ex.id) == ('He said "yes".', 'Il a dit "oui".', "covost2/dev/fr_en/common_voice_fr_17000002")
+    assert (ex.target, ex.meta["transcript"], ex.id) == (
+        'He said "yes".',
+        'Il a dit "oui".',
+        "covost2/dev/fr_en/common_voice_fr_17000002",
+    )
     (root / "covost_v2.fr_de.dev.tsv").write_text("path\tsentence\ttranslation\tclient_id\n")
     with pytest.raises(ValueError, match="several pairs \\(fr_de, fr_en\\)"):
         list(load_examples("covost2", root, "dev"))

@@ -13,10 +13,21 @@ from qaudio.report import FORMAT, read_report, render_html, render_markdown, tab
 
 def _result(family: str, predictions: list, references: list, **options) -> dict:
     metric = METRICS[family](predictions, references, **options).to_dict(bootstrap=100)
-    timing = {"audio_seconds": 10.0, "compute_seconds": 0.5, "real_time_factor": 0.05, "tokens_per_second": 40.0,
-              "peak_memory_bytes": 300 * 2**20, "peak_memory_kind": "process peak RSS"}
-    return {"status": "ok", "metric": metric, "timing": timing, "failed": 0,
-            "predictions": [{"id": str(i), "text": p} for i, p in enumerate(predictions)]}
+    timing = {
+        "audio_seconds": 10.0,
+        "compute_seconds": 0.5,
+        "real_time_factor": 0.05,
+        "tokens_per_second": 40.0,
+        "peak_memory_bytes": 300 * 2**20,
+        "peak_memory_kind": "process peak RSS",
+    }
+    return {
+        "status": "ok",
+        "metric": metric,
+        "timing": timing,
+        "failed": 0,
+        "predictions": [{"id": str(i), "text": p} for i, p in enumerate(predictions)],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -25,25 +36,59 @@ def report() -> dict:
     labels = ["sad", "happy", "sad", "neutral"]
     srwt_refs = [[["a", 0.0, 0.2]], [["b", 0.0, 0.3]]]
     return {
-        "format": FORMAT, "created": "2026-01-01T00:00:00+00:00", "qaudio_version": "0.1.0",
+        "format": FORMAT,
+        "created": "2026-01-01T00:00:00+00:00",
+        "qaudio_version": "0.1.0",
         "suite": {"name": "unit <suite>", "description": "hand-made", "source": "unit"},
-        "model": {"path": "/models/demo"}, "environment": {"device": "cpu"},
+        "model": {"path": "/models/demo"},
+        "environment": {"device": "cpu"},
         "systems": [{"name": "qaudio", "kind": "model"}, {"name": "peer", "kind": "peer", "note": "a peer's note"}],
         "benchmarks": [
-            {"name": "speech", "task": "asr", "metric": "wer", "status": "ok", "num_examples": 3, "chance": [],
-             "examples": [{"id": str(i), "target": r} for i, r in enumerate(refs)],
-             "results": {"qaudio": _result("wer", ["a b c x", "e f g h", "i j"], refs),
-                         "peer": _result("wer", refs, refs)}},
-            {"name": "emotion", "task": "ser", "metric": "accuracy", "status": "ok", "num_examples": 4,
-             "chance": [{"name": "uniform 1/3", "values": {"accuracy": 100 / 3}},
-                        {"name": "majority class", "values": {"accuracy": 50.0}}],
-             "results": {"qaudio": _result("accuracy", ["sad", "sad", "sad", "happy"], labels)}},
-            {"name": "timestamps", "task": "srwt", "metric": "timestamps", "status": "ok", "num_examples": 2,
-             "chance": [], "results": {"qaudio": _result("timestamps", ["<|0.00|>x<|0.20|>", ""], srwt_refs,
-                                                         profile="qaudio_words")}},
-            {"name": "corpus X", "task": "asr", "metric": "wer", "status": "skipped", "num_examples": 0,
-             "reason": "data not found: x: /data/X does not exist.\nExpected the official layout:\n  ROOT/a.tsv",
-             "results": {}},
+            {
+                "name": "speech",
+                "task": "asr",
+                "metric": "wer",
+                "status": "ok",
+                "num_examples": 3,
+                "chance": [],
+                "examples": [{"id": str(i), "target": r} for i, r in enumerate(refs)],
+                "results": {
+                    "qaudio": _result("wer", ["a b c x", "e f g h", "i j"], refs),
+                    "peer": _result("wer", refs, refs),
+                },
+            },
+            {
+                "name": "emotion",
+                "task": "ser",
+                "metric": "accuracy",
+                "status": "ok",
+                "num_examples": 4,
+                "chance": [
+                    {"name": "uniform 1/3", "values": {"accuracy": 100 / 3}},
+                    {"name": "majority class", "values": {"accuracy": 50.0}},
+                ],
+                "results": {"qaudio": _result("accuracy", ["sad", "sad", "sad", "happy"], labels)},
+            },
+            {
+                "name": "timestamps",
+                "task": "srwt",
+                "metric": "timestamps",
+                "status": "ok",
+                "num_examples": 2,
+                "chance": [],
+                "results": {
+                    "qaudio": _result("timestamps", ["<|0.00|>x<|0.20|>", ""], srwt_refs, profile="qaudio_words")
+                },
+            },
+            {
+                "name": "corpus X",
+                "task": "asr",
+                "metric": "wer",
+                "status": "skipped",
+                "num_examples": 0,
+                "reason": "data not found: x: /data/X does not exist.\nExpected the official layout:\n  ROOT/a.tsv",
+                "results": {},
+            },
         ],
     }
 
@@ -67,7 +112,9 @@ def test_markdown_notes_say_why_and_what_the_peer_means(report):
     assert "- peer: a peer's note" in md
     assert "- speech: profile qwen_audio follows QwenLM/Qwen-Audio eval_audio/evaluate_asr.py" in md
     assert re.search(r"- timestamps \(qaudio\): AAS, .* not computed: no predicted word matches", md)
-    assert "- corpus X skipped: data not found: x: /data/X does not exist. Expected the official layout: ROOT/a.tsv" in md
+    assert (
+        "- corpus X skipped: data not found: x: /data/X does not exist. Expected the official layout: ROOT/a.tsv" in md
+    )
     assert "| speech | qaudio | 10.0 | 0.50 | 0.0500 | 40.0 | 300 MiB (process peak RSS) |" in md
 
 
@@ -75,8 +122,10 @@ def test_html_escapes_text_and_embeds_every_plot(report):
     page = render_html(report)
     assert "<title>unit &lt;suite&gt;: /models/demo</title>" in page and "unit <suite>" not in page
     alts = re.findall(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]+" alt="([^"]+)"', page)
-    assert alts == ["Scores per benchmark (bars: 95% bootstrap intervals; lines: chance levels)",
-                    "Confusion matrix: emotion (qaudio)"]  # no duration data, no matched timestamps: no empty plots
+    assert alts == [
+        "Scores per benchmark (bars: 95% bootstrap intervals; lines: chance levels)",
+        "Confusion matrix: emotion (qaudio)",
+    ]  # no duration data, no matched timestamps: no empty plots
     assert page.count("<details>") == 3  # per-benchmark details for the scored rows
 
 
@@ -93,14 +142,25 @@ def test_write_and_read_back(report, tmp_path):
 
 
 def test_the_report_says_how_much_training_the_model_had_and_plots_its_learning_curve(report):
-    training = {"steps": 2000, "planned_steps": 2000, "stopped_early": False, "examples_seen": 64000,
-                "audio_seconds_seen": 141000.0, "train_seconds": 560.0, "precision": "bf16", "threads": 2,
-                "processes": 1, "machine": "a 2-core test CPU",
-                "learning_curve": {"asr": [[0, 8.4], [400, 1.2], [2000, 0.2]], "ser": [[0, 8.3], [2000, 0.3]]}}
+    training = {
+        "steps": 2000,
+        "planned_steps": 2000,
+        "stopped_early": False,
+        "examples_seen": 64000,
+        "audio_seconds_seen": 141000.0,
+        "train_seconds": 560.0,
+        "precision": "bf16",
+        "threads": 2,
+        "processes": 1,
+        "machine": "a 2-core test CPU",
+        "learning_curve": {"asr": [[0, 8.4], [400, 1.2], [2000, 0.2]], "ser": [[0, 8.3], [2000, 0.3]]},
+    }
     with_training = dict(report, training=training)
     md = render_markdown(with_training)
-    assert ("Model: trained 2,000 optimizer steps (64,000 examples, 39.2 h of audio) in 9.3 min, bf16, "
-            "1 process(es) x 2 threads on a 2-core test CPU.") in md
+    assert (
+        "Model: trained 2,000 optimizer steps (64,000 examples, 39.2 h of audio) in 9.3 min, bf16, "
+        "1 process(es) x 2 threads on a 2-core test CPU."
+    ) in md
     alts = re.findall(r'alt="([^"]+)"', render_html(with_training))
     assert "Learning curve of the evaluated model: dev loss per task against optimizer steps" in alts
     cut = dict(training, steps=880, stopped_early=True)

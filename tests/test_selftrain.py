@@ -12,13 +12,22 @@ from qaudio.selftrain.pseudo_label import FilterConfig, agreement, select
 from qaudio.selftrain.rounds import weighted
 
 LABELED = [
-    "the red cat sat on the mat", "a green frog jumps into the pond", "we walk to the market at noon",
-    "the old man reads a long book", "my sister plays the violin", "birds sing in the morning light",
-    "the train leaves at seven", "please close the kitchen door",
+    "the red cat sat on the mat",
+    "a green frog jumps into the pond",
+    "we walk to the market at noon",
+    "the old man reads a long book",
+    "my sister plays the violin",
+    "birds sing in the morning light",
+    "the train leaves at seven",
+    "please close the kitchen door",
 ]
-DOMAIN = ["the pump pressure rose above the valve limit", "check the turbine bearing temperature",
-          "the compressor stopped after the alarm", "open the drain valve on line four",
-          "the boiler feed pump is running"]
+DOMAIN = [
+    "the pump pressure rose above the valve limit",
+    "check the turbine bearing temperature",
+    "the compressor stopped after the alarm",
+    "open the drain valve on line four",
+    "the boiler feed pump is running",
+]
 
 
 def scored(id: str, target: str, logprob: float, agree: float, flags=None) -> Example:
@@ -29,9 +38,14 @@ def scored(id: str, target: str, logprob: float, agree: float, flags=None) -> Ex
 
 
 def test_select_keeps_confident_agreeing_labels_most_likely_first():
-    clips = [scored("a", "one two", -0.2, 1.0), scored("b", "three", -2.0, 1.0), scored("c", "four", -0.1, 0.5),
-             scored("d", "", -0.1, 1.0), scored("e", "five six", -0.5, 0.9), scored("f", "loop loop", -0.1, 1.0,
-                                                                                   ["repetition"])]
+    clips = [
+        scored("a", "one two", -0.2, 1.0),
+        scored("b", "three", -2.0, 1.0),
+        scored("c", "four", -0.1, 0.5),
+        scored("d", "", -0.1, 1.0),
+        scored("e", "five six", -0.5, 0.9),
+        scored("f", "loop loop", -0.1, 1.0, ["repetition"]),
+    ]
     kept, dropped = select(clips, FilterConfig(min_logprob=-1.0, min_agreement=0.8))
     assert [ex.id for ex in kept] == ["a", "e"]
     assert dropped == {"low log-probability": 1, "decodes disagree": 1, "empty transcript": 1, "flagged": 1}
@@ -87,8 +101,23 @@ def test_the_command_line_flags_are_the_config_fields():
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    args = parser.parse_args(["--model", "m", "--unlabeled", "u", "--dev", "d.jsonl", "--rounds", "2",
-                              "--keep-fraction", "0.5", "--no-progress", "--weight-synthetic", "0.25"])
+    args = parser.parse_args(
+        [
+            "--model",
+            "m",
+            "--unlabeled",
+            "u",
+            "--dev",
+            "d.jsonl",
+            "--rounds",
+            "2",
+            "--keep-fraction",
+            "0.5",
+            "--no-progress",
+            "--weight-synthetic",
+            "0.25",
+        ]
+    )
     cfg = SelfTrainConfig(**vars(args))
     assert (cfg.rounds, cfg.keep_fraction, cfg.progress, cfg.weight_synthetic, cfg.text) == (2, 0.5, False, 0.25, None)
     with pytest.raises(ValueError, match="--max-clip-seconds must be in"):
@@ -114,8 +143,15 @@ def speak(lines: list[str], voice: str, out: Path, pad_s: float = 0.0) -> list[P
 def manifest(paths: list[Path], lines: list[str], path: Path) -> Path:
     import soundfile as sf
 
-    path.write_text("".join(json.dumps({"id": p.stem, "audio": str(p), "duration": round(sf.info(p).duration, 3),
-                                        "task": "asr", "target": t}) + "\n" for p, t in zip(paths, lines)))
+    path.write_text(
+        "".join(
+            json.dumps(
+                {"id": p.stem, "audio": str(p), "duration": round(sf.info(p).duration, 3), "task": "asr", "target": t}
+            )
+            + "\n"
+            for p, t in zip(paths, lines)
+        )
+    )
     return path
 
 
@@ -130,19 +166,41 @@ def domain(tmp_path_factory):
     unlabeled = root / "unlabeled"
     speak(DOMAIN[:3], "en+f2", unlabeled)
     # one long recording: four sentences with pauses, longer than the clip limit below
-    long = np.concatenate([np.concatenate([espeak.synthesize(s, "en+f2").samples, np.zeros(8000, np.float32)])
-                           for s in DOMAIN[1:5]])
+    long = np.concatenate(
+        [np.concatenate([espeak.synthesize(s, "en+f2").samples, np.zeros(8000, np.float32)]) for s in DOMAIN[1:5]]
+    )
     dsp.write_wav(unlabeled / "long.wav", long)
     dev = manifest(speak(DOMAIN[3:], "en+f2", root / "dev"), DOMAIN[3:], root / "dev.jsonl")
     (root / "domain.txt").write_text("\n".join(DOMAIN) + "\n")
     from qaudio.train import train
     from qaudio.training.config import TrainConfig
 
-    model = train(TrainConfig(model="tiny", recipes=f"manifest:{labeled}", tasks="asr", dev_split="none",
-                              output_dir=str(root / "start"), precision="fp32", threads=1, batch_size=4, max_steps=2,
-                              progress=False, tensorboard=False, plot=False, eta=False))
-    return {"root": root, "labeled": labeled, "unlabeled": unlabeled, "dev": dev, "model": model,
-            "text": root / "domain.txt", "long_seconds": len(long) / dsp.SR}
+    model = train(
+        TrainConfig(
+            model="tiny",
+            recipes=f"manifest:{labeled}",
+            tasks="asr",
+            dev_split="none",
+            output_dir=str(root / "start"),
+            precision="fp32",
+            threads=1,
+            batch_size=4,
+            max_steps=2,
+            progress=False,
+            tensorboard=False,
+            plot=False,
+            eta=False,
+        )
+    )
+    return {
+        "root": root,
+        "labeled": labeled,
+        "unlabeled": unlabeled,
+        "dev": dev,
+        "model": model,
+        "text": root / "domain.txt",
+        "long_seconds": len(long) / dsp.SR,
+    }
 
 
 @pytest.mark.slow
@@ -154,13 +212,34 @@ def test_two_rounds_write_their_manifests_and_an_interrupted_round_resumes(domai
 
     out = tmp_path / "run"
     (tmp_path / "train.yaml").write_text("log-every: 1\n")  # further training options, for every round
-    cfg = SelfTrainConfig(model=str(domain["model"]), unlabeled=str(domain["unlabeled"]), dev=str(domain["dev"]),
-                          out=str(out), text=str(domain["text"]), labeled=f"manifest:{domain['labeled']}",
-                          rounds=2, patience=2, max_clip_seconds=6.0, num_beams=2, max_new_tokens=6,
-                          min_logprob=-100.0, min_agreement=0.0, keep_fraction=0.5, voices="en", max_voices=1,
-                          weight_labeled=1.0, weight_pseudo=2.0, weight_synthetic=0.5, train_steps=4, batch_size=4,
-                          threads=1, save_every=2, bootstrap=50, progress=False,
-                          train_config=str(tmp_path / "train.yaml"))
+    cfg = SelfTrainConfig(
+        model=str(domain["model"]),
+        unlabeled=str(domain["unlabeled"]),
+        dev=str(domain["dev"]),
+        out=str(out),
+        text=str(domain["text"]),
+        labeled=f"manifest:{domain['labeled']}",
+        rounds=2,
+        patience=2,
+        max_clip_seconds=6.0,
+        num_beams=2,
+        max_new_tokens=6,
+        min_logprob=-100.0,
+        min_agreement=0.0,
+        keep_fraction=0.5,
+        voices="en",
+        max_voices=1,
+        weight_labeled=1.0,
+        weight_pseudo=2.0,
+        weight_synthetic=0.5,
+        train_steps=4,
+        batch_size=4,
+        threads=1,
+        save_every=2,
+        bootstrap=50,
+        progress=False,
+        train_config=str(tmp_path / "train.yaml"),
+    )
     # Interrupt round 2's training right after its first checkpoint.
     real_save = qaudio.train.save_checkpoint
     calls = {"pseudo": 0, "saves": 0}
@@ -185,8 +264,11 @@ def test_two_rounds_write_their_manifests_and_an_interrupted_round_resumes(domai
         self_train(cfg)
     assert calls["pseudo"] == 2 and (out / "round-2" / "synth" / "DONE").is_file()
     assert not (out / "round-2" / "train" / "DONE").exists()
-    before = {p: p.stat().st_mtime_ns for p in (out / "round-2").rglob("*.jsonl")
-              if p.relative_to(out / "round-2").parts[0] != "train"}  # the training run's own logs go on
+    before = {
+        p: p.stat().st_mtime_ns
+        for p in (out / "round-2").rglob("*.jsonl")
+        if p.relative_to(out / "round-2").parts[0] != "train"
+    }  # the training run's own logs go on
 
     best = self_train(cfg)  # the same command continues the run
     assert calls["pseudo"] == 2  # no finished step was redone ...
@@ -240,7 +322,7 @@ def test_pseudo_label_confidence_is_the_models_exact_likelihood(domain):
     model = backend.load_model(domain["model"], max_new_tokens=6)
     clip = str(min(domain["unlabeled"].glob("0*.wav")))
     text = "the pump pressure"
-    (total, tokens), = backend.score(model, [clip], [text])
+    ((total, tokens),) = backend.score(model, [clip], [text])
     # Independently: the model's training loss on (clip, prompt, text) is the mean NLL of the same tokens.
     import torch
 

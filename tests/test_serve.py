@@ -17,11 +17,11 @@ import numpy as np
 import openai
 import pytest
 import soundfile as sf
+from test_infer_model import MAX_NEW_TOKENS, _clip, tiny_model_dir
 
 import qaudio
 from qaudio.serve import BackgroundServer, ServeConfig, create_app
 from qaudio.specs import get_task
-from test_infer_model import MAX_NEW_TOKENS, _clip, tiny_model_dir
 
 SR = 16_000
 KEY = "test-key"
@@ -39,8 +39,9 @@ def _wav(x: np.ndarray, sr: int = SR, subtype: str = "PCM_16") -> bytes:
 def served(tmp_path_factory):
     model = qaudio.load(tiny_model_dir(tmp_path_factory.mktemp("tiny")), device="cpu")
     model.max_new_tokens = MAX_NEW_TOKENS
-    config = ServeConfig(api_key=KEY, max_batch=16, batch_window_ms=10, max_upload_mb=MAX_UPLOAD_MB,
-                         max_duration_s=MAX_DURATION_S)
+    config = ServeConfig(
+        api_key=KEY, max_batch=16, batch_window_ms=10, max_upload_mb=MAX_UPLOAD_MB, max_duration_s=MAX_DURATION_S
+    )
     app = create_app(model, config)
     with BackgroundServer(app) as url:
         assert url.startswith("http://127.0.0.1:")
@@ -74,8 +75,12 @@ def test_health_is_open_and_everything_else_needs_the_key(served, clip):
 def test_openai_client_transcription_with_word_timestamps(client, served, clip):
     _, model = served
     expected = model.transcribe((clip, SR), timestamps=True)
-    r = client.audio.transcriptions.create(model="qaudio", file=("speech.wav", _wav(clip), "audio/wav"),
-                                           response_format="verbose_json", timestamp_granularities=["word", "segment"])
+    r = client.audio.transcriptions.create(
+        model="qaudio",
+        file=("speech.wav", _wav(clip), "audio/wav"),
+        response_format="verbose_json",
+        timestamp_granularities=["word", "segment"],
+    )
     assert r.text == expected.text and r.language == "english" and r.duration == pytest.approx(2.0)
     assert [(w.word, w.start, w.end) for w in r.words] == [(w.word, w.start, w.end) for w in expected.words or []]
     assert len(r.segments) == len([s for s in expected.segments if s.text])
@@ -105,8 +110,9 @@ def test_bad_uploads_get_clear_errors_and_the_server_stays_up(client, served, cl
     with pytest.raises(openai.BadRequestError, match="empty"):
         client.audio.transcriptions.create(model="qaudio", file=("empty.wav", b""))
     # Silence is an answer: empty text, and no_speech_prob 1 in verbose_json (as OpenAI answers it).
-    quiet = client.audio.transcriptions.create(model="qaudio", file=("quiet.wav", _wav(np.zeros(SR, np.float32))),
-                                               response_format="verbose_json")
+    quiet = client.audio.transcriptions.create(
+        model="qaudio", file=("quiet.wav", _wav(np.zeros(SR, np.float32))), response_format="verbose_json"
+    )
     assert quiet.text == "" and quiet.segments[0].no_speech_prob == 1.0
     nan = clip.copy()
     nan[::100] = np.nan
@@ -131,8 +137,11 @@ def test_bad_uploads_get_clear_errors_and_the_server_stays_up(client, served, cl
         for _ in range(40):
             yield b"\0" * 100_000
 
-    r = httpx.post(f"{url}/v1/audio/transcriptions", headers={**auth, "content-type": "multipart/form-data; boundary=x"},
-                   content=chunks())
+    r = httpx.post(
+        f"{url}/v1/audio/transcriptions",
+        headers={**auth, "content-type": "multipart/form-data; boundary=x"},
+        content=chunks(),
+    )
     assert r.status_code == 413 and r.json()["error"]["code"] == "upload_too_large"
     r = httpx.post(f"{url}/v1/audio/transcriptions", headers=auth, data={"model": "qaudio"})
     assert r.status_code == 400 and "multipart" in r.json()["error"]["message"]
@@ -149,13 +158,27 @@ def test_generate_route_any_task_or_raw_prompt(served, clip):
     r = httpx.post(f"{url}/v1/generate", headers=auth, files=files, data={"task": "ser"})
     assert r.status_code == 200
     body = r.json()
-    assert body["task"] == "ser" and body["label"] in get_task("ser").labels and body["label"] == model.classify((clip, SR)).label
-    r = httpx.post(f"{url}/v1/generate", headers=auth, files=files,
-                   data={"task": "aqa", "question": "Is someone speaking?", "max_new_tokens": "3"})
-    assert r.status_code == 200 and r.json()["raw"] == model.ask((clip, SR), "Is someone speaking?", max_new_tokens=3).raw
+    assert (
+        body["task"] == "ser"
+        and body["label"] in get_task("ser").labels
+        and body["label"] == model.classify((clip, SR)).label
+    )
+    r = httpx.post(
+        f"{url}/v1/generate",
+        headers=auth,
+        files=files,
+        data={"task": "aqa", "question": "Is someone speaking?", "max_new_tokens": "3"},
+    )
+    assert (
+        r.status_code == 200 and r.json()["raw"] == model.ask((clip, SR), "Is someone speaking?", max_new_tokens=3).raw
+    )
     prompt = "<|startofanalysis|><|unknown|><|caption|><|en|><|notimestamps|><|caption_plain|>"
     r = httpx.post(f"{url}/v1/generate", headers=auth, files=files, data={"prompt": prompt})
-    assert r.status_code == 200 and r.json()["task"] == "generate" and r.json()["raw"] == model.generate((clip, SR), prompt).raw
+    assert (
+        r.status_code == 200
+        and r.json()["task"] == "generate"
+        and r.json()["raw"] == model.generate((clip, SR), prompt).raw
+    )
     r = httpx.post(f"{url}/v1/generate", headers=auth, files=files, data={"task": "nope"})
     assert r.status_code == 400 and "unknown task 'nope'" in r.json()["error"]["message"]
     r = httpx.post(f"{url}/v1/generate", headers=auth, files=files, data={"task": __file__})  # never run files
@@ -173,8 +196,11 @@ def test_load_mixed_requests_are_all_answered_correctly(served):
     clips = [_clip(s, 100 + i) for i, s in enumerate((0.7, 1.2, 2.0, 3.1, 4.5, 6.0))]
     kinds = {  # name -> (route, form fields, expected answer from a direct call)
         "asr": ("/v1/audio/transcriptions", {"model": "qaudio"}, lambda c: {"text": model.transcribe((c, SR)).text}),
-        "asr_text": ("/v1/audio/transcriptions", {"model": "qaudio", "response_format": "text"},
-                     lambda c: model.transcribe((c, SR)).text + "\n"),
+        "asr_text": (
+            "/v1/audio/transcriptions",
+            {"model": "qaudio", "response_format": "text"},
+            lambda c: model.transcribe((c, SR)).text + "\n",
+        ),
         "translate": ("/v1/audio/translations", {"model": "qaudio"}, lambda c: {"text": model.translate((c, SR)).text}),
         "ser": ("/v1/generate", {"task": "ser"}, lambda c: model.classify((c, SR)).label),
         "aac": ("/v1/generate", {"task": "aac"}, lambda c: model.caption((c, SR)).raw),
@@ -203,8 +229,12 @@ def test_load_mixed_requests_are_all_answered_correctly(served):
                 r = await client.post(route, headers=auth, data=data, files={"file": ("clip.wav", wavs[b])})
             else:
                 payload, headers, _ = bad[a]
-                r = await client.post("/v1/audio/transcriptions", headers=headers or auth,
-                                      files={"file": ("bad.wav", payload)}, data={"model": "qaudio"})
+                r = await client.post(
+                    "/v1/audio/transcriptions",
+                    headers=headers or auth,
+                    files={"file": ("bad.wav", payload)},
+                    data={"model": "qaudio"},
+                )
             return item, r, time.perf_counter() - t0
 
     async def go(concurrency, items):
@@ -239,8 +269,10 @@ def test_load_mixed_requests_are_all_answered_correctly(served):
 
     sequential, seq_wall = asyncio.run(go(1, [("good", "asr", i % len(clips)) for i in range(30)]))
     lat = np.array(latencies)
-    print(f"\nload test: {len(plan)} requests ({len(latencies)} good) at concurrency 32 in {wall:.2f} s: "
-          f"{len(latencies) / wall:.1f} good req/s, latency p50 {np.percentile(lat, 50) * 1000:.0f} ms, "
-          f"p95 {np.percentile(lat, 95) * 1000:.0f} ms, mean batch {served_requests / batches:.1f} "
-          f"(largest {after['largest_batch']}); sequential (concurrency 1): {30 / seq_wall:.1f} req/s, "
-          f"p50 {np.median([s for _, _, s in sequential]) * 1000:.0f} ms")
+    print(
+        f"\nload test: {len(plan)} requests ({len(latencies)} good) at concurrency 32 in {wall:.2f} s: "
+        f"{len(latencies) / wall:.1f} good req/s, latency p50 {np.percentile(lat, 50) * 1000:.0f} ms, "
+        f"p95 {np.percentile(lat, 95) * 1000:.0f} ms, mean batch {served_requests / batches:.1f} "
+        f"(largest {after['largest_batch']}); sequential (concurrency 1): {30 / seq_wall:.1f} req/s, "
+        f"p50 {np.median([s for _, _, s in sequential]) * 1000:.0f} ms"
+    )

@@ -11,8 +11,8 @@ import pytest
 
 from qaudio.audio import Audio
 from qaudio.infer import Result
-from qaudio.specs import get_task
 from qaudio.serve import ApiError, DynamicBatcher
+from qaudio.specs import get_task
 
 QUERY = get_task("asr").request()
 
@@ -38,6 +38,7 @@ def _audio(name: str) -> Audio:
 async def _submit_all(batcher, names, spacing=0.0):
     await batcher.start()
     try:
+
         async def one(i, name):
             await asyncio.sleep(i * spacing)
             return await batcher.submit(_audio(name), QUERY)

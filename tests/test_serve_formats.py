@@ -10,17 +10,25 @@ from qaudio.serve import ServeConfig, compression_ratio, subtitle_cues, to_srt, 
 
 
 def _result(words=None, segments=None):
-    return Result(text="hello world again", task="srwt", language="en", words=words,
-                  segments=segments or [Segment(0.0, 3.5, "hello world again")], timing={"audio_seconds": 3.5})
+    return Result(
+        text="hello world again",
+        task="srwt",
+        language="en",
+        words=words,
+        segments=segments or [Segment(0.0, 3.5, "hello world again")],
+        timing={"audio_seconds": 3.5},
+    )
 
 
 def test_srt_and_vtt_from_windows():
     r = _result(segments=[Segment(0.0, 29.95, "first part"), Segment(29.95, 3661.5, "second part")])
     cues = subtitle_cues(r, "en")
-    assert to_srt(cues) == ("1\n00:00:00,000 --> 00:00:29,950\nfirst part\n\n"
-                            "2\n00:00:29,950 --> 01:01:01,500\nsecond part\n\n")
-    assert to_vtt(cues) == ("WEBVTT\n\n00:00:00.000 --> 00:00:29.950\nfirst part\n\n"
-                            "00:00:29.950 --> 01:01:01.500\nsecond part\n\n")
+    assert to_srt(cues) == (
+        "1\n00:00:00,000 --> 00:00:29,950\nfirst part\n\n2\n00:00:29,950 --> 01:01:01,500\nsecond part\n\n"
+    )
+    assert to_vtt(cues) == (
+        "WEBVTT\n\n00:00:00.000 --> 00:00:29.950\nfirst part\n\n00:00:29.950 --> 01:01:01.500\nsecond part\n\n"
+    )
 
 
 def test_cues_from_words_are_short():
@@ -43,8 +51,18 @@ def test_verbose_json_has_the_openai_fields():
     assert body["task"] == "transcribe" and body["language"] == "english" and body["duration"] == 3.5
     assert body["words"][1] == {"word": "world", "start": 0.6, "end": 1.0}
     seg = body["segments"][0]
-    assert {"id", "seek", "start", "end", "text", "tokens", "temperature", "avg_logprob", "compression_ratio",
-            "no_speech_prob"} <= set(seg)
+    assert {
+        "id",
+        "seek",
+        "start",
+        "end",
+        "text",
+        "tokens",
+        "temperature",
+        "avg_logprob",
+        "compression_ratio",
+        "no_speech_prob",
+    } <= set(seg)
     assert seg["tokens"] == [5, 5, 5] and seg["avg_logprob"] is None
     assert "words" not in to_verbose_json(r, "transcribe", 0.0, {"segment"}, Tok())
 

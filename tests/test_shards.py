@@ -30,13 +30,20 @@ def test_data_command_writes_shards_whose_index_and_audio_round_trip(tmp_path):
     for i in range(12):
         x = tone(0.5 + 0.1 * i, 220 + 40 * i)
         sf.write(tmp_path / f"c{i}.wav", x, SAMPLE_RATE, subtype="PCM_16")
-        clips.append(Example(id=f"c{i}", audio=f"c{i}.wav", duration=len(x) / SAMPLE_RATE, task="asr",
-                             target=f"word {i}").to_json())
+        clips.append(
+            Example(
+                id=f"c{i}", audio=f"c{i}.wav", duration=len(x) / SAMPLE_RATE, task="asr", target=f"word {i}"
+            ).to_json()
+        )
     (tmp_path / "train.jsonl").write_text("\n".join(clips) + "\n")
     out = tmp_path / "shards"
     # ~16 kB per shard: a 0.5-1.6 s FLAC tone is a few kB, so several shards
-    assert cli_main(["data", "manifest", "--root", str(tmp_path / "train.jsonl"), "--shards", str(out),
-                     "--shard-size", "16KB"]) == 0
+    assert (
+        cli_main(
+            ["data", "manifest", "--root", str(tmp_path / "train.jsonl"), "--shards", str(out), "--shard-size", "16KB"]
+        )
+        == 0
+    )
     index = read_index(str(out))
     assert len(index.shards) > 1
     assert index.examples == 12 and index.tasks == {"asr": 12}
@@ -65,13 +72,32 @@ def test_data_command_writes_shards_whose_index_and_audio_round_trip(tmp_path):
 def test_hf_recipe_writes_embedded_bytes_as_they_are_without_a_wav_cache(tmp_path):
     datasets = pytest.importorskip("datasets")
     flac = encode_audio(tone(0.8, 330), "flac")
-    table = datasets.Dataset.from_dict({"audio": [{"bytes": flac, "path": "a.flac"}, {"bytes": b"junk", "path": "b.flac"}],
-                                        "text": ["hello", "broken"]})
+    table = datasets.Dataset.from_dict(
+        {
+            "audio": [{"bytes": flac, "path": "a.flac"}, {"bytes": b"junk", "path": "b.flac"}],
+            "text": ["hello", "broken"],
+        }
+    )
     table.to_parquet(str(tmp_path / "train.parquet"))
     cache = tmp_path / "cache"
     out = tmp_path / "shards"
-    assert cli_main(["data", "hf", "--root", str(tmp_path / "train.parquet"), "--split", "train", "--shards", str(out),
-                     "--option", f"cache_dir={cache}"]) == 0
+    assert (
+        cli_main(
+            [
+                "data",
+                "hf",
+                "--root",
+                str(tmp_path / "train.parquet"),
+                "--split",
+                "train",
+                "--shards",
+                str(out),
+                "--option",
+                f"cache_dir={cache}",
+            ]
+        )
+        == 0
+    )
     assert not cache.exists()  # no wav copy of the corpus
     index = read_index(str(out))
     assert index.examples == 1  # the undecodable row was skipped (and counted in a warning)
@@ -99,8 +125,14 @@ def test_a_shard_set_streams_over_http(tmp_path):
 
     if shutil.which("curl") is None:
         pytest.skip("webdataset reads http(s) URLs through curl, which is not installed")
-    records = [AudioRecord(Example(id=f"h{i}", audio="x.flac", duration=0.5, task="asr", target=f"w{i}"),
-                           encode_audio(tone(0.5, 300 + i), "flac"), "flac") for i in range(5)]
+    records = [
+        AudioRecord(
+            Example(id=f"h{i}", audio="x.flac", duration=0.5, task="asr", target=f"w{i}"),
+            encode_audio(tone(0.5, 300 + i), "flac"),
+            "flac",
+        )
+        for i in range(5)
+    ]
     write_shards(records, tmp_path / "set", shard_size=10**6)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     handler.log_message = lambda *a: None

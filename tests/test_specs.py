@@ -1,4 +1,5 @@
 """Task specs: the registry, user spec files by path, targets and parsing."""
+
 import pytest
 
 from qaudio.data import Example
@@ -15,12 +16,22 @@ def test_every_task_is_registered_with_a_metric():
 
 def test_timestamp_task_target_and_parse():
     srwt = get_task("srwt")
-    ex = Example(id="x", audio="x.wav", duration=1, task="srwt", target="hi there",
-                 words=[["hi", 0.1, 0.3], ["there", 0.35, 0.7]])
+    ex = Example(
+        id="x",
+        audio="x.wav",
+        duration=1,
+        task="srwt",
+        target="hi there",
+        words=[["hi", 0.1, 0.3], ["there", 0.35, 0.7]],
+    )
     (target,) = srwt.targets(ex)
     assert target == "<|0.10|>hi<|0.30|><|0.35|>there<|0.70|>"
     pred = srwt.parse(target)
-    assert pred.text == "hi there" and [(w.word, w.start, w.end) for w in pred.words] == [("hi", 0.1, 0.3), ("there", 0.35, 0.7)] and not pred.problems
+    assert (
+        pred.text == "hi there"
+        and [(w.word, w.start, w.end) for w in pred.words] == [("hi", 0.1, 0.3), ("there", 0.35, 0.7)]
+        and not pred.problems
+    )
     with pytest.raises(ValueError, match="has no 'words'"):
         srwt.targets(Example(id="y", audio="y.wav", duration=1, task="srwt", target="hi"))
 
@@ -32,7 +43,9 @@ def test_classification_and_caption_targets():
     assert ser.parse("angry<|endoftext|>").label == "angry"
     assert ser.parse("bored").problems
     aac = get_task("aac")
-    ex = Example(id="c", audio="c.wav", duration=1, task="aac", audio_lang="unknown", target=["a beep", " ", "two beeps"])
+    ex = Example(
+        id="c", audio="c.wav", duration=1, task="aac", audio_lang="unknown", target=["a beep", " ", "two beeps"]
+    )
     assert aac.targets(ex) == ["a beep", "two beeps"]
     with pytest.raises(ValueError, match="empty target"):
         get_task("asr").targets(Example(id="e", audio="e.wav", duration=1, task="asr", target="  "))

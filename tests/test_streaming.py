@@ -21,15 +21,29 @@ from qaudio.specs import get_task
 from qaudio.training.bad_data import BadDataLog
 from qaudio.training.batching import Batch
 from qaudio.training.mixing import task_weights
-from qaudio.training.streaming import (SetCursor, ShardStream, StreamLoader, StreamOptions, mixture, reader_pieces,
-                                       shard_locations)
+from qaudio.training.streaming import (
+    SetCursor,
+    ShardStream,
+    StreamLoader,
+    StreamOptions,
+    mixture,
+    reader_pieces,
+    shard_locations,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 TASKS = {"asr": get_task("asr"), "aac": get_task("aac")}
 
 
-def make_set(out: Path, n: int, task: str = "asr", seed: int = 0, per_shard_bytes: int = 20_000,
-             junk_every: int = 0, empty_every: int = 0) -> Path:
+def make_set(
+    out: Path,
+    n: int,
+    task: str = "asr",
+    seed: int = 0,
+    per_shard_bytes: int = 20_000,
+    junk_every: int = 0,
+    empty_every: int = 0,
+) -> Path:
     """A shard set of ``n`` tones (0.3-2.0 s) with word targets; some junk audio or empty targets if asked."""
     rng = np.random.default_rng(seed)
 
@@ -41,9 +55,18 @@ def make_set(out: Path, n: int, task: str = "asr", seed: int = 0, per_shard_byte
             if junk_every and i % junk_every == 1:
                 data = b"this is not audio"
             target = "" if empty_every and i % empty_every == 2 else f"{task} word {i}"
-            yield AudioRecord(Example(id=f"{task}-{seed}-{i}", audio=f"{i}.flac", duration=round(len(t) / SAMPLE_RATE, 4),
-                                      task=task, audio_lang="en" if task == "asr" else "unknown", target=target),
-                              data, "flac")
+            yield AudioRecord(
+                Example(
+                    id=f"{task}-{seed}-{i}",
+                    audio=f"{i}.flac",
+                    duration=round(len(t) / SAMPLE_RATE, 4),
+                    task=task,
+                    audio_lang="en" if task == "asr" else "unknown",
+                    target=target,
+                ),
+                data,
+                "flac",
+            )
 
     write_shards(records(), out, per_shard_bytes)
     return out
@@ -55,8 +78,14 @@ class RowsOnly:
     def collate(self, rows, bad, position):
         if not rows:
             return Batch(None, bad=bad, position=position)
-        return Batch({"rows": len(rows)}, [it.example.task for it, _, _ in rows], [it.example.id for it, _, _ in rows],
-                     float(sum(it.duration for it, _, _ in rows)), bad, position)
+        return Batch(
+            {"rows": len(rows)},
+            [it.example.task for it, _, _ in rows],
+            [it.example.id for it, _, _ in rows],
+            float(sum(it.duration for it, _, _ in rows)),
+            bad,
+            position,
+        )
 
 
 def stream_of(sets, probs=None, rank=0, world=1, workers=0, batch_size=4, batch_seconds=0.0, bucket=5, seed=0):
@@ -70,12 +99,18 @@ def stream_of(sets, probs=None, rank=0, world=1, workers=0, batch_size=4, batch_
 @pytest.fixture(scope="module")
 def sets(tmp_path_factory):
     root = tmp_path_factory.mktemp("shards")
-    return {"asr": make_set(root / "asr", 60, "asr", seed=1), "aac": make_set(root / "aac", 20, "aac", seed=2),
-            "few": make_set(root / "few", 9, "asr", seed=3, per_shard_bytes=10**9)}
+    return {
+        "asr": make_set(root / "asr", 60, "asr", seed=1),
+        "aac": make_set(root / "aac", 20, "aac", seed=2),
+        "few": make_set(root / "few", 9, "asr", seed=3, per_shard_bytes=10**9),
+    }
 
 
 def test_recipes_name_shard_sets_and_refuse_a_mix():
-    assert shard_locations("shards:/data/a,shards:https://host/b/index.json") == ["/data/a", "https://host/b/index.json"]
+    assert shard_locations("shards:/data/a,shards:https://host/b/index.json") == [
+        "/data/a",
+        "https://host/b/index.json",
+    ]
     assert shard_locations("synthetic") is None
     with pytest.raises(ValueError, match="mixes shard sets"):
         shard_locations("shards:/data/a,librispeech")
@@ -104,8 +139,9 @@ def test_processes_and_workers_read_disjoint_parts_that_make_the_whole_set(sets,
             ids.append(cursor.next().example.id)
         parts.append(set(ids[:-1]) if cursor.epoch else set(ids))  # the last read began epoch 1
     assert sum(len(p) for p in parts) == index.examples
-    assert set().union(*parts) == {f"{name if name != 'few' else 'asr'}-{ {'asr': 1, 'few': 3}[name]}-{i}"
-                                   for i in range(index.examples)}
+    assert set().union(*parts) == {
+        f"{name if name != 'few' else 'asr'}-{ {'asr': 1, 'few': 3}[name] }-{i}" for i in range(index.examples)
+    }
 
 
 def test_mixing_follows_temperature_across_sets(sets):
@@ -182,9 +218,31 @@ def test_resume_refuses_another_worker_count(sets):
 
 
 def _cli(sets, out: Path, *extra: str) -> list[str]:
-    return ["--model", "tiny", "--recipes", f"shards:{sets['asr']},shards:{sets['aac']}", "--tasks", "asr,aac",
-            "--output-dir", str(out), "--precision", "fp32", "--threads", "1", "--batch-size", "4", "--log-every", "1",
-            "--eval-every", "0", "--no-eta", "--no-progress", "--no-tensorboard", "--no-plot", *extra]
+    return [
+        "--model",
+        "tiny",
+        "--recipes",
+        f"shards:{sets['asr']},shards:{sets['aac']}",
+        "--tasks",
+        "asr,aac",
+        "--output-dir",
+        str(out),
+        "--precision",
+        "fp32",
+        "--threads",
+        "1",
+        "--batch-size",
+        "4",
+        "--log-every",
+        "1",
+        "--eval-every",
+        "0",
+        "--no-eta",
+        "--no-progress",
+        "--no-tensorboard",
+        "--no-plot",
+        *extra,
+    ]
 
 
 def _losses(run_dir: Path) -> dict[int, float]:
@@ -198,8 +256,14 @@ def test_killed_streamed_run_resumes_with_the_same_losses(sets, tmp_path):
     steps = ("--max-steps", "16", "--save-every", "4", "--num-workers", "2")
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "qaudio.train", *_cli(sets, killed, *steps)], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qaudio.train", *_cli(sets, killed, *steps)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     deadline = time.time() + 240
     while not (killed / "checkpoints" / "step-00000008" / "state.json").exists():
         assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
@@ -212,8 +276,14 @@ def test_killed_streamed_run_resumes_with_the_same_losses(sets, tmp_path):
     assert (saved / "custom_checkpoint_1.pkl").is_file()  # the reader state, beside the TrainState
     outputs = []
     for run in (killed, tmp_path / "whole"):
-        done = subprocess.run([sys.executable, "-m", "qaudio.train", *_cli(sets, run, *steps)], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-m", "qaudio.train", *_cli(sets, run, *steps)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         outputs.append(done.stdout)
     assert f"resuming from {saved}" in outputs[0]
@@ -235,15 +305,34 @@ def test_two_streamed_processes_read_different_examples_and_agree_on_weights(set
         port = s.getsockname()[1]
     out = tmp_path / "ddp"
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
-           "no", "--dynamo_backend", "no", "--main_process_port", str(port), "-m", "qaudio.train",
-           *_cli(sets, out, "--max-steps", "4", "--save-every", "2", "--log-batches")]
+    cmd = [
+        accelerate,
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(port),
+        "-m",
+        "qaudio.train",
+        *_cli(sets, out, "--max-steps", "4", "--save-every", "2", "--log-batches"),
+    ]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = []
     for r in (0, 1):
         lines = [json.loads(x) for x in (out / f"batches-rank{r}.jsonl").read_text().splitlines()]
-        ranks.append({"ids": set().union(*[set(x["ids"]) for x in lines if "ids" in x]),
-                      "weights": [x["final_weights_sha256"] for x in lines if "final_weights_sha256" in x]})
+        ranks.append(
+            {
+                "ids": set().union(*[set(x["ids"]) for x in lines if "ids" in x]),
+                "weights": [x["final_weights_sha256"] for x in lines if "final_weights_sha256" in x],
+            }
+        )
     assert ranks[0]["ids"] and ranks[1]["ids"] and not ranks[0]["ids"] & ranks[1]["ids"]  # disjoint shards
     assert ranks[0]["weights"] == ranks[1]["weights"] and len(ranks[0]["weights"]) == 1

@@ -1,4 +1,5 @@
 """The tag grammar: exact prompts, validation, parsing, tokenizer registration."""
+
 import subprocess
 import sys
 

@@ -42,9 +42,23 @@ def corpus(tmp_path_factory) -> Path:
 
 
 def tiny_config(corpus: Path, out: Path, **overrides) -> TrainConfig:
-    values = dict(model="tiny", recipes=f"synthetic:{corpus}", tasks="asr,aac,aqa", output_dir=str(out),
-                  precision="fp32", threads=1, batch_size=8, max_steps=6, log_every=1, eval_every=0,
-                  save_every=100, progress=False, tensorboard=False, plot=False, eta=False)
+    values = dict(
+        model="tiny",
+        recipes=f"synthetic:{corpus}",
+        tasks="asr,aac,aqa",
+        output_dir=str(out),
+        precision="fp32",
+        threads=1,
+        batch_size=8,
+        max_steps=6,
+        log_every=1,
+        eval_every=0,
+        save_every=100,
+        progress=False,
+        tensorboard=False,
+        plot=False,
+        eta=False,
+    )
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -83,7 +97,9 @@ def test_collated_batch_trains_on_the_target_only(corpus):
         assert not kept[mask[row] == 0].any()
         assert not kept[ids[row] == model.token_ids.audio].any()
         prompt = tok.decode(ids[row][mask[row] == 1])
-        assert item.task.prompt(item.example.request(item.task), "tags") in prompt and prompt.index(target) > prompt.index("<|audio_eos|>")
+        assert item.task.prompt(item.example.request(item.task), "tags") in prompt and prompt.index(
+            target
+        ) > prompt.index("<|audio_eos|>")
     # Padding changes nothing: each example's loss in the batch equals its loss alone.
     with torch.no_grad():
         together = model(**batch.inputs).loss_sum
@@ -113,8 +129,9 @@ def write_bad_corpus(corpus: Path, root: Path) -> dict[str, str]:
         lines.append(json.dumps({"id": f"bad-{name}", "audio": path, "duration": 1.0, "task": "asr", "target": target}))
     (root / "train.jsonl").write_text("\n".join(lines) + "\n")
     shutil.copy(corpus / "dev.jsonl", root / "dev.jsonl")
-    (root / "dev.jsonl").write_text("".join(
-        ex.to_json() + "\n" for ex in read_manifest(corpus / "dev.jsonl") if ex.task == "asr"))
+    (root / "dev.jsonl").write_text(
+        "".join(ex.to_json() + "\n" for ex in read_manifest(corpus / "dev.jsonl") if ex.task == "asr")
+    )
     return bad
 
 
@@ -123,21 +140,41 @@ def test_bad_data_is_skipped_and_counted_and_strict_stops(corpus, tmp_path, caps
     cfg = tiny_config(corpus, tmp_path / "run", recipes=f"manifest:{tmp_path / 'bad'}", tasks="asr", max_steps=3)
     train(cfg)
     # The same counts when the bad audio turns up while filling the feature cache instead.
-    cached = tiny_config(corpus, tmp_path / "cached", recipes=f"manifest:{tmp_path / 'bad'}", tasks="asr", max_steps=1,
-                         cache_encoder=str(tmp_path / "cache"))
+    cached = tiny_config(
+        corpus,
+        tmp_path / "cached",
+        recipes=f"manifest:{tmp_path / 'bad'}",
+        tasks="asr",
+        max_steps=1,
+        cache_encoder=str(tmp_path / "cache"),
+    )
     train(cached)
-    assert read_metrics(tmp_path / "cached", "end")[-1]["bad_data"] == read_metrics(tmp_path / "run", "end")[-1]["bad_data"]
+    assert (
+        read_metrics(tmp_path / "cached", "end")[-1]["bad_data"]
+        == read_metrics(tmp_path / "run", "end")[-1]["bad_data"]
+    )
     end = read_metrics(tmp_path / "run", "end")[-1]
     assert end["bad_data"] == {"missing file": 1, "empty target": 1, "unusable audio": 2}
     assert end["step"] == 3 and (tmp_path / "run" / "model" / "model.safetensors").is_file()
     out = capsys.readouterr().out
     assert "bad data: 4 example(s) skipped" in out and bad["corrupt"] in out and "silent" in out
     with pytest.raises(ValueError, match="cannot resume .*batch_size: 8 -> 4"):  # same run dir, other data order
-        train(tiny_config(corpus, tmp_path / "run", recipes=f"manifest:{tmp_path / 'bad'}", tasks="asr", max_steps=3,
-                          batch_size=4))
+        train(
+            tiny_config(
+                corpus, tmp_path / "run", recipes=f"manifest:{tmp_path / 'bad'}", tasks="asr", max_steps=3, batch_size=4
+            )
+        )
     with pytest.raises(BadDataError, match="--strict") as err:
-        train(tiny_config(corpus, tmp_path / "strict", recipes=f"manifest:{tmp_path / 'bad'}", tasks="asr",
-                          max_steps=3, strict=True))
+        train(
+            tiny_config(
+                corpus,
+                tmp_path / "strict",
+                recipes=f"manifest:{tmp_path / 'bad'}",
+                tasks="asr",
+                max_steps=3,
+                strict=True,
+            )
+        )
     assert any(path in str(err.value) for path in bad.values())
 
 
@@ -196,12 +233,16 @@ def test_loss_from_cached_features_equals_loss_from_the_live_encoder(corpus, tmp
     torch.testing.assert_close(cached_loss, live_loss, rtol=1e-5, atol=1e-5)
     # Another encoder (other random weights) never reads these entries.
     other, _ = tiny_model_and_items(corpus, seed=1)
-    assert FeatureCache(tmp_path / "cache", encoder_identity(other, other.processor, "fp32"), "fp32").missing(todo) == list(todo)
+    assert FeatureCache(tmp_path / "cache", encoder_identity(other, other.processor, "fp32"), "fp32").missing(
+        todo
+    ) == list(todo)
 
 
 def test_training_from_the_cache_matches_live_training(corpus, tmp_path):
     train(tiny_config(corpus, tmp_path / "live", max_steps=3))
-    cfg = tiny_config(corpus, tmp_path / "cached", max_steps=3, cache_encoder=str(tmp_path / "cache"), cache_dtype="fp32")
+    cfg = tiny_config(
+        corpus, tmp_path / "cached", max_steps=3, cache_encoder=str(tmp_path / "cache"), cache_dtype="fp32"
+    )
     train(cfg)
     shards = sorted((tmp_path / "cache").rglob("shard-*.safetensors"))
     assert shards
@@ -220,17 +261,47 @@ def test_training_from_the_cache_matches_live_training(corpus, tmp_path):
 
 
 def _cli(corpus: Path, out: Path, *extra: str) -> list[str]:
-    return ["--model", "tiny", "--recipes", f"synthetic:{corpus}", "--tasks", "asr,aac,aqa", "--output-dir", str(out),
-            "--precision", "fp32", "--threads", "1", "--batch-size", "8", "--log-every", "1", "--eval-every", "0",
-            "--no-progress", "--no-tensorboard", "--no-plot", *extra]
+    return [
+        "--model",
+        "tiny",
+        "--recipes",
+        f"synthetic:{corpus}",
+        "--tasks",
+        "asr,aac,aqa",
+        "--output-dir",
+        str(out),
+        "--precision",
+        "fp32",
+        "--threads",
+        "1",
+        "--batch-size",
+        "8",
+        "--log-every",
+        "1",
+        "--eval-every",
+        "0",
+        "--no-progress",
+        "--no-tensorboard",
+        "--no-plot",
+        *extra,
+    ]
 
 
 @pytest.mark.slow
 def test_killed_run_resumes_with_the_same_losses(corpus, tmp_path):
     steps, save = 40, 4
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "qaudio.train", *_cli(corpus, killed, "--max-steps", str(steps),
-                             "--save-every", str(save))], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "qaudio.train",
+            *_cli(corpus, killed, "--max-steps", str(steps), "--save-every", str(save)),
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 120
     while not (killed / "checkpoints" / "step-00000004" / "state.json").exists():
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
@@ -263,17 +334,37 @@ def test_two_processes_train_on_different_data_and_end_with_identical_weights(co
         port = s.getsockname()[1]
     out = tmp_path / "ddp"
     env = {**os.environ, "ACCELERATE_USE_CPU": "true"}
-    cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
-           "no", "--dynamo_backend", "no", "--main_process_port", str(port), "-m", "qaudio.train",
-           *_cli(corpus, out, "--max-steps", "4", "--log-batches", "--save-every", "2", "--tasks", "asr",
-                 "--batch-size", "4")]
+    cmd = [
+        accelerate,
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(port),
+        "-m",
+        "qaudio.train",
+        *_cli(
+            corpus, out, "--max-steps", "4", "--log-batches", "--save-every", "2", "--tasks", "asr", "--batch-size", "4"
+        ),
+    ]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = []
     for r in (0, 1):
         lines = [json.loads(x) for x in (out / f"batches-rank{r}.jsonl").read_text().splitlines()]
-        ranks.append({"ids": [set(x["ids"]) for x in lines if "ids" in x],
-                      "weights": [x["final_weights_sha256"] for x in lines if "final_weights_sha256" in x]})
+        ranks.append(
+            {
+                "ids": [set(x["ids"]) for x in lines if "ids" in x],
+                "weights": [x["final_weights_sha256"] for x in lines if "final_weights_sha256" in x],
+            }
+        )
     assert len(ranks[0]["ids"]) == len(ranks[1]["ids"]) == 4
     for a, b in zip(ranks[0]["ids"], ranks[1]["ids"]):
         assert a and b and not a & b  # each step, the two processes saw different examples
@@ -291,9 +382,24 @@ def _ddp_command(corpus: Path, out: Path, *extra: str) -> tuple[list[str], dict]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
-           "no", "--dynamo_backend", "no", "--main_process_port", str(port), "-m", "qaudio.train",
-           *_cli(corpus, out, "--tasks", "asr", "--batch-size", "4", *extra)]
+    cmd = [
+        accelerate,
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(port),
+        "-m",
+        "qaudio.train",
+        *_cli(corpus, out, "--tasks", "asr", "--batch-size", "4", *extra),
+    ]
     return cmd, {**os.environ, "ACCELERATE_USE_CPU": "true"}
 
 
@@ -303,8 +409,9 @@ def test_two_processes_killed_mid_run_resume_with_the_same_losses(corpus, tmp_pa
     killed = tmp_path / "killed"
     cmd, env = _ddp_command(corpus, killed, *steps)
     # Its own session: SIGKILL reaches the launcher and both training processes at once, as a lost machine would.
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     deadline = time.time() + 600  # a guard against a hang, generous for a busy machine
     while not (killed / "checkpoints" / "step-00000004" / "state.json").exists():
         assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
@@ -313,8 +420,9 @@ def test_two_processes_killed_mid_run_resume_with_the_same_losses(corpus, tmp_pa
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (killed / "model").exists(), "the run finished before the kill: make it longer"
-    resumed = subprocess.run(_ddp_command(corpus, killed, *steps)[0], cwd=REPO, env=env, capture_output=True,
-                             text=True, timeout=900)
+    resumed = subprocess.run(
+        _ddp_command(corpus, killed, *steps)[0], cwd=REPO, env=env, capture_output=True, text=True, timeout=900
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stdout
     whole_cmd, _ = _ddp_command(corpus, tmp_path / "whole", *steps)
@@ -374,7 +482,8 @@ def test_the_model_directory_records_what_training_did(corpus, tmp_path):
     assert summary["audio_seconds_seen"] > 0 and summary["precision"] == "fp32" and summary["processes"] == 1
     # dev loss at steps 0, 2 and 4 for each task: the learning curve the report plots
     assert {t: [p[0] for p in pts] for t, pts in summary["learning_curve"].items()} == {
-        t: [0, 2, 4] for t in ("aac", "aqa", "asr")}
+        t: [0, 2, 4] for t in ("aac", "aqa", "asr")
+    }
     assert "trained 4 optimizer steps" in describe(summary)
 
 

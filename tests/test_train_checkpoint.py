@@ -57,7 +57,9 @@ def test_state_round_trip_keeps_trainable_weights_only_and_the_scaler(tmp_path):
     accelerator.load_state(str(final))
     assert torch.equal(fresh[1].weight, model[1].weight) and torch.equal(fresh[0].weight, frozen_before)
     assert scheduler2.last_epoch == 1 and optimizer2.state_dict()["state"]
-    assert (state2.step, state2.position, state2.max_steps) == (1, 8, 10) and state2.bad.skipped == {"x1": "missing file"}
+    assert (state2.step, state2.position, state2.max_steps) == (1, 8, 10) and state2.bad.skipped == {
+        "x1": "missing file"
+    }
     assert accelerator.scaler.get_scale() == 512.0
     assert torch.equal(torch.rand(3), after)  # the RNG continues where the saving process was
 

@@ -12,12 +12,12 @@ from qaudio.data import Example
 from qaudio.specs import get_task
 from qaudio.training import checkpoint as ckpt
 from qaudio.training.bad_data import BadDataError, BadDataLog, BadItem
+from qaudio.training.budget import steps_for_budget
 from qaudio.training.config import TrainConfig, add_arguments, config_from_args
 from qaudio.training.corpus import Item, chunk_by_words, fit_to_window, parse_recipes, parse_tasks
 from qaudio.training.feature_cache import FeatureCache, audio_key
 from qaudio.training.mixing import MixtureSampler, length_grouped_batches, task_weights
 from qaudio.training.optim import lr_factor
-from qaudio.training.budget import steps_for_budget
 
 
 def parse(argv):
@@ -61,8 +61,10 @@ def test_bad_values_name_the_flag():
 def test_recipe_and_task_specs(monkeypatch):
     monkeypatch.setenv("QAUDIO_DATA", "/corpora")
     specs = parse_recipes("synthetic,librispeech:/data/LS@train-clean-100/dev-clean", "train", "dev")
-    assert [str(s) for s in specs] == ["synthetic:/corpora/synthetic@train/dev",
-                                       "librispeech:/data/LS@train-clean-100/dev-clean"]
+    assert [str(s) for s in specs] == [
+        "synthetic:/corpora/synthetic@train/dev",
+        "librispeech:/data/LS@train-clean-100/dev-clean",
+    ]
     assert parse_tasks("asr,aac,asr") == ["asr", "aac", "asr"]
     with pytest.raises(ValueError, match="cannot be combined"):
         parse_tasks("all,asr")
@@ -122,7 +124,7 @@ def test_length_grouping_reduces_padding_and_respects_caps():
     batches = length_grouped_batches(order, durations, 16, 0.0)
     assert sorted(i for b in batches for i in b) == list(range(400)) and max(map(len, batches)) == 16
     padded = sum(len(b) * durations[b].max() for b in batches)
-    random_batches = [order[i:i + 16] for i in range(0, 400, 16)]
+    random_batches = [order[i : i + 16] for i in range(0, 400, 16)]
     padded_random = sum(len(b) * durations[b].max() for b in random_batches)
     assert padded < 0.75 * padded_random
     capped = length_grouped_batches(order, durations, 0, 60.0)

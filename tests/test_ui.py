@@ -13,9 +13,10 @@ import soundfile as sf
 gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
+from test_infer_model import MAX_NEW_TOKENS, _clip, tiny_model_dir  # noqa: E402
+
 import qaudio  # noqa: E402
 from qaudio.ui import USER, launch  # noqa: E402
-from test_infer_model import MAX_NEW_TOKENS, _clip, tiny_model_dir  # noqa: E402
 
 SR = 16_000
 KEY = "ui-key"
@@ -48,12 +49,14 @@ def _wav(tmp_path, x, name="a.wav"):
 def test_transcribe_with_word_times_equals_the_model(client, page, tmp_path):
     _, model = page
     path = _wav(tmp_path, _clip(2.0, 3))
-    text, words, plot, timing = client.predict(gradio_client.handle_file(path), "transcribe", "en", "", True,
-                                               api_name="/answer")
+    text, words, plot, timing = client.predict(
+        gradio_client.handle_file(path), "transcribe", "en", "", True, api_name="/answer"
+    )
     expected = model.transcribe(path, timestamps=True)
     assert text == expected.text
-    assert [tuple(r) for r in words["data"]] == [(w.word, w.start, w.end) for w in expected.words or []] \
-        or (not expected.words and words["data"] in ([], [["", "", ""]]))
+    assert [tuple(r) for r in words["data"]] == [(w.word, w.start, w.end) for w in expected.words or []] or (
+        not expected.words and words["data"] in ([], [["", "", ""]])
+    )
     assert timing["audio_seconds"] == pytest.approx(2.0) and plot is not None
 
 
@@ -62,8 +65,9 @@ def test_other_tasks_through_the_page(client, page, tmp_path):
     path = _wav(tmp_path, _clip(1.5, 4))
     label = client.predict(gradio_client.handle_file(path), "emotion", "en", "", False, api_name="/answer")[0]
     assert label == model.classify(path, task="emotion").text
-    answer = client.predict(gradio_client.handle_file(path), "ask a question", "en", "What is it?", False,
-                            api_name="/answer")[0]
+    answer = client.predict(
+        gradio_client.handle_file(path), "ask a question", "en", "What is it?", False, api_name="/answer"
+    )[0]
     assert answer == model.ask(path, question="What is it?").text
 
 
@@ -80,8 +84,10 @@ def test_bad_audio_and_limits_are_clear_errors_and_the_page_keeps_working(client
         client.predict(gradio_client.handle_file(str(bad)), "transcribe", "en", "", False, api_name="/answer")
     assert "bad.wav" in str(error.value) and "/tmp" not in str(error.value)  # the server's paths stay private
     good = _wav(tmp_path, _clip(1.0, 2), "good.wav")
-    assert client.predict(gradio_client.handle_file(good), "transcribe", "en", "", False, api_name="/answer")[0] == \
-        model.transcribe(good).text
+    assert (
+        client.predict(gradio_client.handle_file(good), "transcribe", "en", "", False, api_name="/answer")[0]
+        == model.transcribe(good).text
+    )
 
 
 def test_the_page_needs_the_login(page):
@@ -99,7 +105,9 @@ def test_uploads_over_the_size_limit_are_refused(page, tmp_path):
         with pytest.raises(Exception, match="(?i)size|large|exceed"):
             client.predict(gradio_client.handle_file(big), "transcribe", "en", "", False, api_name="/answer")
         small = _wav(tmp_path, _clip(0.2, 9), "small.wav")  # 6.4 kB
-        assert client.predict(gradio_client.handle_file(small), "transcribe", "en", "", False,
-                              api_name="/answer")[0] == model.transcribe(small).text
+        assert (
+            client.predict(gradio_client.handle_file(small), "transcribe", "en", "", False, api_name="/answer")[0]
+            == model.transcribe(small).text
+        )
     finally:
         app.close()

@@ -15,8 +15,12 @@ from qaudio import vad  # noqa: E402
 from qaudio.chunking import split_windows  # noqa: E402
 
 SR = 16_000
-SENTENCES = ["the quick brown fox jumps over the lazy dog", "she sells sea shells by the sea shore",
-             "a large red ball rolls down the hill", "please call stella and ask her to bring these things"]
+SENTENCES = [
+    "the quick brown fox jumps over the lazy dog",
+    "she sells sea shells by the sea shore",
+    "a large red ball rolls down the hill",
+    "please call stella and ask her to bring these things",
+]
 
 
 def spoken(i: int) -> np.ndarray:
@@ -47,8 +51,11 @@ def test_speech_is_found_and_silence_noise_and_tones_are_not():
         assert abs(s / SR - ts) < 0.15 and abs(e / SR - te) < 0.4
     rng = np.random.default_rng(1)
     t = np.arange(3 * SR) / SR
-    for name, y in {"silence": np.zeros(3 * SR), "white noise": 0.1 * rng.standard_normal(3 * SR),
-                    "tone": 0.3 * np.sin(2 * np.pi * 440 * t)}.items():
+    for name, y in {
+        "silence": np.zeros(3 * SR),
+        "white noise": 0.1 * rng.standard_normal(3 * SR),
+        "tone": 0.3 * np.sin(2 * np.pi * 440 * t),
+    }.items():
         assert vad.speech_spans(y.astype(np.float32)) == [], name
         assert vad.speech_probabilities(y.astype(np.float32)).max() < 0.5, name
 
@@ -91,9 +98,11 @@ def test_using_the_detector_keeps_torchs_thread_count():
     import sys
 
     # A fresh process: importing silero_vad sets torch to one thread for the whole process.
-    code = ("import torch, numpy as np; torch.set_num_threads(2); from qaudio import vad; "
-            "assert vad.available(); vad.speech_spans(np.zeros(16000, np.float32)); vad.StreamingVAD(); "
-            "print(torch.get_num_threads())")
+    code = (
+        "import torch, numpy as np; torch.set_num_threads(2); from qaudio import vad; "
+        "assert vad.available(); vad.speech_spans(np.zeros(16000, np.float32)); vad.StreamingVAD(); "
+        "print(torch.get_num_threads())"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "2"

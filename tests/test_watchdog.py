@@ -25,9 +25,15 @@ def setup(tmp_path):
     model = AudioLM.build(PRESETS["tiny"], tokenizer_texts=["hello world", "a cat"])
     rng = np.random.default_rng(0)
     audios = [(0.1 * rng.standard_normal(16_000)).astype(np.float32) for _ in range(2)]
-    batch = Batch(inputs=model.processor.prepare(audios, [PROMPT] * 2, ["hello world", "a cat"]), tasks=["asr"] * 2, ids=["u1", "u2"])
-    items = [Item(Example(id=i, audio=f"/data/{i}.wav", duration=1.0, task="asr", target="x"), get_task("asr"), "t")
-             for i in ("u1", "u2")]
+    batch = Batch(
+        inputs=model.processor.prepare(audios, [PROMPT] * 2, ["hello world", "a cat"]),
+        tasks=["asr"] * 2,
+        ids=["u1", "u2"],
+    )
+    items = [
+        Item(Example(id=i, audio=f"/data/{i}.wav", duration=1.0, task="asr", target="x"), get_task("asr"), "t")
+        for i in ("u1", "u2")
+    ]
     return model, batch, NumericsWatchdog(tmp_path, items, precision="bf16")
 
 
@@ -47,8 +53,11 @@ def test_watchdog_names_the_module_with_an_injected_nan(setup, tmp_path):
 
 def test_non_finite_data_and_gradients_are_told_apart(setup):
     model, batch, watchdog = setup
-    bad_data = Batch(inputs={**batch.inputs, "input_features": batch.inputs["input_features"].clone()},
-                     tasks=batch.tasks, ids=batch.ids)
+    bad_data = Batch(
+        inputs={**batch.inputs, "input_features": batch.inputs["input_features"].clone()},
+        tasks=batch.tasks,
+        ids=batch.ids,
+    )
     bad_data.inputs["input_features"][0, 0, 0] = float("inf")
     finding = watchdog.diagnose(model, [bad_data], step=1)
     assert finding["module"] == "audio_tower.conv1" and finding["inputs_finite"] is False

@@ -43,8 +43,11 @@ def command_parser(command: str) -> argparse.ArgumentParser:
 def field_comments(cls: type) -> dict[str, str]:
     """``{field: comment}`` from the ``name: type = value  # comment`` lines of a dataclass."""
     source = textwrap.dedent(inspect.getsource(cls))
-    comments = {t.start[0]: t.string.lstrip("# ").strip()
-                for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type == tokenize.COMMENT}
+    comments = {
+        t.start[0]: t.string.lstrip("# ").strip()
+        for t in tokenize.generate_tokens(io.StringIO(source).readline)
+        if t.type == tokenize.COMMENT
+    }
     names = {}
     for node in ast.parse(source).body[0].body:
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
@@ -89,7 +92,9 @@ def config_table(target: str, command: str | None = None) -> str:
         help_text = f.metadata.get("help") or comments.get(f.name, "")
         flag = f"`{flags[f.name]}`" if f.name in flags else ""
         type_name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-        rows.append(f"| `{f.name}` | {flag} | {_prose(str(type_name))} | `{_cell(repr(_default(f)))}` | {_prose(help_text)} |")
+        rows.append(
+            f"| `{f.name}` | {flag} | {_prose(str(type_name))} | `{_cell(repr(_default(f)))}` | {_prose(help_text)} |"
+        )
     return "\n".join(rows)
 
 

@@ -192,7 +192,6 @@ def read_ctranslate2(paths: str | Path | list[str | Path]) -> CT2Model:
     return CT2Model(spec=spec, revision=revision, binary_version=version, variables=variables, aliases=aliases)
 
 
-
 # ---- The model directory --------------------------------------------------------------------
 
 

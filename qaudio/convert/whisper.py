@@ -23,8 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from ..model.weights import mismatches, shapes
-from .ctranslate2 import (CT2Model, CTranslate2FormatError, directory_files, model_files, read_config,
-                          read_ctranslate2, read_vocabulary)
+from .ctranslate2 import (
+    CT2Model,
+    CTranslate2FormatError,
+    directory_files,
+    model_files,
+    read_config,
+    read_ctranslate2,
+    read_vocabulary,
+)
 from .whisper_config import build_tokenizer, english_normalizer_file, whisper_config, whisper_generation_config
 from .whisper_packages import find_ctranslate2_dir
 
@@ -146,7 +153,6 @@ def build_whisper_model(ct2: CT2Model, vocabulary: list[str], ct2_config: dict |
         raise CTranslate2FormatError(f"tensors left uninitialised after the load: {leftover}")
     model.generation_config = whisper_generation_config(config, vocabulary, ct2_config)
     return model.eval()
-
 
 
 # ---- The import ---------------------------------------------------------------------------

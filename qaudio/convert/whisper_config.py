@@ -96,7 +96,9 @@ def whisper_config(ct2: CT2Model, vocabulary: list[str], ct2_config: dict):
         )
     activation = int(ct2.scalar("decoder/activation")) if "decoder/activation" in ct2 else 3  # Whisper's GELU
     if activation not in CT2_ACTIVATIONS:
-        raise CTranslate2FormatError(f"model.bin: unknown activation id {activation}; expected one of {CT2_ACTIVATIONS}")
+        raise CTranslate2FormatError(
+            f"model.bin: unknown activation id {activation}; expected one of {CT2_ACTIVATIONS}"
+        )
     heads = {side: int(ct2.scalar(f"{side}/num_heads")) for side in ("encoder", "decoder")}
     for side, n in heads.items():
         if d_model % n:
@@ -173,7 +175,6 @@ def whisper_generation_config(config, vocabulary: list[str], ct2_config: dict):
     return GenerationConfig(**fields)
 
 
-
 # ---- The tokenizer -------------------------------------------------------------------------
 
 
@@ -220,4 +221,3 @@ def english_normalizer_file() -> Path | None:
     except ModuleNotFoundError:
         return None
     return path if path.is_file() else None
-

@@ -28,8 +28,15 @@ from .classification import normalize_label
 # One entry per family, each declared in its own module (adding a family: one module, one line here).
 METRICS: dict[str, MetricFamily] = {
     f.name: f
-    for f in (wer.FAMILY, bleu.FAMILY, caption.FAMILY, classification.AQA, classification.ACCURACY,
-              timestamps.FAMILY, note.FAMILY)
+    for f in (
+        wer.FAMILY,
+        bleu.FAMILY,
+        caption.FAMILY,
+        classification.AQA,
+        classification.ACCURACY,
+        timestamps.FAMILY,
+        note.FAMILY,
+    )
 }
 
 
@@ -40,4 +47,12 @@ def get_metric(name: str) -> MetricFamily:
     return METRICS[name]
 
 
-__all__ = ["METRICS", "MetricFamily", "MetricResult", "bootstrap_ci", "get_metric", "library_versions", "normalize_label"]
+__all__ = [
+    "METRICS",
+    "MetricFamily",
+    "MetricResult",
+    "bootstrap_ci",
+    "get_metric",
+    "library_versions",
+    "normalize_label",
+]

@@ -8,7 +8,8 @@ of its clips, not a mean of per-clip rates). A family lists it in ``MetricFamily
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,5 +35,10 @@ def by_duration(examples: Sequence[Any], predictions: dict[str, list], results: 
         metric, unit = result.primary, result.units.get(result.primary)
     if not values:
         return None
-    return {"metric": metric, "unit": unit, "edges": edges.tolist(),
-            "counts": [int((bins == b).sum()) for b in range(len(edges) - 1)], "values": values}
+    return {
+        "metric": metric,
+        "unit": unit,
+        "edges": edges.tolist(),
+        "counts": [int((bins == b).sum()) for b in range(len(edges) - 1)],
+        "values": values,
+    }

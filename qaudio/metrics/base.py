@@ -19,9 +19,10 @@ import importlib.metadata
 import inspect
 import math
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Any, Callable, Sequence
+from functools import cache
+from typing import Any
 
 import numpy as np
 
@@ -67,7 +68,9 @@ class MetricResult:
         """The primary metric's value (NaN when it could not be computed)."""
         return self.values.get(self.primary, math.nan)
 
-    def ci(self, name: str | None = None, n: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float] | None:
+    def ci(
+        self, name: str | None = None, n: int = 1000, seed: int = 0, level: float = 0.95
+    ) -> tuple[float, float] | None:
         """Bootstrap confidence interval of one metric (default: the primary); None if not resamplable."""
         name = name or self.primary
         if name not in self.bootstrap:
@@ -170,19 +173,25 @@ class MetricFamily:
             raise ValueError(f"unknown {self.name} profile {profile!r}; valid profiles: {valid}")
         return profile
 
-    def __call__(self, predictions: Sequence, references: Sequence, profile: str | None = None,
-                 language: str = "en", **options) -> MetricResult:
+    def __call__(
+        self, predictions: Sequence, references: Sequence, profile: str | None = None, language: str = "en", **options
+    ) -> MetricResult:
         if len(predictions) != len(references):
-            raise ValueError(f"{self.name}: {len(predictions)} predictions but {len(references)} references; "
-                             "expected one prediction per reference")
+            raise ValueError(
+                f"{self.name}: {len(predictions)} predictions but {len(references)} references; "
+                "expected one prediction per reference"
+            )
         if len(predictions) == 0:
             raise ValueError(f"{self.name}: nothing to score (no predictions)")
         accepted = [p for p in inspect.signature(self.compute).parameters if p not in _COMMON_ARGUMENTS]
         unknown = sorted(set(options) - set(accepted))
         if unknown:
-            raise ValueError(f"{self.name} takes no option(s) {', '.join(unknown)}; its options: {', '.join(accepted) or 'none'}")
-        return self.compute(list(predictions), list(references), profile=self.check_profile(profile),
-                            language=language, **options)
+            raise ValueError(
+                f"{self.name} takes no option(s) {', '.join(unknown)}; its options: {', '.join(accepted) or 'none'}"
+            )
+        return self.compute(
+            list(predictions), list(references), profile=self.check_profile(profile), language=language, **options
+        )
 
 
 def language_code(language: str | None) -> str:
@@ -197,7 +206,7 @@ def library_versions(*distributions: str) -> dict[str, str]:
     return {name: _version(name) for name in distributions}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _version(distribution: str) -> str:
     # Cached: reading package metadata costs milliseconds, and every metric call records versions.
     try:
@@ -223,10 +232,22 @@ def format_value(value: float | None, unit: str) -> str:
 
 
 DISPLAY_NAMES = {
-    "wer": "WER", "cer": "CER", "bleu": "BLEU", "bleu_1": "BLEU-1", "bleu_2": "BLEU-2", "bleu_3": "BLEU-3",
-    "bleu_4": "BLEU-4", "meteor": "METEOR", "rouge_l": "ROUGE-L", "cider_d": "CIDEr-D", "spice": "SPICE",
-    "spider": "SPIDEr", "aas_ms": "AAS", "median_boundary_error_ms": "median boundary error",
-    "within_50ms": "boundaries within 50 ms", "within_100ms": "boundaries within 100 ms",
+    "wer": "WER",
+    "cer": "CER",
+    "bleu": "BLEU",
+    "bleu_1": "BLEU-1",
+    "bleu_2": "BLEU-2",
+    "bleu_3": "BLEU-3",
+    "bleu_4": "BLEU-4",
+    "meteor": "METEOR",
+    "rouge_l": "ROUGE-L",
+    "cider_d": "CIDEr-D",
+    "spice": "SPICE",
+    "spider": "SPIDEr",
+    "aas_ms": "AAS",
+    "median_boundary_error_ms": "median boundary error",
+    "within_50ms": "boundaries within 50 ms",
+    "within_100ms": "boundaries within 100 ms",
 }
 
 

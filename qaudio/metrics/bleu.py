@@ -26,21 +26,21 @@ import re
 
 import numpy as np
 
-from .base import MetricFamily, MetricResult, language_code, library_versions
 from ..tags import strip_tags
+from .base import MetricFamily, MetricResult, language_code, library_versions
 
 PROFILES = {
     "sacrebleu": "qaudio: sacrebleu corpus BLEU, case-sensitive; tokenizer 13a, zh for Chinese, ja-mecab for Japanese; "
-                 "tags removed from both sides",
+    "tags removed from both sides",
     "qwen_audio": "Qwen-Audio evaluate_st: prediction stripped with its tags kept, reference as written",
     "qwen2_audio": "Qwen2-Audio evaluate_st: prediction without tags (skip_special_tokens), reference as written",
 }
 ANCHORS = {
     "sacrebleu": "qaudio's own definition (after the Qwen evaluate_st.py scripts)",
     "qwen_audio": "QwenLM/Qwen-Audio eval_audio/evaluate_st.py (decode(skip_special_tokens=False).strip(), "
-                  "sacrebleu.corpus_bleu)",
+    "sacrebleu.corpus_bleu)",
     "qwen2_audio": "QwenLM/Qwen2-Audio eval_audio/evaluate_st.py (batch_decode(skip_special_tokens=True), "
-                   "sacrebleu.corpus_bleu)",
+    "sacrebleu.corpus_bleu)",
 }
 _TAG = re.compile(r"<\|[^|]*?\|>")
 # profile -> (prediction transform, reference transform)
@@ -77,7 +77,9 @@ def _reference_streams(references: list, transform=strip_tags) -> list[list[str]
     refs = [[r] if isinstance(r, str) else list(r) for r in references]
     counts = {len(r) for r in refs}
     if len(counts) != 1 or 0 in counts:
-        raise ValueError(f"BLEU needs the same number (>= 1) of references for every example, got counts {sorted(counts)}")
+        raise ValueError(
+            f"BLEU needs the same number (>= 1) of references for every example, got counts {sorted(counts)}"
+        )
     for i, r in enumerate(refs):
         if not all(isinstance(x, str) for x in r):
             raise ValueError(f"example {i}: references must be strings, got {r!r}")
@@ -112,8 +114,13 @@ def compute(predictions: list[str], references: list, profile: str, language: st
         "hypothesis_length": int(corpus.sys_len),
         "reference_length": int(corpus.ref_len),
     }
-    units = {"bleu": "BLEU", **{f"precision_{n}": "%" for n in range(1, 5)}, "brevity_penalty": "ratio",
-             "hypothesis_length": "tokens", "reference_length": "tokens"}
+    units = {
+        "bleu": "BLEU",
+        **{f"precision_{n}": "%" for n in range(1, 5)},
+        "brevity_penalty": "ratio",
+        "hypothesis_length": "tokens",
+        "reference_length": "tokens",
+    }
     return MetricResult(
         family="bleu",
         profile=profile,
@@ -126,12 +133,19 @@ def compute(predictions: list[str], references: list, profile: str, language: st
         bootstrap={"bleu": (stats, aggregate)},
         details={"signature": str(bleu.get_signature()), "tokenizer": tokenize},
         versions=library_versions("sacrebleu"),
-        provenance={"anchor": ANCHORS[profile], "tokenizer": f"sacrebleu {tokenize}", "signature": str(bleu.get_signature())},
+        provenance={
+            "anchor": ANCHORS[profile],
+            "tokenizer": f"sacrebleu {tokenize}",
+            "signature": str(bleu.get_signature()),
+        },
     )
 
 
 FAMILY = MetricFamily(
-    "bleu", compute, PROFILES, "sacrebleu corpus BLEU, tokenizer by target language",
+    "bleu",
+    compute,
+    PROFILES,
+    "sacrebleu corpus BLEU, tokenizer by target language",
     reference=lambda ex: ex.target,  # a list means several reference translations
     headline=("bleu",),
     by_language=True,

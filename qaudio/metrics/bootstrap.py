@@ -11,7 +11,7 @@ recomputes the corpus statistic from the resampled rows (as sacrebleu's own
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -25,25 +25,25 @@ number is never printed for a metric that was not computed.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
+from ..tags import strip_tags
 from .base import MetricFamily, MetricResult, language_code, library_versions
 from .bootstrap import mean
 from .caption_jars import prepare_caption_jars
-from ..tags import strip_tags
 
 PROFILES = {
     "aac_metrics": "qaudio: aac-metrics 0.5.4 (COCO caption evaluation): PTB tokenizer, all references per clip; "
-                   "tags removed from both sides",
+    "tags removed from both sides",
     "qwen_audio": "Qwen-Audio evaluate_caption: the same metrics with the prediction stripped and its tags kept, "
-                  "references as written",
+    "references as written",
 }
 ANCHORS = {
     "aac_metrics": "qaudio's own definition (aac-metrics, the COCO caption evaluation)",
     "qwen_audio": "QwenLM/Qwen-Audio eval_audio/evaluate_caption.py (compute_caption: PTB tokenizer, Bleu(4), Meteor, "
-                  "Rouge, Cider, Spice of the COCO caption evaluation)",
+    "Rouge, Cider, Spice of the COCO caption evaluation)",
 }
 # profile -> what becomes of a caption before the PTB tokenizer (which reads one line each)
 TRANSFORMS: dict[str, Callable[[str], str]] = {
@@ -66,7 +66,9 @@ def _references(references: list, transform: Callable[[str], str]) -> list[list[
             raise ValueError(f"clip {i}: references must be a string or a list of strings, got {r!r}")
         r = [transform(x) for x in r]
         if not r or not all(r):
-            raise ValueError(f"clip {i}: every clip needs at least one non-empty reference caption, got {references[i]!r}")
+            raise ValueError(
+                f"clip {i}: every clip needs at least one non-empty reference caption, got {references[i]!r}"
+            )
         refs.append(r)
     return refs
 
@@ -79,7 +81,9 @@ def _word_list_clips(refs: list[list[str]]) -> list[int]:
 _SPIDER_NEEDS = "SPIDEr = (CIDEr-D + SPICE) / 2 needs SPICE. "
 
 
-def add_spice(values: dict[str, float], per_clip: dict[str, list[float]], run_spice: Callable[[], tuple]) -> dict[str, str]:
+def add_spice(
+    values: dict[str, float], per_clip: dict[str, list[float]], run_spice: Callable[[], tuple]
+) -> dict[str, str]:
     """Add SPICE and SPIDEr (per clip and corpus) from ``run_spice()``; return what was not computed.
 
     ``run_spice`` returns aac-metrics' (corpus, per-clip) outputs. SPICE is a large Java
@@ -98,12 +102,20 @@ def add_spice(values: dict[str, float], per_clip: dict[str, list[float]], run_sp
     return {}
 
 
-def compute(predictions: list[str], references: list, profile: str, language: str = "en",
-            cache_dir: str | None = None, java_path: str | None = None) -> MetricResult:
+def compute(
+    predictions: list[str],
+    references: list,
+    profile: str,
+    language: str = "en",
+    cache_dir: str | None = None,
+    java_path: str | None = None,
+) -> MetricResult:
     """Caption metrics over clips; ``references[i]`` is a string or a list of reference captions."""
     if language_code(language) != "en":
-        raise ValueError(f"caption metrics are English-only here (the PTB tokenizer, METEOR's paraphrase table and "
-                         f"SPICE's parser are English); got language {language!r}")
+        raise ValueError(
+            f"caption metrics are English-only here (the PTB tokenizer, METEOR's paraphrase table and "
+            f"SPICE's parser are English); got language {language!r}"
+        )
     for i, p in enumerate(predictions):
         if not isinstance(p, str):
             raise ValueError(f"clip {i}: the prediction must be a string, got {type(p).__name__}")
@@ -118,7 +130,7 @@ def compute(predictions: list[str], references: list, profile: str, language: st
     timing = {}
     t0 = time.perf_counter()
     tokenized = preprocess_mult_sents([[c] for c in cands] + refs, **java)  # one JVM for everything
-    cands_tok, refs_tok = [t[0] for t in tokenized[: len(cands)]], tokenized[len(cands):]
+    cands_tok, refs_tok = [t[0] for t in tokenized[: len(cands)]], tokenized[len(cands) :]
     timing["ptb_tokenizer_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -140,8 +152,10 @@ def compute(predictions: list[str], references: list, profile: str, language: st
     notes = []
     suspicious = _word_list_clips(refs)
     if suspicious:
-        notes.append(f"{len(suspicious)} clip(s) (first: {suspicious[0]}) have only one-word references: if these are "
-                     "one caption split into words (SLAM-LLM's bug), pass each reference caption as one string.")
+        notes.append(
+            f"{len(suspicious)} clip(s) (first: {suspicious[0]}) have only one-word references: if these are "
+            "one caption split into words (SLAM-LLM's bug), pass each reference caption as one string."
+        )
     bootstrap = {k: (np.asarray(per_clip[k])[:, None], mean(0)) for k in MEAN_METRICS if k in per_clip}
     versions = library_versions("aac-metrics", "pycocoevalcap")
     versions["java"] = setup.java_version
@@ -151,14 +165,17 @@ def compute(predictions: list[str], references: list, profile: str, language: st
         language="en",
         n=len(predictions),
         values=values,
-        units={k: "score" for k in values},
+        units=dict.fromkeys(values, "score"),
         primary="spider" if "spider" in values else "cider_d",
         higher_is_better=True,
         bootstrap=bootstrap,
         per_example=per_clip,
         not_computed=not_computed,
-        details={"timing": {k: round(v, 3) for k, v in timing.items()}, "jar_cache": str(setup.cache_path),
-                 "references_per_clip": sorted({len(r) for r in refs})},
+        details={
+            "timing": {k: round(v, 3) for k, v in timing.items()},
+            "jar_cache": str(setup.cache_path),
+            "references_per_clip": sorted({len(r) for r in refs}),
+        },
         notes=notes,
         versions=versions,
         provenance={"anchor": ANCHORS[profile], "tokenizer": "PTB tokenizer (Stanford CoreNLP 3.4.1)"},
@@ -166,7 +183,10 @@ def compute(predictions: list[str], references: list, profile: str, language: st
 
 
 FAMILY = MetricFamily(
-    "caption", compute, PROFILES, "BLEU-1..4, METEOR, ROUGE-L, CIDEr-D; SPICE and SPIDEr when SPICE can run",
+    "caption",
+    compute,
+    PROFILES,
+    "BLEU-1..4, METEOR, ROUGE-L, CIDEr-D; SPICE and SPIDEr when SPICE can run",
     reference=lambda ex: ex.references,  # every reference caption of the clip
     headline=("cider_d", "spice", "spider", "meteor"),
     chance="most frequent caption",

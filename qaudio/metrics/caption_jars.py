@@ -30,7 +30,10 @@ from ..cache import cache_dir as qaudio_cache_dir
 
 # aac-metrics' cache layout (relative to its cache_path) -> (pycocoevalcap path, what needs it).
 REQUIRED_FILES = {
-    "aac-metrics/stanford_nlp/stanford-corenlp-3.4.1.jar": ("tokenizer/stanford-corenlp-3.4.1.jar", "the PTB tokenizer that every caption metric runs first"),
+    "aac-metrics/stanford_nlp/stanford-corenlp-3.4.1.jar": (
+        "tokenizer/stanford-corenlp-3.4.1.jar",
+        "the PTB tokenizer that every caption metric runs first",
+    ),
     "aac-metrics/meteor/meteor-1.5.jar": ("meteor/meteor-1.5.jar", "METEOR"),
     "aac-metrics/meteor/data/paraphrase-en.gz": ("meteor/data/paraphrase-en.gz", "METEOR's English paraphrase table"),
 }
@@ -39,11 +42,15 @@ SPICE_LIB = ("aac-metrics/spice/lib", "spice/lib")  # every jar in it is linked
 SPICE_LOCAL_CACHE = "aac-metrics/spice/cache"  # SPICE writes its parse cache here
 CORENLP_FOR_SPICE = ("stanford-corenlp-3.6.0.jar", "stanford-corenlp-3.6.0-models.jar")
 
-FIX_JARS = ("pip install 'qaudio[caption-jars]' (pycocoevalcap==1.2 ships the jars), or run "
-            "`aac-metrics-download` on a machine with network")
-FIX_SPICE = ("run `aac-metrics-download` on a machine with network access (it fetches Stanford CoreNLP 3.6.0 "
-             "into {aac_cache}/aac-metrics/spice/lib) or copy stanford-corenlp-3.6.0.jar and "
-             "stanford-corenlp-3.6.0-models.jar there; qaudio links them in on the next run")
+FIX_JARS = (
+    "pip install 'qaudio[caption-jars]' (pycocoevalcap==1.2 ships the jars), or run "
+    "`aac-metrics-download` on a machine with network"
+)
+FIX_SPICE = (
+    "run `aac-metrics-download` on a machine with network access (it fetches Stanford CoreNLP 3.6.0 "
+    "into {aac_cache}/aac-metrics/spice/lib) or copy stanford-corenlp-3.6.0.jar and "
+    "stanford-corenlp-3.6.0-models.jar there; qaudio links them in on the next run"
+)
 
 
 @dataclass
@@ -83,7 +90,9 @@ def java_version(java_path: str = "java") -> str:
         ) from None
     match = re.search(r'version "([^"]+)"', out.stderr + out.stdout)
     if out.returncode != 0 or not match:
-        raise ValueError(f"{java_path} -version failed or printed no version: {(out.stderr or out.stdout).strip()[:200]}")
+        raise ValueError(
+            f"{java_path} -version failed or printed no version: {(out.stderr or out.stdout).strip()[:200]}"
+        )
     return match.group(1)
 
 
@@ -137,8 +146,11 @@ def prepare_caption_jars(cache_dir: str | Path | None = None, java_path: str | N
     for aac_rel, (coco_rel, purpose) in REQUIRED_FILES.items():
         source = find(aac_rel, coco_rel)
         if source is None:
-            where = (f"it is in neither {aac_cache / 'aac-metrics'} nor the pycocoevalcap package ({coco})" if coco
-                     else f"it is not in {aac_cache / 'aac-metrics'} and the pycocoevalcap package is not installed")
+            where = (
+                f"it is in neither {aac_cache / 'aac-metrics'} nor the pycocoevalcap package ({coco})"
+                if coco
+                else f"it is not in {aac_cache / 'aac-metrics'} and the pycocoevalcap package is not installed"
+            )
             raise ValueError(f"caption metrics need {Path(aac_rel).name} for {purpose}: {where}. Fix: {FIX_JARS}")
         _place(source, cache_path / aac_rel)
         sources[aac_rel] = str(source)
@@ -169,7 +181,10 @@ def _spice_problem(cache_path: Path, aac_cache: Path) -> str | None:
     except (FileNotFoundError, NotADirectoryError) as e:
         lib = cache_path / SPICE_LIB[0]
         missing = [name for name in CORENLP_FOR_SPICE if not (lib / name).is_file()]
-        reason = (f"SPICE needs Stanford CoreNLP 3.6.0 ({', '.join(missing)} missing), which no package registry serves"
-                  if missing else f"SPICE is not installed completely: {e}")
+        reason = (
+            f"SPICE needs Stanford CoreNLP 3.6.0 ({', '.join(missing)} missing), which no package registry serves"
+            if missing
+            else f"SPICE is not installed completely: {e}"
+        )
         return f"{reason}. Fix: {FIX_SPICE.format(aac_cache=aac_cache)}"
     return None

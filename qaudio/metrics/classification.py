@@ -29,13 +29,13 @@ of per-class recalls, "UA" in emotion recognition) is reported beside accuracy.
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
+from ..tags import parse_label
 from .base import MetricFamily, MetricResult, first_text, library_versions
 from .bootstrap import mean, ratio
-from ..tags import parse_label
 
 ACCURACY_PROFILES = {
     "normalized": "qaudio: exact match after normalisation (tags removed, stripped, final '.' dropped, lower-cased)",
@@ -46,13 +46,13 @@ ACCURACY_PROFILES = {
 AQA_PROFILES = {
     "normalized": "qaudio: accuracy and yes/no accuracy after label normalisation",
     "qwen_audio": "Qwen-Audio evaluate_aqa: prediction stripped, reference as written, exact match; yes/no subset "
-                  "where reference.lower() is yes or no",
+    "where reference.lower() is yes or no",
 }
 ANCHORS = {
     "qwen_audio": "QwenLM/Qwen-Audio eval_audio/evaluate_emotion.py, evaluate_scene.py, evaluate_vocal_sound.py, "
-                  "evaluate_aqa.py (decode(skip_special_tokens=False).strip(), sklearn accuracy_score)",
+    "evaluate_aqa.py (decode(skip_special_tokens=False).strip(), sklearn accuracy_score)",
     "qwen2_audio": "QwenLM/Qwen2-Audio eval_audio/evaluate_emotion.py, evaluate_vocal_sound.py "
-                   "(batch_decode(skip_special_tokens=True), response.lstrip(), sklearn accuracy_score)",
+    "(batch_decode(skip_special_tokens=True), response.lstrip(), sklearn accuracy_score)",
     "normalized": "qaudio's own definition (qaudio.tags.parse_label on both sides)",
     "exact": "qaudio's own definition (str.strip() on both sides)",
 }
@@ -100,9 +100,14 @@ def confusion(refs: list[str], hyps: list[str], labels: list[str]) -> dict:
     return {"labels": list(labels), "columns": columns, "matrix": matrix.tolist()}
 
 
-def compute_accuracy(predictions: list[str], references: list[str], profile: str, language: str = "en",
-                     labels: list[str] | tuple[str, ...] | None = None,
-                     aliases: dict[str, str] | None = None) -> MetricResult:
+def compute_accuracy(
+    predictions: list[str],
+    references: list[str],
+    profile: str,
+    language: str = "en",
+    labels: list[str] | tuple[str, ...] | None = None,
+    aliases: dict[str, str] | None = None,
+) -> MetricResult:
     """Accuracy and unweighted accuracy (%) with a confusion matrix over ``labels``.
 
     ``labels``: the task's label set, in the order the matrix should show; default: the
@@ -131,8 +136,11 @@ def compute_accuracy(predictions: list[str], references: list[str], profile: str
         profile=profile,
         language=None,
         n=len(refs),
-        values={"accuracy": aggregate(correct[:, None]), "unweighted_accuracy": 100.0 * float(np.mean(recalls)),
-                "out_of_set": out_of_set},
+        values={
+            "accuracy": aggregate(correct[:, None]),
+            "unweighted_accuracy": 100.0 * float(np.mean(recalls)),
+            "out_of_set": out_of_set,
+        },
         units={"accuracy": "%", "unweighted_accuracy": "%", "out_of_set": "count"},
         primary="accuracy",
         higher_is_better=True,
@@ -178,7 +186,10 @@ def compute_aqa(predictions: list[str], references: list[str], profile: str, lan
 
 
 ACCURACY = MetricFamily(
-    "accuracy", compute_accuracy, ACCURACY_PROFILES, "classification accuracy, unweighted accuracy and confusion matrix",
+    "accuracy",
+    compute_accuracy,
+    ACCURACY_PROFILES,
+    "classification accuracy, unweighted accuracy and confusion matrix",
     reference=lambda ex: ex.label or first_text(ex.target),
     prediction=lambda p: p.get("label") or p.get("text", ""),  # label scoring stores the chosen label
     headline=("accuracy",),
@@ -186,7 +197,10 @@ ACCURACY = MetricFamily(
     uniform_chance=True,
 )
 AQA = MetricFamily(
-    "aqa", compute_aqa, AQA_PROFILES, "audio QA accuracy and yes/no accuracy",
+    "aqa",
+    compute_aqa,
+    AQA_PROFILES,
+    "audio QA accuracy and yes/no accuracy",
     reference=lambda ex: first_text(ex.target),
     headline=("accuracy", "yes_no_accuracy"),
     chance="most frequent answer",

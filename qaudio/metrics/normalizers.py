@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import lru_cache
+from collections.abc import Callable
+from functools import cache
 from importlib.resources import files
-from typing import Callable
 
 from .base import library_versions
 
@@ -28,22 +28,26 @@ SPELLING_MAP_SHA256 = "6607f948be9824d2e1b2fa2223cd94c06c45afa4e05ea0e3d5e1f2bdf
 SPELLING_MAP_DISTRIBUTION = "whisper-normalizer"  # ships the map as whisper_normalizer/normalizers/english.json
 
 
-@lru_cache(maxsize=None)
+@cache
 def spelling_map() -> dict[str, str]:
     """OpenAI's British-to-American spelling map, checked against its known content."""
     try:
         raw = files("whisper_normalizer").joinpath("normalizers/english.json").read_bytes()
     except (ModuleNotFoundError, FileNotFoundError):
-        raise ValueError("Whisper's English normaliser needs OpenAI's spelling map, which qaudio reads from the "
-                         f"{SPELLING_MAP_DISTRIBUTION} distribution: pip install whisper-normalizer") from None
+        raise ValueError(
+            "Whisper's English normaliser needs OpenAI's spelling map, which qaudio reads from the "
+            f"{SPELLING_MAP_DISTRIBUTION} distribution: pip install whisper-normalizer"
+        ) from None
     digest = hashlib.sha256(raw).hexdigest()
     if digest != SPELLING_MAP_SHA256:
-        raise ValueError(f"the installed {SPELLING_MAP_DISTRIBUTION} ships an English spelling map with sha256 {digest}, "
-                         f"not OpenAI's ({SPELLING_MAP_SHA256}); install a version that ships OpenAI's english.json")
+        raise ValueError(
+            f"the installed {SPELLING_MAP_DISTRIBUTION} ships an English spelling map with sha256 {digest}, "
+            f"not OpenAI's ({SPELLING_MAP_SHA256}); install a version that ships OpenAI's english.json"
+        )
     return json.loads(raw)
 
 
-@lru_cache(maxsize=None)
+@cache
 def whisper_english() -> Callable[[str], str]:
     """OpenAI's EnglishTextNormalizer (transformers' port, OpenAI's spelling map)."""
     from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
@@ -51,7 +55,7 @@ def whisper_english() -> Callable[[str], str]:
     return EnglishTextNormalizer(spelling_map())
 
 
-@lru_cache(maxsize=None)
+@cache
 def whisper_basic() -> Callable[[str], str]:
     """OpenAI's BasicTextNormalizer (transformers' port): symbols to spaces, bracketed words dropped."""
     from transformers.models.whisper.english_normalizer import BasicTextNormalizer
@@ -78,12 +82,12 @@ def provenance(*names: str) -> dict[str, str]:
     versions = library_versions("transformers", SPELLING_MAP_DISTRIBUTION, "zhconv")
     sources = {
         "whisper_english": f"OpenAI Whisper EnglishTextNormalizer: transformers {versions['transformers']} "
-                           f"(models.whisper.english_normalizer) with OpenAI's english.json sha256 {SPELLING_MAP_SHA256[:16]} "
-                           f"from {SPELLING_MAP_DISTRIBUTION} {versions[SPELLING_MAP_DISTRIBUTION]} (data file only)",
+        f"(models.whisper.english_normalizer) with OpenAI's english.json sha256 {SPELLING_MAP_SHA256[:16]} "
+        f"from {SPELLING_MAP_DISTRIBUTION} {versions[SPELLING_MAP_DISTRIBUTION]} (data file only)",
         "whisper_basic": f"OpenAI Whisper BasicTextNormalizer: transformers {versions['transformers']} "
-                         "(models.whisper.english_normalizer)",
+        "(models.whisper.english_normalizer)",
         "chinese_tn": "qaudio.metrics.chinese: Qwen2-Audio eval_audio/cn_tn.py TextNorm with evaluate_asr.py's options "
-                      "(numbers, dates, money, phone numbers, fractions and percentages spelled out; punctuation to spaces)",
+        "(numbers, dates, money, phone numbers, fractions and percentages spelled out; punctuation to spaces)",
         "zhconv": f"zhconv {versions['zhconv']} convert(text, 'zh-cn')",
         "qwen_remove_sp": "qaudio.metrics.wer.remove_sp: Qwen eval_audio remove_sp (tags to spaces, spaces folded)",
     }

@@ -28,13 +28,15 @@ from .classification import normalize_label
 
 PROFILES = {
     "qwen_audio": "Qwen-Audio evaluate_note_analysis: instrument accuracy, HEAR Top1Accuracy and index-based "
-                  "ChromaAccuracy over MultiLabelBinarizer columns",
+    "ChromaAccuracy over MultiLabelBinarizer columns",
     "qaudio": "qaudio: exact match of 'instrument, pitch N' after label normalisation; instrument, pitch and "
-              "pitch-class (pitch mod 12) accuracy",
+    "pitch-class (pitch mod 12) accuracy",
 }
-ANCHORS = {"qwen_audio": "QwenLM/Qwen-Audio eval_audio/evaluate_note_analysis.py with heareval_score.py "
-                         "(Top1Accuracy, ChromaAccuracy)",
-           "qaudio": "qaudio's own definition (after QwenLM/Qwen-Audio eval_audio/evaluate_note_analysis.py)"}
+ANCHORS = {
+    "qwen_audio": "QwenLM/Qwen-Audio eval_audio/evaluate_note_analysis.py with heareval_score.py "
+    "(Top1Accuracy, ChromaAccuracy)",
+    "qaudio": "qaudio's own definition (after QwenLM/Qwen-Audio eval_audio/evaluate_note_analysis.py)",
+}
 MISSING_PITCH = 128  # what the anchor's get_note_info gives a note without a pitch
 _PITCH = re.compile(r"\bpitch\s*(\d{1,3})\b")
 
@@ -103,13 +105,22 @@ def _compute_qwen_audio(predictions: list[str], references: list[str], profile: 
     aggregates = {"instrument_accuracy": instrument, "pitch_accuracy": pitch, "chroma_accuracy": chroma}
     values = {name: agg(stats) for name, agg in aggregates.items()}
     return MetricResult(
-        family="note", profile=profile, language=None, n=len(stats), values=values,
-        units={k: "%" for k in values}, primary="pitch_accuracy", higher_is_better=True,
+        family="note",
+        profile=profile,
+        language=None,
+        n=len(stats),
+        values=values,
+        units=dict.fromkeys(values, "%"),
+        primary="pitch_accuracy",
+        higher_is_better=True,
         bootstrap={name: (stats, agg) for name, agg in aggregates.items()},
         per_example={"pitch_correct": (pitch_rows[:, 0] == pitch_rows[:, 1]).astype(float).tolist()},
         versions=library_versions("numpy"),
-        provenance={"anchor": ANCHORS[profile], "tokenizer": "qaudio.metrics.note.parse_note ('instrument, pitch N'); "
-                    f"missing pitch {MISSING_PITCH}, missing instrument ''"},
+        provenance={
+            "anchor": ANCHORS[profile],
+            "tokenizer": "qaudio.metrics.note.parse_note ('instrument, pitch N'); "
+            f"missing pitch {MISSING_PITCH}, missing instrument ''",
+        },
     )
 
 
@@ -125,13 +136,15 @@ def compute(predictions: list[str], references: list[str], profile: str, languag
         if ref_inst is None or ref_pitch is None:
             raise ValueError(f"example {i}: reference {r!r} is not 'instrument, pitch N'")
         inst, pitch = parse_note(p)
-        rows.append([
-            normalize_label(p) == normalize_label(r),
-            inst == ref_inst,
-            pitch == ref_pitch,
-            pitch is not None and pitch % 12 == ref_pitch % 12,
-            inst is None or pitch is None,
-        ])
+        rows.append(
+            [
+                normalize_label(p) == normalize_label(r),
+                inst == ref_inst,
+                pitch == ref_pitch,
+                pitch is not None and pitch % 12 == ref_pitch % 12,
+                inst is None or pitch is None,
+            ]
+        )
     stats = np.asarray(rows, dtype=np.float64)  # (N, 5): exact, instrument, pitch, chroma, unparsed
     names = ("accuracy", "instrument_accuracy", "pitch_accuracy", "chroma_accuracy")
     aggregates = {name: mean(col, 100.0) for col, name in enumerate(names)}
@@ -154,7 +167,10 @@ def compute(predictions: list[str], references: list[str], profile: str, languag
 
 
 FAMILY = MetricFamily(
-    "note", compute, PROFILES, "music note exact, instrument, pitch and chroma accuracy",
+    "note",
+    compute,
+    PROFILES,
+    "music note exact, instrument, pitch and chroma accuracy",
     reference=lambda ex: ex.label or first_text(ex.target),
     headline=("accuracy",),
     chance="most frequent note",

@@ -35,19 +35,21 @@ import re
 import numpy as np
 from rapidfuzz.distance import Levenshtein
 
+from ..tags import format_timestamped, parse_timestamped
 from . import wer as wer_metric
 from .base import MetricFamily, MetricResult, library_versions
 from .bootstrap import ratio
-from ..tags import format_timestamped, parse_timestamped
 
 PROFILES = {
     "qwen_audio": "Qwen-Audio evaluate_srwt AverageShiftCalculator: AAS (ms) over the raw segments between time tokens "
-                  "(<|sil|> and empty gaps included), aligned by edit_distance; WER with qwen_audio conventions",
+    "(<|sil|> and empty gaps included), aligned by edit_distance; WER with qwen_audio conventions",
     "qaudio_words": "qaudio: AAS (ms) over edit-distance-matched words only; median boundary error and shares within "
-                    "50/100 ms; WER with qwen_audio conventions",
+    "50/100 ms; WER with qwen_audio conventions",
 }
-ANCHORS = {"qwen_audio": "QwenLM/Qwen-Audio eval_audio/evaluate_srwt.py (AverageShiftCalculator, compute_wer)",
-           "qaudio_words": "qaudio's own definition (after QwenLM/Qwen-Audio eval_audio/evaluate_srwt.py)"}
+ANCHORS = {
+    "qwen_audio": "QwenLM/Qwen-Audio eval_audio/evaluate_srwt.py (AverageShiftCalculator, compute_wer)",
+    "qaudio_words": "qaudio's own definition (after QwenLM/Qwen-Audio eval_audio/evaluate_srwt.py)",
+}
 _TIME_TOKEN = re.compile(r"<\|\d{1,2}\.\d+\|>")  # the anchor's time-token pattern
 TOLERANCES_MS = (50, 100)
 HIST_EDGES_MS = [float(x) for x in range(0, 520, 20)]  # 20-ms bins to 500 ms; the rest is overflow
@@ -61,11 +63,17 @@ def timed_words(value, what: str = "prediction") -> tuple[Words, list[str]]:
         parsed = parse_timestamped(value)
         return parsed.words, parsed.problems
     if not isinstance(value, (list, tuple)):
-        raise ValueError(f"{what} words must be time-token text or [[word, start_s, end_s], ...], got {type(value).__name__}")
+        raise ValueError(
+            f"{what} words must be time-token text or [[word, start_s, end_s], ...], got {type(value).__name__}"
+        )
     words = []
     for i, item in enumerate(value):
-        ok = (isinstance(item, (list, tuple)) and len(item) == 3 and isinstance(item[0], str)
-              and all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in item[1:]))
+        ok = (
+            isinstance(item, (list, tuple))
+            and len(item) == 3
+            and isinstance(item[0], str)
+            and all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in item[1:])
+        )
         if not ok:
             raise ValueError(f"{what} word {i} must be [word, start_s, end_s], got {item!r}")
         words.append((item[0], float(item[1]), float(item[2])))
@@ -78,7 +86,7 @@ def matched_boundaries(ref: Words, hyp: Words) -> np.ndarray:
     for op in Levenshtein.opcodes([w for w, _, _ in ref], [w for w, _, _ in hyp]):
         if op.tag != "equal":
             continue
-        for r, h in zip(ref[op.src_start:op.src_end], hyp[op.dest_start:op.dest_end]):
+        for r, h in zip(ref[op.src_start : op.src_end], hyp[op.dest_start : op.dest_end]):
             errors.append((abs(r[1] - h[1]) * 1000, abs(r[2] - h[2]) * 1000))
     # Round away float noise so 0.35 - 0.30 counts as 50 ms, within a 50 ms tolerance.
     return np.round(np.asarray(errors, dtype=np.float64).reshape(-1, 2), 6)
@@ -159,12 +167,23 @@ def _compute_qwen_audio(predictions: list, references: list, profile: str, langu
     values[text.primary], units[text.primary] = text.values[text.primary], "%"
     bootstrap[text.primary] = text.bootstrap[text.primary]
     return MetricResult(
-        family="timestamps", profile=profile, language=text.language, n=len(refs), values=values, units=units,
-        primary="aas_ms", higher_is_better=False, bootstrap=bootstrap,
+        family="timestamps",
+        profile=profile,
+        language=text.language,
+        n=len(refs),
+        values=values,
+        units=units,
+        primary="aas_ms",
+        higher_is_better=False,
+        bootstrap=bootstrap,
         per_example={"shift_ms": (1000.0 * stats[:, 0]).tolist(), "matched_tokens": stats[:, 1].tolist()},
-        not_computed=not_computed, versions=library_versions("edit-distance", "jiwer"),
-        provenance={"anchor": ANCHORS[profile], "tokenizer": "raw segments between time tokens, aligned by "
-                    "edit_distance.SequenceMatcher", "wer": text.provenance},
+        not_computed=not_computed,
+        versions=library_versions("edit-distance", "jiwer"),
+        provenance={
+            "anchor": ANCHORS[profile],
+            "tokenizer": "raw segments between time tokens, aligned by edit_distance.SequenceMatcher",
+            "wer": text.provenance,
+        },
     )
 
 
@@ -185,11 +204,18 @@ def compute(predictions: list, references: list, profile: str, language: str = "
     within = [[(e <= tol).sum() for tol in TOLERANCES_MS] for e in per_example]
     # (N, 5): shift sum (ms), matched words, boundaries within 50 ms, within 100 ms, boundaries
     stats = np.array([[e.sum(), len(e), *w, e.size] for e, w in zip(per_example, within)], dtype=np.float64)
-    aggregates = {"aas_ms": ratio(0, 1, 1.0), **{f"within_{t}ms": ratio(2 + k, 4, 100.0) for k, t in enumerate(TOLERANCES_MS)}}
+    aggregates = {
+        "aas_ms": ratio(0, 1, 1.0),
+        **{f"within_{t}ms": ratio(2 + k, 4, 100.0) for k, t in enumerate(TOLERANCES_MS)},
+    }
     all_errors = np.concatenate([e.ravel() for e in per_example])
 
-    text = wer_metric.compute([" ".join(w for w, _, _ in h) for h in hyps], [" ".join(w for w, _, _ in r) for r in refs],
-                              "qwen_audio", language)
+    text = wer_metric.compute(
+        [" ".join(w for w, _, _ in h) for h in hyps],
+        [" ".join(w for w, _, _ in r) for r in refs],
+        "qwen_audio",
+        language,
+    )
     values, units, bootstrap, not_computed = {}, {}, {}, {}
     if stats[:, 1].sum() > 0:
         for name, agg in aggregates.items():
@@ -221,8 +247,11 @@ def compute(predictions: list, references: list, profile: str, language: str = "
         not_computed=not_computed,
         notes=text.notes,
         versions=library_versions("rapidfuzz", "jiwer"),
-        provenance={"anchor": ANCHORS[profile], "tokenizer": "words parsed by qaudio.tags.parse_timestamped, aligned by "
-                    "rapidfuzz Levenshtein", "wer": text.provenance},
+        provenance={
+            "anchor": ANCHORS[profile],
+            "tokenizer": "words parsed by qaudio.tags.parse_timestamped, aligned by rapidfuzz Levenshtein",
+            "wer": text.provenance,
+        },
     )
 
 
@@ -247,9 +276,12 @@ def boundary_errors(examples, predictions: dict[str, list], results: dict) -> di
     """Absolute start and end errors (ms) of every matched word, binned, per system (the report's histogram)."""
     counts, overflow = {}, {}
     for system in results:
-        errors = [matched_boundaries(timed_words(reference_words(ex), "reference")[0],
-                                     timed_words(p, "prediction")[0]).ravel()
-                  for ex, p in zip(examples, predictions[system])]
+        errors = [
+            matched_boundaries(
+                timed_words(reference_words(ex), "reference")[0], timed_words(p, "prediction")[0]
+            ).ravel()
+            for ex, p in zip(examples, predictions[system])
+        ]
         flat = np.concatenate(errors) if errors else np.zeros(0)
         histogram, _ = np.histogram(flat, bins=HIST_EDGES_MS)
         counts[system], overflow[system] = histogram.tolist(), int((flat > HIST_EDGES_MS[-1]).sum())
@@ -259,7 +291,10 @@ def boundary_errors(examples, predictions: dict[str, list], results: dict) -> di
 
 
 FAMILY = MetricFamily(
-    "timestamps", compute, PROFILES, "word-timestamp AAS (ms), boundary errors, WER",
+    "timestamps",
+    compute,
+    PROFILES,
+    "word-timestamp AAS (ms), boundary errors, WER",
     reference=reference_words,
     prediction=stored_prediction,
     headline=("aas_ms", "wer", "cer"),

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Callable
+from collections.abc import Callable
 
 import jiwer
 import numpy as np
@@ -52,7 +52,7 @@ from .bootstrap import ratio
 PROFILES = {
     "qwen_audio": "Qwen-Audio evaluate_asr: tags removed, lower-cased, punctuation kept; zh per character",
     "qwen2_audio": "Qwen2-Audio evaluate_asr: OpenAI English+basic normalisers, cn_tn for zh, zhconv for yue, "
-                   "punctuation tokens dropped; zh and yue per character",
+    "punctuation tokens dropped; zh and yue per character",
     "whisper": "OpenAI Whisper normalisers: English for en, basic for others; zh, yue, ja per character",
 }
 # Anchor file each profile follows (shown in reports and the README's metric table).
@@ -175,7 +175,13 @@ def compute(predictions: list[str], references: list[str], profile: str, languag
         "insertions": int(counts[:, 2].sum()),
         f"reference_{unit}": total_ref,
     }
-    units = {name: "%", "substitutions": "count", "deletions": "count", "insertions": "count", f"reference_{unit}": "count"}
+    units = {
+        name: "%",
+        "substitutions": "count",
+        "deletions": "count",
+        "insertions": "count",
+        f"reference_{unit}": "count",
+    }
     return MetricResult(
         family="wer",
         profile=profile,
@@ -189,13 +195,19 @@ def compute(predictions: list[str], references: list[str], profile: str, languag
         per_example={"edits": stats[:, 0].tolist(), f"reference_{unit}": stats[:, 1].tolist()},
         details={"tokens": unit},
         versions=library_versions("jiwer", "rapidfuzz", "transformers", "whisper-normalizer", "zhconv"),
-        provenance={"anchor": ANCHORS[profile], "normalizer": normalizers.provenance(*pipeline(profile, language)),
-                    "tokenizer": f"white space, {'characters' if name == 'cer' else 'words'}; edit distance by jiwer"},
+        provenance={
+            "anchor": ANCHORS[profile],
+            "normalizer": normalizers.provenance(*pipeline(profile, language)),
+            "tokenizer": f"white space, {'characters' if name == 'cer' else 'words'}; edit distance by jiwer",
+        },
     )
 
 
 FAMILY = MetricFamily(
-    "wer", compute, PROFILES, "word error rate (character error rate for zh, yue, ja)",
+    "wer",
+    compute,
+    PROFILES,
+    "word error rate (character error rate for zh, yue, ja)",
     reference=lambda ex: first_text(ex.target),
     headline=("wer", "cer"),
     lower_is_better=frozenset({"wer", "cer"}),

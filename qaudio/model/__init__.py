@@ -14,5 +14,13 @@ from .lengths import audio_token_count, encoder_frame_count, mel_frame_count
 from .processor import AudioProcessor
 from .projectors import PROJECTORS
 
-__all__ = ["AudioLM", "AudioLMOutput", "AudioProcessor", "PROJECTORS", "audio_token_count", "encoder_frame_count",
-           "load_model_and_processor", "mel_frame_count"]
+__all__ = [
+    "AudioLM",
+    "AudioLMOutput",
+    "AudioProcessor",
+    "PROJECTORS",
+    "audio_token_count",
+    "encoder_frame_count",
+    "load_model_and_processor",
+    "mel_frame_count",
+]

@@ -37,9 +37,9 @@ for the slot layout and the count check; SALMONN / SLAM-ASR for encoder -> proje
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -79,8 +79,15 @@ def _embedding_rms(llm: nn.Module) -> float:
 class AudioLM(nn.Module):
     """The audio-language model; build it with :meth:`build` or :meth:`from_pretrained`."""
 
-    def __init__(self, config: ModelConfig, audio_tower: nn.Module, projector: nn.Module, language_model: nn.Module,
-                 tokenizer, feature_extractor: WhisperFeatureExtractor):
+    def __init__(
+        self,
+        config: ModelConfig,
+        audio_tower: nn.Module,
+        projector: nn.Module,
+        language_model: nn.Module,
+        tokenizer,
+        feature_extractor: WhisperFeatureExtractor,
+    ):
         super().__init__()
         self.config = config
         self.audio_tower = audio_tower
@@ -93,7 +100,7 @@ class AudioLM(nn.Module):
     # ---- Construction ------------------------------------------------------------------------
 
     @classmethod
-    def build(cls, config: ModelConfig, tokenizer_texts: Iterable[str] | None = None) -> "AudioLM":
+    def build(cls, config: ModelConfig, tokenizer_texts: Iterable[str] | None = None) -> AudioLM:
         """A new model from ``config``: pretrained parts loaded, the rest random, trainable parts set.
 
         ``tokenizer_texts`` are the training texts a from-scratch LLM's byte-level BPE learns
@@ -102,8 +109,9 @@ class AudioLM(nn.Module):
         audio_tower, encoder_config = load_audio_tower(config.encoder)
         tokenizer = load_tokenizer(config.llm, tokenizer_texts)
         language_model, llm_config = load_language_model(config.llm, tokenizer)
-        projector = build_projector(config.projector, encoder_config.d_model, llm_config.hidden_size,
-                                    _embedding_rms(language_model))
+        projector = build_projector(
+            config.projector, encoder_config.d_model, llm_config.hidden_size, _embedding_rms(language_model)
+        )
         feature_extractor = WhisperFeatureExtractor(feature_size=encoder_config.n_mels)
         resolved = replace(config, encoder=encoder_config, llm=llm_config)
         model = cls(resolved, audio_tower, projector, language_model, tokenizer, feature_extractor)
@@ -111,8 +119,12 @@ class AudioLM(nn.Module):
         return model
 
     @classmethod
-    def from_pretrained(cls, path_or_hub_id: str | Path, device: str | torch.device | None = None,
-                        dtype: str | torch.dtype | None = None) -> "AudioLM":
+    def from_pretrained(
+        cls,
+        path_or_hub_id: str | Path,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+    ) -> AudioLM:
         """A model saved by :meth:`save_pretrained`, from a directory or a hub id (float32 unless ``dtype``)."""
         return load_checkpoint(cls, path_or_hub_id, device=device, dtype=dtype)
 
@@ -139,13 +151,15 @@ class AudioLM(nn.Module):
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameters per part and in total, and how many of them train."""
-        counts = {name: sum(p.numel() for p in getattr(self, name).parameters())
-                  for name in ("audio_tower", "projector", "language_model")}
+        counts = {
+            name: sum(p.numel() for p in getattr(self, name).parameters())
+            for name in ("audio_tower", "projector", "language_model")
+        }
         counts["total"] = sum(counts.values())
         counts["trainable"] = sum(p.numel() for p in self.parameters() if p.requires_grad)
         return counts
 
-    def train(self, mode: bool = True) -> "AudioLM":
+    def train(self, mode: bool = True) -> AudioLM:
         """Like nn.Module.train, but frozen parts stay in eval mode (no dropout in what does not learn)."""
         super().train(mode)
         if self.config.trainable.encoder == "frozen":
@@ -163,8 +177,13 @@ class AudioLM(nn.Module):
         trains = self.config.trainable.encoder != "frozen"
         with torch.set_grad_enabled(torch.is_grad_enabled() and trains):
             features = input_features.to(device=self.device, dtype=encoder.conv1.weight.dtype)
-            return encode(encoder, features, feature_lengths.to(self.device), self.config.encoder.pad_to_30s,
-                          self.config.encoder.kind)
+            return encode(
+                encoder,
+                features,
+                feature_lengths.to(self.device),
+                self.config.encoder.pad_to_30s,
+                self.config.encoder.kind,
+            )
 
     def _audio_states(self, input_features, feature_lengths, encoder_states, encoder_lengths):
         if input_features is not None and encoder_states is not None:
@@ -182,16 +201,19 @@ class AudioLM(nn.Module):
     def _audio_slots(self, input_ids: torch.Tensor) -> torch.Tensor:
         return input_ids == self.token_ids.audio  # (B, L)
 
-    def _inputs_embeds(self, input_ids: torch.Tensor, states: torch.Tensor | None,
-                       lengths: torch.Tensor | None) -> torch.Tensor:
+    def _inputs_embeds(
+        self, input_ids: torch.Tensor, states: torch.Tensor | None, lengths: torch.Tensor | None
+    ) -> torch.Tensor:
         """Token embeddings with the projector's outputs written into the <|AUDIO|> slots: (B, L, H)."""
         embeds = unwrap(self.language_model).get_input_embeddings()(input_ids)  # (B, L, H)
         slots = self._audio_slots(input_ids)  # (B, L)
         per_example = slots.sum(dim=1)  # (B,)
         if states is None:
             if bool(per_example.any()):
-                raise ValueError(f"input_ids hold {per_example.tolist()} {AUDIO_PLACEHOLDER} slots per example but no "
-                                 "audio was given (input_features or encoder_states)")
+                raise ValueError(
+                    f"input_ids hold {per_example.tolist()} {AUDIO_PLACEHOLDER} slots per example but no "
+                    "audio was given (input_features or encoder_states)"
+                )
             return embeds
         if states.shape[0] != input_ids.shape[0]:
             raise ValueError(f"{states.shape[0]} clips of audio for {input_ids.shape[0]} token sequences")
@@ -202,7 +224,8 @@ class AudioLM(nn.Module):
             raise ValueError(
                 f"audio slots and audio features disagree: example {bad} has {int(per_example[bad])} "
                 f"{AUDIO_PLACEHOLDER} slots in input_ids but its audio gives {int(counts[bad])} projector outputs "
-                "(audio_token_count); build batches with AudioProcessor.prepare / prepare_from_features")
+                "(audio_token_count); build batches with AudioProcessor.prepare / prepare_from_features"
+            )
         valid = torch.arange(audio.shape[1], device=audio.device) < counts[:, None]  # (B, N)
         return embeds.masked_scatter(slots[..., None], audio[valid].to(embeds.dtype))  # (B, L, H)
 
@@ -224,8 +247,9 @@ class AudioLM(nn.Module):
         # Positions count real tokens only, so a left-padded sequence gets the same positions as alone.
         position_ids = (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)  # (B, L)
         llm = unwrap(self.language_model)
-        hidden = llm.get_decoder()(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
-                                   use_cache=False).last_hidden_state  # (B, L, H)
+        hidden = llm.get_decoder()(
+            inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        ).last_hidden_state  # (B, L, H)
         head = llm.get_output_embeddings()
         if labels is None:
             return AudioLMOutput(logits=head(hidden))  # (B, L, V)
@@ -238,7 +262,9 @@ class AudioLM(nn.Module):
         targets = labels[:, 1:]  # (B, L-1): the token at t+1 is predicted at t
         keep = targets != IGNORE_INDEX  # (B, L-1)
         if not bool(keep.any()):
-            raise ValueError("the labels hold no target token; AudioProcessor.prepare(audios, prompts, targets) sets them")
+            raise ValueError(
+                "the labels hold no target token; AudioProcessor.prepare(audios, prompts, targets) sets them"
+            )
         logits = head(hidden[:, :-1][keep])  # (N, V): the head runs where a target is predicted, nowhere else
         token_loss = F.cross_entropy(logits.float(), targets[keep], reduction="none")  # (N,)
         rows = keep.nonzero()[:, 0]  # (N,) the example of each target token, in the same order
@@ -248,8 +274,14 @@ class AudioLM(nn.Module):
     # ---- Generation --------------------------------------------------------------------------
 
     @torch.no_grad()
-    def generate(self, batch: dict[str, torch.Tensor], max_new_tokens: int = 128, num_beams: int = 1,
-                 do_sample: bool = False, **kwargs) -> torch.Tensor:
+    def generate(
+        self,
+        batch: dict[str, torch.Tensor],
+        max_new_tokens: int = 128,
+        num_beams: int = 1,
+        do_sample: bool = False,
+        **kwargs,
+    ) -> torch.Tensor:
         """The new token ids, (B * num_return_sequences, new) on the model's device; rows that
         ended early are padded. ``AudioProcessor.batch_decode`` turns them into text.
 
@@ -263,24 +295,37 @@ class AudioLM(nn.Module):
         batch = {k: v.to(device) for k, v in batch.items()}
         attention_mask = batch["attention_mask"]
         if bool((attention_mask[:, -1] == 0).any()):
-            raise ValueError("generate needs left padding; AudioProcessor.prepare(audios, prompts) without targets gives it")
-        states, lengths = self._audio_states(batch.get("input_features"), batch.get("feature_lengths"),
-                                             batch.get("encoder_states"), batch.get("encoder_lengths"))
+            raise ValueError(
+                "generate needs left padding; AudioProcessor.prepare(audios, prompts) without targets gives it"
+            )
+        states, lengths = self._audio_states(
+            batch.get("input_features"),
+            batch.get("feature_lengths"),
+            batch.get("encoder_states"),
+            batch.get("encoder_lengths"),
+        )
         embeds = self._inputs_embeds(batch["input_ids"], states, lengths)  # (B, L, H)
         was_training = self.training
         self.eval()
         try:
             new_tokens = unwrap(self.language_model).generate(
-                inputs_embeds=embeds, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
-                num_beams=num_beams, do_sample=do_sample, pad_token_id=self.token_ids.pad,
-                eos_token_id=self.token_ids.eos, **kwargs)  # (B * n, new): transformers 5 gives new tokens only
+                inputs_embeds=embeds,
+                attention_mask=attention_mask,
+                max_new_tokens=max_new_tokens,
+                num_beams=num_beams,
+                do_sample=do_sample,
+                pad_token_id=self.token_ids.pad,
+                eos_token_id=self.token_ids.eos,
+                **kwargs,
+            )  # (B * n, new): transformers 5 gives new tokens only
         finally:
             self.train(was_training)
         return new_tokens
 
 
-def load_model_and_processor(path_or_hub_id: str | Path, device: str | torch.device | None = None,
-                             dtype: str | torch.dtype | None = None) -> tuple[AudioLM, AudioProcessor]:
+def load_model_and_processor(
+    path_or_hub_id: str | Path, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None
+) -> tuple[AudioLM, AudioProcessor]:
     """The model and its processor from one saved directory or hub id (see :meth:`AudioLM.from_pretrained`)."""
     model = AudioLM.from_pretrained(path_or_hub_id, device=device, dtype=dtype)
     return model, model.processor

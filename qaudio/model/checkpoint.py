@@ -42,8 +42,8 @@ from .. import __version__
 from ..config import CHECKPOINT_CONFIG, ModelConfig
 from ..dtypes import torch_dtype
 from .projectors import build_projector
-from .weights import load_tensors, save_tensors
 from .trainable import apply_trainable, load_adapter, merged_state_dict, plain_state_dict, save_adapter, unwrap
+from .weights import load_tensors, save_tensors
 
 FORMAT = "qaudio"
 WEIGHTS = "model.safetensors"
@@ -59,7 +59,9 @@ def save_checkpoint(model, directory: Path, merge_lora: bool = False) -> Path:
     state = {f"{part}.{k}": v for part in PARTS for k, v in state_of(getattr(model, part)).items()}
     save_tensors(state, directory / WEIGHTS)
     shutil.rmtree(directory / ADAPTERS, ignore_errors=True)  # adapters of an earlier save would not match
-    adapters = [] if merge_lora else [p for p in ADAPTED_PARTS if save_adapter(getattr(model, p), directory / ADAPTERS / p)]
+    adapters = (
+        [] if merge_lora else [p for p in ADAPTED_PARTS if save_adapter(getattr(model, p), directory / ADAPTERS / p)]
+    )
     model.processor.save_pretrained(directory)  # tokenizer files and preprocessor_config.json
     meta = {
         "format": FORMAT,
@@ -68,7 +70,9 @@ def save_checkpoint(model, directory: Path, merge_lora: bool = False) -> Path:
         "audio_tower": unwrap(model.audio_tower).config.to_dict(),
         "language_model": unwrap(model.language_model).config.to_dict(),
         "adapters": adapters,  # parts whose adapters lie under adapters/<part>/
-        "merged_adapters": [p for p in ADAPTED_PARTS if merge_lora and getattr(model, p) is not unwrap(getattr(model, p))],
+        "merged_adapters": [
+            p for p in ADAPTED_PARTS if merge_lora and getattr(model, p) is not unwrap(getattr(model, p))
+        ],
         # how the (dequantized) weights are quantized again on loading; see qaudio.model.quantize
         "quantization": model.quantization.to_dict() if model.quantization else None,
     }
@@ -88,17 +92,23 @@ def _local_directory(path_or_hub_id: str | Path) -> Path:
     try:
         return Path(snapshot_download(str(path_or_hub_id)))
     except Exception as error:  # offline, unknown repo, no access: one message that says what to do
-        raise FileNotFoundError(f"{path_or_hub_id} is not a local directory, and downloading it from the Hugging Face "
-                                f"hub failed ({type(error).__name__}: {error}); pass a saved model directory") from None
+        raise FileNotFoundError(
+            f"{path_or_hub_id} is not a local directory, and downloading it from the Hugging Face "
+            f"hub failed ({type(error).__name__}: {error}); pass a saved model directory"
+        ) from None
 
 
 def _read_meta(directory: Path) -> dict:
     path = directory / CHECKPOINT_CONFIG
     if not path.is_file():
-        raise FileNotFoundError(f"{directory} has no {CHECKPOINT_CONFIG}; expected a directory written by AudioLM.save_pretrained")
+        raise FileNotFoundError(
+            f"{directory} has no {CHECKPOINT_CONFIG}; expected a directory written by AudioLM.save_pretrained"
+        )
     meta = json.loads(path.read_text())
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a qaudio checkpoint config (format {meta.get('format')!r}, expected {FORMAT!r})")
+        raise ValueError(
+            f"{path} is not a qaudio checkpoint config (format {meta.get('format')!r}, expected {FORMAT!r})"
+        )
     return meta
 
 
@@ -120,10 +130,12 @@ def load_checkpoint(cls, path_or_hub_id: str | Path, device=None, dtype=None):
     model_type = llm_config.get("model_type")
     if model_type not in CONFIG_MAPPING:
         raise ValueError(f"{directory}: language model type {model_type!r} is unknown to this transformers")
-    language_model = AutoModelForCausalLM.from_config(CONFIG_MAPPING[model_type].from_dict(llm_config),
-                                                      dtype=torch.float32)
-    projector = build_projector(config.projector, audio_tower.config.d_model,
-                                language_model.get_input_embeddings().weight.shape[1])
+    language_model = AutoModelForCausalLM.from_config(
+        CONFIG_MAPPING[model_type].from_dict(llm_config), dtype=torch.float32
+    )
+    projector = build_projector(
+        config.projector, audio_tower.config.d_model, language_model.get_input_embeddings().weight.shape[1]
+    )
     tokenizer = AutoTokenizer.from_pretrained(str(directory))
     feature_extractor = WhisperFeatureExtractor.from_pretrained(str(directory))
     model = cls(config, audio_tower, projector, language_model, tokenizer, feature_extractor)

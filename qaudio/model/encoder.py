@@ -71,8 +71,14 @@ def _random_encoder(config: EncoderConfig) -> WhisperEncoder:
         encoder_ffn_dim=4 * config.d_model,  # every Whisper size uses a 4x MLP
         max_source_positions=WHISPER_POSITIONS,
         # The decoder is never built; these only keep WhisperConfig's defaults consistent.
-        decoder_layers=1, decoder_attention_heads=config.heads, decoder_ffn_dim=4 * config.d_model,
-        vocab_size=8, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
+        decoder_layers=1,
+        decoder_attention_heads=config.heads,
+        decoder_ffn_dim=4 * config.d_model,
+        vocab_size=8,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
     )
     return WhisperEncoder(whisper)
 
@@ -95,11 +101,14 @@ def _pretrained_encoder(name_or_dir: str) -> WhisperEncoder:
     source = Source(name_or_dir, "encoder.source", "--encoder-source", WHISPER)
     config = pretrained_config(source)
     if config.model_type != "whisper":
-        raise ValueError(f"{source} holds a {config.model_type!r} model; expected {WHISPER}. A causal LM belongs in "
-                         "llm.source (--llm-source)")
+        raise ValueError(
+            f"{source} holds a {config.model_type!r} model; expected {WHISPER}. A causal LM belongs in "
+            "llm.source (--llm-source)"
+        )
     with _quiet_transformers(), fetch_errors(source):
-        encoder, info = WhisperEncoder.from_pretrained(name_or_dir, config=config, key_mapping=_ENCODER_PREFIX,
-                                                       dtype=torch.float32, output_loading_info=True)
+        encoder, info = WhisperEncoder.from_pretrained(
+            name_or_dir, config=config, key_mapping=_ENCODER_PREFIX, dtype=torch.float32, output_loading_info=True
+        )
     if info["missing_keys"] or info["mismatched_keys"]:
         raise ValueError(
             f"{name_or_dir} is not a complete Whisper checkpoint: missing {sorted(info['missing_keys'])[:5]}, "
@@ -122,10 +131,17 @@ def load_audio_tower(config: EncoderConfig) -> tuple[WhisperEncoder, EncoderConf
     encoder = _load(config)
     whisper = encoder.config
     if whisper.max_source_positions != WHISPER_POSITIONS:
-        raise ValueError(f"{config.source}: the encoder has {whisper.max_source_positions} positions; "
-                         f"qaudio expects Whisper's {WHISPER_POSITIONS} (30 s)")
-    resolved = replace(config, n_mels=whisper.num_mel_bins, d_model=whisper.d_model,
-                       layers=whisper.encoder_layers, heads=whisper.encoder_attention_heads)
+        raise ValueError(
+            f"{config.source}: the encoder has {whisper.max_source_positions} positions; "
+            f"qaudio expects Whisper's {WHISPER_POSITIONS} (30 s)"
+        )
+    resolved = replace(
+        config,
+        n_mels=whisper.num_mel_bins,
+        d_model=whisper.d_model,
+        layers=whisper.encoder_layers,
+        heads=whisper.encoder_attention_heads,
+    )
     return encoder, resolved
 
 
@@ -151,8 +167,9 @@ def _layers_masked(encoder: WhisperEncoder, x: torch.Tensor, valid: torch.Tensor
     return encoder.layer_norm(x)
 
 
-def _encode_real_length(encoder: WhisperEncoder, features: torch.Tensor, mel_lengths: torch.Tensor,
-                        pool: int = 1) -> torch.Tensor:
+def _encode_real_length(
+    encoder: WhisperEncoder, features: torch.Tensor, mel_lengths: torch.Tensor, pool: int = 1
+) -> torch.Tensor:
     """WhisperEncoder.forward on the real lengths: features (B, n_mels, T) -> states (B, T' / pool, D)."""
     mel_valid = _frame_mask(mel_lengths, features.shape[-1])[:, None, :].to(features.dtype)  # (B, 1, T)
     # Zero what lies past each clip before both convolutions: then the last real frames see the
@@ -169,8 +186,9 @@ def _encode_padded_30s(encoder: WhisperEncoder, features: torch.Tensor, mel_leng
     return states[:, : int(encoder_frame_count(mel_frames=mel_lengths).max())]
 
 
-def _encode_padded_30s_masked(encoder: WhisperEncoder, features: torch.Tensor, mel_lengths: torch.Tensor,
-                              pool: int) -> torch.Tensor:
+def _encode_padded_30s_masked(
+    encoder: WhisperEncoder, features: torch.Tensor, mel_lengths: torch.Tensor, pool: int
+) -> torch.Tensor:
     """Qwen2-Audio's tower: 30 s inputs, the padding's frames masked out of attention, pooled:
     (B, n_mels, 3000) -> (B, T'_max / pool, D), as transformers ``Qwen2AudioEncoder`` with its
     ``feature_attention_mask``. The convolutions see the padding's log-mels, as there."""
@@ -182,7 +200,10 @@ def _encode_padded_30s_masked(encoder: WhisperEncoder, features: torch.Tensor, m
 
 
 def encode(
-    encoder: WhisperEncoder, features: torch.Tensor, mel_lengths: torch.Tensor, pad_to_30s: bool,
+    encoder: WhisperEncoder,
+    features: torch.Tensor,
+    mel_lengths: torch.Tensor,
+    pad_to_30s: bool,
     kind: str = "whisper",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Tower states (B, T'_max, D) zeroed past each clip, and their lengths (B,) in tower frames.
@@ -193,18 +214,23 @@ def encode(
     """
     tower = ENCODER_KINDS[kind]
     if features.dim() != 3 or features.shape[1] != encoder.config.num_mel_bins:
-        raise ValueError(f"input_features must be (batch, {encoder.config.num_mel_bins} mel bins, frames), "
-                         f"got {tuple(features.shape)}")
+        raise ValueError(
+            f"input_features must be (batch, {encoder.config.num_mel_bins} mel bins, frames), "
+            f"got {tuple(features.shape)}"
+        )
     if mel_lengths.shape != (features.shape[0],):
         raise ValueError(f"feature_lengths must be ({features.shape[0]},), got {tuple(mel_lengths.shape)}")
     window = encoder.config.max_source_positions * CONV_STRIDE
     longest = int(mel_lengths.max())
     if longest > window:
-        raise ValueError(f"a clip has {longest} mel frames ({longest / 100:.2f} s), more than the encoder window of "
-                         f"{window} ({window / 100:.0f} s); split long audio first (qaudio.chunking)")
+        raise ValueError(
+            f"a clip has {longest} mel frames ({longest / 100:.2f} s), more than the encoder window of "
+            f"{window} ({window / 100:.0f} s); split long audio first (qaudio.chunking)"
+        )
     if int(mel_lengths.min()) < 1 or longest > features.shape[-1]:
-        raise ValueError(f"feature_lengths must be in 1..{features.shape[-1]} (the frames given), "
-                         f"got {mel_lengths.tolist()}")
+        raise ValueError(
+            f"feature_lengths must be in 1..{features.shape[-1]} (the frames given), got {mel_lengths.tolist()}"
+        )
     if pad_to_30s:
         if features.shape[-1] != window:
             raise ValueError(f"with pad_to_30s the encoder takes {window} mel frames, got {features.shape[-1]}")

@@ -17,12 +17,18 @@ implemented by Hugging Face ``tokenizers``; transformers ``PreTrainedModel.resiz
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
-from typing import Iterable
 
 import torch
-from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig, PreTrainedModel,
-                          PreTrainedTokenizerFast)
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+)
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from ..config import SCRATCH, LLMConfig
@@ -59,8 +65,13 @@ def train_bpe_tokenizer(texts: Iterable[str] | None, vocab_size: int) -> PreTrai
 
 CAUSAL_LM = "a decoder-only causal LM (Qwen2, Qwen3, Llama, Mistral, ...)"
 # The config names qaudio reads (Llama-style); a causal LM without one of them is refused up front.
-_LLAMA_STYLE_NAMES = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                      "max_position_embeddings")
+_LLAMA_STYLE_NAMES = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "max_position_embeddings",
+)
 
 
 def _llm_source(config: LLMConfig) -> Source:
@@ -78,15 +89,22 @@ def causal_lm_config(config: LLMConfig) -> PretrainedConfig:
     source = _llm_source(config)
     hf = pretrained_config(source)
     if hf.is_encoder_decoder or hf.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-        hint = (" A Whisper checkpoint is the audio encoder: it belongs in encoder.source (--encoder-source)"
-                if hf.model_type == "whisper" else "")
-        raise ValueError(f"{source} holds a {hf.model_type!r} model, which is not a decoder-only causal LM; expected "
-                         f"{CAUSAL_LM}.{hint}")
+        hint = (
+            " A Whisper checkpoint is the audio encoder: it belongs in encoder.source (--encoder-source)"
+            if hf.model_type == "whisper"
+            else ""
+        )
+        raise ValueError(
+            f"{source} holds a {hf.model_type!r} model, which is not a decoder-only causal LM; expected "
+            f"{CAUSAL_LM}.{hint}"
+        )
     text = hf.get_text_config()
     missing = [name for name in _LLAMA_STYLE_NAMES if getattr(text, name, None) is None]
     if missing:
-        raise ValueError(f"{source}: this {hf.model_type} config lacks {', '.join(missing)}; qaudio reads Llama-style "
-                         f"config names, so expected {CAUSAL_LM}")
+        raise ValueError(
+            f"{source}: this {hf.model_type} config lacks {', '.join(missing)}; qaudio reads Llama-style "
+            f"config names, so expected {CAUSAL_LM}"
+        )
     return hf
 
 
@@ -103,8 +121,10 @@ def load_tokenizer(config: LLMConfig, tokenizer_texts: Iterable[str] | None = No
             tokenizer = AutoTokenizer.from_pretrained(source.value)
         add_tag_tokens(tokenizer)
     if tokenizer.eos_token_id is None:
-        raise ValueError(f"the tokenizer of {config.tokenizer or config.source} has no end-of-sequence token; "
-                         "qaudio ends every target with it")
+        raise ValueError(
+            f"the tokenizer of {config.tokenizer or config.source} has no end-of-sequence token; "
+            "qaudio ends every target with it"
+        )
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token  # padding is masked everywhere, so any id serves
     return tokenizer
@@ -179,8 +199,10 @@ def _check_supported(config: LLMConfig, model: PreTrainedModel) -> None:
     hf = model.config.get_text_config()
     for name in _LOGIT_TRANSFORMS:
         if getattr(hf, name, None) is not None:
-            raise ValueError(f"{config.source}: this {hf.model_type} model applies {name} to its logits, which qaudio's "
-                             "loss does not reproduce; use a Llama-style LLM (Qwen2, Qwen3, Llama, Mistral, ...)")
+            raise ValueError(
+                f"{config.source}: this {hf.model_type} model applies {name} to its logits, which qaudio's "
+                "loss does not reproduce; use a Llama-style LLM (Qwen2, Qwen3, Llama, Mistral, ...)"
+            )
 
 
 def _resolved(config: LLMConfig, model: PreTrainedModel) -> LLMConfig:
@@ -199,8 +221,10 @@ def _resolved(config: LLMConfig, model: PreTrainedModel) -> LLMConfig:
             max_positions=hf.max_position_embeddings,
         )
     except AttributeError as error:
-        raise ValueError(f"{config.source}: qaudio reads Llama-style config names (hidden_size, num_hidden_layers, "
-                         f"...), and this {hf.model_type} config lacks one: {error}") from None
+        raise ValueError(
+            f"{config.source}: qaudio reads Llama-style config names (hidden_size, num_hidden_layers, "
+            f"...), and this {hf.model_type} config lacks one: {error}"
+        ) from None
 
 
 def load_language_model(config: LLMConfig, tokenizer) -> tuple[PreTrainedModel, LLMConfig]:

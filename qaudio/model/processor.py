@@ -22,9 +22,9 @@ Reference: transformers ``ProcessorMixin`` (``Qwen2AudioProcessor``: a tokenizer
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -50,8 +50,9 @@ class TokenIds:
     eos: int
 
 
-def target_labels(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
-                  tokens: TokenIds) -> torch.Tensor:
+def target_labels(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor, tokens: TokenIds
+) -> torch.Tensor:
     """``labels`` (B, L) with audio slots and padding set to :data:`IGNORE_INDEX`, whatever they held.
 
     The one place that decides which positions are targets: the model's loss uses it, and so
@@ -61,8 +62,9 @@ def target_labels(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels:
     return labels.masked_fill(audio | (attention_mask == 0), IGNORE_INDEX)
 
 
-def sequence_batch(heads: Sequence[Sequence[int]], tails: Sequence[Sequence[int]] | None,
-                   pad_id: int) -> dict[str, torch.Tensor]:
+def sequence_batch(
+    heads: Sequence[Sequence[int]], tails: Sequence[Sequence[int]] | None, pad_id: int
+) -> dict[str, torch.Tensor]:
     """Token rows -> ``input_ids``, ``attention_mask`` (B, L) and, with ``tails``, ``labels``.
 
     Each row is a head (audio slots and prompt: never a target) and, for training, a tail (the
@@ -110,7 +112,7 @@ class AudioProcessor:
         return directory
 
     @classmethod
-    def from_pretrained(cls, path_or_hub_id: str | Path) -> "AudioProcessor":
+    def from_pretrained(cls, path_or_hub_id: str | Path) -> AudioProcessor:
         """The processor of a saved qaudio model directory (or hub id), as the model loader finds it."""
         from .checkpoint import _local_directory, _read_meta
 
@@ -118,12 +120,16 @@ class AudioProcessor:
         return cls.from_directory(directory, ModelConfig.from_dict(_read_meta(directory)["model"]))
 
     @classmethod
-    def from_directory(cls, directory: Path, config: ModelConfig) -> "AudioProcessor":
+    def from_directory(cls, directory: Path, config: ModelConfig) -> AudioProcessor:
         """The tokenizer and feature extractor saved in ``directory``, with the model's ``config``."""
-        missing = [name for name in ("tokenizer_config.json", "preprocessor_config.json") if not (directory / name).is_file()]
+        missing = [
+            name for name in ("tokenizer_config.json", "preprocessor_config.json") if not (directory / name).is_file()
+        ]
         if missing:
-            raise FileNotFoundError(f"{directory} lacks {', '.join(missing)}: the processor is saved beside the weights "
-                                    "(AudioProcessor.save_pretrained on the same directory)")
+            raise FileNotFoundError(
+                f"{directory} lacks {', '.join(missing)}: the processor is saved beside the weights "
+                "(AudioProcessor.save_pretrained on the same directory)"
+            )
         tokenizer = AutoTokenizer.from_pretrained(str(directory))
         feature_extractor = WhisperFeatureExtractor.from_pretrained(str(directory))
         return cls(tokenizer, feature_extractor, config)
@@ -137,8 +143,9 @@ class AudioProcessor:
 
     # ---- Audio and text -> tensors -----------------------------------------------------------
 
-    def prepare(self, audios: Sequence[np.ndarray], prompts: Sequence[str],
-                targets: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+    def prepare(
+        self, audios: Sequence[np.ndarray], prompts: Sequence[str], targets: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
         """Audio (16 kHz mono float arrays) and texts -> model inputs (CPU tensors).
 
         Keys: ``input_features`` (B, n_mels, T_max) log-mels, ``feature_lengths`` (B,) real mel
@@ -152,8 +159,9 @@ class AudioProcessor:
         text = self._text_batch(counts, prompts, targets)
         return {"input_features": features, "feature_lengths": torch.tensor(mel_lengths), **text}
 
-    def prepare_from_features(self, encoder_states: Sequence[torch.Tensor], prompts: Sequence[str],
-                              targets: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+    def prepare_from_features(
+        self, encoder_states: Sequence[torch.Tensor], prompts: Sequence[str], targets: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
         """Like :meth:`prepare`, from cached encoder outputs: one (T', D_enc) tensor per clip.
 
         Keys: ``encoder_states`` (B, T'_max, D_enc), zero padded, on the states' device;
@@ -163,7 +171,9 @@ class AudioProcessor:
         limit = WHISPER_POSITIONS  # encoder frames in one 30 s window
         for i, s in enumerate(encoder_states):
             if s.dim() != 2 or s.shape[1] != width or not 1 <= s.shape[0] <= limit:
-                raise ValueError(f"encoder state {i} has shape {tuple(s.shape)}; expected (frames in 1..{limit}, {width})")
+                raise ValueError(
+                    f"encoder state {i} has shape {tuple(s.shape)}; expected (frames in 1..{limit}, {width})"
+                )
         self._check_texts(len(encoder_states), prompts, targets)
         lengths = [s.shape[0] for s in encoder_states]
         counts = [int(audio_token_count(None, self.config, encoder_frames=n)) for n in lengths]
@@ -177,9 +187,11 @@ class AudioProcessor:
             raise ValueError(f"audio {index} has shape {clip.shape}; expected 1-D mono samples at {SAMPLE_RATE} Hz")
         longest = max_samples()
         if len(clip) > longest:
-            raise ValueError(f"audio {index} is {len(clip) / SAMPLE_RATE:.2f} s long, longer than the encoder window "
-                             f"of {self.max_audio_seconds:.0f} s ({len(clip)} > {longest} samples); split long "
-                             "audio into windows first (qaudio.chunking does)")
+            raise ValueError(
+                f"audio {index} is {len(clip) / SAMPLE_RATE:.2f} s long, longer than the encoder window "
+                f"of {self.max_audio_seconds:.0f} s ({len(clip)} > {longest} samples); split long "
+                "audio into windows first (qaudio.chunking does)"
+            )
         if len(clip) < HOP_LENGTH:
             raise ValueError(f"audio {index} has {len(clip)} samples; at least {HOP_LENGTH} (10 ms) are needed")
         if not np.isfinite(clip).all():
@@ -191,8 +203,10 @@ class AudioProcessor:
         if batch == 0:
             raise ValueError("an empty batch: give at least one clip")
         if len(prompts) != batch or (targets is not None and len(targets) != batch):
-            raise ValueError(f"{batch} clips but {len(prompts)} prompts"
-                             + ("" if targets is None else f" and {len(targets)} targets"))
+            raise ValueError(
+                f"{batch} clips but {len(prompts)} prompts"
+                + ("" if targets is None else f" and {len(targets)} targets")
+            )
         for kind, texts in (("prompt", prompts), ("target", targets or [])):
             for i, text in enumerate(texts):
                 if not isinstance(text, str):
@@ -201,8 +215,10 @@ class AudioProcessor:
                 rest = text.replace(AUDIO_SLOT, "", 1) if kind == "prompt" else text
                 for token in (AUDIO_BOS, AUDIO_PLACEHOLDER, AUDIO_EOS):
                     if token in rest:
-                        raise ValueError(f"{kind} {i} contains {token}; the audio slots are added by prepare() "
-                                         f"(a prompt may hold {AUDIO_SLOT} once, where the audio goes)")
+                        raise ValueError(
+                            f"{kind} {i} contains {token}; the audio slots are added by prepare() "
+                            f"(a prompt may hold {AUDIO_SLOT} once, where the audio goes)"
+                        )
 
     def log_mel(self, clips: list[np.ndarray]) -> tuple[torch.Tensor, list[int]]:
         """Whisper log-mels (B, n_mels, T) and each clip's real frames, independent of the batch."""
@@ -217,8 +233,14 @@ class AudioProcessor:
         padded = np.zeros((len(clips), width), dtype=np.float32)
         for i, clip in enumerate(clips):
             padded[i, : len(clip)] = clip
-        out = extractor(padded, sampling_rate=SAMPLE_RATE, padding="longest", max_length=width, truncation=False,
-                        return_tensors="pt")
+        out = extractor(
+            padded,
+            sampling_rate=SAMPLE_RATE,
+            padding="longest",
+            max_length=width,
+            truncation=False,
+            return_tensors="pt",
+        )
         features = out["input_features"][..., : max(mel_lengths)]  # (B, n_mels, T_max)
         valid = torch.arange(features.shape[-1]) < torch.tensor(mel_lengths)[:, None]  # (B, T_max)
         return features * valid[:, None, :], mel_lengths
@@ -232,12 +254,16 @@ class AudioProcessor:
         before_ids = tok(list(before), add_special_tokens=False)["input_ids"]
         prompt_ids = tok(list(after), add_special_tokens=False)["input_ids"]
         target_ids = tok(list(targets), add_special_tokens=False)["input_ids"] if targets is not None else None
-        heads = [[*bos, *before_ids[i], ids.audio_bos, *[ids.audio] * n, ids.audio_eos, *prompt]
-                 for i, (n, prompt) in enumerate(zip(counts, prompt_ids))]
+        heads = [
+            [*bos, *before_ids[i], ids.audio_bos, *[ids.audio] * n, ids.audio_eos, *prompt]
+            for i, (n, prompt) in enumerate(zip(counts, prompt_ids))
+        ]
         tails = [[*t, ids.eos] for t in target_ids] if target_ids is not None else None
         length = max(len(h) + (len(tails[i]) if tails else 0) for i, h in enumerate(heads))
         if length > self.config.llm.max_positions:
-            raise ValueError(f"a sequence of {length} tokens exceeds the LLM's {self.config.llm.max_positions} positions")
+            raise ValueError(
+                f"a sequence of {length} tokens exceeds the LLM's {self.config.llm.max_positions} positions"
+            )
         return sequence_batch(heads, tails, ids.pad)
 
     # ---- Token ids -> text -------------------------------------------------------------------

@@ -173,7 +173,9 @@ class QFormerProjector(nn.Module):
         self.in_proj = nn.Linear(in_dim, config.hidden)
         self.frame_positions = nn.Parameter(torch.randn(config.stack, config.hidden) * 0.02)  # position in window
         self.queries = nn.Parameter(torch.randn(config.num_queries, config.hidden) * 0.02)
-        self.layers = nn.ModuleList(_QFormerLayer(config.hidden, config.qformer_heads) for _ in range(config.qformer_layers))
+        self.layers = nn.ModuleList(
+            _QFormerLayer(config.hidden, config.qformer_heads) for _ in range(config.qformer_layers)
+        )
         self.proj = nn.Linear(config.hidden, out_dim)
         self.norm = OutputNorm(out_dim, embed_rms)
 

@@ -48,8 +48,8 @@ Integer-Arithmetic-Only Inference" (2018); PyTorch ``torch.ao.quantization``; to
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -71,13 +71,17 @@ class Quantization:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"quantization mode {self.mode!r} is not supported; expected one of: {', '.join(MODES)} "
-                             "(float16/bfloat16 are dtypes: pass dtype= instead)")
+            raise ValueError(
+                f"quantization mode {self.mode!r} is not supported; expected one of: {', '.join(MODES)} "
+                "(float16/bfloat16 are dtypes: pass dtype= instead)"
+            )
         known = sorted({backend for mode, backend in BACKENDS})
         if (self.mode, self.backend) not in BACKENDS:
             able = ", ".join(b for m, b in BACKENDS if m == self.mode)
-            raise ValueError(f"backend {self.backend!r} does not do {self.mode}; {self.mode} runs through {able} "
-                             f"(known backends: {', '.join(known)})")
+            raise ValueError(
+                f"backend {self.backend!r} does not do {self.mode}; {self.mode} runs through {able} "
+                f"(known backends: {', '.join(known)})"
+            )
         parts = tuple(self.parts)
         if not parts or any(p not in PARTS for p in parts):
             raise ValueError(f"quantized parts {parts!r}: expected a non-empty list from {', '.join(PARTS)}")
@@ -87,7 +91,7 @@ class Quantization:
         return {**asdict(self), "parts": list(self.parts)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Quantization":
+    def from_dict(cls, data: dict) -> Quantization:
         return cls(mode=data["mode"], backend=data["backend"], parts=tuple(data["parts"]))
 
 
@@ -110,23 +114,27 @@ def _require(package: str, purpose: str):
     try:
         return importlib.import_module(package)
     except ImportError:
-        raise ImportError(f"{purpose} needs the {package} package, which is not installed; "
-                          f"pip install 'qaudio[{EXTRAS[package]}]'") from None
+        raise ImportError(
+            f"{purpose} needs the {package} package, which is not installed; pip install 'qaudio[{EXTRAS[package]}]'"
+        ) from None
 
 
 def _int8_torch(module: nn.Module, names: list[str]) -> None:
     if next(module.parameters()).device.type != "cpu":
-        raise ValueError("int8 with backend 'torch' (PyTorch dynamic quantization) runs on CPU only; on a GPU use "
-                         "backend='torchao' (int8 weight-only)")
+        raise ValueError(
+            "int8 with backend 'torch' (PyTorch dynamic quantization) runs on CPU only; on a GPU use "
+            "backend='torchao' (int8 weight-only)"
+        )
     from torch.ao.quantization import QConfig, default_dynamic_quant_observer, quantize_dynamic
     from torch.ao.quantization.observer import PerChannelMinMaxObserver
 
     # [-127, 127]: the largest weight of a row is code 127 exactly, so a dequantized copy
     # quantizes back to the same codes (what saving relies on; the default range is [-128, 127]).
-    weight = PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric,
-                                                quant_min=-127, quant_max=127)
+    weight = PerChannelMinMaxObserver.with_args(
+        dtype=torch.qint8, qscheme=torch.per_channel_symmetric, quant_min=-127, quant_max=127
+    )
     qconfig = QConfig(activation=default_dynamic_quant_observer, weight=weight)
-    quantize_dynamic(module, {name: qconfig for name in names}, inplace=True)
+    quantize_dynamic(module, dict.fromkeys(names, qconfig), inplace=True)
 
 
 def _torchao_config(mode: str):
@@ -139,9 +147,11 @@ def _torchao_config(mode: str):
 def _torchao(mode: str) -> Callable[[nn.Module, list[str]], None]:
     def apply(module: nn.Module, names: list[str]) -> None:
         if mode == "int4" and next(module.parameters()).device.type != "cuda":
-            raise ValueError("int4 with backend 'torchao' needs a CUDA GPU: torchao's int4 weight layouts are CUDA "
-                             "kernels (on CPU its 'plain' layout needs the CUDA-only mslk package and 'plain_int32' "
-                             "refuses the device); on CPU use backend='bitsandbytes' (NF4)")
+            raise ValueError(
+                "int4 with backend 'torchao' needs a CUDA GPU: torchao's int4 weight layouts are CUDA "
+                "kernels (on CPU its 'plain' layout needs the CUDA-only mslk package and 'plain_int32' "
+                "refuses the device); on CPU use backend='bitsandbytes' (NF4)"
+            )
         from torchao.quantization import quantize_
 
         wanted = set(names)
@@ -152,12 +162,19 @@ def _torchao(mode: str) -> Callable[[nn.Module, list[str]], None]:
 
 def _nf4_linear(linear: nn.Linear) -> nn.Module:
     bnb = _require("bitsandbytes", "int4 (NF4) quantization")
-    layer = bnb.nn.Linear4bit(linear.in_features, linear.out_features, bias=linear.bias is not None,
-                              compute_dtype=linear.weight.dtype, compress_statistics=False, quant_type="nf4")
+    layer = bnb.nn.Linear4bit(
+        linear.in_features,
+        linear.out_features,
+        bias=linear.bias is not None,
+        compute_dtype=linear.weight.dtype,
+        compress_statistics=False,
+        quant_type="nf4",
+    )
     # compress_statistics=False keeps each block's scale in float32 (QLoRA's "double quantization"
     # would round it to 8 bits and break the exact dequantize -> quantize round trip saving needs).
-    layer.weight = bnb.nn.Params4bit(linear.weight.data, requires_grad=False, quant_type="nf4",
-                                     blocksize=NF4_BLOCK, compress_statistics=False)
+    layer.weight = bnb.nn.Params4bit(
+        linear.weight.data, requires_grad=False, quant_type="nf4", blocksize=NF4_BLOCK, compress_statistics=False
+    )
     if linear.bias is not None:
         layer.bias = nn.Parameter(linear.bias.data, requires_grad=False)
     return layer.to(linear.weight.device)  # bitsandbytes quantizes when the weight is moved to its device
@@ -209,8 +226,9 @@ def dequantize_(module: nn.Module) -> nn.Module:
     found = [(name, m) for name, m in module.named_modules() if name and _dequantized_weight(m) is not None]
     for name, layer in found:
         weight, bias = _dequantized_weight(layer)
-        plain = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device=weight.device,
-                          dtype=weight.dtype)
+        plain = nn.Linear(
+            weight.shape[1], weight.shape[0], bias=bias is not None, device=weight.device, dtype=weight.dtype
+        )
         with torch.no_grad():
             plain.weight.copy_(weight)
             if bias is not None:

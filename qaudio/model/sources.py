@@ -44,14 +44,18 @@ def check_source(source: Source) -> None:
     path = Path(source.value).expanduser()
     if path.is_dir():
         if not (path / source.marker).is_file():
-            raise FileNotFoundError(f"{source}: the directory has no {source.marker}; expected {source.expected} "
-                                    "as save_pretrained writes it")
+            raise FileNotFoundError(
+                f"{source}: the directory has no {source.marker}; expected {source.expected} "
+                "as save_pretrained writes it"
+            )
         return
     if path.exists() or looks_like_path(source.value):
         what = "is a file, not a directory" if path.exists() else "does not exist"
-        raise FileNotFoundError(f"{source} {what}; expected a directory holding {source.expected}, or a hub id "
-                                "(owner/name). Fix the path (was the directory moved?) or pass another with "
-                                f"{source.flag}")
+        raise FileNotFoundError(
+            f"{source} {what}; expected a directory holding {source.expected}, or a hub id "
+            "(owner/name). Fix the path (was the directory moved?) or pass another with "
+            f"{source.flag}"
+        )
 
 
 @contextlib.contextmanager
@@ -62,12 +66,14 @@ def fetch_errors(source: Source):
     except OSError as error:
         first_line = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
         if Path(source.value).expanduser().is_dir():
-            raise FileNotFoundError(f"{source} could not be loaded ({first_line}); expected a directory holding "
-                                    f"{source.expected}") from None
+            raise FileNotFoundError(
+                f"{source} could not be loaded ({first_line}); expected a directory holding {source.expected}"
+            ) from None
         raise FileNotFoundError(
             f"{source} is not a local directory, and fetching it from the Hugging Face hub failed ({first_line}); "
             f"expected {source.expected} as a hub id or a directory. Offline, download it where there is network "
-            f"(`hf download {source.value} --local-dir DIR`), copy DIR here and pass {source.flag} DIR") from None
+            f"(`hf download {source.value} --local-dir DIR`), copy DIR here and pass {source.flag} DIR"
+        ) from None
 
 
 def pretrained_config(source: Source) -> PretrainedConfig:

@@ -37,8 +37,8 @@ torchtune's habit of declaring what trains in one place.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from peft import LoraConfig, PeftModel, TrainableTokensConfig, get_peft_model
@@ -79,8 +79,12 @@ def _encoder_full(encoder: nn.Module, trainable: TrainableConfig) -> nn.Module:
 
 
 def _encoder_lora(encoder: nn.Module, trainable: TrainableConfig) -> nn.Module:
-    config = LoraConfig(r=trainable.lora_r, lora_alpha=trainable.lora_alpha, lora_dropout=trainable.lora_dropout,
-                        target_modules=list(trainable.encoder_lora_targets))
+    config = LoraConfig(
+        r=trainable.lora_r,
+        lora_alpha=trainable.lora_alpha,
+        lora_dropout=trainable.lora_dropout,
+        target_modules=list(trainable.encoder_lora_targets),
+    )
     return get_peft_model(encoder, config)
 
 
@@ -121,9 +125,13 @@ def _llm_frozen(llm: nn.Module, trainable: TrainableConfig, token_ids: list[int]
 
 
 def _llm_lora(llm: nn.Module, trainable: TrainableConfig, token_ids: list[int]) -> nn.Module:
-    config = LoraConfig(r=trainable.lora_r, lora_alpha=trainable.lora_alpha, lora_dropout=trainable.lora_dropout,
-                        target_modules=list(trainable.lora_targets),
-                        trainable_token_indices=_token_row_targets(llm, token_ids))
+    config = LoraConfig(
+        r=trainable.lora_r,
+        lora_alpha=trainable.lora_alpha,
+        lora_dropout=trainable.lora_dropout,
+        target_modules=list(trainable.lora_targets),
+        trainable_token_indices=_token_row_targets(llm, token_ids),
+    )
     return get_peft_model(llm, config)
 
 
@@ -192,8 +200,10 @@ def save_adapter(module: nn.Module, directory: Path) -> bool:
 def load_adapter(module: nn.Module, directory: Path) -> None:
     """Load adapters saved by :func:`save_adapter` into ``module``, whose adapters ``apply_trainable`` made."""
     if not isinstance(module, PeftModel):
-        raise ValueError(f"{directory} holds adapters, but the model config trains this part without any; "
-                         "the checkpoint's config.json and its adapters disagree")
+        raise ValueError(
+            f"{directory} holds adapters, but the model config trains this part without any; "
+            "the checkpoint's config.json and its adapters disagree"
+        )
     state = load_tensors(directory / ADAPTER_WEIGHTS)
     result = set_peft_model_state_dict(module, state)
     if result.unexpected_keys:

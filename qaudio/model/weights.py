@@ -28,8 +28,13 @@ from safetensors.torch import load_file, save_file
 
 def _storage_key(tensor: torch.Tensor) -> tuple:
     """Equal for two names of one tensor (same storage, offset, shape and dtype)."""
-    return (tensor.device, tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape),
-            tensor.dtype)
+    return (
+        tensor.device,
+        tensor.untyped_storage().data_ptr(),
+        tensor.storage_offset(),
+        tuple(tensor.shape),
+        tensor.dtype,
+    )
 
 
 def save_tensors(state: dict[str, torch.Tensor], path: Path) -> None:
@@ -78,7 +83,7 @@ def renamed(state: Mapping[str, torch.Tensor], prefixes: Sequence[tuple[str, str
         pair = next(((old, new) for old, new in prefixes if key.startswith(old)), None)
         if pair is None:
             raise KeyError(f"weight {key!r} matches none of the prefixes {[old for old, _ in prefixes]}")
-        out[pair[1] + key[len(pair[0]):]] = tensor
+        out[pair[1] + key[len(pair[0]) :]] = tensor
     return out
 
 
@@ -86,8 +91,11 @@ def mismatches(state: Mapping[str, object], expected: Mapping[str, tuple[int, ..
     """What keeps ``state`` (name -> array with ``.shape``) from fitting ``expected`` (name -> shape)
     exactly: missing, unexpected and mis-shaped names; "" when it fits."""
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    mis_shaped = [f"{k}: {tuple(state[k].shape)} vs {tuple(expected[k])}" for k in sorted(set(state) & set(expected))
-                  if tuple(state[k].shape) != tuple(expected[k])]
+    mis_shaped = [
+        f"{k}: {tuple(state[k].shape)} vs {tuple(expected[k])}"
+        for k in sorted(set(state) & set(expected))
+        if tuple(state[k].shape) != tuple(expected[k])
+    ]
     if not (missing or unexpected or mis_shaped):
         return ""
     return f"missing {missing}, unexpected {unexpected}, mis-shaped {mis_shaped}"

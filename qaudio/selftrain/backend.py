@@ -41,8 +41,9 @@ def load_model(model_dir: str | Path, device: str | None = None, max_new_tokens:
     return load(str(model_dir), device=device, dtype="float32", max_new_tokens=max_new_tokens)  # None: the task's cap
 
 
-def transcribe(model, clips: Sequence[str], num_beams: int = 1, lang: str = "en",
-               batch_size: int = 16) -> list[Transcript]:
+def transcribe(
+    model, clips: Sequence[str], num_beams: int = 1, lang: str = "en", batch_size: int = 16
+) -> list[Transcript]:
     """Transcribe audio files (each within the encoder window) with greedy (1) or beam search."""
     from ..specs import get_task
 
@@ -55,8 +56,9 @@ def transcribe(model, clips: Sequence[str], num_beams: int = 1, lang: str = "en"
     return out
 
 
-def score(model, clips: Sequence[str], texts: Sequence[str], lang: str = "en",
-          batch_size: int = 16) -> list[tuple[float, int]]:
+def score(
+    model, clips: Sequence[str], texts: Sequence[str], lang: str = "en", batch_size: int = 16
+) -> list[tuple[float, int]]:
     """(sum of token log-probabilities of ``text`` + end token, token count) per clip.
 
     The sum is inference's exact label likelihood (the audio tower once per clip, the LLM once
@@ -102,9 +104,20 @@ def train_round(init_model: str | Path, manifest: str | Path, out_dir: str | Pat
     from ..train import train
     from ..training.config import TrainConfig
 
-    cfg = TrainConfig(**{"model": str(init_model), "recipes": f"manifest:{Path(manifest).resolve()}",
-                         "tasks": TASK, "dev_split": "none", "output_dir": str(out_dir), "resume": "auto",
-                         "tensorboard": False, "plot": False, "eta": False, **train_options})
+    cfg = TrainConfig(
+        **{
+            "model": str(init_model),
+            "recipes": f"manifest:{Path(manifest).resolve()}",
+            "tasks": TASK,
+            "dev_split": "none",
+            "output_dir": str(out_dir),
+            "resume": "auto",
+            "tensorboard": False,
+            "plot": False,
+            "eta": False,
+            **train_options,
+        }
+    )
     return Path(train(cfg))
 
 
@@ -117,14 +130,28 @@ class DevScore:
     n: int  # examples scored
 
 
-def evaluate_dev(model_dir: str | Path, dev_manifest: str | Path, out_dir: str | Path, batch_size: int = 16,
-                 bootstrap: int = 1000, max_new_tokens: int | None = None) -> DevScore:
+def evaluate_dev(
+    model_dir: str | Path,
+    dev_manifest: str | Path,
+    out_dir: str | Path,
+    batch_size: int = 16,
+    bootstrap: int = 1000,
+    max_new_tokens: int | None = None,
+) -> DevScore:
     """Score ``model_dir`` on the dev manifest; write report.json/.md/.html into ``out_dir``."""
     from ..evaluate import EvalConfig, evaluate, manifest_suite
     from ..report import MODEL, write_report
 
-    cfg = EvalConfig(model=str(model_dir), manifest=str(dev_manifest), batch_size=batch_size, peers=False,
-                     bootstrap=bootstrap, quiet=True, max_new_tokens=max_new_tokens, out=str(out_dir))
+    cfg = EvalConfig(
+        model=str(model_dir),
+        manifest=str(dev_manifest),
+        batch_size=batch_size,
+        peers=False,
+        bootstrap=bootstrap,
+        quiet=True,
+        max_new_tokens=max_new_tokens,
+        out=str(out_dir),
+    )
     report = evaluate(manifest_suite(dev_manifest), cfg)
     write_report(report, out_dir)
     entries = [b for b in report["benchmarks"] if b["task"] == TASK and b["status"] == "ok"]

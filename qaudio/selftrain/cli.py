@@ -32,13 +32,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         kind = _type(f)
         extra = {"required": True} if f.name in REQUIRED else {"default": f.default}
         if kind is _bool:
-            parser.add_argument(f"--{flag(f.name)}", dest=f.name, nargs="?", const=True, type=_bool,
-                                metavar="BOOL", help=f"{f.metadata['help']} (default: {f.default})", **extra)
+            parser.add_argument(
+                f"--{flag(f.name)}",
+                dest=f.name,
+                nargs="?",
+                const=True,
+                type=_bool,
+                metavar="BOOL",
+                help=f"{f.metadata['help']} (default: {f.default})",
+                **extra,
+            )
             parser.add_argument(f"--no-{flag(f.name)}", dest=f.name, action="store_false", help=argparse.SUPPRESS)
         else:
             default = "" if f.name in REQUIRED else f" (default: {f.default})"
-            parser.add_argument(f"--{flag(f.name)}", dest=f.name, type=kind, choices=f.metadata["choices"],
-                                help=f"{f.metadata['help']}{default}", **extra)
+            parser.add_argument(
+                f"--{flag(f.name)}",
+                dest=f.name,
+                type=kind,
+                choices=f.metadata["choices"],
+                help=f"{f.metadata['help']}{default}",
+                **extra,
+            )
 
 
 def main(args: argparse.Namespace) -> int:

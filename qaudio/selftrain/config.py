@@ -20,20 +20,26 @@ def _f(default: Any, help: str, choices: tuple | None = None) -> Any:
 class SelfTrainConfig:
     # ---- inputs and outputs
     model: str = _f("", "the saved model directory to start from (round 0)")
-    unlabeled: str = _f("", "the unlabeled audio: a folder of audio files, or a .jsonl manifest whose "
-                        "transcripts are ignored")
+    unlabeled: str = _f(
+        "", "the unlabeled audio: a folder of audio files, or a .jsonl manifest whose transcripts are ignored"
+    )
     dev: str = _f("", "dev manifest (.jsonl with transcripts): every round is measured on it")
     out: str = _f("runs/self-train", "run folder: one round-N folder per round, rounds.md, best.json")
-    text: str | None = _f(None, "domain text file, one sentence per line, spoken by the synthesis besides the "
-                          "kept pseudo-labels")
-    labeled: str | None = _f(None, "labeled training corpora, as --recipes of qaudio train "
-                             "(NAME[:ROOT][@TRAIN[/DEV]],...); their asr examples join every round")
+    text: str | None = _f(
+        None, "domain text file, one sentence per line, spoken by the synthesis besides the kept pseudo-labels"
+    )
+    labeled: str | None = _f(
+        None,
+        "labeled training corpora, as --recipes of qaudio train "
+        "(NAME[:ROOT][@TRAIN[/DEV]],...); their asr examples join every round",
+    )
     lang: str = _f("en", "language of the unlabeled speech")
     # ---- rounds
     rounds: int = _f(3, "rounds of pseudo-label, synthesize, retrain, measure")
     patience: int = _f(1, "stop after this many rounds in a row that do not improve the dev error rate")
-    min_improvement: float = _f(0.0, "a round improves when it lowers the dev error rate by more than this "
-                                "(in the metric's units, percent)")
+    min_improvement: float = _f(
+        0.0, "a round improves when it lowers the dev error rate by more than this (in the metric's units, percent)"
+    )
     # ---- pseudo-labels
     max_clip_seconds: float = _f(25.0, "recordings longer than this are cut at pauses into clips")
     num_beams: int = _f(4, "beam width of the second decode (the first is greedy)")
@@ -44,8 +50,11 @@ class SelfTrainConfig:
     max_new_tokens: int = _f(0, "generation cap per clip (0: inference's cap for transcripts)")
     infer_batch_size: int = _f(16, "clips per forward pass when decoding and scoring")
     # ---- synthesis
-    synthesizer: str = _f("matched-voices", "the synthesis step: matched-voices (offline voices fitted to the "
-                          "unlabeled audio's rate, pitch and noise), or none")
+    synthesizer: str = _f(
+        "matched-voices",
+        "the synthesis step: matched-voices (offline voices fitted to the "
+        "unlabeled audio's rate, pitch and noise), or none",
+    )
     voices: str | None = _f(None, "comma-separated candidate eSpeak voices (default: every qaudio voice of --lang)")
     max_voices: int = _f(3, "voices kept for synthesis, the best-matching first")
     synth_copies: int = _f(1, "synthetic versions of each domain sentence")
@@ -76,16 +85,36 @@ class SelfTrainConfig:
         for name in ("model", "unlabeled", "dev"):
             if not getattr(self, name):
                 raise ValueError(f"--{name} is required")
-        for name in ("rounds", "patience", "num_beams", "infer_batch_size", "max_voices", "synth_copies", "workers",
-                     "train_steps", "batch_size", "save_every"):
+        for name in (
+            "rounds",
+            "patience",
+            "num_beams",
+            "infer_batch_size",
+            "max_voices",
+            "synth_copies",
+            "workers",
+            "train_steps",
+            "batch_size",
+            "save_every",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{flag(name)} must be at least 1, got {getattr(self, name)}")
-        for name in ("weight_labeled", "weight_pseudo", "weight_synthetic", "max_new_tokens", "max_synth_sentences",
-                     "min_improvement", "threads", "bootstrap"):
+        for name in (
+            "weight_labeled",
+            "weight_pseudo",
+            "weight_synthetic",
+            "max_new_tokens",
+            "max_synth_sentences",
+            "min_improvement",
+            "threads",
+            "bootstrap",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{flag(name)} must be >= 0, got {getattr(self, name)}")
         if self.max_clip_seconds <= 0 or self.max_clip_seconds > 30:
-            raise ValueError(f"--max-clip-seconds must be in (0, 30] (the encoder's window), got {self.max_clip_seconds}")
+            raise ValueError(
+                f"--max-clip-seconds must be in (0, 30] (the encoder's window), got {self.max_clip_seconds}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -93,8 +93,9 @@ def f0_frames(samples: np.ndarray) -> np.ndarray:
     samples = samples[: int(PITCH_SECONDS * SAMPLE_RATE)]
     if len(samples) < PYIN_FRAME:
         return np.empty(0)
-    f0, voiced, _ = librosa.pyin(samples, fmin=FMIN, fmax=FMAX, sr=SAMPLE_RATE, frame_length=PYIN_FRAME,
-                                 hop_length=PYIN_HOP)
+    f0, voiced, _ = librosa.pyin(
+        samples, fmin=FMIN, fmax=FMAX, sr=SAMPLE_RATE, frame_length=PYIN_FRAME, hop_length=PYIN_HOP
+    )
     return f0[voiced & np.isfinite(f0)]
 
 
@@ -121,10 +122,14 @@ def measure(clips: list[Example], labelled: list[Example], max_pitch_clips: int 
     f0 = np.concatenate([f0_frames(x) for x in kept] or [np.empty(0)])
     pct = (lambda q: round(float(np.percentile(f0, q)), 1)) if len(f0) else (lambda q: None)
     return DomainStats(
-        clips=len(clips), seconds=round(samples_total / SAMPLE_RATE, 2),
+        clips=len(clips),
+        seconds=round(samples_total / SAMPLE_RATE, 2),
         words_per_second=words_per_second(labelled),
-        f0_median=pct(50), f0_low=pct(10), f0_high=pct(90),
-        snr_db=round(float(np.median(snrs)), 1), snr_low=round(float(np.percentile(snrs, 10)), 1),
+        f0_median=pct(50),
+        f0_low=pct(10),
+        f0_high=pct(90),
+        snr_db=round(float(np.median(snrs)), 1),
+        snr_low=round(float(np.percentile(snrs, 10)), 1),
         snr_high=round(float(np.percentile(snrs, 90)), 1),
         noise_exponent=round(noise_exponent(kept), 2),
     )

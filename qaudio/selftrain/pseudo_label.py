@@ -88,24 +88,32 @@ def select(scored: list[Example], cfg: FilterConfig) -> tuple[list[Example], dic
     return passing[:cap], dropped
 
 
-def pseudo_label(model, clips: list[Example], num_beams: int = 4, keep: str = "beam", lang: str = "en",
-                 batch_size: int = 16) -> list[Example]:
+def pseudo_label(
+    model, clips: list[Example], num_beams: int = 4, keep: str = "beam", lang: str = "en", batch_size: int = 16
+) -> list[Example]:
     """Every clip with its transcript (``target``) and scores (``meta``): logprob, agreement, both decodes."""
     if keep not in DECODES:
         raise ValueError(f"unknown decode {keep!r} to keep; valid choices: {', '.join(DECODES)}")
     paths = [ex.audio for ex in clips]
-    decodes = {name: backend.transcribe(model, paths, beams or num_beams, lang, batch_size)
-               for name, beams in DECODES.items()}
+    decodes = {
+        name: backend.transcribe(model, paths, beams or num_beams, lang, batch_size) for name, beams in DECODES.items()
+    }
     kept = decodes[keep]
     scores = backend.score(model, paths, [t.text for t in kept], lang, batch_size)
     out = []
     for i, ex in enumerate(clips):
         total, tokens = scores[i]
-        meta = {**ex.meta, "source": "pseudo-label", "decode": keep,
-                "logprob": round(total / tokens, 4) if math.isfinite(total) else -1e9,
-                "agreement": round(agreement(decodes["greedy"][i].text, decodes["beam"][i].text), 4),
-                "greedy": decodes["greedy"][i].text, "beam": decodes["beam"][i].text,
-                "flags": kept[i].flags, "error": kept[i].error}
+        meta = {
+            **ex.meta,
+            "source": "pseudo-label",
+            "decode": keep,
+            "logprob": round(total / tokens, 4) if math.isfinite(total) else -1e9,
+            "agreement": round(agreement(decodes["greedy"][i].text, decodes["beam"][i].text), 4),
+            "greedy": decodes["greedy"][i].text,
+            "beam": decodes["beam"][i].text,
+            "flags": kept[i].flags,
+            "error": kept[i].error,
+        }
         out.append(replace(ex, target=kept[i].text, meta={k: v for k, v in meta.items() if v not in (None, [])}))
     return out
 

@@ -61,8 +61,7 @@ def weighted(examples: list[Example], weight: float, source: str, rng: np.random
     for ex in examples:
         times = whole + int(rng.random() < part)
         for k in range(times):
-            out.append(replace(ex, id=f"{source}/{ex.id}" + (f"#{k}" if k else ""),
-                               meta={**ex.meta, "source": source}))
+            out.append(replace(ex, id=f"{source}/{ex.id}" + (f"#{k}" if k else ""), meta={**ex.meta, "source": source}))
     return out
 
 
@@ -73,8 +72,11 @@ def labeled_examples(recipes: str | None) -> list[Example]:
     from ..recipe import load_examples
     from ..training.corpus import parse_recipes
 
-    return [ex for spec in parse_recipes(recipes) for ex in load_examples(spec.name, spec.root, spec.train_split,
-                                                                          task=backend.TASK)]
+    return [
+        ex
+        for spec in parse_recipes(recipes)
+        for ex in load_examples(spec.name, spec.root, spec.train_split, task=backend.TASK)
+    ]
 
 
 def domain_text(kept: list[Example], text_file: str | None, limit: int, seed: int) -> list[str]:
@@ -106,8 +108,10 @@ class Run:
     def check_config(self) -> None:
         """The inputs exist, and a continued run is the same run: its inputs may not change."""
         if not (Path(self.cfg.model) / "config.json").is_file():
-            raise FileNotFoundError(f"--model {self.cfg.model}: not a saved model directory (expected the config.json "
-                                    "and weights that qaudio train writes into RUN/model)")
+            raise FileNotFoundError(
+                f"--model {self.cfg.model}: not a saved model directory (expected the config.json "
+                "and weights that qaudio train writes into RUN/model)"
+            )
         if not Path(self.cfg.dev).is_file():
             raise FileNotFoundError(f"--dev {self.cfg.dev}: no such manifest (expected a .jsonl with transcripts)")
         path = self.out / "config.json"
@@ -115,9 +119,11 @@ class Run:
             before = json.loads(path.read_text())
             changed = [k for k in SAME_ON_RESUME if before.get(k) != getattr(self.cfg, k)]
             if changed:
-                raise ValueError(f"{self.out} holds a run with other {', '.join(changed)} "
-                                 f"({', '.join(f'{k}: {before.get(k)!r}' for k in changed)}); "
-                                 "choose another --out or rerun with the same settings to continue it")
+                raise ValueError(
+                    f"{self.out} holds a run with other {', '.join(changed)} "
+                    f"({', '.join(f'{k}: {before.get(k)!r}' for k in changed)}); "
+                    "choose another --out or rerun with the same settings to continue it"
+                )
         self.out.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.cfg.to_dict(), indent=1) + "\n")
 
@@ -134,8 +140,14 @@ class Run:
     def measure_dev(self, model_dir: Path, folder: Path) -> dict:
         if not is_done(folder):
             self.log(f"measuring {model_dir} on {self.cfg.dev}")
-            score = backend.evaluate_dev(model_dir, self.cfg.dev, folder, self.cfg.infer_batch_size,
-                                         self.cfg.bootstrap, self.cfg.max_new_tokens or None)
+            score = backend.evaluate_dev(
+                model_dir,
+                self.cfg.dev,
+                folder,
+                self.cfg.infer_batch_size,
+                self.cfg.bootstrap,
+                self.cfg.max_new_tokens or None,
+            )
             (folder / "dev.json").write_text(json.dumps(asdict(score), indent=1) + "\n")
             mark_done(folder)
         return json.loads((folder / "dev.json").read_text())
@@ -144,13 +156,16 @@ class Run:
         if not is_done(folder):
             self.log(f"pseudo-labelling {len(clips)} clips with {model_dir}")
             model = backend.load_model(model_dir, self.cfg.device, self.cfg.max_new_tokens or None)
-            scored = pseudo_label.pseudo_label(model, clips, self.cfg.num_beams, self.cfg.keep_decode,
-                                               self.cfg.lang, self.cfg.infer_batch_size)
-            kept, dropped = pseudo_label.select(scored, pseudo_label.FilterConfig(
-                self.cfg.min_logprob, self.cfg.min_agreement, self.cfg.keep_fraction))
+            scored = pseudo_label.pseudo_label(
+                model, clips, self.cfg.num_beams, self.cfg.keep_decode, self.cfg.lang, self.cfg.infer_batch_size
+            )
+            kept, dropped = pseudo_label.select(
+                scored, pseudo_label.FilterConfig(self.cfg.min_logprob, self.cfg.min_agreement, self.cfg.keep_fraction)
+            )
             pseudo_label.write(scored, kept, folder)
-            (folder / "filter.json").write_text(json.dumps({"clips": len(scored), "kept": len(kept),
-                                                            "dropped": dropped}, indent=1) + "\n")
+            (folder / "filter.json").write_text(
+                json.dumps({"clips": len(scored), "kept": len(kept), "dropped": dropped}, indent=1) + "\n"
+            )
             mark_done(folder)
         return list(read_manifest(folder / "kept.jsonl")), json.loads((folder / "filter.json").read_text())
 
@@ -164,11 +179,14 @@ class Run:
             sentences = domain_text(kept, self.cfg.text, self.cfg.max_synth_sentences, seed)
             manifest = folder / "train.jsonl"
             if sentences:
-                self.log(f"synthesizing {len(sentences)} domain sentences (rate {stats.words_per_second} words/s, "
-                         f"F0 {stats.f0_median} Hz, SNR {stats.snr_db} dB)")
+                self.log(
+                    f"synthesizing {len(sentences)} domain sentences (rate {stats.words_per_second} words/s, "
+                    f"F0 {stats.f0_median} Hz, SNR {stats.snr_db} dB)"
+                )
                 voices = tuple(v.strip() for v in self.cfg.voices.split(",")) if self.cfg.voices else None
-                options = SynthOptions(self.cfg.lang, voices, self.cfg.max_voices, True, self.cfg.synth_copies,
-                                       seed, self.cfg.workers)
+                options = SynthOptions(
+                    self.cfg.lang, voices, self.cfg.max_voices, True, self.cfg.synth_copies, seed, self.cfg.workers
+                )
                 manifest = Path(self.synthesizer(sentences, stats, folder, options))
             else:
                 self.log("no domain text (no pseudo-label kept, no --text): no synthetic speech this round")
@@ -183,13 +201,18 @@ class Run:
         counts_path = folder / "train_sources.json"
         if not counts_path.is_file():
             rng = np.random.default_rng(seed)
-            weights = {"labeled": self.cfg.weight_labeled, "pseudo": self.cfg.weight_pseudo,
-                       "synthetic": self.cfg.weight_synthetic}
+            weights = {
+                "labeled": self.cfg.weight_labeled,
+                "pseudo": self.cfg.weight_pseudo,
+                "synthetic": self.cfg.weight_synthetic,
+            }
             mixed = {name: weighted(sources[name], weights[name], name, rng) for name in SOURCES}
             examples = [ex for name in SOURCES for ex in mixed[name]]
             if not examples:
-                raise ValueError("nothing to train on this round: no labeled data, no pseudo-label kept and no "
-                                 "synthetic speech; lower --min-logprob / --min-agreement, or add --text or --labeled")
+                raise ValueError(
+                    "nothing to train on this round: no labeled data, no pseudo-label kept and no "
+                    "synthetic speech; lower --min-logprob / --min-agreement, or add --text or --labeled"
+                )
             write_manifest(examples, path, relative_to_manifest=False)
             counts_path.write_text(json.dumps({n: len(mixed[n]) for n in SOURCES}, indent=1) + "\n")
         return json.loads(counts_path.read_text())
@@ -203,9 +226,16 @@ class Run:
                 from ..training.config import load_yaml
 
                 options.update({str(k).replace("-", "_"): v for k, v in load_yaml(self.cfg.train_config).items()})
-            options.update(max_steps=self.cfg.train_steps, batch_size=self.cfg.batch_size, lr=self.cfg.lr,
-                           precision=self.cfg.precision, threads=self.cfg.threads, save_every=self.cfg.save_every,
-                           seed=seed, progress=self.cfg.progress)
+            options.update(
+                max_steps=self.cfg.train_steps,
+                batch_size=self.cfg.batch_size,
+                lr=self.cfg.lr,
+                precision=self.cfg.precision,
+                threads=self.cfg.threads,
+                save_every=self.cfg.save_every,
+                seed=seed,
+                progress=self.cfg.progress,
+            )
             model = backend.train_round(init, folder / "train.jsonl", folder / "train", **options)
             mark_done(folder / "train")
         return model
@@ -228,8 +258,10 @@ class Run:
             dev = self.measure_dev(model, folder / "dev")
             records.append(self.record(r, model, dev, start, filtered, counts, len(synthetic)))
             improved = dev["value"] < best["dev"]["value"] - cfg.min_improvement
-            self.log(f"round {r}: dev {dev['metric']} {dev['value']:.2f} (best so far {best['dev']['value']:.2f}, "
-                     f"round {best['round']})" + ("" if improved else ": no improvement"))
+            self.log(
+                f"round {r}: dev {dev['metric']} {dev['value']:.2f} (best so far {best['dev']['value']:.2f}, "
+                f"round {best['round']})" + ("" if improved else ": no improvement")
+            )
             if improved:
                 best, misses = records[-1], 0
             else:
@@ -245,10 +277,24 @@ class Run:
     # ---- the record
 
     @staticmethod
-    def record(r: int, model: Path, dev: dict, start: Path | None = None, filtered: dict | None = None,
-               counts: dict | None = None, synthetic_clips: int = 0) -> dict:
-        return {"round": r, "model": str(model), "started_from": str(start) if start else None, "dev": dev,
-                "pseudo": filtered, "synthetic_clips": synthetic_clips, "train": counts}
+    def record(
+        r: int,
+        model: Path,
+        dev: dict,
+        start: Path | None = None,
+        filtered: dict | None = None,
+        counts: dict | None = None,
+        synthetic_clips: int = 0,
+    ) -> dict:
+        return {
+            "round": r,
+            "model": str(model),
+            "started_from": str(start) if start else None,
+            "dev": dev,
+            "pseudo": filtered,
+            "synthetic_clips": synthetic_clips,
+            "train": counts,
+        }
 
     def write_table(self, records: list[dict], best: dict) -> None:
         for rec in records:
@@ -260,8 +306,10 @@ class Run:
 def rounds_table(records: list[dict], best_round: int) -> str:
     """The run's rounds as a Markdown table (round 0 is the starting model)."""
     metric = records[0]["dev"]["metric"].upper()
-    lines = [f"| round | pseudo-labels kept | synthetic clips | training examples | dev {metric} (95% CI) | |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"| round | pseudo-labels kept | synthetic clips | training examples | dev {metric} (95% CI) | |",
+        "|---|---|---|---|---|---|",
+    ]
     for rec in records:
         dev = rec["dev"]
         ci = f" [{dev['low']:.2f}, {dev['high']:.2f}]" if dev.get("low") is not None else ""
@@ -272,7 +320,9 @@ def rounds_table(records: list[dict], best_round: int) -> str:
             synth = str(rec["synthetic_clips"])
             total = str(sum(rec["train"].values()))
         mark = "best" if rec["round"] == best_round else ""
-        lines.append(f"| {rec['round']} | {kept} | {synth} | {total} | {dev['value']:.2f}{ci} (n={dev['n']}) | {mark} |")
+        lines.append(
+            f"| {rec['round']} | {kept} | {synth} | {total} | {dev['value']:.2f}{ci} (n={dev['n']}) | {mark} |"
+        )
     return "\n".join(lines) + "\n"
 
 

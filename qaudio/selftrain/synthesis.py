@@ -160,13 +160,26 @@ def matched_voices(sentences: list[str], stats: DomainStats, out_dir: Path, opti
         folder = out_dir / f"voice{k}"
         (folder / "text.txt").parent.mkdir(parents=True, exist_ok=True)
         (folder / "text.txt").write_text("\n".join(mine) + "\n", encoding="utf-8")
-        settings = Settings(options.lang, (p["voice"],), p["rate"], p["pitch"], noises, snr, "spoken", False,
-                            options.seed + k)
-        manifest = augment(folder / "text.txt", folder, settings, copies=options.copies, workers=options.workers,
-                           progress=False, force=True)
+        settings = Settings(
+            options.lang, (p["voice"],), p["rate"], p["pitch"], noises, snr, "spoken", False, options.seed + k
+        )
+        manifest = augment(
+            folder / "text.txt",
+            folder,
+            settings,
+            copies=options.copies,
+            workers=options.workers,
+            progress=False,
+            force=True,
+        )
         examples += list(read_manifest(manifest))
-    (out_dir / "plan.json").write_text(json.dumps({"stats": stats.to_dict(), "voices": plans, "noise": noises,
-                                                   "snr_db": snr, "options": asdict(options)}, indent=1) + "\n")
+    (out_dir / "plan.json").write_text(
+        json.dumps(
+            {"stats": stats.to_dict(), "voices": plans, "noise": noises, "snr_db": snr, "options": asdict(options)},
+            indent=1,
+        )
+        + "\n"
+    )
     path = out_dir / "train.jsonl"
     write_manifest(examples, path)
     return path

@@ -41,14 +41,27 @@ def cut_clips(source: str | Path, out_dir: str | Path, max_seconds: float, lang:
         audio = load_audio(path, allow_silence=True)
         base = {"task": "asr", "audio_lang": lang, "text_lang": lang}
         if audio.duration <= max_seconds:
-            clips.append(Example(id=f"u{n:06d}", audio=str(Path(path).resolve()), duration=round(audio.duration, 3),
-                                 meta={"recording": str(path), "offset": 0.0}, **base))
+            clips.append(
+                Example(
+                    id=f"u{n:06d}",
+                    audio=str(Path(path).resolve()),
+                    duration=round(audio.duration, 3),
+                    meta={"recording": str(path), "offset": 0.0},
+                    **base,
+                )
+            )
             continue
         out_dir.mkdir(parents=True, exist_ok=True)
         for k, w in enumerate(split_windows(audio.samples, max_seconds)):
             piece = out_dir / f"u{n:06d}-{k:03d}.wav"
             sf.write(piece, audio.samples[w.start : w.end], SAMPLE_RATE, subtype="PCM_16")
-            clips.append(Example(id=piece.stem, audio=str(piece.resolve()), duration=round(w.duration, 3),
-                                 meta={"recording": str(path), "offset": round(w.offset, 3)}, **base))
+            clips.append(
+                Example(
+                    id=piece.stem,
+                    audio=str(piece.resolve()),
+                    duration=round(w.duration, 3),
+                    meta={"recording": str(path), "offset": round(w.offset, 3)},
+                    **base,
+                )
+            )
     return clips
-

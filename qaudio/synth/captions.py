@@ -13,7 +13,7 @@ sound, high/low, rising/falling, loud/quiet). Questions name a sound by its cano
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -382,8 +382,8 @@ def generate(
     wall = time.perf_counter() - start
 
     by_split: dict[str, list[Example]] = {s: [] for s in SPLITS}
-    seconds = {s: 0.0 for s in SPLITS}
-    clips = {s: 0 for s in SPLITS}
+    seconds = dict.fromkeys(SPLITS, 0.0)
+    clips = dict.fromkeys(SPLITS, 0)
     for unit, (examples, dur) in zip(units, results):
         by_split[unit.split].extend(examples)
         seconds[unit.split] += dur

@@ -17,8 +17,8 @@ words, a handful of templates, clips of 2-3 s.
 from __future__ import annotations
 
 import string
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 

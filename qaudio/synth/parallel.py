@@ -8,7 +8,8 @@ per-job seeding this makes the output independent of ``workers``.
 from __future__ import annotations
 
 import multiprocessing
-from typing import Callable, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from ..hardware import usable_cores
 

@@ -22,8 +22,8 @@ The corpus lays a speaker on top of half the clips (:func:`mix_speech`); the lab
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

@@ -44,8 +44,10 @@ class BadDataLog:
     def record(self, item: BadItem) -> None:
         """Count one unusable example (once per id), or raise in strict mode."""
         if self.strict:
-            raise BadDataError(f"{item.describe()} (--strict stops at the first unusable example; "
-                               "drop --strict to skip and count such examples)")
+            raise BadDataError(
+                f"{item.describe()} (--strict stops at the first unusable example; "
+                "drop --strict to skip and count such examples)"
+            )
         if item.example_id in self.skipped:
             return
         self.skipped[item.example_id] = item.reason

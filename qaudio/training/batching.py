@@ -40,11 +40,13 @@ def load_clip(item: Item, max_seconds: float, source=None) -> np.ndarray:
     samples = load_audio(item.example.audio if source is None else source).samples  # (T,) float32, 16 kHz
     if item.segment is not None:
         a, b = item.segment
-        samples = samples[int(round(a * SAMPLE_RATE)):int(round(b * SAMPLE_RATE))]
+        samples = samples[int(round(a * SAMPLE_RATE)) : int(round(b * SAMPLE_RATE))]
     seconds = len(samples) / SAMPLE_RATE
     if seconds > max_seconds + 1e-3:
-        raise AudioError(f"{item.example.audio}: decoded audio is {seconds:.2f} s, longer than the encoder window "
-                         f"of {max_seconds:g} s (the manifest says {item.duration:.2f} s)")
+        raise AudioError(
+            f"{item.example.audio}: decoded audio is {seconds:.2f} s, longer than the encoder window "
+            f"of {max_seconds:g} s (the manifest says {item.duration:.2f} s)"
+        )
     if len(samples) == 0:
         raise AudioError(f"{item.example.audio}: segment {item.segment} is empty")
     return samples
@@ -76,8 +78,17 @@ class Collator:
     of decoding audio; ``keys``: the cache key per item index.
     """
 
-    def __init__(self, processor, items: list[Item], style: str, seed: int, max_seconds: float,
-                 cache=None, keys: list[str] | None = None, known_bad: set[str] | None = None):
+    def __init__(
+        self,
+        processor,
+        items: list[Item],
+        style: str,
+        seed: int,
+        max_seconds: float,
+        cache=None,
+        keys: list[str] | None = None,
+        known_bad: set[str] | None = None,
+    ):
         self.processor = processor
         self.items = items
         self.style = style

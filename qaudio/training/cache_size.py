@@ -27,8 +27,12 @@ def cache_bytes_per_hour(config: ModelConfig, dtype: str = "fp16") -> int:
 def table(dtype: str = "fp16") -> str:
     rows = ["| preset | encoder width | frames per s | cache per hour of audio |", "|---|---|---|---|"]
     for name, config in PRESETS.items():
-        frames = tower_frame_count(encoder_frame_count(max_samples()), config.encoder.kind) / (max_samples() / SAMPLE_RATE)
-        rows.append(f"| {name} | {config.encoder.d_model} | {frames:g} | {cache_bytes_per_hour(config, dtype) / 1e9:.3f} GB |")
+        frames = tower_frame_count(encoder_frame_count(max_samples()), config.encoder.kind) / (
+            max_samples() / SAMPLE_RATE
+        )
+        rows.append(
+            f"| {name} | {config.encoder.d_model} | {frames:g} | {cache_bytes_per_hour(config, dtype) / 1e9:.3f} GB |"
+        )
     return "\n".join(rows)
 
 

@@ -91,14 +91,18 @@ def read_state(checkpoint: str | os.PathLike) -> dict:
     """The ``state.json`` header of a complete checkpoint this version can resume."""
     path = Path(checkpoint) / STATE_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{checkpoint} is not a complete checkpoint (no {STATE_FILE}); "
-                                f"expected a directory like RUN/{CHECKPOINTS}/step-00000100")
+        raise FileNotFoundError(
+            f"{checkpoint} is not a complete checkpoint (no {STATE_FILE}); "
+            f"expected a directory like RUN/{CHECKPOINTS}/step-00000100"
+        )
     state = json.loads(path.read_text(encoding="utf-8"))
     if state.get("format") != FORMAT:
-        raise ValueError(f"{checkpoint} was written by qaudio 0.1.0 (its own files: trainable.safetensors, "
-                         "optimizer.pt, rng-rank<R>.pt); this version resumes checkpoints written through "
-                         "accelerate's save_state only. Finish that run with qaudio 0.1.0, or start a new one "
-                         "(another --output-dir, or delete its checkpoints/ folder)")
+        raise ValueError(
+            f"{checkpoint} was written by qaudio 0.1.0 (its own files: trainable.safetensors, "
+            "optimizer.pt, rng-rank<R>.pt); this version resumes checkpoints written through "
+            "accelerate's save_state only. Finish that run with qaudio 0.1.0, or start a new one "
+            "(another --output-dir, or delete its checkpoints/ folder)"
+        )
     return state
 
 
@@ -128,14 +132,17 @@ def load_trainable(model: torch.nn.Module, names: list[str], path: Path) -> None
     saved = load_file(str(path))
     missing, unexpected = sorted(set(names) - set(saved)), sorted(set(saved) - set(names))
     if missing or unexpected:
-        raise ValueError(f"{path} does not fit this model's trainable set: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]} (was the model or what trains changed?)")
+        raise ValueError(
+            f"{path} does not fit this model's trainable set: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]} (was the model or what trains changed?)"
+        )
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, tensor in saved.items():
             if params[name].shape != tensor.shape:
-                raise ValueError(f"{path}: {name} has shape {tuple(tensor.shape)}, the model has "
-                                 f"{tuple(params[name].shape)}")
+                raise ValueError(
+                    f"{path}: {name} has shape {tuple(tensor.shape)}, the model has {tuple(params[name].shape)}"
+                )
             params[name].copy_(tensor)
 
 

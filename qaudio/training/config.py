@@ -36,122 +36,217 @@ def _f(default: Any, help: str, choices: tuple | None = None, group: str = "", m
 @dataclass
 class TrainConfig:
     # ---- data -----------------------------------------------------------------------------
-    tasks: str = _f("all", "comma-separated task names (or task .py files) to train; a task listed twice is "
-                    "sampled twice as often; 'all' = every task found in the training data", group="data",
-                    metavar="TASK,TASK,...")
-    recipes: str = _f("synthetic", "comma-separated corpora, each NAME[:ROOT][@TRAIN[/DEV]] (e.g. "
-                      "synthetic:data/synthetic,librispeech:/data/LibriSpeech@train-clean-100/dev-clean); "
-                      "NAME is a recipe name or .py file; ROOT defaults to $QAUDIO_DATA/NAME, else data/NAME; "
-                      "splits default to --train-split/--dev-split", group="data",
-                      metavar="NAME[:ROOT][@TRAIN[/DEV]],...")
+    tasks: str = _f(
+        "all",
+        "comma-separated task names (or task .py files) to train; a task listed twice is "
+        "sampled twice as often; 'all' = every task found in the training data",
+        group="data",
+        metavar="TASK,TASK,...",
+    )
+    recipes: str = _f(
+        "synthetic",
+        "comma-separated corpora, each NAME[:ROOT][@TRAIN[/DEV]] (e.g. "
+        "synthetic:data/synthetic,librispeech:/data/LibriSpeech@train-clean-100/dev-clean); "
+        "NAME is a recipe name or .py file; ROOT defaults to $QAUDIO_DATA/NAME, else data/NAME; "
+        "splits default to --train-split/--dev-split",
+        group="data",
+        metavar="NAME[:ROOT][@TRAIN[/DEV]],...",
+    )
     train_split: str = _f("train", "default training split of every recipe", group="data")
     dev_split: str = _f("dev", "default dev split (per-task dev loss); 'none' disables dev evaluation", group="data")
-    temperature: float = _f(1.0, "task mixing temperature T: task i is drawn with probability proportional to "
-                            "(times listed) * (examples)^(1/T); 1 = by size, large T = uniform", group="data")
-    long_audio: str = _f("skip", "examples longer than the encoder window: 'skip' them (counted), or 'chunk' "
-                         "those with word times at word boundaries (others are skipped, counted)",
-                         choices=LONG_AUDIO, group="data")
-    strict: bool = _f(False, "stop at the first unusable example (bad audio, empty target) instead of skipping "
-                      "and counting it", group="data")
+    temperature: float = _f(
+        1.0,
+        "task mixing temperature T: task i is drawn with probability proportional to "
+        "(times listed) * (examples)^(1/T); 1 = by size, large T = uniform",
+        group="data",
+    )
+    long_audio: str = _f(
+        "skip",
+        "examples longer than the encoder window: 'skip' them (counted), or 'chunk' "
+        "those with word times at word boundaries (others are skipped, counted)",
+        choices=LONG_AUDIO,
+        group="data",
+    )
+    strict: bool = _f(
+        False,
+        "stop at the first unusable example (bad audio, empty target) instead of skipping and counting it",
+        group="data",
+    )
     max_dev_examples: int = _f(64, "dev examples per task for the dev loss", group="data")
     # ---- model and what trains --------------------------------------------------------------
-    model: str = _f("demo", "model preset name, a ModelConfig .json file, or a saved model directory "
-                    "to fine-tune", group="model", metavar="PRESET|FILE|DIR")
+    model: str = _f(
+        "demo",
+        "model preset name, a ModelConfig .json file, or a saved model directory to fine-tune",
+        group="model",
+        metavar="PRESET|FILE|DIR",
+    )
     # The model flags below override fields of the --model config (one per field, listed in
     # MODEL_FLAGS); None = not given: the preset's value, or on a resume the checkpoint's.
-    encoder_source: str | None = _f(None, "audio encoder: a Whisper hub id (openai/whisper-small), a local Whisper "
-                                    "or CTranslate2 directory, pip:<package>, or tiny-random (default: the preset's)",
-                                    group="model", metavar="HUB_ID|DIR")
-    llm_source: str | None = _f(None, "LLM: a causal-LM hub id (Qwen/Qwen2.5-0.5B), a local directory, or scratch "
-                                "(default: the preset's)", group="model", metavar="HUB_ID|DIR")
-    llm_tokenizer: str | None = _f(None, "tokenizer hub id or directory, if not the LLM's own (default: the "
-                                   "preset's)", group="model", metavar="HUB_ID|DIR")
-    projector: str | None = _f(None, "projector kind (default: the preset's)", choices=PROJECTOR_NAMES,
-                               group="model")
-    projector_stack: int | None = _f(None, "encoder frames per projector output (linear/mlp/conv) or per "
-                                     "Q-Former window (default: the preset's)", group="model")
-    projector_hidden: int | None = _f(None, "projector hidden width (mlp/conv) or Q-Former width (default: the "
-                                      "preset's)", group="model")
-    projector_queries: int | None = _f(None, "qformer: learned queries (outputs) per window (default: the preset's)",
-                                       group="model")
+    encoder_source: str | None = _f(
+        None,
+        "audio encoder: a Whisper hub id (openai/whisper-small), a local Whisper "
+        "or CTranslate2 directory, pip:<package>, or tiny-random (default: the preset's)",
+        group="model",
+        metavar="HUB_ID|DIR",
+    )
+    llm_source: str | None = _f(
+        None,
+        "LLM: a causal-LM hub id (Qwen/Qwen2.5-0.5B), a local directory, or scratch (default: the preset's)",
+        group="model",
+        metavar="HUB_ID|DIR",
+    )
+    llm_tokenizer: str | None = _f(
+        None,
+        "tokenizer hub id or directory, if not the LLM's own (default: the preset's)",
+        group="model",
+        metavar="HUB_ID|DIR",
+    )
+    projector: str | None = _f(None, "projector kind (default: the preset's)", choices=PROJECTOR_NAMES, group="model")
+    projector_stack: int | None = _f(
+        None,
+        "encoder frames per projector output (linear/mlp/conv) or per Q-Former window (default: the preset's)",
+        group="model",
+    )
+    projector_hidden: int | None = _f(
+        None, "projector hidden width (mlp/conv) or Q-Former width (default: the preset's)", group="model"
+    )
+    projector_queries: int | None = _f(
+        None, "qformer: learned queries (outputs) per window (default: the preset's)", group="model"
+    )
     projector_layers: int | None = _f(None, "qformer: transformer layers (default: the preset's)", group="model")
-    projector_heads: int | None = _f(None, "qformer: attention heads, dividing --projector-hidden (default: the "
-                                     "preset's)", group="model")
-    train_encoder: str | None = _f(None, "train the audio encoder: frozen, full or lora (default: the preset's)",
-                                   choices=TRAIN_MODES, group="model")
+    projector_heads: int | None = _f(
+        None, "qformer: attention heads, dividing --projector-hidden (default: the preset's)", group="model"
+    )
+    train_encoder: str | None = _f(
+        None,
+        "train the audio encoder: frozen, full or lora (default: the preset's)",
+        choices=TRAIN_MODES,
+        group="model",
+    )
     train_projector: bool | None = _f(None, "train the projector (default: the preset's)", group="model")
-    train_llm: str | None = _f(None, "train the LLM: frozen, full, lora, or qlora (LoRA on the LLM held in 4-bit "
-                               "NF4; needs bitsandbytes) (default: the preset's)", choices=LLM_MODES, group="model")
+    train_llm: str | None = _f(
+        None,
+        "train the LLM: frozen, full, lora, or qlora (LoRA on the LLM held in 4-bit "
+        "NF4; needs bitsandbytes) (default: the preset's)",
+        choices=LLM_MODES,
+        group="model",
+    )
     lora_r: int | None = _f(None, "LoRA rank (default: the preset's)", group="model")
     lora_alpha: float | None = _f(None, "LoRA alpha (default: the preset's)", group="model")
     lora_dropout: float | None = _f(None, "dropout on the LoRA input (default: the preset's)", group="model")
-    lora_targets: str | None = _f(None, "comma-separated module names LoRA adapts, e.g. q_proj,v_proj "
-                                  "(default: the preset's)", group="model")
-    encoder_lora_targets: str | None = _f(None, "comma-separated Whisper encoder module names LoRA adapts with "
-                                          "--train-encoder lora (default: the preset's)", group="model")
+    lora_targets: str | None = _f(
+        None, "comma-separated module names LoRA adapts, e.g. q_proj,v_proj (default: the preset's)", group="model"
+    )
+    encoder_lora_targets: str | None = _f(
+        None,
+        "comma-separated Whisper encoder module names LoRA adapts with --train-encoder lora (default: the preset's)",
+        group="model",
+    )
     # ---- optimisation ------------------------------------------------------------------------
     max_steps: int = _f(0, "optimizer steps to train; 0 = from --epochs (or --max-minutes)", group="optim")
-    epochs: float = _f(1.0, "passes over the training examples (one epoch = as many examples as the "
-                       "selected tasks hold), used when --max-steps is 0", group="optim")
-    max_minutes: float = _f(0.0, "time budget: when > 0 and --max-steps is 0, the step count is set from a "
-                            "timed probe of a few batches so that the training steps (and dev passes) take about "
-                            "this many minutes; data loading, feature caching and saving come on top",
-                            group="optim")
-    batch_size: int = _f(32, "examples per micro-batch per process (0 = no count limit; then "
-                         "--batch-seconds must be set)", group="optim")
-    batch_seconds: float = _f(0.0, "cap on padded audio seconds per micro-batch per process "
-                              "(examples x longest clip); 0 = no cap", group="optim")
+    epochs: float = _f(
+        1.0,
+        "passes over the training examples (one epoch = as many examples as the "
+        "selected tasks hold), used when --max-steps is 0",
+        group="optim",
+    )
+    max_minutes: float = _f(
+        0.0,
+        "time budget: when > 0 and --max-steps is 0, the step count is set from a "
+        "timed probe of a few batches so that the training steps (and dev passes) take about "
+        "this many minutes; data loading, feature caching and saving come on top",
+        group="optim",
+    )
+    batch_size: int = _f(
+        32, "examples per micro-batch per process (0 = no count limit; then --batch-seconds must be set)", group="optim"
+    )
+    batch_seconds: float = _f(
+        0.0,
+        "cap on padded audio seconds per micro-batch per process (examples x longest clip); 0 = no cap",
+        group="optim",
+    )
     grad_accum: int = _f(1, "micro-batches accumulated per optimizer step", group="optim")
     lr: float = _f(1e-3, "peak learning rate", group="optim")
     schedule: str = _f("cosine", "learning-rate schedule after warm-up", choices=SCHEDULES, group="optim")
-    warmup: float = _f(0.05, "linear warm-up: a fraction of the steps (< 1) or a number of steps (>= 1)",
-                       group="optim")
+    warmup: float = _f(0.05, "linear warm-up: a fraction of the steps (< 1) or a number of steps (>= 1)", group="optim")
     min_lr_ratio: float = _f(0.0, "final learning rate as a fraction of --lr", group="optim")
-    weight_decay: float = _f(0.01, "AdamW weight decay (matrices only; not biases, norms, embeddings)",
-                             group="optim")
+    weight_decay: float = _f(0.01, "AdamW weight decay (matrices only; not biases, norms, embeddings)", group="optim")
     adam_beta1: float = _f(0.9, "AdamW beta1", group="optim")
     adam_beta2: float = _f(0.98, "AdamW beta2", group="optim")
     adam_eps: float = _f(1e-8, "AdamW epsilon", group="optim")
     grad_clip: float = _f(1.0, "clip the gradient norm to this (0 = no clipping)", group="optim")
-    loss_weighting: str = _f("token", "how a batch's loss averages: over target 'token's (the LM objective) "
-                             "or per 'example' (each example counts the same)", choices=("token", "example"),
-                             group="optim")
-    precision: str = _f("auto", "fp32, bf16 or fp16 autocast; auto = bf16 where the device supports it fast "
-                        "(CUDA bf16, CPU with avx512_bf16/AMX), else fp32", choices=PRECISIONS, group="optim")
-    bucket_size: int = _f(50, "micro-batches per length-sorting window (duration bucketing: larger = less "
-                          "padding, less randomness)", group="optim")
+    loss_weighting: str = _f(
+        "token",
+        "how a batch's loss averages: over target 'token's (the LM objective) "
+        "or per 'example' (each example counts the same)",
+        choices=("token", "example"),
+        group="optim",
+    )
+    precision: str = _f(
+        "auto",
+        "fp32, bf16 or fp16 autocast; auto = bf16 where the device supports it fast "
+        "(CUDA bf16, CPU with avx512_bf16/AMX), else fp32",
+        choices=PRECISIONS,
+        group="optim",
+    )
+    bucket_size: int = _f(
+        50,
+        "micro-batches per length-sorting window (duration bucketing: larger = less padding, less randomness)",
+        group="optim",
+    )
     max_bad_steps: int = _f(10, "abort after this many non-finite losses in a row", group="optim")
     # ---- frozen-encoder feature cache -------------------------------------------------------
-    cache_encoder: str | None = _f(None, "compute the frozen encoder's outputs once into this directory (sharded, "
-                                   "keyed by audio content and encoder identity) and train from them",
-                                   group="cache", metavar="DIR")
+    cache_encoder: str | None = _f(
+        None,
+        "compute the frozen encoder's outputs once into this directory (sharded, "
+        "keyed by audio content and encoder identity) and train from them",
+        group="cache",
+        metavar="DIR",
+    )
     cache_dtype: str = _f("fp16", "storage dtype of cached encoder outputs", choices=CACHE_DTYPES, group="cache")
     # ---- run, checkpoints, logs ---------------------------------------------------------------
-    output_dir: str = _f("runs/train", "run directory: config, metrics, checkpoints and the final model",
-                         group="run", metavar="DIR")
+    output_dir: str = _f(
+        "runs/train", "run directory: config, metrics, checkpoints and the final model", group="run", metavar="DIR"
+    )
     seed: int = _f(0, "seed for initialisation, data order and dropout", group="run")
-    resume: str = _f("auto", "auto = continue from the latest complete checkpoint in --output-dir if there is "
-                     "one; none = start fresh (refuses a directory with checkpoints); or a checkpoint "
-                     "directory", group="run", metavar="auto|none|DIR")
+    resume: str = _f(
+        "auto",
+        "auto = continue from the latest complete checkpoint in --output-dir if there is "
+        "one; none = start fresh (refuses a directory with checkpoints); or a checkpoint "
+        "directory",
+        group="run",
+        metavar="auto|none|DIR",
+    )
     save_every: int = _f(500, "save a checkpoint every N optimizer steps (and at the end)", group="run")
     keep_checkpoints: int = _f(2, "keep the last K checkpoints", group="run")
-    eval_every: int = _f(200, "compute the dev loss every N steps (and at the start and the end); 0 = only "
-                         "start and end", group="run")
+    eval_every: int = _f(
+        200, "compute the dev loss every N steps (and at the start and the end); 0 = only start and end", group="run"
+    )
     log_every: int = _f(10, "write a metrics line every N steps", group="run")
     num_workers: int = _f(0, "data-loading worker processes (0 = in the training process)", group="run")
     threads: int = _f(0, "torch CPU threads per process; 0 = CPU cores / local processes", group="run")
-    ddp_find_unused: bool = _f(False, "DDP find_unused_parameters (needed only if some trainable parameter "
-                               "gets no gradient)", group="run")
+    ddp_find_unused: bool = _f(
+        False, "DDP find_unused_parameters (needed only if some trainable parameter gets no gradient)", group="run"
+    )
     tensorboard: bool = _f(True, "write TensorBoard event files (when tensorboard is installed)", group="run")
     progress: bool = _f(True, "show a progress bar", group="run")
-    eta: bool = _f(True, "time a few batches before training (leaving no trace) and print the expected "
-                   "training time", group="run")
-    expected_step_s: float = _f(0.0, "the seconds per step this run was sized for (make demo sets it); a "
-                                "probed step much slower than this is reported with the expected wall time "
-                                "(0 = no check)", group="run")
+    eta: bool = _f(
+        True, "time a few batches before training (leaving no trace) and print the expected training time", group="run"
+    )
+    expected_step_s: float = _f(
+        0.0,
+        "the seconds per step this run was sized for (make demo sets it); a "
+        "probed step much slower than this is reported with the expected wall time "
+        "(0 = no check)",
+        group="run",
+    )
     plot: bool = _f(True, "write a loss-curve PNG per task at the end", group="run")
-    log_batches: bool = _f(False, "debug: each process writes the ids of its examples per step and its final "
-                           "weight fingerprint to batches-rank<R>.jsonl", group="run")
+    log_batches: bool = _f(
+        False,
+        "debug: each process writes the ids of its examples per step and its final "
+        "weight fingerprint to batches-rank<R>.jsonl",
+        group="run",
+    )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -159,19 +254,34 @@ class TrainConfig:
             value = getattr(self, f.name)
             if choices and value is not None and value not in choices:
                 raise ValueError(f"--{_flag(f.name)} is {value!r}; valid choices: {', '.join(choices)}")
-        positive = {"lr": self.lr, "temperature": self.temperature, "grad_accum": self.grad_accum,
-                    "bucket_size": self.bucket_size, "max_bad_steps": self.max_bad_steps,
-                    "save_every": self.save_every, "keep_checkpoints": self.keep_checkpoints,
-                    "log_every": self.log_every}
+        positive = {
+            "lr": self.lr,
+            "temperature": self.temperature,
+            "grad_accum": self.grad_accum,
+            "bucket_size": self.bucket_size,
+            "max_bad_steps": self.max_bad_steps,
+            "save_every": self.save_every,
+            "keep_checkpoints": self.keep_checkpoints,
+            "log_every": self.log_every,
+        }
         for name, value in positive.items():
             if not value > 0:
                 raise ValueError(f"--{_flag(name)} must be > 0, got {value!r}")
-        non_negative = {"max_steps": self.max_steps, "epochs": self.epochs, "max_minutes": self.max_minutes,
-                        "batch_size": self.batch_size, "batch_seconds": self.batch_seconds,
-                        "warmup": self.warmup, "weight_decay": self.weight_decay, "grad_clip": self.grad_clip,
-                        "eval_every": self.eval_every, "num_workers": self.num_workers,
-                        "threads": self.threads, "max_dev_examples": self.max_dev_examples,
-                        "expected_step_s": self.expected_step_s}
+        non_negative = {
+            "max_steps": self.max_steps,
+            "epochs": self.epochs,
+            "max_minutes": self.max_minutes,
+            "batch_size": self.batch_size,
+            "batch_seconds": self.batch_seconds,
+            "warmup": self.warmup,
+            "weight_decay": self.weight_decay,
+            "grad_clip": self.grad_clip,
+            "eval_every": self.eval_every,
+            "num_workers": self.num_workers,
+            "threads": self.threads,
+            "max_dev_examples": self.max_dev_examples,
+            "expected_step_s": self.expected_step_s,
+        }
         for name, value in non_negative.items():
             if not value >= 0:
                 raise ValueError(f"--{_flag(name)} must be >= 0, got {value!r}")
@@ -198,8 +308,9 @@ class TrainConfig:
         normalised = {str(k).replace("-", "_"): v for k, v in values.items()}
         unknown = sorted(set(normalised) - names)
         if unknown:
-            raise ValueError(f"{where}: unknown training option(s) {', '.join(unknown)}; "
-                             f"valid options: {', '.join(sorted(names))}")
+            raise ValueError(
+                f"{where}: unknown training option(s) {', '.join(unknown)}; valid options: {', '.join(sorted(names))}"
+            )
         return cls(**normalised)
 
 
@@ -263,10 +374,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     Flags default to "not given" so that a YAML file's values are overridden only by flags
     the user typed; :func:`config_from_args` resolves the three layers.
     """
-    parser.add_argument("--config", metavar="FILE", default=None,
-                        help="YAML file of option overrides (keys are the option names, with - or _)")
-    parser.add_argument("--print-config", action="store_true",
-                        help="print the resolved configuration as YAML and exit")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        default=None,
+        help="YAML file of option overrides (keys are the option names, with - or _)",
+    )
+    parser.add_argument("--print-config", action="store_true", help="print the resolved configuration as YAML and exit")
     groups = {name: parser.add_argument_group(title) for name, title in GROUP_TITLES.items()}
     flags.add_arguments(parser, TrainConfig, given_only=True, groups=groups, show_default=True, bool_values=True)
 

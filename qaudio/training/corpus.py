@@ -22,7 +22,6 @@ from ..task import EmptyTargetError, Task
 from .bad_data import BadDataLog, BadItem
 
 
-
 @dataclass(frozen=True)
 class RecipeSpec:
     name: str  # a recipe name or .py file
@@ -51,8 +50,14 @@ def parse_recipes(text: str, train_split: str = "train", dev_split: str = "dev")
         if not name:
             raise ValueError(f"--recipes item {part!r}: expected NAME[:ROOT][@TRAIN[/DEV]]")
         train, _, dev = splits.partition("/")
-        specs.append(RecipeSpec(name, Path(root).expanduser() if sep and root else default_root(name),
-                                train or train_split, dev or dev_split))
+        specs.append(
+            RecipeSpec(
+                name,
+                Path(root).expanduser() if sep and root else default_root(name),
+                train or train_split,
+                dev or dev_split,
+            )
+        )
     if not specs:
         raise ValueError("--recipes is empty; expected NAME[:ROOT][@TRAIN[/DEV]], comma-separated")
     return specs
@@ -108,8 +113,16 @@ def chunk_by_words(ex: Example, max_seconds: float) -> list[Example]:
     out = []
     for k, (a, b, ws) in enumerate(pieces):
         shifted = [[w, round(s - a, 3), round(e - a, 3)] for w, s, e in ws]
-        out.append(replace(ex, id=f"{ex.id}#chunk{k}", duration=b - a, target=" ".join(w for w, _, _ in ws),
-                           words=shifted, meta={**ex.meta, "segment": [a, b]}))
+        out.append(
+            replace(
+                ex,
+                id=f"{ex.id}#chunk{k}",
+                duration=b - a,
+                target=" ".join(w for w, _, _ in ws),
+                words=shifted,
+                meta={**ex.meta, "segment": [a, b]},
+            )
+        )
     return out
 
 
@@ -148,8 +161,14 @@ def _check_trainable(item: Item, style: str, bad: BadDataLog, check_file: bool =
     return True
 
 
-def load_items(specs: list[RecipeSpec], split_kind: str, tasks: dict[str, Task], style: str,
-               bad: BadDataLog, keep_all: bool = False) -> list[Item]:
+def load_items(
+    specs: list[RecipeSpec],
+    split_kind: str,
+    tasks: dict[str, Task],
+    style: str,
+    bad: BadDataLog,
+    keep_all: bool = False,
+) -> list[Item]:
     """The usable items of every recipe's ``split_kind`` ("train" or "dev") split.
 
     ``tasks``: the task specs by name (the caller resolves names); examples of other tasks are
@@ -168,8 +187,10 @@ def load_items(specs: list[RecipeSpec], split_kind: str, tasks: dict[str, Task],
             for n, ex in enumerate(load_examples(spec.name, spec.root, split), 1):
                 if ex.task not in tasks:
                     if keep_all:
-                        raise ValueError(f"{spec.name} {split}, example {n}: unknown task {ex.task!r}; known tasks: "
-                                         f"{', '.join(sorted(tasks))} (or pass a task file by path in --tasks)")
+                        raise ValueError(
+                            f"{spec.name} {split}, example {n}: unknown task {ex.task!r}; known tasks: "
+                            f"{', '.join(sorted(tasks))} (or pass a task file by path in --tasks)"
+                        )
                     continue
                 item = Item(ex, tasks[ex.task], f"{spec.name} {split}, example {n}")
                 if _check_trainable(item, style, bad):
@@ -194,8 +215,7 @@ def check_tasks_present(items: list[Item], tasks: list[str], where: str) -> list
     missing = [t for t in dict.fromkeys(tasks) if not found.get(t)]
     if missing:
         have = ", ".join(f"{t} ({n})" for t, n in sorted(found.items())) or "none"
-        raise ValueError(f"{where}: no usable training examples for task(s) {', '.join(missing)}; "
-                         f"tasks found: {have}")
+        raise ValueError(f"{where}: no usable training examples for task(s) {', '.join(missing)}; tasks found: {have}")
     return tasks
 
 

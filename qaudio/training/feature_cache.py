@@ -27,8 +27,8 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import torch
 
@@ -150,8 +150,17 @@ def encode_clips(processor, model, clips: list, autocast=contextlib.nullcontext)
     return [states[i, : int(lengths[i])].float() for i in range(len(clips))]  # (T'_i, D_enc) each
 
 
-def fill_cache(cache: FeatureCache, processor, model, todo: dict, batch_size: int, tag: str,
-               progress: bool = False, autocast=contextlib.nullcontext, load=None) -> list:
+def fill_cache(
+    cache: FeatureCache,
+    processor,
+    model,
+    todo: dict,
+    batch_size: int,
+    tag: str,
+    progress: bool = False,
+    autocast=contextlib.nullcontext,
+    load=None,
+) -> list:
     """Encode the clips of ``todo`` (key -> item with a ``duration``) and store them in shards.
 
     Clips are encoded in duration-sorted batches by :func:`encode_clips`. ``load(item)`` gives
@@ -172,7 +181,7 @@ def fill_cache(cache: FeatureCache, processor, model, todo: dict, batch_size: in
         bar = tqdm(total=len(order), desc="encoder cache", unit="clip", dynamic_ncols=True)
     for start in range(0, len(order), batch_size):
         keys, clips = [], []
-        for key in order[start:start + batch_size]:
+        for key in order[start : start + batch_size]:
             item = todo[key]
             try:
                 clips.append(load(item))
@@ -185,7 +194,7 @@ def fill_cache(cache: FeatureCache, processor, model, todo: dict, batch_size: in
             cache.write_shard(pending, tag)
             pending = {}
         if bar is not None:
-            bar.update(len(order[start:start + batch_size]))
+            bar.update(len(order[start : start + batch_size]))
     if pending:
         cache.write_shard(pending, tag)
     if bar is not None:
@@ -203,8 +212,10 @@ def cache_for_training(cfg, model, processor, accelerator, items_by_split: dict[
     from .bad_data import BadItem
 
     if model.config.trainable.encoder != "frozen":
-        raise ValueError(f"--cache-encoder needs a frozen encoder; this model trains it "
-                         f"({model.config.trainable.encoder}): drop --cache-encoder or freeze the encoder")
+        raise ValueError(
+            f"--cache-encoder needs a frozen encoder; this model trains it "
+            f"({model.config.trainable.encoder}): drop --cache-encoder or freeze the encoder"
+        )
     cache = FeatureCache(cfg.cache_encoder, encoder_identity(model, processor, precision), cfg.cache_dtype)
     keys = {s: [audio_key(it.example.audio, it.segment) for it in its] for s, its in items_by_split.items()}
     todo = {}
@@ -218,9 +229,17 @@ def cache_for_training(cfg, model, processor, accelerator, items_by_split: dict[
     if todo:
         if accelerator.is_main_process:
             print(f"qaudio train: caching encoder outputs of {len(todo)} clip(s) in {cache.dir}", flush=True)
-        mine = dict(list(todo.items())[accelerator.process_index::accelerator.num_processes])
-        found_bad = fill_cache(cache, processor, model, mine, batch_size=cfg.batch_size or 32, tag=f"r{accelerator.process_index}",
-                               progress=cfg.progress and accelerator.is_main_process, autocast=accelerator.autocast)
+        mine = dict(list(todo.items())[accelerator.process_index :: accelerator.num_processes])
+        found_bad = fill_cache(
+            cache,
+            processor,
+            model,
+            mine,
+            batch_size=cfg.batch_size or 32,
+            tag=f"r{accelerator.process_index}",
+            progress=cfg.progress and accelerator.is_main_process,
+            autocast=accelerator.autocast,
+        )
         accelerator.wait_for_everyone()
         all_bad = gather_object(found_bad) if accelerator.num_processes > 1 else found_bad
         for item in all_bad:
@@ -230,7 +249,9 @@ def cache_for_training(cfg, model, processor, accelerator, items_by_split: dict[
     for s, its in items_by_split.items():
         for it, k in zip(its, keys[s]):
             if k not in cache:  # its audio failed (recorded above, once per id)
-                bad.record(BadItem("unusable audio", it.example.id, it.example.audio, "not in the feature cache", it.source))
+                bad.record(
+                    BadItem("unusable audio", it.example.id, it.example.audio, "not in the feature cache", it.source)
+                )
         pairs = [(it, k) for it, k in zip(its, keys[s]) if k in cache]
         kept_items[s] = [p[0] for p in pairs]
         kept_keys[s] = [p[1] for p in pairs]

@@ -46,11 +46,14 @@ class LossMeter:
     def reduce(self, accelerator) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
         """Per-task mean loss, per-task examples, and the extra sums, over every process."""
         keys = sorted(self.extra)
-        local = torch.tensor(self.loss_sum + self.tokens + self.examples + [self.extra[k] for k in keys],
-                             dtype=torch.float64, device=accelerator.device)
+        local = torch.tensor(
+            self.loss_sum + self.tokens + self.examples + [self.extra[k] for k in keys],
+            dtype=torch.float64,
+            device=accelerator.device,
+        )
         total = accelerator.reduce(local, reduction="sum").tolist() if accelerator.num_processes > 1 else local.tolist()
         n = len(self.tasks)
-        sums, toks, exs, rest = total[:n], total[n:2 * n], total[2 * n:3 * n], total[3 * n:]
+        sums, toks, exs, rest = total[:n], total[n : 2 * n], total[2 * n : 3 * n], total[3 * n :]
         task_loss = {t: sums[k] / toks[k] for k, t in enumerate(self.tasks) if toks[k] > 0}
         task_examples = {t: exs[k] for k, t in enumerate(self.tasks) if exs[k] > 0}
         return task_loss, task_examples, dict(zip(keys, rest))
@@ -81,21 +84,22 @@ def all_finite(value: torch.Tensor, accelerator) -> bool:
 
 
 @torch.no_grad()
-def evaluate_dev(model, accelerator, collator: Collator, dev_items: list[Item], tasks: list[str],
-                 batch_size: int, weighting: str) -> dict[str, float]:
+def evaluate_dev(
+    model, accelerator, collator: Collator, dev_items: list[Item], tasks: list[str], batch_size: int, weighting: str
+) -> dict[str, float]:
     """Mean dev loss per task (token-weighted, first reference), batches split over processes."""
     if not dev_items:
         return {}
     order = sorted(range(len(dev_items)), key=lambda i: dev_items[i].duration)
     size = batch_size or 16
-    batches = [order[i:i + size] for i in range(0, len(order), size)]
+    batches = [order[i : i + size] for i in range(0, len(order), size)]
     meter = LossMeter(tasks)
     # The bare model: processes run different numbers of dev batches, and a DDP forward would
     # wait for the others (it syncs buffers).
     model = accelerator.unwrap_model(model)
     was_training = model.training
     model.eval()
-    for b in batches[accelerator.process_index::accelerator.num_processes]:
+    for b in batches[accelerator.process_index :: accelerator.num_processes]:
         batch = collator([(-1, i) for i in b])
         if batch.inputs is None:
             continue

@@ -20,8 +20,9 @@ METRICS_FILE = "metrics.jsonl"
 class MetricsLog:
     """Appends metric records on the main process; a resumed run drops lines past its step."""
 
-    def __init__(self, run_dir: str | os.PathLike, enabled: bool = True, tensorboard: bool = True,
-                 resume_step: int | None = None):
+    def __init__(
+        self, run_dir: str | os.PathLike, enabled: bool = True, tensorboard: bool = True, resume_step: int | None = None
+    ):
         self.path = Path(run_dir) / METRICS_FILE
         self.enabled = enabled
         self.writer = None

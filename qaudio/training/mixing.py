@@ -19,8 +19,8 @@ micro-batches it had consumed.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -41,8 +41,9 @@ def task_weights(sizes: dict[str, int], listed: Sequence[str], temperature: floa
     return {t: w / total for t, w in raw.items()}
 
 
-def length_grouped_batches(order: np.ndarray, durations: np.ndarray, batch_size: int,
-                           batch_seconds: float) -> list[list[int]]:
+def length_grouped_batches(
+    order: np.ndarray, durations: np.ndarray, batch_size: int, batch_seconds: float
+) -> list[list[int]]:
     """Cut ``order`` (example indices) into micro-batches of similar duration.
 
     A micro-batch holds at most ``batch_size`` examples (0: no limit) and at most
@@ -87,7 +88,9 @@ class MixtureSampler:
 
     def __post_init__(self) -> None:
         if set(self.weights) - set(self.task_indices):
-            raise ValueError(f"weights for tasks without examples: {sorted(set(self.weights) - set(self.task_indices))}")
+            raise ValueError(
+                f"weights for tasks without examples: {sorted(set(self.weights) - set(self.task_indices))}"
+            )
         self.tasks = sorted(self.weights)
         self.probs = np.array([self.weights[t] for t in self.tasks], dtype=np.float64)
         self.probs /= self.probs.sum()
@@ -103,8 +106,8 @@ class MixtureSampler:
         """The endless global sequence of micro-batches shared by every process."""
         rng = np.random.default_rng([self.seed, 0x6D6978])  # "mix": a stream of its own
         perms = {t: np.empty(0, dtype=np.int64) for t in self.tasks}
-        cursors = {t: 0 for t in self.tasks}
-        passes = {t: 0 for t in self.tasks}
+        cursors = dict.fromkeys(self.tasks, 0)
+        passes = dict.fromkeys(self.tasks, 0)
         while True:
             draws = rng.choice(len(self.tasks), size=self.window, p=self.probs)  # task per slot
             counts = np.bincount(draws, minlength=len(self.tasks))
@@ -116,12 +119,13 @@ class MixtureSampler:
                         perm_rng = np.random.default_rng([self.seed, 0x7065726D, k, passes[t]])
                         perms[t] = np.asarray(self.task_indices[t])[perm_rng.permutation(len(self.task_indices[t]))]
                         cursors[t], passes[t] = 0, passes[t] + 1
-                    take = perms[t][cursors[t]:cursors[t] + need]
+                    take = perms[t][cursors[t] : cursors[t] + need]
                     window.append(take)
                     cursors[t] += len(take)
                     need -= len(take)
-            batches = length_grouped_batches(np.concatenate(window), self.durations, self.batch_size,
-                                             self.batch_seconds)
+            batches = length_grouped_batches(
+                np.concatenate(window), self.durations, self.batch_size, self.batch_seconds
+            )
             for j in rng.permutation(len(batches)):
                 yield batches[j]
 

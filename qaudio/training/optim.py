@@ -47,12 +47,13 @@ def parameter_groups(model: torch.nn.Module, names: list[str], weight_decay: flo
 
 def build_optimizer(model: torch.nn.Module, names: list[str], cfg: TrainConfig) -> torch.optim.Optimizer:
     if not names:
-        raise ValueError("nothing trains: the trainable set is empty (check --train-projector/--train-llm/"
-                         "--train-encoder and the preset)")
+        raise ValueError(
+            "nothing trains: the trainable set is empty (check --train-projector/--train-llm/"
+            "--train-encoder and the preset)"
+        )
     groups = parameter_groups(model, names, cfg.weight_decay)
     fused = fused_adamw_supported([p for g in groups for p in g["params"]])  # one kernel per step
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
-                             fused=fused)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps, fused=fused)
 
 
 def warmup_steps(cfg: TrainConfig, max_steps: int) -> int:
@@ -72,6 +73,11 @@ def lr_factor(step: int, max_steps: int, warmup: int, schedule: str, min_ratio: 
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, max_steps: int):
-    fn = partial(lr_factor, max_steps=max_steps, warmup=warmup_steps(cfg, max_steps), schedule=cfg.schedule,
-                 min_ratio=cfg.min_lr_ratio)
+    fn = partial(
+        lr_factor,
+        max_steps=max_steps,
+        warmup=warmup_steps(cfg, max_steps),
+        schedule=cfg.schedule,
+        min_ratio=cfg.min_lr_ratio,
+    )
     return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)

@@ -11,18 +11,21 @@ from .config import TrainConfig
 SLOW_FACTOR = 1.3  # --expected-step-s: a probed step this much slower is worth a note
 
 
-
 def eta_message(max_steps: int, step_s: float, dev_s: float, cfg: TrainConfig) -> str:
     """The expected training time, said up front; and plainly, when this machine is slower than the
     run was sized for (``--expected-step-s``), that the result will be the same, only later."""
     passes = 2 + (max_steps // cfg.eval_every if cfg.eval_every else 0)
     minutes = (max_steps * step_s + passes * dev_s) / 60
-    text = (f"qaudio train: {max_steps} steps at {step_s:.3f} s per step (probed) + {passes} dev passes: "
-            f"about {minutes:.1f} min of training")
+    text = (
+        f"qaudio train: {max_steps} steps at {step_s:.3f} s per step (probed) + {passes} dev passes: "
+        f"about {minutes:.1f} min of training"
+    )
     if cfg.expected_step_s and step_s > SLOW_FACTOR * cfg.expected_step_s:
-        text += (f"\nqaudio train: note: this machine is {step_s / cfg.expected_step_s:.1f}x slower than this run "
-                 f"was sized for ({cfg.expected_step_s:.3f} s per step): it trains the same {max_steps} steps, so the "
-                 "model comes out the same, only later. Another job sharing the cores is the usual cause")
+        text += (
+            f"\nqaudio train: note: this machine is {step_s / cfg.expected_step_s:.1f}x slower than this run "
+            f"was sized for ({cfg.expected_step_s:.3f} s per step): it trains the same {max_steps} steps, so the "
+            "model comes out the same, only later. Another job sharing the cores is the usual cause"
+        )
     return text
 
 
@@ -39,8 +42,10 @@ def plan_steps(cfg: TrainConfig, accelerator, run, optimizer, dev_s: float, log)
             from accelerate.utils import broadcast_object_list
 
             max_steps = broadcast_object_list([max_steps])[0]
-        log(f"qaudio train: --max-minutes {cfg.max_minutes:g}: {step_s:.3f} s per step, {dev_s:.1f} s per dev "
-            f"pass -> {max_steps} steps")
+        log(
+            f"qaudio train: --max-minutes {cfg.max_minutes:g}: {step_s:.3f} s per step, {dev_s:.1f} s per dev "
+            f"pass -> {max_steps} steps"
+        )
     else:
         per_step = cfg.grad_accum * accelerator.num_processes  # global micro-batches per optimizer step
         max_steps = max(1, math.ceil(cfg.epochs * run.examples / (run.sampler.mean_batch_examples() * per_step)))

@@ -24,10 +24,26 @@ from .corpus import Item, check_tasks_present, fit_to_window, load_items, parse_
 from .mixing import MixtureSampler, task_weights
 
 # Options that fix the data order, the schedule or the model: a resumed run must keep them.
-RESUME_INVARIANTS = ("tasks", "recipes", "train_split", "temperature", "long_audio", "model",
-                     *[name for name in MODEL_FLAGS if name not in SOURCE_FLAGS], "batch_size",
-                     "batch_seconds", "grad_accum", "bucket_size", "seed", "lr", "schedule", "warmup",
-                     "min_lr_ratio", "loss_weighting", "cache_dtype")
+RESUME_INVARIANTS = (
+    "tasks",
+    "recipes",
+    "train_split",
+    "temperature",
+    "long_audio",
+    "model",
+    *[name for name in MODEL_FLAGS if name not in SOURCE_FLAGS],
+    "batch_size",
+    "batch_seconds",
+    "grad_accum",
+    "bucket_size",
+    "seed",
+    "lr",
+    "schedule",
+    "warmup",
+    "min_lr_ratio",
+    "loss_weighting",
+    "cache_dtype",
+)
 
 
 # ---- processes, precision, threads -----------------------------------------------------------
@@ -69,10 +85,12 @@ def refuse_fsdp_on_cpu() -> None:
     run plain data parallelism under the name of FSDP.
     """
     if _env_flag("ACCELERATE_USE_FSDP") and (_env_flag("ACCELERATE_USE_CPU") or not torch.accelerator.is_available()):
-        raise ValueError("FSDP was asked for (accelerate launch --use_fsdp) on CPU processes, but accelerate shards "
-                         "on GPUs (and other accelerators) only: on CPUs its FSDP plugin finds no device. On CPUs "
-                         "run data parallel instead: ACCELERATE_USE_CPU=true accelerate launch --multi_gpu "
-                         "--num_processes N ... (without --use_fsdp)")
+        raise ValueError(
+            "FSDP was asked for (accelerate launch --use_fsdp) on CPU processes, but accelerate shards "
+            "on GPUs (and other accelerators) only: on CPUs its FSDP plugin finds no device. On CPUs "
+            "run data parallel instead: ACCELERATE_USE_CPU=true accelerate launch --multi_gpu "
+            "--num_processes N ... (without --use_fsdp)"
+        )
 
 
 def refuse_sharding(accelerator) -> None:
@@ -84,10 +102,12 @@ def refuse_sharding(accelerator) -> None:
         # Checkpoints are no obstacle any more (accelerate's save_state shards them); the rest of
         # the run is: the dev loss and the final save_pretrained use the unwrapped module, whose
         # weights are shards under FSDP and DeepSpeed ZeRO, and no sharded run was verified here.
-        raise ValueError(f"qaudio train runs single-process or DDP; {kind.value}: its checkpoints would save "
-                         "(accelerate's save_state), but the dev loss and the final model export read the unwrapped "
-                         "module's weights, which are shards there. Launch with `accelerate launch --multi_gpu` "
-                         "(DDP): with a frozen encoder and a LoRA LLM every GPU holds the whole model")
+        raise ValueError(
+            f"qaudio train runs single-process or DDP; {kind.value}: its checkpoints would save "
+            "(accelerate's save_state), but the dev loss and the final model export read the unwrapped "
+            "module's weights, which are shards there. Launch with `accelerate launch --multi_gpu` "
+            "(DDP): with a frozen encoder and a LoRA LLM every GPU holds the whole model"
+        )
 
 
 def set_threads(cfg: TrainConfig, local_processes: int) -> int:
@@ -119,13 +139,19 @@ def with_saved_model_flags(cfg: TrainConfig, checkpoint: Path) -> TrainConfig:
 def check_resume_compatible(cfg: TrainConfig, checkpoint: Path, state: dict, world: int) -> None:
     """Refuse to continue a checkpoint with options that would change what it was doing."""
     saved = _saved_train_config(checkpoint)
-    changed = [f"{k}: {saved.get(k)!r} -> {getattr(cfg, k)!r}" for k in RESUME_INVARIANTS if saved.get(k) != getattr(cfg, k)]
+    changed = [
+        f"{k}: {saved.get(k)!r} -> {getattr(cfg, k)!r}" for k in RESUME_INVARIANTS if saved.get(k) != getattr(cfg, k)
+    ]
     if changed:
-        raise ValueError(f"cannot resume {checkpoint} with changed options ({'; '.join(changed)}); use the same "
-                         "options, or a new --output-dir (or --resume none) to start over")
+        raise ValueError(
+            f"cannot resume {checkpoint} with changed options ({'; '.join(changed)}); use the same "
+            "options, or a new --output-dir (or --resume none) to start over"
+        )
     if state["world_size"] != world:
-        raise ValueError(f"{checkpoint} was written by {state['world_size']} process(es); resume it with the same "
-                         f"number (now {world}), as the data stream is dealt out per process")
+        raise ValueError(
+            f"{checkpoint} was written by {state['world_size']} process(es); resume it with the same "
+            f"number (now {world}), as the data stream is dealt out per process"
+        )
 
 
 def find_resume_checkpoint(cfg: TrainConfig, run_dir: Path) -> Path | None:
@@ -134,16 +160,20 @@ def find_resume_checkpoint(cfg: TrainConfig, run_dir: Path) -> Path | None:
         return ckpt.latest_checkpoint(run_dir)
     if cfg.resume == "none":
         if ckpt.latest_checkpoint(run_dir) is not None:
-            raise ValueError(f"{run_dir} holds checkpoints of an earlier run; pass another --output-dir, delete "
-                             "it, or --resume auto to continue it")
+            raise ValueError(
+                f"{run_dir} holds checkpoints of an earlier run; pass another --output-dir, delete "
+                "it, or --resume auto to continue it"
+            )
         return None
     path = Path(cfg.resume)
     if (path / ckpt.STATE_FILE).is_file():
         return path
     latest = ckpt.latest_checkpoint(path)
     if latest is None:
-        raise FileNotFoundError(f"--resume {path}: neither a checkpoint (no {ckpt.STATE_FILE}) nor a run directory "
-                                f"with complete checkpoints under {path / ckpt.CHECKPOINTS}")
+        raise FileNotFoundError(
+            f"--resume {path}: neither a checkpoint (no {ckpt.STATE_FILE}) nor a run directory "
+            f"with complete checkpoints under {path / ckpt.CHECKPOINTS}"
+        )
     return latest
 
 
@@ -173,8 +203,10 @@ def build_model(cfg: TrainConfig, texts: list[str] | None, tokenizer_dir: Path |
     if Path(cfg.model).is_dir():
         given = [f"--{name.replace('_', '-')}" for name in MODEL_FLAGS if getattr(cfg, name) is not None]
         if given:
-            raise ValueError(f"--model {cfg.model} is a saved model: it is what its config.json says; "
-                             f"{', '.join(given)} apply to presets and model config files only")
+            raise ValueError(
+                f"--model {cfg.model} is a saved model: it is what its config.json says; "
+                f"{', '.join(given)} apply to presets and model config files only"
+            )
         return AudioLM.from_pretrained(cfg.model)
     build_config = config if tokenizer_dir is None else with_overrides(config, llm={"tokenizer": str(tokenizer_dir)})
     model = AudioLM.build(build_config, tokenizer_texts=texts if build_config.llm.tokenizer is None else None)
@@ -250,8 +282,9 @@ def build_run(cfg: TrainConfig, accelerator, run_dir: Path, resume_from: Path | 
     processor = model.processor  # what the collators hold: no model in data-loader workers
     max_seconds = processor.max_audio_seconds
     train_items = fit_to_window(train_items, max_seconds, cfg.long_audio, bad)
-    dev_items = dev_subset(fit_to_window(dev_items, max_seconds, cfg.long_audio, bad), sorted(set(train_tasks)),
-                           cfg.max_dev_examples)
+    dev_items = dev_subset(
+        fit_to_window(dev_items, max_seconds, cfg.long_audio, bad), sorted(set(train_tasks)), cfg.max_dev_examples
+    )
     if accelerator.is_main_process:
         model.config.save(run_dir / "model_config.json")
 
@@ -259,8 +292,9 @@ def build_run(cfg: TrainConfig, accelerator, run_dir: Path, resume_from: Path | 
     if cfg.cache_encoder:
         from .feature_cache import cache_for_training
 
-        cache, keys, kept = cache_for_training(cfg, model, processor, accelerator,
-                                               {"train": train_items, "dev": dev_items}, bad, precision)
+        cache, keys, kept = cache_for_training(
+            cfg, model, processor, accelerator, {"train": train_items, "dev": dev_items}, bad, precision
+        )
         train_items, dev_items = kept["train"], kept["dev"]
         train_tasks = check_tasks_present(train_items, train_tasks, "after caching")
 
@@ -269,15 +303,36 @@ def build_run(cfg: TrainConfig, accelerator, run_dir: Path, resume_from: Path | 
         task_indices[item.example.task].append(i)
     weights = task_weights({t: len(v) for t, v in task_indices.items()}, train_tasks, cfg.temperature)
     durations = np.array([it.duration for it in train_items], dtype=np.float64)
-    sampler = MixtureSampler(dict(task_indices), weights, durations, cfg.batch_size, cfg.batch_seconds,
-                             cfg.bucket_size, cfg.seed, accelerator.process_index, accelerator.num_processes)
+    sampler = MixtureSampler(
+        dict(task_indices),
+        weights,
+        durations,
+        cfg.batch_size,
+        cfg.batch_seconds,
+        cfg.bucket_size,
+        cfg.seed,
+        accelerator.process_index,
+        accelerator.num_processes,
+    )
     sorted_tasks = sorted(weights)
     collator = Collator(processor, train_items, style, cfg.seed, max_seconds, cache, keys["train"], bad.skipped)
     dev_collator = Collator(processor, dev_items, style, cfg.seed, max_seconds, cache, keys["dev"], bad.skipped)
-    log(f"qaudio train: {len(train_items)} training examples, {len(dev_items)} dev examples; tasks: "
-        + ", ".join(f"{t} {len(task_indices[t])} (p={weights[t]:.2f})" for t in sorted_tasks))
-    return Run(model, model.trainable_parameter_names(), train_items, dev_items, sorted_tasks,
-               sum(len(v) for v in task_indices.values()), sampler, collator, dev_collator, bad)
+    log(
+        f"qaudio train: {len(train_items)} training examples, {len(dev_items)} dev examples; tasks: "
+        + ", ".join(f"{t} {len(task_indices[t])} (p={weights[t]:.2f})" for t in sorted_tasks)
+    )
+    return Run(
+        model,
+        model.trainable_parameter_names(),
+        train_items,
+        dev_items,
+        sorted_tasks,
+        sum(len(v) for v in task_indices.values()),
+        sampler,
+        collator,
+        dev_collator,
+        bad,
+    )
 
 
 def write_run_config(cfg: TrainConfig, run_dir: Path) -> None:

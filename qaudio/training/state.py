@@ -50,10 +50,18 @@ class TrainState:
         return {"step": self.step, "max_steps": self.max_steps, "world_size": self.world_size, "time": time.time()}
 
     def state_dict(self) -> dict:
-        return {"step": self.step, "position": self.position, "max_steps": self.max_steps,
-                "planned_steps": self.planned_steps, "probe_step_s": self.probe_step_s,
-                "world_size": self.world_size, "dev_history": self.dev_history, "seen": self.seen_now(),
-                "bad_data": self.bad.state_dict(), "window": self.meter.state_dict()}
+        return {
+            "step": self.step,
+            "position": self.position,
+            "max_steps": self.max_steps,
+            "planned_steps": self.planned_steps,
+            "probe_step_s": self.probe_step_s,
+            "world_size": self.world_size,
+            "dev_history": self.dev_history,
+            "seen": self.seen_now(),
+            "bad_data": self.bad.state_dict(),
+            "window": self.meter.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         for name in ("step", "position", "max_steps", "planned_steps", "probe_step_s", "world_size"):

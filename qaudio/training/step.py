@@ -96,8 +96,11 @@ class Stepper:
         params = [p for p in self.model.parameters() if p.requires_grad]
         if self.cfg.grad_clip > 0:
             return float(self.accelerator.clip_grad_norm_(params, self.cfg.grad_clip))
-        return float(torch.linalg.vector_norm(torch.stack(
-            [p.grad.detach().float().norm() for p in params if p.grad is not None])))
+        return float(
+            torch.linalg.vector_norm(
+                torch.stack([p.grad.detach().float().norm() for p in params if p.grad is not None])
+            )
+        )
 
     def step(self, state: TrainState) -> bool:
         """One optimizer step; False when it was skipped (non-finite loss or gradient)."""
@@ -126,24 +129,39 @@ class Stepper:
         self.optimizer.zero_grad(set_to_none=True)
         state.bad_in_a_row += 1
         step = state.step
-        self.metrics.log({"kind": "skip", "step": step, "position": state.position, "grad_norm": grad_norm,
-                          "reason": "non-finite loss or gradient"})
-        self.log(f"qaudio train: step {step + 1}: non-finite loss or gradient; step skipped "
-                 f"({state.bad_in_a_row} in a row)")
+        self.metrics.log(
+            {
+                "kind": "skip",
+                "step": step,
+                "position": state.position,
+                "grad_norm": grad_norm,
+                "reason": "non-finite loss or gradient",
+            }
+        )
+        self.log(
+            f"qaudio train: step {step + 1}: non-finite loss or gradient; step skipped ({state.bad_in_a_row} in a row)"
+        )
         self.log(f"qaudio train: {self.watchdog.message(self.watchdog.diagnose(self.model, batches, step + 1))}")
         if state.bad_in_a_row >= self.cfg.max_bad_steps:
             last = ckpt.latest_checkpoint(self.run_dir)
             raise TrainingAborted(
                 f"{state.bad_in_a_row} non-finite losses in a row at step {step + 1}: training diverged or the data "
                 f"is broken. The last good checkpoint is {last or '(none saved yet)'}; lower --lr, use "
-                f"--precision fp32, or check the data, then resume from it")
+                f"--precision fp32, or check the data, then resume from it"
+            )
 
 
 class LogWindow:
     """Every ``--log-every`` steps: one ``train`` record of the window's means over every process."""
 
     def __init__(self, accelerator, metrics, scheduler, tasks: list[str], bar=None):
-        self.accelerator, self.metrics, self.scheduler, self.tasks, self.bar = accelerator, metrics, scheduler, tasks, bar
+        self.accelerator, self.metrics, self.scheduler, self.tasks, self.bar = (
+            accelerator,
+            metrics,
+            scheduler,
+            tasks,
+            bar,
+        )
         self.t0 = time.perf_counter()
 
     def close(self, state: TrainState, run_t0: float) -> None:
@@ -152,7 +170,9 @@ class LogWindow:
         elapsed = time.perf_counter() - self.t0
         steps_in_window = max(sums.get("steps", 0) / world, 1)
         record = {
-            "kind": "train", "step": state.step, "position": state.position,
+            "kind": "train",
+            "step": state.step,
+            "position": state.position,
             "loss": sums.get("loss", 0.0) / world / steps_in_window,
             "task_loss": task_loss,
             "task_examples": task_examples,
@@ -164,8 +184,9 @@ class LogWindow:
         }
         self.metrics.log(record)
         if self.bar is not None:
-            self.bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}",
-                                 audio_s_s=f"{record['audio_s_per_s']:.0f}")
+            self.bar.set_postfix(
+                loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}", audio_s_s=f"{record['audio_s_per_s']:.0f}"
+            )
         state.meter = LossMeter(self.tasks)
         self.t0 = time.perf_counter()
 
@@ -175,11 +196,18 @@ def dev_pass(model, accelerator, run, cfg: TrainConfig, state: TrainState, metri
     if not run.dev_items:
         return 0.0
     t0 = time.perf_counter()
-    losses = evaluate_dev(model, accelerator, run.dev_collator, run.dev_items, run.tasks, cfg.batch_size,
-                          cfg.loss_weighting)
+    losses = evaluate_dev(
+        model, accelerator, run.dev_collator, run.dev_items, run.tasks, cfg.batch_size, cfg.loss_weighting
+    )
     state.dev_history[str(state.step)] = losses
-    metrics.log({"kind": "dev", "step": state.step, "task_loss": losses,
-                 "loss": float(np.mean(list(losses.values()))) if losses else float("nan")})
+    metrics.log(
+        {
+            "kind": "dev",
+            "step": state.step,
+            "task_loss": losses,
+            "loss": float(np.mean(list(losses.values()))) if losses else float("nan"),
+        }
+    )
     log(f"qaudio train: step {state.step} dev loss " + ", ".join(f"{t} {v:.3f}" for t, v in losses.items()))
     return time.perf_counter() - t0
 

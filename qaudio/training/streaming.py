@@ -36,9 +36,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -61,15 +61,19 @@ HEAD_AUDIO = 256  # of those, kept with their audio: the timing probe's batches 
 def shard_locations(recipes: str) -> list[str] | None:
     """The locations of ``shards:LOCATION`` entries in ``--recipes``; None when it names none."""
     parts = [p.strip() for p in recipes.split(",") if p.strip()]
-    found = [p[len(SHARDS) + 1:] for p in parts if p.startswith(SHARDS + ":")]
+    found = [p[len(SHARDS) + 1 :] for p in parts if p.startswith(SHARDS + ":")]
     if not found:
         return None
     if len(found) != len(parts):
-        raise ValueError(f"--recipes {recipes!r} mixes shard sets ({SHARDS}:LOCATION) with recipes; stream all "
-                         f"of them: write each recipe as shards first (`qaudio data RECIPE --root ROOT --shards OUT`)")
+        raise ValueError(
+            f"--recipes {recipes!r} mixes shard sets ({SHARDS}:LOCATION) with recipes; stream all "
+            f"of them: write each recipe as shards first (`qaudio data RECIPE --root ROOT --shards OUT`)"
+        )
     if any(not loc for loc in found):
-        raise ValueError(f"--recipes: {SHARDS}: needs a location, e.g. {SHARDS}:/data/ls-train or "
-                         f"{SHARDS}:https://host/ls-train/index.json")
+        raise ValueError(
+            f"--recipes: {SHARDS}: needs a location, e.g. {SHARDS}:/data/ls-train or "
+            f"{SHARDS}:https://host/ls-train/index.json"
+        )
     return found
 
 
@@ -81,14 +85,22 @@ def mixture(indexes: list[ShardIndex], listed: list[str], temperature: float) ->
     every = listed == ["all"]
     missing = [t for t in dict.fromkeys(listed) if not every and not any(ix.tasks.get(t) for ix in indexes)]
     if missing:
-        raise ValueError(f"no shard set holds examples of task(s) {', '.join(missing)}; the sets hold "
-                         + "; ".join(f"{ix.location}: {', '.join(ix.tasks)}" for ix in indexes))
+        raise ValueError(
+            f"no shard set holds examples of task(s) {', '.join(missing)}; the sets hold "
+            + "; ".join(f"{ix.location}: {', '.join(ix.tasks)}" for ix in indexes)
+        )
     sizes = {lab: sum(n for t, n in ix.tasks.items() if every or t in listed) for lab, ix in zip(labels, indexes)}
-    times = [lab for lab, ix in zip(labels, indexes) for t in (["all"] if every else listed)
-             if (every or t in ix.tasks) and sizes[lab] > 0]
+    times = [
+        lab
+        for lab, ix in zip(labels, indexes)
+        for t in (["all"] if every else listed)
+        if (every or t in ix.tasks) and sizes[lab] > 0
+    ]
     if not times:
-        raise ValueError(f"the shard sets hold none of the tasks {', '.join(listed)}; they hold "
-                         + "; ".join(f"{ix.location}: {', '.join(ix.tasks)}" for ix in indexes))
+        raise ValueError(
+            f"the shard sets hold none of the tasks {', '.join(listed)}; they hold "
+            + "; ".join(f"{ix.location}: {', '.join(ix.tasks)}" for ix in indexes)
+        )
     weights = task_weights(sizes, times, temperature)
     return [weights.get(lab, 0.0) for lab in labels]
 
@@ -169,8 +181,9 @@ class _Collected:
         self.items.append(item)
 
 
-def to_items(sample: ShardSample, label: str, tasks: dict, keep_all: bool, opts: StreamOptions,
-             bad: _Collected) -> list[Item]:
+def to_items(
+    sample: ShardSample, label: str, tasks: dict, keep_all: bool, opts: StreamOptions, bad: _Collected
+) -> list[Item]:
     """A streamed example -> the items it trains as (none if skipped, several if chunked)."""
     ex = sample.example
     source = f"{label}, shard {sample.shard}, example {sample.offset}"
@@ -187,9 +200,20 @@ def to_items(sample: ShardSample, label: str, tasks: dict, keep_all: bool, opts:
 class ShardStream(torch.utils.data.IterableDataset):
     """Endless micro-batches (:class:`Batch`) of one process, read by ``num_workers`` workers."""
 
-    def __init__(self, indexes: list[ShardIndex], probs: list[float], tasks: dict, keep_all: bool,
-                 collator: Collator, opts: StreamOptions, rank: int, world: int, num_workers: int,
-                 window: int, resume: dict | None = None):
+    def __init__(
+        self,
+        indexes: list[ShardIndex],
+        probs: list[float],
+        tasks: dict,
+        keep_all: bool,
+        collator: Collator,
+        opts: StreamOptions,
+        rank: int,
+        world: int,
+        num_workers: int,
+        window: int,
+        resume: dict | None = None,
+    ):
         self.indexes, self.probs, self.tasks, self.keep_all = indexes, np.asarray(probs, float), tasks, keep_all
         self.collator, self.opts, self.rank, self.world, self.workers = collator, opts, rank, world, max(1, num_workers)
         self.window = window
@@ -203,8 +227,10 @@ class ShardStream(torch.utils.data.IterableDataset):
     def read(self, slot: int, state: dict | None) -> Iterator[Batch]:
         readers = self.world * self.workers
         reader = self.rank * self.workers + slot
-        cursors = [SetCursor(ix, reader_pieces(len(ix.shards), reader, readers), self.opts.seed, (s, reader))
-                   for s, ix in enumerate(self.indexes)]
+        cursors = [
+            SetCursor(ix, reader_pieces(len(ix.shards), reader, readers), self.opts.seed, (s, reader))
+            for s, ix in enumerate(self.indexes)
+        ]
         rng = np.random.default_rng([self.opts.seed, 0x6D6978, reader])  # the buffer's draws and shuffles
         skip, made = 0, 0  # batches of this window already trained on; batches before this window
         if state is not None:
@@ -223,8 +249,11 @@ class ShardStream(torch.utils.data.IterableDataset):
                         items.append(item)
                         blobs.append(sample.audio)
             durations = np.array([it.duration for it in items], dtype=np.float64)
-            batches = length_grouped_batches(np.arange(len(items)), durations, self.opts.batch_size,
-                                             self.opts.batch_seconds) if items else []
+            batches = (
+                length_grouped_batches(np.arange(len(items)), durations, self.opts.batch_size, self.opts.batch_seconds)
+                if items
+                else []
+            )
             order = rng.permutation(len(batches))
             if not batches:  # a window of bad examples only: report them, stay aligned with other processes
                 if not skip:
@@ -235,8 +264,13 @@ class ShardStream(torch.utils.data.IterableDataset):
                 if j < skip:
                     continue
                 rows = [items[i] for i in batches[b]]
-                yield self.collate(rows, [blobs[i] for i in batches[b]], bad.items if j == 0 else [],
-                                   made + j, {**start, "skip": j + 1, "slot": slot})
+                yield self.collate(
+                    rows,
+                    [blobs[i] for i in batches[b]],
+                    bad.items if j == 0 else [],
+                    made + j,
+                    {**start, "skip": j + 1, "slot": slot},
+                )
             skip, made = 0, made + len(batches)
 
     def collate(self, items: list[Item], blobs: list[bytes], bad: list[BadItem], position: int, state: dict) -> Batch:
@@ -279,8 +313,14 @@ class StreamLoader:
         torch's RNG, its workers started) is made here, not at the first batch."""
         self.stream.resume = {"rotation": self.next_slot, "slots": dict(self.consumed)}
         workers = self.num_workers
-        data = torch.utils.data.DataLoader(self.stream, batch_size=None, collate_fn=_identity, num_workers=workers,
-                                           persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+        data = torch.utils.data.DataLoader(
+            self.stream,
+            batch_size=None,
+            collate_fn=_identity,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            prefetch_factor=4 if workers else None,
+        )
         return self._consume(iter(data))
 
     def _consume(self, batches: Iterator[Batch]) -> Iterator[Batch]:
@@ -305,12 +345,16 @@ class StreamLoader:
     def load_state_dict(self, state: dict) -> None:
         rank = self.accelerator.process_index if self.accelerator is not None else 0
         if len(state["ranks"]) <= rank:
-            raise ValueError(f"the checkpoint's stream was read by {len(state['ranks'])} process(es); resume with as many")
+            raise ValueError(
+                f"the checkpoint's stream was read by {len(state['ranks'])} process(es); resume with as many"
+            )
         mine = state["ranks"][rank]
         if mine["workers"] != max(1, self.num_workers):
-            raise ValueError(f"the checkpoint's stream was read by {mine['workers']} DataLoader worker(s) per process, "
-                             f"this run asks for {max(1, self.num_workers)} (--num-workers): shards are dealt out per "
-                             "worker, so resume with the same --num-workers")
+            raise ValueError(
+                f"the checkpoint's stream was read by {mine['workers']} DataLoader worker(s) per process, "
+                f"this run asks for {max(1, self.num_workers)} (--num-workers): shards are dealt out per "
+                "worker, so resume with the same --num-workers"
+            )
         self.next_slot = mine["next"]
         self.consumed = {int(k): v for k, v in mine["consumed"].items()}
 
@@ -328,13 +372,15 @@ class HeadCollator(Collator):
 
     def __call__(self, request: list[tuple[int, int]]) -> Batch:
         position = request[0][0] if request else -1
-        rows, bad = decode_rows([self.items[i] for _, i in request], [self.blobs[i] for _, i in request], position,
-                                self.max_seconds)
+        rows, bad = decode_rows(
+            [self.items[i] for _, i in request], [self.blobs[i] for _, i in request], position, self.max_seconds
+        )
         return self.collate(rows, bad, position)
 
 
-def read_head(indexes: list[ShardIndex], tasks: dict, keep_all: bool, opts: StreamOptions,
-              n: int = HEAD_EXAMPLES) -> tuple[list[Item], list[bytes]]:
+def read_head(
+    indexes: list[ShardIndex], tasks: dict, keep_all: bool, opts: StreamOptions, n: int = HEAD_EXAMPLES
+) -> tuple[list[Item], list[bytes]]:
     """The first ``n`` usable examples of each set (in shard order) with their audio."""
     items, blobs = [], []
     for s, ix in enumerate(indexes):
@@ -359,8 +405,10 @@ def build_stream_run(cfg, accelerator, locations: list[str], resume_from: Path |
     from .setup import Run, build_model, model_config_for
 
     if cfg.cache_encoder:
-        raise ValueError("--cache-encoder is not available when streaming shard sets: the cache is filled from a list "
-                         "of every example up front. Drop it (the encoder runs in each step), or train from a manifest")
+        raise ValueError(
+            "--cache-encoder is not available when streaming shard sets: the cache is filled from a list "
+            "of every example up front. Drop it (the encoder runs in each step), or train from a manifest"
+        )
     t0 = time.perf_counter()
     indexes = [read_index(loc) for loc in locations]
     keep_all = cfg.tasks.strip() == "all"
@@ -368,8 +416,15 @@ def build_stream_run(cfg, accelerator, locations: list[str], resume_from: Path |
     tasks = dict(registry("tasks")) if keep_all else {t.name: t for t in (get_task(n) for n in listed)}
     probs = mixture(indexes, listed, cfg.temperature)
     style_config = model_config_for(cfg)
-    opts = StreamOptions(cfg.batch_size, cfg.batch_seconds, cfg.bucket_size, cfg.seed, style_config.prompt_style,
-                         encoder_window(), cfg.long_audio)  # the processor's own window once the model is built
+    opts = StreamOptions(
+        cfg.batch_size,
+        cfg.batch_seconds,
+        cfg.bucket_size,
+        cfg.seed,
+        style_config.prompt_style,
+        encoder_window(),
+        cfg.long_audio,
+    )  # the processor's own window once the model is built
     head, blobs = read_head(indexes, tasks, keep_all, opts)
     if not head:
         raise ValueError(f"--recipes {cfg.recipes}: no usable training example in the first {HEAD_EXAMPLES} of any set")
@@ -393,15 +448,48 @@ def build_stream_run(cfg, accelerator, locations: list[str], resume_from: Path |
     head_tasks: dict[str, list[int]] = {}
     for i, item in enumerate(head):
         head_tasks.setdefault(item.example.task, []).append(i)
-    sampler = MixtureSampler(head_tasks, task_weights({t: len(v) for t, v in head_tasks.items()}, sorted(head_tasks), 1.0),
-                             np.array([it.duration for it in head]), cfg.batch_size, cfg.batch_seconds, cfg.bucket_size,
-                             cfg.seed, accelerator.process_index, accelerator.num_processes)
-    rows_only = Collator(processor, [], opts.style, cfg.seed, opts.max_seconds)  # collate() only: no items to ship to workers
-    stream = ShardStream(indexes, probs, tasks, keep_all, rows_only, opts, accelerator.process_index,
-                         accelerator.num_processes, cfg.num_workers, window)
+    sampler = MixtureSampler(
+        head_tasks,
+        task_weights({t: len(v) for t, v in head_tasks.items()}, sorted(head_tasks), 1.0),
+        np.array([it.duration for it in head]),
+        cfg.batch_size,
+        cfg.batch_seconds,
+        cfg.bucket_size,
+        cfg.seed,
+        accelerator.process_index,
+        accelerator.num_processes,
+    )
+    rows_only = Collator(
+        processor, [], opts.style, cfg.seed, opts.max_seconds
+    )  # collate() only: no items to ship to workers
+    stream = ShardStream(
+        indexes,
+        probs,
+        tasks,
+        keep_all,
+        rows_only,
+        opts,
+        accelerator.process_index,
+        accelerator.num_processes,
+        cfg.num_workers,
+        window,
+    )
     trained = sorted({t for ix in indexes for t in ix.tasks if keep_all or t in tasks})
-    log(f"qaudio train: streaming {len(indexes)} shard set(s), {examples} examples, {seconds / 3600:.2f} h in "
+    log(
+        f"qaudio train: streaming {len(indexes)} shard set(s), {examples} examples, {seconds / 3600:.2f} h in "
         f"{sum(len(ix.shards) for ix in indexes)} shards (start-up {time.perf_counter() - t0:.1f} s); mixture: "
-        + ", ".join(f"{ix.location} p={p:.2f}" for ix, p in zip(indexes, probs)))
-    return Run(model, model.trainable_parameter_names(), [], [], trained, examples, sampler, collator,
-               collator, bad, stream=StreamLoader(stream, cfg.num_workers, accelerator))
+        + ", ".join(f"{ix.location} p={p:.2f}" for ix, p in zip(indexes, probs))
+    )
+    return Run(
+        model,
+        model.trainable_parameter_names(),
+        [],
+        [],
+        trained,
+        examples,
+        sampler,
+        collator,
+        collator,
+        bad,
+        stream=StreamLoader(stream, cfg.num_workers, accelerator),
+    )

@@ -43,13 +43,25 @@ def summarize_run(state, accelerator, cfg, precision: str, threads: int) -> dict
 
         per_process = gather_object([totals])
         totals = {k: sum(t[k] for t in per_process) for k in ("examples", "audio_seconds")} | {
-            "train_seconds": max(t["train_seconds"] for t in per_process)}
-    return {"steps": state.step, "planned_steps": state.planned_steps, "stopped_early": state.step < state.planned_steps,
-            "examples_seen": int(totals["examples"]), "audio_seconds_seen": round(totals["audio_seconds"], 1),
-            "train_seconds": round(totals["train_seconds"], 1), "probe_step_s": state.probe_step_s,
-            "precision": precision, "threads": threads, "processes": world, "machine": machine(),
-            "batch_size": cfg.batch_size, "seed": cfg.seed, "tasks": cfg.tasks,
-            "learning_curve": learning_curve(state.dev_history)}
+            "train_seconds": max(t["train_seconds"] for t in per_process)
+        }
+    return {
+        "steps": state.step,
+        "planned_steps": state.planned_steps,
+        "stopped_early": state.step < state.planned_steps,
+        "examples_seen": int(totals["examples"]),
+        "audio_seconds_seen": round(totals["audio_seconds"], 1),
+        "train_seconds": round(totals["train_seconds"], 1),
+        "probe_step_s": state.probe_step_s,
+        "precision": precision,
+        "threads": threads,
+        "processes": world,
+        "machine": machine(),
+        "batch_size": cfg.batch_size,
+        "seed": cfg.seed,
+        "tasks": cfg.tasks,
+        "learning_curve": learning_curve(state.dev_history),
+    }
 
 
 def learning_curve(dev_history: dict[str, dict[str, float]]) -> dict[str, list[list[float]]]:
@@ -79,11 +91,15 @@ def describe(summary: dict[str, Any]) -> str:
     """One line: how much training the model had, for report captions and logs."""
     hours = summary.get("audio_seconds_seen", 0.0) / 3600
     minutes = summary.get("train_seconds", 0.0) / 60
-    text = (f"trained {summary['steps']:,} optimizer steps ({summary.get('examples_seen', 0):,} examples, "
-            f"{hours:.1f} h of audio) in {minutes:.1f} min, {summary.get('precision', '?')}, "
-            f"{summary.get('processes', 1)} process(es) x {summary.get('threads', '?')} threads on "
-            f"{summary.get('machine', 'an unknown machine')}")
+    text = (
+        f"trained {summary['steps']:,} optimizer steps ({summary.get('examples_seen', 0):,} examples, "
+        f"{hours:.1f} h of audio) in {minutes:.1f} min, {summary.get('precision', '?')}, "
+        f"{summary.get('processes', 1)} process(es) x {summary.get('threads', '?')} threads on "
+        f"{summary.get('machine', 'an unknown machine')}"
+    )
     if summary.get("stopped_early"):
-        text += (f"; STOPPED EARLY by the time budget at step {summary['steps']} of {summary['planned_steps']} "
-                 "planned (this machine was slower than the probe measured): the schedule did not finish")
+        text += (
+            f"; STOPPED EARLY by the time budget at step {summary['steps']} of {summary['planned_steps']} "
+            "planned (this machine was slower than the probe measured): the schedule did not finish"
+        )
     return text

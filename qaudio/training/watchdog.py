@@ -21,8 +21,8 @@ reported as such.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import torch
 
@@ -50,13 +50,15 @@ class FirstNonFinite:
     def __init__(self, model: torch.nn.Module):
         self.module: str | None = None
         self.inputs_finite: bool | None = None
-        self._handles = [m.register_forward_hook(self._hook(name), with_kwargs=True)
-                         for name, m in model.named_modules() if name]
+        self._handles = [
+            m.register_forward_hook(self._hook(name), with_kwargs=True) for name, m in model.named_modules() if name
+        ]
 
     def _hook(self, name: str):
         def hook(module, args, kwargs, output):
             if self.module is None and not _finite(output):
                 self.module, self.inputs_finite = name, _finite(args) and _finite(kwargs)
+
         return hook
 
     def remove(self) -> None:
@@ -75,8 +77,10 @@ def first_non_finite_grad(model: torch.nn.Module) -> str | None:
 def advice(kind: str, module: str | None, inputs_finite: bool | None, precision: str) -> str:
     """What to try, from what was found."""
     if module is not None and inputs_finite is False:  # the first bad output had bad inputs: from the data
-        return ("the batch's inputs are already non-finite: check the listed clips (decode them with "
-                "qaudio.audio.load_audio) and drop or fix them")
+        return (
+            "the batch's inputs are already non-finite: check the listed clips (decode them with "
+            "qaudio.audio.load_audio) and drop or fix them"
+        )
     tips = []
     if precision in ("bf16", "fp16"):
         tips.append(f"--precision fp32 (this run uses {precision}; {module or 'a module'} may overflow it)")
@@ -89,8 +93,15 @@ def advice(kind: str, module: str | None, inputs_finite: bool | None, precision:
 class NumericsWatchdog:
     """Diagnoses bad steps of one training run; see the module docstring."""
 
-    def __init__(self, run_dir: Path, items: Iterable[Item], rank: int = 0, precision: str = "fp32",
-                 loss_weighting: str = "token", device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        run_dir: Path,
+        items: Iterable[Item],
+        rank: int = 0,
+        precision: str = "fp32",
+        loss_weighting: str = "token",
+        device: torch.device | str = "cpu",
+    ):
         self.path = Path(run_dir) / REPORT.format(rank=rank)
         self.audio = {it.example.id: it.example.audio for it in items}  # id -> audio path, for the report
         self.precision = precision
@@ -134,16 +145,22 @@ class NumericsWatchdog:
         else:
             finding["ids"] = [i for b in batches for i in b.ids]
         finding["audio"] = [self.audio.get(i) for i in finding["ids"]]
-        finding["advice"] = (advice(finding["kind"], finding["module"], finding["inputs_finite"], self.precision)
-                             if finding["module"] else "the replay stayed finite (dropout or a transient overflow): "
-                             "if it recurs, try --precision fp32 or a lower --lr")
+        finding["advice"] = (
+            advice(finding["kind"], finding["module"], finding["inputs_finite"], self.precision)
+            if finding["module"]
+            else "the replay stayed finite (dropout or a transient overflow): "
+            "if it recurs, try --precision fp32 or a lower --lr"
+        )
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(finding) + "\n")
         return finding
 
     def message(self, finding: dict) -> str:
         """One line for the training log."""
-        where = f"first non-finite {finding['kind']} at module {finding['module']!r}" if finding["module"] \
+        where = (
+            f"first non-finite {finding['kind']} at module {finding['module']!r}"
+            if finding["module"]
             else "not reproduced on replay"
+        )
         clips = ", ".join(str(a) for a in finding["audio"][:4]) + (" ..." if len(finding["audio"]) > 4 else "")
         return f"numerics: {where}; batch {clips}; {finding['advice']} (details: {self.path})"

@@ -24,8 +24,14 @@ NEW_TOKENS = 12
 
 def make(root: Path) -> None:
     import torch
-    from transformers import (Qwen2AudioConfig, Qwen2AudioEncoderConfig, Qwen2AudioForConditionalGeneration,
-                              Qwen2AudioProcessor, Qwen2Config, WhisperFeatureExtractor)
+    from transformers import (
+        Qwen2AudioConfig,
+        Qwen2AudioEncoderConfig,
+        Qwen2AudioForConditionalGeneration,
+        Qwen2AudioProcessor,
+        Qwen2Config,
+        WhisperFeatureExtractor,
+    )
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from qaudio.convert.qwen2_audio import export_qwen2_audio, import_qwen2_audio
@@ -35,29 +41,49 @@ def make(root: Path) -> None:
 
     released = root / "released"
     released.mkdir(parents=True, exist_ok=True)
-    tok = _save_tokenizer(_bpe(QWEN_SPLIT, QWEN_SPECIALS + AUDIO_TOKENS), released, "Qwen2Tokenizer",
-                          eos_token="<|endoftext|>", pad_token="<|endoftext|>",
-                          extra_special_tokens=QWEN_SPECIALS[1:] + AUDIO_TOKENS, chat_template=CHATML)
+    tok = _save_tokenizer(
+        _bpe(QWEN_SPLIT, QWEN_SPECIALS + AUDIO_TOKENS),
+        released,
+        "Qwen2Tokenizer",
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens=QWEN_SPECIALS[1:] + AUDIO_TOKENS,
+        chat_template=CHATML,
+    )
     torch.manual_seed(0)
     config = Qwen2AudioConfig(
-        audio_config=Qwen2AudioEncoderConfig(num_mel_bins=128, encoder_layers=2, encoder_attention_heads=2,
-                                             encoder_ffn_dim=256, d_model=128),
-        text_config=Qwen2Config(vocab_size=len(tok) + 8, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
-                                num_key_value_heads=2, intermediate_size=256, tie_word_embeddings=False,
-                                max_position_embeddings=4096, initializer_range=0.2,
-                                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
-        audio_token_index=tok.convert_tokens_to_ids("<|AUDIO|>"), initializer_range=0.2)
+        audio_config=Qwen2AudioEncoderConfig(
+            num_mel_bins=128, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=256, d_model=128
+        ),
+        text_config=Qwen2Config(
+            vocab_size=len(tok) + 8,
+            hidden_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            intermediate_size=256,
+            tie_word_embeddings=False,
+            max_position_embeddings=4096,
+            initializer_range=0.2,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        ),
+        audio_token_index=tok.convert_tokens_to_ids("<|AUDIO|>"),
+        initializer_range=0.2,
+    )
     Qwen2AudioForConditionalGeneration(config).save_pretrained(str(released))
-    Qwen2AudioProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=128), tokenizer=tok
-                        ).save_pretrained(str(released))
+    Qwen2AudioProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=128), tokenizer=tok).save_pretrained(
+        str(released)
+    )
     model = import_qwen2_audio(released).eval()
     export_qwen2_audio(model, root / "export")
     rng = np.random.default_rng(0)
     audios = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in CLIP_SAMPLES]
     prompt = prompt_for("asr", style="chat")
     # token ids, not text: byte-level pieces decode differently across libraries
-    expected = [model.generate(model.processor.prepare([a], [prompt]), max_new_tokens=NEW_TOKENS)[0].tolist()
-                for a in audios]
+    expected = [
+        model.generate(model.processor.prepare([a], [prompt]), max_new_tokens=NEW_TOKENS)[0].tolist() for a in audios
+    ]
     np.savez(root / "audios.npz", *audios)
     (root / "qaudio.json").write_text(json.dumps({"prompt": prompt, "token_ids": expected}))
     print(f"wrote {root / 'export'}; qaudio's greedy token ids: {expected}")
