@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.13.0
-EXTRAS := tts,weights,weights-multilingual,serve,vad,ui,caption-jars,logging,compress,dev
+EXTRAS := tts,weights,weights-multilingual,serve,vad,ui,caption-jars,logging,compress,shards,dev
 STAMP := $(VENV)/.qaudio-installed
 DEMO_DIR := runs/demo
 

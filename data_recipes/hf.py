@@ -16,7 +16,9 @@ mono 16-bit wav named by the SHA-1 of the bytes (``$QAUDIO_CACHE/hf_audio/``, de
 ``~/.cache/qaudio/hf_audio/``, or ``--option cache_dir=``). Why files rather than bytes in the
 manifest: manifests stay small, readable JSONL; every reader of an example (training,
 evaluation, ``qaudio data``) sees a plain path; durations are exact; a second run reuses the
-files.
+files. ``qaudio data hf ... --shards OUT`` does not decode at all: embedded bytes go into the
+shards as they are (FLAC stays FLAC), with the duration read from their header, and no wav
+cache is written (:meth:`HuggingFace.audio_records`).
 
 Columns: ``audio_column`` (default ``audio``), ``target_column`` (default ``text`` when the
 dataset has one; a list of strings becomes a list of references, as captions), ``label_column``
@@ -62,6 +64,25 @@ def cached_wav(data: bytes, cache_dir: Path) -> tuple[Path, float]:
     sf.write(partial, np.clip(samples, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16", format="WAV")
     os.replace(partial, path)
     return path, len(samples) / SAMPLE_RATE
+
+
+def embedded_audio(value: dict, row_no: int, skipped: Skipped) -> tuple[bytes, str, float] | None:
+    """(bytes as stored, their file extension, seconds) of embedded audio, read from the header
+    only; None (counted) when soundfile cannot read it."""
+    import io
+
+    import soundfile as sf
+
+    data = value["bytes"]
+    try:
+        info = sf.info(io.BytesIO(data))
+    except (RuntimeError, sf.LibsndfileError) as e:
+        skipped.add("embedded audio cannot be decoded", f"row {row_no}: {e}")
+        return None
+    if info.duration <= 0:
+        skipped.add("embedded audio is empty", f"row {row_no}")
+        return None
+    return data, info.format.lower(), float(info.duration)
 
 
 @dataclass(frozen=True)
@@ -165,6 +186,17 @@ class HuggingFace(Recipe):
         return None if seconds is None else (file.absolute(), seconds)
 
     def examples(self, root: Path, split: str, task: str | None = None) -> Iterator[Example]:
+        for record in self._records(root, split, task, embed=False):
+            yield record.example
+
+    def audio_records(self, root: Path, split: str, task: str | None = None) -> Iterator:
+        """Rows with embedded audio keep their encoded bytes (no decoding, no wav cache); rows
+        naming files are read by the shard writer."""
+        return self._records(root, split, task, embed=True)
+
+    def _records(self, root: Path, split: str, task: str | None, embed: bool) -> Iterator:
+        from qaudio.shards import AudioRecord
+
         task = task or DEFAULT_TASK
         if split is None:
             raise ValueError("hf: name the split to read (--split), e.g. train or test")
@@ -181,10 +213,19 @@ class HuggingFace(Recipe):
         skipped = Skipped(self, split)
         for row_no, row in enumerate(ds):
             roles = roles or self._columns(row)
-            found = self._audio(row[self.audio_column], base, cache_dir, row_no, skipped)
-            if found is None:
-                continue
-            audio, duration = found
+            value = row[self.audio_column]
+            data = extension = None
+            if embed and isinstance(value, dict) and value.get("bytes"):
+                found = embedded_audio(value, row_no, skipped)
+                if found is None:
+                    continue
+                data, extension, duration = found
+                audio = value.get("path") or f"row-{row_no}.{extension}"
+            else:
+                found = self._audio(value, base, cache_dir, row_no, skipped)
+                if found is None:
+                    continue
+                audio, duration = found
             target = row[roles["target"]] if roles["target"] else ""
             label = row[roles["label"]] if roles["label"] else None
             if label is not None and roles["label"] in class_names:
@@ -193,17 +234,21 @@ class HuggingFace(Recipe):
             meta = {"corpus": f"hf:{dataset}", "split": split}
             if self.instruction:
                 meta["instruction"] = self.instruction
-            yield Example(
-                id=self.example_id(split, f"{dataset}/{key}"),
-                audio=str(audio),
-                duration=duration,
-                task=task,
-                audio_lang=audio_lang,
-                text_lang=text_lang,
-                target=[str(t).strip() for t in target] if isinstance(target, list) else str(target or "").strip(),
-                question=str(row[roles["question"]]).strip() if roles["question"] else None,
-                label=None if label is None else str(label),
-                meta=meta,
+            yield AudioRecord(
+                Example(
+                    id=self.example_id(split, f"{dataset}/{key}"),
+                    audio=str(audio),
+                    duration=duration,
+                    task=task,
+                    audio_lang=audio_lang,
+                    text_lang=text_lang,
+                    target=[str(t).strip() for t in target] if isinstance(target, list) else str(target or "").strip(),
+                    question=str(row[roles["question"]]).strip() if roles["question"] else None,
+                    label=None if label is None else str(label),
+                    meta=meta,
+                ),
+                data,
+                extension or "",
             )
         skipped.warn()
 

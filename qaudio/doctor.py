@@ -38,6 +38,7 @@ EXTRA_PURPOSE = {  # extra -> what it is for (printed with its line)
     "caption-jars": "caption metrics' Java jars",
     "ja": "Japanese BLEU tokenisation",
     "logging": "TensorBoard logs",
+    "shards": "sharded, streamed training data (qaudio data --shards, --recipes shards:DIR)",
     "compress": "int4 inference and QLoRA training (bitsandbytes)",
     "compress-gpu": "torchao's quantized layers for GPUs",
     "vad": "voice activity detection (speech-free clips answered empty)",

@@ -94,6 +94,15 @@ class Recipe:
         """
         raise NotImplementedError(f"recipe {self.name!r} does not define examples()")
 
+    def audio_records(self, root: Path, split: str, task: str | None = None) -> Iterator:
+        """The examples with their audio, for ``qaudio data --shards``: :class:`qaudio.shards.AudioRecord`
+        objects. The default leaves the bytes to the shard writer (it decodes ``example.audio``);
+        a recipe whose rows embed encoded audio (``hf``) yields those bytes as they are."""
+        from .shards import AudioRecord
+
+        for ex in self.examples(root, split, task):
+            yield AudioRecord(ex)
+
     def prepare(self, root: Path) -> None:
         """Called by training (on the main process) before the corpus is read: a recipe that can
         make its corpus locally does so here when ``root`` lacks it. The default does nothing."""
@@ -304,8 +313,12 @@ def load_examples(
     task: str | None = None,
     limit: int | None = None,
     options: dict[str, str] | None = None,
+    with_audio: bool = False,
 ) -> Iterator[Example]:
     """The examples of a recipe (a name, a ``.py`` path or a :class:`Recipe`) for one split.
+
+    ``with_audio``: yield :class:`qaudio.shards.AudioRecord` objects (:meth:`Recipe.audio_records`)
+    instead, for writing shards.
 
     This is the one entry point training, evaluation and ``qaudio data`` use: it checks the
     split and task names, makes the root absolute (so audio paths are), and raises when a
@@ -323,16 +336,20 @@ def load_examples(
     if root.exists():
         root = root.absolute()
     recipe.check_root(root)
-    return _checked(recipe, root, split, task, limit)
+    return _checked(recipe, root, split, task, limit, with_audio)
 
 
-def _checked(recipe: Recipe, root: Path, split: str | None, task: str | None, limit: int | None) -> Iterator[Example]:
+def _checked(
+    recipe: Recipe, root: Path, split: str | None, task: str | None, limit: int | None, with_audio: bool = False
+) -> Iterator[Example]:
     n = 0
-    for ex in itertools.islice(recipe.examples(root, split, task), limit):
+    produce = recipe.audio_records if with_audio else recipe.examples
+    for out in itertools.islice(produce(root, split, task), limit):
+        ex = out.example if with_audio else out
         if task is not None and ex.task != task:
             raise ValueError(f"recipe {recipe.name!r} yielded an example of task {ex.task!r} when asked for {task!r}")
         n += 1
-        yield ex
+        yield out
     if n == 0 and limit != 0:
         what = f"split {split!r} under {root}" if split else str(root)
         raise recipe.layout_error(f"{what} yielded no examples" + (f" of task {task!r}" if task else ""))
@@ -395,6 +412,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="stop after this many examples")
     parser.add_argument("--out", default=None, help="JSONL file to write (default: standard output)")
     parser.add_argument(
+        "--shards",
+        default=None,
+        metavar="OUT",
+        help="write WebDataset tar shards (audio bytes + record) and OUT/index.json instead of a manifest",
+    )
+    parser.add_argument("--shard-size", default="1GB", help="with --shards: bytes per shard (500MB, 1GB, 2GiB)")
+    parser.add_argument("--audio-format", default="flac", help="with --shards: how decoded audio is stored (flac, wav)")
+    parser.add_argument(
         "--option", action="append", default=[], metavar="KEY=VALUE", help="a recipe option; repeatable"
     )
     parser.add_argument("--list", action="store_true", help="list the built-in recipes with their tasks and splits")
@@ -425,6 +450,8 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if not args.root:
         raise ValueError("--root is required: the folder that holds the corpus (see --info for the layout)")
+    if args.shards:
+        return _write_shards(args, options)
     examples = load_examples(args.recipe, args.root, args.split, args.task, args.limit, options)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RecipeWarning)
@@ -445,4 +472,26 @@ def main(args: argparse.Namespace) -> int:
     for w in caught:
         print(f"qaudio data: warning: {w.message}", file=sys.stderr)
     print(f"qaudio data: wrote {n} examples" + (f" to {args.out}" if args.out else ""), file=sys.stderr)
+    return 0
+
+
+def _write_shards(args: argparse.Namespace, options: dict[str, str]) -> int:
+    """``qaudio data RECIPE --root ROOT --shards OUT``: the split as a shard set (qaudio.shards)."""
+    from .shards import parse_size, write_shards
+
+    if args.out:
+        raise ValueError("--out writes a manifest and --shards a shard set: give one of them")
+    size = parse_size(args.shard_size)
+    records = load_examples(args.recipe, args.root, args.split, args.task, args.limit, options, with_audio=True)
+    source = f"{args.recipe} {args.split or ''} ({args.root})".replace("  ", " ")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RecipeWarning)
+        index = write_shards(records, args.shards, size, args.audio_format, source)
+    for w in caught:
+        print(f"qaudio data: warning: {w.message}", file=sys.stderr)
+    print(
+        f"qaudio data: wrote {index.examples} examples ({index.seconds / 3600:.2f} h, {index.bytes / 1e6:.1f} MB) "
+        f"in {len(index.shards)} shard(s) to {args.shards}",
+        file=sys.stderr,
+    )
     return 0

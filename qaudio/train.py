@@ -100,7 +100,7 @@ def train(cfg: TrainConfig) -> Path:
         state.max_steps, state.probe_step_s = plan_steps(cfg, accelerator, run, optimizer, dev_s, log)
         state.planned_steps = state.max_steps
     scheduler = build_scheduler(optimizer, cfg, state.max_steps)
-    ckpt.register(accelerator, run.trainable, scheduler, state)
+    ckpt.register(accelerator, run.trainable, scheduler, state, *([run.stream] if run.stream else []))
     if header:
         accelerator.load_state(str(resume_from))
         log(f"qaudio train: resuming from {resume_from} (step {state.step} of {state.max_steps})")
@@ -111,7 +111,12 @@ def train(cfg: TrainConfig) -> Path:
     # Making the loader's iterator draws from torch's RNG: kept aside, so that a resumed run's
     # restored RNG goes on exactly as the uninterrupted run's did.
     with torch.random.fork_rng(devices=[]):
-        batches = iter(make_loader(run.sampler, state.position, run.collator, cfg.num_workers))
+        batches = iter(
+            run.stream.loader()
+            if run.stream
+            # streamed shards: their own reader state
+            else make_loader(run.sampler, state.position, run.collator, cfg.num_workers)
+        )
 
     batch_log = (run_dir / f"batches-rank{rank}.jsonl").open("a" if header else "w") if cfg.log_batches else None
     watchdog = NumericsWatchdog(run_dir, run.train_items, rank, precision, cfg.loss_weighting, accelerator.device)

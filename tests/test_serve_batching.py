@@ -92,7 +92,9 @@ def test_serve_command_binds_loopback_and_warns_when_exposed(monkeypatch, capsys
     from qaudio import serve
 
     calls = {}
-    monkeypatch.setattr(serve, "load", lambda model, device=None, dtype=None, max_new_tokens=None, quantize=None: StubModel())
+    monkeypatch.setattr(
+        serve, "load", lambda model, device=None, dtype=None, max_new_tokens=None, quantize=None: StubModel()
+    )
     monkeypatch.setattr(serve, "create_app", lambda model, config: ("app", config))
     monkeypatch.setattr(uvicorn, "run", lambda app, host, port, log_level: calls.update(app=app, host=host, port=port))
     monkeypatch.delenv("QAUDIO_API_KEY", raising=False)

@@ -32,9 +32,12 @@ def choose_target(targets: list[str], seed: int, position: int, example_id: str)
     return targets[int.from_bytes(digest, "little") % len(targets)]
 
 
-def load_clip(item: Item, max_seconds: float) -> np.ndarray:
-    """The item's samples (its segment when chunked); AudioError when unusable."""
-    samples = load_audio(item.example.audio).samples  # (T,) float32, 16 kHz
+def load_clip(item: Item, max_seconds: float, source=None) -> np.ndarray:
+    """The item's samples (its segment when chunked); AudioError when unusable.
+
+    ``source``: the encoded audio when it is not the file ``item.example.audio`` (streamed shards
+    hold the bytes)."""
+    samples = load_audio(item.example.audio if source is None else source).samples  # (T,) float32, 16 kHz
     if item.segment is not None:
         a, b = item.segment
         samples = samples[round(a * SAMPLE_RATE) : round(b * SAMPLE_RATE)]
@@ -64,6 +67,7 @@ class Batch:
     audio_seconds: float = 0.0  # real (unpadded) audio in the batch
     bad: list[BadItem] = field(default_factory=list)  # items left out, for the main process to count
     position: int = -1  # global stream position (-1 for dev batches)
+    stream: dict | None = None  # streamed shards: the reader's state after this batch (.streaming)
 
 
 class Collator:
@@ -109,6 +113,11 @@ class Collator:
                 rows.append((item, pos, load_clip(item, self.max_seconds)))  # (T,)
             except AudioError as e:
                 bad.append(bad_audio(item, e))
+        return self.collate(rows, bad, position)
+
+    def collate(self, rows: list[tuple[Item, int, object]], bad: list[BadItem], position: int) -> Batch:
+        """(item, stream position, samples (T,) or cached states (T', D_enc)) rows -> a Batch; the
+        streamed path (:mod:`.streaming`) loads its rows itself and calls this."""
         if not rows:
             return Batch(None, bad=bad, position=position)
         prompts = [it.task.prompt(it.example.request(it.task), self.style) for it, _, _ in rows]

@@ -144,8 +144,9 @@ def _fit_window(item: Item, max_seconds: float, long_audio: str, bad: BadDataLog
     return []
 
 
-def _check_trainable(item: Item, style: str, bad: BadDataLog) -> bool:
-    """An item whose prompt and target can be built and whose audio file exists."""
+def _check_trainable(item: Item, style: str, bad: BadDataLog, check_file: bool = True) -> bool:
+    """An item whose prompt and target can be built and whose audio file exists (``check_file``:
+    streamed examples carry their audio bytes, not a file)."""
     ex = item.example
     try:
         item.task.prompt(ex.request(item.task), style)
@@ -154,7 +155,7 @@ def _check_trainable(item: Item, style: str, bad: BadDataLog) -> bool:
         reason = "empty target" if isinstance(e, EmptyTargetError) else "bad example"
         bad.record(BadItem(reason, ex.id, ex.audio, str(e), item.source))
         return False
-    if not os.path.isfile(ex.audio):
+    if check_file and not os.path.isfile(ex.audio):
         bad.record(BadItem("missing file", ex.id, ex.audio, "audio file not found", item.source))
         return False
     return True

@@ -254,12 +254,17 @@ class Run:
     collator: Collator
     dev_collator: Collator
     bad: BadDataLog
+    stream: object | None = None  # streamed shard sets: the StreamLoader (loader and checkpointed state)
 
 
 def build_run(cfg: TrainConfig, accelerator, run_dir: Path, resume_from: Path | None, precision: str, log) -> Run:
     """Recipes -> items of the asked tasks -> model -> (feature cache) -> mixture sampler and collators."""
     from ..specs import get_task, registry
+    from .streaming import build_stream_run, shard_locations
 
+    locations = shard_locations(cfg.recipes)
+    if locations:  # shard sets stream: nothing is listed up front
+        return build_stream_run(cfg, accelerator, locations, resume_from, log)
     specs = parse_recipes(cfg.recipes, cfg.train_split, cfg.dev_split)
     prepare_corpora(specs, accelerator)
     keep_all = cfg.tasks.strip() == "all"
