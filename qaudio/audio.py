@@ -64,7 +64,7 @@ def _decode(source) -> tuple[np.ndarray, int]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 data, sr = librosa.load(stream, sr=None, mono=False)
-            return (data.T if data.ndim == 2 else data), sr
+            return (data.T if data.ndim == 2 else data), int(sr)
         except Exception:
             # libsndfile's message names its stream object ("<_io.BytesIO object at 0x...>")
             # and says "does not exist" for files it cannot parse: keep only what it found.

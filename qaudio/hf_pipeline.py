@@ -38,7 +38,11 @@ class AudioLMPipeline:
 
     def __init__(self, model, chunk_length_s: float | None = None, batch_size: int | None = None, **generate_kwargs):
         self.model = model
-        self.defaults = {"chunk_length_s": chunk_length_s, "batch_size": batch_size, "generate_kwargs": generate_kwargs}
+        self.defaults: dict[str, Any] = {
+            "chunk_length_s": chunk_length_s,
+            "batch_size": batch_size,
+            "generate_kwargs": generate_kwargs,
+        }
 
     def __call__(
         self,

@@ -87,7 +87,7 @@ class Recipe:
     homepage: ClassVar[str] = ""  # where the corpus is published (shown in errors)
     layout: ClassVar[str] = ""  # the expected folder layout (shown in errors)
 
-    def examples(self, root: Path, split: str, task: str | None = None) -> Iterator[Example]:
+    def examples(self, root: Path, split: str | None, task: str | None = None) -> Iterator[Example]:
         """Yield the examples of one split; ``task`` None means the recipe's default task.
 
         ``split`` is None only for recipes without fixed ``splits`` when the user named none.

@@ -29,6 +29,8 @@ def _load_file(path: Path, module_name: str, package_dir: Path | None = None):
     spec = importlib.util.spec_from_file_location(
         module_name, path, submodule_search_locations=[str(package_dir)] if package_dir else None
     )
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path} as a Python module (not a .py file?)")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # before exec, so relative imports inside resolve
     try:

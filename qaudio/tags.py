@@ -18,6 +18,7 @@ parsed without torch.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 # ---- The vocabulary, in the order of the released tokenizer ------------------------------
@@ -132,7 +133,7 @@ def add_tag_tokens(tokenizer) -> int:
 # ---- Building prompts --------------------------------------------------------------------
 
 
-def _check_choice(kind: str, value: str, choices) -> None:
+def _check_choice(kind: str, value: str, choices: Sequence[str]) -> None:
     if value not in choices:
         raise ValueError(f"unknown {kind} {value!r}; valid choices: {', '.join(choices)}")
 
@@ -182,6 +183,7 @@ def build_prompt(
     if question is not None:
         raise ValueError(f"a question was given to the {path.task!r} task, which takes none")
     _check_choice("text language", text_lang, tuple(LANGUAGES))
+    assert path.instruction is not None  # TagPath requires one for every task but question
     return (
         head + tag(path.task) + tag(text_lang) + (TIMESTAMPS if timestamps else NO_TIMESTAMPS) + tag(path.instruction)
     )
@@ -218,6 +220,7 @@ def build_natural_prompt(
     """A natural-language instruction carrying the same request as :func:`build_prompt`."""
     build_prompt(path, audio_lang, text_lang, timestamps, question)  # same validation
     if path.task == "question":
+        assert question is not None  # build_prompt refuses a question task without one
         return question.strip()
     key = (path.task, path.instruction)
     if key not in _NATURAL_PROMPTS:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,9 +136,9 @@ def _bfloat16_to_float32(bits: np.ndarray) -> np.ndarray:
     return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
-def read_ctranslate2(paths: str | Path | list[str | Path]) -> CT2Model:
+def read_ctranslate2(parts: str | Path | Sequence[str | Path]) -> CT2Model:
     """Read a CTranslate2 ``model.bin`` (or its parts, in order) into a :class:`CT2Model`."""
-    paths = [Path(p) for p in (paths if isinstance(paths, list) else [paths])]
+    paths = [Path(p) for p in ([parts] if isinstance(parts, (str, Path)) else parts)]
     if not paths:
         raise CTranslate2FormatError("no model.bin file given")
     for path in paths:

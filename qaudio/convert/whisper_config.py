@@ -18,6 +18,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -202,7 +203,7 @@ def build_tokenizer(directory: Path, vocabulary: list[str]):
     known = tokenizer.get_vocab()
     tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in timestamps if t not in known])
     # Every id must mean the same token in both; a mismatch would garble every transcript.
-    ids = tokenizer.convert_tokens_to_ids([t for t in vocabulary if t])
+    ids = cast(list[int], tokenizer.convert_tokens_to_ids([t for t in vocabulary if t]))  # a list in, a list out
     wrong = [(i, t) for (i, t), got in zip([(i, t) for i, t in enumerate(vocabulary) if t], ids) if got != i]
     if wrong or len(tokenizer) > len(vocabulary):
         raise CTranslate2FormatError(

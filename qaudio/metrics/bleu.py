@@ -23,6 +23,7 @@ totals) come from sacrebleu itself, so a bootstrap resample recomputes corpus BL
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import numpy as np
 
@@ -44,7 +45,7 @@ ANCHORS = {
 }
 _TAG = re.compile(r"<\|[^|]*?\|>")
 # profile -> (prediction transform, reference transform)
-TRANSFORMS = {
+TRANSFORMS: dict[str, tuple[Callable[[str], str], Callable[[str], str]]] = {  # profile -> (hypothesis, reference)
     "sacrebleu": (strip_tags, strip_tags),
     "qwen_audio": (str.strip, lambda r: r),
     "qwen2_audio": (lambda p: _TAG.sub("", p), lambda r: r),

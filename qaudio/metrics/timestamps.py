@@ -37,7 +37,7 @@ from rapidfuzz.distance import Levenshtein
 
 from ..tags import format_timestamped, parse_timestamped
 from . import wer as wer_metric
-from .base import MetricFamily, MetricResult, library_versions
+from .base import Aggregate, MetricFamily, MetricResult, library_versions
 from .bootstrap import ratio
 
 PROFILES = {
@@ -157,7 +157,8 @@ def _compute_qwen_audio(predictions: list, references: list, profile: str, langu
     def aas_ms(rows: np.ndarray) -> float:
         return 1000.0 * float(rows[:, 0].sum()) / float(rows[:, 1].sum())
 
-    values, units, bootstrap, not_computed = {}, {}, {}, {}
+    values, units, not_computed = {}, {}, {}
+    bootstrap: dict[str, tuple[np.ndarray, Aggregate]] = {}
     if stats[:, 1].sum() > 0:
         values["aas_ms"], units["aas_ms"], bootstrap["aas_ms"] = aas_ms(stats), "ms", (stats, aas_ms)
     else:
@@ -216,7 +217,8 @@ def compute(predictions: list, references: list, profile: str, language: str = "
         "qwen_audio",
         language,
     )
-    values, units, bootstrap, not_computed = {}, {}, {}, {}
+    values, units, not_computed = {}, {}, {}
+    bootstrap: dict[str, tuple[np.ndarray, Aggregate]] = {}
     if stats[:, 1].sum() > 0:
         for name, agg in aggregates.items():
             values[name] = agg(stats)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
+from typing import Any, cast
 
 import torch
 from transformers import (
@@ -27,6 +28,7 @@ from transformers import (
     AutoTokenizer,
     PretrainedConfig,
     PreTrainedModel,
+    PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
 )
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
@@ -108,8 +110,9 @@ def causal_lm_config(config: LLMConfig) -> PretrainedConfig:
     return hf
 
 
-def load_tokenizer(config: LLMConfig, tokenizer_texts: Iterable[str] | None = None):
+def load_tokenizer(config: LLMConfig, tokenizer_texts: Iterable[str] | None = None) -> PreTrainedTokenizerBase:
     """The LLM's tokenizer with every qaudio tag added, and an end and a padding token set."""
+    tokenizer: PreTrainedTokenizerBase
     if config.source == SCRATCH and config.tokenizer is None:
         tokenizer = train_bpe_tokenizer(tokenizer_texts, config.bpe_vocab_size)
     else:
@@ -169,7 +172,7 @@ def _init_tag_rows(model: PreTrainedModel, ids: list[int]) -> None:
     """Start the appended tag rows at the mean of the rows of the LLM's own tokens (ids below them)."""
     if not ids:
         return
-    tables = [model.get_input_embeddings().weight]
+    tables: list[Any] = [model.get_input_embeddings().weight]  # Parameters (nn.Module types them loosely)
     head = model.get_output_embeddings()
     if head is not None and head.weight is not tables[0]:
         tables.append(head.weight)
@@ -182,7 +185,7 @@ def _pretrained_model(config: LLMConfig, tokenizer) -> PreTrainedModel:
     hf = causal_lm_config(config)
     with fetch_errors(_llm_source(config)):
         model = AutoModelForCausalLM.from_pretrained(config.source, config=hf, dtype=torch.float32)  # cast later
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+    if len(tokenizer) > cast(torch.Tensor, model.get_input_embeddings().weight).shape[0]:
         # The tags are new tokens: grow the embedding (and an untied head) to the tokenizer.
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     # Some tags may land on padding rows the checkpoint already had: every tag row is set here.

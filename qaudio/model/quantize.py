@@ -50,6 +50,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -182,7 +183,7 @@ def _nf4_linear(linear: nn.Linear) -> nn.Module:
 
 def _int4_bitsandbytes(module: nn.Module, names: list[str]) -> None:
     for name in names:
-        _replace(module, name, _nf4_linear(module.get_submodule(name)))
+        _replace(module, name, _nf4_linear(cast(nn.Linear, module.get_submodule(name))))  # names are Linear layers
 
 
 BACKENDS: dict[tuple[str, str], Callable[[nn.Module, list[str]], None]] = {
@@ -202,8 +203,10 @@ def default_backend(mode: str, device: torch.device | str = "cpu") -> str:
 # ---- Dequantizing (saving, and quantizing a quantized model again) ------------------------------
 
 
-def _dequantized_weight(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None] | None:
-    """(weight, bias) in float for a quantized linear layer of any backend here, None for other modules."""
+def _dequantized_weight(module: Any) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """(weight, bias) in float for a quantized linear layer of any backend here, None for other modules.
+
+    ``module`` is Any: the layers of the other backends carry attributes nn.Module does not declare."""
     from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
     if isinstance(module, DynamicInt8Linear):
@@ -223,9 +226,8 @@ def has_quantized_layers(module: nn.Module) -> bool:
 
 def dequantize_(module: nn.Module) -> nn.Module:
     """Replace every quantized linear layer of ``module`` with a float ``nn.Linear`` (in place)."""
-    found = [(name, m) for name, m in module.named_modules() if name and _dequantized_weight(m) is not None]
-    for name, layer in found:
-        weight, bias = _dequantized_weight(layer)
+    found = [(name, wb) for name, m in module.named_modules() if name and (wb := _dequantized_weight(m)) is not None]
+    for name, (weight, bias) in found:
         plain = nn.Linear(
             weight.shape[1], weight.shape[0], bias=bias is not None, device=weight.device, dtype=weight.dtype
         )
@@ -236,7 +238,7 @@ def dequantize_(module: nn.Module) -> nn.Module:
         plain.requires_grad_(False)
         _replace(module, name, plain)
     if getattr(module, "is_loaded_in_4bit", False):  # the flag transformers and peft read
-        module.is_loaded_in_4bit = False
+        setattr(module, "is_loaded_in_4bit", False)  # noqa: B010 (nn.Module types its attributes as tensors)
     return module
 
 
@@ -248,7 +250,7 @@ def dequantized_copy(module: nn.Module) -> nn.Module:
 # ---- Quantizing a model ------------------------------------------------------------------------
 
 
-def _plain_part(model, part: str) -> nn.Module:
+def _plain_part(model, part: str) -> Any:
     """The part with adapters merged into its weights (peft's merge) and its layers in float."""
     from peft import PeftModel
 
@@ -283,7 +285,7 @@ def quantize(model, mode: str, backend: str | None = None, parts: tuple[str, ...
 # ---- QLoRA's frozen base -----------------------------------------------------------------------
 
 
-def hold_in_4bit(llm: nn.Module) -> nn.Module:
+def hold_in_4bit(llm: Any) -> nn.Module:
     """The LLM's Linear layers (not the output head) as frozen NF4 ``Linear4bit``, in place."""
     names = _linear_names(llm, keep=llm.get_output_embeddings())
     _int4_bitsandbytes(llm, names)

@@ -39,6 +39,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from peft import LoraConfig, PeftModel, TrainableTokensConfig, get_peft_model
@@ -106,7 +107,7 @@ def tag_token_ids(tokenizer) -> list[int]:
     return sorted({i for i in ids if i is not None and i != tokenizer.unk_token_id})
 
 
-def _token_row_targets(llm: nn.Module, token_ids: list[int]) -> dict[str, list[int]]:
+def _token_row_targets(llm: Any, token_ids: list[int]) -> dict[str, list[int]]:
     """{module name: ids} for the input embedding, and for the output head unless it is tied to it."""
     targets = {_module_name(llm, llm.get_input_embeddings()): token_ids}
     head = llm.get_output_embeddings()
@@ -205,6 +206,6 @@ def load_adapter(module: nn.Module, directory: Path) -> None:
             "the checkpoint's config.json and its adapters disagree"
         )
     state = load_tensors(directory / ADAPTER_WEIGHTS)
-    result = set_peft_model_state_dict(module, state)
+    result: Any = set_peft_model_state_dict(module, state)  # load_state_dict's keys; peft's function is unannotated
     if result.unexpected_keys:
         raise ValueError(f"{directory}: adapter weights that fit no adapter of the model: {result.unexpected_keys[:5]}")

@@ -60,6 +60,7 @@ def reason_dropped(ex: Example, cfg: FilterConfig) -> str | None:
     m = ex.meta
     if m.get("error"):
         return "unreadable audio"
+    assert isinstance(ex.target, str), "a pseudo-label is one transcript"
     if not ex.target.strip():
         return "empty transcript"
     if m.get("flags"):

@@ -30,6 +30,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -227,7 +228,7 @@ def _render_speech(u: Unit) -> tuple[np.ndarray, list[Example]]:
     out = []
     for task in p["tasks"]:
         name, _, target_lang = task.partition(":")
-        common = dict(
+        common: dict[str, Any] = dict(
             id=f"{u.name}-{task.replace(':', '-')}", audio=u.audio, duration=dur, task=name, audio_lang=lang, meta=meta
         )
         if name == "asr":
@@ -265,7 +266,7 @@ def _render_events(u: Unit) -> tuple[np.ndarray, list[Example]]:
     samples, segments = render_clip(rng)
     dur = round(len(samples) / SR, 3)
     meta = {"segments": [s.to_dict() for s in segments]}
-    common = dict(audio=u.audio, duration=dur, audio_lang="unknown", text_lang="en")
+    common: dict[str, Any] = dict(audio=u.audio, duration=dur, audio_lang="unknown", text_lang="en")
     out = [Example(id=f"{u.name}-aac", task="aac", target=cap.captions(segments, rng), meta=meta, **common)]
     for k, (q, a, qtype) in enumerate(cap.questions(segments, rng, u.params["questions"])):
         out.append(

@@ -245,7 +245,7 @@ def _align_words(text: str, events: list[tuple[int, int, int]], samples: np.ndar
             span = (lo, lo)
         first, last = span
         total = sum(len(w) for w in words)
-        at = first
+        at = float(first)
         for w in words:
             step = (last - first) * len(w) / total
             out.append((w, round(at * FRAME / SAMPLE_RATE, 3), round((at + step) * FRAME / SAMPLE_RATE, 3)))

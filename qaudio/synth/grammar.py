@@ -19,6 +19,7 @@ from __future__ import annotations
 import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -156,7 +157,7 @@ def _pick(rng: np.random.Generator, items: list):
 
 
 _THINGS = ("obj", "food", "animal")
-_BY_KEY = {
+_BY_KEY: dict[str, dict[str, Any]] = {  # slot kind -> key -> a lexicon entry (Noun, Adjective ...)
     "noun": {n.key: n for c in NOUNS.values() for n in c},
     "adj": {a.key: a for a in ADJECTIVES},
     "verb": {v.key: v for v in VERBS_PRESENT},
