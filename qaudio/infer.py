@@ -345,6 +345,7 @@ class Pipeline:
         batch = waiting[:batch_size]
         del waiting[:batch_size]
         t0 = time.perf_counter()
+        outputs: list[np.ndarray] | list[str]  # label scores, or generated texts
         with torch.inference_mode():
             if batch[0].request.labels:
                 outputs = self._score(batch, batch_size)
@@ -371,7 +372,8 @@ class Pipeline:
         else:
             result = Result(text="", task=request.name, language=request.language, flags=["no_speech"])
         # The clip's speech is its most speech-like window's.
-        result.no_speech_prob = None if None in clip.no_speech else min(clip.no_speech)
+        known = [p for p in clip.no_speech if p is not None]
+        result.no_speech_prob = min(known) if len(known) == len(clip.no_speech) else None
         result.timing = {
             "audio_seconds": round(clip.audio.duration, 3),
             "windows": len(parts),
@@ -456,7 +458,7 @@ class Pipeline:
         reusing the encoder states.
         """
         states = self._encode(batch)
-        pairs = [(j, label) for j, w in enumerate(batch) for label in w.request.labels]
+        pairs = [(j, label) for j, w in enumerate(batch) for label in w.request.labels or ()]
         logp = np.empty(len(pairs), dtype=np.float64)
         for k in range(0, len(pairs), pairs_per_pass):
             chunk = pairs[k : k + pairs_per_pass]
@@ -469,8 +471,8 @@ class Pipeline:
             logp[k : k + len(chunk)] = (-out.loss_sum.float()).cpu().numpy()  # sum log p: exact likelihood
         outputs, k = [], 0
         for w in batch:
-            outputs.append(logp[k : k + len(w.request.labels)])
-            k += len(w.request.labels)
+            outputs.append(logp[k : k + len(w.request.labels or ())])
+            k += len(w.request.labels or ())
         return outputs
 
 
@@ -513,11 +515,11 @@ def _stitch(request: Request, parts: list[_Window]) -> Result:
             for p, answer in zip(parts, answers)
             for w, s, e in shift_words([(x.word, x.start, x.end) for x in answer.words or []], p.window.offset)
         ]
-    label = None
+    voted: str | None = None
     if isinstance(request.task, ClassificationTask):
         votes = Counter(answer.label for answer in answers if answer.label)
-        label = votes.most_common(1)[0][0] if votes else ""
-        text = label
+        voted = votes.most_common(1)[0][0] if votes else ""
+        text = voted
     else:
         text = join_texts([answer.text for answer in answers], request.language)
     return Result(
@@ -525,7 +527,7 @@ def _stitch(request: Request, parts: list[_Window]) -> Result:
         task=request.name,
         raw=" ".join(p.output for p in parts),
         words=words,
-        label=label,
+        label=voted,
         language=request.language,
         segments=segments,
         problems=problems,
@@ -578,9 +580,11 @@ def request_from_fields(
     classification task's label set); ``caption_style`` picks a caption task's instruction."""
     if prompt:
         return Request.raw(prompt, generate_kwargs)
+    if task is None:
+        raise RequestError("give a task or a raw prompt")
     label_set = [x.strip() for x in labels.split(",")] if labels else None
     if label_set is None and isinstance(task, ClassificationTask):
-        label_set = task.labels or None
+        label_set = list(task.labels) or None
     if caption_style not in CAPTION_STYLES:
         raise RequestError(f"unknown caption_style {caption_style!r}; valid choices: {', '.join(CAPTION_STYLES)}")
     instruction = CAPTION_STYLES[caption_style] if task.tag_path.task == "caption" else None

@@ -171,6 +171,7 @@ class Utterances:
         return Event("started", self.item, self.start, self.vad.position)
 
     def _close(self, end: int) -> Event:
+        assert self.start is not None, "an utterance is closed after it was opened"
         end = max(end, self.start + 1)
         event = Event("final", self.item, self.start, end)
         self.start, self.last_end = None, end
@@ -366,6 +367,7 @@ class _Session:
 
     async def dispatch(self, events: list[Event]) -> None:
         for e in events:
+            assert self.engine is not None, "events come from the engine"
             if e.kind == "started":
                 await self.send(
                     {

@@ -43,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import flags
 from .audio import Audio, AudioError, load_audio
@@ -127,6 +127,12 @@ class DynamicBatcher:
         self.items = 0
         self.largest_batch = 0
 
+    @property
+    def _queue(self) -> asyncio.Queue:
+        if self.queue is None:  # made in start(): a queue belongs to the event loop it is made in
+            raise RuntimeError("the batcher is not started: call start() in the server's event loop first")
+        return self.queue
+
     async def start(self) -> None:
         self.queue = asyncio.Queue()
         self.task = asyncio.create_task(self._collect())
@@ -141,24 +147,24 @@ class DynamicBatcher:
         self.executor.shutdown(wait=True)
 
     async def submit(self, audio: Audio, query: Request) -> Result:
-        if self.queue.qsize() >= self.max_queue:
+        if self._queue.qsize() >= self.max_queue:
             raise ApiError(
                 503,
-                f"server busy: {self.queue.qsize()} requests waiting (max {self.max_queue}); retry later",
+                f"server busy: {self._queue.qsize()} requests waiting (max {self.max_queue}); retry later",
                 code="queue_full",
             )
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put((audio, query, future))
+        await self._queue.put((audio, query, future))
         return await future
 
     async def _collect(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await self.queue.get()]
+            batch = [await self._queue.get()]
             deadline = loop.time() + self.window_s
             while len(batch) < self.max_batch:
                 try:
-                    batch.append(self.queue.get_nowait())  # already waiting: take without delay
+                    batch.append(self._queue.get_nowait())  # already waiting: take without delay
                     continue
                 except asyncio.QueueEmpty:
                     pass
@@ -166,7 +172,7 @@ class DynamicBatcher:
                 if remaining <= 0:
                     break
                 try:
-                    batch.append(await asyncio.wait_for(self.queue.get(), remaining))
+                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
                 except asyncio.TimeoutError:
                     break
             batch = [b for b in batch if not b[2].done()]  # a client that went away is not computed
@@ -337,7 +343,8 @@ async def _send_error(send, error: ApiError) -> None:
 
 def create_app(model: Pipeline, config: ServeConfig | None = None):
     """The FastAPI app for ``model`` (wrapped in the key/size guard)."""
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
+    from fastapi import Request as HTTPRequest  # Request alone is qaudio's model request (infer.Request)
     from fastapi.responses import JSONResponse, PlainTextResponse
     from starlette.concurrency import run_in_threadpool
     from starlette.datastructures import UploadFile
@@ -358,7 +365,7 @@ def create_app(model: Pipeline, config: ServeConfig | None = None):
     async def api_error(request, error: ApiError):
         return JSONResponse(error.body(), status_code=error.status)
 
-    async def read_form(request: Request) -> tuple[dict, bytes, str]:
+    async def read_form(request: HTTPRequest) -> tuple[dict, bytes, str]:
         """The form fields, the ``file`` bytes and its name; errors are 400s naming the problem."""
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise ApiError(400, "expected a multipart/form-data body with a 'file' field", param="file")
@@ -373,7 +380,7 @@ def create_app(model: Pipeline, config: ServeConfig | None = None):
             raise ApiError(400, "missing the 'file' field (the audio file, sent as a multipart file)", param="file")
         data = await upload.read()
         name = upload.filename or "file"
-        fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+        fields: dict[str, Any] = {k: v for k, v in form.multi_items() if isinstance(v, str)}
         fields["timestamp_granularities"] = form.getlist("timestamp_granularities[]") + form.getlist(
             "timestamp_granularities"
         )
@@ -386,7 +393,7 @@ def create_app(model: Pipeline, config: ServeConfig | None = None):
     async def answer(clip: Audio, query: Request) -> Result:
         result = await batcher.submit(clip, query)
         if not result.ok:
-            raise ApiError(500, result.error, code="model_error")
+            raise ApiError(500, result.error or "the model failed on this input", code="model_error")
         return result
 
     def formatted(result: Result, fields: dict, task: str):
@@ -447,19 +454,19 @@ def create_app(model: Pipeline, config: ServeConfig | None = None):
         }
 
     @app.post("/v1/audio/transcriptions")
-    async def transcriptions(request: Request):
+    async def transcriptions(request: HTTPRequest):
         fields, data, name = await read_form(request)
         query = openai_query(fields, "transcribe")
         return formatted(await answer(await decode(data, name), query), fields, "transcribe")
 
     @app.post("/v1/audio/translations")
-    async def translations(request: Request):
+    async def translations(request: HTTPRequest):
         fields, data, name = await read_form(request)
         query = openai_query(fields, "translate")
         return formatted(await answer(await decode(data, name), query), fields, "translate")
 
     @app.post("/v1/generate")
-    async def generate(request: Request):
+    async def generate(request: HTTPRequest):
         fields, data, name = await read_form(request)
         prompt, task = fields.get("prompt") or None, fields.get("task") or "asr"
         # Built-in names only: a task given by file path would run that file's code on the server.

@@ -47,7 +47,9 @@ class _Mapping:
     so a variable that nothing maps fails the import instead of being dropped silently."""
 
     def __init__(self, ct2: CT2Model):
-        self.ct2, self.used, self.state = ct2, set(), {}
+        self.ct2 = ct2
+        self.used: set[str] = set()
+        self.state: dict[str, np.ndarray] = {}
         self._converted: dict[str, np.ndarray] = {}  # an aliased variable is widened once
 
     def take(self, name: str) -> np.ndarray:

@@ -40,11 +40,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import WhisperFeatureExtractor
+from transformers import PreTrainedModel, WhisperFeatureExtractor
 from transformers.utils import ModelOutput
 
 from ..config import ModelConfig
@@ -71,8 +72,8 @@ class AudioLMOutput(ModelOutput):
     target_tokens: torch.Tensor | None = None
 
 
-def _embedding_rms(llm: nn.Module) -> float:
-    weight = llm.get_input_embeddings().weight.detach()
+def _embedding_rms(llm: PreTrainedModel) -> float:
+    weight = cast(torch.Tensor, llm.get_input_embeddings().weight).detach()
     return float(weight.float().pow(2).mean().sqrt())
 
 
@@ -92,7 +93,8 @@ class AudioLM(nn.Module):
         self.config = config
         self.audio_tower = audio_tower
         self.projector = projector
-        self.language_model = language_model
+        # Any: a transformers causal LM, or peft's wrapper of one (their methods are not nn.Module's)
+        self.language_model: Any = language_model
         self.processor = AudioProcessor(tokenizer, feature_extractor, config)
         self.token_ids = self.processor.token_ids  # the ids the forward pass and generate need
         self.quantization = None  # how the Linear layers are quantized (qaudio.model.quantize.quantize sets it)

@@ -128,7 +128,7 @@ def load_checkpoint(cls, path_or_hub_id: str | Path, device=None, dtype=None):
     audio_tower = WhisperEncoder(WhisperConfig.from_dict(meta["audio_tower"]))
     llm_config = dict(meta["language_model"])
     model_type = llm_config.get("model_type")
-    if model_type not in CONFIG_MAPPING:
+    if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
         raise ValueError(f"{directory}: language model type {model_type!r} is unknown to this transformers")
     language_model = AutoModelForCausalLM.from_config(
         CONFIG_MAPPING[model_type].from_dict(llm_config), dtype=torch.float32

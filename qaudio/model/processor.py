@@ -99,7 +99,8 @@ class AudioProcessor:
         ids = tokenizer.convert_tokens_to_ids([AUDIO_BOS, AUDIO_PLACEHOLDER, AUDIO_EOS])
         if None in ids or (tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids):
             raise ValueError("the tokenizer lacks the audio tokens; build it with qaudio.tags.add_tag_tokens")
-        self.token_ids = TokenIds(*ids, pad=tokenizer.pad_token_id, eos=tokenizer.eos_token_id)
+        audio_bos, audio, audio_eos = ids
+        self.token_ids = TokenIds(audio_bos, audio, audio_eos, pad=tokenizer.pad_token_id, eos=tokenizer.eos_token_id)
 
     # ---- Saving and loading ------------------------------------------------------------------
 

@@ -54,8 +54,10 @@ from .weights import load_tensors, save_tensors
 ADAPTER_WEIGHTS = "adapter_model.safetensors"  # peft's file name (its config is adapter_config.json)
 
 
-def unwrap(module: nn.Module) -> nn.Module:
-    """The transformers model inside a peft wrapper (adapters stay injected in its layers)."""
+def unwrap(module: nn.Module) -> Any:
+    """The transformers model inside a peft wrapper (adapters stay injected in its layers).
+
+    Typed Any: callers use the transformers model's own attributes (config, get_input_embeddings)."""
     return module.get_base_model() if isinstance(module, PeftModel) else module
 
 
