@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -83,7 +84,7 @@ class Collator:
         max_seconds: float,
         cache=None,
         keys: list[str] | None = None,
-        known_bad: set[str] | None = None,
+        known_bad: Collection[str] | None = None,
     ):
         self.processor = processor
         self.items = items
@@ -103,6 +104,7 @@ class Collator:
             if item.example.id in self.known_bad:
                 continue
             if self.cache is not None:
+                assert self.keys is not None, "a feature cache comes with the items' keys"
                 rows.append((item, pos, self.cache.get(self.keys[index])))  # (T', D_enc)
                 continue
             try:
@@ -176,5 +178,8 @@ def first_usable_batch(collator: Collator, n_items: int, bad: BadDataLog) -> Bat
     raise TrainingAborted("no training example could be loaded: every one is bad data (see the messages above)")
 
 
-def to_device(inputs: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
+def to_device(inputs: dict[str, torch.Tensor] | None, device: torch.device | str) -> dict[str, torch.Tensor]:
+    """A batch's inputs on ``device``; the batches the loop runs always have some (see first_usable_batch)."""
+    if inputs is None:
+        raise ValueError("a batch whose every item failed to load has no inputs to run")
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}

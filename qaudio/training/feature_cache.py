@@ -29,6 +29,7 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -96,7 +97,7 @@ class FeatureCache:
             tmp = meta.with_suffix(f".tmp{os.getpid()}")
             tmp.write_text(json.dumps(self.identity, indent=1, sort_keys=True, default=str), encoding="utf-8")
             os.replace(tmp, meta)
-        self._handles: dict[str, object] = {}
+        self._handles: dict[str, Any] = {}  # shard name -> safetensors' open file (safe_open)
         self.index: dict[str, str] = {}
         self.refresh()
 
@@ -169,11 +170,13 @@ def fill_cache(
     audio could not be used; those keys stay missing.
     """
     from ..audio import AudioError
+    from .bad_data import BadItem
     from .batching import bad_audio, load_clip
 
     load = load or (lambda item: load_clip(item, processor.max_audio_seconds))
     order = sorted(todo, key=lambda k: todo[k].duration)
-    bad, pending = [], {}
+    bad: list[BadItem] = []
+    pending: dict[str, torch.Tensor] = {}
     bar = None
     if progress:
         from tqdm.auto import tqdm

@@ -221,7 +221,8 @@ def build_model(cfg: TrainConfig, texts: list[str] | None, tokenizer_dir: Path |
 
 def dev_subset(items: list[Item], tasks: list[str], per_task: int) -> list[Item]:
     """The first ``per_task`` dev items of each training task (deterministic)."""
-    kept, counts = [], defaultdict(int)
+    kept: list[Item] = []
+    counts: defaultdict[str, int] = defaultdict(int)
     for item in items:
         t = item.example.task
         if t in tasks and counts[t] < per_task:

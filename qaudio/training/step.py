@@ -12,8 +12,10 @@ import contextlib
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 import torch
@@ -25,6 +27,10 @@ from .batching import Batch, first_usable_batch, to_device
 from .config import TrainConfig
 from .losses import LossMeter, all_finite, evaluate_dev, output_loss
 from .state import TrainState
+
+if TYPE_CHECKING:
+    from .metrics_log import MetricsLog
+    from .watchdog import NumericsWatchdog
 
 DEADLINE_SLACK = 1.1  # --max-minutes: stop at 110% of the budget if the machine slows down after the probe
 
@@ -58,15 +64,15 @@ class Stepper:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    accelerator: object
+    accelerator: Any  # accelerate.Accelerator (accelerate ships no type information)
     cfg: TrainConfig
     precision: str
     micro: MicroBatches
-    watchdog: object  # NumericsWatchdog
-    metrics: object  # MetricsLog
-    log: object  # print on the main process, silent elsewhere
+    watchdog: NumericsWatchdog
+    metrics: MetricsLog
+    log: Callable[[str], None]  # print on the main process, silent elsewhere
     run_dir: Path
-    batch_log: object = None  # --log-batches: this process's batches-rank<R>.jsonl
+    batch_log: TextIO | None = None  # --log-batches: this process's batches-rank<R>.jsonl
 
     def accumulate(self, state: TrainState) -> tuple[list[Batch], list[float] | None]:
         """``grad_accum`` forward/backward passes: the step's batches, and the losses of those that

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 
@@ -117,8 +118,8 @@ class NumericsWatchdog:
         """Replay ``batches`` (the bad step's micro-batches) with hooks armed; write and return the finding."""
         # Each process replays its own batches on the bare model: no collective calls, so a bad
         # step that every process skips is diagnosed without waiting on the others.
-        inner = model.module if hasattr(model, "module") else model
-        finding = {"step": step, "kind": "none", "module": None, "inputs_finite": None}
+        inner = cast(torch.nn.Module, model.module) if hasattr(model, "module") else model  # DDP's wrapped model
+        finding: dict[str, Any] = {"step": step, "kind": "none", "module": None, "inputs_finite": None}
         for batch in batches:
             if batch.inputs is None:
                 continue
