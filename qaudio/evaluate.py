@@ -351,7 +351,7 @@ def _environment(device: str | None) -> dict:
     import torch
     import transformers
 
-    env = {
+    env: dict[str, Any] = {
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
         "torch": torch.__version__,
@@ -367,7 +367,7 @@ def _environment(device: str | None) -> dict:
 
 def _entry(loaded: Loaded) -> dict:
     b = loaded.benchmark
-    entry = {
+    entry: dict[str, Any] = {
         "name": b.name,
         "task": loaded.task.name,
         "task_spec": b.task,
@@ -455,7 +455,7 @@ def evaluate(suite: Suite, cfg: EvalConfig, suite_source: str | None = None) -> 
         detect_no_speech=cfg.speech_check,
     )
     device = str(audio_model.device)
-    systems = [{"name": MODEL, "kind": "model", "path": str(model)}]
+    systems: list[dict[str, Any]] = [{"name": MODEL, "kind": "model", "path": str(model)}]
     systems += (
         [
             {
@@ -579,6 +579,8 @@ def main(args: argparse.Namespace) -> int:
     else:
         if cfg.manifest:
             suite, source = manifest_suite(cfg.manifest), str(Path(cfg.manifest).resolve())
+        elif cfg.suite is None:
+            raise ValueError("give a suite (--suite NAME) or a manifest (--manifest FILE) to evaluate")
         else:
             suite, source = get_suite(cfg.suite), cfg.suite
             if not isinstance(suite, Suite):

@@ -63,6 +63,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -70,6 +71,11 @@ from . import flags
 from .audio import SAMPLE_RATE, Audio, load_audio
 from .vad import INSTALL_HINT, StreamingVAD, VADConfig
 from .vad import available as vad_available
+
+if TYPE_CHECKING:
+    from .infer import Pipeline
+    from .run import RunConfig
+    from .task import Request
 
 EVENT = "conversation.item.input_audio_transcription"  # prefix of the transcript events
 LOOKBACK_S = 1.0  # audio kept before the current position while nobody speaks (covers the VAD's start padding)
@@ -598,7 +604,7 @@ def vad_segments(model, path: str, query) -> list[dict]:
     ]
 
 
-def run_cli(model, args: argparse.Namespace, query) -> int:
+def run_cli(model: Pipeline, args: RunConfig, query: Request) -> int:
     """``qaudio run --stream`` / ``--vad``: one file at a time, utterance by utterance."""
     if not vad_available():
         raise ValueError(INSTALL_HINT)

@@ -19,6 +19,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from .audio import AudioError, audio_duration, load_audio
 from .tags import LANGUAGES
@@ -67,7 +68,7 @@ def answer(
     except AudioError as e:  # name the upload, not the server's temporary path
         raise ValueError(str(e).replace(str(audio_path), Path(audio_path).name)) from None
     method, fixed = TASKS[task]
-    kwargs = dict(fixed)
+    kwargs: dict[str, Any] = dict(fixed)
     if method == "transcribe":
         kwargs["timestamps"] = bool(timestamps)
     elif method == "translate":
@@ -122,7 +123,8 @@ def read_examples(manifest: str | None, per_task: int = 1) -> list[list]:
 
     if not manifest or not Path(manifest).is_file():
         return []
-    chosen, counts = [], {}
+    chosen: list[list] = []  # gr.Examples rows: audio, task, language, question, timestamps
+    counts: dict[str, int] = {}
     for ex in read_manifest(manifest):
         task = EXAMPLE_TASKS.get(ex.task)
         if task is None or counts.get(ex.task, 0) >= per_task or not Path(ex.audio).is_file():
