@@ -20,13 +20,16 @@ its windows); the pipeline only reshapes them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .audio import SAMPLE_RATE, Audio, AudioError, load_audio
 from .chunking import SEARCH_SECONDS, is_silent, join_texts, shift_words, split_windows
 from .tags import LANGUAGES
+
+if TYPE_CHECKING:
+    from .infer import Pipeline
 
 TIMESTAMP_MODES = (False, True, "word")
 
@@ -139,7 +142,9 @@ def _audio(x) -> Audio:
     return load_audio(x)
 
 
-def pipeline(model, device: str | None = None, dtype: str | None = None, **defaults) -> AudioLMPipeline:
+def pipeline(
+    model: str | Pipeline, device: str | None = None, dtype: str | None = None, **defaults: Any
+) -> AudioLMPipeline:
     """``qaudio.pipeline("runs/demo/model")``: a path or hub id (or a loaded model) -> an ASR pipeline."""
     if isinstance(model, str):
         from .infer import load

@@ -131,7 +131,7 @@ class WhisperPeer:
 PEERS: dict[str, Callable] = {"whisper": WhisperPeer}
 
 
-def load_peer(runner: str, source: str, device: str | None = None):
+def load_peer(runner: str, source: str, device: str | None = None) -> WhisperPeer:
     """The peer runner ``runner`` loaded from ``source``."""
     if runner not in PEERS:
         raise ValueError(f"unknown peer runner {runner!r}; valid choices: {', '.join(PEERS)}")

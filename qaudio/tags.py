@@ -17,6 +17,12 @@ parsed without torch.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -117,7 +123,7 @@ def all_special_tokens() -> list[str]:
     ]
 
 
-def add_tag_tokens(tokenizer) -> int:
+def add_tag_tokens(tokenizer: PreTrainedTokenizerBase) -> int:
     """Add every tag, time token and audio token to a Hugging Face tokenizer as special tokens.
 
     Returns how many were new (0 on a second call: idempotent). Special tokens are never

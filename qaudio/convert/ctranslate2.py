@@ -25,6 +25,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -112,7 +113,7 @@ class _Reader:
         self.offset = end
         return chunk
 
-    def unpack(self, fmt: str, what: str):
+    def unpack(self, fmt: str, what: str) -> tuple[Any, ...]:
         return struct.unpack("<" + fmt, self.take(struct.calcsize("<" + fmt), what))
 
     def string(self, what: str) -> str:

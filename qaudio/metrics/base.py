@@ -174,7 +174,12 @@ class MetricFamily:
         return profile
 
     def __call__(
-        self, predictions: Sequence, references: Sequence, profile: str | None = None, language: str = "en", **options
+        self,
+        predictions: Sequence,
+        references: Sequence,
+        profile: str | None = None,
+        language: str = "en",
+        **options: Any,
     ) -> MetricResult:
         if len(predictions) != len(references):
             raise ValueError(

@@ -50,6 +50,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from types import ModuleType
 from typing import Any, cast
 
 import torch
@@ -109,7 +110,7 @@ def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
     setattr(root.get_submodule(parent) if parent else root, child, new)
 
 
-def _require(package: str, purpose: str):
+def _require(package: str, purpose: str) -> ModuleType:
     import importlib
 
     try:
@@ -138,7 +139,7 @@ def _int8_torch(module: nn.Module, names: list[str]) -> None:
     quantize_dynamic(module, dict.fromkeys(names, qconfig), inplace=True)
 
 
-def _torchao_config(mode: str):
+def _torchao_config(mode: str) -> Any:
     _require("torchao", f"{mode} with backend 'torchao'")
     from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig
 

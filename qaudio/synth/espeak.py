@@ -27,6 +27,7 @@ import ctypes
 import string
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -128,7 +129,7 @@ class _Engine:
         # process loaded the same file too, it stays mapped and its state carries over.)
         _ctypes.dlclose(self.lib._handle)
 
-    def _on_audio(self, wav, num_samples, events) -> int:
+    def _on_audio(self, wav: Any, num_samples: int, events: Any) -> int:
         if num_samples > 0:
             self.chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
         i = 0
