@@ -39,7 +39,13 @@ class AudioLMPipeline:
 
     task = "automatic-speech-recognition"
 
-    def __init__(self, model, chunk_length_s: float | None = None, batch_size: int | None = None, **generate_kwargs):
+    def __init__(
+        self,
+        model: Pipeline,
+        chunk_length_s: float | None = None,
+        batch_size: int | None = None,
+        **generate_kwargs: Any,
+    ):
         self.model = model
         self.defaults: dict[str, Any] = {
             "chunk_length_s": chunk_length_s,
@@ -49,13 +55,13 @@ class AudioLMPipeline:
 
     def __call__(
         self,
-        inputs,
+        inputs: Any,
         return_timestamps: bool | str = False,
         chunk_length_s: float | None = None,
         stride_length_s: Any = None,
         batch_size: int | None = None,
         generate_kwargs: dict | None = None,
-        **kwargs,
+        **kwargs: Any,
     ) -> dict | list[dict]:
         if return_timestamps not in TIMESTAMP_MODES:
             raise ValueError(
@@ -129,7 +135,7 @@ def _language(value: str | None) -> str | None:
     return code
 
 
-def _audio(x) -> Audio:
+def _audio(x: Any) -> Audio:
     if isinstance(x, dict):
         array = x.get("raw", x.get("array"))
         if array is None or "sampling_rate" not in x:

@@ -63,7 +63,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
@@ -74,7 +74,9 @@ from .vad import available as vad_available
 
 if TYPE_CHECKING:
     from .infer import Pipeline
+    from .result import Result
     from .run import RunConfig
+    from .serve import DynamicBatcher
     from .task import Request
 
 EVENT = "conversation.item.input_audio_transcription"  # prefix of the transcript events
@@ -191,7 +193,7 @@ class Utterances:
             self.buffer, self.base = self.buffer[cut:], self.base + cut
 
 
-def transcripts_for(model, lang: str | None):
+def transcripts_for(model: Pipeline, lang: str | None) -> tuple[Request, Request]:
     """The partial (plain) and final (word times) queries for one language."""
     from .specs import get_task
 
@@ -199,7 +201,7 @@ def transcripts_for(model, lang: str | None):
     return asr.request(lang), asr.request(lang, timestamps=True)
 
 
-def words_json(result, offset_s: float) -> list[dict]:
+def words_json(result: Result, offset_s: float) -> list[dict]:
     """Word times shifted from the utterance to the stream (seconds, 10 ms time-token grid)."""
     return [
         {"word": w.word, "start": round(w.start + offset_s, 3), "end": round(w.end + offset_s, 3)}
@@ -225,7 +227,7 @@ class _Session:
 
     ids = itertools.count(1)
 
-    def __init__(self, ws, model, batcher, config: RealtimeConfig):
+    def __init__(self, ws: Any, model: Pipeline, batcher: DynamicBatcher, config: RealtimeConfig):
         self.ws, self.model, self.batcher, self.config = ws, model, batcher, config
         self.id = f"sess_{next(self.ids)}"
         self.language = "en"
@@ -410,7 +412,7 @@ class _Session:
     def _item(self, n: int) -> str:
         return f"item_{self.id[5:]}_{n}"
 
-    async def _transcribe(self, clip: Audio, query):
+    async def _transcribe(self, clip: Audio, query: Request) -> tuple[Result | None, str | None, str | None]:
         from .serve import ApiError
 
         try:
@@ -460,7 +462,9 @@ class _Session:
         )
 
 
-def add_realtime_route(app, model, batcher, api_key: str | None, config: RealtimeConfig | None = None) -> None:
+def add_realtime_route(
+    app: Any, model: Pipeline, batcher: DynamicBatcher, api_key: str | None, config: RealtimeConfig | None = None
+) -> None:
     """Add ``WS /v1/realtime`` to a FastAPI app (the server's batcher runs the model)."""
     from starlette.routing import WebSocketRoute
 
@@ -526,12 +530,12 @@ def config_from_args(args: argparse.Namespace) -> RealtimeConfig:
 
 
 def stream_file(
-    model,
+    model: Pipeline,
     path: str,
     lang: str | None = None,
     chunk_s: float = 0.1,
     realtime: bool = False,
-    out=None,
+    out: TextIO | None = None,
     as_json: bool = False,
 ) -> list[dict]:
     """Run the streaming engine over a file (paced like a live recording when ``realtime``);
@@ -585,7 +589,7 @@ def stream_file(
     return finals
 
 
-def vad_segments(model, path: str, query) -> list[dict]:
+def vad_segments(model: Pipeline, path: str, query: Request) -> list[dict]:
     """``qaudio run --vad``: the file's speech stretches (offline VAD), each answered as one clip."""
     from .vad import speech_spans
 

@@ -39,6 +39,7 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -234,7 +235,7 @@ def to_vtt(cues: list[Segment]) -> str:
     return "WEBVTT\n\n" + "".join(f"{_clock(c.start, '.')} --> {_clock(c.end, '.')}\n{c.text}\n\n" for c in cues)
 
 
-def to_verbose_json(result: Result, task: str, temperature: float, granularities: set[str], tokenizer) -> dict:
+def to_verbose_json(result: Result, task: str, temperature: float, granularities: set[str], tokenizer: Any) -> dict:
     """OpenAI's verbose_json transcription object (``TranscriptionVerbose``)."""
     body = {
         "task": task,
@@ -272,7 +273,7 @@ def to_verbose_json(result: Result, task: str, temperature: float, granularities
 class _Guard:
     """ASGI middleware: bearer key and upload size, checked before the body is parsed."""
 
-    def __init__(self, app, config: ServeConfig):
+    def __init__(self, app: Any, config: ServeConfig):  # app: the ASGI app it guards
         self.app, self.config = app, config
 
     async def __call__(self, scope, receive, send):
@@ -329,7 +330,7 @@ def _too_large(size: int, limit: int, streamed: bool = False) -> ApiError:
     )
 
 
-async def _send_error(send, error: ApiError) -> None:
+async def _send_error(send: Callable[[dict], Awaitable[None]], error: ApiError) -> None:
     body = json.dumps(error.body()).encode()
     await send(
         {
@@ -341,11 +342,11 @@ async def _send_error(send, error: ApiError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def create_app(model: Pipeline, config: ServeConfig | None = None):
+def create_app(model: Pipeline, config: ServeConfig | None = None) -> _Guard:
     """The FastAPI app for ``model`` (wrapped in the key/size guard)."""
     from fastapi import FastAPI
     from fastapi import Request as HTTPRequest  # Request alone is qaudio's model request (infer.Request)
-    from fastapi.responses import JSONResponse, PlainTextResponse
+    from fastapi.responses import JSONResponse, PlainTextResponse, Response
     from starlette.concurrency import run_in_threadpool
     from starlette.datastructures import UploadFile
 
@@ -362,7 +363,7 @@ def create_app(model: Pipeline, config: ServeConfig | None = None):
     app.state.batcher = batcher
 
     @app.exception_handler(ApiError)
-    async def api_error(request, error: ApiError):
+    async def api_error(request: HTTPRequest, error: ApiError) -> JSONResponse:
         return JSONResponse(error.body(), status_code=error.status)
 
     async def read_form(request: HTTPRequest) -> tuple[dict, bytes, str]:
@@ -396,7 +397,7 @@ def create_app(model: Pipeline, config: ServeConfig | None = None):
             raise ApiError(500, result.error or "the model failed on this input", code="model_error")
         return result
 
-    def formatted(result: Result, fields: dict, task: str):
+    def formatted(result: Result, fields: dict, task: str) -> Response:
         fmt = fields.get("response_format") or "json"
         if fmt == "text":
             return PlainTextResponse(result.text + "\n")
@@ -454,19 +455,19 @@ def create_app(model: Pipeline, config: ServeConfig | None = None):
         }
 
     @app.post("/v1/audio/transcriptions")
-    async def transcriptions(request: HTTPRequest):
+    async def transcriptions(request: HTTPRequest) -> Response:
         fields, data, name = await read_form(request)
         query = openai_query(fields, "transcribe")
         return formatted(await answer(await decode(data, name), query), fields, "transcribe")
 
     @app.post("/v1/audio/translations")
-    async def translations(request: HTTPRequest):
+    async def translations(request: HTTPRequest) -> Response:
         fields, data, name = await read_form(request)
         query = openai_query(fields, "translate")
         return formatted(await answer(await decode(data, name), query), fields, "translate")
 
     @app.post("/v1/generate")
-    async def generate(request: HTTPRequest):
+    async def generate(request: HTTPRequest) -> Response:
         fields, data, name = await read_form(request)
         prompt, task = fields.get("prompt") or None, fields.get("task") or "asr"
         # Built-in names only: a task given by file path would run that file's code on the server.
@@ -562,7 +563,7 @@ def _decode_upload(data: bytes, name: str, max_duration_s: float) -> Audio:
 class BackgroundServer:
     """Run the app with uvicorn in a thread (tests, notebooks): ``with BackgroundServer(app) as url: ...``."""
 
-    def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0):
         import uvicorn
 
         self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
@@ -579,7 +580,7 @@ class BackgroundServer:
         port = self.server.servers[0].sockets[0].getsockname()[1]
         return f"http://{self.host}:{port}"
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
 
