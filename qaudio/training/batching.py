@@ -12,6 +12,14 @@ workers, and after a resume (no random state to carry).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..model.processor import AudioProcessor
+    from .feature_cache import FeatureCache
+    from .mixing import MixtureSampler
+
+
 import hashlib
 import os
 from collections.abc import Collection
@@ -77,12 +85,12 @@ class Collator:
 
     def __init__(
         self,
-        processor,
+        processor: AudioProcessor,
         items: list[Item],
         style: str,
         seed: int,
         max_seconds: float,
-        cache=None,
+        cache: FeatureCache | None = None,
         keys: list[str] | None = None,
         known_bad: Collection[str] | None = None,
     ):
@@ -98,7 +106,8 @@ class Collator:
     def __call__(self, request: list[tuple[int, int]]) -> Batch:
         """``request``: (stream position, item index) pairs of one micro-batch."""
         position = request[0][0] if request else -1
-        rows, bad = [], []
+        rows: list[tuple[Item, int, Any]] = []  # (item, position, samples (T,) or cached states (T', D_enc))
+        bad = []
         for pos, index in request:
             item = self.items[index]
             if item.example.id in self.known_bad:
@@ -144,7 +153,7 @@ class IdentityDataset(torch.utils.data.Dataset):
 class PositionedBatches:
     """The sampler's micro-batches tagged with their global stream positions, as a batch sampler."""
 
-    def __init__(self, sampler, start: int):
+    def __init__(self, sampler: MixtureSampler, start: int):
         self.sampler = sampler
         self.start = start
 
@@ -155,7 +164,9 @@ class PositionedBatches:
             position += self.sampler.world_size
 
 
-def make_loader(sampler, start: int, collator: Collator, num_workers: int) -> torch.utils.data.DataLoader:
+def make_loader(
+    sampler: MixtureSampler, start: int, collator: Collator, num_workers: int
+) -> torch.utils.data.DataLoader:
     """An endless loader of :class:`Batch` from global position ``start``."""
     return torch.utils.data.DataLoader(
         IdentityDataset(),

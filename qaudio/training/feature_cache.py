@@ -27,9 +27,17 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from ..model.audio_lm import AudioLM
+    from ..model.processor import AudioProcessor
+    from .bad_data import BadDataLog
+    from .config import TrainConfig
 
 import torch
 
@@ -65,7 +73,7 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def encoder_identity(model, processor, precision: str) -> dict:
+def encoder_identity(model: AudioLM, processor: AudioProcessor, precision: str) -> dict:
     """What the encoder id hashes: everything that changes the encoder's outputs (the model's
     encoder config and audio tower, the processor's feature extractor, the precision)."""
     return {
@@ -141,7 +149,12 @@ class FeatureCache:
         return final
 
 
-def encode_clips(processor, model, clips: list, autocast=contextlib.nullcontext) -> list[torch.Tensor]:
+def encode_clips(
+    processor: AudioProcessor,
+    model: AudioLM,
+    clips: list,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+) -> list[torch.Tensor]:
     """Encoder states of each clip, (T'_i, D_enc) float32, as training computes them: the
     processor's float32 log-mels, the encoder on real lengths (:meth:`AudioLM.encode`) under
     ``autocast()`` (the training precision)."""
@@ -153,14 +166,14 @@ def encode_clips(processor, model, clips: list, autocast=contextlib.nullcontext)
 
 def fill_cache(
     cache: FeatureCache,
-    processor,
-    model,
+    processor: AudioProcessor,
+    model: AudioLM,
     todo: dict,
     batch_size: int,
     tag: str,
     progress: bool = False,
-    autocast=contextlib.nullcontext,
-    load=None,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    load: Callable[[Any], Any] | None = None,
 ) -> list:
     """Encode the clips of ``todo`` (key -> item with a ``duration``) and store them in shards.
 
@@ -205,7 +218,15 @@ def fill_cache(
     return bad
 
 
-def cache_for_training(cfg, model, processor, accelerator, items_by_split: dict[str, list], bad, precision: str):
+def cache_for_training(
+    cfg: TrainConfig,
+    model: AudioLM,
+    processor: AudioProcessor,
+    accelerator: Accelerator,
+    items_by_split: dict[str, list],
+    bad: BadDataLog,
+    precision: str,
+) -> tuple[FeatureCache, dict[str, list[str]], dict[str, list]]:
     """Open ``--cache-encoder DIR``, compute what is missing (split over processes), key every item.
 
     Returns (cache, {split: keys}, {split: items}) with items whose audio failed removed.
@@ -214,6 +235,8 @@ def cache_for_training(cfg, model, processor, accelerator, items_by_split: dict[
 
     from .bad_data import BadItem
 
+    if cfg.cache_encoder is None:
+        raise ValueError("no --cache-encoder directory was given")
     if model.config.trainable.encoder != "frozen":
         raise ValueError(
             f"--cache-encoder needs a frozen encoder; this model trains it "

@@ -73,7 +73,9 @@ def lr_factor(step: int, max_steps: int, warmup: int, schedule: str, min_ratio: 
     return min_ratio + (1.0 - min_ratio) * decay
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, max_steps: int):
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, max_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     fn = partial(
         lr_factor,
         max_steps=max_steps,

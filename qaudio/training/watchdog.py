@@ -21,7 +21,7 @@ reported as such.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, cast
 
@@ -34,7 +34,7 @@ from .losses import output_loss
 REPORT = "numerics-rank{rank}.jsonl"  # in the run folder, one line per bad step
 
 
-def _finite(value) -> bool:
+def _finite(value: Any) -> bool:
     """Every floating tensor inside ``value`` (a tensor, tuple, list, dict or model output) is finite."""
     if isinstance(value, torch.Tensor):
         return not value.is_floating_point() or bool(torch.isfinite(value).all())
@@ -55,7 +55,7 @@ class FirstNonFinite:
             m.register_forward_hook(self._hook(name), with_kwargs=True) for name, m in model.named_modules() if name
         ]
 
-    def _hook(self, name: str):
+    def _hook(self, name: str) -> Callable[..., None]:
         def hook(module, args, kwargs, output):
             if self.module is None and not _finite(output):
                 self.module, self.inputs_finite = name, _finite(args) and _finite(kwargs)
