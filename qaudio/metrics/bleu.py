@@ -73,7 +73,7 @@ def _check_mecab() -> None:
         ) from None
 
 
-def _reference_streams(references: list, transform=strip_tags) -> list[list[str]]:
+def _reference_streams(references: list, transform: Callable[[str], str] = strip_tags) -> list[list[str]]:
     """sacrebleu's layout: one stream per reference position; every example needs the same count."""
     refs = [[r] if isinstance(r, str) else list(r) for r in references]
     counts = {len(r) for r in refs}

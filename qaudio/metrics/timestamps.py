@@ -31,6 +31,8 @@ package, which can change which of two identical words is matched.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rapidfuzz.distance import Levenshtein
@@ -39,6 +41,9 @@ from ..tags import format_timestamped, parse_timestamped
 from . import wer as wer_metric
 from .base import Aggregate, MetricFamily, MetricResult, library_versions
 from .bootstrap import ratio
+
+if TYPE_CHECKING:
+    from ..data import Example
 
 PROFILES = {
     "qwen_audio": "Qwen-Audio evaluate_srwt AverageShiftCalculator: AAS (ms) over the raw segments between time tokens "
@@ -57,7 +62,7 @@ HIST_EDGES_MS = [float(x) for x in range(0, 520, 20)]  # 20-ms bins to 500 ms; t
 Words = list[tuple[str, float, float]]
 
 
-def timed_words(value, what: str = "prediction") -> tuple[Words, list[str]]:
+def timed_words(value: str | list, what: str = "prediction") -> tuple[Words, list[str]]:
     """(words, problems) from time-token text (``<|0.00|>hi<|0.30|>``) or [[word, start_s, end_s], ...]."""
     if isinstance(value, str):
         parsed = parse_timestamped(value)
@@ -92,7 +97,7 @@ def matched_boundaries(ref: Words, hyp: Words) -> np.ndarray:
     return np.round(np.asarray(errors, dtype=np.float64).reshape(-1, 2), 6)
 
 
-def _as_text(value, what: str) -> str:
+def _as_text(value: str | list, what: str) -> str:
     """Time-token text, as the anchor reads it; word lists are written in qaudio's target format."""
     if isinstance(value, str):
         return value
@@ -260,12 +265,12 @@ def compute(predictions: list, references: list, profile: str, language: str = "
 # ---- The family ----------------------------------------------------------------------------
 
 
-def reference_words(example) -> list[list]:
+def reference_words(example: Example) -> list[list]:
     """An example's reference: its word times as [[word, start_s, end_s], ...]."""
     return [list(w) for w in example.words or []]
 
 
-def stored_prediction(p: dict):
+def stored_prediction(p: dict) -> str | list[list]:
     """What is scored of a stored prediction. One window: the generated time-token text, so the
     metric counts malformed outputs. Several windows: the stitched words, whose times are shifted
     to the whole clip."""
@@ -274,7 +279,7 @@ def stored_prediction(p: dict):
     return p.get("raw") or ""
 
 
-def boundary_errors(examples, predictions: dict[str, list], results: dict) -> dict | None:
+def boundary_errors(examples: Sequence[Example], predictions: dict[str, list], results: dict) -> dict | None:
     """Absolute start and end errors (ms) of every matched word, binned, per system (the report's histogram)."""
     counts, overflow = {}, {}
     for system in results:

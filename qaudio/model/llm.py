@@ -133,7 +133,7 @@ def load_tokenizer(config: LLMConfig, tokenizer_texts: Iterable[str] | None = No
     return tokenizer
 
 
-def _scratch_model(config: LLMConfig, tokenizer) -> PreTrainedModel:
+def _scratch_model(config: LLMConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
     try:
         hf_config = AutoConfig.for_model(
             config.arch,
@@ -155,13 +155,13 @@ def _scratch_model(config: LLMConfig, tokenizer) -> PreTrainedModel:
     return AutoModelForCausalLM.from_config(hf_config, dtype=torch.float32)
 
 
-def appended_tag_ids(tokenizer) -> list[int]:
+def appended_tag_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """The ids of the tags :func:`qaudio.tags.add_tag_tokens` appended after the LLM's own tokens.
 
     They are the run of tag ids that ends the vocabulary; a tag the LLM's tokenizer already had
     sits among its own tokens and keeps its pretrained row.
     """
-    tags = set(tokenizer.convert_tokens_to_ids(all_special_tokens()))
+    tags = set(cast(list[int], tokenizer.convert_tokens_to_ids(all_special_tokens())))  # a list in, a list out
     first = len(tokenizer)
     while first - 1 in tags:
         first -= 1
@@ -181,7 +181,7 @@ def _init_tag_rows(model: PreTrainedModel, ids: list[int]) -> None:
             weight[ids] = weight[: ids[0]].mean(dim=0)  # padding rows past the tokenizer are not averaged
 
 
-def _pretrained_model(config: LLMConfig, tokenizer) -> PreTrainedModel:
+def _pretrained_model(config: LLMConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
     hf = causal_lm_config(config)
     with fetch_errors(_llm_source(config)):
         model = AutoModelForCausalLM.from_pretrained(config.source, config=hf, dtype=torch.float32)  # cast later
@@ -230,7 +230,7 @@ def _resolved(config: LLMConfig, model: PreTrainedModel) -> LLMConfig:
         ) from None
 
 
-def load_language_model(config: LLMConfig, tokenizer) -> tuple[PreTrainedModel, LLMConfig]:
+def load_language_model(config: LLMConfig, tokenizer: PreTrainedTokenizerBase) -> tuple[PreTrainedModel, LLMConfig]:
     """The causal LM named by ``config.source`` (vocabulary fitting ``tokenizer``) and the resolved config."""
     build = _scratch_model if config.source == SCRATCH else _pretrained_model
     model = build(config, tokenizer)

@@ -51,10 +51,13 @@ import copy
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from types import ModuleType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from .audio_lm import AudioLM
 
 MODES = ("int8", "int4")
 PARTS = ("llm", "encoder", "projector")
@@ -251,7 +254,7 @@ def dequantized_copy(module: nn.Module) -> nn.Module:
 # ---- Quantizing a model ------------------------------------------------------------------------
 
 
-def _plain_part(model, part: str) -> Any:
+def _plain_part(model: AudioLM, part: str) -> Any:
     """The part with adapters merged into its weights (peft's merge) and its layers in float."""
     from peft import PeftModel
 
@@ -261,7 +264,9 @@ def _plain_part(model, part: str) -> Any:
     return dequantize_(module)
 
 
-def quantize(model, mode: str, backend: str | None = None, parts: tuple[str, ...] | list[str] = ("llm",)):
+def quantize(
+    model: AudioLM, mode: str, backend: str | None = None, parts: tuple[str, ...] | list[str] = ("llm",)
+) -> AudioLM:
     """Quantize ``model`` (an AudioLM) in place for inference, record how, and return it.
 
     ``backend``: ``None`` picks :func:`default_backend` for the model's device. ``parts``:

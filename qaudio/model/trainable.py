@@ -39,7 +39,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from peft import LoraConfig, PeftModel, TrainableTokensConfig, get_peft_model
@@ -48,6 +48,11 @@ from torch import nn
 
 from ..config import TrainableConfig
 from ..tags import all_special_tokens
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from .audio_lm import AudioLM
 from .quantize import dequantize_, dequantized_copy
 from .weights import load_tensors, save_tensors
 
@@ -101,11 +106,11 @@ ENCODER_TRAINING: dict[str, Callable[[nn.Module, TrainableConfig], nn.Module]] =
 # ---- The language model ---------------------------------------------------------------------
 
 
-def tag_token_ids(tokenizer) -> list[int]:
+def tag_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """Ids of every qaudio tag, time and audio token: the rows a pretrained LLM has never trained.
 
     Tokens the tokenizer lacks are left out (an imported Qwen2-Audio has the audio tokens only)."""
-    ids = tokenizer.convert_tokens_to_ids(all_special_tokens())
+    ids = cast("list[int | None]", tokenizer.convert_tokens_to_ids(all_special_tokens()))  # a list in, a list out
     return sorted({i for i in ids if i is not None and i != tokenizer.unk_token_id})
 
 
@@ -153,7 +158,7 @@ LLM_TRAINING: dict[str, Callable[[nn.Module, TrainableConfig, list[int]], nn.Mod
 }
 
 
-def apply_trainable(model) -> None:
+def apply_trainable(model: AudioLM) -> None:
     """Freeze, unfreeze or wrap ``model``'s parts (an AudioLM) as ``model.config.trainable`` says."""
     trainable = model.config.trainable
     for part in (model.audio_tower, model.language_model):

@@ -125,7 +125,9 @@ class Unit:
 # ---- Planning (main process) ----------------------------------------------------------------
 
 
-def _speaker(rng: np.random.Generator, pool: list[Sentence], split: str, langs=("en", "de", "fr")) -> dict:
+def _speaker(
+    rng: np.random.Generator, pool: list[Sentence], split: str, langs: tuple[str, ...] = ("en", "de", "fr")
+) -> dict:
     """A random talker for babble or an overlay: any sentence of the split, a voice of the split."""
     lang = str(rng.choice(langs))
     s = pool[int(rng.integers(len(pool)))]

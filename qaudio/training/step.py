@@ -29,7 +29,10 @@ from .losses import LossMeter, all_finite, evaluate_dev, output_loss
 from .state import TrainState
 
 if TYPE_CHECKING:
+    from accelerate import Accelerator
+
     from .metrics_log import MetricsLog
+    from .setup import Run
     from .watchdog import NumericsWatchdog
 
 DEADLINE_SLACK = 1.1  # --max-minutes: stop at 110% of the budget if the machine slows down after the probe
@@ -160,7 +163,14 @@ class Stepper:
 class LogWindow:
     """Every ``--log-every`` steps: one ``train`` record of the window's means over every process."""
 
-    def __init__(self, accelerator, metrics, scheduler, tasks: list[str], bar=None):
+    def __init__(
+        self,
+        accelerator: Accelerator,
+        metrics: MetricsLog,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        tasks: list[str],
+        bar: Any = None,  # a tqdm bar on the main process
+    ):
         self.accelerator, self.metrics, self.scheduler, self.tasks, self.bar = (
             accelerator,
             metrics,
@@ -197,7 +207,15 @@ class LogWindow:
         self.t0 = time.perf_counter()
 
 
-def dev_pass(model, accelerator, run, cfg: TrainConfig, state: TrainState, metrics, log) -> float:
+def dev_pass(
+    model: torch.nn.Module,
+    accelerator: Accelerator,
+    run: Run,
+    cfg: TrainConfig,
+    state: TrainState,
+    metrics: MetricsLog,
+    log: Callable[[str], None],
+) -> float:
     """Log the per-task dev loss at ``state.step``; returns the seconds it took."""
     if not run.dev_items:
         return 0.0
@@ -218,7 +236,7 @@ def dev_pass(model, accelerator, run, cfg: TrainConfig, state: TrainState, metri
     return time.perf_counter() - t0
 
 
-def past_deadline(deadline: float | None, accelerator) -> bool:
+def past_deadline(deadline: float | None, accelerator: Accelerator) -> bool:
     """The probe's estimate holds on a quiet machine; if other work slows this one down later, the
     run stops at the deadline (final dev pass and save included) instead of overrunning it."""
     if deadline is None:
