@@ -5,6 +5,14 @@ the input of a causal LLM; prompts use Qwen-Audio's hierarchical task tags. ``qa
 is imported lazily so that ``import qaudio`` (and ``qaudio.tags``) do not import torch.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .hf_pipeline import AudioLMPipeline
+    from .infer import Pipeline
+
 __version__ = "0.1.0"
 
 
@@ -14,8 +22,8 @@ def load(
     dtype: str | None = None,
     max_new_tokens: int | None = None,
     quantize: str | None = None,
-    **options,
-):
+    **options: Any,
+) -> Pipeline:
     """Load a trained model (a directory or hub id) as a :class:`qaudio.infer.Pipeline`, optionally
     quantized (``quantize``: int8, int4); ``options`` (batch_size, on_degenerate, detect_no_speech)
     go to it. See :mod:`qaudio.infer`."""
@@ -24,7 +32,9 @@ def load(
     return _load(model, device=device, dtype=dtype, max_new_tokens=max_new_tokens, quantize=quantize, **options)
 
 
-def pipeline(model, device: str | None = None, dtype: str | None = None, **defaults):
+def pipeline(
+    model: str | Pipeline, device: str | None = None, dtype: str | None = None, **defaults: Any
+) -> AudioLMPipeline:
     """A transformers-style ASR pipeline over a qaudio model; see :mod:`qaudio.hf_pipeline`."""
     from .hf_pipeline import pipeline as _pipeline
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass
+from typing import Union
 
 import numpy as np
 
@@ -35,7 +36,11 @@ class Audio:
         return len(self.samples) / SAMPLE_RATE
 
 
-def _describe(source) -> str:
+# What load_audio takes: a file path, encoded file bytes, a loaded Audio, or samples (with their rate).
+AudioSource = Union[str, os.PathLike, bytes, bytearray, "Audio", np.ndarray]
+
+
+def _describe(source: AudioSource) -> str:
     if isinstance(source, (str, os.PathLike)):
         return str(source)
     if isinstance(source, (bytes, bytearray)):
@@ -43,7 +48,7 @@ def _describe(source) -> str:
     return "<array>"
 
 
-def _decode(source) -> tuple[np.ndarray, int]:
+def _decode(source: str | os.PathLike | bytes | bytearray) -> tuple[np.ndarray, int]:
     """Read a path or bytes into (samples (T,) or (T, C), sample rate)."""
     import soundfile as sf
 
@@ -64,7 +69,7 @@ def _decode(source) -> tuple[np.ndarray, int]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 data, sr = librosa.load(stream, sr=None, mono=False)
-            return (data.T if data.ndim == 2 else data), sr
+            return (data.T if data.ndim == 2 else data), int(sr)
         except Exception:
             # libsndfile's message names its stream object ("<_io.BytesIO object at 0x...>")
             # and says "does not exist" for files it cannot parse: keep only what it found.
@@ -100,7 +105,7 @@ def to_mono_16k(samples: np.ndarray, sample_rate: int, source: str = "<array>") 
     return np.ascontiguousarray(samples, dtype=np.float32)
 
 
-def load_audio(source, sample_rate: int | None = None, allow_silence: bool = False) -> Audio:
+def load_audio(source: AudioSource, sample_rate: int | None = None, allow_silence: bool = False) -> Audio:
     """Load a path, bytes, or an array (with ``sample_rate``) as 16 kHz mono float32.
 
     Raises :class:`AudioError` for a missing file, undecodable data, NaN/inf samples, a clip

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def _positive(section: str, **values: int | float) -> None:
             raise ValueError(f"{section}.{name} must be a positive number, got {value!r}")
 
 
-def _choice(section: str, name: str, value: str, choices) -> None:
+def _choice(section: str, name: str, value: str, choices: Iterable[str]) -> None:
     if value not in choices:
         raise ValueError(f"{section}.{name} is {value!r}; expected one of: {', '.join(choices)}")
 

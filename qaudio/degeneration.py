@@ -180,7 +180,8 @@ def summary(counts: Counter) -> str:
 
 def examples(predictions: list[dict], per_flag: int = 3) -> list[tuple[str, str, str]]:
     """Up to ``per_flag`` (flag, id, answer) of each flag, for the report's listing."""
-    out, seen = [], Counter()
+    out: list[tuple[str, str, str]] = []
+    seen: Counter[str] = Counter()
     for p in predictions:
         for f in p.get("flags") or []:
             if seen[f] < per_flag:

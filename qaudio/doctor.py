@@ -17,6 +17,8 @@ import argparse
 import importlib.metadata
 import re
 import shutil
+import sys
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,12 +66,10 @@ class Check:
 def requirements() -> list[Requirement]:
     """qaudio's requirements: pyproject.toml next to the package (a checkout), else installed metadata."""
     pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
-    try:
-        import tomllib  # Python >= 3.11
-    except ImportError:
-        tomllib = None
     project: dict = {}
-    if pyproject.is_file() and tomllib is not None:
+    if pyproject.is_file() and sys.version_info >= (3, 11):  # tomllib is Python >= 3.11
+        import tomllib
+
         project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
     if project.get("name") == "qaudio":  # not some other project's file beside an installed package
         reqs = [Requirement(r) for r in project["dependencies"]]
@@ -120,8 +120,8 @@ def check_extras(reqs: list[Requirement], required: set[str]) -> list[Check]:
     """One line per extra: installed, or what is missing and the pip command."""
     extras: dict[str, list[Requirement]] = {}
     for req in reqs:
-        if extra_of(req):
-            extras.setdefault(extra_of(req), []).append(req)
+        if extra := extra_of(req):
+            extras.setdefault(extra, []).append(req)
     unknown = sorted(required - set(extras))
     out = [Check("fail", f"extra {e}", "not an extra of qaudio", f"choose from {', '.join(extras)}") for e in unknown]
     for extra, items in extras.items():
@@ -257,7 +257,7 @@ def check_disk() -> Check:
     return Check("ok", "disk", where)
 
 
-def run_checks(required: set[str] = frozenset()) -> list[Check]:
+def run_checks(required: AbstractSet[str] = frozenset()) -> list[Check]:
     reqs = requirements()
     checks = check_core(reqs) + check_extras(reqs, set(required))
     if any(c.status == "fail" and c.item in HIGHLIGHTED for c in checks):

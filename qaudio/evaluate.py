@@ -34,7 +34,7 @@ import sys
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__, flags
 from .config import resolve_data_root
@@ -48,6 +48,11 @@ from .run import GuardOptions, ModelOptions
 from .specs import get_suite, get_task, registry
 from .suite import Benchmark, Peer, Suite
 from .task import ClassificationTask, Task
+
+if TYPE_CHECKING:
+    from .infer import Pipeline
+    from .peers import WhisperPeer
+    from .result import Result
 
 BOOTSTRAP = 1000  # resamples for the 95% intervals
 
@@ -188,7 +193,7 @@ def _timing(m: Measurement, examples: list[Example], tokens: int | None) -> dict
     }
 
 
-def prediction(example_id: str, result) -> dict:
+def prediction(example_id: str, result: Result) -> dict:
     """A Result as a report stores it (one shape for the model and its peers)."""
     d = result.to_dict()
     return {
@@ -219,7 +224,7 @@ def _system_entry(results: list, examples: list[Example], m: Measurement) -> dic
     }
 
 
-def run_model(model, loaded: Loaded, batch_size: int, progress: bool = True) -> dict:
+def run_model(model: Pipeline, loaded: Loaded, batch_size: int, progress: bool = True) -> dict:
     """The model's predictions and timing for one benchmark (a report ``results`` entry)."""
     task, examples = loaded.task, loaded.examples
     labels = list(task.labels) if isinstance(task, ClassificationTask) and task.labels else None
@@ -229,7 +234,7 @@ def run_model(model, loaded: Loaded, batch_size: int, progress: bool = True) -> 
     return {**_system_entry(results, examples, m), "generation": _generation(model, loaded, labels)}
 
 
-def _generation(model, loaded: Loaded, labels: list[str] | None) -> dict:
+def _generation(model: Pipeline, loaded: Loaded, labels: list[str] | None) -> dict:
     """How the predictions were made (decoding and a hash of the prompts), for the metric's provenance."""
     import hashlib
 
@@ -260,7 +265,7 @@ def peer_applies(peer: Peer, loaded: Loaded) -> bool:
     return peer.languages is None or {ex.audio_lang for ex in loaded.examples} <= set(peer.languages)
 
 
-def run_peer(runner, loaded: Loaded, batch_size: int) -> dict:
+def run_peer(runner: WhisperPeer, loaded: Loaded, batch_size: int) -> dict:
     """A peer's predictions and timing for one benchmark: its Results, stored as the model's are."""
     device = str(runner.device)
     with measure("peer", device) as m:
@@ -351,7 +356,7 @@ def _environment(device: str | None) -> dict:
     import torch
     import transformers
 
-    env = {
+    env: dict[str, Any] = {
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
         "torch": torch.__version__,
@@ -367,7 +372,7 @@ def _environment(device: str | None) -> dict:
 
 def _entry(loaded: Loaded) -> dict:
     b = loaded.benchmark
-    entry = {
+    entry: dict[str, Any] = {
         "name": b.name,
         "task": loaded.task.name,
         "task_spec": b.task,
@@ -455,7 +460,7 @@ def evaluate(suite: Suite, cfg: EvalConfig, suite_source: str | None = None) -> 
         detect_no_speech=cfg.speech_check,
     )
     device = str(audio_model.device)
-    systems = [{"name": MODEL, "kind": "model", "path": str(model)}]
+    systems: list[dict[str, Any]] = [{"name": MODEL, "kind": "model", "path": str(model)}]
     systems += (
         [
             {
@@ -579,6 +584,8 @@ def main(args: argparse.Namespace) -> int:
     else:
         if cfg.manifest:
             suite, source = manifest_suite(cfg.manifest), str(Path(cfg.manifest).resolve())
+        elif cfg.suite is None:
+            raise ValueError("give a suite (--suite NAME) or a manifest (--manifest FILE) to evaluate")
         else:
             suite, source = get_suite(cfg.suite), cfg.suite
             if not isinstance(suite, Suite):

@@ -20,13 +20,16 @@ its windows); the pipeline only reshapes them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .audio import SAMPLE_RATE, Audio, AudioError, load_audio
 from .chunking import SEARCH_SECONDS, is_silent, join_texts, shift_words, split_windows
 from .tags import LANGUAGES
+
+if TYPE_CHECKING:
+    from .infer import Pipeline
 
 TIMESTAMP_MODES = (False, True, "word")
 
@@ -36,19 +39,29 @@ class AudioLMPipeline:
 
     task = "automatic-speech-recognition"
 
-    def __init__(self, model, chunk_length_s: float | None = None, batch_size: int | None = None, **generate_kwargs):
+    def __init__(
+        self,
+        model: Pipeline,
+        chunk_length_s: float | None = None,
+        batch_size: int | None = None,
+        **generate_kwargs: Any,
+    ):
         self.model = model
-        self.defaults = {"chunk_length_s": chunk_length_s, "batch_size": batch_size, "generate_kwargs": generate_kwargs}
+        self.defaults: dict[str, Any] = {
+            "chunk_length_s": chunk_length_s,
+            "batch_size": batch_size,
+            "generate_kwargs": generate_kwargs,
+        }
 
     def __call__(
         self,
-        inputs,
+        inputs: Any,
         return_timestamps: bool | str = False,
         chunk_length_s: float | None = None,
         stride_length_s: Any = None,
         batch_size: int | None = None,
         generate_kwargs: dict | None = None,
-        **kwargs,
+        **kwargs: Any,
     ) -> dict | list[dict]:
         if return_timestamps not in TIMESTAMP_MODES:
             raise ValueError(
@@ -122,7 +135,7 @@ def _language(value: str | None) -> str | None:
     return code
 
 
-def _audio(x) -> Audio:
+def _audio(x: Any) -> Audio:
     if isinstance(x, dict):
         array = x.get("raw", x.get("array"))
         if array is None or "sampling_rate" not in x:
@@ -135,7 +148,9 @@ def _audio(x) -> Audio:
     return load_audio(x)
 
 
-def pipeline(model, device: str | None = None, dtype: str | None = None, **defaults) -> AudioLMPipeline:
+def pipeline(
+    model: str | Pipeline, device: str | None = None, dtype: str | None = None, **defaults: Any
+) -> AudioLMPipeline:
     """``qaudio.pipeline("runs/demo/model")``: a path or hub id (or a loaded model) -> an ASR pipeline."""
     if isinstance(model, str):
         from .infer import load

@@ -22,8 +22,12 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
+
+if TYPE_CHECKING:
+    from huggingface_hub import ModelCard
 
 from .config import CHECKPOINT_CONFIG, PIP_PREFIX, SCRATCH, TINY_RANDOM
 
@@ -176,7 +180,9 @@ def _prompts(tasks: list[str], style: str) -> list[tuple[str, str]]:
     return out
 
 
-def build_card(model_dir: str | Path, repo_id: str, report: dict | None = None, license: str | None = None):
+def build_card(
+    model_dir: str | Path, repo_id: str, report: dict | None = None, license: str | None = None
+) -> ModelCard:
     """The model card (a ``huggingface_hub.ModelCard``) for ``model_dir``, with results from ``report``."""
     from huggingface_hub import ModelCard, ModelCardData
 
@@ -340,7 +346,7 @@ def build_card(model_dir: str | Path, repo_id: str, report: dict | None = None, 
     return ModelCard(content)
 
 
-def stage(model_dir: str | Path, card, out: str | Path) -> Path:
+def stage(model_dir: str | Path, card: ModelCard, out: str | Path) -> Path:
     """Write the folder that is uploaded: the model directory's files and the card as README.md."""
     model_dir, out = Path(model_dir), Path(out)
     if out.exists() and any(out.iterdir()):

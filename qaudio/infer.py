@@ -41,7 +41,7 @@ import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -53,6 +53,9 @@ from .dtypes import torch_dtype
 from .result import Result, Word
 from .specs import get_task
 from .task import ClassificationTask, Request, RequestError, Task
+
+if TYPE_CHECKING:
+    from .model import AudioLM
 
 # caption(style=...) -> the output instruction tag.
 CAPTION_STYLES = {"clotho": "caption_clotho", "audiocaps": "caption_audiocaps", "plain": "caption_plain"}
@@ -76,7 +79,11 @@ def length_groups(lengths: Sequence[int], ratio: float = ENCODER_LENGTH_RATIO) -
     return groups
 
 
-def _load_input(item, index: int | None) -> Audio:
+# One clip: a path, encoded bytes, (samples, sample_rate), or a loaded Audio; a list or tuple of them is a batch.
+Inputs = Any
+
+
+def _load_input(item: object, index: int | None) -> Audio:
     """One user input -> Audio; errors name the batch position for inputs without a path."""
     where = "" if index is None or isinstance(item, (str, os.PathLike)) else f"input {index}: "
     try:
@@ -94,7 +101,7 @@ def _load_input(item, index: int | None) -> Audio:
         raise AudioError(f"{where}{e}") from None
 
 
-def _duration_hint(item) -> float:
+def _duration_hint(item: object) -> float:
     """Seconds of an input before it is loaded (the file header for a path), to order the work;
     0 when it cannot be told cheaply (bytes, or a file that will fail to load)."""
     if isinstance(item, Audio):
@@ -109,7 +116,7 @@ def _duration_hint(item) -> float:
     return 0.0
 
 
-def _is_array_pair(x) -> bool:
+def _is_array_pair(x: tuple) -> bool:
     return (
         len(x) == 2
         and isinstance(x[1], (int, float))
@@ -150,7 +157,7 @@ class Pipeline:
 
     def __init__(
         self,
-        model,
+        model: AudioLM,
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_new_tokens: int | None = None,
         name: str = "model",
@@ -193,15 +200,19 @@ class Pipeline:
 
     # -- task methods: one input -> Result (a bad input raises AudioError); a list -> list[Result]
 
-    def transcribe(self, audio, lang: str | None = None, timestamps: bool = False, **generate_kwargs):
+    def transcribe(
+        self, audio: Inputs, lang: str | None = None, timestamps: bool = False, **generate_kwargs: Any
+    ) -> Result | list[Result]:
         """Speech -> text in the spoken language; ``timestamps`` adds word start/end times."""
         return self._ask(audio, get_task("asr").request(lang, timestamps=timestamps, generate_kwargs=generate_kwargs))
 
-    def translate(self, audio, to: str = "en", lang: str | None = None, **generate_kwargs):
+    def translate(
+        self, audio: Inputs, to: str = "en", lang: str | None = None, **generate_kwargs: Any
+    ) -> Result | list[Result]:
         """Speech in ``lang`` -> text in ``to``."""
         return self._ask(audio, get_task("s2tt").request(lang, to, generate_kwargs=generate_kwargs))
 
-    def caption(self, audio, style: str = "clotho", **generate_kwargs):
+    def caption(self, audio: Inputs, style: str = "clotho", **generate_kwargs: Any) -> Result | list[Result]:
         """A one-sentence description of the sound; ``style``: clotho, audiocaps or plain."""
         if style not in CAPTION_STYLES:
             raise ValueError(f"unknown caption style {style!r}; valid choices: {', '.join(CAPTION_STYLES)}")
@@ -209,11 +220,19 @@ class Pipeline:
             audio, get_task("aac").request(instruction=CAPTION_STYLES[style], generate_kwargs=generate_kwargs)
         )
 
-    def ask(self, audio, question: str, lang: str | None = None, **generate_kwargs):
+    def ask(
+        self, audio: Inputs, question: str, lang: str | None = None, **generate_kwargs: Any
+    ) -> Result | list[Result]:
         """Audio question answering: a free-form answer to ``question`` about the audio."""
         return self._ask(audio, get_task("aqa").request(lang, question=question, generate_kwargs=generate_kwargs))
 
-    def classify(self, audio, task: str | Task = "emotion", labels: Sequence[str] | None = None, **generate_kwargs):
+    def classify(
+        self,
+        audio: Inputs,
+        task: str | Task = "emotion",
+        labels: Sequence[str] | None = None,
+        **generate_kwargs: Any,
+    ) -> Result | list[Result]:
         """One label: ``task`` is emotion, scene, vocal or note (a task's alias), a task name such
         as ``ser``, or a Task.
 
@@ -225,11 +244,11 @@ class Pipeline:
             labels = spec.labels or None
         return self._ask(audio, spec.request(labels=labels, generate_kwargs=generate_kwargs))
 
-    def generate(self, audio, prompt: str, **generate_kwargs):
+    def generate(self, audio: Inputs, prompt: str, **generate_kwargs: Any) -> Result | list[Result]:
         """The answer to a raw prompt (tags and all), e.g. from ``qaudio prompt``."""
         return self._ask(audio, Request.raw(prompt, generate_kwargs))
 
-    def _ask(self, audio, request: Request):
+    def _ask(self, audio: Inputs, request: Request) -> Result | list[Result]:
         if isinstance(audio, list) or (isinstance(audio, tuple) and not _is_array_pair(audio)):
             return self.run(list(audio), request)
         return self.run([audio], request, raise_errors=True)[0]
@@ -243,7 +262,7 @@ class Pipeline:
         batch_size: int | None = None,
         labels: Sequence[str] | None = None,
         progress: bool = True,
-        **generate_kwargs,
+        **generate_kwargs: Any,
     ) -> list[Result]:
         """Answer manifest examples (each asked as ``example.request(task)``), in input order.
 
@@ -347,6 +366,7 @@ class Pipeline:
         batch = waiting[:batch_size]
         del waiting[:batch_size]
         t0 = time.perf_counter()
+        outputs: list[np.ndarray] | list[str]  # label scores, or generated texts
         with torch.inference_mode():
             if batch[0].request.labels:
                 outputs = self._score(batch, batch_size)
@@ -373,7 +393,8 @@ class Pipeline:
         else:
             result = Result(text="", task=request.name, language=request.language, flags=["no_speech"])
         # The clip's speech is its most speech-like window's.
-        result.no_speech_prob = None if None in clip.no_speech else min(clip.no_speech)
+        known = [p for p in clip.no_speech if p is not None]
+        result.no_speech_prob = min(known) if len(known) == len(clip.no_speech) else None
         result.timing = {
             "audio_seconds": round(clip.audio.duration, 3),
             "windows": len(parts),
@@ -458,7 +479,7 @@ class Pipeline:
         reusing the encoder states.
         """
         states = self._encode(batch)
-        pairs = [(j, label) for j, w in enumerate(batch) for label in w.request.labels]
+        pairs = [(j, label) for j, w in enumerate(batch) for label in w.request.labels or ()]
         logp = np.empty(len(pairs), dtype=np.float64)
         for k in range(0, len(pairs), pairs_per_pass):
             chunk = pairs[k : k + pairs_per_pass]
@@ -471,8 +492,8 @@ class Pipeline:
             logp[k : k + len(chunk)] = (-out.loss_sum.float()).cpu().numpy()  # sum log p: exact likelihood
         outputs, k = [], 0
         for w in batch:
-            outputs.append(logp[k : k + len(w.request.labels)])
-            k += len(w.request.labels)
+            outputs.append(logp[k : k + len(w.request.labels or ())])
+            k += len(w.request.labels or ())
         return outputs
 
 
@@ -515,11 +536,11 @@ def _stitch(request: Request, parts: list[_Window]) -> Result:
             for p, answer in zip(parts, answers, strict=True)
             for w, s, e in shift_words([(x.word, x.start, x.end) for x in answer.words or []], p.window.offset)
         ]
-    label = None
+    voted: str | None = None
     if isinstance(request.task, ClassificationTask):
         votes = Counter(answer.label for answer in answers if answer.label)
-        label = votes.most_common(1)[0][0] if votes else ""
-        text = label
+        voted = votes.most_common(1)[0][0] if votes else ""
+        text = voted
     else:
         text = join_texts([answer.text for answer in answers], request.language)
     return Result(
@@ -527,7 +548,7 @@ def _stitch(request: Request, parts: list[_Window]) -> Result:
         task=request.name,
         raw=" ".join(p.output for p in parts),
         words=words,
-        label=label,
+        label=voted,
         language=request.language,
         segments=segments,
         problems=problems,
@@ -540,7 +561,7 @@ def load(
     dtype: str | None = None,
     max_new_tokens: int | None = None,
     quantize: str | None = None,
-    **options,
+    **options: Any,
 ) -> Pipeline:
     """Load a saved model (a directory from ``save_pretrained``, or a hub id) for inference.
 
@@ -580,9 +601,11 @@ def request_from_fields(
     classification task's label set); ``caption_style`` picks a caption task's instruction."""
     if prompt:
         return Request.raw(prompt, generate_kwargs)
+    if task is None:
+        raise RequestError("give a task or a raw prompt")
     label_set = [x.strip() for x in labels.split(",")] if labels else None
     if label_set is None and isinstance(task, ClassificationTask):
-        label_set = task.labels or None
+        label_set = list(task.labels) or None
     if caption_style not in CAPTION_STYLES:
         raise RequestError(f"unknown caption_style {caption_style!r}; valid choices: {', '.join(CAPTION_STYLES)}")
     instruction = CAPTION_STYLES[caption_style] if task.tag_path.task == "caption" else None

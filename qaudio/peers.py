@@ -49,7 +49,7 @@ class WhisperPeer:
         self.processor = WhisperProcessor.from_pretrained(model_dir)
         # fp32: batched greedy decoding matches one-by-one decoding only in fp32 (OFFLINE.md).
         self.model = WhisperForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
-        self.model.to(self.device).eval()
+        self.model.to(self.device).eval()  # type: ignore[arg-type]  # transformers types .to's wrapper for models only
         # English-only checkpoints refuse language/task arguments; multilingual ones are told
         # the language instead of guessing it.
         self.multilingual = is_multilingual(self.model.config.vocab_size)
@@ -74,17 +74,17 @@ class WhisperPeer:
             (i for i in audios if len(audios[i]) <= window), key=lambda i: (examples[i].audio_lang, len(audios[i]))
         )
         batch: list[int] = []
-        for i in [*short, None]:
+        for nxt in [*short, None]:
             if batch and (
-                i is None or len(batch) == batch_size or examples[i].audio_lang != examples[batch[0]].audio_lang
+                nxt is None or len(batch) == batch_size or examples[nxt].audio_lang != examples[batch[0]].audio_lang
             ):
                 for j, out in zip(
                     batch, self._generate([audios[j] for j in batch], examples[batch[0]].audio_lang, False), strict=True
                 ):
                     outputs[j] = peer_result(task, *out)
                 batch = []
-            if i is not None:
-                batch.append(i)
+            if nxt is not None:
+                batch.append(nxt)
         for i in (i for i in audios if len(audios[i]) > window):
             outputs[i] = peer_result(task, *self._generate([audios[i]], examples[i].audio_lang, long_form=True)[0])
         return outputs  # type: ignore[return-value]
@@ -131,7 +131,7 @@ class WhisperPeer:
 PEERS: dict[str, Callable] = {"whisper": WhisperPeer}
 
 
-def load_peer(runner: str, source: str, device: str | None = None):
+def load_peer(runner: str, source: str, device: str | None = None) -> WhisperPeer:
     """The peer runner ``runner`` loaded from ``source``."""
     if runner not in PEERS:
         raise ValueError(f"unknown peer runner {runner!r}; valid choices: {', '.join(PEERS)}")

@@ -51,10 +51,17 @@ import argparse
 import math
 import re
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, cast
 
 from .config import SCRATCH, ModelConfig, resolve_model_config
 from .profiling import tensor_peak_bytes
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+    from transformers import PreTrainedModel
 
 GB = 1e9
 TRAIN_LLM = ("frozen", "lora", "full", "qlora")  # --train-llm; qlora: the LLM's base weights in 4-bit NF4
@@ -109,7 +116,7 @@ def vocab_size(config: ModelConfig, model_dir: str | None = None) -> int:
     )
 
 
-def _meta_modules(config: ModelConfig, vocab: int):
+def _meta_modules(config: ModelConfig, vocab: int) -> tuple[nn.Module, nn.Module, PreTrainedModel]:
     """The encoder, projector and LLM built on the meta device: shapes without memory."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -136,7 +143,7 @@ def _meta_modules(config: ModelConfig, vocab: int):
     return encoder, projector, lm
 
 
-def _lora_params(lm, targets: tuple[str, ...], r: int) -> int:
+def _lora_params(lm: nn.Module, targets: tuple[str, ...], r: int) -> int:
     """LoRA's A (r x in) and B (out x r) on every linear layer named in ``targets``."""
     import torch
 
@@ -151,7 +158,7 @@ def model_shapes(config: ModelConfig, train_llm: str, vocab: int) -> Shapes:
     """Exact parameter counts by part, and what trains under ``train_llm`` (the config's encoder and projector settings)."""
     encoder, projector, lm = _meta_modules(config, vocab)
 
-    def count(module) -> int:
+    def count(module: nn.Module) -> int:
         return sum(p.numel() for p in module.parameters())
 
     embeddings = count(lm.get_input_embeddings()) + (
@@ -301,7 +308,7 @@ def predict_inference(s: Shapes, w: Workload, bytes_per_value: int = 4) -> Estim
     return Estimate(parts["weights"] + parts["inputs"] + max(parts["encoder_working"], decode), parts)
 
 
-def largest_batch(fits, limit: int = 1 << 16) -> int:
+def largest_batch(fits: Callable[[int], bool], limit: int = 1 << 16) -> int:
     """The largest batch size ``n`` with ``fits(n)`` (0 when not even one fits); fits is monotone."""
     if not fits(1):
         return 0
@@ -318,7 +325,7 @@ def largest_batch(fits, limit: int = 1 << 16) -> int:
 # ---- Measuring (validation) ----------------------------------------------------------------
 
 
-def _tensor_bytes(tensors) -> int:
+def _tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
@@ -341,7 +348,7 @@ def measure(config: ModelConfig, w: Workload, train_llm: str) -> dict:
     audio = [(0.1 * rng.standard_normal(int(w.clip_seconds * 16_000))).astype(np.float32) for _ in range(w.batch)]
     target = " ".join(words[k % len(words)] for k in range(max(1, w.target_tokens - 1)))
     ids = model.processor.tokenizer(target, add_special_tokens=False)["input_ids"][: max(1, w.target_tokens - 1)]
-    target = model.processor.tokenizer.decode(ids)
+    target = cast(str, model.processor.tokenizer.decode(ids))  # one sequence in, one text out
     prompt = "<|startoftranscript|><|en|><|transcribe|><|en|><|notimestamps|><|wo_itn|>"
     batch = model.processor.prepare(audio, [prompt] * w.batch, [target] * w.batch)
     n_targets = int((batch["labels"][0] != -100).sum())
@@ -365,7 +372,7 @@ def measure(config: ModelConfig, w: Workload, train_llm: str) -> dict:
         + _tensor_bytes(t for state in optimizer.state.values() for t in state.values() if torch.is_tensor(t))
     )
     train_peak = static + tensor_peak_bytes(step)
-    del optimizer, params
+    optimizer.state.clear()  # AdamW's moments: freed before inference is measured (step() keeps the optimizer)
     if train_llm != "full":  # inference runs a saved model: plain weights, without peft's training wrappers
         torch.manual_seed(0)
         model = AudioLM.build(

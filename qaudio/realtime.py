@@ -63,6 +63,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
@@ -70,6 +71,13 @@ from . import flags
 from .audio import SAMPLE_RATE, Audio, load_audio
 from .vad import INSTALL_HINT, StreamingVAD, VADConfig
 from .vad import available as vad_available
+
+if TYPE_CHECKING:
+    from .infer import Pipeline
+    from .result import Result
+    from .run import RunConfig
+    from .serve import DynamicBatcher
+    from .task import Request
 
 EVENT = "conversation.item.input_audio_transcription"  # prefix of the transcript events
 LOOKBACK_S = 1.0  # audio kept before the current position while nobody speaks (covers the VAD's start padding)
@@ -171,6 +179,7 @@ class Utterances:
         return Event("started", self.item, self.start, self.vad.position)
 
     def _close(self, end: int) -> Event:
+        assert self.start is not None, "an utterance is closed after it was opened"
         end = max(end, self.start + 1)
         event = Event("final", self.item, self.start, end)
         self.start, self.last_end = None, end
@@ -184,7 +193,7 @@ class Utterances:
             self.buffer, self.base = self.buffer[cut:], self.base + cut
 
 
-def transcripts_for(model, lang: str | None):
+def transcripts_for(model: Pipeline, lang: str | None) -> tuple[Request, Request]:
     """The partial (plain) and final (word times) queries for one language."""
     from .specs import get_task
 
@@ -192,7 +201,7 @@ def transcripts_for(model, lang: str | None):
     return asr.request(lang), asr.request(lang, timestamps=True)
 
 
-def words_json(result, offset_s: float) -> list[dict]:
+def words_json(result: Result, offset_s: float) -> list[dict]:
     """Word times shifted from the utterance to the stream (seconds, 10 ms time-token grid)."""
     return [
         {"word": w.word, "start": round(w.start + offset_s, 3), "end": round(w.end + offset_s, 3)}
@@ -218,7 +227,7 @@ class _Session:
 
     ids = itertools.count(1)
 
-    def __init__(self, ws, model, batcher, config: RealtimeConfig):
+    def __init__(self, ws: Any, model: Pipeline, batcher: DynamicBatcher, config: RealtimeConfig):
         self.ws, self.model, self.batcher, self.config = ws, model, batcher, config
         self.id = f"sess_{next(self.ids)}"
         self.language = "en"
@@ -366,6 +375,7 @@ class _Session:
 
     async def dispatch(self, events: list[Event]) -> None:
         for e in events:
+            assert self.engine is not None, "events come from the engine"
             if e.kind == "started":
                 await self.send(
                     {
@@ -402,7 +412,7 @@ class _Session:
     def _item(self, n: int) -> str:
         return f"item_{self.id[5:]}_{n}"
 
-    async def _transcribe(self, clip: Audio, query):
+    async def _transcribe(self, clip: Audio, query: Request) -> tuple[Result | None, str | None, str | None]:
         from .serve import ApiError
 
         try:
@@ -452,7 +462,9 @@ class _Session:
         )
 
 
-def add_realtime_route(app, model, batcher, api_key: str | None, config: RealtimeConfig | None = None) -> None:
+def add_realtime_route(
+    app: Any, model: Pipeline, batcher: DynamicBatcher, api_key: str | None, config: RealtimeConfig | None = None
+) -> None:
     """Add ``WS /v1/realtime`` to a FastAPI app (the server's batcher runs the model)."""
     from starlette.routing import WebSocketRoute
 
@@ -518,12 +530,12 @@ def config_from_args(args: argparse.Namespace) -> RealtimeConfig:
 
 
 def stream_file(
-    model,
+    model: Pipeline,
     path: str,
     lang: str | None = None,
     chunk_s: float = 0.1,
     realtime: bool = False,
-    out=None,
+    out: TextIO | None = None,
     as_json: bool = False,
 ) -> list[dict]:
     """Run the streaming engine over a file (paced like a live recording when ``realtime``);
@@ -577,7 +589,7 @@ def stream_file(
     return finals
 
 
-def vad_segments(model, path: str, query) -> list[dict]:
+def vad_segments(model: Pipeline, path: str, query: Request) -> list[dict]:
     """``qaudio run --vad``: the file's speech stretches (offline VAD), each answered as one clip."""
     from .vad import speech_spans
 
@@ -596,7 +608,7 @@ def vad_segments(model, path: str, query) -> list[dict]:
     ]
 
 
-def run_cli(model, args: argparse.Namespace, query) -> int:
+def run_cli(model: Pipeline, args: RunConfig, query: Request) -> int:
     """``qaudio run --stream`` / ``--vad``: one file at a time, utterance by utterance."""
     if not vad_available():
         raise ValueError(INSTALL_HINT)

@@ -48,7 +48,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from .audio import AudioError, audio_duration
 from .data import Example, write_manifest
@@ -87,7 +87,7 @@ class Recipe:
     homepage: ClassVar[str] = ""  # where the corpus is published (shown in errors)
     layout: ClassVar[str] = ""  # the expected folder layout (shown in errors)
 
-    def examples(self, root: Path, split: str, task: str | None = None) -> Iterator[Example]:
+    def examples(self, root: Path, split: str | None, task: str | None = None) -> Iterator[Example]:
         """Yield the examples of one split; ``task`` None means the recipe's default task.
 
         ``split`` is None only for recipes without fixed ``splits`` when the user named none.
@@ -173,7 +173,7 @@ class Recipe:
         return dataclasses.replace(self, **{k: _convert(v, hints[k], k) for k, v in options.items()})
 
 
-def _convert(text: str, hint, key: str):
+def _convert(text: str, hint: Any, key: str) -> Any:
     """Convert an option string to the field's type (str, int, float, bool, or X | None)."""
     args = typing.get_args(hint)
     if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:

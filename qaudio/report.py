@@ -35,12 +35,16 @@ import html
 import io
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import degeneration
 from .metrics import METRICS, MetricFamily
 from .metrics.base import display_name
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 from .training.summary import describe
 
 FORMAT = "qaudio-report/1"
@@ -301,14 +305,14 @@ def render_markdown(report: dict) -> str:
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
 
-def _figure(width: float, height: float):
+def _figure(width: float, height: float) -> Figure:
     # A bare Figure draws on the Agg canvas: no pyplot state, no display, safe in servers.
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=110, layout="constrained")
 
 
-def _png(fig) -> bytes:
+def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
@@ -520,7 +524,7 @@ code { background: #f6f6f6; padding: 0 0.2em; }
 """
 
 
-def _html_table(header: list[str], rows: list[list[str]], row_class=None) -> str:
+def _html_table(header: list[str], rows: list[list[str]], row_class: Callable[[list[str]], str] | None = None) -> str:
     e = html.escape
     out = ["<table>", "<tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>"]
     for row in rows:

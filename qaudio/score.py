@@ -20,6 +20,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import flags
 from .flags import option
@@ -176,7 +177,7 @@ def format_table(result: MetricResult, bootstrap: int = 0, seed: int = 0) -> str
 
 def _generation(path: str | Path, prompts: list[str]) -> dict:
     """What can be said of how a file's predictions were made (``prompt`` fields are hashed)."""
-    out = {"decoding": f"not recorded: predictions read from {path}"}
+    out: dict[str, Any] = {"decoding": f"not recorded: predictions read from {path}"}
     if prompts:
         unique = sorted(set(prompts))
         out.update(prompts=len(unique), prompt_sha256=hashlib.sha256("\n".join(unique).encode("utf-8")).hexdigest())
@@ -185,8 +186,8 @@ def _generation(path: str | Path, prompts: list[str]) -> dict:
     return out
 
 
-def main(args: argparse.Namespace) -> int:
-    args = flags.from_args(ScoreConfig, args)
+def main(namespace: argparse.Namespace) -> int:
+    args = flags.from_args(ScoreConfig, namespace)
     task = get_task(args.task)
     family = get_metric(task.metric)  # a user's task file may name a family that does not exist
     records = read_records(args.file, family)

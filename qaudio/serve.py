@@ -39,11 +39,12 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import flags
 from .audio import Audio, AudioError, load_audio
@@ -127,6 +128,12 @@ class DynamicBatcher:
         self.items = 0
         self.largest_batch = 0
 
+    @property
+    def _queue(self) -> asyncio.Queue:
+        if self.queue is None:  # made in start(): a queue belongs to the event loop it is made in
+            raise RuntimeError("the batcher is not started: call start() in the server's event loop first")
+        return self.queue
+
     async def start(self) -> None:
         self.queue = asyncio.Queue()
         self.task = asyncio.create_task(self._collect())
@@ -141,24 +148,24 @@ class DynamicBatcher:
         self.executor.shutdown(wait=True)
 
     async def submit(self, audio: Audio, query: Request) -> Result:
-        if self.queue.qsize() >= self.max_queue:
+        if self._queue.qsize() >= self.max_queue:
             raise ApiError(
                 503,
-                f"server busy: {self.queue.qsize()} requests waiting (max {self.max_queue}); retry later",
+                f"server busy: {self._queue.qsize()} requests waiting (max {self.max_queue}); retry later",
                 code="queue_full",
             )
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put((audio, query, future))
+        await self._queue.put((audio, query, future))
         return await future
 
     async def _collect(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await self.queue.get()]
+            batch = [await self._queue.get()]
             deadline = loop.time() + self.window_s
             while len(batch) < self.max_batch:
                 try:
-                    batch.append(self.queue.get_nowait())  # already waiting: take without delay
+                    batch.append(self._queue.get_nowait())  # already waiting: take without delay
                     continue
                 except asyncio.QueueEmpty:
                     pass
@@ -166,7 +173,7 @@ class DynamicBatcher:
                 if remaining <= 0:
                     break
                 try:
-                    batch.append(await asyncio.wait_for(self.queue.get(), remaining))
+                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
                 except asyncio.TimeoutError:
                     break
             batch = [b for b in batch if not b[2].done()]  # a client that went away is not computed
@@ -228,7 +235,7 @@ def to_vtt(cues: list[Segment]) -> str:
     return "WEBVTT\n\n" + "".join(f"{_clock(c.start, '.')} --> {_clock(c.end, '.')}\n{c.text}\n\n" for c in cues)
 
 
-def to_verbose_json(result: Result, task: str, temperature: float, granularities: set[str], tokenizer) -> dict:
+def to_verbose_json(result: Result, task: str, temperature: float, granularities: set[str], tokenizer: Any) -> dict:
     """OpenAI's verbose_json transcription object (``TranscriptionVerbose``)."""
     body = {
         "task": task,
@@ -266,7 +273,7 @@ def to_verbose_json(result: Result, task: str, temperature: float, granularities
 class _Guard:
     """ASGI middleware: bearer key and upload size, checked before the body is parsed."""
 
-    def __init__(self, app, config: ServeConfig):
+    def __init__(self, app: Any, config: ServeConfig):  # app: the ASGI app it guards
         self.app, self.config = app, config
 
     async def __call__(self, scope, receive, send):
@@ -323,7 +330,7 @@ def _too_large(size: int, limit: int, streamed: bool = False) -> ApiError:
     )
 
 
-async def _send_error(send, error: ApiError) -> None:
+async def _send_error(send: Callable[[dict], Awaitable[None]], error: ApiError) -> None:
     body = json.dumps(error.body()).encode()
     await send(
         {
@@ -335,10 +342,11 @@ async def _send_error(send, error: ApiError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def create_app(model: Pipeline, config: ServeConfig | None = None):
+def create_app(model: Pipeline, config: ServeConfig | None = None) -> _Guard:
     """The FastAPI app for ``model`` (wrapped in the key/size guard)."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, PlainTextResponse
+    from fastapi import FastAPI
+    from fastapi import Request as HTTPRequest  # Request alone is qaudio's model request (infer.Request)
+    from fastapi.responses import JSONResponse, PlainTextResponse, Response
     from starlette.concurrency import run_in_threadpool
     from starlette.datastructures import UploadFile
 
@@ -355,10 +363,10 @@ def create_app(model: Pipeline, config: ServeConfig | None = None):
     app.state.batcher = batcher
 
     @app.exception_handler(ApiError)
-    async def api_error(request, error: ApiError):
+    async def api_error(request: HTTPRequest, error: ApiError) -> JSONResponse:
         return JSONResponse(error.body(), status_code=error.status)
 
-    async def read_form(request: Request) -> tuple[dict, bytes, str]:
+    async def read_form(request: HTTPRequest) -> tuple[dict, bytes, str]:
         """The form fields, the ``file`` bytes and its name; errors are 400s naming the problem."""
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise ApiError(400, "expected a multipart/form-data body with a 'file' field", param="file")
@@ -373,7 +381,7 @@ def create_app(model: Pipeline, config: ServeConfig | None = None):
             raise ApiError(400, "missing the 'file' field (the audio file, sent as a multipart file)", param="file")
         data = await upload.read()
         name = upload.filename or "file"
-        fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+        fields: dict[str, Any] = {k: v for k, v in form.multi_items() if isinstance(v, str)}
         fields["timestamp_granularities"] = form.getlist("timestamp_granularities[]") + form.getlist(
             "timestamp_granularities"
         )
@@ -386,10 +394,10 @@ def create_app(model: Pipeline, config: ServeConfig | None = None):
     async def answer(clip: Audio, query: Request) -> Result:
         result = await batcher.submit(clip, query)
         if not result.ok:
-            raise ApiError(500, result.error, code="model_error")
+            raise ApiError(500, result.error or "the model failed on this input", code="model_error")
         return result
 
-    def formatted(result: Result, fields: dict, task: str):
+    def formatted(result: Result, fields: dict, task: str) -> Response:
         fmt = fields.get("response_format") or "json"
         if fmt == "text":
             return PlainTextResponse(result.text + "\n")
@@ -447,19 +455,19 @@ def create_app(model: Pipeline, config: ServeConfig | None = None):
         }
 
     @app.post("/v1/audio/transcriptions")
-    async def transcriptions(request: Request):
+    async def transcriptions(request: HTTPRequest) -> Response:
         fields, data, name = await read_form(request)
         query = openai_query(fields, "transcribe")
         return formatted(await answer(await decode(data, name), query), fields, "transcribe")
 
     @app.post("/v1/audio/translations")
-    async def translations(request: Request):
+    async def translations(request: HTTPRequest) -> Response:
         fields, data, name = await read_form(request)
         query = openai_query(fields, "translate")
         return formatted(await answer(await decode(data, name), query), fields, "translate")
 
     @app.post("/v1/generate")
-    async def generate(request: Request):
+    async def generate(request: HTTPRequest) -> Response:
         fields, data, name = await read_form(request)
         prompt, task = fields.get("prompt") or None, fields.get("task") or "asr"
         # Built-in names only: a task given by file path would run that file's code on the server.
@@ -555,7 +563,7 @@ def _decode_upload(data: bytes, name: str, max_duration_s: float) -> Audio:
 class BackgroundServer:
     """Run the app with uvicorn in a thread (tests, notebooks): ``with BackgroundServer(app) as url: ...``."""
 
-    def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0):
         import uvicorn
 
         self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
@@ -572,7 +580,7 @@ class BackgroundServer:
         port = self.server.servers[0].sockets[0].getsockname()[1]
         return f"http://{self.host}:{port}"
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
 

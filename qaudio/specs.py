@@ -15,6 +15,13 @@ import importlib
 import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .recipe import Recipe
+    from .suite import Suite
+    from .task import Task
 
 # kind -> (registry dict name in the folder's __init__.py, object name in a user's file)
 SPEC_KINDS = {
@@ -25,10 +32,12 @@ SPEC_KINDS = {
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _load_file(path: Path, module_name: str, package_dir: Path | None = None):
+def _load_file(path: Path, module_name: str, package_dir: Path | None = None) -> ModuleType:
     spec = importlib.util.spec_from_file_location(
         module_name, path, submodule_search_locations=[str(package_dir)] if package_dir else None
     )
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path} as a Python module (not a .py file?)")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # before exec, so relative imports inside resolve
     try:
@@ -39,7 +48,7 @@ def _load_file(path: Path, module_name: str, package_dir: Path | None = None):
     return module
 
 
-def _builtin_package(kind: str):
+def _builtin_package(kind: str) -> ModuleType:
     name = f"qaudio._builtin.{kind}"
     if name in sys.modules:
         return sys.modules[name]
@@ -56,7 +65,7 @@ def registry(kind: str) -> dict:
     return getattr(_builtin_package(kind), SPEC_KINDS[kind][0])
 
 
-def get(kind: str, name_or_path: str):
+def get(kind: str, name_or_path: str) -> Any:
     """A built-in item by name, or the item defined in a user's ``.py`` file."""
     if name_or_path.endswith(".py") or Path(name_or_path).is_file():
         path = Path(name_or_path).resolve()
@@ -76,7 +85,7 @@ def get(kind: str, name_or_path: str):
     return items[name_or_path]
 
 
-def get_task(name_or_path: str):
+def get_task(name_or_path: str) -> Task:
     """A task by name, by one of its aliases (``emotion`` is ``ser``), or from a ``.py`` file."""
     for task in registry("tasks").values():
         if name_or_path in task.aliases:
@@ -90,9 +99,9 @@ def task_names() -> list[str]:
     return [t.name for t in tasks] + [a for t in tasks for a in t.aliases]
 
 
-def get_recipe(name_or_path: str):
+def get_recipe(name_or_path: str) -> Recipe:
     return get("data_recipes", name_or_path)
 
 
-def get_suite(name_or_path: str):
+def get_suite(name_or_path: str) -> Suite:
     return get("eval_suites", name_or_path)

@@ -17,7 +17,14 @@ parsed without torch.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 # ---- The vocabulary, in the order of the released tokenizer ------------------------------
@@ -116,7 +123,7 @@ def all_special_tokens() -> list[str]:
     ]
 
 
-def add_tag_tokens(tokenizer) -> int:
+def add_tag_tokens(tokenizer: PreTrainedTokenizerBase) -> int:
     """Add every tag, time token and audio token to a Hugging Face tokenizer as special tokens.
 
     Returns how many were new (0 on a second call: idempotent). Special tokens are never
@@ -132,7 +139,7 @@ def add_tag_tokens(tokenizer) -> int:
 # ---- Building prompts --------------------------------------------------------------------
 
 
-def _check_choice(kind: str, value: str, choices) -> None:
+def _check_choice(kind: str, value: str, choices: Sequence[str]) -> None:
     if value not in choices:
         raise ValueError(f"unknown {kind} {value!r}; valid choices: {', '.join(choices)}")
 
@@ -182,6 +189,7 @@ def build_prompt(
     if question is not None:
         raise ValueError(f"a question was given to the {path.task!r} task, which takes none")
     _check_choice("text language", text_lang, tuple(LANGUAGES))
+    assert path.instruction is not None  # TagPath requires one for every task but question
     return (
         head + tag(path.task) + tag(text_lang) + (TIMESTAMPS if timestamps else NO_TIMESTAMPS) + tag(path.instruction)
     )
@@ -218,6 +226,7 @@ def build_natural_prompt(
     """A natural-language instruction carrying the same request as :func:`build_prompt`."""
     build_prompt(path, audio_lang, text_lang, timestamps, question)  # same validation
     if path.task == "question":
+        assert question is not None  # build_prompt refuses a question task without one
         return question.strip()
     key = (path.task, path.instruction)
     if key not in _NATURAL_PROMPTS:

@@ -201,7 +201,12 @@ class ClassificationTask(Task):
         return {**options, "aliases": dict(self.label_aliases)} if self.label_aliases else options
 
     def targets(self, example: Example) -> list[str]:
-        label = (example.label or example.target or "").strip().lower()
+        given = example.label or example.target or ""
+        if not isinstance(given, str):
+            raise ValueError(
+                f"example {example.id!r} of task {self.name!r}: the label must be one string, got {given!r}"
+            )
+        label = given.strip().lower()
         if not label:
             raise EmptyTargetError(f"example {example.id!r} of task {self.name!r} has no label")
         return [label]
@@ -244,11 +249,17 @@ class Request:
 
     def prompt(self, style: str = "tags") -> str:
         """The text after the audio slot: the task's prompt (:meth:`Task.prompt`), or the raw one."""
-        return self.task.prompt(self, style) if self.task is not None else self.raw_prompt
+        return self.task.prompt(self, style) if self.task is not None else self._raw
 
     @property
     def timestamps(self) -> bool:
-        return self.task.timestamps if self.task is not None else TIMESTAMPS in self.raw_prompt
+        return self.task.timestamps if self.task is not None else TIMESTAMPS in self._raw
+
+    @property
+    def _raw(self) -> str:
+        """The raw prompt of a request without a task (the constructors give one or the other)."""
+        assert self.raw_prompt is not None, "a request without a task needs a raw prompt"
+        return self.raw_prompt
 
     @property
     def language(self) -> str | None:
@@ -264,7 +275,7 @@ class Request:
             return False
         if self.task is not None:
             return self.task.transcribes_speech
-        return TRANSCRIPTION_TAGS["transcript"] in self.raw_prompt
+        return TRANSCRIPTION_TAGS["transcript"] in self._raw
 
     def max_new_tokens(self) -> int:
         """The generation cap unless one is given: the task's, or by the raw prompt's kind."""

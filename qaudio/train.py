@@ -71,6 +71,7 @@ def train(cfg: TrainConfig) -> Path:
     resume_from = find_resume_checkpoint(cfg, run_dir)
     header = ckpt.read_state(resume_from) if resume_from else None  # what must be known before building
     if resume_from:
+        assert header is not None  # read just above
         cfg = with_saved_model_flags(cfg, resume_from)
         check_resume_compatible(cfg, resume_from, header, world)
     if is_main:

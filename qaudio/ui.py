@@ -19,9 +19,16 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .audio import AudioError, audio_duration, load_audio
 from .tags import LANGUAGES
+
+if TYPE_CHECKING:
+    from gradio import Blocks
+    from matplotlib.figure import Figure
+
+    from .infer import Pipeline
 
 TASKS = {  # what the page offers -> (Pipeline method, its fixed arguments)
     "transcribe": ("transcribe", {}),
@@ -46,7 +53,7 @@ USER = "qaudio"  # the login name when --api-key is set
 
 
 def answer(
-    model,
+    model: Pipeline,
     audio_path: str | None,
     task: str,
     to: str = "en",
@@ -67,7 +74,7 @@ def answer(
     except AudioError as e:  # name the upload, not the server's temporary path
         raise ValueError(str(e).replace(str(audio_path), Path(audio_path).name)) from None
     method, fixed = TASKS[task]
-    kwargs = dict(fixed)
+    kwargs: dict[str, Any] = dict(fixed)
     if method == "transcribe":
         kwargs["timestamps"] = bool(timestamps)
     elif method == "translate":
@@ -83,7 +90,7 @@ def answer(
     return result.text, rows, result.timing
 
 
-def waveform_figure(audio_path: str | None, rows: list[list]):
+def waveform_figure(audio_path: str | None, rows: list[list]) -> Figure:
     """The waveform with each word's span shaded and labelled (matplotlib, Agg)."""
     import matplotlib
 
@@ -122,7 +129,8 @@ def read_examples(manifest: str | None, per_task: int = 1) -> list[list]:
 
     if not manifest or not Path(manifest).is_file():
         return []
-    chosen, counts = [], {}
+    chosen: list[list] = []  # gr.Examples rows: audio, task, language, question, timestamps
+    counts: dict[str, int] = {}
     for ex in read_manifest(manifest):
         task = EXAMPLE_TASKS.get(ex.task)
         if task is None or counts.get(ex.task, 0) >= per_task or not Path(ex.audio).is_file():
@@ -134,7 +142,7 @@ def read_examples(manifest: str | None, per_task: int = 1) -> list[list]:
     return chosen
 
 
-def build_app(model, max_duration_s: float = 600.0, examples: list[list] | None = None):
+def build_app(model: Pipeline, max_duration_s: float = 600.0, examples: list[list] | None = None) -> Blocks:
     """The Gradio Blocks page for a loaded model."""
     import gradio as gr
 
@@ -189,7 +197,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def launch(
-    model,
+    model: Pipeline,
     host: str = "127.0.0.1",
     port: int = 7860,
     share: bool = False,
@@ -199,7 +207,7 @@ def launch(
     max_queue: int = 64,
     examples: list[list] | None = None,
     block: bool = True,
-):
+) -> Blocks:
     """Start the page; with ``block=False`` returns the running app (its ``local_url`` is set)."""
     app = build_app(model, max_duration_s, examples)
     app.queue(max_size=max_queue, default_concurrency_limit=1)  # one model, one request at a time

@@ -99,7 +99,7 @@ def speech_probabilities(samples: np.ndarray) -> np.ndarray:
     n = -(-len(x) // FRAME)
     x = torch.nn.functional.pad(x, (0, n * FRAME - len(x)))
 
-    def run(model) -> np.ndarray:
+    def run(model: torch.nn.Module) -> np.ndarray:
         with torch.inference_mode(), torch.jit.optimized_execution(False):
             return np.array(
                 [model(x[k * FRAME : (k + 1) * FRAME], SAMPLE_RATE).item() for k in range(n)], dtype=np.float32

@@ -22,8 +22,10 @@ from __future__ import annotations
 import json
 import re
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -111,7 +113,7 @@ class _Reader:
         self.offset = end
         return chunk
 
-    def unpack(self, fmt: str, what: str):
+    def unpack(self, fmt: str, what: str) -> tuple[Any, ...]:
         return struct.unpack("<" + fmt, self.take(struct.calcsize("<" + fmt), what))
 
     def string(self, what: str) -> str:
@@ -135,9 +137,9 @@ def _bfloat16_to_float32(bits: np.ndarray) -> np.ndarray:
     return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
-def read_ctranslate2(paths: str | Path | list[str | Path]) -> CT2Model:
+def read_ctranslate2(parts: str | Path | Sequence[str | Path]) -> CT2Model:
     """Read a CTranslate2 ``model.bin`` (or its parts, in order) into a :class:`CT2Model`."""
-    paths = [Path(p) for p in (paths if isinstance(paths, list) else [paths])]
+    paths = [Path(p) for p in ([parts] if isinstance(parts, (str, Path)) else parts)]
     if not paths:
         raise CTranslate2FormatError("no model.bin file given")
     for path in paths:

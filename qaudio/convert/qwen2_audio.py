@@ -36,6 +36,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from typing import cast
 
 import torch
 from transformers import (
@@ -143,7 +144,8 @@ def model_config(
 ) -> ModelConfig:
     """The qaudio ModelConfig of a released Qwen2-Audio's config (what its import resolves to)."""
     _check_style(prompt_style)
-    audio, text = released.audio_config, released.get_text_config()
+    # the config class makes audio_config a Qwen2AudioEncoderConfig; transformers annotates it loosely
+    audio, text = cast(Qwen2AudioEncoderConfig, released.audio_config), released.get_text_config()
     return ModelConfig(
         encoder=EncoderConfig(
             source=source,
@@ -173,7 +175,8 @@ def model_config(
 
 def model_config_of_dir(directory: str | Path) -> ModelConfig:
     """What ``--model DIR`` resolves to for a released Qwen2-Audio directory (the import's defaults)."""
-    return model_config(str(directory), pretrained_config(Source(str(directory), "--model", "--model", QWEN2_AUDIO)))
+    released = cast(Qwen2AudioConfig, pretrained_config(Source(str(directory), "--model", "--model", QWEN2_AUDIO)))
+    return model_config(str(directory), released)
 
 
 def import_qwen2_audio(
@@ -202,8 +205,8 @@ def import_qwen2_audio(
             )
         tokenizer.eos_token = CHAT_END  # what the Instruct model ends its turn with
 
-    audio = released.config.audio_config
-    audio_tower = WhisperEncoder(_whisper_config(audio)).to(dtype)
+    audio = cast(Qwen2AudioEncoderConfig, released.config.audio_config)
+    audio_tower = WhisperEncoder(_whisper_config(audio)).to(dtype)  # type: ignore[arg-type]  # transformers' .to typing
     audio_tower.load_state_dict(released.model.audio_tower.state_dict(), strict=True)  # the pooler has no weights
     linear = released.model.multi_modal_projector.linear
     projector = build_projector(PROJECTOR, audio.d_model, linear.out_features).to(dtype)

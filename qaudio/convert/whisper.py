@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,6 +36,9 @@ from .ctranslate2 import (
 from .whisper_config import build_tokenizer, english_normalizer_file, whisper_config, whisper_generation_config
 from .whisper_packages import find_ctranslate2_dir
 
+if TYPE_CHECKING:
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
 PROVENANCE_FILE = "qaudio_import.json"  # written last: its presence marks a finished import
 IMPORTER_VERSION = 1  # bump when the output changes, so cached imports are redone
 # Scalars that drive CTranslate2's runtime and have no Hugging Face counterpart. The alignment
@@ -47,7 +51,9 @@ class _Mapping:
     so a variable that nothing maps fails the import instead of being dropped silently."""
 
     def __init__(self, ct2: CT2Model):
-        self.ct2, self.used, self.state = ct2, set(), {}
+        self.ct2 = ct2
+        self.used: set[str] = set()
+        self.state: dict[str, np.ndarray] = {}
         self._converted: dict[str, np.ndarray] = {}  # an aliased variable is widened once
 
     def take(self, name: str) -> np.ndarray:
@@ -94,7 +100,7 @@ class _Mapping:
         return sorted(set(self.ct2.variables) - self.used - ignored)
 
 
-def whisper_state_dict(ct2: CT2Model, config) -> dict[str, np.ndarray]:
+def whisper_state_dict(ct2: CT2Model, config: WhisperConfig) -> dict[str, np.ndarray]:
     """Every tensor of ``WhisperForConditionalGeneration``, as float32 arrays, by HF name."""
     m = _Mapping(ct2)
     # The runtime flags were checked by whisper_config; reading them marks them used.
@@ -130,7 +136,9 @@ def whisper_state_dict(ct2: CT2Model, config) -> dict[str, np.ndarray]:
     return m.state
 
 
-def build_whisper_model(ct2: CT2Model, vocabulary: list[str], ct2_config: dict | None = None):
+def build_whisper_model(
+    ct2: CT2Model, vocabulary: list[str], ct2_config: dict | None = None
+) -> WhisperForConditionalGeneration:
     """A float32 ``WhisperForConditionalGeneration`` holding exactly the CTranslate2 weights.
 
     The load is strict: a missing, unexpected or mis-shaped key raises, naming the keys.

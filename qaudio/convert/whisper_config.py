@@ -18,6 +18,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from .ctranslate2 import CT2_ACTIVATIONS, TOKENIZER_FILE, CT2Model, CTranslate2F
 
 MULTILINGUAL_MIN_VOCAB = 51865  # OpenAI whisper/model.py: is_multilingual = n_vocab >= 51865
 MAX_INITIAL_TIMESTAMP_INDEX = 50  # OpenAI decoding.py: max_initial_timestamp 1.0 s / 0.02 s
+
+if TYPE_CHECKING:
+    from transformers import GenerationConfig, WhisperConfig, WhisperTokenizer
 
 
 def is_multilingual(vocab_size: int) -> bool:
@@ -84,7 +88,7 @@ def _check_whisper_layout(ct2: CT2Model) -> None:
             raise CTranslate2FormatError(f"model.bin: {name} = {ct2.scalar(name)}, but Whisper needs {want}")
 
 
-def whisper_config(ct2: CT2Model, vocabulary: list[str], ct2_config: dict):
+def whisper_config(ct2: CT2Model, vocabulary: list[str], ct2_config: dict) -> WhisperConfig:
     """A ``WhisperConfig`` from the tensors' shapes, the head counts and the vocabulary."""
     from transformers import WhisperConfig
 
@@ -137,7 +141,7 @@ def _projection_is_tied(ct2: CT2Model) -> bool:
     )
 
 
-def whisper_generation_config(config, vocabulary: list[str], ct2_config: dict):
+def whisper_generation_config(config: WhisperConfig, vocabulary: list[str], ct2_config: dict) -> GenerationConfig:
     """The ``GenerationConfig`` that makes ``model.generate`` transcribe.
 
     English-only models start ``<|startoftranscript|><|notimestamps|>`` (added because
@@ -149,7 +153,7 @@ def whisper_generation_config(config, vocabulary: list[str], ct2_config: dict):
 
     tokens = WhisperTokens.from_vocabulary(vocabulary)
     multilingual = is_multilingual(config.vocab_size)
-    fields = {
+    fields: dict[str, Any] = {
         "decoder_start_token_id": tokens.sot,
         "bos_token_id": tokens.eot,
         "eos_token_id": tokens.eot,
@@ -178,7 +182,7 @@ def whisper_generation_config(config, vocabulary: list[str], ct2_config: dict):
 # ---- The tokenizer -------------------------------------------------------------------------
 
 
-def build_tokenizer(directory: Path, vocabulary: list[str]):
+def build_tokenizer(directory: Path, vocabulary: list[str]) -> WhisperTokenizer:
     """Whisper's tokenizer from the package's ``tokenizer.json``, made to cover the vocabulary.
 
     faster-whisper's tokenizer.json stops at ``<|notimestamps|>``; the timestamp tokens
@@ -202,7 +206,7 @@ def build_tokenizer(directory: Path, vocabulary: list[str]):
     known = tokenizer.get_vocab()
     tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in timestamps if t not in known])
     # Every id must mean the same token in both; a mismatch would garble every transcript.
-    ids = tokenizer.convert_tokens_to_ids([t for t in vocabulary if t])
+    ids = cast(list[int], tokenizer.convert_tokens_to_ids([t for t in vocabulary if t]))  # a list in, a list out
     wrong = [
         (i, t) for (i, t), got in zip([(i, t) for i, t in enumerate(vocabulary) if t], ids, strict=True) if got != i
     ]

@@ -40,7 +40,7 @@ def _package_files(distribution: importlib.metadata.Distribution) -> list[Path]:
     """The files of an installed distribution that belong to a CTranslate2 model directory."""
     wanted = re.compile(r"(model\.bin(\.part\d+)?|config\.json|tokenizer\.json|vocabulary\.(txt|json))")
     return [
-        Path(distribution.locate_file(f)).resolve()
+        Path(str(distribution.locate_file(f))).resolve()
         for f in distribution.files or []
         if wanted.fullmatch(f.name) and ".dist-info" not in str(f)
     ]
@@ -52,7 +52,7 @@ def _distributions(name: str) -> list[importlib.metadata.Distribution]:
         return [importlib.metadata.distribution(name)]
     except importlib.metadata.PackageNotFoundError:
         pass
-    parts = []
+    parts: list[importlib.metadata.Distribution] = []
     while True:
         try:
             parts.append(importlib.metadata.distribution(f"{name}-{len(parts) + 1}"))

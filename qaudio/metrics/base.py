@@ -80,7 +80,7 @@ class MetricResult:
 
     def cis(self, n: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, tuple[float, float]]:
         """Confidence intervals of every metric that has per-example statistics."""
-        return {name: self.ci(name, n, seed, level) for name in self.bootstrap}
+        return {name: ci for name in self.bootstrap if (ci := self.ci(name, n, seed, level)) is not None}
 
     def to_dict(self, bootstrap: int = 0, seed: int = 0, per_example: bool = False) -> dict[str, Any]:
         """A JSON-ready dict; ``bootstrap`` > 0 adds 95% intervals from that many resamples."""
@@ -174,7 +174,12 @@ class MetricFamily:
         return profile
 
     def __call__(
-        self, predictions: Sequence, references: Sequence, profile: str | None = None, language: str = "en", **options
+        self,
+        predictions: Sequence,
+        references: Sequence,
+        profile: str | None = None,
+        language: str = "en",
+        **options: Any,
     ) -> MetricResult:
         if len(predictions) != len(references):
             raise ValueError(

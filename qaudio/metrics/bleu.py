@@ -23,6 +23,7 @@ totals) come from sacrebleu itself, so a bootstrap resample recomputes corpus BL
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import numpy as np
 
@@ -44,7 +45,7 @@ ANCHORS = {
 }
 _TAG = re.compile(r"<\|[^|]*?\|>")
 # profile -> (prediction transform, reference transform)
-TRANSFORMS = {
+TRANSFORMS: dict[str, tuple[Callable[[str], str], Callable[[str], str]]] = {  # profile -> (hypothesis, reference)
     "sacrebleu": (strip_tags, strip_tags),
     "qwen_audio": (str.strip, lambda r: r),
     "qwen2_audio": (lambda p: _TAG.sub("", p), lambda r: r),
@@ -72,7 +73,7 @@ def _check_mecab() -> None:
         ) from None
 
 
-def _reference_streams(references: list, transform=strip_tags) -> list[list[str]]:
+def _reference_streams(references: list, transform: Callable[[str], str] = strip_tags) -> list[list[str]]:
     """sacrebleu's layout: one stream per reference position; every example needs the same count."""
     refs = [[r] if isinstance(r, str) else list(r) for r in references]
     counts = {len(r) for r in refs}

@@ -239,7 +239,8 @@ def _with_units(digits: str) -> list[str | int]:
         return []
     if len(significant) == 1:
         # a zero is read where leading zeros were dropped ("05" -> 零五, "1005" -> 一千零五)
-        return ([DIGITS[0]] if len(digits) != 1 else []) + [DIGITS[int(significant)]]
+        lead: list[str | int] = [DIGITS[0]] if len(digits) != 1 else []
+        return [*lead, DIGITS[int(significant)]]
     power = max(p for p, _ in UNITS if p < len(significant))
     head, tail = digits[:-power], significant[-power:]
     return [*_with_units(head), power, *_with_units(tail)]

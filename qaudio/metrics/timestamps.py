@@ -32,14 +32,19 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rapidfuzz.distance import Levenshtein
 
 from ..tags import format_timestamped, parse_timestamped
 from . import wer as wer_metric
-from .base import MetricFamily, MetricResult, library_versions
+from .base import Aggregate, MetricFamily, MetricResult, library_versions
 from .bootstrap import ratio
+
+if TYPE_CHECKING:
+    from ..data import Example
 
 PROFILES = {
     "qwen_audio": "Qwen-Audio evaluate_srwt AverageShiftCalculator: AAS (ms) over the raw segments between time tokens "
@@ -58,7 +63,7 @@ HIST_EDGES_MS = [float(x) for x in range(0, 520, 20)]  # 20-ms bins to 500 ms; t
 Words = list[tuple[str, float, float]]
 
 
-def timed_words(value, what: str = "prediction") -> tuple[Words, list[str]]:
+def timed_words(value: str | list, what: str = "prediction") -> tuple[Words, list[str]]:
     """(words, problems) from time-token text (``<|0.00|>hi<|0.30|>``) or [[word, start_s, end_s], ...]."""
     if isinstance(value, str):
         parsed = parse_timestamped(value)
@@ -93,7 +98,7 @@ def matched_boundaries(ref: Words, hyp: Words) -> np.ndarray:
     return np.round(np.asarray(errors, dtype=np.float64).reshape(-1, 2), 6)
 
 
-def _as_text(value, what: str) -> str:
+def _as_text(value: str | list, what: str) -> str:
     """Time-token text, as the anchor reads it; word lists are written in qaudio's target format."""
     if isinstance(value, str):
         return value
@@ -158,7 +163,8 @@ def _compute_qwen_audio(predictions: list, references: list, profile: str, langu
     def aas_ms(rows: np.ndarray) -> float:
         return 1000.0 * float(rows[:, 0].sum()) / float(rows[:, 1].sum())
 
-    values, units, bootstrap, not_computed = {}, {}, {}, {}
+    values, units, not_computed = {}, {}, {}
+    bootstrap: dict[str, tuple[np.ndarray, Aggregate]] = {}
     if stats[:, 1].sum() > 0:
         values["aas_ms"], units["aas_ms"], bootstrap["aas_ms"] = aas_ms(stats), "ms", (stats, aas_ms)
     else:
@@ -219,7 +225,8 @@ def compute(predictions: list, references: list, profile: str, language: str = "
         "qwen_audio",
         language,
     )
-    values, units, bootstrap, not_computed = {}, {}, {}, {}
+    values, units, not_computed = {}, {}, {}
+    bootstrap: dict[str, tuple[np.ndarray, Aggregate]] = {}
     if stats[:, 1].sum() > 0:
         for name, agg in aggregates.items():
             values[name] = agg(stats)
@@ -261,12 +268,12 @@ def compute(predictions: list, references: list, profile: str, language: str = "
 # ---- The family ----------------------------------------------------------------------------
 
 
-def reference_words(example) -> list[list]:
+def reference_words(example: Example) -> list[list]:
     """An example's reference: its word times as [[word, start_s, end_s], ...]."""
     return [list(w) for w in example.words or []]
 
 
-def stored_prediction(p: dict):
+def stored_prediction(p: dict) -> str | list[list]:
     """What is scored of a stored prediction. One window: the generated time-token text, so the
     metric counts malformed outputs. Several windows: the stitched words, whose times are shifted
     to the whole clip."""
@@ -275,7 +282,7 @@ def stored_prediction(p: dict):
     return p.get("raw") or ""
 
 
-def boundary_errors(examples, predictions: dict[str, list], results: dict) -> dict | None:
+def boundary_errors(examples: Sequence[Example], predictions: dict[str, list], results: dict) -> dict | None:
     """Absolute start and end errors (ms) of every matched word, binned, per system (the report's histogram)."""
     counts, overflow = {}, {}
     for system in results:

@@ -40,11 +40,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import WhisperFeatureExtractor
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, WhisperFeatureExtractor
 from transformers.utils import ModelOutput
 
 from ..config import ModelConfig
@@ -56,6 +57,9 @@ from .llm import load_language_model, load_tokenizer
 from .processor import IGNORE_INDEX, AudioProcessor, target_labels
 from .projectors import build_projector
 from .trainable import apply_trainable, unwrap
+
+if TYPE_CHECKING:
+    from .quantize import Quantization
 
 
 @dataclass
@@ -71,8 +75,8 @@ class AudioLMOutput(ModelOutput):
     target_tokens: torch.Tensor | None = None
 
 
-def _embedding_rms(llm: nn.Module) -> float:
-    weight = llm.get_input_embeddings().weight.detach()
+def _embedding_rms(llm: PreTrainedModel) -> float:
+    weight = cast(torch.Tensor, llm.get_input_embeddings().weight).detach()
     return float(weight.float().pow(2).mean().sqrt())
 
 
@@ -85,17 +89,20 @@ class AudioLM(nn.Module):
         audio_tower: nn.Module,
         projector: nn.Module,
         language_model: nn.Module,
-        tokenizer,
+        tokenizer: PreTrainedTokenizerBase,
         feature_extractor: WhisperFeatureExtractor,
     ):
         super().__init__()
         self.config = config
         self.audio_tower = audio_tower
         self.projector = projector
-        self.language_model = language_model
+        # Any: a transformers causal LM, or peft's wrapper of one (their methods are not nn.Module's)
+        self.language_model: Any = language_model
         self.processor = AudioProcessor(tokenizer, feature_extractor, config)
         self.token_ids = self.processor.token_ids  # the ids the forward pass and generate need
-        self.quantization = None  # how the Linear layers are quantized (qaudio.model.quantize.quantize sets it)
+        self.quantization: Quantization | None = (
+            None  # how the Linear layers are quantized (qaudio.model.quantize.quantize sets it)
+        )
 
     # ---- Construction ------------------------------------------------------------------------
 
@@ -256,7 +263,14 @@ class AudioLM(nn.Module):
         loss_sum, target_tokens = self._loss(hidden, head, input_ids, attention_mask, labels)
         return AudioLMOutput(loss=loss_sum.sum() / target_tokens.sum(), loss_sum=loss_sum, target_tokens=target_tokens)
 
-    def _loss(self, hidden, head, input_ids, attention_mask, labels) -> tuple[torch.Tensor, torch.Tensor]:
+    def _loss(
+        self,
+        hidden: torch.Tensor,
+        head: nn.Module,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed token NLL (B,) float32 and target tokens (B,) long per example."""
         labels = target_labels(input_ids, attention_mask, labels, self.token_ids)  # audio and padding never targets
         targets = labels[:, 1:]  # (B, L-1): the token at t+1 is predicted at t
@@ -280,7 +294,7 @@ class AudioLM(nn.Module):
         max_new_tokens: int = 128,
         num_beams: int = 1,
         do_sample: bool = False,
-        **kwargs,
+        **kwargs: Any,
     ) -> torch.Tensor:
         """The new token ids, (B * num_return_sequences, new) on the model's device; rows that
         ended early are padded. ``AudioProcessor.batch_decode`` turns them into text.

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import CONFIG_MAPPING, AutoModelForCausalLM, AutoTokenizer, WhisperConfig, WhisperFeatureExtractor
@@ -45,6 +46,9 @@ from .projectors import build_projector
 from .trainable import apply_trainable, load_adapter, merged_state_dict, plain_state_dict, save_adapter, unwrap
 from .weights import load_tensors, save_tensors
 
+if TYPE_CHECKING:
+    from .audio_lm import AudioLM
+
 FORMAT = "qaudio"
 WEIGHTS = "model.safetensors"
 ADAPTERS = "adapters"
@@ -52,7 +56,7 @@ PARTS = ("audio_tower", "projector", "language_model")
 ADAPTED_PARTS = ("audio_tower", "language_model")
 
 
-def save_checkpoint(model, directory: Path, merge_lora: bool = False) -> Path:
+def save_checkpoint(model: AudioLM, directory: Path, merge_lora: bool = False) -> Path:
     """Write ``model`` (an AudioLM) to ``directory``; see the module docstring for the layout."""
     directory.mkdir(parents=True, exist_ok=True)
     state_of = merged_state_dict if merge_lora else plain_state_dict
@@ -116,7 +120,12 @@ def _dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     return None if dtype is None else torch_dtype(dtype)
 
 
-def load_checkpoint(cls, path_or_hub_id: str | Path, device=None, dtype=None):
+def load_checkpoint(
+    cls: type[AudioLM],
+    path_or_hub_id: str | Path,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | str | None = None,
+) -> AudioLM:
     """Rebuild an AudioLM (``cls``) from a directory or hub id written by :func:`save_checkpoint`."""
     directory = _local_directory(path_or_hub_id)
     from ..convert.qwen2_audio import import_qwen2_audio, is_qwen2_audio_dir
@@ -128,7 +137,7 @@ def load_checkpoint(cls, path_or_hub_id: str | Path, device=None, dtype=None):
     audio_tower = WhisperEncoder(WhisperConfig.from_dict(meta["audio_tower"]))
     llm_config = dict(meta["language_model"])
     model_type = llm_config.get("model_type")
-    if model_type not in CONFIG_MAPPING:
+    if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
         raise ValueError(f"{directory}: language model type {model_type!r} is unknown to this transformers")
     language_model = AutoModelForCausalLM.from_config(
         CONFIG_MAPPING[model_type].from_dict(llm_config), dtype=torch.float32

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -106,9 +107,11 @@ def _pretrained_encoder(name_or_dir: str) -> WhisperEncoder:
             "llm.source (--llm-source)"
         )
     with _quiet_transformers(), fetch_errors(source):
-        encoder, info = WhisperEncoder.from_pretrained(
+        # (model, loading info) with output_loading_info: transformers' annotation names the model only
+        loaded: Any = WhisperEncoder.from_pretrained(
             name_or_dir, config=config, key_mapping=_ENCODER_PREFIX, dtype=torch.float32, output_loading_info=True
         )
+    encoder, info = loaded
     if info["missing_keys"] or info["mismatched_keys"]:
         raise ValueError(
             f"{name_or_dir} is not a complete Whisper checkpoint: missing {sorted(info['missing_keys'])[:5]}, "

@@ -12,6 +12,8 @@ with stride 2, so one encoder frame covers 20 ms and 30 s give 1500 frames.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import torch
 
 from ..audio import SAMPLE_RATE
@@ -23,7 +25,8 @@ N_FFT = 400  # samples per STFT window (25 ms): a clip needs this many zeros aft
 CONV_STRIDE = 2  # Whisper's second convolution halves the frame rate
 WHISPER_POSITIONS = 1500  # encoder positions of every Whisper checkpoint: 30 s
 
-Count = int | torch.Tensor
+# A count, or a tensor of per-clip counts: each function returns the kind it is given.
+Count = TypeVar("Count", int, torch.Tensor)
 
 
 def mel_frame_count(num_samples: Count) -> Count:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
+from typing import Any, cast
 
 import torch
 from transformers import (
@@ -27,6 +28,7 @@ from transformers import (
     AutoTokenizer,
     PretrainedConfig,
     PreTrainedModel,
+    PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
 )
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
@@ -108,8 +110,9 @@ def causal_lm_config(config: LLMConfig) -> PretrainedConfig:
     return hf
 
 
-def load_tokenizer(config: LLMConfig, tokenizer_texts: Iterable[str] | None = None):
+def load_tokenizer(config: LLMConfig, tokenizer_texts: Iterable[str] | None = None) -> PreTrainedTokenizerBase:
     """The LLM's tokenizer with every qaudio tag added, and an end and a padding token set."""
+    tokenizer: PreTrainedTokenizerBase
     if config.source == SCRATCH and config.tokenizer is None:
         tokenizer = train_bpe_tokenizer(tokenizer_texts, config.bpe_vocab_size)
     else:
@@ -130,7 +133,7 @@ def load_tokenizer(config: LLMConfig, tokenizer_texts: Iterable[str] | None = No
     return tokenizer
 
 
-def _scratch_model(config: LLMConfig, tokenizer) -> PreTrainedModel:
+def _scratch_model(config: LLMConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
     try:
         hf_config = AutoConfig.for_model(
             config.arch,
@@ -152,13 +155,13 @@ def _scratch_model(config: LLMConfig, tokenizer) -> PreTrainedModel:
     return AutoModelForCausalLM.from_config(hf_config, dtype=torch.float32)
 
 
-def appended_tag_ids(tokenizer) -> list[int]:
+def appended_tag_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """The ids of the tags :func:`qaudio.tags.add_tag_tokens` appended after the LLM's own tokens.
 
     They are the run of tag ids that ends the vocabulary; a tag the LLM's tokenizer already had
     sits among its own tokens and keeps its pretrained row.
     """
-    tags = set(tokenizer.convert_tokens_to_ids(all_special_tokens()))
+    tags = set(cast(list[int], tokenizer.convert_tokens_to_ids(all_special_tokens())))  # a list in, a list out
     first = len(tokenizer)
     while first - 1 in tags:
         first -= 1
@@ -169,7 +172,7 @@ def _init_tag_rows(model: PreTrainedModel, ids: list[int]) -> None:
     """Start the appended tag rows at the mean of the rows of the LLM's own tokens (ids below them)."""
     if not ids:
         return
-    tables = [model.get_input_embeddings().weight]
+    tables: list[Any] = [model.get_input_embeddings().weight]  # Parameters (nn.Module types them loosely)
     head = model.get_output_embeddings()
     if head is not None and head.weight is not tables[0]:
         tables.append(head.weight)
@@ -178,11 +181,11 @@ def _init_tag_rows(model: PreTrainedModel, ids: list[int]) -> None:
             weight[ids] = weight[: ids[0]].mean(dim=0)  # padding rows past the tokenizer are not averaged
 
 
-def _pretrained_model(config: LLMConfig, tokenizer) -> PreTrainedModel:
+def _pretrained_model(config: LLMConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
     hf = causal_lm_config(config)
     with fetch_errors(_llm_source(config)):
         model = AutoModelForCausalLM.from_pretrained(config.source, config=hf, dtype=torch.float32)  # cast later
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+    if len(tokenizer) > cast(torch.Tensor, model.get_input_embeddings().weight).shape[0]:
         # The tags are new tokens: grow the embedding (and an untied head) to the tokenizer.
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     # Some tags may land on padding rows the checkpoint already had: every tag row is set here.
@@ -227,7 +230,7 @@ def _resolved(config: LLMConfig, model: PreTrainedModel) -> LLMConfig:
         ) from None
 
 
-def load_language_model(config: LLMConfig, tokenizer) -> tuple[PreTrainedModel, LLMConfig]:
+def load_language_model(config: LLMConfig, tokenizer: PreTrainedTokenizerBase) -> tuple[PreTrainedModel, LLMConfig]:
     """The causal LM named by ``config.source`` (vocabulary fitting ``tokenizer``) and the resolved config."""
     build = _scratch_model if config.source == SCRATCH else _pretrained_model
     model = build(config, tokenizer)

@@ -25,11 +25,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 from torch import nn
-from transformers import AutoTokenizer, WhisperFeatureExtractor
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, WhisperFeatureExtractor
 
 from ..audio import SAMPLE_RATE
 from ..config import ModelConfig
@@ -92,14 +93,22 @@ def sequence_batch(
 class AudioProcessor:
     """Tokenizer + Whisper feature extractor + the model config that fixes slot counts and limits."""
 
-    def __init__(self, tokenizer, feature_extractor: WhisperFeatureExtractor, config: ModelConfig):
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, feature_extractor: WhisperFeatureExtractor, config: ModelConfig
+    ):
         self.tokenizer = tokenizer
         self.feature_extractor = feature_extractor
         self.config = config
-        ids = tokenizer.convert_tokens_to_ids([AUDIO_BOS, AUDIO_PLACEHOLDER, AUDIO_EOS])
-        if None in ids or (tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids):
+        ids = cast("list[int | None]", tokenizer.convert_tokens_to_ids([AUDIO_BOS, AUDIO_PLACEHOLDER, AUDIO_EOS]))
+        audio_bos, audio, audio_eos = ids
+        if (
+            audio_bos is None
+            or audio is None
+            or audio_eos is None
+            or (tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids)
+        ):
             raise ValueError("the tokenizer lacks the audio tokens; build it with qaudio.tags.add_tag_tokens")
-        self.token_ids = TokenIds(*ids, pad=tokenizer.pad_token_id, eos=tokenizer.eos_token_id)
+        self.token_ids = TokenIds(audio_bos, audio, audio_eos, pad=tokenizer.pad_token_id, eos=tokenizer.eos_token_id)
 
     # ---- Saving and loading ------------------------------------------------------------------
 
@@ -181,7 +190,7 @@ class AudioProcessor:
         text = self._text_batch(counts, prompts, targets)
         return {"encoder_states": states, "encoder_lengths": torch.tensor(lengths), **text}
 
-    def _check_clip(self, index: int, audio) -> np.ndarray:
+    def _check_clip(self, index: int, audio: np.ndarray | torch.Tensor | Sequence[float]) -> np.ndarray:
         clip = np.asarray(audio, dtype=np.float32)
         if clip.ndim != 1:
             raise ValueError(f"audio {index} has shape {clip.shape}; expected 1-D mono samples at {SAMPLE_RATE} Hz")
@@ -274,7 +283,7 @@ class AudioProcessor:
         if self.token_ids.eos in ids:
             ids = ids[: ids.index(self.token_ids.eos)]
         ids = [i for i in ids if i != self.token_ids.pad]
-        return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        return cast(str, self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False))
 
     def batch_decode(self, rows: torch.Tensor | Sequence[Sequence[int]]) -> list[str]:
         """:meth:`decode` per row of generated ids ((B, new) tensor or lists)."""

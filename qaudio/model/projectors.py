@@ -34,14 +34,18 @@ for frame stacking before an MLP; BLIP-2 (Li et al., 2023) for the Q-Former; SAL
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..config import ProjectorConfig
 
+Frames = TypeVar("Frames", int, torch.Tensor)  # a frame count, or a tensor of per-clip counts
 
-def _ceil_div(n, k: int):
+
+def _ceil_div(n: Frames, k: int) -> Frames:
     return (n + k - 1) // k
 
 
@@ -81,7 +85,7 @@ class LinearProjector(nn.Module):
         self.proj = nn.Linear(config.stack * in_dim, out_dim)
 
     @staticmethod
-    def output_length(frames, config: ProjectorConfig):
+    def output_length(frames: Frames, config: ProjectorConfig) -> Frames:
         return _ceil_div(frames, config.stack)
 
     def forward(self, states: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,7 +104,7 @@ class MLPProjector(nn.Module):
         self.norm = OutputNorm(out_dim, embed_rms)
 
     @staticmethod
-    def output_length(frames, config: ProjectorConfig):
+    def output_length(frames: Frames, config: ProjectorConfig) -> Frames:
         return _ceil_div(frames, config.stack)
 
     def forward(self, states: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,7 +128,7 @@ class ConvProjector(nn.Module):
         self.norm = OutputNorm(out_dim, embed_rms)
 
     @staticmethod
-    def output_length(frames, config: ProjectorConfig):
+    def output_length(frames: Frames, config: ProjectorConfig) -> Frames:
         return _ceil_div(frames, config.stack)
 
     def forward(self, states: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -180,7 +184,7 @@ class QFormerProjector(nn.Module):
         self.norm = OutputNorm(out_dim, embed_rms)
 
     @staticmethod
-    def output_length(frames, config: ProjectorConfig):
+    def output_length(frames: Frames, config: ProjectorConfig) -> Frames:
         return _ceil_div(frames, config.stack) * config.num_queries
 
     def forward(self, states: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -201,7 +205,7 @@ class QFormerProjector(nn.Module):
         return out, _ceil_div(lengths, k) * self.num_queries
 
 
-PROJECTORS: dict[str, type[nn.Module]] = {
+PROJECTORS: dict[str, type[LinearProjector | MLPProjector | ConvProjector | QFormerProjector]] = {
     "linear": LinearProjector,
     "mlp": MLPProjector,
     "conv": ConvProjector,

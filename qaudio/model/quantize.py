@@ -50,9 +50,14 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from .audio_lm import AudioLM
 
 MODES = ("int8", "int4")
 PARTS = ("llm", "encoder", "projector")
@@ -108,7 +113,7 @@ def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
     setattr(root.get_submodule(parent) if parent else root, child, new)
 
 
-def _require(package: str, purpose: str):
+def _require(package: str, purpose: str) -> ModuleType:
     import importlib
 
     try:
@@ -137,7 +142,7 @@ def _int8_torch(module: nn.Module, names: list[str]) -> None:
     quantize_dynamic(module, dict.fromkeys(names, qconfig), inplace=True)
 
 
-def _torchao_config(mode: str):
+def _torchao_config(mode: str) -> Any:
     _require("torchao", f"{mode} with backend 'torchao'")
     from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig
 
@@ -182,7 +187,7 @@ def _nf4_linear(linear: nn.Linear) -> nn.Module:
 
 def _int4_bitsandbytes(module: nn.Module, names: list[str]) -> None:
     for name in names:
-        _replace(module, name, _nf4_linear(module.get_submodule(name)))
+        _replace(module, name, _nf4_linear(cast(nn.Linear, module.get_submodule(name))))  # names are Linear layers
 
 
 BACKENDS: dict[tuple[str, str], Callable[[nn.Module, list[str]], None]] = {
@@ -202,8 +207,10 @@ def default_backend(mode: str, device: torch.device | str = "cpu") -> str:
 # ---- Dequantizing (saving, and quantizing a quantized model again) ------------------------------
 
 
-def _dequantized_weight(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None] | None:
-    """(weight, bias) in float for a quantized linear layer of any backend here, None for other modules."""
+def _dequantized_weight(module: Any) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """(weight, bias) in float for a quantized linear layer of any backend here, None for other modules.
+
+    ``module`` is Any: the layers of the other backends carry attributes nn.Module does not declare."""
     from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
     if isinstance(module, DynamicInt8Linear):
@@ -223,9 +230,8 @@ def has_quantized_layers(module: nn.Module) -> bool:
 
 def dequantize_(module: nn.Module) -> nn.Module:
     """Replace every quantized linear layer of ``module`` with a float ``nn.Linear`` (in place)."""
-    found = [(name, m) for name, m in module.named_modules() if name and _dequantized_weight(m) is not None]
-    for name, layer in found:
-        weight, bias = _dequantized_weight(layer)
+    found = [(name, wb) for name, m in module.named_modules() if name and (wb := _dequantized_weight(m)) is not None]
+    for name, (weight, bias) in found:
         plain = nn.Linear(
             weight.shape[1], weight.shape[0], bias=bias is not None, device=weight.device, dtype=weight.dtype
         )
@@ -236,7 +242,7 @@ def dequantize_(module: nn.Module) -> nn.Module:
         plain.requires_grad_(False)
         _replace(module, name, plain)
     if getattr(module, "is_loaded_in_4bit", False):  # the flag transformers and peft read
-        module.is_loaded_in_4bit = False
+        setattr(module, "is_loaded_in_4bit", False)  # noqa: B010 (nn.Module types its attributes as tensors)
     return module
 
 
@@ -248,7 +254,7 @@ def dequantized_copy(module: nn.Module) -> nn.Module:
 # ---- Quantizing a model ------------------------------------------------------------------------
 
 
-def _plain_part(model, part: str) -> nn.Module:
+def _plain_part(model: AudioLM, part: str) -> Any:
     """The part with adapters merged into its weights (peft's merge) and its layers in float."""
     from peft import PeftModel
 
@@ -258,7 +264,9 @@ def _plain_part(model, part: str) -> nn.Module:
     return dequantize_(module)
 
 
-def quantize(model, mode: str, backend: str | None = None, parts: tuple[str, ...] | list[str] = ("llm",)):
+def quantize(
+    model: AudioLM, mode: str, backend: str | None = None, parts: tuple[str, ...] | list[str] = ("llm",)
+) -> AudioLM:
     """Quantize ``model`` (an AudioLM) in place for inference, record how, and return it.
 
     ``backend``: ``None`` picks :func:`default_backend` for the model's device. ``parts``:
@@ -283,7 +291,7 @@ def quantize(model, mode: str, backend: str | None = None, parts: tuple[str, ...
 # ---- QLoRA's frozen base -----------------------------------------------------------------------
 
 
-def hold_in_4bit(llm: nn.Module) -> nn.Module:
+def hold_in_4bit(llm: Any) -> nn.Module:
     """The LLM's Linear layers (not the output head) as frozen NF4 ``Linear4bit``, in place."""
     names = _linear_names(llm, keep=llm.get_output_embeddings())
     _int4_bitsandbytes(llm, names)

@@ -12,6 +12,7 @@ model), which the command line reports as one line with exit code 2.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def check_source(source: Source) -> None:
 
 
 @contextlib.contextmanager
-def fetch_errors(source: Source):
+def fetch_errors(source: Source) -> Iterator[None]:
     """Inside: loading ``source``; an OSError (not found locally, hub unreachable or unknown) becomes one line."""
     try:
         yield

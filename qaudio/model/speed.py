@@ -20,7 +20,7 @@ import contextlib
 import torch
 
 
-def training_attention(device: torch.device | str):
+def training_attention(device: torch.device | str) -> contextlib.AbstractContextManager:
     """A context for the forward pass of training: SDPA's math backend on CPU, the default elsewhere."""
     if torch.device(device).type != "cpu":
         return contextlib.nullcontext()
@@ -29,7 +29,7 @@ def training_attention(device: torch.device | str):
     return sdpa_kernel(SDPBackend.MATH)
 
 
-def fused_adamw_supported(params) -> bool:
+def fused_adamw_supported(params: list[torch.Tensor]) -> bool:
     """Fused AdamW takes floating-point tensors on CPU or CUDA, all on one device type."""
     types = {p.device.type for p in params}
     return len(types) == 1 and types <= {"cpu", "cuda"} and all(p.is_floating_point() for p in params)

@@ -39,6 +39,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from peft import LoraConfig, PeftModel, TrainableTokensConfig, get_peft_model
@@ -47,14 +48,21 @@ from torch import nn
 
 from ..config import TrainableConfig
 from ..tags import all_special_tokens
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from .audio_lm import AudioLM
 from .quantize import dequantize_, dequantized_copy
 from .weights import load_tensors, save_tensors
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"  # peft's file name (its config is adapter_config.json)
 
 
-def unwrap(module: nn.Module) -> nn.Module:
-    """The transformers model inside a peft wrapper (adapters stay injected in its layers)."""
+def unwrap(module: nn.Module) -> Any:
+    """The transformers model inside a peft wrapper (adapters stay injected in its layers).
+
+    Typed Any: callers use the transformers model's own attributes (config, get_input_embeddings)."""
     return module.get_base_model() if isinstance(module, PeftModel) else module
 
 
@@ -98,15 +106,15 @@ ENCODER_TRAINING: dict[str, Callable[[nn.Module, TrainableConfig], nn.Module]] =
 # ---- The language model ---------------------------------------------------------------------
 
 
-def tag_token_ids(tokenizer) -> list[int]:
+def tag_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """Ids of every qaudio tag, time and audio token: the rows a pretrained LLM has never trained.
 
     Tokens the tokenizer lacks are left out (an imported Qwen2-Audio has the audio tokens only)."""
-    ids = tokenizer.convert_tokens_to_ids(all_special_tokens())
+    ids = cast("list[int | None]", tokenizer.convert_tokens_to_ids(all_special_tokens()))  # a list in, a list out
     return sorted({i for i in ids if i is not None and i != tokenizer.unk_token_id})
 
 
-def _token_row_targets(llm: nn.Module, token_ids: list[int]) -> dict[str, list[int]]:
+def _token_row_targets(llm: Any, token_ids: list[int]) -> dict[str, list[int]]:
     """{module name: ids} for the input embedding, and for the output head unless it is tied to it."""
     targets = {_module_name(llm, llm.get_input_embeddings()): token_ids}
     head = llm.get_output_embeddings()
@@ -150,7 +158,7 @@ LLM_TRAINING: dict[str, Callable[[nn.Module, TrainableConfig, list[int]], nn.Mod
 }
 
 
-def apply_trainable(model) -> None:
+def apply_trainable(model: AudioLM) -> None:
     """Freeze, unfreeze or wrap ``model``'s parts (an AudioLM) as ``model.config.trainable`` says."""
     trainable = model.config.trainable
     for part in (model.audio_tower, model.language_model):
@@ -205,6 +213,6 @@ def load_adapter(module: nn.Module, directory: Path) -> None:
             "the checkpoint's config.json and its adapters disagree"
         )
     state = load_tensors(directory / ADAPTER_WEIGHTS)
-    result = set_peft_model_state_dict(module, state)
+    result: Any = set_peft_model_state_dict(module, state)  # load_state_dict's keys; peft's function is unannotated
     if result.unexpected_keys:
         raise ValueError(f"{directory}: adapter weights that fit no adapter of the model: {result.unexpected_keys[:5]}")

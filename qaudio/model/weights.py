@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -87,7 +88,7 @@ def renamed(state: Mapping[str, torch.Tensor], prefixes: Sequence[tuple[str, str
     return out
 
 
-def mismatches(state: Mapping[str, object], expected: Mapping[str, tuple[int, ...]]) -> str:
+def mismatches(state: Mapping[str, Any], expected: Mapping[str, tuple[int, ...]]) -> str:
     """What keeps ``state`` (name -> array with ``.shape``) from fitting ``expected`` (name -> shape)
     exactly: missing, unexpected and mis-shaped names; "" when it fits."""
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))

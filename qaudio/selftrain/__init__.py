@@ -6,10 +6,15 @@ in measured rounds (``qaudio self-train``). See :mod:`qaudio.selftrain.rounds` f
                                        dev="dev.jsonl", rounds=3, out="runs/self-train"))
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
 from .config import SelfTrainConfig
 
 
-def self_train(cfg: SelfTrainConfig, synthesizer=None):
+def self_train(cfg: SelfTrainConfig, synthesizer: str | Callable | None = None) -> Path:
     """Run (or continue) self-training; see :func:`qaudio.selftrain.rounds.self_train`."""
     from .rounds import self_train as run
 

@@ -20,7 +20,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..infer import Pipeline
 
 import numpy as np
 
@@ -34,7 +37,7 @@ class Transcript:
     error: str | None  # a clip that could not be read
 
 
-def load_model(model_dir: str | Path, device: str | None = None, max_new_tokens: int | None = None):
+def load_model(model_dir: str | Path, device: str | None = None, max_new_tokens: int | None = None) -> Pipeline:
     """The inference wrapper of a saved model (float32: batched equals one-by-one)."""
     from ..infer import load
 
@@ -42,7 +45,7 @@ def load_model(model_dir: str | Path, device: str | None = None, max_new_tokens:
 
 
 def transcribe(
-    model, clips: Sequence[str], num_beams: int = 1, lang: str = "en", batch_size: int = 16
+    model: Pipeline, clips: Sequence[str], num_beams: int = 1, lang: str = "en", batch_size: int = 16
 ) -> list[Transcript]:
     """Transcribe audio files (each within the encoder window) with greedy (1) or beam search."""
     from ..specs import get_task
@@ -57,7 +60,7 @@ def transcribe(
 
 
 def score(
-    model, clips: Sequence[str], texts: Sequence[str], lang: str = "en", batch_size: int = 16
+    model: Pipeline, clips: Sequence[str], texts: Sequence[str], lang: str = "en", batch_size: int = 16
 ) -> list[tuple[float, int]]:
     """(sum of token log-probabilities of ``text`` + end token, token count) per clip.
 
@@ -90,7 +93,7 @@ def score(
     return out
 
 
-def target_tokens(model, text: str) -> int:
+def target_tokens(model: Pipeline, text: str) -> int:
     """Tokens the scored target holds: the text's tokens and the end token."""
     return len(model.tokenizer(text, add_special_tokens=False)["input_ids"]) + 1
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
+from typing import Any
 
 from .config import SelfTrainConfig, flag
 
@@ -16,7 +18,7 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def _type(f: dataclasses.Field):
+def _type(f: dataclasses.Field) -> Callable[[str], Any]:
     text = str(f.type)
     for prefix, kind in (("bool", _bool), ("int", int), ("float", float)):
         if text.startswith(prefix):

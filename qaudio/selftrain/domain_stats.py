@@ -111,14 +111,15 @@ def measure(clips: list[Example], labelled: list[Example], max_pitch_clips: int 
         raise ValueError("no unlabeled clips to measure")
     rng = np.random.default_rng(seed)
     sample = set(rng.choice(len(clips), size=min(max_pitch_clips, len(clips)), replace=False).tolist())
-    snrs, kept, samples_total = [], [], 0  # one clip in memory at a time, besides the pitch sample
+    snrs: list[float] = []
+    kept: list[np.ndarray] = []  # one clip in memory at a time, besides the pitch sample
+    samples_total = 0
     for i, ex in enumerate(clips):
         samples = load_audio(ex.audio, allow_silence=True).samples
         snrs.append(snr_db(samples))
         samples_total += len(samples)
         if i in sample:
             kept.append(samples)
-    snrs = np.array(snrs)
     f0 = np.concatenate([f0_frames(x) for x in kept] or [np.empty(0)])
     pct = (lambda q: round(float(np.percentile(f0, q)), 1)) if len(f0) else (lambda q: None)
     return DomainStats(

@@ -22,9 +22,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..data import Example, write_manifest
 from . import backend
+
+if TYPE_CHECKING:
+    from ..infer import Pipeline
 
 DECODES = {"greedy": 1, "beam": None}  # decode name -> beams (None: the configured beam width)
 
@@ -60,6 +64,7 @@ def reason_dropped(ex: Example, cfg: FilterConfig) -> str | None:
     m = ex.meta
     if m.get("error"):
         return "unreadable audio"
+    assert isinstance(ex.target, str), "a pseudo-label is one transcript"
     if not ex.target.strip():
         return "empty transcript"
     if m.get("flags"):
@@ -89,7 +94,12 @@ def select(scored: list[Example], cfg: FilterConfig) -> tuple[list[Example], dic
 
 
 def pseudo_label(
-    model, clips: list[Example], num_beams: int = 4, keep: str = "beam", lang: str = "en", batch_size: int = 16
+    model: Pipeline,
+    clips: list[Example],
+    num_beams: int = 4,
+    keep: str = "beam",
+    lang: str = "en",
+    batch_size: int = 16,
 ) -> list[Example]:
     """Every clip with its transcript (``target``) and scores (``meta``): logprob, agreement, both decodes."""
     if keep not in DECODES:

@@ -27,6 +27,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -100,7 +101,7 @@ def pitch_for(cal: dict, target_hz: float) -> float | None:
 
 def plan_voices(cal: dict[str, dict], stats: DomainStats, max_voices: int) -> list[dict]:
     """The voices to use, each with its pitch and rate ranges (eSpeak units)."""
-    plans = []
+    plans: list[dict[str, Any]] = []
     for voice, c in cal.items():
         rate = NOMINAL_RATE if stats.words_per_second is None else NOMINAL_RATE * stats.words_per_second / c["wps"]
         rate_range = [int(np.clip(round(rate * (1 + s)), 80, 450)) for s in (-RATE_SPREAD, RATE_SPREAD)]

@@ -10,6 +10,7 @@ audio paths.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ..audio import SAMPLE_RATE, load_audio
 from ..chunking import split_windows
@@ -39,7 +40,7 @@ def cut_clips(source: str | Path, out_dir: str | Path, max_seconds: float, lang:
     clips: list[Example] = []
     for n, path in enumerate(recordings(source)):
         audio = load_audio(path, allow_silence=True)
-        base = {"task": "asr", "audio_lang": lang, "text_lang": lang}
+        base: dict[str, Any] = {"task": "asr", "audio_lang": lang, "text_lang": lang}
         if audio.duration <= max_seconds:
             clips.append(
                 Example(

@@ -24,6 +24,7 @@ import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -121,7 +122,12 @@ def _render(job: tuple[int, int, str, Settings, str]) -> list[Example]:
         "line": line + 1,
         "source": "tts-augment",
     }
-    common = {"audio": audio, "duration": round(len(samples) / SR, 3), "audio_lang": st.lang, "text_lang": st.lang}
+    common: dict[str, Any] = {
+        "audio": audio,
+        "duration": round(len(samples) / SR, 3),
+        "audio_lang": st.lang,
+        "text_lang": st.lang,
+    }
     if written:  # the target keeps digits, casing and punctuation: the <|itn|> output
         asr = Example(
             id=f"{name}-asr",

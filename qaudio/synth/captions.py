@@ -13,7 +13,8 @@ sound, high/low, rising/falling, loud/quiet). Questions name a sound by its cano
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -56,7 +57,10 @@ MODIFIERS = {
 assert set(NOUNS) == set(KINDS) == set(CLAUSES)
 
 
-def _pick(rng: np.random.Generator, items):
+T = TypeVar("T")
+
+
+def _pick(rng: np.random.Generator, items: Sequence[T]) -> T:
     return items[int(rng.integers(len(items)))]
 
 

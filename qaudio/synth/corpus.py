@@ -30,6 +30,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -124,7 +125,9 @@ class Unit:
 # ---- Planning (main process) ----------------------------------------------------------------
 
 
-def _speaker(rng: np.random.Generator, pool: list[Sentence], split: str, langs=("en", "de", "fr")) -> dict:
+def _speaker(
+    rng: np.random.Generator, pool: list[Sentence], split: str, langs: tuple[str, ...] = ("en", "de", "fr")
+) -> dict:
     """A random talker for babble or an overlay: any sentence of the split, a voice of the split."""
     lang = str(rng.choice(langs))
     s = pool[int(rng.integers(len(pool)))]
@@ -227,7 +230,7 @@ def _render_speech(u: Unit) -> tuple[np.ndarray, list[Example]]:
     out = []
     for task in p["tasks"]:
         name, _, target_lang = task.partition(":")
-        common = {
+        common: dict[str, Any] = {
             "id": f"{u.name}-{task.replace(':', '-')}",
             "audio": u.audio,
             "duration": dur,
@@ -270,7 +273,7 @@ def _render_events(u: Unit) -> tuple[np.ndarray, list[Example]]:
     samples, segments = render_clip(rng)
     dur = round(len(samples) / SR, 3)
     meta = {"segments": [s.to_dict() for s in segments]}
-    common = {"audio": u.audio, "duration": dur, "audio_lang": "unknown", "text_lang": "en"}
+    common: dict[str, Any] = {"audio": u.audio, "duration": dur, "audio_lang": "unknown", "text_lang": "en"}
     out = [Example(id=f"{u.name}-aac", task="aac", target=cap.captions(segments, rng), meta=meta, **common)]
     for k, (q, a, qtype) in enumerate(cap.questions(segments, rng, u.params["questions"])):
         out.append(

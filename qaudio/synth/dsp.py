@@ -78,7 +78,8 @@ def tone(freq_hz: np.ndarray | float, n: int, harmonics: tuple[float, ...] = (1.
     """A (possibly gliding) periodic tone: ``harmonics[k]`` is the amplitude of harmonic k+1."""
     f = np.broadcast_to(np.asarray(freq_hz, dtype=np.float64), (n,))
     phase = 2 * np.pi * np.cumsum(f) / SR
-    return sum(a * np.sin((k + 1) * phase) for k, a in enumerate(harmonics) if a)
+    # start from zeros so that all-zero harmonics give silence of length n, not the scalar 0
+    return sum((a * np.sin((k + 1) * phase) for k, a in enumerate(harmonics) if a), np.zeros(n))
 
 
 def damped(freqs: tuple[float, ...], amps: tuple[float, ...], decay_s: float, n: int) -> np.ndarray:

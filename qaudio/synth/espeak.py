@@ -27,6 +27,7 @@ import ctypes
 import string
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -128,7 +129,7 @@ class _Engine:
         # process loaded the same file too, it stays mapped and its state carries over.)
         _ctypes.dlclose(self.lib._handle)
 
-    def _on_audio(self, wav, num_samples, events) -> int:
+    def _on_audio(self, wav: Any, num_samples: int, events: Any) -> int:
         if num_samples > 0:
             self.chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
         i = 0
@@ -245,7 +246,7 @@ def _align_words(text: str, events: list[tuple[int, int, int]], samples: np.ndar
             span = (lo, lo)
         first, last = span
         total = sum(len(w) for w in words)
-        at = first
+        at = float(first)
         for w in words:
             step = (last - first) * len(w) / total
             out.append((w, round(at * FRAME / SAMPLE_RATE, 3), round((at + step) * FRAME / SAMPLE_RATE, 3)))

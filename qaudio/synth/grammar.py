@@ -17,8 +17,9 @@ words, a handful of templates, clips of 2-3 s.
 from __future__ import annotations
 
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -151,12 +152,14 @@ def _adjs_for(noun: Noun) -> list[Adjective]:
     return [a for a in ADJECTIVES if noun.cls in a.classes]
 
 
-def _pick(rng: np.random.Generator, items: list):
+def _pick(rng: np.random.Generator, items: Sequence[T]) -> T:
     return items[int(rng.integers(len(items)))]
 
 
+T = TypeVar("T")
+
 _THINGS = ("obj", "food", "animal")
-_BY_KEY = {
+_BY_KEY: dict[str, dict[str, Any]] = {  # slot kind -> key -> a lexicon entry (Noun, Adjective ...)
     "noun": {n.key: n for c in NOUNS.values() for n in c},
     "adj": {a.key: a for a in ADJECTIVES},
     "verb": {v.key: v for v in VERBS_PRESENT},
@@ -181,11 +184,13 @@ class Template:
         return Sentence(self.name, tuple(slots), self.realize(*values))
 
 
-def _key(x) -> str:
+def _key(x: Any) -> str:
     return "-" if x is None else x.key
 
 
-def _sample_thing(rng, classes=_THINGS, adj_p: float = 1.0) -> tuple[Noun, Adjective | None]:
+def _sample_thing(
+    rng: np.random.Generator, classes: tuple[str, ...] = _THINGS, adj_p: float = 1.0
+) -> tuple[Noun, Adjective | None]:
     noun = _pick(rng, _nouns(*classes))
     adj = _pick(rng, _adjs_for(noun)) if rng.random() < adj_p else None
     return noun, adj

@@ -35,7 +35,7 @@ class Adjective:
     key: str
     en: str
     de_stem: str  # the stem inflected forms take ("teur" for "teuer")
-    fr: tuple[str, str, str, str]  # masc sg, fem sg, masc pl, fem pl
+    fr: tuple[str, ...]  # masc sg, fem sg, masc pl, fem pl
     fr_before: bool  # French position: before the noun (petit, grand ...) or after (colours ...)
     classes: frozenset[str]  # noun classes it describes
 
@@ -62,7 +62,7 @@ class Phrase:
     fr: str
 
 
-def _rows(table: str) -> list[list[str]]:
+def _rows(table: str) -> list[list[list[str]]]:
     """Rows of a ``|``-separated table; each cell split on whitespace. Lines with # are comments."""
     rows = []
     for line in table.strip().splitlines():

@@ -12,8 +12,17 @@ workers, and after a resume (no random state to carry).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..model.processor import AudioProcessor
+    from .feature_cache import FeatureCache
+    from .mixing import MixtureSampler
+
+
 import hashlib
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -80,14 +89,14 @@ class Collator:
 
     def __init__(
         self,
-        processor,
+        processor: AudioProcessor,
         items: list[Item],
         style: str,
         seed: int,
         max_seconds: float,
-        cache=None,
+        cache: FeatureCache | None = None,
         keys: list[str] | None = None,
-        known_bad: set[str] | None = None,
+        known_bad: Collection[str] | None = None,
     ):
         self.processor = processor
         self.items = items
@@ -101,12 +110,14 @@ class Collator:
     def __call__(self, request: list[tuple[int, int]]) -> Batch:
         """``request``: (stream position, item index) pairs of one micro-batch."""
         position = request[0][0] if request else -1
-        rows, bad = [], []
+        rows: list[tuple[Item, int, Any]] = []  # (item, position, samples (T,) or cached states (T', D_enc))
+        bad = []
         for pos, index in request:
             item = self.items[index]
             if item.example.id in self.known_bad:
                 continue
             if self.cache is not None:
+                assert self.keys is not None, "a feature cache comes with the items' keys"
                 rows.append((item, pos, self.cache.get(self.keys[index])))  # (T', D_enc)
                 continue
             try:
@@ -151,7 +162,7 @@ class IdentityDataset(torch.utils.data.Dataset):
 class PositionedBatches:
     """The sampler's micro-batches tagged with their global stream positions, as a batch sampler."""
 
-    def __init__(self, sampler, start: int):
+    def __init__(self, sampler: MixtureSampler, start: int):
         self.sampler = sampler
         self.start = start
 
@@ -162,7 +173,9 @@ class PositionedBatches:
             position += self.sampler.world_size
 
 
-def make_loader(sampler, start: int, collator: Collator, num_workers: int) -> torch.utils.data.DataLoader:
+def make_loader(
+    sampler: MixtureSampler, start: int, collator: Collator, num_workers: int
+) -> torch.utils.data.DataLoader:
     """An endless loader of :class:`Batch` from global position ``start``."""
     return torch.utils.data.DataLoader(
         IdentityDataset(),
@@ -185,5 +198,8 @@ def first_usable_batch(collator: Collator, n_items: int, bad: BadDataLog) -> Bat
     raise TrainingAborted("no training example could be loaded: every one is bad data (see the messages above)")
 
 
-def to_device(inputs: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
+def to_device(inputs: dict[str, torch.Tensor] | None, device: torch.device | str) -> dict[str, torch.Tensor]:
+    """A batch's inputs on ``device``; the batches the loop runs always have some (see first_usable_batch)."""
+    if inputs is None:
+        raise ValueError("a batch whose every item failed to load has no inputs to run")
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}

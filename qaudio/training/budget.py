@@ -8,6 +8,14 @@ exactly like a run given the resulting ``--max-steps``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from .mixing import MixtureSampler
+
+
 import time
 
 import numpy as np
@@ -23,7 +31,14 @@ from .losses import output_loss
 PROBE_BATCHES = 3  # timed micro-batches (after one warm-up)
 
 
-def probe_step_seconds(model, accelerator, collator: Collator, sampler, optimizer, cfg: TrainConfig) -> float:
+def probe_step_seconds(
+    model: torch.nn.Module,
+    accelerator: Accelerator,
+    collator: Collator,
+    sampler: MixtureSampler,
+    optimizer: Any,  # torch.optim.AdamW, or accelerate's wrapper of it (its .optimizer)
+    cfg: TrainConfig,
+) -> float:
     """Seconds per optimizer step, timed on a few real micro-batches: loading, forward, backward,
     plus an AdamW step on copies of the trainable weights.
 

@@ -15,6 +15,17 @@ next start) and never a half-written checkpoint under a final name.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from torch import nn
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from .config import TrainConfig
+    from .state import TrainState
+
+
 import json
 import os
 import random
@@ -165,18 +176,18 @@ def set_rng_state(state: dict) -> None:
 # ---- through accelerate's state ----------------------------------------------------------------
 
 
-def register(accelerator, trainable: list[str], *objects) -> None:
+def register(accelerator: Accelerator, trainable: list[str], *objects: Any) -> None:
     """Make ``accelerator.save_state`` / ``load_state`` qaudio checkpoints: ``objects`` (the
     scheduler, the TrainState) are saved with the model, and the model's file holds its
     trainable weights only (the frozen encoder and LLM are rebuilt, never written)."""
     accelerator.register_for_checkpointing(*objects)
 
-    def keep_trainable(models, weights, output_dir) -> None:
+    def keep_trainable(models: list[nn.Module], weights: list[dict], output_dir: str) -> None:
         for model, state in zip(models, weights, strict=True):  # in place: accelerate writes these dicts next
             state.clear()
             state.update(trainable_state_dict(accelerator.unwrap_model(model), trainable))
 
-    def load_trainable_weights(models, input_dir) -> None:
+    def load_trainable_weights(models: list[nn.Module], input_dir: str) -> None:
         for model in models:
             load_trainable(accelerator.unwrap_model(model), trainable, Path(input_dir) / TRAINABLE_FILE)
         models.clear()  # loaded here: accelerate's strict full-model load must not run
@@ -185,7 +196,9 @@ def register(accelerator, trainable: list[str], *objects) -> None:
     accelerator.register_load_state_pre_hook(load_trainable_weights)
 
 
-def save_checkpoint(run_dir: Path, cfg, accelerator, model, state) -> Path | None:
+def save_checkpoint(
+    run_dir: Path, cfg: TrainConfig, accelerator: Accelerator, model: nn.Module, state: TrainState
+) -> Path | None:
     """Write a complete checkpoint of ``state`` (a TrainState) atomically; every process takes part."""
     from .config import to_yaml
 
@@ -209,7 +222,9 @@ def save_checkpoint(run_dir: Path, cfg, accelerator, model, state) -> Path | Non
 MODEL_DIR = "model"  # the final save_pretrained directory inside the run directory
 
 
-def save_final_model(run_dir: Path, cfg, accelerator, model, summary: dict) -> Path:
+def save_final_model(
+    run_dir: Path, cfg: TrainConfig, accelerator: Accelerator, model: nn.Module, summary: dict
+) -> Path:
     """The trained model as a save_pretrained directory (written aside, then renamed into place),
     with the run's config and its summary (``training.json``: steps, examples, time, learning curve)."""
     from .config import to_yaml

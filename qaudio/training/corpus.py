@@ -98,8 +98,10 @@ def chunk_by_words(ex: Example, max_seconds: float) -> list[Example]:
     piece's target is its words, and its word times are shifted to the piece's start. Returns
     [] when a single word is longer than the window.
     """
-    words = [(str(w), float(s), float(e)) for w, s, e in ex.words]
-    pieces, current, start = [], [], 0.0
+    words = [(str(w), float(s), float(e)) for w, s, e in ex.words or []]
+    pieces: list[tuple[float, float, list[tuple[str, float, float]]]] = []  # (start, end, words)
+    current: list[tuple[str, float, float]] = []
+    start = 0.0
     for w, s, e in words:
         if current and e - start > max_seconds:
             cut = (current[-1][2] + s) / 2  # mid-pause between the last word kept and this one

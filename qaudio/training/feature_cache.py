@@ -27,8 +27,17 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from ..model.audio_lm import AudioLM
+    from ..model.processor import AudioProcessor
+    from .bad_data import BadDataLog
+    from .config import TrainConfig
 
 import torch
 
@@ -64,7 +73,7 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def encoder_identity(model, processor, precision: str) -> dict:
+def encoder_identity(model: AudioLM, processor: AudioProcessor, precision: str) -> dict:
     """What the encoder id hashes: everything that changes the encoder's outputs (the model's
     encoder config and audio tower, the processor's feature extractor, the precision)."""
     return {
@@ -96,7 +105,7 @@ class FeatureCache:
             tmp = meta.with_suffix(f".tmp{os.getpid()}")
             tmp.write_text(json.dumps(self.identity, indent=1, sort_keys=True, default=str), encoding="utf-8")
             os.replace(tmp, meta)
-        self._handles: dict[str, object] = {}
+        self._handles: dict[str, Any] = {}  # shard name -> safetensors' open file (safe_open)
         self.index: dict[str, str] = {}
         self.refresh()
 
@@ -140,7 +149,12 @@ class FeatureCache:
         return final
 
 
-def encode_clips(processor, model, clips: list, autocast=contextlib.nullcontext) -> list[torch.Tensor]:
+def encode_clips(
+    processor: AudioProcessor,
+    model: AudioLM,
+    clips: list,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+) -> list[torch.Tensor]:
     """Encoder states of each clip, (T'_i, D_enc) float32, as training computes them: the
     processor's float32 log-mels, the encoder on real lengths (:meth:`AudioLM.encode`) under
     ``autocast()`` (the training precision)."""
@@ -152,14 +166,14 @@ def encode_clips(processor, model, clips: list, autocast=contextlib.nullcontext)
 
 def fill_cache(
     cache: FeatureCache,
-    processor,
-    model,
+    processor: AudioProcessor,
+    model: AudioLM,
     todo: dict,
     batch_size: int,
     tag: str,
     progress: bool = False,
-    autocast=contextlib.nullcontext,
-    load=None,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    load: Callable[[Any], Any] | None = None,
 ) -> list:
     """Encode the clips of ``todo`` (key -> item with a ``duration``) and store them in shards.
 
@@ -169,11 +183,13 @@ def fill_cache(
     audio could not be used; those keys stay missing.
     """
     from ..audio import AudioError
+    from .bad_data import BadItem
     from .batching import bad_audio, load_clip
 
     load = load or (lambda item: load_clip(item, processor.max_audio_seconds))
     order = sorted(todo, key=lambda k: todo[k].duration)
-    bad, pending = [], {}
+    bad: list[BadItem] = []
+    pending: dict[str, torch.Tensor] = {}
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -202,7 +218,15 @@ def fill_cache(
     return bad
 
 
-def cache_for_training(cfg, model, processor, accelerator, items_by_split: dict[str, list], bad, precision: str):
+def cache_for_training(
+    cfg: TrainConfig,
+    model: AudioLM,
+    processor: AudioProcessor,
+    accelerator: Accelerator,
+    items_by_split: dict[str, list],
+    bad: BadDataLog,
+    precision: str,
+) -> tuple[FeatureCache, dict[str, list[str]], dict[str, list]]:
     """Open ``--cache-encoder DIR``, compute what is missing (split over processes), key every item.
 
     Returns (cache, {split: keys}, {split: items}) with items whose audio failed removed.
@@ -211,6 +235,8 @@ def cache_for_training(cfg, model, processor, accelerator, items_by_split: dict[
 
     from .bad_data import BadItem
 
+    if cfg.cache_encoder is None:
+        raise ValueError("no --cache-encoder directory was given")
     if model.config.trainable.encoder != "frozen":
         raise ValueError(
             f"--cache-encoder needs a frozen encoder; this model trains it "

@@ -9,6 +9,14 @@ divided once, here.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from ..model.audio_lm import AudioLMOutput
+
+
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -43,7 +51,7 @@ class LossMeter:
             self.tokens[k] += n
             self.examples[k] += 1
 
-    def reduce(self, accelerator) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    def reduce(self, accelerator: Accelerator) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
         """Per-task mean loss, per-task examples, and the extra sums, over every process."""
         keys = sorted(self.extra)
         local = torch.tensor(
@@ -70,12 +78,13 @@ def batch_loss(loss_sum: torch.Tensor, tokens: torch.Tensor, weighting: str) -> 
     return (loss_sum / tokens.clamp(min=1)).mean()
 
 
-def output_loss(out, weighting: str) -> torch.Tensor:
+def output_loss(out: AudioLMOutput, weighting: str) -> torch.Tensor:
     """:func:`batch_loss` of a forward's output (``AudioLMOutput`` with labels), in float32."""
+    assert out.loss_sum is not None and out.target_tokens is not None, "the forward had no labels"
     return batch_loss(out.loss_sum.float(), out.target_tokens.float(), weighting)
 
 
-def all_finite(value: torch.Tensor, accelerator) -> bool:
+def all_finite(value: torch.Tensor, accelerator: Accelerator) -> bool:
     """True when ``value`` is finite on every process (they must agree before backward)."""
     flag = torch.tensor([1.0 if torch.isfinite(value).all() else 0.0], device=accelerator.device)
     if accelerator.num_processes > 1:
@@ -85,7 +94,13 @@ def all_finite(value: torch.Tensor, accelerator) -> bool:
 
 @torch.no_grad()
 def evaluate_dev(
-    model, accelerator, collator: Collator, dev_items: list[Item], tasks: list[str], batch_size: int, weighting: str
+    model: torch.nn.Module,
+    accelerator: Accelerator,
+    collator: Collator,
+    dev_items: list[Item],
+    tasks: list[str],
+    batch_size: int,
+    weighting: str,
 ) -> dict[str, float]:
     """Mean dev loss per task (token-weighted, first reference), batches split over processes."""
     if not dev_items:

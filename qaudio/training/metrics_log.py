@@ -36,8 +36,8 @@ class MetricsLog:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # tensorboard is optional (the `logging` extra)
-                SummaryWriter = None
-            if SummaryWriter is not None:
+                pass
+            else:
                 self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=resume_step)
 
     def _truncate_after(self, step: int) -> None:

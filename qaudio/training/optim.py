@@ -27,7 +27,7 @@ def token_table_parameters(model: torch.nn.Module) -> set[int]:
         head = get_head() if callable(get_head) else None
         if head is None:  # not a language model with a head (e.g. the Whisper encoder)
             continue
-        for table in (module.get_input_embeddings(), head):
+        for table in (module.get_input_embeddings(), head):  # type: ignore[operator]  # a transformers model here
             found.update(id(p) for p in table.parameters())
     return found
 
@@ -36,7 +36,8 @@ def parameter_groups(model: torch.nn.Module, names: list[str], weight_decay: flo
     """Two AdamW groups over the named trainable parameters: decayed matrices, the rest."""
     params = dict(model.named_parameters())
     tables = token_table_parameters(model)
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name in names:
         p = params[name]
         # Token tables are 2-D but are lookups, not maps: decaying them shrinks rare tokens.
@@ -72,7 +73,9 @@ def lr_factor(step: int, max_steps: int, warmup: int, schedule: str, min_ratio: 
     return min_ratio + (1.0 - min_ratio) * decay
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, max_steps: int):
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, max_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     fn = partial(
         lr_factor,
         max_steps=max_steps,

@@ -3,6 +3,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from .setup import Run
+
+
 import math
 
 from .budget import probe_step_seconds, steps_for_budget
@@ -29,7 +40,14 @@ def eta_message(max_steps: int, step_s: float, dev_s: float, cfg: TrainConfig) -
     return text
 
 
-def plan_steps(cfg: TrainConfig, accelerator, run, optimizer, dev_s: float, log) -> tuple[int, float | None]:
+def plan_steps(
+    cfg: TrainConfig,
+    accelerator: Accelerator,
+    run: Run,
+    optimizer: torch.optim.Optimizer,
+    dev_s: float,
+    log: Callable[[str], None],
+) -> tuple[int, float | None]:
     """The schedule's length (--max-steps, --max-minutes via a timed probe, else --epochs) and the
     probed seconds per step (None: no probe ran)."""
     step_s = None

@@ -9,8 +9,10 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,8 +22,24 @@ from . import checkpoint as ckpt
 from .bad_data import BadDataLog
 from .batching import Collator
 from .config import MODEL_FLAGS, SOURCE_FLAGS, TrainConfig, model_overrides, to_yaml
-from .corpus import Item, check_tasks_present, fit_to_window, load_items, parse_recipes, parse_tasks, tokenizer_texts
+from .corpus import (
+    Item,
+    RecipeSpec,
+    check_tasks_present,
+    fit_to_window,
+    load_items,
+    parse_recipes,
+    parse_tasks,
+    tokenizer_texts,
+)
 from .mixing import MixtureSampler, task_weights
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from ..config import ModelConfig
+    from ..model.audio_lm import AudioLM
+    from .feature_cache import FeatureCache
 
 # Options that fix the data order, the schedule or the model: a resumed run must keep them.
 RESUME_INVARIANTS = (
@@ -58,7 +76,7 @@ def resolve_precision(precision: str) -> str:
     return "bf16" if cpu_has_bf16() else "fp32"  # without bf16 units, CPU bf16 is emulated and slower
 
 
-def make_accelerator(cfg: TrainConfig):
+def make_accelerator(cfg: TrainConfig) -> Accelerator:
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
@@ -93,7 +111,7 @@ def refuse_fsdp_on_cpu() -> None:
         )
 
 
-def refuse_sharding(accelerator) -> None:
+def refuse_sharding(accelerator: Accelerator) -> None:
     """FSDP and DeepSpeed ZeRO: refused at start, with the reason and the supported path."""
     from accelerate.utils import DistributedType
 
@@ -180,7 +198,7 @@ def find_resume_checkpoint(cfg: TrainConfig, run_dir: Path) -> Path | None:
 # ---- the model -------------------------------------------------------------------------------
 
 
-def model_config_for(cfg: TrainConfig):
+def model_config_for(cfg: TrainConfig) -> ModelConfig:
     """The model preset/file with the model flags (sources, projector, --train-*, --lora-*) applied."""
     from ..config import resolve_model_config, with_overrides
 
@@ -189,7 +207,7 @@ def model_config_for(cfg: TrainConfig):
     return with_overrides(config, **overrides) if overrides else config
 
 
-def build_model(cfg: TrainConfig, texts: list[str] | None, tokenizer_dir: Path | None):
+def build_model(cfg: TrainConfig, texts: list[str] | None, tokenizer_dir: Path | None) -> AudioLM:
     """A fresh AudioLM from the config (seeded), or the saved model ``--model DIR`` to fine-tune.
 
     ``tokenizer_dir``: a tokenizer saved by an earlier run (resume), so the vocabulary is the
@@ -221,7 +239,8 @@ def build_model(cfg: TrainConfig, texts: list[str] | None, tokenizer_dir: Path |
 
 def dev_subset(items: list[Item], tasks: list[str], per_task: int) -> list[Item]:
     """The first ``per_task`` dev items of each training task (deterministic)."""
-    kept, counts = [], defaultdict(int)
+    kept: list[Item] = []
+    counts: defaultdict[str, int] = defaultdict(int)
     for item in items:
         t = item.example.task
         if t in tasks and counts[t] < per_task:
@@ -230,7 +249,7 @@ def dev_subset(items: list[Item], tasks: list[str], per_task: int) -> list[Item]
     return kept
 
 
-def prepare_corpora(specs, accelerator) -> None:
+def prepare_corpora(specs: list[RecipeSpec], accelerator: Accelerator) -> None:
     """Let each recipe make its corpus where it can (the synthetic one generates itself), once."""
     from ..specs import get_recipe
 
@@ -257,7 +276,14 @@ class Run:
     stream: object | None = None  # streamed shard sets: the StreamLoader (loader and checkpointed state)
 
 
-def build_run(cfg: TrainConfig, accelerator, run_dir: Path, resume_from: Path | None, precision: str, log) -> Run:
+def build_run(
+    cfg: TrainConfig,
+    accelerator: Accelerator,
+    run_dir: Path,
+    resume_from: Path | None,
+    precision: str,
+    log: Callable[[str], None],
+) -> Run:
     """Recipes -> items of the asked tasks -> model -> (feature cache) -> mixture sampler and collators."""
     from ..specs import get_task, registry
     from .streaming import build_stream_run, shard_locations
@@ -288,7 +314,8 @@ def build_run(cfg: TrainConfig, accelerator, run_dir: Path, resume_from: Path | 
     if accelerator.is_main_process:
         model.config.save(run_dir / "model_config.json")
 
-    cache, keys = None, {"train": None, "dev": None}
+    cache: FeatureCache | None = None
+    keys: Mapping[str, list[str] | None] = {"train": None, "dev": None}
     if cfg.cache_encoder:
         from .feature_cache import cache_for_training
 

@@ -9,6 +9,14 @@ data position, dev history and bad-data log.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from .batching import Batch
+
+
 import time
 from dataclasses import dataclass, field
 
@@ -33,7 +41,7 @@ class TrainState:
     bad_in_a_row: int = 0  # non-finite steps since the last good one (not saved: a checkpoint follows a good step)
     run_t0: float = field(default_factory=time.perf_counter)  # when this process's loop began (train_seconds)
 
-    def count(self, batch, losses, tokens) -> None:
+    def count(self, batch: Batch, losses: torch.Tensor, tokens: torch.Tensor) -> None:
         """A micro-batch that trained: its per-example loss sums (B,) and target tokens (B,)."""
         self.meter.add(batch.tasks, losses, tokens)
         self.meter.extra["audio_seconds"] += batch.audio_seconds

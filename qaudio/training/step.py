@@ -12,8 +12,10 @@ import contextlib
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 import torch
@@ -25,6 +27,13 @@ from .batching import Batch, first_usable_batch, to_device
 from .config import TrainConfig
 from .losses import LossMeter, all_finite, evaluate_dev, output_loss
 from .state import TrainState
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from .metrics_log import MetricsLog
+    from .setup import Run
+    from .watchdog import NumericsWatchdog
 
 DEADLINE_SLACK = 1.1  # --max-minutes: stop at 110% of the budget if the machine slows down after the probe
 
@@ -58,15 +67,15 @@ class Stepper:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    accelerator: object
+    accelerator: Any  # accelerate.Accelerator (accelerate ships no type information)
     cfg: TrainConfig
     precision: str
     micro: MicroBatches
-    watchdog: object  # NumericsWatchdog
-    metrics: object  # MetricsLog
-    log: object  # print on the main process, silent elsewhere
+    watchdog: NumericsWatchdog
+    metrics: MetricsLog
+    log: Callable[[str], None]  # print on the main process, silent elsewhere
     run_dir: Path
-    batch_log: object = None  # --log-batches: this process's batches-rank<R>.jsonl
+    batch_log: TextIO | None = None  # --log-batches: this process's batches-rank<R>.jsonl
 
     def accumulate(self, state: TrainState) -> tuple[list[Batch], list[float] | None]:
         """``grad_accum`` forward/backward passes: the step's batches, and the losses of those that
@@ -154,7 +163,14 @@ class Stepper:
 class LogWindow:
     """Every ``--log-every`` steps: one ``train`` record of the window's means over every process."""
 
-    def __init__(self, accelerator, metrics, scheduler, tasks: list[str], bar=None):
+    def __init__(
+        self,
+        accelerator: Accelerator,
+        metrics: MetricsLog,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        tasks: list[str],
+        bar: Any = None,  # a tqdm bar on the main process
+    ):
         self.accelerator, self.metrics, self.scheduler, self.tasks, self.bar = (
             accelerator,
             metrics,
@@ -191,7 +207,15 @@ class LogWindow:
         self.t0 = time.perf_counter()
 
 
-def dev_pass(model, accelerator, run, cfg: TrainConfig, state: TrainState, metrics, log) -> float:
+def dev_pass(
+    model: torch.nn.Module,
+    accelerator: Accelerator,
+    run: Run,
+    cfg: TrainConfig,
+    state: TrainState,
+    metrics: MetricsLog,
+    log: Callable[[str], None],
+) -> float:
     """Log the per-task dev loss at ``state.step``; returns the seconds it took."""
     if not run.dev_items:
         return 0.0
@@ -212,7 +236,7 @@ def dev_pass(model, accelerator, run, cfg: TrainConfig, state: TrainState, metri
     return time.perf_counter() - t0
 
 
-def past_deadline(deadline: float | None, accelerator) -> bool:
+def past_deadline(deadline: float | None, accelerator: Accelerator) -> bool:
     """The probe's estimate holds on a quiet machine; if other work slows this one down later, the
     run stops at the deadline (final dev pass and save included) instead of overrunning it."""
     if deadline is None:

@@ -13,7 +13,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from .config import TrainConfig
+    from .state import TrainState
 
 from ..hardware import cpu_name
 
@@ -33,7 +39,9 @@ def machine() -> str:
     return cpu
 
 
-def summarize_run(state, accelerator, cfg, precision: str, threads: int) -> dict[str, Any]:
+def summarize_run(
+    state: TrainState, accelerator: Accelerator, cfg: TrainConfig, precision: str, threads: int
+) -> dict[str, Any]:
     """The facts of ``training.json`` for a finished run (``state``: its TrainState): steps done and
     planned, examples and audio seen over every process and resume, and how it ran."""
     totals = state.seen_now()

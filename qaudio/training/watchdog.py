@@ -21,8 +21,9 @@ reported as such.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 
@@ -33,7 +34,7 @@ from .losses import output_loss
 REPORT = "numerics-rank{rank}.jsonl"  # in the run folder, one line per bad step
 
 
-def _finite(value) -> bool:
+def _finite(value: Any) -> bool:
     """Every floating tensor inside ``value`` (a tensor, tuple, list, dict or model output) is finite."""
     if isinstance(value, torch.Tensor):
         return not value.is_floating_point() or bool(torch.isfinite(value).all())
@@ -54,7 +55,7 @@ class FirstNonFinite:
             m.register_forward_hook(self._hook(name), with_kwargs=True) for name, m in model.named_modules() if name
         ]
 
-    def _hook(self, name: str):
+    def _hook(self, name: str) -> Callable[..., None]:
         def hook(module, args, kwargs, output):
             if self.module is None and not _finite(output):
                 self.module, self.inputs_finite = name, _finite(args) and _finite(kwargs)
@@ -117,8 +118,8 @@ class NumericsWatchdog:
         """Replay ``batches`` (the bad step's micro-batches) with hooks armed; write and return the finding."""
         # Each process replays its own batches on the bare model: no collective calls, so a bad
         # step that every process skips is diagnosed without waiting on the others.
-        inner = model.module if hasattr(model, "module") else model
-        finding = {"step": step, "kind": "none", "module": None, "inputs_finite": None}
+        inner = cast(torch.nn.Module, model.module) if hasattr(model, "module") else model  # DDP's wrapped model
+        finding: dict[str, Any] = {"step": step, "kind": "none", "module": None, "inputs_finite": None}
         for batch in batches:
             if batch.inputs is None:
                 continue
