@@ -94,7 +94,7 @@ class Recipe:
         """
         raise NotImplementedError(f"recipe {self.name!r} does not define examples()")
 
-    def audio_records(self, root: Path, split: str, task: str | None = None) -> Iterator:
+    def audio_records(self, root: Path, split: str | None, task: str | None = None) -> Iterator:
         """The examples with their audio, for ``qaudio data --shards``: :class:`qaudio.shards.AudioRecord`
         objects. The default leaves the bytes to the shard writer (it decodes ``example.audio``);
         a recipe whose rows embed encoded audio (``hf``) yields those bytes as they are."""
@@ -482,7 +482,13 @@ def _write_shards(args: argparse.Namespace, options: dict[str, str]) -> int:
     if args.out:
         raise ValueError("--out writes a manifest and --shards a shard set: give one of them")
     size = parse_size(args.shard_size)
-    records = load_examples(args.recipe, args.root, args.split, args.task, args.limit, options, with_audio=True)
+    from .shards import AudioRecord
+
+    # with_audio=True: the records carry their audio bytes (Recipe.audio_records)
+    records = typing.cast(
+        Iterator[AudioRecord],
+        load_examples(args.recipe, args.root, args.split, args.task, args.limit, options, with_audio=True),
+    )
     source = f"{args.recipe} {args.split or ''} ({args.root})".replace("  ", " ")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RecipeWarning)

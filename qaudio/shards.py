@@ -30,6 +30,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .data import Example, example_from_dict
 
@@ -54,7 +55,7 @@ _UNITS = {
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*:")  # http:, https:, pipe:, s3:, gs:, file: (not C:\ paths: 2+ letters)
 
 
-def webdataset(module: str):
+def webdataset(module: str) -> Any:
     """A module of the ``webdataset`` package, or an error that says how to install it."""
     import importlib
 
@@ -170,7 +171,7 @@ def read_index(location: str) -> ShardIndex:
 # ---- writing -------------------------------------------------------------------------------------
 
 
-def encode_audio(samples, audio_format: str) -> bytes:
+def encode_audio(samples: Any, audio_format: str) -> bytes:
     """16 kHz mono float samples -> encoded bytes (16-bit FLAC or WAV) with soundfile."""
     import numpy as np
     import soundfile as sf
@@ -260,6 +261,7 @@ class ShardWriter:
         if current is None:
             self._open()
             current = self.index.shards[-1]
+        assert self._tar is not None  # _open() made it
         self._tar.write(sample)
         current.bytes += size  # an estimate while writing; the file's size once closed
         current.examples += 1

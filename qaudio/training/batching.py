@@ -41,7 +41,7 @@ def choose_target(targets: list[str], seed: int, position: int, example_id: str)
     return targets[int.from_bytes(digest, "little") % len(targets)]
 
 
-def load_clip(item: Item, max_seconds: float, source=None) -> np.ndarray:
+def load_clip(item: Item, max_seconds: float, source: Any = None) -> np.ndarray:
     """The item's samples (its segment when chunked); AudioError when unusable.
 
     ``source``: the encoded audio when it is not the file ``item.example.audio`` (streamed shards
@@ -126,7 +126,7 @@ class Collator:
                 bad.append(bad_audio(item, e))
         return self.collate(rows, bad, position)
 
-    def collate(self, rows: list[tuple[Item, int, object]], bad: list[BadItem], position: int) -> Batch:
+    def collate(self, rows: list[tuple[Item, int, Any]], bad: list[BadItem], position: int) -> Batch:
         """(item, stream position, samples (T,) or cached states (T', D_enc)) rows -> a Batch; the
         streamed path (:mod:`.streaming`) loads its rows itself and calls this."""
         if not rows:

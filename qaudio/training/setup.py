@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -273,7 +273,7 @@ class Run:
     collator: Collator
     dev_collator: Collator
     bad: BadDataLog
-    stream: object | None = None  # streamed shard sets: the StreamLoader (loader and checkpointed state)
+    stream: Any = None  # streamed shard sets: the StreamLoader (loader and checkpointed state)
 
 
 def build_run(

@@ -39,6 +39,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -195,9 +196,10 @@ def to_items(
             bad.record(BadItem("unknown task", ex.id, ex.audio, f"task {ex.task!r} is not a known task", source))
         return []
     item = Item(ex, tasks[ex.task], source)
-    if not _check_trainable(item, opts.style, bad, check_file=False):
+    log = cast(BadDataLog, bad)  # duck-typed: record() and strict are all the checks use
+    if not _check_trainable(item, opts.style, log, check_file=False):
         return []
-    return fit_to_window([item], opts.max_seconds, opts.long_audio, bad)
+    return fit_to_window([item], opts.max_seconds, opts.long_audio, log)
 
 
 class ShardStream(torch.utils.data.IterableDataset):
@@ -283,7 +285,9 @@ class ShardStream(torch.utils.data.IterableDataset):
         return batch
 
 
-def decode_rows(items: list[Item], blobs: list[bytes], position: int, max_seconds: float):
+def decode_rows(
+    items: list[Item], blobs: list[bytes], position: int, max_seconds: float
+) -> tuple[list[tuple[Item, int, np.ndarray]], list[BadItem]]:
     """(item, position, samples (T,)) rows for :meth:`Collator.collate`, and the items whose
     audio bytes cannot be used (as BadItems)."""
     rows, bad = [], []
@@ -306,7 +310,7 @@ class StreamLoader:
     every process's consumed position (gathered: accelerate writes the main process's copy).
     """
 
-    def __init__(self, stream: ShardStream, num_workers: int, accelerator=None):
+    def __init__(self, stream: ShardStream, num_workers: int, accelerator: Any = None):
         self.stream, self.num_workers, self.accelerator = stream, num_workers, accelerator
         self.consumed: dict[int, dict] = {}  # slot -> state after the last batch consumed from it
         self.next_slot = 0  # the slot whose batch comes next (the loader takes workers in turn)
@@ -329,6 +333,7 @@ class StreamLoader:
     def _consume(self, batches: Iterator[Batch]) -> Iterator[Batch]:
         workers = self.num_workers
         for batch in batches:
+            assert batch.stream is not None  # every streamed batch carries its reader state
             slot = batch.stream["slot"]
             self.consumed[slot] = batch.stream
             self.next_slot = (slot + 1) % max(1, workers)
@@ -369,7 +374,7 @@ class HeadCollator(Collator):
     """A collator over the first examples of the stream (bytes in memory): the loop's stand-in
     batch when a process's micro-batch holds only bad data (``first_usable_batch``)."""
 
-    def __init__(self, *args, blobs: list[bytes], **kwargs):
+    def __init__(self, *args: Any, blobs: list[bytes], **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.blobs = blobs
 
@@ -401,7 +406,7 @@ def read_head(
     return items, blobs
 
 
-def build_stream_run(cfg, accelerator, locations: list[str], resume_from: Path | None, log):
+def build_stream_run(cfg: Any, accelerator: Any, locations: list[str], resume_from: Path | None, log: Any) -> Any:
     """The streamed counterpart of :func:`~.setup.build_run`: indexes -> model -> ShardStream."""
     from ..model.lengths import max_seconds as encoder_window
     from ..specs import get_task, registry
