@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.ddp import two_process_launch
 
 from qaudio.audio import SAMPLE_RATE
 from qaudio.data import Example
@@ -298,35 +299,9 @@ def test_killed_streamed_run_resumes_with_the_same_losses(sets, tmp_path):
     "hung at exit in torch's gloo process-group teardown; remove this mark to run it once that is fixed"
 )
 def test_two_streamed_processes_read_different_examples_and_agree_on_weights(sets, tmp_path):
-    import shutil
-    import socket
-
-    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
-    if accelerate is None:
-        pytest.skip("accelerate's launcher is not installed")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     out = tmp_path / "ddp"
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    cmd = [
-        accelerate,
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        str(port),
-        "-m",
-        "qaudio.train",
-        *_cli(sets, out, "--max-steps", "4", "--save-every", "2", "--log-batches"),
-    ]
+    train_args = _cli(sets, out, "--max-steps", "4", "--save-every", "2", "--log-batches")
+    cmd, env = two_process_launch(train_args, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = []

@@ -5,7 +5,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 import torch
+from fixtures.ddp import two_process_launch
 
 from qaudio.data import read_manifest
 from qaudio.specs import registry
@@ -326,34 +326,8 @@ def test_killed_run_resumes_with_the_same_losses(corpus, tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_train_on_different_data_and_end_with_identical_weights(corpus, tmp_path):
-    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
-    if accelerate is None:
-        pytest.skip("accelerate's launcher is not installed")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     out = tmp_path / "ddp"
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true"}
-    cmd = [
-        accelerate,
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        str(port),
-        "-m",
-        "qaudio.train",
-        *_cli(
-            corpus, out, "--max-steps", "4", "--log-batches", "--save-every", "2", "--tasks", "asr", "--batch-size", "4"
-        ),
-    ]
+    cmd, env = _ddp_command(corpus, out, "--max-steps", "4", "--log-batches", "--save-every", "2")
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = []
@@ -375,32 +349,8 @@ def test_two_processes_train_on_different_data_and_end_with_identical_weights(co
 
 
 def _ddp_command(corpus: Path, out: Path, *extra: str) -> tuple[list[str], dict]:
-    """Two real CPU processes under DDP (gloo), as OFFLINE-tested: accelerate launch --multi_gpu."""
-    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
-    if accelerate is None:
-        pytest.skip("accelerate's launcher is not installed")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [
-        accelerate,
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        str(port),
-        "-m",
-        "qaudio.train",
-        *_cli(corpus, out, "--tasks", "asr", "--batch-size", "4", *extra),
-    ]
-    return cmd, {**os.environ, "ACCELERATE_USE_CPU": "true"}
+    """Two real CPU processes under DDP training ``corpus``'s asr examples into ``out``."""
+    return two_process_launch(_cli(corpus, out, "--tasks", "asr", "--batch-size", "4", *extra))
 
 
 @pytest.mark.slow
