@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import torch
+from accelerate import Accelerator
 
 from .training import checkpoint as ckpt
 from .training.bad_data import BadDataError, TrainingAborted
@@ -64,6 +65,30 @@ __all__ = ["Collator", "TrainingAborted", "build_model", "model_config_for", "re
 def train(cfg: TrainConfig) -> Path:
     """Train per ``cfg``; returns the final model directory."""
     accelerator = make_accelerator(cfg)
+    try:
+        return _train(cfg, accelerator)
+    finally:
+        release_processes(accelerator)
+
+
+def release_processes(accelerator: Accelerator) -> None:
+    """Drop the run's DDP wrapper first, then the process group.
+
+    Freeing a DDP wrapper frees its C++ reducer without releasing Python's GIL; if the reducer
+    held the last reference to a gloo process group, that group's destructor joins worker threads
+    that may still be freeing a just-finished collective's tensors, which needs the GIL: a
+    deadlock (pytorch#56297), seen as a 2-process CPU run that hung at exit in 3 runs of 10. With
+    the wrapper gone while the group is still registered, the group is last released by
+    ``destroy_process_group``, whose binding does release the GIL.
+    """
+    import gc
+
+    accelerator.free_memory()  # accelerate's references to the prepared (wrapped) model and optimizer
+    gc.collect()  # and any cycle through the finished run's objects
+    accelerator.end_training()  # trackers, then destroy_process_group
+
+
+def _train(cfg: TrainConfig, accelerator: Accelerator) -> Path:
     is_main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
     threads = set_threads(cfg, int(os.environ.get("LOCAL_WORLD_SIZE", world)))  # processes on this machine
     precision = resolve_precision(cfg.precision)
@@ -209,7 +234,6 @@ def train(cfg: TrainConfig) -> Path:
             plot_loss_curves(run_dir)
         log(f"qaudio train: {describe(run_summary)}")
         log(f"qaudio train: model saved to {final}")
-    accelerator.end_training()
     return final
 
 

@@ -294,10 +294,6 @@ def test_killed_streamed_run_resumes_with_the_same_losses(sets, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skip(
-    reason="known problem: training finishes (model saved, batch logs complete), but in 2 of 5 runs one process "
-    "hung at exit in torch's gloo process-group teardown; remove this mark to run it once that is fixed"
-)
 def test_two_streamed_processes_read_different_examples_and_agree_on_weights(sets, tmp_path):
     out = tmp_path / "ddp"
     train_args = _cli(sets, out, "--max-steps", "4", "--save-every", "2", "--log-batches")
