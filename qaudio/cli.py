@@ -23,6 +23,7 @@ COMMANDS = {
     "import-model": ("qaudio.convert.import_model", "turn a released model (Qwen2-Audio) into a qaudio model"),
     "export": ("qaudio.convert.export", "write a qaudio model in a released model's format (Qwen2-Audio)"),
     "train": ("qaudio.train", "train a model (same as `accelerate launch -m qaudio.train`)"),
+    "distill": ("qaudio.training.distill", "train a smaller student on a saved teacher's token distributions"),
     "self-train": ("qaudio.selftrain.cli", "adapt a model to unlabeled audio: pseudo-labels, matched speech, rounds"),
     "eval": ("qaudio.evaluate", "run an evaluation suite and write a multi-benchmark report"),
     "score": ("qaudio.score", "score a JSONL of predictions and references with qaudio's metrics"),

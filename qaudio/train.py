@@ -36,6 +36,7 @@ from .training.batching import Collator, make_loader
 from .training.checkpoint import save_checkpoint, save_final_model
 from .training.config import TrainConfig, config_from_args, to_yaml
 from .training.config import add_arguments as _add_config_arguments
+from .training.distill import setup_distiller
 from .training.losses import LossMeter
 from .training.metrics_log import MetricsLog, plot_loss_curves
 from .training.optim import build_optimizer, build_scheduler
@@ -105,6 +106,7 @@ def _train(cfg: TrainConfig, accelerator: Accelerator) -> Path:
 
     # ---- data, model, optimizer ------------------------------------------------------------------------
     run = build_run(cfg, accelerator, run_dir, resume_from, precision, log)
+    distiller = setup_distiller(cfg, run.model, accelerator, precision, log)  # --teacher: loaded, never trained
     optimizer = build_optimizer(run.model, run.trainable, cfg)
     model, optimizer = accelerator.prepare(run.model, optimizer)
     model.train()
@@ -159,6 +161,7 @@ def _train(cfg: TrainConfig, accelerator: Accelerator) -> Path:
         log,
         run_dir,
         batch_log,
+        distiller,
     )
     bar = None
     if cfg.progress and is_main:

@@ -204,6 +204,22 @@ class TrainConfig:
         metavar="DIR",
     )
     cache_dtype: str = _f("fp16", "storage dtype of cached encoder outputs", choices=CACHE_DTYPES, group="cache")
+    # ---- knowledge distillation (qaudio distill, or --teacher on train) ------------------------
+    teacher: str | None = _f(
+        None,
+        "distill from this saved qaudio model (a directory or hub id): the student (--model) learns "
+        "the teacher's token distributions on the target positions; the teacher never trains and is never saved",
+        group="distill",
+        metavar="DIR",
+    )
+    distill_alpha: float = _f(
+        0.5,
+        "with --teacher: loss = (1 - alpha) * cross-entropy on the references + alpha * T^2 * KL(teacher || student)",
+        group="distill",
+    )
+    distill_temperature: float = _f(
+        2.0, "with --teacher: the softmax temperature T of both distributions in the KL term", group="distill"
+    )
     # ---- run, checkpoints, logs ---------------------------------------------------------------
     output_dir: str = _f(
         "runs/train", "run directory: config, metrics, checkpoints and the final model", group="run", metavar="DIR"
@@ -295,6 +311,12 @@ class TrainConfig:
             raise ValueError(f"AdamW betas must be in [0, 1), got ({self.adam_beta1}, {self.adam_beta2})")
         if self.lora_r is not None and self.lora_r <= 0:
             raise ValueError(f"--lora-r must be > 0, got {self.lora_r}")
+        if not 0 <= self.distill_alpha <= 1:
+            raise ValueError(f"--distill-alpha must be in [0, 1], got {self.distill_alpha!r}")
+        if not self.distill_temperature > 0:
+            raise ValueError(f"--distill-temperature must be > 0, got {self.distill_temperature!r}")
+        if self.teacher is not None and not str(self.teacher).strip():
+            raise ValueError("--teacher must name a saved qaudio model directory or hub id")
         if not self.tasks.strip() or not self.recipes.strip():
             raise ValueError("--tasks and --recipes must not be empty")
 
@@ -364,6 +386,7 @@ GROUP_TITLES = {
     "model": "model and what trains",
     "optim": "optimisation",
     "cache": "frozen-encoder feature cache",
+    "distill": "knowledge distillation from a teacher model",
     "run": "run directory, checkpoints and logs",
 }
 

@@ -61,6 +61,9 @@ RESUME_INVARIANTS = (
     "min_lr_ratio",
     "loss_weighting",
     "cache_dtype",
+    "teacher",
+    "distill_alpha",
+    "distill_temperature",
 )
 
 
@@ -148,9 +151,13 @@ def _saved_train_config(checkpoint: Path) -> dict:
 
 
 def with_saved_model_flags(cfg: TrainConfig, checkpoint: Path) -> TrainConfig:
-    """On a resume, the model flags not given (None) take the checkpoint's values."""
+    """On a resume, the model flags (and the distillation teacher) not given (None) take the checkpoint's values."""
     saved = _saved_train_config(checkpoint)
-    omitted = {name: saved[name] for name in MODEL_FLAGS if getattr(cfg, name) is None and saved.get(name) is not None}
+    omitted = {
+        name: saved[name]
+        for name in (*MODEL_FLAGS, "teacher")
+        if getattr(cfg, name) is None and saved.get(name) is not None
+    }
     return dataclasses.replace(cfg, **omitted) if omitted else cfg
 
 
@@ -211,10 +218,12 @@ def build_model(cfg: TrainConfig, texts: list[str] | None, tokenizer_dir: Path |
     """A fresh AudioLM from the config (seeded), or the saved model ``--model DIR`` to fine-tune.
 
     ``tokenizer_dir``: a tokenizer saved by an earlier run (resume), so the vocabulary is the
-    one the checkpoint was trained with.
+    one the checkpoint was trained with. A from-scratch student of a distillation (``--teacher``)
+    takes the teacher's tokenizer the same way.
     """
     from ..config import with_overrides
     from ..model.audio_lm import AudioLM
+    from .distill import student_tokenizer_dir
 
     config = model_config_for(cfg)
     torch.manual_seed(cfg.seed)  # every process builds the same initial weights
@@ -226,6 +235,7 @@ def build_model(cfg: TrainConfig, texts: list[str] | None, tokenizer_dir: Path |
                 f"{', '.join(given)} apply to presets and model config files only"
             )
         return AudioLM.from_pretrained(cfg.model)
+    tokenizer_dir = tokenizer_dir or student_tokenizer_dir(cfg, config)
     build_config = config if tokenizer_dir is None else with_overrides(config, llm={"tokenizer": str(tokenizer_dir)})
     model = AudioLM.build(build_config, tokenizer_texts=texts if build_config.llm.tokenizer is None else None)
     # The checkpoint's tokenizer only brings back the vocabulary; the saved configs keep the user's

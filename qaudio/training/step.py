@@ -25,6 +25,7 @@ from . import checkpoint as ckpt
 from .bad_data import TrainingAborted
 from .batching import Batch, first_usable_batch, to_device
 from .config import TrainConfig
+from .distill import Distiller
 from .losses import LossMeter, all_finite, evaluate_dev, output_loss
 from .state import TrainState
 
@@ -76,6 +77,7 @@ class Stepper:
     log: Callable[[str], None]  # print on the main process, silent elsewhere
     run_dir: Path
     batch_log: TextIO | None = None  # --log-batches: this process's batches-rank<R>.jsonl
+    distiller: Distiller | None = None  # --teacher: the loss mixes in the KL to the teacher (qaudio.training.distill)
 
     def accumulate(self, state: TrainState) -> tuple[list[Batch], list[float] | None]:
         """``grad_accum`` forward/backward passes: the step's batches, and the losses of those that
@@ -91,11 +93,17 @@ class Stepper:
             sync = k == cfg.grad_accum - 1
             with contextlib.nullcontext() if sync else accelerator.no_sync(self.model):
                 with training_attention(accelerator.device):  # on CPU: SDPA's math backend (qaudio.model.speed)
-                    out = self.model(**inputs)  # loss_sum, target_tokens: (B,) each
-                loss = output_loss(out, cfg.loss_weighting) * weight
+                    if self.distiller is None:
+                        out = self.model(**inputs)  # loss_sum, target_tokens: (B,) each
+                        loss = output_loss(out, cfg.loss_weighting) * weight
+                    else:
+                        distilled = self.distiller.forward(self.model, inputs, cfg.loss_weighting)
+                        out, loss = distilled.out, distilled.loss * weight
                 if not all_finite(loss, accelerator):
                     return batches, None
                 accelerator.backward(loss / cfg.grad_accum)
+            if weight and self.distiller is not None:
+                state.meter.extra["distill_kl"] += distilled.kl.item() / cfg.grad_accum  # the step's mean
             if weight:
                 state.count(batch, out.loss_sum.detach().float().cpu(), out.target_tokens.cpu())
                 losses.append(loss.item())
@@ -194,6 +202,7 @@ class LogWindow:
             "task_examples": task_examples,
             "lr": self.scheduler.get_last_lr()[0],
             "grad_norm": sums.get("grad_norm", 0.0) / world / steps_in_window,
+            **({"distill_kl": sums["distill_kl"] / world / steps_in_window} if "distill_kl" in sums else {}),
             "examples_per_s": sums.get("examples", 0.0) / elapsed,
             "audio_s_per_s": sums.get("audio_seconds", 0.0) / elapsed,
             "elapsed_s": time.perf_counter() - run_t0,
