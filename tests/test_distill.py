@@ -121,9 +121,13 @@ def test_a_student_with_another_vocabulary_is_refused_naming_both_sizes(corpus, 
         check_compatible(AudioLM.build(stacked), model, str(teacher))
 
 
+@pytest.mark.slow
 def test_alpha_zero_distillation_trains_exactly_as_the_plain_run(corpus, teacher, tmp_path):  # noqa: F811
-    train(tiny_config(corpus, tmp_path / "plain", max_steps=3))
-    train(tiny_config(corpus, tmp_path / "distilled", max_steps=3, teacher=str(teacher), distill_alpha=0.0))
+    train(tiny_config(corpus, tmp_path / "plain", max_steps=3, dev_split="none"))
+    distilled_cfg = tiny_config(
+        corpus, tmp_path / "distilled", max_steps=3, dev_split="none", teacher=str(teacher), distill_alpha=0.0
+    )
+    train(distilled_cfg)
     plain, distilled = train_losses(tmp_path / "plain"), train_losses(tmp_path / "distilled")
     assert list(plain) == [1, 2, 3] and plain == distilled
     assert all(r["distill_kl"] > 0 for r in read_metrics(tmp_path / "distilled", "train"))
@@ -146,6 +150,7 @@ def test_a_smaller_student_learns_the_teacher_and_its_checkpoints_hold_the_stude
         lr=3e-3,
         warmup=0.0,
         save_every=4,
+        dev_split="none",
     )
     final = train(cfg)
     kl = [r["distill_kl"] for r in read_metrics(out, "train")]
@@ -165,10 +170,18 @@ def test_a_smaller_student_learns_the_teacher_and_its_checkpoints_hold_the_stude
     assert student.processor.tokenizer.get_vocab() == load_teacher(str(teacher)).processor.tokenizer.get_vocab()
 
 
+@pytest.mark.slow
 def test_a_resumed_distillation_repeats_the_losses_exactly(corpus, teacher, student_config, tmp_path):  # noqa: F811
     def config(out: Path):
         return tiny_config(
-            corpus, out, model=str(student_config), teacher=str(teacher), max_steps=4, save_every=2, keep_checkpoints=3
+            corpus,
+            out,
+            model=str(student_config),
+            teacher=str(teacher),
+            max_steps=4,
+            save_every=2,
+            keep_checkpoints=3,
+            dev_split="none",
         )
 
     train(config(tmp_path / "whole"))
@@ -196,3 +209,17 @@ def test_the_distill_command_is_train_with_a_teacher(teacher, tmp_path, capsys):
     assert main(["distill", *args]) == 0
     printed = capsys.readouterr().out
     assert "model: tiny" in printed and f"teacher: {teacher}" in printed and "distill_alpha: 0.7" in printed
+
+
+def test_the_compress_table_judges_the_student_against_its_teacher():
+    from benchmarks import compress
+
+    teacher = {"wer": 20.0}
+    student = {"wer": 21.0, "student_llm_parameters": 49, "teacher_llm_parameters": 100}
+    (line,) = compress._student_against_teacher({"fp32": teacher, "student": student})
+    assert "0.49x the parameters, WER +1.00 points" in line and line.endswith(": met")
+    (line,) = compress._student_against_teacher({"fp32": teacher, "student": {**student, "wer": 22.0}})
+    assert line.endswith("MISSED")  # 2 points worse
+    (line,) = compress._student_against_teacher({"fp32": teacher, "student": {**student, "student_llm_parameters": 63}})
+    assert line.endswith("MISSED")  # not half the size
+    assert compress._student_against_teacher({"student": student}) == []  # no teacher row: nothing to judge

@@ -239,12 +239,16 @@ def shares_encoder(student: AudioLM, teacher: AudioLM, precision: str) -> bool:
 
 
 def setup_distiller(
-    cfg: TrainConfig, student: AudioLM, accelerator: Accelerator, precision: str, log: Callable[[str], None]
+    cfg: TrainConfig, student: torch.nn.Module, accelerator: Accelerator, precision: str, log: Callable[[str], None]
 ) -> Distiller | None:
-    """With ``--teacher``: load it on the run's device, check it against the student, decide who
-    encodes; None without."""
+    """With ``--teacher``: load it on the run's device, check it against the student (the run's
+    AudioLM, not yet prepared), decide who encodes; None without."""
+    from ..model.audio_lm import AudioLM
+
     if cfg.teacher is None:
         return None
+    if not isinstance(student, AudioLM):
+        raise TypeError(f"distillation trains an AudioLM student, got {type(student).__name__}")
     teacher = load_teacher(cfg.teacher, accelerator.device)
     check_compatible(student, teacher, cfg.teacher)
     shared = shares_encoder(student, teacher, precision)
