@@ -153,9 +153,8 @@ def infer_worker(spec: dict) -> dict:
     meter.reset()
     before_model = meter.baseline_mib
     variant = spec["variant"]
-    derive = (
-        {**VARIANTS, **DISTILLED}[variant].derive if variant in {*VARIANTS, *DISTILLED} else _load
-    )  # trained: as is
+    derived = {**VARIANTS, **DISTILLED}
+    derive = derived[variant].derive if variant in derived else _load  # trained rows: the fine-tuned model
     model = derive(spec["model"])
     clips = spec["clips"]
     audios = [load_audio(c["audio"]).samples for c in clips]
