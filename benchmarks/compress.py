@@ -147,11 +147,10 @@ def infer_worker(spec: dict) -> dict:
     from qaudio.audio import load_audio
     from qaudio.metrics import wer
     from qaudio.model.quantize import weight_bytes
+    from qaudio.profiling import measure, resident_bytes
 
     torch.set_num_threads(spec["threads"])
-    meter = common.PeakMemory(torch.device("cpu"))
-    meter.reset()
-    before_model = meter.baseline_mib
+    before_model = resident_bytes() / 2**20
     variant = spec["variant"]
     derived = {**VARIANTS, **DISTILLED}
     derive = derived[variant].derive if variant in derived else _load  # trained rows: the fine-tuned model
@@ -161,24 +160,24 @@ def infer_worker(spec: dict) -> dict:
     audio_s = sum(c["seconds"] for c in clips)
     prompt = common.asr_prompt()
     _transcribe(model, audios[:2], prompt, 2, spec["new_tokens"])  # warm-up
-    meter.reset()
     result = {
         "variant": variant,
         "parameters": sum(p.numel() for p in model.parameters()),
         "weights_mib": weight_bytes(model) / 2**20,
         "llm_weights_mib": weight_bytes(model.language_model) / 2**20,
     }
-    for batch_size in spec["batch_sizes"]:
-        start = time.perf_counter()
-        texts = _transcribe(model, audios, prompt, batch_size, spec["new_tokens"])
-        wall = time.perf_counter() - start
-        result[f"latency_ms_b{batch_size}"] = 1000 * wall / len(clips)
-        result[f"rtf_b{batch_size}"] = wall / audio_s
-        if batch_size == 1:
-            score = wer.compute(texts, [c["target"] for c in clips], profile="whisper", language="en")
-            result["wer"] = score.values["wer"]
-            result["outputs"] = texts
-    result["peak_inference_mib"] = meter.peak_mib() - before_model
+    with measure("transcribe") as phase:  # the resident set's peak over the timed batches
+        for batch_size in spec["batch_sizes"]:
+            start = time.perf_counter()
+            texts = _transcribe(model, audios, prompt, batch_size, spec["new_tokens"])
+            wall = time.perf_counter() - start
+            result[f"latency_ms_b{batch_size}"] = 1000 * wall / len(clips)
+            result[f"rtf_b{batch_size}"] = wall / audio_s
+            if batch_size == 1:
+                score = wer.compute(texts, [c["target"] for c in clips], profile="whisper", language="en")
+                result["wer"] = score.values["wer"]
+                result["outputs"] = texts
+    result["peak_inference_mib"] = phase.peak_bytes / 2**20 - before_model
     result["disk_mib"] = _disk_mib(model)
     result["load_average_1min"] = round(os.getloadavg()[0], 2)
     return result
@@ -216,6 +215,7 @@ def train_worker(spec: dict) -> dict:
     import qaudio.train as train_module
     from qaudio.config import ModelConfig, with_overrides
     from qaudio.model import AudioLM
+    from qaudio.profiling import measure
     from qaudio.training.config import TrainConfig
     from qaudio.training.metrics_log import read_metrics
 
@@ -226,9 +226,6 @@ def train_worker(spec: dict) -> dict:
     meta = json.loads((Path(spec["model"]) / "config.json").read_text())
     model_file = out.parent / f"{spec['mode']}-model.json"
     with_overrides(ModelConfig.from_dict(meta["model"]), trainable={"llm": spec["mode"]}).save(model_file)
-    meter = common.PeakMemory(torch.device("cpu"))
-    meter.reset()
-    before = meter.baseline_mib
     config = TrainConfig(
         model=str(model_file),
         recipes=f"synthetic:{spec['corpus']}",
@@ -247,10 +244,9 @@ def train_worker(spec: dict) -> dict:
         train_llm=spec["mode"],
         seed=spec["seed"],
     )
-    start = time.perf_counter()
-    final = train_module.train(config)
-    wall = time.perf_counter() - start
-    peak = meter.peak_mib() - before
+    with measure("train") as phase:  # the resident set's peak while training, above where it began
+        final = train_module.train(config)
+    wall, peak = phase.seconds, phase.added_bytes / 2**20
     losses = [r["loss"] for r in read_metrics(out, "train")]
     frozen, frozen_linear = _frozen_llm_mib(AudioLM.from_pretrained(final).language_model)
     return {
