@@ -267,9 +267,7 @@ def distill_worker(spec: dict) -> dict:
     and tokenizer; random LLM and projector weights), on the same data as the training rows."""
     import qaudio.train as train_module
     from qaudio.config import ModelConfig, with_overrides
-    from qaudio.model import AudioLM
     from qaudio.training.config import TrainConfig
-    from qaudio.training.metrics_log import read_metrics
 
     out = Path(spec["output_dir"])
     out.mkdir(parents=True, exist_ok=True)
@@ -300,22 +298,35 @@ def distill_worker(spec: dict) -> dict:
     start = time.perf_counter()
     final = train_module.train(config)
     wall = time.perf_counter() - start
-    records = read_metrics(out, "train")
+    return {
+        "train_steps": spec["steps"],
+        "train_s_per_step": wall / spec["steps"],
+        **_student_facts(final, spec["model"]),
+    }
+
+
+def _student_facts(student: str | Path, teacher: str | Path) -> dict:
+    """A distilled student's directory, LLM size against its teacher's, and its run's first and last losses."""
+    from qaudio.model import AudioLM
+    from qaudio.training.metrics_log import read_metrics
 
     def llm_parameters(directory: str | Path) -> int:
         return sum(p.numel() for p in AudioLM.from_pretrained(directory).language_model.parameters())
 
-    return {
-        "model_dir": str(final),
-        "train_steps": spec["steps"],
-        "train_s_per_step": wall / spec["steps"],
-        "first_loss": records[0]["loss"],
-        "last_loss": records[-1]["loss"],
-        "first_kl": records[0]["distill_kl"],
-        "last_kl": records[-1]["distill_kl"],
-        "student_llm_parameters": llm_parameters(final),
-        "teacher_llm_parameters": llm_parameters(spec["model"]),
+    facts: dict = {
+        "model_dir": str(student),
+        "student_llm_parameters": llm_parameters(student),
+        "teacher_llm_parameters": llm_parameters(teacher),
+        "losses": "-",
     }
+    run_dir = Path(student).parent  # the run directory holding the student's model/, if it is one
+    records = read_metrics(run_dir, "train") if (run_dir / "metrics.jsonl").is_file() else []
+    if records and "distill_kl" in records[0]:
+        first, last = records[0], records[-1]
+        facts["losses"] = (
+            f"{first['loss']:.2f}->{last['loss']:.2f} (KL {first['distill_kl']:.3f}->{last['distill_kl']:.3f})"
+        )
+    return facts
 
 
 def base_worker(spec: dict) -> dict:
@@ -467,6 +478,12 @@ def main(argv: list[str] | None = None) -> int:
         "--student-mlp", type=int, default=0, help="the student's LLM MLP width (default: half the base's)"
     )
     parser.add_argument(
+        "--student",
+        metavar="DIR",
+        help="the student rows measure this model, distilled from --model elsewhere (qaudio distill), "
+        "instead of distilling one here",
+    )
+    parser.add_argument(
         "--distill-steps", type=int, default=200, help="distillation steps of the student (default 200)"
     )
     parser.add_argument("--distill-alpha", type=float, default=0.5, help="weight of the KL term (default 0.5)")
@@ -550,14 +567,13 @@ def main(argv: list[str] | None = None) -> int:
                 row["frozen_llm"] = f"{row['frozen_llm_mib']:.2f} / {row['frozen_llm_linear_mib']:.2f}"
                 row["losses"] = f"{row['first_loss']:.2f}->{row['last_loss']:.2f}"
             elif name in DISTILLED:
-                student = student or _distill_student(args, base, model_dir, corpus, work)
+                if student is None:  # one student for both rows: given (--student), or distilled here
+                    given = args.student and _student_facts(Path(args.student).resolve(), model_dir)
+                    student = given or _distill_student(args, base, model_dir, corpus, work)
                 row = {
                     **student,
                     **common.run_worker(MODULE, {**infer, "variant": name, "model": student["model_dir"]}),
                 }
-                row["losses"] = (
-                    f"{row['first_loss']:.2f}->{row['last_loss']:.2f} (KL {row['first_kl']:.3f}->{row['last_kl']:.3f})"
-                )
             else:
                 row = common.run_worker(MODULE, {**infer, "variant": name, "model": model_dir})
             rows[name] = row
@@ -581,7 +597,9 @@ def main(argv: list[str] | None = None) -> int:
             f"lora/qlora: the base's config trained {args.train_steps} steps (batch {args.train_batch_size}, fp32, "
             "asr) with --train-llm lora / qlora; train peak = whole process"
         )
-    if any(name in DISTILLED for name in rows):
+    if any(name in DISTILLED for name in rows) and args.student:
+        print(f"student: {args.student}, distilled from the base elsewhere")
+    elif any(name in DISTILLED for name in rows):
         print(
             f"student: the base's config with {args.student_layers or 'half its'} LLM layers and "
             f"{args.student_mlp or 'half its'} MLP width, distilled from the base "
