@@ -102,8 +102,8 @@ class Stepper:
                 if not all_finite(loss, accelerator):
                     return batches, None
                 accelerator.backward(loss / cfg.grad_accum)
-            if weight and self.distiller is not None:
-                state.meter.extra["distill_kl"] += distilled.kl.item() / cfg.grad_accum  # the step's mean
+            if self.distiller is not None:  # added with weight 0 too: every process must hold the same keys
+                state.meter.extra["distill_kl"] += distilled.kl.item() * weight / cfg.grad_accum  # the step's mean
             if weight:
                 state.count(batch, out.loss_sum.detach().float().cpu(), out.target_tokens.cpu())
                 losses.append(loss.item())
