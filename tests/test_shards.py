@@ -216,3 +216,12 @@ def test_an_index_of_version_1_still_reads_without_a_dev_split(tmp_path):
     (tmp_path / "set" / "index.json").write_text(json.dumps(data))
     index = read_index(str(tmp_path / "set"))
     assert index.examples == 1 and index.dev is None
+
+
+def test_the_cache_size_table_in_the_docs_is_the_computed_one():
+    from pathlib import Path
+
+    from qaudio.training.cache_size import table
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "shards.md").read_text(encoding="utf-8")
+    assert table() in docs  # regenerate with `python -m qaudio.training.cache_size` when a preset changes

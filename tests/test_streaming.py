@@ -380,3 +380,12 @@ def test_dev_split_none_reads_no_dev_shards(sets, tmp_path, capsys):
     train(_train_cfg(sets, tmp_path / "run", dev_split="none", max_steps=1))
     assert not read_metrics(tmp_path / "run", "dev")
     assert "0 dev examples" in capsys.readouterr().out
+
+
+def test_the_encoder_cache_is_refused_with_the_reason_and_the_fix(sets, tmp_path):
+    from qaudio.train import train
+
+    with pytest.raises(ValueError, match="computed before the first step from a list of every example") as e:
+        train(_train_cfg(sets, tmp_path / "run", cache_encoder=str(tmp_path / "cache")))
+    assert "Drop --cache-encoder" in str(e.value) and "--recipes RECIPE:ROOT --cache-encoder DIR" in str(e.value)
+    assert not (tmp_path / "cache").exists()

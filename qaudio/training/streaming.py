@@ -59,6 +59,16 @@ from .mixing import MixtureSampler, length_grouped_batches, task_weights
 SHARDS = "shards"  # the --recipes name of a shard set: shards:DIR, shards:DIR/index.json, shards:URL
 HEAD_EXAMPLES = 2000  # examples read per set at start-up: a from-scratch tokenizer's texts
 HEAD_AUDIO = 256  # of those, kept with their audio: the timing probe's batches and the all-bad fallback
+# Why --cache-encoder and shard sets do not combine (the design that would: docs/shards.md).
+STREAMED_CACHE_REFUSAL = (
+    "--cache-encoder is not available when streaming shard sets (--recipes shards:...). The cache is "
+    "computed before the first step from a list of every example, a start-up cost that grows with the "
+    "corpus, which streaming exists to avoid; and a cache filled while the stream runs would let a resumed "
+    "run read stored features where the uninterrupted run computed them, so its losses would no longer be "
+    "exactly the same. Drop --cache-encoder: the frozen encoder then runs in each step, which costs nothing "
+    "extra on a single pass over a large corpus (each clip is encoded once either way). For several epochs "
+    "over a corpus that fits on disk, train from its recipe instead (--recipes RECIPE:ROOT --cache-encoder DIR)"
+)
 
 
 # ---- which shard sets -----------------------------------------------------------------------------
@@ -452,10 +462,7 @@ def build_stream_run(cfg: Any, accelerator: Any, locations: list[str], resume_fr
     from .setup import Run, build_model, model_config_for
 
     if cfg.cache_encoder:
-        raise ValueError(
-            "--cache-encoder is not available when streaming shard sets: the cache is filled from a list "
-            "of every example up front. Drop it (the encoder runs in each step), or train from a manifest"
-        )
+        raise ValueError(STREAMED_CACHE_REFUSAL)
     t0 = time.perf_counter()
     indexes = [read_index(loc) for loc in locations]
     keep_all = cfg.tasks.strip() == "all"
