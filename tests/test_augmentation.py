@@ -222,6 +222,15 @@ def test_an_empty_missing_or_unreadable_noise_folder_is_refused(tmp_path):
         Augmenter(spec("noise", augment_noise_dir=str(tmp_path / "bad")), seed=0, max_seconds=30)
 
 
+def test_the_compress_table_has_augmentation_rows(tmp_path, capsys):
+    from benchmarks import compress
+
+    assert compress.main(["--corpus", str(tmp_path), "--variants", "augment-on,augment-sometimes"]) == 2
+    error = capsys.readouterr().err
+    assert "unknown variant(s) augment-sometimes" in error and "augment-off, augment-on" in error
+    assert compress.AUGMENTED["augment-off"] == "" and compress.AUGMENTED["augment-on"]
+
+
 # ---- a training run: cache off, and kill/resume gives the same losses --------------------------------
 
 
