@@ -21,6 +21,10 @@ frozen LLM as a bf16 run holds it (float tensors at 2 bytes a value, QLoRA's NF4
 stored: packed codes plus block scales; computed from the trained model's tensors), in all and
 in its Linear layers, and then the inference figures of the trained model.
 
+The augmentation rows (``augment-off``, ``augment-on``) train the base's config as it is from
+its initial weights for the same steps, without and with ``--augment``, and report the dev loss
+on clean dev clips and the inference figures of each trained model.
+
 A new variant is one function added to :data:`VARIANTS` (inference: base directory -> model;
 training: :data:`TRAINED`). Targets (from the issue that asked for this table): int8 >= 1.5x
 fp32 throughput, memory <= 0.5x, WER within 0.5 points; QLoRA frozen-LLM memory <= 0.4x bf16
@@ -85,6 +89,8 @@ VARIANTS: dict[str, Variant] = {
     "int4": Variant(_quantized("int4"), "LLM Linear layers NF4 (bitsandbytes)"),
 }
 TRAINED = ("lora", "qlora")  # --train-llm modes trained on the base's config for the same steps
+# Augmentation on/off: the base's config (as it trains) for the same steps, without and with --augment.
+AUGMENTED = {"augment-off": "", "augment-on": "noise,gain,speed,specaugment"}
 
 
 # ---- Clips -------------------------------------------------------------------------------------
@@ -272,7 +278,43 @@ def base_worker(spec: dict) -> dict:
     return {"model_dir": str(train_module.train(config))}
 
 
-WORKERS = {"infer": infer_worker, "train": train_worker, "base": base_worker}
+def augment_worker(spec: dict) -> dict:
+    """Train the base's config from its initial weights for the same steps, with or without --augment."""
+    import qaudio.train as train_module
+    from qaudio.config import ModelConfig
+    from qaudio.training.config import TrainConfig
+    from qaudio.training.metrics_log import read_metrics
+
+    out = Path(spec["output_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    model_file = out.parent / f"{spec['variant']}-model.json"
+    ModelConfig.from_dict(json.loads((Path(spec["model"]) / "config.json").read_text())["model"]).save(model_file)
+    config = TrainConfig(
+        model=str(model_file),
+        recipes=f"synthetic:{spec['corpus']}",
+        tasks="asr",
+        max_dev_examples=64,
+        eval_every=0,
+        output_dir=str(out),
+        precision="fp32",
+        threads=spec["threads"],
+        batch_size=spec["batch_size"],
+        max_steps=spec["steps"],
+        log_every=1,
+        save_every=10**6,
+        progress=False,
+        tensorboard=False,
+        plot=False,
+        seed=spec["seed"],
+        augment=AUGMENTED[spec["variant"]],
+    )
+    final = train_module.train(config)
+    losses = [r["loss"] for r in read_metrics(out, "train")]
+    dev = [r["loss"] for r in read_metrics(out, "dev")]
+    return {"model_dir": str(final), "first_loss": losses[0], "last_loss": losses[-1], "dev_loss": dev[-1]}
+
+
+WORKERS = {"infer": infer_worker, "train": train_worker, "base": base_worker, "augment": augment_worker}
 
 
 # ---- The driver --------------------------------------------------------------------------------
@@ -292,6 +334,7 @@ COLUMNS = [
     ("peak_training_mib", "train peak MiB", ".0f"),
     ("frozen_llm", "frozen LLM / its Linear MiB", ""),
     ("losses", "loss first->last", ""),
+    ("dev_loss", "dev loss", ".3f"),
 ]
 
 
@@ -329,6 +372,27 @@ def _against_targets(rows: dict[str, dict]) -> list[str]:
     return lines
 
 
+def augmentation_row(name: str, base: dict, infer: dict, model_dir: str, corpus: Path, args, work: Path) -> dict:
+    """One augmentation on/off row: train (fresh process), then the inference figures of the result."""
+    trained = common.run_worker(
+        MODULE,
+        {
+            **base,
+            "kind": "augment",
+            "variant": name,
+            "model": model_dir,
+            "corpus": str(corpus),
+            "steps": args.train_steps,
+            "batch_size": args.train_batch_size,
+            "output_dir": str(work / name),
+        },
+        timeout_s=3600,
+    )
+    row = {**trained, **common.run_worker(MODULE, {**infer, "variant": name, "model": trained["model_dir"]})}
+    row["losses"] = f"{row['first_loss']:.2f}->{row['last_loss']:.2f}"
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", help="a synthetic corpus directory (qaudio synth --out DIR)")
@@ -340,8 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-steps", type=int, default=200, help="steps to train the tiny base without --model")
     parser.add_argument(
         "--variants",
-        default=",".join([*VARIANTS, *TRAINED]),
-        help=f"rows, from {', '.join([*VARIANTS, *TRAINED])} (default: all)",
+        default=",".join([*VARIANTS, *TRAINED, *AUGMENTED]),
+        help=f"rows, from {', '.join([*VARIANTS, *TRAINED, *AUGMENTED])} (default: all)",
     )
     parser.add_argument("--clips", type=int, default=32, help="held-out English ASR clips (default 32)")
     parser.add_argument("--new-tokens", type=int, default=24, help="greedy decoding cap per clip (default 24)")
@@ -358,10 +422,11 @@ def main(argv: list[str] | None = None) -> int:
         common.write_json(args.result, WORKERS[spec["kind"]](spec))
         return 0
     chosen = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = [v for v in chosen if v not in VARIANTS and v not in TRAINED]
+    unknown = [v for v in chosen if v not in VARIANTS and v not in TRAINED and v not in AUGMENTED]
     if unknown:
         print(
-            f"error: unknown variant(s) {', '.join(unknown)}; expected some of {', '.join([*VARIANTS, *TRAINED])}",
+            f"error: unknown variant(s) {', '.join(unknown)}; expected some of "
+            f"{', '.join([*VARIANTS, *TRAINED, *AUGMENTED])}",
             file=sys.stderr,
         )
         return 2
@@ -420,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 row["frozen_llm"] = f"{row['frozen_llm_mib']:.2f} / {row['frozen_llm_linear_mib']:.2f}"
                 row["losses"] = f"{row['first_loss']:.2f}->{row['last_loss']:.2f}"
+            elif name in AUGMENTED:
+                row = augmentation_row(name, base, infer, model_dir, corpus, args, work)
             else:
                 row = common.run_worker(MODULE, {**infer, "variant": name, "model": model_dir})
             rows[name] = row
@@ -442,6 +509,12 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"lora/qlora: the base's config trained {args.train_steps} steps (batch {args.train_batch_size}, fp32, "
             "asr) with --train-llm lora / qlora; train peak = whole process"
+        )
+    if any(name in AUGMENTED for name in rows):
+        print(
+            f"augment-off/-on: the base's config trained {args.train_steps} steps (batch {args.train_batch_size}, "
+            f"fp32, asr) from its initial weights, without and with --augment {AUGMENTED['augment-on']}; "
+            "dev loss on 64 clean dev clips"
         )
     targets = _against_targets(rows)
     for line in targets:

@@ -459,7 +459,8 @@ def build_stream_run(cfg: Any, accelerator: Any, locations: list[str], resume_fr
     """The streamed counterpart of :func:`~.setup.build_run`: indexes -> model -> ShardStream."""
     from ..model.lengths import max_seconds as encoder_window
     from ..specs import get_task, registry
-    from .setup import Run, build_model, model_config_for
+    from .augmentation import use_encoder_cache
+    from .setup import Run, augmenter_for, build_model, model_config_for
 
     if cfg.cache_encoder:
         raise ValueError(STREAMED_CACHE_REFUSAL)
@@ -513,8 +514,10 @@ def build_stream_run(cfg: Any, accelerator: Any, locations: list[str], resume_fr
         accelerator.process_index,
         accelerator.num_processes,
     )
+    augment = augmenter_for(cfg, opts.max_seconds, log)
+    use_encoder_cache(augment.spec if augment else None, None, log)  # feature-mask needs a cache: refused here
     rows_only = Collator(
-        processor, [], opts.style, cfg.seed, opts.max_seconds
+        processor, [], opts.style, cfg.seed, opts.max_seconds, augment=augment
     )  # collate() only: no items to ship to workers
     stream = ShardStream(
         indexes,
