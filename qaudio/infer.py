@@ -461,9 +461,7 @@ class Pipeline:
             inputs = self._to_device(
                 self.processor.prepare([batch[i].samples for i in group], [batch[i].prompt for i in group])
             )
-            encoded, lengths = self.model.encode(
-                inputs["input_features"], inputs["feature_lengths"]
-            )  # (b, T', D), (b,)
+            encoded, lengths = self.model.encode(**self.processor.audio_inputs(inputs))  # (b, T', D), (b,)
             for j, i in enumerate(group):
                 states[i] = encoded[j, : int(lengths[j])]
         return states
