@@ -275,7 +275,9 @@ class ModelConfig:
         _choice("model", "prompt_style", self.prompt_style, tuple(PROMPT_STYLES))
         towers = tuple(self.towers)
         if not all(isinstance(t, TowerConfig) for t in towers):
-            raise ValueError(f"ModelConfig.towers must be TowerConfig entries, got {[type(t).__name__ for t in towers]}")
+            raise ValueError(
+                f"ModelConfig.towers must be TowerConfig entries, got {[type(t).__name__ for t in towers]}"
+            )
         self.towers = towers
 
     @property

@@ -66,7 +66,7 @@ def test_the_alignment_rule_on_ast_geometry():
 def test_the_hub_preset_builds_the_right_shapes():
     config = resolve_model_config("whisper-small-ast-qwen2.5-0.5b")
     assert config.audio_width == 768 + 768
-    encoder, projector, lm, towers = plan._meta_modules(config, vocab=151_936)
+    _encoder, projector, _lm, towers = plan._meta_modules(config, vocab=151_936)
     (tower,) = towers
     # 12 x 101 patches plus [CLS] and [DIST], 768 wide: MIT/ast-finetuned-audioset-10-10-0.4593's table
     assert tuple(tower.embeddings.position_embeddings.shape) == (1, 1214, 768)
@@ -110,7 +110,7 @@ def test_the_chunked_tail_reaches_the_features(dual):
 
 def test_wrong_or_missing_tower_inputs_are_refused(dual):
     batch = dual.processor.prepare(_clips((40_000,)), ["x"], ["the cat"])
-    with pytest.raises(ValueError, match="brings 1 window.* read 2"):
+    with pytest.raises(ValueError, match=r"brings 1 window.* read 2"):
         dual(**{**batch, "tower_windows_0": torch.tensor([1])})
     with pytest.raises(ValueError, match="tower_features_0"):
         dual(**{k: v for k, v in batch.items() if not k.startswith("tower_")})
@@ -125,7 +125,9 @@ def test_the_tower_trains_as_configured_and_the_loss_falls(train):
         assert tower_names == []
     else:
         assert tower_names and all("lora_" in n for n in tower_names)
-    shapes = plan.model_shapes(model.config, model.config.trainable.llm, model.language_model.get_input_embeddings().weight.shape[0])
+    shapes = plan.model_shapes(
+        model.config, model.config.trainable.llm, model.language_model.get_input_embeddings().weight.shape[0]
+    )
     assert shapes.trainable == sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert shapes.params["towers"] == sum(p.numel() for n, p in model.towers.named_parameters() if "lora_" not in n)
     batch = model.processor.prepare(_clips((8000, 24_000, 30_000, 12_000)), ["describe"] * 4, TEXTS[:4])
@@ -209,3 +211,12 @@ def test_the_cache_holds_the_fused_states_and_refuses_a_trained_tower(dual, tmp_
     lora = SimpleNamespace(config=_config("lora"))
     with pytest.raises(ValueError, match="needs frozen audio towers"):
         cache_for_training(SimpleNamespace(cache_encoder=str(tmp_path)), lora, dual.processor, None, {}, None, "fp32")
+
+
+def test_the_benchmark_rows_derive_their_configs_from_the_base():
+    from benchmarks import compress
+
+    base = PRESETS["tiny"]
+    dual = compress.DERIVED_CONFIGS["dual"](base, {"dual_tower": "tiny-random"})
+    assert [t.kind for t in dual.towers] == ["ast"] and dual.towers[0].train == "frozen"
+    assert replace(dual, towers=()) == base and compress.DERIVED_CONFIGS["whisper-only"](base, {}) == base

@@ -186,9 +186,7 @@ def window_features(extractor: Any, clips: Sequence[np.ndarray], config: ModelCo
 # ---- Running: windows -> columns -> Whisper's grid -> fused ------------------------------------
 
 
-def encode_tower(
-    module: nn.Module, config: TowerConfig, features: torch.Tensor, windows: torch.Tensor
-) -> torch.Tensor:
+def encode_tower(module: nn.Module, config: TowerConfig, features: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
     """(B, W_max, ...) window inputs and (B,) real windows -> (B, W_max, columns, D); padded windows are zero
     and never run."""
     batch, most = features.shape[:2]

@@ -95,7 +95,9 @@ def encoder_identity(model: AudioLM, processor: AudioProcessor, precision: str) 
                 "feature_extractor": extractor.to_dict(),
                 "weights_sha256": weights_fingerprint(tower),
             }
-            for config, extractor, tower in zip(model.config.towers, processor.tower_extractors, model.towers, strict=True)
+            for config, extractor, tower in zip(
+                model.config.towers, processor.tower_extractors, model.towers, strict=True
+            )
         ]
     return identity
 
