@@ -139,7 +139,13 @@ def tower_window_count(
     by the tower's feature extractor); a clip has at least one.
     """
     kind, value = _exactly_one(num_samples=num_samples, mel_frames=mel_frames)
-    frames = tower_frame_count(encoder_frame_count(**{kind: value}), config.encoder.kind)
+    return tower_windows_read(
+        tower_frame_count(encoder_frame_count(**{kind: value}), config.encoder.kind), config, tower
+    )
+
+
+def tower_windows_read(frames: Count, config: ModelConfig, tower: TowerConfig) -> Count:
+    """Windows that Whisper-tower frames ``0 .. frames-1`` read (:func:`tower_frame_sources`), at least one."""
     last = (frames - 1) * mel_frames_per_tower_frame(config)  # first mel frame of the last aligned frame
     windows = last // tower.max_frames + 1
     return windows.clamp(min=1) if isinstance(windows, torch.Tensor) else max(windows, 1)

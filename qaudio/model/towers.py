@@ -36,10 +36,18 @@ import numpy as np
 import torch
 from torch import nn
 from transformers import ASTConfig, ASTFeatureExtractor, ASTModel
+from transformers.feature_extraction_utils import FeatureExtractionMixin
 
 from ..audio import SAMPLE_RATE
 from ..config import TINY_RANDOM, ModelConfig, TowerConfig
-from .lengths import HOP_LENGTH, N_FFT, tower_frame_sources, tower_patch_grid, tower_window_count
+from .lengths import (
+    HOP_LENGTH,
+    N_FFT,
+    tower_frame_sources,
+    tower_patch_grid,
+    tower_window_count,
+    tower_windows_read,
+)
 from .sources import Source, fetch_errors, pretrained_config
 
 # Batch keys of tower i (AudioProcessor.prepare writes them, AudioLM reads them).
@@ -131,7 +139,7 @@ class TowerKind:
     load: Callable[[TowerConfig], tuple[nn.Module, TowerConfig]]  # config -> (module, config with its sizes)
     feature_extractor: Callable[[TowerConfig], Any]  # config -> the tower's transformers feature extractor
     columns: Callable[[nn.Module, torch.Tensor, TowerConfig], torch.Tensor]  # (N, ...) windows -> (N, columns, D)
-    extractor_class: type  # to read a saved extractor back
+    extractor_class: type[FeatureExtractionMixin]  # to read a saved extractor back
 
 
 TOWERS: dict[str, TowerKind] = {
@@ -209,13 +217,13 @@ def align_to_whisper(
 def check_windows(windows: torch.Tensor, lengths: torch.Tensor, config: ModelConfig, index: int) -> None:
     """Raise, with both numbers, when a clip's tower windows are not the ones its Whisper frames read."""
     tower = config.towers[index]
-    for b, (given, frames) in enumerate(zip(windows.tolist(), lengths.tolist(), strict=True)):
-        last = tower_frame_sources(max(int(frames), 1), config, tower)[0][-1]
-        if given != int(last) + 1:
-            raise ValueError(
-                f"clip {b} brings {given} window(s) for tower {index} ({tower.kind}) but its {frames} Whisper "
-                f"frames read {int(last) + 1} (tower_window_count); build batches with AudioProcessor.prepare"
-            )
+    expected = tower_windows_read(lengths, config, tower)  # (B,)
+    if not torch.equal(windows, expected.to(windows.device)):
+        b = int((windows != expected.to(windows.device)).nonzero()[0, 0])
+        raise ValueError(
+            f"clip {b} brings {int(windows[b])} window(s) for tower {index} ({tower.kind}) but its {int(lengths[b])} "
+            f"Whisper frames read {int(expected[b])} (tower_window_count); build batches with AudioProcessor.prepare"
+        )
 
 
 def fuse(whisper_states: torch.Tensor, tower_states: Sequence[torch.Tensor]) -> torch.Tensor:
