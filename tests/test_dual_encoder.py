@@ -19,6 +19,7 @@ from qaudio.model.lengths import (
     tower_patch_grid,
     tower_window_count,
 )
+from qaudio.model.processor import audio_inputs
 
 TEXTS = ["the cat sat on the mat", "a dog barks in the rain"] * 5
 # A tiny AST: 32 mel bins, 1.28 s windows (128 frames), so a 2.5 s clip needs two of them.
@@ -86,7 +87,7 @@ def test_fused_token_counts_equal_the_count_function(dual):
     assert windows == [tower_window_count(n, dual.config, dual.config.towers[0]) for n in LENGTHS]
     assert windows == [1, 1, 2, 2, 4]  # clips past the 1.28 s window are chunked, not cut
     with torch.no_grad():
-        states, lengths = dual.encode(**dual.processor.audio_inputs(batch))
+        states, lengths = dual.encode(**audio_inputs(batch))
         _, counts = dual.projector(states, lengths)
     assert states.shape[-1] == dual.config.audio_width == 64 + 32
     assert lengths.tolist() == [encoder_frame_count(n) for n in LENGTHS]
@@ -100,8 +101,8 @@ def test_the_chunked_tail_reaches_the_features(dual):
     changed = clip.copy()
     changed[WINDOW:] = 0.5 * np.sin(np.arange(len(clip) - WINDOW) / 3.0)
     with torch.no_grad():
-        a, _ = dual.encode(**dual.processor.audio_inputs(dual.processor.prepare([clip], ["x"])))
-        b, _ = dual.encode(**dual.processor.audio_inputs(dual.processor.prepare([changed], ["x"])))
+        a, _ = dual.encode(**audio_inputs(dual.processor.prepare([clip], ["x"])))
+        b, _ = dual.encode(**audio_inputs(dual.processor.prepare([changed], ["x"])))
     first = 128 // 2  # Whisper frames fed by the first tower window
     tower_a, tower_b = a[0, :, 64:], b[0, :, 64:]
     assert torch.equal(tower_a[:first], tower_b[:first])

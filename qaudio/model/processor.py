@@ -95,6 +95,17 @@ def sequence_batch(
     return batch
 
 
+def audio_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The entries of a :meth:`AudioProcessor.prepare` batch that ``AudioLM.encode`` reads: the
+    log-mels, their lengths and, when the batch has them, every second tower's inputs."""
+    from .towers import tower_keys
+
+    towers = 0
+    while tower_keys(towers + 1)[-2] in batch:
+        towers += 1
+    return {k: batch[k] for k in ("input_features", "feature_lengths", *tower_keys(towers))}
+
+
 class AudioProcessor:
     """Tokenizer + Whisper feature extractor + the model config that fixes slot counts and limits."""
 
@@ -211,12 +222,6 @@ class AudioProcessor:
         for i, extractor in enumerate(self.tower_extractors):
             out.update(window_features(extractor, clips, self.config, i))
         return out
-
-    def audio_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The entries of a :meth:`prepare` batch that ``AudioLM.encode`` reads (log-mels, lengths, tower inputs)."""
-        from .towers import tower_keys
-
-        return {k: batch[k] for k in ("input_features", "feature_lengths", *tower_keys(len(self.config.towers)))}
 
     def prepare_from_features(
         self, encoder_states: Sequence[torch.Tensor], prompts: Sequence[str], targets: Sequence[str] | None = None

@@ -175,9 +175,11 @@ def encode_clips(
     """Encoder states of each clip, (T'_i, D_enc) float32, as training computes them: the
     processor's float32 log-mels, the encoder on real lengths (:meth:`AudioLM.encode`) under
     ``autocast()`` (the training precision)."""
+    from ..model.processor import audio_inputs
+
     inputs = processor.prepare(clips, [""] * len(clips))  # the log-mels, as training computes them
     with torch.no_grad(), autocast():
-        states, lengths = model.encode(**processor.audio_inputs(inputs))  # (B, T', D), (B,); D fused with towers
+        states, lengths = model.encode(**audio_inputs(inputs))  # (B, T', D), (B,); D fused with towers
     return [states[i, : int(lengths[i])].float() for i in range(len(clips))]  # (T'_i, D_enc) each
 
 
