@@ -221,3 +221,15 @@ def test_the_benchmark_rows_derive_their_configs_from_the_base():
     dual = compress.DERIVED_CONFIGS["dual"](base, {"dual_tower": "tiny-random"})
     assert [t.kind for t in dual.towers] == ["ast"] and dual.towers[0].train == "frozen"
     assert replace(dual, towers=()) == base and compress.DERIVED_CONFIGS["whisper-only"](base, {}) == base
+
+
+def test_counts_hold_on_qwen2_audio_pooled_frames_with_30s_padding():
+    model = _build(with_overrides(_config(), encoder={"kind": "qwen2-audio", "pad_to_30s": True}))
+    lengths = (WINDOW - 160, 3 * WINDOW + 4000)
+    batch = model.processor.prepare(_clips(lengths), ["x", "x"])
+    assert batch["tower_windows_0"].tolist() == [1, 4]
+    with torch.no_grad():
+        states, frames = model.encode(**audio_inputs(batch))
+        _, counts = model.projector(states, frames)
+    assert counts.tolist() == (batch["input_ids"] == model.token_ids.audio).sum(dim=1).tolist()
+    assert counts.tolist() == [audio_token_count(n, model.config) for n in lengths]
