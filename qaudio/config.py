@@ -396,6 +396,22 @@ PRESETS: dict[str, ModelConfig] = {
         ),
         projector_hidden=2048,
     ),
+    # large-v3-turbo keeps large-v3's 32-layer encoder (only the decoder shrank to 4 layers).
+    "whisper-large-v3-turbo-qwen3-1.7b": _lora_llm_preset(
+        EncoderConfig(source="openai/whisper-large-v3-turbo", n_mels=128, d_model=1280, layers=32, heads=20),
+        LLMConfig(
+            source="Qwen/Qwen3-1.7B-Base",
+            arch="qwen3",
+            hidden_size=2048,
+            num_layers=28,
+            num_heads=16,
+            num_kv_heads=8,
+            intermediate_size=6144,
+            tie_embeddings=True,
+            max_positions=32768,
+        ),
+        projector_hidden=2048,
+    ),
     # Whisper for speech plus AST (AudioSet-finetuned) for sound events, as SALMONN pairs Whisper with
     # BEATs: AST's 768-wide frames are aligned to Whisper's 50 Hz grid and concatenated (768 + 768).
     "whisper-small-ast-qwen2.5-0.5b": replace(
@@ -428,22 +444,6 @@ PRESETS: dict[str, ModelConfig] = {
                 heads=12,
             ),
         ),
-    ),
-    # large-v3-turbo keeps large-v3's 32-layer encoder (only the decoder shrank to 4 layers).
-    "whisper-large-v3-turbo-qwen3-1.7b": _lora_llm_preset(
-        EncoderConfig(source="openai/whisper-large-v3-turbo", n_mels=128, d_model=1280, layers=32, heads=20),
-        LLMConfig(
-            source="Qwen/Qwen3-1.7B-Base",
-            arch="qwen3",
-            hidden_size=2048,
-            num_layers=28,
-            num_heads=16,
-            num_kv_heads=8,
-            intermediate_size=6144,
-            tie_embeddings=True,
-            max_positions=32768,
-        ),
-        projector_hidden=2048,
     ),
 }
 
