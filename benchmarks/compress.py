@@ -27,6 +27,15 @@ weights with the base as the teacher (``--teacher``; same encoder and tokenizer)
 ``--distill-steps`` on the same data, then measure the student as is and in int8. Target: at
 half the LLM's parameters, WER within 1.5 points of the teacher (the ``fp32`` row).
 
+The augmentation rows (``augment-off``, ``augment-on``) train the base's config as it is from
+its initial weights for the same steps, without and with ``--augment``, and report the dev loss
+on clean dev clips and the inference figures of each trained model.
+
+The dual-encoder rows train the base's architecture for the same steps twice, with its own
+LLM training mode: ``whisper-only`` as it is (the control), ``dual`` with a second audio tower
+(``ModelConfig.towers``: AST beside Whisper, frozen; ``--dual-tower`` picks its source, by
+default a random-weight tower of AST's geometry, since no AST checkpoint is reachable offline).
+
 A new variant is one function added to :data:`VARIANTS` (inference: base directory -> model;
 training: :data:`TRAINED`). Targets (from the issue that asked for this table): int8 >= 1.5x
 fp32 throughput, memory <= 0.5x, WER within 0.5 points; QLoRA frozen-LLM memory <= 0.4x bf16
@@ -96,7 +105,26 @@ VARIANTS: dict[str, Variant] = {
     "int8-all": Variant(_quantized("int8", ("llm", "encoder", "projector")), "int8 in the encoder and projector too"),
     "int4": Variant(_quantized("int4"), "LLM Linear layers NF4 (bitsandbytes)"),
 }
-TRAINED = ("lora", "qlora")  # --train-llm modes trained on the base's config for the same steps
+# Augmentation on/off: the base's config (as it trains) for the same steps, without and with --augment.
+AUGMENTED = {"augment-off": "", "augment-on": "noise,gain,speed,specaugment"}
+# Trained on the base's config for the same steps: --train-llm lora / qlora, and the dual-encoder pair.
+TRAINED = ("lora", "qlora", "whisper-only", "dual")
+
+
+def dual_encoder_config(base, tower_source: str):
+    """The base's config with an AST tower beside Whisper (frozen), for the ``dual`` row."""
+    from dataclasses import replace
+
+    from qaudio.config import TowerConfig
+
+    return replace(base, towers=(TowerConfig(kind="ast", source=tower_source, train="frozen"),))
+
+
+# Rows whose model config is derived from the base's (the others set --train-llm to the row's name).
+DERIVED_CONFIGS: dict[str, Callable] = {
+    "whisper-only": lambda base, spec: base,
+    "dual": lambda base, spec: dual_encoder_config(base, spec["dual_tower"]),
+}
 # Distilled from the base (the teacher) into its config with fewer LLM layers: one student, measured as is and in int8.
 DISTILLED: dict[str, Variant] = {
     "student": Variant(_load, "the base's config with a smaller LLM (--student-*), distilled from the base"),
@@ -225,7 +253,10 @@ def train_worker(spec: dict) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     meta = json.loads((Path(spec["model"]) / "config.json").read_text())
     model_file = out.parent / f"{spec['mode']}-model.json"
-    with_overrides(ModelConfig.from_dict(meta["model"]), trainable={"llm": spec["mode"]}).save(model_file)
+    base_config = ModelConfig.from_dict(meta["model"])
+    derive = DERIVED_CONFIGS.get(spec["mode"])
+    model_config = derive(base_config, spec) if derive else with_overrides(base_config, trainable={"llm": spec["mode"]})
+    model_config.save(model_file)
     config = TrainConfig(
         model=str(model_file),
         recipes=f"synthetic:{spec['corpus']}",
@@ -241,7 +272,7 @@ def train_worker(spec: dict) -> dict:
         progress=False,
         tensorboard=False,
         plot=False,
-        train_llm=spec["mode"],
+        train_llm=model_config.trainable.llm,
         seed=spec["seed"],
     )
     with measure("train") as phase:  # the resident set's peak while training, above where it began
@@ -353,7 +384,49 @@ def base_worker(spec: dict) -> dict:
     return {"model_dir": str(train_module.train(config))}
 
 
-WORKERS = {"infer": infer_worker, "train": train_worker, "distill": distill_worker, "base": base_worker}
+def augment_worker(spec: dict) -> dict:
+    """Train the base's config from its initial weights for the same steps, with or without --augment."""
+    import qaudio.train as train_module
+    from qaudio.config import ModelConfig
+    from qaudio.training.config import TrainConfig
+    from qaudio.training.metrics_log import read_metrics
+
+    out = Path(spec["output_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    model_file = out.parent / f"{spec['variant']}-model.json"
+    ModelConfig.from_dict(json.loads((Path(spec["model"]) / "config.json").read_text())["model"]).save(model_file)
+    config = TrainConfig(
+        model=str(model_file),
+        recipes=f"synthetic:{spec['corpus']}",
+        tasks="asr",
+        max_dev_examples=64,
+        eval_every=0,
+        output_dir=str(out),
+        precision="fp32",
+        threads=spec["threads"],
+        batch_size=spec["batch_size"],
+        max_steps=spec["steps"],
+        log_every=1,
+        save_every=10**6,
+        progress=False,
+        tensorboard=False,
+        plot=False,
+        seed=spec["seed"],
+        augment=AUGMENTED[spec["variant"]],
+    )
+    final = train_module.train(config)
+    losses = [r["loss"] for r in read_metrics(out, "train")]
+    dev = [r["loss"] for r in read_metrics(out, "dev")]
+    return {"model_dir": str(final), "first_loss": losses[0], "last_loss": losses[-1], "dev_loss": dev[-1]}
+
+
+WORKERS = {
+    "infer": infer_worker,
+    "train": train_worker,
+    "base": base_worker,
+    "augment": augment_worker,
+    "distill": distill_worker,
+}
 
 
 # ---- The driver --------------------------------------------------------------------------------
@@ -373,6 +446,7 @@ COLUMNS = [
     ("peak_training_mib", "train peak MiB", ".0f"),
     ("frozen_llm", "frozen LLM / its Linear MiB", ""),
     ("losses", "loss first->last", ""),
+    ("dev_loss", "dev loss", ".3f"),
 ]
 
 
@@ -453,6 +527,27 @@ def _distill_student(args: argparse.Namespace, base: dict, model_dir: str, corpu
     )
 
 
+def augmentation_row(name: str, base: dict, infer: dict, model_dir: str, corpus: Path, args, work: Path) -> dict:
+    """One augmentation on/off row: train (fresh process), then the inference figures of the result."""
+    trained = common.run_worker(
+        MODULE,
+        {
+            **base,
+            "kind": "augment",
+            "variant": name,
+            "model": model_dir,
+            "corpus": str(corpus),
+            "steps": args.train_steps,
+            "batch_size": args.train_batch_size,
+            "output_dir": str(work / name),
+        },
+        timeout_s=3600,
+    )
+    row = {**trained, **common.run_worker(MODULE, {**infer, "variant": name, "model": trained["model_dir"]})}
+    row["losses"] = f"{row['first_loss']:.2f}->{row['last_loss']:.2f}"
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", help="a synthetic corpus directory (qaudio synth --out DIR)")
@@ -464,8 +559,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-steps", type=int, default=200, help="steps to train the tiny base without --model")
     parser.add_argument(
         "--variants",
-        default=",".join([*VARIANTS, *TRAINED, *DISTILLED]),
-        help=f"rows, from {', '.join([*VARIANTS, *TRAINED, *DISTILLED])} (default: all)",
+        default=",".join([*VARIANTS, *TRAINED, *AUGMENTED, *DISTILLED]),
+        help=f"rows, from {', '.join([*VARIANTS, *TRAINED, *AUGMENTED, *DISTILLED])} (default: all)",
     )
     parser.add_argument("--clips", type=int, default=32, help="held-out English ASR clips (default 32)")
     parser.add_argument("--new-tokens", type=int, default=24, help="greedy decoding cap per clip (default 24)")
@@ -491,6 +586,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--distill-lr", type=float, default=1e-3, help="the student's peak learning rate (default 1e-3)"
     )
+    parser.add_argument(
+        "--dual-tower",
+        default="tiny-random",
+        help="the dual row's AST tower: tiny-random (default), a hub id or a local AST directory",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
@@ -502,11 +602,13 @@ def main(argv: list[str] | None = None) -> int:
         common.write_json(args.result, WORKERS[spec["kind"]](spec))
         return 0
     chosen = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = [v for v in chosen if v not in VARIANTS and v not in TRAINED and v not in DISTILLED]
+    unknown = [
+        v for v in chosen if v not in VARIANTS and v not in TRAINED and v not in AUGMENTED and v not in DISTILLED
+    ]
     if unknown:
         print(
             f"error: unknown variant(s) {', '.join(unknown)}; expected some of "
-            f"{', '.join([*VARIANTS, *TRAINED, *DISTILLED])}",
+            f"{', '.join([*VARIANTS, *TRAINED, *AUGMENTED, *DISTILLED])}",
             file=sys.stderr,
         )
         return 2
@@ -556,6 +658,7 @@ def main(argv: list[str] | None = None) -> int:
                         "corpus": str(corpus),
                         "steps": args.train_steps,
                         "batch_size": args.train_batch_size,
+                        "dual_tower": args.dual_tower,
                         "output_dir": str(work / name),
                     },
                     timeout_s=3600,
@@ -574,6 +677,8 @@ def main(argv: list[str] | None = None) -> int:
                     **student,
                     **common.run_worker(MODULE, {**infer, "variant": name, "model": student["model_dir"]}),
                 }
+            elif name in AUGMENTED:
+                row = augmentation_row(name, base, infer, model_dir, corpus, args, work)
             else:
                 row = common.run_worker(MODULE, {**infer, "variant": name, "model": model_dir})
             rows[name] = row
@@ -595,7 +700,14 @@ def main(argv: list[str] | None = None) -> int:
     if any(name in TRAINED for name in rows):
         print(
             f"lora/qlora: the base's config trained {args.train_steps} steps (batch {args.train_batch_size}, fp32, "
-            "asr) with --train-llm lora / qlora; train peak = whole process"
+            "asr) with --train-llm lora / qlora (whisper-only / dual: the base's own LLM mode, without / with "
+            f"the AST tower {args.dual_tower}); train peak = whole process"
+        )
+    if any(name in AUGMENTED for name in rows):
+        print(
+            f"augment-off/-on: the base's config trained {args.train_steps} steps (batch {args.train_batch_size}, "
+            f"fp32, asr) from its initial weights, without and with --augment {AUGMENTED['augment-on']}; "
+            "dev loss on 64 clean dev clips"
         )
     if any(name in DISTILLED for name in rows) and args.student:
         print(f"student: {args.student}, distilled from the base elsewhere")

@@ -18,6 +18,10 @@ Presets (``PRESETS``, resolved by :func:`resolve_model_config`):
 ``whisper-small-qwen2.5-0.5b``, ``whisper-large-v3-qwen2.5-1.5b``, ``whisper-large-v3-turbo-qwen3-1.7b``
     Real-world pairs loaded from the Hugging Face hub (network needed once), with the encoder
     frozen and LoRA on the LLM, as in Qwen2-Audio-style and SLAM-ASR-style recipes.
+``whisper-small-ast-qwen2.5-0.5b``
+    A dual encoder: Whisper small for speech plus AST (``MIT/ast-finetuned-audioset-10-10-0.4593``)
+    for sound events in ``towers``, both frozen, fused by concatenation before the projector
+    (SALMONN pairs Whisper with BEATs the same way). Hub ids: network needed once.
 
 References: the layout follows litgpt's config dataclasses (a default and a one-line comment
 per field, validated on construction); the presets' sizes come from the released
@@ -40,6 +44,9 @@ LLM_TRAINING = ("frozen", "full", "lora", "qlora")
 TINY_RANDOM = "tiny-random"  # EncoderConfig.source: a random Whisper-shaped encoder
 SCRATCH = "scratch"  # LLMConfig.source: an LLM built from this config with random weights
 PIP_PREFIX = "pip:"  # EncoderConfig.source "pip:<package>": a pip package shipping CTranslate2 Whisper
+# Second audio towers (TowerConfig): the keys of qaudio.model.towers.TOWERS, and how each may train
+TOWER_KINDS = ("ast",)
+TOWER_TRAINING = ("frozen", "lora")
 
 
 @dataclass(frozen=True)
@@ -194,6 +201,56 @@ class TrainableConfig:
             setattr(self, name, targets)  # JSON gives lists; keep tuples so configs compare equal
 
 
+# ---- A second audio encoder (audio-event tower beside Whisper) -------------------------------------
+
+
+@dataclass
+class TowerConfig:
+    """An audio tower beside Whisper (sound events: AST), its frames aligned to Whisper's grid and concatenated.
+
+    Defaults: AST's published geometry (128 mel bins, 1024-frame windows, 16x16 patches every 10
+    frames) with tiny random widths; a pretrained ``source`` overwrites every size with its own.
+    """
+
+    kind: str = "ast"  # which tower: ast (transformers ASTModel); see qaudio.model.towers.TOWERS
+    source: str = TINY_RANDOM  # "tiny-random", a hub id (MIT/ast-finetuned-audioset-10-10-0.4593) or a local dir
+    n_mels: int = 128  # the tower's own mel bins (AST: 128); read from pretrained checkpoints
+    max_frames: int = 1024  # mel frames (10 ms) in one tower window (AST: 1024 = 10.24 s); longer clips are chunked
+    patch: int = 16  # patch side in mel bins and frames; read from pretrained checkpoints
+    frequency_stride: int = 10  # mel bins between patches; read from pretrained checkpoints
+    time_stride: int = 10  # mel frames between patch columns (AST: 10 = 100 ms); read from pretrained checkpoints
+    d_model: int = 64  # tower width; read from pretrained checkpoints
+    layers: int = 2  # transformer layers; read from pretrained checkpoints
+    heads: int = 2  # attention heads; read from pretrained checkpoints
+    train: str = "frozen"  # frozen | lora (peft LoRA on lora_targets, rank and scale from trainable.lora_*)
+    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")  # tower module names that get LoRA
+
+    def __post_init__(self) -> None:
+        _choice("tower", "kind", self.kind, TOWER_KINDS)
+        if not isinstance(self.source, str) or not self.source.strip():
+            raise ValueError("tower.source must be 'tiny-random', a hub id or a directory")
+        _positive(
+            "tower",
+            n_mels=self.n_mels,
+            max_frames=self.max_frames,
+            patch=self.patch,
+            frequency_stride=self.frequency_stride,
+            time_stride=self.time_stride,
+            d_model=self.d_model,
+            layers=self.layers,
+            heads=self.heads,
+        )
+        _divides("tower", "d_model", self.d_model, "heads", self.heads)
+        for name in ("n_mels", "max_frames"):
+            if getattr(self, name) < self.patch:
+                raise ValueError(f"tower.{name} ({getattr(self, name)}) must be at least tower.patch ({self.patch})")
+        _choice("tower", "train", self.train, TOWER_TRAINING)
+        targets = tuple(self.lora_targets)
+        if not targets or not all(isinstance(t, str) and t for t in targets):
+            raise ValueError(f"tower.lora_targets must be a non-empty list of module names, got {targets!r}")
+        self.lora_targets = targets  # JSON gives lists; keep tuples so configs compare equal
+
+
 _SECTIONS = {"encoder": EncoderConfig, "projector": ProjectorConfig, "llm": LLMConfig, "trainable": TrainableConfig}
 
 
@@ -206,6 +263,8 @@ class ModelConfig:
     llm: LLMConfig = field(default_factory=LLMConfig)  # the causal language model and its tokenizer
     trainable: TrainableConfig = field(default_factory=TrainableConfig)  # what trains
     prompt_style: str = "tags"  # "tags" (Qwen-Audio's tags), "natural" (instructions), "chat" (Qwen2-Audio-Instruct)
+    # A second audio encoder: towers beside Whisper, fused by concatenation before the projector
+    towers: tuple[TowerConfig, ...] = ()  # audio towers beside the Whisper encoder (e.g. AST); empty: Whisper alone
 
     def __post_init__(self) -> None:
         for name, cls in _SECTIONS.items():
@@ -214,10 +273,25 @@ class ModelConfig:
                     f"ModelConfig.{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}"
                 )
         _choice("model", "prompt_style", self.prompt_style, tuple(PROMPT_STYLES))
+        towers = tuple(self.towers)
+        if not all(isinstance(t, TowerConfig) for t in towers):
+            raise ValueError(
+                f"ModelConfig.towers must be TowerConfig entries, got {[type(t).__name__ for t in towers]}"
+            )
+        self.towers = towers
+
+    @property
+    def audio_width(self) -> int:
+        """Features per frame the projector reads: Whisper's width plus every tower's (concatenated)."""
+        return self.encoder.d_model + sum(t.d_model for t in self.towers)
 
     def to_dict(self) -> dict:
-        """Plain JSON-ready data (tuples become lists)."""
-        return json.loads(json.dumps(asdict(self)))
+        """Plain JSON-ready data (tuples become lists). ``towers`` is left out when empty, so a
+        Whisper-only config (and its checkpoints' config.json) reads exactly as before towers existed."""
+        data = json.loads(json.dumps(asdict(self)))
+        if not data["towers"]:
+            del data["towers"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
@@ -234,6 +308,12 @@ class ModelConfig:
                     raise ValueError(f"model config section {name!r} must be an object, got {value!r}")
                 _reject_unknown(name, value, {f.name for f in fields(section)})
                 kwargs[name] = section(**value)
+            elif name == "towers":
+                if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+                    raise ValueError(f"model config 'towers' must be a list of objects, got {value!r}")
+                for tower in value:
+                    _reject_unknown("tower", tower, {f.name for f in fields(TowerConfig)})
+                kwargs[name] = tuple(TowerConfig(**t) for t in value)
             else:
                 kwargs[name] = value
         return cls(**kwargs)
@@ -331,6 +411,39 @@ PRESETS: dict[str, ModelConfig] = {
             max_positions=32768,
         ),
         projector_hidden=2048,
+    ),
+    # Whisper for speech plus AST (AudioSet-finetuned) for sound events, as SALMONN pairs Whisper with
+    # BEATs: AST's 768-wide frames are aligned to Whisper's 50 Hz grid and concatenated (768 + 768).
+    "whisper-small-ast-qwen2.5-0.5b": replace(
+        _lora_llm_preset(
+            EncoderConfig(source="openai/whisper-small", n_mels=80, d_model=768, layers=12, heads=12),
+            LLMConfig(
+                source="Qwen/Qwen2.5-0.5B",
+                arch="qwen2",
+                hidden_size=896,
+                num_layers=24,
+                num_heads=14,
+                num_kv_heads=2,
+                intermediate_size=4864,
+                tie_embeddings=True,
+                max_positions=32768,
+            ),
+            projector_hidden=2048,
+        ),
+        towers=(
+            TowerConfig(
+                kind="ast",
+                source="MIT/ast-finetuned-audioset-10-10-0.4593",
+                n_mels=128,
+                max_frames=1024,
+                patch=16,
+                frequency_stride=10,
+                time_stride=10,
+                d_model=768,
+                layers=12,
+                heads=12,
+            ),
+        ),
     ),
 }
 

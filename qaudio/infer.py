@@ -456,14 +456,14 @@ class Pipeline:
     def _encode(self, batch: list[_Window]) -> list:
         """Encoder states of every window, (T'_i, D_enc) each: the encoder runs on length-homogeneous
         sub-batches, so no clip is padded to much more than its own length."""
+        from .model.processor import audio_inputs  # with second towers, their inputs too
+
         states: list = [None] * len(batch)
         for group in length_groups([len(w.samples) for w in batch]):
             inputs = self._to_device(
                 self.processor.prepare([batch[i].samples for i in group], [batch[i].prompt for i in group])
             )
-            encoded, lengths = self.model.encode(
-                inputs["input_features"], inputs["feature_lengths"]
-            )  # (b, T', D), (b,)
+            encoded, lengths = self.model.encode(**audio_inputs(inputs))  # (b, T', D), (b,)
             for j, i in enumerate(group):
                 states[i] = encoded[j, : int(lengths[j])]
         return states

@@ -41,6 +41,8 @@ Validated on CPU against the peak of PyTorch's own allocation events (the profil
 records, which count every tensor the step allocates) for the ``tiny`` and ``demo`` presets:
 ``qaudio plan --measure`` prints both and the test suite checks them (within 15%). Not
 modelled: a trained encoder's activations beyond a first-order count (``encoder=full|lora``),
+second audio towers' activations (``ModelConfig.towers``: their weights, LoRA and the wider
+projector input are counted, their working set is not),
 allocator fragmentation and CUDA's context (add about 0.5 GB on a GPU), bf16 autocast (the
 ``b = 2`` rule is not validated here).
 """
@@ -116,18 +118,22 @@ def vocab_size(config: ModelConfig, model_dir: str | None = None) -> int:
     )
 
 
-def _meta_modules(config: ModelConfig, vocab: int) -> tuple[nn.Module, nn.Module, PreTrainedModel]:
-    """The encoder, projector and LLM built on the meta device: shapes without memory."""
+def _meta_modules(config: ModelConfig, vocab: int) -> tuple[nn.Module, nn.Module, PreTrainedModel, list[nn.Module]]:
+    """The encoder, projector, LLM and second towers built on the meta device: shapes without memory."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    from .config import TINY_RANDOM
     from .model.encoder import _random_encoder
     from .model.projectors import build_projector
+    from .model.towers import TOWERS
 
     llm = config.llm
     with torch.device("meta"):
         encoder = _random_encoder(config.encoder)
-        projector = build_projector(config.projector, config.encoder.d_model, llm.hidden_size)
+        # A tower's config holds its sizes (resolved from the checkpoint once built): its random twin has its shapes.
+        towers = [TOWERS[t.kind].load(replace(t, source=TINY_RANDOM))[0] for t in config.towers]
+        projector = build_projector(config.projector, config.audio_width, llm.hidden_size)
         hf = AutoConfig.for_model(
             llm.arch,
             vocab_size=vocab,
@@ -140,7 +146,7 @@ def _meta_modules(config: ModelConfig, vocab: int) -> tuple[nn.Module, nn.Module
             tie_word_embeddings=llm.tie_embeddings,
         )
         lm = AutoModelForCausalLM.from_config(hf)
-    return encoder, projector, lm
+    return encoder, projector, lm, towers
 
 
 def _lora_params(lm: nn.Module, targets: tuple[str, ...], r: int) -> int:
@@ -156,7 +162,7 @@ def _lora_params(lm: nn.Module, targets: tuple[str, ...], r: int) -> int:
 
 def model_shapes(config: ModelConfig, train_llm: str, vocab: int) -> Shapes:
     """Exact parameter counts by part, and what trains under ``train_llm`` (the config's encoder and projector settings)."""
-    encoder, projector, lm = _meta_modules(config, vocab)
+    encoder, projector, lm, towers = _meta_modules(config, vocab)
 
     def count(module: nn.Module) -> int:
         return sum(p.numel() for p in module.parameters())
@@ -170,6 +176,8 @@ def model_shapes(config: ModelConfig, train_llm: str, vocab: int) -> Shapes:
         "llm_embeddings": embeddings,
         "llm_body": count(lm) - embeddings,
     }
+    if towers:  # a key only where there are towers, so Whisper-only plans print as before
+        params["towers"] = sum(count(t) for t in towers)
     t = config.trainable
     tag_rows = _n_tags() * config.llm.hidden_size * (1 if config.llm.tie_embeddings else 2)  # trainable tag-token rows
     trainable = {
@@ -187,6 +195,9 @@ def model_shapes(config: ModelConfig, train_llm: str, vocab: int) -> Shapes:
         sizes += [p.numel() for p in encoder.parameters()]
     elif t.encoder == "lora":
         trainable += _lora_params(encoder, t.encoder_lora_targets, t.lora_r)
+    for tower, tower_config in zip(towers, config.towers, strict=True):
+        if tower_config.train == "lora":
+            trainable += _lora_params(tower, tower_config.lora_targets, t.lora_r)
     return Shapes(config, vocab, params, trainable, max(sizes))
 
 

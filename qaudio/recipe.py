@@ -68,6 +68,10 @@ __all__ = [
     "tag_language",
 ]
 
+# The names corpora give their dev split, in order of preference: `qaudio data --shards` writes
+# the first a recipe has (LibriSpeech: dev-clean; Clotho: validation, its "development" is training).
+DEV_SPLIT_NAMES = ("dev", "dev-clean", "validation", "val", "valid")
+
 # What libsndfile (or librosa's fallback) in qaudio.audio reads; used to index audio folders.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
 
@@ -420,6 +424,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-size", default="1GB", help="with --shards: bytes per shard (500MB, 1GB, 2GiB)")
     parser.add_argument("--audio-format", default="flac", help="with --shards: how decoded audio is stored (flac, wav)")
     parser.add_argument(
+        "--dev-split",
+        default="auto",
+        help="with --shards: also write this split as OUT/dev-*.tar, the streamed run's dev loss; auto: the "
+        f"recipe's split named {'/'.join(DEV_SPLIT_NAMES)} if it has one; none: no dev split",
+    )
+    parser.add_argument(
         "--option", action="append", default=[], metavar="KEY=VALUE", help="a recipe option; repeatable"
     )
     parser.add_argument("--list", action="store_true", help="list the built-in recipes with their tasks and splits")
@@ -484,15 +494,31 @@ def _write_shards(args: argparse.Namespace, options: dict[str, str]) -> int:
     size = parse_size(args.shard_size)
     from .shards import AudioRecord
 
-    # with_audio=True: the records carry their audio bytes (Recipe.audio_records)
-    records = typing.cast(
-        Iterator[AudioRecord],
-        load_examples(args.recipe, args.root, args.split, args.task, args.limit, options, with_audio=True),
-    )
-    source = f"{args.recipe} {args.split or ''} ({args.root})".replace("  ", " ")
+    recipe = _resolve(args.recipe).with_options(options)
+    split = args.split or (recipe.splits[0] if recipe.splits else None)
+    dev_split = shard_dev_split(recipe, split, args.dev_split)
+
+    def records(which: str | None) -> Iterator[AudioRecord]:
+        # with_audio=True: the records carry their audio bytes (Recipe.audio_records)
+        return typing.cast(
+            Iterator[AudioRecord],
+            load_examples(recipe, args.root, which, args.task, args.limit, with_audio=True),
+        )
+
+    def source(which: str | None) -> str:
+        return f"{args.recipe} {which or ''} ({args.root})".replace("  ", " ")
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RecipeWarning)
-        index = write_shards(records, args.shards, size, args.audio_format, source)
+        index = write_shards(
+            records(split),
+            args.shards,
+            size,
+            args.audio_format,
+            source(split),
+            dev=records(dev_split) if dev_split else None,
+            dev_source=source(dev_split),
+        )
     for w in caught:
         print(f"qaudio data: warning: {w.message}", file=sys.stderr)
     print(
@@ -500,4 +526,29 @@ def _write_shards(args: argparse.Namespace, options: dict[str, str]) -> int:
         f"in {len(index.shards)} shard(s) to {args.shards}",
         file=sys.stderr,
     )
+    if index.dev is not None:
+        print(
+            f"qaudio data: and the dev split {dev_split}: {index.dev.examples} examples in "
+            f"{len(index.dev.shards)} shard(s) (dev-*.tar), for the streamed run's dev loss",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            "qaudio data: no dev split written (a streamed run from this set logs no dev loss); "
+            "--dev-split NAME writes one",
+            file=sys.stderr,
+        )
     return 0
+
+
+def shard_dev_split(recipe: Recipe, split: str | None, asked: str) -> str | None:
+    """The split ``qaudio data --shards`` writes as the set's dev split, per ``--dev-split``
+    (auto | none | a name); None when there is none to write."""
+    if asked == "none":
+        return None
+    if asked != "auto":
+        if asked == split:
+            raise ValueError(f"--dev-split {asked!r} is the split being written (--split); name another, or none")
+        return asked
+    # auto: a split of the recipe's own list; recipes without fixed splits (hf, manifest) name theirs
+    return next((name for name in DEV_SPLIT_NAMES if name in recipe.splits and name != split), None)

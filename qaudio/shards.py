@@ -18,6 +18,10 @@ keeps shard-and-offset resume simple (:mod:`qaudio.training.streaming`).
 file name, bytes, examples, seconds and examples per task, and the totals. Streaming start-up
 reads only the index, so it costs the same for 10 thousand examples as for 10 million.
 
+A set may also hold the recipe's dev split, as ``dev-000000.tar`` ... beside the training
+shards, listed in the index under ``splits.dev`` in the same form (index version 2; sets of
+version 1 have none). The streamed run's dev loss reads its first examples.
+
 This module imports no torch.
 """
 
@@ -37,6 +41,8 @@ from .data import Example, example_from_dict
 INDEX_FILE = "index.json"
 FORMAT = "webdataset"  # index.json's "format"
 SHARD_PATTERN = "shard-{:06d}.tar"
+DEV_PATTERN = "dev-{:06d}.tar"  # the dev split's shards, beside the training shards
+INDEX_VERSION = 2  # 2: the index may list a dev split under "splits"
 DEFAULT_SHARD_SIZE = "1GB"
 # Audio encodings a shard can hold: soundfile's (format, subtype) for each member extension.
 AUDIO_FORMATS = {"flac": ("FLAC", "PCM_16"), "wav": ("WAV", "PCM_16")}
@@ -98,6 +104,7 @@ class ShardIndex:
     audio_format: str = "flac"
     source: str = ""  # what was written: "RECIPE SPLIT (ROOT)"
     location: str = ""  # where the index was read from (a folder or a URL prefix); not saved
+    dev: ShardIndex | None = None  # the dev split's shards, in the same folder; None: the set has none
 
     @property
     def examples(self) -> int:
@@ -124,9 +131,13 @@ class ShardIndex:
         return f"{self.location.rstrip('/')}/{self.shards[k].name}"
 
     def to_dict(self) -> dict:
+        data = {"format": FORMAT, "version": INDEX_VERSION, **self._split_dict()}
+        if self.dev is not None:
+            data["splits"] = {"dev": self.dev._split_dict()}
+        return data
+
+    def _split_dict(self) -> dict:
         return {
-            "format": FORMAT,
-            "version": 1,
             "source": self.source,
             "audio_format": self.audio_format,
             "examples": self.examples,
@@ -164,8 +175,13 @@ def read_index(location: str) -> ShardIndex:
         raise ValueError(
             f"{index_path}: format {data.get('format')!r}, expected {FORMAT!r} (written by `qaudio data --shards`)"
         )
+    dev = data.get("splits", {}).get("dev")
+    return _split_index(data, base, _split_index(dev, base) if dev else None)
+
+
+def _split_index(data: dict, base: str, dev: ShardIndex | None = None) -> ShardIndex:
     shards = [ShardInfo(**s) for s in data["shards"]]
-    return ShardIndex(shards, data.get("audio_format", "flac"), data.get("source", ""), base)
+    return ShardIndex(shards, data.get("audio_format", "flac"), data.get("source", ""), base, dev)
 
 
 # ---- writing -------------------------------------------------------------------------------------
@@ -203,10 +219,18 @@ class ShardWriter:
     A shard is closed when the next example would take it past ``shard_size`` bytes (a single
     larger example gets a shard of its own). Each shard is written as ``.partial`` and renamed
     when complete, and the index is written last, so an interrupted run leaves no index that
-    names a half-written shard.
+    names a half-written shard. ``pattern``: the shards' file names (:data:`DEV_PATTERN` for a
+    dev split, whose writer is only :meth:`finish` ed: its index goes into the training split's).
     """
 
-    def __init__(self, out: str | os.PathLike, shard_size: int, audio_format: str = "flac", source: str = ""):
+    def __init__(
+        self,
+        out: str | os.PathLike,
+        shard_size: int,
+        audio_format: str = "flac",
+        source: str = "",
+        pattern: str = SHARD_PATTERN,
+    ):
         if audio_format not in AUDIO_FORMATS:
             raise ValueError(f"--audio-format {audio_format!r}; valid: {', '.join(AUDIO_FORMATS)}")
         self.out = Path(out)
@@ -215,6 +239,7 @@ class ShardWriter:
         self.out.mkdir(parents=True, exist_ok=True)
         self.shard_size = shard_size
         self.audio_format = audio_format
+        self.pattern = pattern
         self.index = ShardIndex([], audio_format, source, str(self.out))
         self._tar = None
         self._count = 0  # examples written: the next key
@@ -222,7 +247,7 @@ class ShardWriter:
     def _open(self) -> None:
         TarWriter = webdataset("writer").TarWriter
 
-        info = ShardInfo(SHARD_PATTERN.format(len(self.index.shards)))
+        info = ShardInfo(self.pattern.format(len(self.index.shards)))
         self.index.shards.append(info)
         self._partial = self.out / (info.name + ".partial")
         self._tar = TarWriter(str(self._partial), encoder=False)
@@ -269,8 +294,17 @@ class ShardWriter:
         current.tasks[ex.task] = current.tasks.get(ex.task, 0) + 1
         self._count += 1
 
-    def close(self) -> ShardIndex:
+    def finish(self, what: str = "") -> ShardIndex:
+        """Close the last shard; the index of what was written (an error if nothing was)."""
         self._close()
+        if self._count == 0:
+            raise ValueError(f"no {what + ' ' if what else ''}examples to write to {self.out}")
+        return self.index
+
+    def close(self, dev: ShardIndex | None = None) -> ShardIndex:
+        """Close the last shard and write ``OUT/index.json`` (listing ``dev``, a dev split's index)."""
+        self.finish()
+        self.index.dev = dev
         tmp = self.out / (INDEX_FILE + ".partial")
         tmp.write_text(json.dumps(self.index.to_dict(), indent=1), encoding="utf-8")
         os.replace(tmp, self.out / INDEX_FILE)
@@ -283,14 +317,22 @@ def write_shards(
     shard_size: int,
     audio_format: str = "flac",
     source: str = "",
+    dev: Iterable[AudioRecord] | None = None,
+    dev_source: str = "",
 ) -> ShardIndex:
-    """Write ``records`` as a shard set in the folder ``out``; returns its index."""
+    """Write ``records`` as a shard set in the folder ``out``, with ``dev`` (a dev split's
+    records) as its ``dev-*.tar`` shards; returns its index. The dev split is written first: it
+    is small, and a missing one stops the command before the long part."""
+    dev_index = None
+    if dev is not None:
+        dev_writer = ShardWriter(out, shard_size, audio_format, dev_source, DEV_PATTERN)
+        for record in dev:
+            dev_writer.write(record)
+        dev_index = dev_writer.finish("dev")
     writer = ShardWriter(out, shard_size, audio_format, source)
     for record in records:
         writer.write(record)
-    if writer._count == 0:
-        raise ValueError(f"no examples to write to {out}")
-    return writer.close()
+    return writer.close(dev_index)
 
 
 # ---- reading -------------------------------------------------------------------------------------

@@ -157,3 +157,71 @@ def test_the_loader_goal_is_computed_from_the_preset():
     rate, text = gpu_appetite("whisper-large-v3-qwen2.5-1.5b", 10.0)
     assert rate == pytest.approx(GPU_PEAK_TFLOPS * 1e12 * MFU / f["total"])
     assert f"{rate:.0f} examples/s" in text
+
+
+def test_data_command_writes_the_dev_split_beside_the_shards_and_lists_it(tmp_path, capsys):
+    for split, n in (("train", 6), ("dev", 3)):
+        lines = []
+        for i in range(n):
+            sf.write(tmp_path / f"{split}{i}.wav", tone(0.4, 300 + 50 * i), SAMPLE_RATE, subtype="PCM_16")
+            lines.append(
+                Example(id=f"{split}{i}", audio=f"{split}{i}.wav", duration=0.4, task="asr", target=f"w {i}").to_json()
+            )
+        (tmp_path / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "shards"
+    args = ["data", "manifest", "--root", str(tmp_path), "--split", "train", "--shards", str(out), "--dev-split", "dev"]
+    assert cli_main(args) == 0
+    assert "dev split dev: 3 examples" in capsys.readouterr().err
+    on_disk = json.loads((out / "index.json").read_text())
+    assert on_disk["examples"] == 6 and on_disk["splits"]["dev"]["examples"] == 3
+    assert [s["name"] for s in on_disk["splits"]["dev"]["shards"]] == ["dev-000000.tar"]
+    index = read_index(str(out))
+    assert index.examples == 6 and index.dev is not None and index.dev.tasks == {"asr": 3}
+    assert [s.example.id for s in read_shard(index.dev, 0)] == ["dev0", "dev1", "dev2"]
+    # A recipe without fixed splits writes no dev split unless one is named, and says so.
+    assert (
+        cli_main(["data", "manifest", "--root", str(tmp_path), "--split", "train", "--shards", str(tmp_path / "o")])
+        == 0
+    )
+    assert "no dev split written" in capsys.readouterr().err
+    assert read_index(str(tmp_path / "o")).dev is None
+
+
+def test_the_dev_split_written_by_default_is_the_recipes_own():
+    from qaudio.recipe import shard_dev_split
+    from qaudio.specs import get_recipe
+
+    assert shard_dev_split(get_recipe("librispeech"), "train-clean-100", "auto") == "dev-clean"
+    assert shard_dev_split(get_recipe("clotho"), "development", "auto") == "validation"  # development trains
+    assert shard_dev_split(get_recipe("synthetic"), "train", "auto") == "dev"
+    assert shard_dev_split(get_recipe("synthetic"), "dev", "auto") is None  # writing dev itself: no second copy
+    assert shard_dev_split(get_recipe("hf"), "train", "auto") is None
+    assert shard_dev_split(get_recipe("synthetic"), "train", "none") is None
+    with pytest.raises(ValueError, match="is the split being written"):
+        shard_dev_split(get_recipe("synthetic"), "train", "train")
+
+
+def test_an_index_of_version_1_still_reads_without_a_dev_split(tmp_path):
+    records = [
+        AudioRecord(
+            Example(id="a", audio="a.flac", duration=0.5, task="asr", target="w"),
+            encode_audio(tone(0.5, 300), "flac"),
+            "flac",
+        )
+    ]
+    write_shards(records, tmp_path / "set", 10**6)
+    data = json.loads((tmp_path / "set" / "index.json").read_text())
+    assert "splits" not in data  # written without a dev split
+    data["version"] = 1
+    (tmp_path / "set" / "index.json").write_text(json.dumps(data))
+    index = read_index(str(tmp_path / "set"))
+    assert index.examples == 1 and index.dev is None
+
+
+def test_the_cache_size_table_in_the_docs_is_the_computed_one():
+    from pathlib import Path
+
+    from qaudio.training.cache_size import table
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "shards.md").read_text(encoding="utf-8")
+    assert table() in docs  # regenerate with `python -m qaudio.training.cache_size` when a preset changes

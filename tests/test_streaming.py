@@ -44,11 +44,13 @@ def make_set(
     per_shard_bytes: int = 20_000,
     junk_every: int = 0,
     empty_every: int = 0,
+    dev: int = 0,
 ) -> Path:
-    """A shard set of ``n`` tones (0.3-2.0 s) with word targets; some junk audio or empty targets if asked."""
-    rng = np.random.default_rng(seed)
+    """A shard set of ``n`` tones (0.3-2.0 s) with word targets; some junk audio or empty targets if
+    asked; with ``dev`` examples of a dev split (ids ``TASK-SEED-dev-I``) if asked."""
 
-    def records():
+    def records(n, split=""):
+        rng = np.random.default_rng([seed, 1] if split else seed)
         for i in range(n):
             seconds = float(rng.uniform(0.3, 2.0))
             t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
@@ -58,7 +60,7 @@ def make_set(
             target = "" if empty_every and i % empty_every == 2 else f"{task} word {i}"
             yield AudioRecord(
                 Example(
-                    id=f"{task}-{seed}-{i}",
+                    id=f"{task}-{seed}-{split}{i}",
                     audio=f"{i}.flac",
                     duration=round(len(t) / SAMPLE_RATE, 4),
                     task=task,
@@ -69,7 +71,7 @@ def make_set(
                 "flac",
             )
 
-    write_shards(records(), out, per_shard_bytes)
+    write_shards(records(n), out, per_shard_bytes, dev=records(dev, "dev-") if dev else None)
     return out
 
 
@@ -101,7 +103,7 @@ def stream_of(sets, probs=None, rank=0, world=1, workers=0, batch_size=4, batch_
 def sets(tmp_path_factory):
     root = tmp_path_factory.mktemp("shards")
     return {
-        "asr": make_set(root / "asr", 60, "asr", seed=1),
+        "asr": make_set(root / "asr", 60, "asr", seed=1, dev=12),
         "aac": make_set(root / "aac", 20, "aac", seed=2),
         "few": make_set(root / "few", 9, "asr", seed=3, per_shard_bytes=10**9),
     }
@@ -311,3 +313,79 @@ def test_two_streamed_processes_read_different_examples_and_agree_on_weights(set
         )
     assert ranks[0]["ids"] and ranks[1]["ids"] and not ranks[0]["ids"] & ranks[1]["ids"]  # disjoint shards
     assert ranks[0]["weights"] == ranks[1]["weights"] and len(ranks[0]["weights"]) == 1
+
+
+# ---- dev examples from the sets' dev splits ----------------------------------------------------
+
+
+def test_dev_examples_are_the_first_of_each_task_and_the_read_stops_there(sets, monkeypatch):
+    from qaudio.training import streaming
+
+    indexes = [read_index(str(sets["aac"])), read_index(str(sets["asr"]))]  # aac: written without a dev split
+    assert indexes[0].dev is None and indexes[1].dev is not None and len(indexes[1].dev.shards) > 2
+    opened = []
+    real = streaming.read_shard
+    monkeypatch.setattr(streaming, "read_shard", lambda ix, k, skip=0: opened.append(k) or real(ix, k, skip))
+    opts = StreamOptions(4, 0.0, 3, 0, "tags", 30.0, "skip")
+    items, blobs = streaming.read_dev(indexes, TASKS, ["aac", "asr"], 3, opts, BadDataLog())
+    assert [it.example.id for it in items] == ["asr-1-dev-0", "asr-1-dev-1", "asr-1-dev-2"]
+    assert len(blobs) == 3 and all(b[:4] == b"fLaC" for b in blobs)
+    assert max(opened) < len(indexes[1].dev.shards) - 1  # the last dev shard was never opened
+
+
+def _train_cfg(sets, out: Path, **overrides):
+    from qaudio.training.config import TrainConfig
+
+    values = {
+        "model": "tiny",
+        "recipes": f"shards:{sets['asr']},shards:{sets['aac']}",
+        "tasks": "asr,aac",
+        "output_dir": str(out),
+        "precision": "fp32",
+        "threads": 1,
+        "batch_size": 4,
+        "max_steps": 2,
+        "max_dev_examples": 6,
+        "log_every": 1,
+        "eval_every": 0,
+        "save_every": 100,
+        "progress": False,
+        "tensorboard": False,
+        "plot": False,
+        "eta": False,
+    }
+    return TrainConfig(**{**values, **overrides})
+
+
+def test_a_streamed_run_logs_a_dev_loss_from_the_dev_shards_and_notes_the_sets_without(sets, tmp_path, capsys):
+    from qaudio.train import train
+    from qaudio.training.metrics_log import read_metrics
+
+    devs = []
+    for name in ("a", "b"):
+        train(_train_cfg(sets, tmp_path / name, max_steps=1))
+        devs.append({r["step"]: r["task_loss"] for r in read_metrics(tmp_path / name, "dev")})
+    out = capsys.readouterr().out
+    assert f"no dev split in shard set(s) {sets['aac']}" in out and "--dev-split" in out
+    assert "6 dev examples" in out  # asr's first 6; the aac set has none
+    assert list(devs[0]) == [0, 1] and set(devs[0][0]) == {"asr"}
+    assert devs[0][0]["asr"] != devs[0][1]["asr"]  # the model trained in between
+    assert devs[0] == devs[1]  # the same examples, in the same order: the same losses
+
+
+def test_dev_split_none_reads_no_dev_shards(sets, tmp_path, capsys):
+    from qaudio.train import train
+    from qaudio.training.metrics_log import read_metrics
+
+    train(_train_cfg(sets, tmp_path / "run", dev_split="none", max_steps=1))
+    assert not read_metrics(tmp_path / "run", "dev")
+    assert "0 dev examples" in capsys.readouterr().out
+
+
+def test_the_encoder_cache_is_refused_with_the_reason_and_the_fix(sets, tmp_path):
+    from qaudio.train import train
+
+    with pytest.raises(ValueError, match="computed before the first step from a list of every example") as e:
+        train(_train_cfg(sets, tmp_path / "run", cache_encoder=str(tmp_path / "cache")))
+    assert "Drop --cache-encoder" in str(e.value) and "--recipes RECIPE:ROOT --cache-encoder DIR" in str(e.value)
+    assert not (tmp_path / "cache").exists()

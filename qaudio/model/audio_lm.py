@@ -31,13 +31,18 @@ sampling, KV cache) on ``inputs_embeds``; transformers 5 returns only the new to
 greedy output equals one-by-one output in float32 (tested); in bfloat16 the padded batch can
 round differently and flip a near-tie (measured here: 1 clip in 8), so evaluate in float32.
 
+Second audio towers (``ModelConfig.towers``, e.g. AST for sound events) live in ``towers`` (an
+``nn.ModuleList``, empty for a Whisper-only model, which then has exactly the modules and
+weights it had before): their frames are aligned to the Whisper tower's and concatenated to its
+states before the projector (:mod:`qaudio.model.towers`), so the audio-token count is unchanged.
+
 References: Qwen2-Audio (Chu et al., 2024) and transformers ``Qwen2AudioForConditionalGeneration``
 for the slot layout and the count check; SALMONN / SLAM-ASR for encoder -> projector -> LLM.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -56,6 +61,7 @@ from .lengths import max_seconds
 from .llm import load_language_model, load_tokenizer
 from .processor import IGNORE_INDEX, AudioProcessor, target_labels
 from .projectors import build_projector
+from .towers import align_to_whisper, check_windows, encode_tower, fuse, load_towers, tower_keys
 from .trainable import apply_trainable, unwrap
 
 if TYPE_CHECKING:
@@ -91,14 +97,20 @@ class AudioLM(nn.Module):
         language_model: nn.Module,
         tokenizer: PreTrainedTokenizerBase,
         feature_extractor: WhisperFeatureExtractor,
+        towers: nn.ModuleList | None = None,
+        tower_extractors: Sequence[Any] = (),
     ):
         super().__init__()
         self.config = config
         self.audio_tower = audio_tower
+        # The second audio towers of config.towers, in order (empty: Whisper alone); no parameters when empty.
+        self.towers = towers if towers is not None else nn.ModuleList()
+        if len(self.towers) != len(config.towers):
+            raise ValueError(f"the config names {len(config.towers)} second tower(s) but {len(self.towers)} were given")
         self.projector = projector
         # Any: a transformers causal LM, or peft's wrapper of one (their methods are not nn.Module's)
         self.language_model: Any = language_model
-        self.processor = AudioProcessor(tokenizer, feature_extractor, config)
+        self.processor = AudioProcessor(tokenizer, feature_extractor, config, tower_extractors)
         self.token_ids = self.processor.token_ids  # the ids the forward pass and generate need
         self.quantization: Quantization | None = (
             None  # how the Linear layers are quantized (qaudio.model.quantize.quantize sets it)
@@ -114,14 +126,17 @@ class AudioLM(nn.Module):
         from (tag tokens are always added); they are ignored for pretrained tokenizers.
         """
         audio_tower, encoder_config = load_audio_tower(config.encoder)
+        towers, tower_configs, tower_extractors = load_towers(config.towers)
         tokenizer = load_tokenizer(config.llm, tokenizer_texts)
         language_model, llm_config = load_language_model(config.llm, tokenizer)
+        resolved = replace(config, encoder=encoder_config, llm=llm_config, towers=tower_configs)
         projector = build_projector(
-            config.projector, encoder_config.d_model, llm_config.hidden_size, _embedding_rms(language_model)
+            config.projector, resolved.audio_width, llm_config.hidden_size, _embedding_rms(language_model)
         )
         feature_extractor = WhisperFeatureExtractor(feature_size=encoder_config.n_mels)
-        resolved = replace(config, encoder=encoder_config, llm=llm_config)
-        model = cls(resolved, audio_tower, projector, language_model, tokenizer, feature_extractor)
+        model = cls(
+            resolved, audio_tower, projector, language_model, tokenizer, feature_extractor, towers, tower_extractors
+        )
         apply_trainable(model)
         return model
 
@@ -162,6 +177,8 @@ class AudioLM(nn.Module):
             name: sum(p.numel() for p in getattr(self, name).parameters())
             for name in ("audio_tower", "projector", "language_model")
         }
+        if len(self.towers):  # a key only where there are towers, so Whisper-only reports read as before
+            counts["towers"] = sum(p.numel() for p in self.towers.parameters())
         counts["total"] = sum(counts.values())
         counts["trainable"] = sum(p.numel() for p in self.parameters() if p.requires_grad)
         return counts
@@ -171,34 +188,68 @@ class AudioLM(nn.Module):
         super().train(mode)
         if self.config.trainable.encoder == "frozen":
             self.audio_tower.eval()
+        for tower, tower_config in zip(self.towers, self.config.towers, strict=True):
+            if tower_config.train == "frozen":
+                tower.eval()
         if self.config.trainable.llm == "frozen":
             self.language_model.eval()
         return self
 
     # ---- The forward pass --------------------------------------------------------------------
 
-    def encode(self, input_features: torch.Tensor, feature_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The audio tower alone: log-mels (B, n_mels, T) -> states (B, T', D_enc) zeroed past each
-        clip, and lengths (B,) in encoder frames. No gradient when the encoder is frozen."""
+    def encode(
+        self, input_features: torch.Tensor, feature_lengths: torch.Tensor, **tower_inputs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The audio towers alone: log-mels (B, n_mels, T) -> states (B, T', D_enc) zeroed past each
+        clip, and lengths (B,) in encoder frames. No gradient when the encoder is frozen.
+
+        With second towers, ``tower_inputs`` are their ``tower_features_<i>`` / ``tower_windows_<i>``
+        (from :meth:`AudioProcessor.prepare`), and D_enc is the fused width (``config.audio_width``)."""
         encoder = unwrap(self.audio_tower)
         trains = self.config.trainable.encoder != "frozen"
         with torch.set_grad_enabled(torch.is_grad_enabled() and trains):
             features = input_features.to(device=self.device, dtype=encoder.conv1.weight.dtype)
-            return encode(
+            states, lengths = encode(
                 encoder,
                 features,
                 feature_lengths.to(self.device),
                 self.config.encoder.pad_to_30s,
                 self.config.encoder.kind,
             )
+        expected = tower_keys(len(self.towers))
+        if sorted(tower_inputs) != sorted(expected):
+            raise ValueError(
+                f"this model's second towers need the inputs {expected or 'none'}, got {sorted(tower_inputs) or 'none'}; "
+                "AudioProcessor.prepare makes them"
+            )
+        if not expected:
+            return states, lengths
+        aligned = []
+        for i, (tower, tower_config) in enumerate(zip(self.towers, self.config.towers, strict=True)):
+            windows = tower_inputs[f"tower_windows_{i}"].to(self.device)
+            check_windows(windows, lengths, self.config, i)
+            dtype = next(tower.parameters()).dtype
+            with torch.set_grad_enabled(torch.is_grad_enabled() and tower_config.train != "frozen"):
+                columns = encode_tower(
+                    tower, tower_config, tower_inputs[f"tower_features_{i}"].to(self.device, dtype), windows
+                )  # (B, W, columns, D_i)
+                aligned.append(align_to_whisper(columns, windows, states.shape[1], self.config, tower_config))
+        fused = fuse(states, aligned)  # (B, T', D_whisper + sum D_i)
+        valid = torch.arange(fused.shape[1], device=fused.device) < lengths[:, None]  # (B, T')
+        return fused * valid[..., None].to(fused.dtype), lengths  # padding -> 0, as encode() gives
 
-    def _audio_states(self, input_features, feature_lengths, encoder_states, encoder_lengths):
+    def _audio_states(self, input_features, feature_lengths, encoder_states, encoder_lengths, tower_inputs=None):
+        tower_inputs = tower_inputs or {}
         if input_features is not None and encoder_states is not None:
             raise ValueError("give input_features or encoder_states, not both")
         if input_features is not None:
             if feature_lengths is None:
                 raise ValueError("input_features need feature_lengths (the real mel frames of each clip)")
-            return self.encode(input_features, feature_lengths)
+            return self.encode(input_features, feature_lengths, **tower_inputs)
+        if tower_inputs:
+            raise ValueError(
+                f"{sorted(tower_inputs)} came without input_features; cached encoder_states already hold every tower"
+            )
         if encoder_states is not None:
             if encoder_lengths is None:
                 raise ValueError("encoder_states need encoder_lengths (the real frames of each clip)")
@@ -245,11 +296,14 @@ class AudioLM(nn.Module):
         feature_lengths: torch.Tensor | None = None,
         encoder_states: torch.Tensor | None = None,
         encoder_lengths: torch.Tensor | None = None,
+        **tower_inputs: torch.Tensor,
     ) -> AudioLMOutput:
         """With ``labels``: the per-example loss sum and target-token count (see
-        :class:`AudioLMOutput`); without: logits (B, L, V). Audio comes as log-mels or as cached
-        encoder states."""
-        states, lengths = self._audio_states(input_features, feature_lengths, encoder_states, encoder_lengths)
+        :class:`AudioLMOutput`); without: logits (B, L, V). Audio comes as log-mels (with the
+        second towers' ``tower_features_<i>`` / ``tower_windows_<i>``) or as cached encoder states."""
+        states, lengths = self._audio_states(
+            input_features, feature_lengths, encoder_states, encoder_lengths, tower_inputs
+        )
         embeds = self._inputs_embeds(input_ids, states, lengths)  # (B, L, H)
         # Positions count real tokens only, so a left-padded sequence gets the same positions as alone.
         position_ids = (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)  # (B, L)
@@ -317,6 +371,7 @@ class AudioLM(nn.Module):
             batch.get("feature_lengths"),
             batch.get("encoder_states"),
             batch.get("encoder_lengths"),
+            {k: batch[k] for k in tower_keys(len(self.towers)) if k in batch},
         )
         embeds = self._inputs_embeds(batch["input_ids"], states, lengths)  # (B, L, H)
         was_training = self.training

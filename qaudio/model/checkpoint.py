@@ -16,6 +16,9 @@ A checkpoint directory holds
                                ``adapter_config.json``, unless saved with ``merge_lora``
 tokenizer files                ``tokenizer.json``, ``tokenizer_config.json``
 ``preprocessor_config.json``   the ``WhisperFeatureExtractor``
+second towers (if any)         weights under ``towers.<i>.``, their transformers configs in
+                               ``config.json``'s ``"towers"``, adapters in
+                               ``adapters/towers.<i>/``, feature extractors in ``towers/<i>/``
 =============================  ===============================================================
 
 No source code is copied: the classes come from the installed qaudio and transformers, and
@@ -60,11 +63,13 @@ def save_checkpoint(model: AudioLM, directory: Path, merge_lora: bool = False) -
     """Write ``model`` (an AudioLM) to ``directory``; see the module docstring for the layout."""
     directory.mkdir(parents=True, exist_ok=True)
     state_of = merged_state_dict if merge_lora else plain_state_dict
-    state = {f"{part}.{k}": v for part in PARTS for k, v in state_of(getattr(model, part)).items()}
+    parts = [*PARTS, *_tower_parts(model)]
+    state = {f"{part}.{k}": v for part in parts for k, v in state_of(model.get_submodule(part)).items()}
     save_tensors(state, directory / WEIGHTS)
     shutil.rmtree(directory / ADAPTERS, ignore_errors=True)  # adapters of an earlier save would not match
+    adapted = [*ADAPTED_PARTS, *_tower_parts(model)]
     adapters = (
-        [] if merge_lora else [p for p in ADAPTED_PARTS if save_adapter(getattr(model, p), directory / ADAPTERS / p)]
+        [] if merge_lora else [p for p in adapted if save_adapter(model.get_submodule(p), directory / ADAPTERS / p)]
     )
     model.processor.save_pretrained(directory)  # tokenizer files and preprocessor_config.json
     meta = {
@@ -75,14 +80,21 @@ def save_checkpoint(model: AudioLM, directory: Path, merge_lora: bool = False) -
         "language_model": unwrap(model.language_model).config.to_dict(),
         "adapters": adapters,  # parts whose adapters lie under adapters/<part>/
         "merged_adapters": [
-            p for p in ADAPTED_PARTS if merge_lora and getattr(model, p) is not unwrap(getattr(model, p))
+            p for p in adapted if merge_lora and model.get_submodule(p) is not unwrap(model.get_submodule(p))
         ],
         # how the (dequantized) weights are quantized again on loading; see qaudio.model.quantize
         "quantization": model.quantization.to_dict() if model.quantization else None,
     }
+    if len(model.towers):  # only then: a Whisper-only checkpoint's config.json is as before
+        meta["towers"] = [unwrap(t).config.to_dict() for t in model.towers]
     # config.json last: a directory with it is a complete checkpoint.
     (directory / CHECKPOINT_CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
     return directory
+
+
+def _tower_parts(model: AudioLM) -> list[str]:
+    """``towers.0``, ``towers.1``, ...: the second audio towers, saved as parts of their own."""
+    return [f"towers.{i}" for i in range(len(model.towers))]
 
 
 def _local_directory(path_or_hub_id: str | Path) -> Path:
@@ -143,15 +155,26 @@ def load_checkpoint(
         CONFIG_MAPPING[model_type].from_dict(llm_config), dtype=torch.float32
     )
     projector = build_projector(
-        config.projector, audio_tower.config.d_model, language_model.get_input_embeddings().weight.shape[1]
+        config.projector, config.audio_width, language_model.get_input_embeddings().weight.shape[1]
     )
     tokenizer = AutoTokenizer.from_pretrained(str(directory))
     feature_extractor = WhisperFeatureExtractor.from_pretrained(str(directory))
-    model = cls(config, audio_tower, projector, language_model, tokenizer, feature_extractor)
+    from .processor import AudioProcessor
+    from .towers import build_tower
+
+    saved_towers = meta.get("towers", [])
+    if len(saved_towers) != len(config.towers):
+        raise ValueError(
+            f"{directory}: the model config names {len(config.towers)} second tower(s) but config.json's "
+            f"'towers' holds {len(saved_towers)}; the checkpoint is incomplete"
+        )
+    towers = torch.nn.ModuleList(build_tower(t, c) for t, c in zip(config.towers, saved_towers, strict=True))
+    tower_extractors = AudioProcessor.from_directory(directory, config).tower_extractors if towers else []
+    model = cls(config, audio_tower, projector, language_model, tokenizer, feature_extractor, towers, tower_extractors)
     model.load_state_dict(load_tensors(directory / WEIGHTS), strict=True)
     apply_trainable(model)
     for part in meta.get("adapters", []):
-        load_adapter(getattr(model, part), directory / ADAPTERS / part)
+        load_adapter(model.get_submodule(part), directory / ADAPTERS / part)
     model = model.to(device=device, dtype=_dtype(dtype))
     if meta.get("quantization"):  # saved by a quantized model: its layers are quantized again
         from .quantize import Quantization, quantize

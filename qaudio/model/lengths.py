@@ -5,9 +5,21 @@ This is THE one place for that arithmetic. The processor (:meth:`AudioProcessor.
 outputs per clip, and the model raises if the two disagree (Qwen2-Audio writes the formula in
 three places; a mismatch there is silent). Every function takes Python ints or integer tensors.
 
+**A second audio tower** (``ModelConfig.towers``, e.g. AST) does not change the count. Its
+frames are put on the Whisper tower's grid before the two are concatenated: output frame ``j``
+of the Whisper tower starts at mel frame ``m = j * CONV_STRIDE * pool`` (20 ms, or 40 ms for
+Qwen2-Audio's pooled tower), and takes the second tower's window ``m // max_frames`` and patch
+column ``(m mod max_frames) // time_stride`` (AST: 100 ms columns, so each repeats for 5 Whisper
+frames). :func:`tower_frame_sources` is that rule and :func:`tower_window_count` the windows it
+touches, so the processor cuts exactly the windows the model reads, and a clip longer than one
+window is chunked, never truncated. Why Whisper's grid, not the coarser one: the audio-token
+count, the projectors, the feature cache and every saved Whisper-only model stay as they are,
+and speech (what Whisper carries) keeps its 20 ms resolution; sound events change more slowly.
+
 Reference: Whisper (Radford et al., 2022, section 2.3 and ``whisper/audio.py``): 16 kHz audio,
 25 ms windows with a 10 ms hop (160 samples), then two convolutions of kernel 3, the second
-with stride 2, so one encoder frame covers 20 ms and 30 s give 1500 frames.
+with stride 2, so one encoder frame covers 20 ms and 30 s give 1500 frames. AST (Gong et al.,
+2021, section 2.1): 16x16 patches of a 128-bin, 10 ms log-mel every 10 bins and 10 frames.
 """
 
 from __future__ import annotations
@@ -17,7 +29,7 @@ from typing import TypeVar
 import torch
 
 from ..audio import SAMPLE_RATE
-from ..config import ENCODER_KINDS, ModelConfig
+from ..config import ENCODER_KINDS, ModelConfig, TowerConfig
 from .projectors import PROJECTORS
 
 HOP_LENGTH = 160  # samples between mel frames: Whisper's 10 ms STFT hop
@@ -73,7 +85,7 @@ def audio_token_count(
     Give the clip's length in exactly one unit: ``num_samples`` (16 kHz), ``mel_frames`` or
     ``encoder_frames`` (for cached encoder states: the audio tower's output frames). With
     ``pad_to_30s`` the count is the same: the encoder output is cut to the clip's real frames in
-    both modes.
+    both modes, and with second towers (``config.towers``): they are aligned to these frames.
     """
     kind, value = _exactly_one(num_samples=num_samples, mel_frames=mel_frames, encoder_frames=encoder_frames)
     if kind != "encoder_frames":  # cached encoder states are the tower's output: already pooled
@@ -88,3 +100,52 @@ def max_samples(encoder_positions: int = WHISPER_POSITIONS) -> int:
 
 def max_seconds(encoder_positions: int = WHISPER_POSITIONS) -> float:
     return max_samples(encoder_positions) / SAMPLE_RATE
+
+
+# ---- A second audio tower on the Whisper tower's grid (see the module docstring) --------------
+
+
+def tower_patch_grid(tower: TowerConfig) -> tuple[int, int]:
+    """(frequency, time) patches of one tower window: (128 - 16) // 10 + 1 = 12 by (1024 - 16) // 10 + 1 = 101 for AST."""
+    return (
+        (tower.n_mels - tower.patch) // tower.frequency_stride + 1,
+        (tower.max_frames - tower.patch) // tower.time_stride + 1,
+    )
+
+
+def mel_frames_per_tower_frame(config: ModelConfig) -> int:
+    """Mel frames (10 ms) per output frame of the Whisper tower: 2 (20 ms), or 4 with Qwen2-Audio's pooling."""
+    return CONV_STRIDE * ENCODER_KINDS[config.encoder.kind].pool
+
+
+def tower_frame_sources(frames: int, config: ModelConfig, tower: TowerConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """For Whisper-tower frames ``0 .. frames-1``: the second tower's window and patch column feeding each, (frames,) x 2.
+
+    A column starting past the window's last patch (AST: mel frames 1010-1023 of a 1024-frame
+    window) takes that last patch, the nearest one.
+    """
+    mel = torch.arange(frames) * mel_frames_per_tower_frame(config)  # (frames,) first mel frame of each
+    window = mel // tower.max_frames
+    column = ((mel % tower.max_frames) // tower.time_stride).clamp(max=tower_patch_grid(tower)[1] - 1)
+    return window, column
+
+
+def tower_window_count(
+    num_samples: Count | None, config: ModelConfig, tower: TowerConfig, *, mel_frames: Count | None = None
+) -> Count:
+    """Windows of ``tower.max_frames`` mel frames the clip's aligned frames read: one past the last frame's window.
+
+    The processor cuts the clip into exactly these windows (the last one partial, zero padded
+    by the tower's feature extractor); a clip has at least one.
+    """
+    kind, value = _exactly_one(num_samples=num_samples, mel_frames=mel_frames)
+    return tower_windows_read(
+        tower_frame_count(encoder_frame_count(**{kind: value}), config.encoder.kind), config, tower
+    )
+
+
+def tower_windows_read(frames: Count, config: ModelConfig, tower: TowerConfig) -> Count:
+    """Windows that Whisper-tower frames ``0 .. frames-1`` read (:func:`tower_frame_sources`), at least one."""
+    last = (frames - 1) * mel_frames_per_tower_frame(config)  # first mel frame of the last aligned frame
+    windows = last // tower.max_frames + 1
+    return windows.clamp(min=1) if isinstance(windows, torch.Tensor) else max(windows, 1)

@@ -16,6 +16,10 @@ files every qaudio model directory already holds, so directories saved before th
 existed load unchanged; :meth:`AudioProcessor.from_pretrained` reads them and the directory's
 ``config.json`` from a path or a hub id, through the model's own loader.
 
+A model with second audio towers (``ModelConfig.towers``, e.g. AST) gets each tower's inputs too,
+made by that tower's own transformers feature extractor on the windows the tower reads
+(:func:`qaudio.model.towers.window_features`); the extractors are saved under ``towers/<i>/``.
+
 Reference: transformers ``ProcessorMixin`` (``Qwen2AudioProcessor``: a tokenizer and a
 ``WhisperFeatureExtractor`` saved in the model directory).
 """
@@ -25,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -37,6 +41,7 @@ from ..config import ModelConfig
 from ..tags import AUDIO_BOS, AUDIO_EOS, AUDIO_PLACEHOLDER, AUDIO_SLOT
 from .lengths import HOP_LENGTH, N_FFT, WHISPER_POSITIONS, audio_token_count, max_samples, max_seconds, mel_frame_count
 
+TOWERS_DIR = "towers"  # the second towers' feature extractors: towers/<i>/preprocessor_config.json
 IGNORE_INDEX = -100  # label of positions outside the loss (PyTorch's cross_entropy default)
 
 
@@ -90,15 +95,36 @@ def sequence_batch(
     return batch
 
 
+def audio_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The entries of a :meth:`AudioProcessor.prepare` batch that ``AudioLM.encode`` reads: the
+    log-mels, their lengths and, when the batch has them, every second tower's inputs."""
+    from .towers import tower_keys
+
+    towers = 0
+    while tower_keys(towers + 1)[-2] in batch:
+        towers += 1
+    return {k: batch[k] for k in ("input_features", "feature_lengths", *tower_keys(towers))}
+
+
 class AudioProcessor:
     """Tokenizer + Whisper feature extractor + the model config that fixes slot counts and limits."""
 
     def __init__(
-        self, tokenizer: PreTrainedTokenizerBase, feature_extractor: WhisperFeatureExtractor, config: ModelConfig
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        feature_extractor: WhisperFeatureExtractor,
+        config: ModelConfig,
+        tower_extractors: Sequence[Any] = (),
     ):
         self.tokenizer = tokenizer
         self.feature_extractor = feature_extractor
         self.config = config
+        if len(tower_extractors) != len(config.towers):
+            raise ValueError(
+                f"the config has {len(config.towers)} second audio tower(s) but {len(tower_extractors)} feature "
+                "extractor(s) were given; give one per tower (qaudio.model.towers.load_towers makes them)"
+            )
+        self.tower_extractors = list(tower_extractors)  # one transformers feature extractor per config.towers entry
         ids = cast("list[int | None]", tokenizer.convert_tokens_to_ids([AUDIO_BOS, AUDIO_PLACEHOLDER, AUDIO_EOS]))
         audio_bos, audio, audio_eos = ids
         if (
@@ -118,6 +144,8 @@ class AudioProcessor:
         directory.mkdir(parents=True, exist_ok=True)
         self.tokenizer.save_pretrained(str(directory))
         self.feature_extractor.save_pretrained(str(directory))
+        for i, extractor in enumerate(self.tower_extractors):
+            extractor.save_pretrained(str(directory / TOWERS_DIR / str(i)))
         return directory
 
     @classmethod
@@ -141,7 +169,18 @@ class AudioProcessor:
             )
         tokenizer = AutoTokenizer.from_pretrained(str(directory))
         feature_extractor = WhisperFeatureExtractor.from_pretrained(str(directory))
-        return cls(tokenizer, feature_extractor, config)
+        from .towers import TOWERS
+
+        towers = []
+        for i, tower in enumerate(config.towers):
+            where = directory / TOWERS_DIR / str(i)
+            if not (where / "preprocessor_config.json").is_file():
+                raise FileNotFoundError(
+                    f"{where} lacks preprocessor_config.json: tower {i} ({tower.kind})'s feature extractor is saved "
+                    "there by AudioProcessor.save_pretrained"
+                )
+            towers.append(TOWERS[tower.kind].extractor_class.from_pretrained(str(where)))
+        return cls(tokenizer, feature_extractor, config, towers)
 
     # ---- Facts -------------------------------------------------------------------------------
 
@@ -160,13 +199,29 @@ class AudioProcessor:
         Keys: ``input_features`` (B, n_mels, T_max) log-mels, ``feature_lengths`` (B,) real mel
         frames, ``input_ids`` and ``attention_mask`` (B, L), and with targets ``labels`` (B, L).
         With targets the batch is right padded (training); without, left padded (generation).
+        With second towers, also ``tower_features_<i>`` and ``tower_windows_<i>`` per tower
+        (:func:`qaudio.model.towers.window_features`).
         """
         clips = [self._check_clip(i, audio) for i, audio in enumerate(audios)]
         self._check_texts(len(clips), prompts, targets)
         features, mel_lengths = self.log_mel(clips)
         counts = [int(audio_token_count(None, self.config, mel_frames=m)) for m in mel_lengths]
         text = self._text_batch(counts, prompts, targets)
-        return {"input_features": features, "feature_lengths": torch.tensor(mel_lengths), **text}
+        return {
+            "input_features": features,
+            "feature_lengths": torch.tensor(mel_lengths),
+            **self.tower_inputs(clips),
+            **text,
+        }
+
+    def tower_inputs(self, clips: list[np.ndarray]) -> dict[str, torch.Tensor]:
+        """The second towers' batch entries for checked clips (empty without towers)."""
+        from .towers import window_features
+
+        out: dict[str, torch.Tensor] = {}
+        for i, extractor in enumerate(self.tower_extractors):
+            out.update(window_features(extractor, clips, self.config, i))
+        return out
 
     def prepare_from_features(
         self, encoder_states: Sequence[torch.Tensor], prompts: Sequence[str], targets: Sequence[str] | None = None
@@ -175,8 +230,10 @@ class AudioProcessor:
 
         Keys: ``encoder_states`` (B, T'_max, D_enc), zero padded, on the states' device;
         ``encoder_lengths`` (B,); ``input_ids``, ``attention_mask`` and ``labels`` as in prepare.
+        With second towers D_enc is the fused width (``ModelConfig.audio_width``): what
+        ``AudioLM.encode`` returns.
         """
-        width = self.config.encoder.d_model
+        width = self.config.audio_width
         limit = WHISPER_POSITIONS  # encoder frames in one 30 s window
         for i, s in enumerate(encoder_states):
             if s.dim() != 2 or s.shape[1] != width or not 1 <= s.shape[0] <= limit:

@@ -5,6 +5,8 @@
                    but Whisper's fixed sinusoidal positions), ``lora`` (peft LoRA on
                    ``encoder_lora_targets``)
 ``projector``      trained or not
+``towers[i]``      each second audio tower (``TowerConfig.train``): ``frozen`` (default) or
+                   ``lora`` (peft LoRA on its ``lora_targets``, rank and scale from ``trainable``)
 ``llm``            ``full``; ``lora`` (peft LoRA on ``lora_targets``); ``frozen``; ``qlora``
                    (LoRA on an LLM whose Linear layers, all but the output head, are held
                    frozen in 4-bit NF4 through bitsandbytes: :func:`qaudio.model.quantize.hold_in_4bit`)
@@ -46,7 +48,7 @@ from peft import LoraConfig, PeftModel, TrainableTokensConfig, get_peft_model
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from torch import nn
 
-from ..config import TrainableConfig
+from ..config import TowerConfig, TrainableConfig
 from ..tags import all_special_tokens
 
 if TYPE_CHECKING:
@@ -100,6 +102,22 @@ ENCODER_TRAINING: dict[str, Callable[[nn.Module, TrainableConfig], nn.Module]] =
     "frozen": _freeze,
     "full": _encoder_full,
     "lora": _encoder_lora,
+}
+
+
+def _tower_lora(tower: nn.Module, config: TowerConfig, trainable: TrainableConfig) -> nn.Module:
+    lora = LoraConfig(
+        r=trainable.lora_r,
+        lora_alpha=trainable.lora_alpha,
+        lora_dropout=trainable.lora_dropout,
+        target_modules=list(config.lora_targets),
+    )
+    return get_peft_model(tower, lora)
+
+
+TOWER_TRAINING: dict[str, Callable[[nn.Module, TowerConfig, TrainableConfig], nn.Module]] = {
+    "frozen": lambda tower, config, trainable: tower.requires_grad_(False),
+    "lora": _tower_lora,
 }
 
 
@@ -161,10 +179,12 @@ LLM_TRAINING: dict[str, Callable[[nn.Module, TrainableConfig, list[int]], nn.Mod
 def apply_trainable(model: AudioLM) -> None:
     """Freeze, unfreeze or wrap ``model``'s parts (an AudioLM) as ``model.config.trainable`` says."""
     trainable = model.config.trainable
-    for part in (model.audio_tower, model.language_model):
+    for part in (model.audio_tower, model.language_model, *model.towers):
         if isinstance(part, PeftModel):
             raise ValueError("apply_trainable runs once per model; this one already has adapters")
     model.audio_tower = ENCODER_TRAINING[trainable.encoder](model.audio_tower, trainable)
+    for i, tower_config in enumerate(model.config.towers):
+        model.towers[i] = TOWER_TRAINING[tower_config.train](model.towers[i], tower_config, trainable)
     model.projector.requires_grad_(trainable.projector)
     tags = tag_token_ids(model.processor.tokenizer)
     model.language_model = LLM_TRAINING[trainable.llm](model.language_model, trainable, tags)

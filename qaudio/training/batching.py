@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..model.processor import AudioProcessor
+    from .augmentation import Augmenter
     from .feature_cache import FeatureCache
     from .mixing import MixtureSampler
 
@@ -84,7 +85,8 @@ class Collator:
 
     ``processor``: the model's :class:`~qaudio.model.AudioProcessor` (the collator holds no
     model, so data-loader workers get the tokenizer and feature extractor only); ``cache``: a :class:`~.feature_cache.FeatureCache` to read encoder outputs from instead
-    of decoding audio; ``keys``: the cache key per item index.
+    of decoding audio; ``keys``: the cache key per item index; ``augment``: the training
+    examples' :class:`~.augmentation.Augmenter` (dev batches, at position -1, are never augmented).
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class Collator:
         cache: FeatureCache | None = None,
         keys: list[str] | None = None,
         known_bad: Collection[str] | None = None,
+        augment: Augmenter | None = None,
     ):
         self.processor = processor
         self.items = items
@@ -106,6 +109,7 @@ class Collator:
         self.cache = cache
         self.keys = keys
         self.known_bad = known_bad if known_bad is not None else set()
+        self.augment = augment
 
     def __call__(self, request: list[tuple[int, int]]) -> Batch:
         """``request``: (stream position, item index) pairs of one micro-batch."""
@@ -134,10 +138,16 @@ class Collator:
         prompts = [it.task.prompt(it.example.request(it.task), self.style) for it, _, _ in rows]
         targets = [choose_target(it.task.targets(it.example), self.seed, pos, it.example.id) for it, pos, _ in rows]
         signals = [signal for _, _, signal in rows]
+        rngs = [self.augment.rng_for(it, pos) for it, pos, _ in rows] if self.augment else []
+        if self.augment is not None:  # waveforms (or cached encoder outputs), before they become inputs
+            n_mels = self.processor.config.encoder.n_mels
+            signals, targets = self.augment.before_encoder(signals, targets, rngs, n_mels)
         if self.cache is not None:
             inputs = self.processor.prepare_from_features(signals, prompts, targets)
         else:
             inputs = self.processor.prepare(signals, prompts, targets)
+            if self.augment is not None:  # SpecAugment on the log-mels
+                self.augment.after_log_mel(inputs["input_features"], inputs["feature_lengths"], rngs)
         return Batch(
             inputs=inputs,
             tasks=[it.example.task for it, _, _ in rows],

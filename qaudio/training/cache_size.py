@@ -2,7 +2,7 @@
 
 The cache stores the audio tower's output per clip, (T', D_enc), in ``--cache-dtype``. T' comes
 from :mod:`qaudio.model.lengths` (one Whisper encoder frame per 20 ms, pooled by the tower's
-kind), D_enc is the encoder's width: so for Whisper large-v3 (1280 wide, 50 frames/s) in fp16
+kind), D_enc is the encoder's width (with second towers, the fused width ``ModelConfig.audio_width``): so for Whisper large-v3 (1280 wide, 50 frames/s) in fp16
 one hour is 3600 x 50 x 1280 x 2 bytes. ``python -m qaudio.training.cache_size`` prints the
 table for every preset (the one in docs/shards.md).
 """
@@ -21,7 +21,7 @@ def cache_bytes_per_hour(config: ModelConfig, dtype: str = "fp16") -> int:
     window = max_samples()  # 480000 samples: the clips the encoder sees at most
     frames = tower_frame_count(encoder_frame_count(window), config.encoder.kind)  # per window
     windows_per_hour = 3600 * SAMPLE_RATE // window
-    return int(windows_per_hour * frames * config.encoder.d_model * BYTES_PER_VALUE[dtype])
+    return int(windows_per_hour * frames * config.audio_width * BYTES_PER_VALUE[dtype])
 
 
 def table(dtype: str = "fp16") -> str:
@@ -31,7 +31,7 @@ def table(dtype: str = "fp16") -> str:
             max_samples() / SAMPLE_RATE
         )
         rows.append(
-            f"| {name} | {config.encoder.d_model} | {frames:g} | {cache_bytes_per_hour(config, dtype) / 1e9:.3f} GB |"
+            f"| {name} | {config.audio_width} | {frames:g} | {cache_bytes_per_hour(config, dtype) / 1e9:.3f} GB |"
         )
     return "\n".join(rows)
 

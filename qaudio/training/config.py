@@ -204,6 +204,34 @@ class TrainConfig:
         metavar="DIR",
     )
     cache_dtype: str = _f("fp16", "storage dtype of cached encoder outputs", choices=CACHE_DTYPES, group="cache")
+    # ---- audio augmentation of training examples (qaudio/training/augmentation.py) -------------
+    augment: str = _f(
+        "",
+        "augment training examples: comma-separated NAME or NAME:PROBABILITY from speed, gain, noise, "
+        "specaugment (these change the encoder's input: they turn --cache-encoder off) and feature-mask "
+        "(masks on cached encoder outputs; needs --cache-encoder); e.g. noise:0.5,gain,speed,specaugment; "
+        "'' = none. Dev passes and evaluation are never augmented",
+        group="augment",
+        metavar="NAME[:P],...",
+    )
+    augment_tasks: str = _f("all", "tasks whose training examples are augmented: 'all' or TASK,TASK", group="augment")
+    augment_noise_dir: str | None = _f(
+        None,
+        "noise: a folder of noise files (wav, flac, ogg, mp3; searched recursively) instead of the "
+        "synthetic scene textures",
+        group="augment",
+        metavar="DIR",
+    )
+    augment_snr_db: str = _f("5,20", "noise: signal-to-noise ratio range LO,HI in dB", group="augment")
+    augment_gain_db: str = _f("-6,6", "gain: range LO,HI in dB", group="augment")
+    augment_speeds: str = _f("0.9,1.0,1.1", "speed: factors drawn from (>1 faster and shorter)", group="augment")
+    augment_freq_masks: int = _f(2, "specaugment/feature-mask: frequency (channel) masks per clip", group="augment")
+    augment_freq_width: int = _f(27, "specaugment: widest frequency mask, in mel bins", group="augment")
+    augment_time_masks: int = _f(2, "specaugment/feature-mask: time masks per clip", group="augment")
+    augment_time_width: int = _f(40, "specaugment: widest time mask, in 10 ms mel frames", group="augment")
+    augment_time_ratio: float = _f(
+        0.2, "specaugment: no time mask wider than this fraction of the clip", group="augment"
+    )
     # ---- knowledge distillation (qaudio distill, or --teacher on train) ------------------------
     teacher: str | None = _f(
         None,
@@ -319,6 +347,9 @@ class TrainConfig:
             raise ValueError("--teacher must name a saved qaudio model directory or hub id")
         if not self.tasks.strip() or not self.recipes.strip():
             raise ValueError("--tasks and --recipes must not be empty")
+        from .augmentation import AugmentSpec
+
+        AugmentSpec.from_config(self)  # names, probabilities and ranges (the noise folder is read at start)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -386,6 +417,7 @@ GROUP_TITLES = {
     "model": "model and what trains",
     "optim": "optimisation",
     "cache": "frozen-encoder feature cache",
+    "augment": "audio augmentation of training examples",
     "distill": "knowledge distillation from a teacher model",
     "run": "run directory, checkpoints and logs",
 }

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from ..config import ModelConfig
     from ..model.audio_lm import AudioLM, AudioLMOutput
 
-AUDIO_INPUTS = ("input_features", "feature_lengths")  # what the encoder reads; cached batches carry its outputs
+TEXT_INPUTS = ("input_ids", "attention_mask", "labels")  # the rest of a live batch is what the audio towers read
 LONGEST_CHECKED_S = 30  # audio token counts are compared for every length up to this (Whisper's window)
 
 
@@ -129,11 +129,11 @@ class Distiller:
         from accelerate.utils import extract_model_from_parallel
 
         student: AudioLM = extract_model_from_parallel(model)
-        if self.shares_encoder and AUDIO_INPUTS[0] in inputs:
+        if self.shares_encoder and "input_features" in inputs:
             # The frozen encoder runs once; both models read its outputs, as from the feature cache.
-            with self.autocast():
-                states, lengths = student.encode(inputs[AUDIO_INPUTS[0]], inputs[AUDIO_INPUTS[1]])
-            inputs = {k: v for k, v in inputs.items() if k not in AUDIO_INPUTS}
+            with self.autocast():  # log-mels (and second towers' inputs) -> states
+                states, lengths = student.encode(**{k: v for k, v in inputs.items() if k not in TEXT_INPUTS})
+            inputs = {k: v for k, v in inputs.items() if k in TEXT_INPUTS}
             inputs.update(encoder_states=states, encoder_lengths=lengths)
         with head_outputs(student) as caught:
             out = model(**inputs)

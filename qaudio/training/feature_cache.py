@@ -14,6 +14,11 @@ A cache entry must never be used for other audio or another encoder, so:
   compute precision and this module's format version. Another encoder (or the same one after
   fine-tuning) gets another directory.
 
+A model with second audio towers (``ModelConfig.towers``) caches the fused states, (T', D_whisper
++ sum D_tower) per clip, exactly what :meth:`AudioLM.encode` gives; the id then also hashes each
+tower's config, weights and feature extractor. A tower trained with LoRA refuses the cache, as
+a trained Whisper encoder does: its outputs change at every step.
+
 Files: ``encoder.json`` (what the id was computed from), ``shard-r<R>-<N>.safetensors``
 (one tensor (T', D_enc) per key, written to a temporary name and renamed, so a killed run
 leaves no half shard). The index is the union of the shards' tensor names, read from their
@@ -76,13 +81,25 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
 def encoder_identity(model: AudioLM, processor: AudioProcessor, precision: str) -> dict:
     """What the encoder id hashes: everything that changes the encoder's outputs (the model's
     encoder config and audio tower, the processor's feature extractor, the precision)."""
-    return {
+    identity = {
         "format": FORMAT_VERSION,
         "encoder_config": dataclasses.asdict(model.config.encoder),
         "feature_extractor": processor.feature_extractor.to_dict(),
         "weights_sha256": weights_fingerprint(model.audio_tower),
         "precision": precision,
     }
+    if model.config.towers:  # only then, so a Whisper-only model keeps its cache directory
+        identity["towers"] = [
+            {
+                "config": dataclasses.asdict(config),
+                "feature_extractor": extractor.to_dict(),
+                "weights_sha256": weights_fingerprint(tower),
+            }
+            for config, extractor, tower in zip(
+                model.config.towers, processor.tower_extractors, model.towers, strict=True
+            )
+        ]
+    return identity
 
 
 def identity_hash(identity: dict) -> str:
@@ -158,9 +175,11 @@ def encode_clips(
     """Encoder states of each clip, (T'_i, D_enc) float32, as training computes them: the
     processor's float32 log-mels, the encoder on real lengths (:meth:`AudioLM.encode`) under
     ``autocast()`` (the training precision)."""
+    from ..model.processor import audio_inputs
+
     inputs = processor.prepare(clips, [""] * len(clips))  # the log-mels, as training computes them
     with torch.no_grad(), autocast():
-        states, lengths = model.encode(inputs["input_features"], inputs["feature_lengths"])  # (B, T', D), (B,)
+        states, lengths = model.encode(**audio_inputs(inputs))  # (B, T', D), (B,); D fused with towers
     return [states[i, : int(lengths[i])].float() for i in range(len(clips))]  # (T'_i, D_enc) each
 
 
@@ -241,6 +260,12 @@ def cache_for_training(
         raise ValueError(
             f"--cache-encoder needs a frozen encoder; this model trains it "
             f"({model.config.trainable.encoder}): drop --cache-encoder or freeze the encoder"
+        )
+    trained_towers = [f"{i} ({t.kind})" for i, t in enumerate(model.config.towers) if t.train != "frozen"]
+    if trained_towers:
+        raise ValueError(
+            f"--cache-encoder needs frozen audio towers; this model trains tower(s) {', '.join(trained_towers)} "
+            "with LoRA, so their outputs change every step: drop --cache-encoder or set the towers' train to frozen"
         )
     cache = FeatureCache(cfg.cache_encoder, encoder_identity(model, processor, precision), cfg.cache_dtype)
     keys = {s: [audio_key(it.example.audio, it.segment) for it in its] for s, its in items_by_split.items()}

@@ -19,6 +19,7 @@ import torch
 
 from ..hardware import cpu_has_bf16, usable_cores
 from . import checkpoint as ckpt
+from .augmentation import Augmenter, AugmentSpec, use_encoder_cache
 from .bad_data import BadDataLog
 from .batching import Collator
 from .config import MODEL_FLAGS, SOURCE_FLAGS, TrainConfig, model_overrides, to_yaml
@@ -61,6 +62,18 @@ RESUME_INVARIANTS = (
     "min_lr_ratio",
     "loss_weighting",
     "cache_dtype",
+    # what augmentation makes of each example: a resume must make the same audio
+    "augment",
+    "augment_tasks",
+    "augment_noise_dir",
+    "augment_snr_db",
+    "augment_gain_db",
+    "augment_speeds",
+    "augment_freq_masks",
+    "augment_freq_width",
+    "augment_time_masks",
+    "augment_time_width",
+    "augment_time_ratio",
     "teacher",
     "distill_alpha",
     "distill_temperature",
@@ -269,6 +282,16 @@ def prepare_corpora(specs: list[RecipeSpec], accelerator: Accelerator) -> None:
                 get_recipe(spec.name).prepare(spec.root)
 
 
+def augmenter_for(cfg: TrainConfig, max_seconds: float, log: Callable[[str], None]) -> Augmenter | None:
+    """The training examples' augmenter per ``--augment`` (None: none asked); a noise folder is read here."""
+    spec = AugmentSpec.from_config(cfg)
+    if not spec.probabilities:
+        return None
+    augment = Augmenter(spec, cfg.seed, max_seconds)
+    log(f"qaudio train: {augment.describe()}")
+    return augment
+
+
 @dataclass
 class Run:
     """What the loop trains on: the model, its data stream and the task mixture."""
@@ -324,9 +347,10 @@ def build_run(
     if accelerator.is_main_process:
         model.config.save(run_dir / "model_config.json")
 
+    augment = augmenter_for(cfg, max_seconds, log)
     cache: FeatureCache | None = None
     keys: Mapping[str, list[str] | None] = {"train": None, "dev": None}
-    if cfg.cache_encoder:
+    if use_encoder_cache(augment.spec if augment else None, cfg.cache_encoder, log):
         from .feature_cache import cache_for_training
 
         cache, keys, kept = cache_for_training(
@@ -352,7 +376,9 @@ def build_run(
         accelerator.num_processes,
     )
     sorted_tasks = sorted(weights)
-    collator = Collator(processor, train_items, style, cfg.seed, max_seconds, cache, keys["train"], bad.skipped)
+    collator = Collator(
+        processor, train_items, style, cfg.seed, max_seconds, cache, keys["train"], bad.skipped, augment
+    )
     dev_collator = Collator(processor, dev_items, style, cfg.seed, max_seconds, cache, keys["dev"], bad.skipped)
     log(
         f"qaudio train: {len(train_items)} training examples, {len(dev_items)} dev examples; tasks: "

@@ -26,6 +26,11 @@ corpus) and skips the batches already trained on. The main process keeps the sta
 batch it *consumed* from each worker (workers run ahead, prefetching), and :class:`StreamLoader`
 is registered with ``accelerator.register_for_checkpointing``, so it lands in every checkpoint.
 
+Dev examples. A set written with its dev split (``dev-*.tar``, :mod:`qaudio.shards`) gives the
+run its dev loss: every process reads the first ``--max-dev-examples`` of each trained task from
+the sets' dev shards, in order (:func:`read_dev`, a bounded read that stops once each task has its
+count), and the loop's dev pass scores them as it scores a manifest run's dev items.
+
 Why windows rather than a reservoir buffer: a reservoir's contents would have to be saved (audio
 included) or replayed from the epoch's start to resume exactly; a window is re-read from one
 cursor. Mixing across sets happens inside each window, ordering across shards by the per-epoch
@@ -54,6 +59,16 @@ from .mixing import MixtureSampler, length_grouped_batches, task_weights
 SHARDS = "shards"  # the --recipes name of a shard set: shards:DIR, shards:DIR/index.json, shards:URL
 HEAD_EXAMPLES = 2000  # examples read per set at start-up: a from-scratch tokenizer's texts
 HEAD_AUDIO = 256  # of those, kept with their audio: the timing probe's batches and the all-bad fallback
+# Why --cache-encoder and shard sets do not combine (the design that would: docs/shards.md).
+STREAMED_CACHE_REFUSAL = (
+    "--cache-encoder is not available when streaming shard sets (--recipes shards:...). The cache is "
+    "computed before the first step from a list of every example, a start-up cost that grows with the "
+    "corpus, which streaming exists to avoid; and a cache filled while the stream runs would let a resumed "
+    "run read stored features where the uninterrupted run computed them, so its losses would no longer be "
+    "exactly the same. Drop --cache-encoder: the frozen encoder then runs in each step, which costs nothing "
+    "extra on a single pass over a large corpus (each clip is encoded once either way). For several epochs "
+    "over a corpus that fits on disk, train from its recipe instead (--recipes RECIPE:ROOT --cache-encoder DIR)"
+)
 
 
 # ---- which shard sets -----------------------------------------------------------------------------
@@ -406,17 +421,49 @@ def read_head(
     return items, blobs
 
 
+def read_dev(
+    indexes: list[ShardIndex], tasks: dict, trained: list[str], per_task: int, opts: StreamOptions, bad: Any
+) -> tuple[list[Item], list[bytes]]:
+    """The first ``per_task`` dev items of each trained task, from the sets' dev splits in order
+    (deterministic), with their audio bytes. Reads no further than it needs: a dev shard is opened
+    only while one of the tasks its index lists still lacks items. Unusable examples go to ``bad``."""
+    from .setup import dev_subset
+
+    items: list[Item] = []
+    blobs: list[bytes] = []
+    counts = dict.fromkeys(trained, 0)
+
+    def missing() -> set[str]:
+        return {t for t, n in counts.items() if n < per_task}
+
+    for s, dev in enumerate(ix.dev for ix in indexes):
+        for k in range(len(dev.shards) if dev is not None and missing() else 0):
+            assert dev is not None
+            if not missing() & set(dev.shards[k].tasks):
+                continue  # the index says this shard holds none of the tasks still short
+            for sample in read_shard(dev, k):
+                if sample.example.task not in missing():
+                    if not missing():
+                        break
+                    continue
+                for item in to_items(sample, f"shards {s} dev", tasks, False, opts, bad):
+                    items.append(item)
+                    blobs.append(sample.audio)
+                    counts[item.example.task] += 1
+    kept = dev_subset(items, trained, per_task)
+    chosen = {id(it) for it in kept}
+    return kept, [b for it, b in zip(items, blobs, strict=True) if id(it) in chosen]
+
+
 def build_stream_run(cfg: Any, accelerator: Any, locations: list[str], resume_from: Path | None, log: Any) -> Any:
     """The streamed counterpart of :func:`~.setup.build_run`: indexes -> model -> ShardStream."""
     from ..model.lengths import max_seconds as encoder_window
     from ..specs import get_task, registry
-    from .setup import Run, build_model, model_config_for
+    from .augmentation import use_encoder_cache
+    from .setup import Run, augmenter_for, build_model, model_config_for
 
     if cfg.cache_encoder:
-        raise ValueError(
-            "--cache-encoder is not available when streaming shard sets: the cache is filled from a list "
-            "of every example up front. Drop it (the encoder runs in each step), or train from a manifest"
-        )
+        raise ValueError(STREAMED_CACHE_REFUSAL)
     t0 = time.perf_counter()
     indexes = [read_index(loc) for loc in locations]
     keep_all = cfg.tasks.strip() == "all"
@@ -467,8 +514,10 @@ def build_stream_run(cfg: Any, accelerator: Any, locations: list[str], resume_fr
         accelerator.process_index,
         accelerator.num_processes,
     )
+    augment = augmenter_for(cfg, opts.max_seconds, log)
+    use_encoder_cache(augment.spec if augment else None, None, log)  # feature-mask needs a cache: refused here
     rows_only = Collator(
-        processor, [], opts.style, cfg.seed, opts.max_seconds
+        processor, [], opts.style, cfg.seed, opts.max_seconds, augment=augment
     )  # collate() only: no items to ship to workers
     stream = ShardStream(
         indexes,
@@ -483,21 +532,34 @@ def build_stream_run(cfg: Any, accelerator: Any, locations: list[str], resume_fr
         window,
     )
     trained = sorted({t for ix in indexes for t in ix.tasks if keep_all or t in tasks})
+    dev_items: list[Item] = []
+    dev_collator: Collator = collator
+    if cfg.dev_split != "none":
+        without = [ix.location for ix in indexes if ix.dev is None]
+        if without:
+            log(
+                f"qaudio train: no dev split in shard set(s) {', '.join(without)}: no dev loss from them. Write "
+                "one with `qaudio data RECIPE --root ROOT --shards OUT --dev-split SPLIT` (sets written "
+                "before dev splits were stored have none)"
+            )
+        dev_items, dev_blobs = read_dev(indexes, tasks, trained, cfg.max_dev_examples, opts, bad)
+        dev_collator = HeadCollator(processor, dev_items, opts.style, cfg.seed, opts.max_seconds, blobs=dev_blobs)
     log(
         f"qaudio train: streaming {len(indexes)} shard set(s), {examples} examples, {seconds / 3600:.2f} h in "
-        f"{sum(len(ix.shards) for ix in indexes)} shards (start-up {time.perf_counter() - t0:.1f} s); mixture: "
+        f"{sum(len(ix.shards) for ix in indexes)} shards, {len(dev_items)} dev examples "
+        f"(start-up {time.perf_counter() - t0:.1f} s); mixture: "
         + ", ".join(f"{ix.location} p={p:.2f}" for ix, p in zip(indexes, probs, strict=True))
     )
     return Run(
         model,
         model.trainable_parameter_names(),
         [],
-        [],
+        dev_items,
         trained,
         examples,
         sampler,
         collator,
-        collator,
+        dev_collator,
         bad,
         stream=StreamLoader(stream, cfg.num_workers, accelerator),
     )
