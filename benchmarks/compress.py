@@ -239,12 +239,34 @@ def _frozen_llm_mib(llm) -> tuple[float, float]:
     return held(base, True) / 2**20, linear / 2**20
 
 
+def bench_train_config(spec: dict, model: str, output_dir: str | Path, **fields):
+    """The TrainConfig every row's training shares: English ASR on the synthetic corpus, fp32, one
+    process, no dev pass, no checkpoints, nothing written but the metrics; ``fields`` are the row's own."""
+    from qaudio.training.config import TrainConfig
+
+    shared = {
+        "recipes": f"synthetic:{spec['corpus']}",
+        "tasks": "asr",
+        "dev_split": "none",
+        "precision": "fp32",
+        "threads": spec["threads"],
+        "batch_size": spec.get("batch_size", 8),
+        "max_steps": spec["steps"],
+        "log_every": 1,
+        "save_every": 10**6,
+        "progress": False,
+        "tensorboard": False,
+        "plot": False,
+        "seed": spec["seed"],
+    }
+    return TrainConfig(model=model, output_dir=str(output_dir), **(shared | fields))
+
+
 def train_worker(spec: dict) -> dict:
     import qaudio.train as train_module
     from qaudio.config import ModelConfig, with_overrides
     from qaudio.model import AudioLM
     from qaudio.profiling import measure
-    from qaudio.training.config import TrainConfig
     from qaudio.training.metrics_log import read_metrics
 
     # A saved model is trained as its config says, so the row trains the base's architecture
@@ -257,24 +279,7 @@ def train_worker(spec: dict) -> dict:
     derive = DERIVED_CONFIGS.get(spec["mode"])
     model_config = derive(base_config, spec) if derive else with_overrides(base_config, trainable={"llm": spec["mode"]})
     model_config.save(model_file)
-    config = TrainConfig(
-        model=str(model_file),
-        recipes=f"synthetic:{spec['corpus']}",
-        tasks="asr",
-        dev_split="none",
-        output_dir=str(out),
-        precision="fp32",
-        threads=spec["threads"],
-        batch_size=spec["batch_size"],
-        max_steps=spec["steps"],
-        log_every=1,
-        save_every=10**6,
-        progress=False,
-        tensorboard=False,
-        plot=False,
-        train_llm=model_config.trainable.llm,
-        seed=spec["seed"],
-    )
+    config = bench_train_config(spec, str(model_file), out, train_llm=model_config.trainable.llm)
     with measure("train") as phase:  # the resident set's peak while training, above where it began
         final = train_module.train(config)
     wall, peak = phase.seconds, phase.added_bytes / 2**20
@@ -298,33 +303,20 @@ def distill_worker(spec: dict) -> dict:
     and tokenizer; random LLM and projector weights), on the same data as the training rows."""
     import qaudio.train as train_module
     from qaudio.config import ModelConfig, with_overrides
-    from qaudio.training.config import TrainConfig
 
     out = Path(spec["output_dir"])
     out.mkdir(parents=True, exist_ok=True)
     teacher = ModelConfig.from_dict(json.loads((Path(spec["model"]) / "config.json").read_text())["model"])
     student_file = out.parent / "student-model.json"
     with_overrides(teacher, llm=spec["student_llm"]).save(student_file)
-    config = TrainConfig(
-        model=str(student_file),
+    config = bench_train_config(
+        spec,
+        str(student_file),
+        out,
         teacher=spec["model"],
         distill_alpha=spec["alpha"],
         distill_temperature=spec["temperature"],
-        recipes=f"synthetic:{spec['corpus']}",
-        tasks="asr",
-        dev_split="none",
-        output_dir=str(out),
-        precision="fp32",
-        threads=spec["threads"],
-        batch_size=spec["batch_size"],
-        max_steps=spec["steps"],
         lr=spec["lr"],
-        log_every=1,
-        save_every=10**6,
-        progress=False,
-        tensorboard=False,
-        plot=False,
-        seed=spec["seed"],
     )
     start = time.perf_counter()
     final = train_module.train(config)
@@ -363,24 +355,8 @@ def _student_facts(student: str | Path, teacher: str | Path) -> dict:
 def base_worker(spec: dict) -> dict:
     """Train the ``tiny`` preset briefly when no base model is given."""
     import qaudio.train as train_module
-    from qaudio.training.config import TrainConfig
 
-    config = TrainConfig(
-        model="tiny",
-        recipes=f"synthetic:{spec['corpus']}",
-        tasks="asr",
-        dev_split="none",
-        output_dir=spec["output_dir"],
-        precision="fp32",
-        threads=spec["threads"],
-        batch_size=8,
-        max_steps=spec["steps"],
-        save_every=10**6,
-        progress=False,
-        tensorboard=False,
-        plot=False,
-        seed=spec["seed"],
-    )
+    config = bench_train_config({**spec, "batch_size": 8}, "tiny", spec["output_dir"], log_every=10)
     return {"model_dir": str(train_module.train(config))}
 
 
@@ -388,30 +364,20 @@ def augment_worker(spec: dict) -> dict:
     """Train the base's config from its initial weights for the same steps, with or without --augment."""
     import qaudio.train as train_module
     from qaudio.config import ModelConfig
-    from qaudio.training.config import TrainConfig
     from qaudio.training.metrics_log import read_metrics
 
     out = Path(spec["output_dir"])
     out.mkdir(parents=True, exist_ok=True)
     model_file = out.parent / f"{spec['variant']}-model.json"
     ModelConfig.from_dict(json.loads((Path(spec["model"]) / "config.json").read_text())["model"]).save(model_file)
-    config = TrainConfig(
-        model=str(model_file),
-        recipes=f"synthetic:{spec['corpus']}",
-        tasks="asr",
+    # a dev pass at the start and the end (64 clean clips): the row compares dev losses
+    config = bench_train_config(
+        spec,
+        str(model_file),
+        out,
+        dev_split="dev",
         max_dev_examples=64,
         eval_every=0,
-        output_dir=str(out),
-        precision="fp32",
-        threads=spec["threads"],
-        batch_size=spec["batch_size"],
-        max_steps=spec["steps"],
-        log_every=1,
-        save_every=10**6,
-        progress=False,
-        tensorboard=False,
-        plot=False,
-        seed=spec["seed"],
         augment=AUGMENTED[spec["variant"]],
     )
     final = train_module.train(config)
