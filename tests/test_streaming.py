@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fixtures.ddp import two_process_launch
+from fixtures.train_args import quiet_run
 
 from qaudio.audio import SAMPLE_RATE
 from qaudio.data import Example
@@ -221,31 +222,7 @@ def test_resume_refuses_another_worker_count(sets):
 
 
 def _cli(sets, out: Path, *extra: str) -> list[str]:
-    return [
-        "--model",
-        "tiny",
-        "--recipes",
-        f"shards:{sets['asr']},shards:{sets['aac']}",
-        "--tasks",
-        "asr,aac",
-        "--output-dir",
-        str(out),
-        "--precision",
-        "fp32",
-        "--threads",
-        "1",
-        "--batch-size",
-        "4",
-        "--log-every",
-        "1",
-        "--eval-every",
-        "0",
-        "--no-eta",
-        "--no-progress",
-        "--no-tensorboard",
-        "--no-plot",
-        *extra,
-    ]
+    return quiet_run(f"shards:{sets['asr']},shards:{sets['aac']}", "asr,aac", out, 4, "--no-eta", *extra)
 
 
 def _losses(run_dir: Path) -> dict[int, float]:

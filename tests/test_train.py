@@ -15,6 +15,7 @@ import pytest
 import soundfile as sf
 import torch
 from fixtures.ddp import two_process_launch
+from fixtures.train_args import quiet_run
 
 from qaudio.data import read_manifest
 from qaudio.specs import registry
@@ -261,30 +262,7 @@ def test_training_from_the_cache_matches_live_training(corpus, tmp_path):
 
 
 def _cli(corpus: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "--model",
-        "tiny",
-        "--recipes",
-        f"synthetic:{corpus}",
-        "--tasks",
-        "asr,aac,aqa",
-        "--output-dir",
-        str(out),
-        "--precision",
-        "fp32",
-        "--threads",
-        "1",
-        "--batch-size",
-        "8",
-        "--log-every",
-        "1",
-        "--eval-every",
-        "0",
-        "--no-progress",
-        "--no-tensorboard",
-        "--no-plot",
-        *extra,
-    ]
+    return quiet_run(f"synthetic:{corpus}", "asr,aac,aqa", out, 8, *extra)
 
 
 @pytest.mark.slow
