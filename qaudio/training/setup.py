@@ -309,6 +309,27 @@ class Run:
     stream: Any = None  # streamed shard sets: the StreamLoader (loader and checkpointed state)
 
 
+def mixture_sampler(
+    items: list, tasks: list[str], temperature: float, cfg: TrainConfig, accelerator: Accelerator
+) -> MixtureSampler:
+    """The seeded, per-process mixture sampler over ``items`` (task weights at ``temperature``,
+    length-grouped batches as ``cfg`` sizes them): the manifest route's, and the streamed route's head."""
+    task_indices: dict[str, list[int]] = defaultdict(list)
+    for i, item in enumerate(items):
+        task_indices[item.example.task].append(i)
+    return MixtureSampler(
+        dict(task_indices),
+        task_weights({t: len(v) for t, v in task_indices.items()}, tasks, temperature),
+        np.array([it.duration for it in items], dtype=np.float64),
+        cfg.batch_size,
+        cfg.batch_seconds,
+        cfg.bucket_size,
+        cfg.seed,
+        accelerator.process_index,
+        accelerator.num_processes,
+    )
+
+
 def build_run(
     cfg: TrainConfig,
     accelerator: Accelerator,
@@ -359,38 +380,22 @@ def build_run(
         train_items, dev_items = kept["train"], kept["dev"]
         train_tasks = check_tasks_present(train_items, train_tasks, "after caching")
 
-    task_indices: dict[str, list[int]] = defaultdict(list)
-    for i, item in enumerate(train_items):
-        task_indices[item.example.task].append(i)
-    weights = task_weights({t: len(v) for t, v in task_indices.items()}, train_tasks, cfg.temperature)
-    durations = np.array([it.duration for it in train_items], dtype=np.float64)
-    sampler = MixtureSampler(
-        dict(task_indices),
-        weights,
-        durations,
-        cfg.batch_size,
-        cfg.batch_seconds,
-        cfg.bucket_size,
-        cfg.seed,
-        accelerator.process_index,
-        accelerator.num_processes,
-    )
-    sorted_tasks = sorted(weights)
+    sampler = mixture_sampler(train_items, train_tasks, cfg.temperature, cfg, accelerator)
     collator = Collator(
         processor, train_items, style, cfg.seed, max_seconds, cache, keys["train"], bad.skipped, augment
     )
     dev_collator = Collator(processor, dev_items, style, cfg.seed, max_seconds, cache, keys["dev"], bad.skipped)
     log(
         f"qaudio train: {len(train_items)} training examples, {len(dev_items)} dev examples; tasks: "
-        + ", ".join(f"{t} {len(task_indices[t])} (p={weights[t]:.2f})" for t in sorted_tasks)
+        + ", ".join(f"{t} {len(sampler.task_indices[t])} (p={sampler.weights[t]:.2f})" for t in sampler.tasks)
     )
     return Run(
         model,
         model.trainable_parameter_names(),
         train_items,
         dev_items,
-        sorted_tasks,
-        sum(len(v) for v in task_indices.values()),
+        sampler.tasks,
+        sum(len(v) for v in sampler.task_indices.values()),
         sampler,
         collator,
         dev_collator,

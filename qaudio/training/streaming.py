@@ -54,7 +54,7 @@ from ..shards import ShardIndex, ShardSample, read_index, read_shard
 from .bad_data import BadDataLog, BadItem
 from .batching import Batch, Collator, load_clip
 from .corpus import Item, _check_trainable, fit_to_window, parse_tasks
-from .mixing import MixtureSampler, length_grouped_batches, task_weights
+from .mixing import length_grouped_batches, task_weights
 
 SHARDS = "shards"  # the --recipes name of a shard set: shards:DIR, shards:DIR/index.json, shards:URL
 HEAD_EXAMPLES = 2000  # examples read per set at start-up: a from-scratch tokenizer's texts
@@ -460,7 +460,7 @@ def build_stream_run(cfg: Any, accelerator: Any, locations: list[str], resume_fr
     from ..model.lengths import max_seconds as encoder_window
     from ..specs import get_task, registry
     from .augmentation import use_encoder_cache
-    from .setup import Run, augmenter_for, build_model, model_config_for
+    from .setup import Run, augmenter_for, build_model, mixture_sampler, model_config_for
 
     if cfg.cache_encoder:
         raise ValueError(STREAMED_CACHE_REFUSAL)
@@ -500,20 +500,7 @@ def build_stream_run(cfg: Any, accelerator: Any, locations: list[str], resume_fr
     window = max(1, math.ceil(per_batch) * cfg.bucket_size)
     # The head's own mixture sampler: what --epochs (examples per micro-batch) and the timing probe
     # (--max-minutes, --eta: real batches, loaded, forward and backward) read; training reads the stream.
-    head_tasks: dict[str, list[int]] = {}
-    for i, item in enumerate(head):
-        head_tasks.setdefault(item.example.task, []).append(i)
-    sampler = MixtureSampler(
-        head_tasks,
-        task_weights({t: len(v) for t, v in head_tasks.items()}, sorted(head_tasks), 1.0),
-        np.array([it.duration for it in head]),
-        cfg.batch_size,
-        cfg.batch_seconds,
-        cfg.bucket_size,
-        cfg.seed,
-        accelerator.process_index,
-        accelerator.num_processes,
-    )
+    sampler = mixture_sampler(head, sorted({item.example.task for item in head}), 1.0, cfg, accelerator)
     augment = augmenter_for(cfg, opts.max_seconds, log)
     use_encoder_cache(augment.spec if augment else None, None, log)  # feature-mask needs a cache: refused here
     rows_only = Collator(
