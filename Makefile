@@ -34,9 +34,12 @@ doctor: $(STAMP)
 	$(PY) -m qaudio.cli doctor --require $(EXTRAS)
 
 # The tests, with line coverage of the library (the summary lists each module's uncovered share) and
-# the 15 slowest tests, to keep the suite well under its 15-minute budget on 2 cores.
+# the 15 slowest tests, to keep the suite well under its 15-minute budget on 2 cores. Two pytest-xdist
+# workers: most tests train or decode on one thread (tests/fixtures/train_args.py), so a second
+# worker fills the second core; work-stealing keeps the long subprocess tests from ending the run alone.
+TEST_WORKERS ?= 2
 test: doctor
-	$(PY) -m pytest -q -ra --durations=15 --cov=qaudio --cov-report=term:skip-covered
+	$(PY) -m pytest -q -ra -n $(TEST_WORKERS) --dist worksteal --durations=15 --cov=qaudio --cov-report=term:skip-covered
 
 # Lint and format (ruff), then types (mypy over qaudio/): the settings are in pyproject.toml, and
 # .pre-commit-config.yaml runs the same checks before a commit.

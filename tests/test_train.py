@@ -302,12 +302,28 @@ def test_killed_run_resumes_with_the_same_losses(corpus, tmp_path):
     assert summaries[0]["steps"] == summaries[1]["steps"] == steps
 
 
-@pytest.mark.slow
-def test_two_processes_train_on_different_data_and_end_with_identical_weights(corpus, tmp_path):
-    out = tmp_path / "ddp"
-    cmd, env = _ddp_command(corpus, out, "--max-steps", "4", "--log-batches", "--save-every", "2")
-    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+def _ddp_command(corpus: Path, out: Path, *extra: str) -> tuple[list[str], dict]:
+    """Two real CPU processes under DDP training ``corpus``'s asr examples into ``out``."""
+    return two_process_launch(_cli(corpus, out, "--tasks", "asr", "--batch-size", "4", *extra))
+
+
+# One 2-process run serves two tests: what each process saw, and the uninterrupted losses a killed
+# and resumed run must reproduce (each launch of two processes costs ~20 s on 2 cores).
+DDP_RUN = ("--max-steps", "12", "--save-every", "2", "--log-batches")
+
+
+@pytest.fixture(scope="module")
+def two_process_run(corpus, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ddp") / "whole"
+    cmd, env = _ddp_command(corpus, out, *DDP_RUN)
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+@pytest.mark.slow
+def test_two_processes_train_on_different_data_and_end_with_identical_weights(two_process_run):
+    out = two_process_run
     ranks = []
     for r in (0, 1):
         lines = [json.loads(x) for x in (out / f"batches-rank{r}.jsonl").read_text().splitlines()]
@@ -317,25 +333,19 @@ def test_two_processes_train_on_different_data_and_end_with_identical_weights(co
                 "weights": [x["final_weights_sha256"] for x in lines if "final_weights_sha256" in x],
             }
         )
-    assert len(ranks[0]["ids"]) == len(ranks[1]["ids"]) == 4
+    assert len(ranks[0]["ids"]) == len(ranks[1]["ids"]) == 12
     for a, b in zip(ranks[0]["ids"], ranks[1]["ids"], strict=True):
         assert a and b and not a & b  # each step, the two processes saw different examples
     # (one task of 24 clips in micro-batches of 4: a window is one pass, dealt out to the two processes)
     assert ranks[0]["weights"] == ranks[1]["weights"] and len(ranks[0]["weights"]) == 1
     assert read_metrics(out, "end")[-1]["processes"] == 2
-    assert (out / "checkpoints" / "step-00000004" / "random_states_1.pkl").is_file()  # accelerate's, per process
-
-
-def _ddp_command(corpus: Path, out: Path, *extra: str) -> tuple[list[str], dict]:
-    """Two real CPU processes under DDP training ``corpus``'s asr examples into ``out``."""
-    return two_process_launch(_cli(corpus, out, "--tasks", "asr", "--batch-size", "4", *extra))
+    assert (out / "checkpoints" / "step-00000012" / "random_states_1.pkl").is_file()  # accelerate's, per process
 
 
 @pytest.mark.slow
-def test_two_processes_killed_mid_run_resume_with_the_same_losses(corpus, tmp_path):
-    steps = ("--max-steps", "12", "--save-every", "2")
+def test_two_processes_killed_mid_run_resume_with_the_same_losses(corpus, two_process_run, tmp_path):
     killed = tmp_path / "killed"
-    cmd, env = _ddp_command(corpus, killed, *steps)
+    cmd, env = _ddp_command(corpus, killed, *DDP_RUN)
     # Its own session: SIGKILL reaches the launcher and both training processes at once, as a lost machine would.
     proc = subprocess.Popen(
         cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
@@ -348,17 +358,12 @@ def test_two_processes_killed_mid_run_resume_with_the_same_losses(corpus, tmp_pa
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (killed / "model").exists(), "the run finished before the kill: make it longer"
-    resumed = subprocess.run(
-        _ddp_command(corpus, killed, *steps)[0], cwd=REPO, env=env, capture_output=True, text=True, timeout=900
-    )
+    resumed = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stdout
-    whole_cmd, _ = _ddp_command(corpus, tmp_path / "whole", *steps)
-    whole = subprocess.run(whole_cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    assert whole.returncode == 0, whole.stderr[-3000:]
     losses = train_losses(killed)
     assert list(losses) == list(range(1, 13))
-    assert losses == train_losses(tmp_path / "whole")  # exact: fp32, the same data order, RNGs restored per process
+    assert losses == train_losses(two_process_run)  # exact: fp32, the same data order, RNGs restored per process
 
 
 @pytest.mark.slow
