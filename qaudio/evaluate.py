@@ -224,10 +224,15 @@ def _system_entry(results: list, examples: list[Example], m: Measurement) -> dic
     }
 
 
+def answer_labels(task: Task) -> list[str] | None:
+    """The label set a classification task's answers are chosen from (label scoring); None: generated."""
+    return list(task.labels) if isinstance(task, ClassificationTask) and task.labels else None
+
+
 def run_model(model: Pipeline, loaded: Loaded, batch_size: int, progress: bool = True) -> dict:
     """The model's predictions and timing for one benchmark (a report ``results`` entry)."""
     task, examples = loaded.task, loaded.examples
-    labels = list(task.labels) if isinstance(task, ClassificationTask) and task.labels else None
+    labels = answer_labels(task)
     device = str(model.device)
     with measure("model", device) as m:
         results = model.run_examples(examples, task, batch_size=batch_size, labels=labels, progress=progress)

@@ -11,7 +11,7 @@ The dict (``format`` = :data:`FORMAT`)::
 
     format, created, qaudio_version, suite {name, description, source}, model {path, ...},
     settings {batch_size, limit, data_root, bootstrap}, environment {python, torch, device, ...},
-    training {steps, examples_seen, train_seconds, learning_curve, ...} | null   # the model's training.json
+    training {steps, examples_seen, train_seconds, learning_curve, score_curve, ...} | null   # training.json
     systems [{name, kind: model|peer, note, ...}],
     benchmarks [{
         name, task, metric (family), recipe, root, split, profile,
@@ -69,8 +69,12 @@ def family_of(bench: dict) -> MetricFamily | None:
 def metric_label(name: str, unit: str | None, family: MetricFamily | None = None) -> str:
     """``"WER % ↓"``: display name, unit and direction (the family's ``lower_is_better``)."""
     arrow = "↓" if family is not None and name in family.lower_is_better else "↑"
-    shown_unit = {"%": " %", "ms": " ms"}.get(unit or "", "")
-    return f"{display_name(name)}{shown_unit} {arrow}"
+    return f"{display_name(name)}{_unit_suffix(unit)} {arrow}"
+
+
+def _unit_suffix(unit: str | None) -> str:
+    """Units an axis or column names after the metric (scores and BLEU go without)."""
+    return {"%": " %", "ms": " ms"}.get(unit or "", "")
 
 
 def fmt(value: float | None, unit: str | None) -> str:
@@ -294,6 +298,9 @@ def render_markdown(report: dict) -> str:
                 "",
                 _md_table(["Flag", "Id", "Answer"], [[f, i, _shorten(a)] for f, i, a in found]),
             ]
+    header, rows = score_curve_rows(report.get("training"))
+    if rows:
+        lines += ["", f"Learning curve ({SCORE_TABLE_NOTE}):", "", _md_table(header, rows)]
     header, rows = timing_rows(report)
     if rows:
         lines += ["", f"Timing ({TIMING_NOTE}):", "", _md_table(header, rows)]
@@ -396,6 +403,63 @@ def plot_learning_curve(training: dict | None) -> bytes | None:
     return _png(fig)
 
 
+def direction_label(metric: str, unit: str | None, higher_is_better: bool) -> str:
+    """``"WER % (lower is better)"``: a score curve's axis."""
+    return f"{display_name(metric)}{_unit_suffix(unit)} ({'higher' if higher_is_better else 'lower'} is better)"
+
+
+def plot_score_curve(training: dict | None) -> bytes | None:
+    """The headline metric per dev group against optimizer steps (``--dev-scores``), one panel per group."""
+    curve = (training or {}).get("score_curve") or {}
+    groups = {g: s for g, s in curve.items() if any(v is not None for _, v in s["points"])}
+    if not groups:
+        return None
+    cols = min(4, len(groups))
+    rows = math.ceil(len(groups) / cols)
+    fig = _figure(3.0 * cols, 2.4 * rows)
+    for k, (group, series) in enumerate(groups.items()):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        points = [(step, v) for step, v in series["points"] if v is not None]
+        ax.plot(*zip(*points, strict=True), "o-", markersize=3, linewidth=1.2, color=COLORS[0])
+        ax.set_title(f"{group} (n={series['n']})", fontsize=9)
+        ax.set_ylabel(direction_label(series["metric"], series.get("unit"), series["higher_is_better"]), fontsize=7)
+        ax.set_xlabel("optimizer step", fontsize=7)
+        ax.tick_params(labelsize=7)
+        ax.grid(True, alpha=0.3)
+        if series.get("unit") == "%":  # error rates above 100% (insertions) still show their top
+            ax.set_ylim(bottom=0)
+    fig.suptitle("Learning curve: headline metric on the first dev examples of each group", fontsize=10)
+    return _png(fig)
+
+
+SCORE_TABLE_STEPS = 8  # at most this many dev passes as columns: evenly spread, the last one always in
+
+
+def score_curve_rows(training: dict | None) -> tuple[list[str], list[list[str]]]:
+    """The score curve as a table: one row per dev group, one column per (chosen) dev pass."""
+    curve = (training or {}).get("score_curve") or {}
+    steps = sorted({step for series in curve.values() for step, _ in series["points"]})
+    if not steps:
+        return [], []
+    if len(steps) > SCORE_TABLE_STEPS:
+        picks = [round(i * (len(steps) - 1) / (SCORE_TABLE_STEPS - 1)) for i in range(SCORE_TABLE_STEPS)]
+        steps = [steps[i] for i in sorted(set(picks))]
+    header = ["Dev group", "n", "Metric", *[f"step {s:,}" for s in steps]]
+    rows = []
+    for group, series in curve.items():
+        at = dict(series["points"])  # step -> value
+        metric = direction_label(series["metric"], series.get("unit"), series["higher_is_better"])
+        cells = [fmt(at[s], series.get("unit")) if s in at else NOT_RUN for s in steps]
+        rows.append([group, str(series["n"]), metric, *cells])
+    return header, rows
+
+
+SCORE_TABLE_NOTE = (
+    "the headline metric of each task and language pair on its first n dev examples, at the dev passes "
+    "of training (qaudio train --dev-scores; greedy decoding, the task's metric profile)"
+)
+
+
 def plot_confusion(bench: dict, system: str = MODEL) -> bytes | None:
     """Row-normalised confusion matrix (rows: reference, columns: prediction), counts written in."""
     import numpy as np
@@ -489,6 +553,11 @@ def plots(report: dict) -> list[tuple[str, bytes]]:
     curve = plot_learning_curve(report.get("training"))
     if curve:
         out.append(("Learning curve of the evaluated model: dev loss per task against optimizer steps", curve))
+    scores = plot_score_curve(report.get("training"))
+    if scores:
+        out.append(
+            ("Learning curve of the evaluated model: headline metric per dev group against optimizer steps", scores)
+        )
     for bench in report["benchmarks"]:
         if bench["status"] != "ok":
             continue
@@ -606,6 +675,10 @@ def render_html(report: dict) -> str:
         for name, counts, found in flagged:
             body.append(f"<h3>{e(name)}: {e(counts)}</h3>")
             body.append(_html_table(["Flag", "Id", "Answer"], [[f, i, _shorten(a)] for f, i, a in found]))
+    c_header, c_rows = score_curve_rows(report.get("training"))
+    if c_rows:
+        body.append(f"<h2>Learning curve</h2><p class='meta'>{e(SCORE_TABLE_NOTE)}.</p>")
+        body.append(_html_table(c_header, c_rows))
     t_header, t_rows = timing_rows(report)
     if t_rows:
         body.append(f"<h2>Timing</h2><p class='meta'>{e(TIMING_NOTE)}.</p>")

@@ -1,5 +1,6 @@
 """Test-session settings: one private cache folder, so converted Whisper weights and caption
-jars are made once per session and the user's ~/.cache/qaudio is never touched by tests."""
+jars are made once per session and the user's ~/.cache/qaudio is never touched by tests; and
+the fixtures several test files share (stand-in models, the tiny synthetic corpus)."""
 
 import os
 
@@ -45,3 +46,16 @@ def _voice_activity_detection_when_marked(request, monkeypatch):
 
         monkeypatch.setattr(qaudio.vad, "available", lambda: importlib.util.find_spec("silero_vad") is not None)
     yield
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    """The tiny synthetic corpus (every task, en/de/fr), made once per session for the training tests."""
+    from qaudio.synth import espeak
+    from qaudio.synth.corpus import generate
+
+    if not espeak.available():
+        pytest.skip("eSpeak NG (espeakng-loader) is not installed")
+    root = tmp_path_factory.mktemp("synthetic") / "tiny"
+    generate(root, size="tiny", seed=0, workers=1, progress=False)
+    return root

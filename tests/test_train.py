@@ -30,18 +30,6 @@ from qaudio.training.summary import describe, read_summary
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="session")
-def corpus(tmp_path_factory) -> Path:
-    from qaudio.synth import espeak
-    from qaudio.synth.corpus import generate
-
-    if not espeak.available():
-        pytest.skip("eSpeak NG (espeakng-loader) is not installed")
-    root = tmp_path_factory.mktemp("synthetic") / "tiny"
-    generate(root, size="tiny", seed=0, workers=1, progress=False)
-    return root
-
-
 def tiny_config(corpus: Path, out: Path, **overrides) -> TrainConfig:
     values = {
         "model": "tiny",

@@ -266,6 +266,15 @@ class TrainConfig:
     eval_every: int = _f(
         200, "compute the dev loss every N steps (and at the start and the end); 0 = only start and end", group="run"
     )
+    # ---- dev scores: the learning curve of the headline metrics (qaudio/training/dev_scores.py) ----
+    dev_scores: int = _f(
+        0,
+        "at each dev pass after step 0, decode up to N dev examples per task and language pair (greedy, as "
+        "qaudio eval does) and score them with the task's headline metric: the learning curve of what the "
+        "report measures (0: dev loss only; the decoding time is not in --max-minutes' plan)",
+        group="run",
+        metavar="N",
+    )
     log_every: int = _f(10, "write a metrics line every N steps", group="run")
     num_workers: int = _f(0, "data-loading worker processes (0 = in the training process)", group="run")
     threads: int = _f(0, "torch CPU threads per process; 0 = CPU cores / local processes", group="run")
@@ -324,6 +333,7 @@ class TrainConfig:
             "num_workers": self.num_workers,
             "threads": self.threads,
             "max_dev_examples": self.max_dev_examples,
+            "dev_scores": self.dev_scores,
             "expected_step_s": self.expected_step_s,
         }
         for name, value in non_negative.items():

@@ -31,6 +31,8 @@ def eta_message(max_steps: int, step_s: float, dev_s: float, cfg: TrainConfig) -
         f"qaudio train: {max_steps} steps at {step_s:.3f} s per step (probed) + {passes} dev passes: "
         f"about {minutes:.1f} min of training"
     )
+    if cfg.dev_scores:  # not probed: its cost depends on how long the model's answers are by then
+        text += f", plus --dev-scores {cfg.dev_scores}'s decoding at each dev pass after step 0 (not in this estimate)"
     if cfg.expected_step_s and step_s > SLOW_FACTOR * cfg.expected_step_s:
         text += (
             f"\nqaudio train: note: this machine is {step_s / cfg.expected_step_s:.1f}x slower than this run "

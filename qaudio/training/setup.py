@@ -307,6 +307,9 @@ class Run:
     dev_collator: Collator
     bad: BadDataLog
     stream: Any = None  # streamed shard sets: the StreamLoader (loader and checkpointed state)
+    # --dev-scores draws its groups from these: every usable dev item, not only the dev loss's first
+    # --max-dev-examples per task, so that each language pair of a task is scored (.dev_scores)
+    score_items: list[Item] = dataclasses.field(default_factory=list)
 
 
 def mixture_sampler(
@@ -362,9 +365,10 @@ def build_run(
     processor = model.processor  # what the collators hold: no model in data-loader workers
     max_seconds = processor.max_audio_seconds
     train_items = fit_to_window(train_items, max_seconds, cfg.long_audio, bad)
-    dev_items = dev_subset(
-        fit_to_window(dev_items, max_seconds, cfg.long_audio, bad), sorted(set(train_tasks)), cfg.max_dev_examples
-    )
+    score_items = [
+        it for it in fit_to_window(dev_items, max_seconds, cfg.long_audio, bad) if it.example.task in train_tasks
+    ]
+    dev_items = dev_subset(score_items, sorted(set(train_tasks)), cfg.max_dev_examples)
     if accelerator.is_main_process:
         model.config.save(run_dir / "model_config.json")
 
@@ -400,6 +404,7 @@ def build_run(
         collator,
         dev_collator,
         bad,
+        score_items=score_items,
     )
 
 

@@ -37,6 +37,8 @@ class TrainState:
     planned_steps: int = 0  # the schedule's length as laid out (the summary reports a cut)
     probe_step_s: float | None = None  # seconds per step the probe measured (None: no probe)
     dev_history: dict[str, dict[str, float]] = field(default_factory=dict)  # str(step) -> task -> dev loss
+    # --dev-scores: str(step) -> group -> {metric, value, unit, higher_is_better, profile, n} (.dev_scores)
+    dev_scores: dict[str, dict[str, dict]] = field(default_factory=dict)
     seen: dict[str, float] = field(default_factory=lambda: dict.fromkeys(SEEN_KEYS, 0))
     bad_in_a_row: int = 0  # non-finite steps since the last good one (not saved: a checkpoint follows a good step)
     run_t0: float = field(default_factory=time.perf_counter)  # when this process's loop began (train_seconds)
@@ -66,6 +68,7 @@ class TrainState:
             "probe_step_s": self.probe_step_s,
             "world_size": self.world_size,
             "dev_history": self.dev_history,
+            "dev_scores": self.dev_scores,
             "seen": self.seen_now(),
             "bad_data": self.bad.state_dict(),
             "window": self.meter.state_dict(),
@@ -75,6 +78,7 @@ class TrainState:
         for name in ("step", "position", "max_steps", "planned_steps", "probe_step_s", "world_size"):
             setattr(self, name, state[name])
         self.dev_history = dict(state["dev_history"])
+        self.dev_scores = dict(state.get("dev_scores", {}))  # checkpoints saved before --dev-scores have none
         self.seen = {k: state["seen"].get(k, 0) for k in SEEN_KEYS}
         self.bad.load_state_dict(state["bad_data"])
         self.meter = LossMeter(self.meter.tasks, **state["window"])

@@ -25,6 +25,7 @@ from . import checkpoint as ckpt
 from .bad_data import TrainingAborted
 from .batching import Batch, first_usable_batch, to_device
 from .config import TrainConfig
+from .dev_scores import dev_score_pass
 from .distill import Distiller
 from .losses import LossMeter, all_finite, evaluate_dev, output_loss
 from .state import TrainState
@@ -225,7 +226,8 @@ def dev_pass(
     metrics: MetricsLog,
     log: Callable[[str], None],
 ) -> float:
-    """Log the per-task dev loss at ``state.step``; returns the seconds it took."""
+    """Log the per-task dev loss at ``state.step`` (and with ``--dev-scores`` the headline metrics,
+    :mod:`.dev_scores`); returns the seconds it took."""
     if not run.dev_items:
         return 0.0
     t0 = time.perf_counter()
@@ -242,6 +244,7 @@ def dev_pass(
         }
     )
     log(f"qaudio train: step {state.step} dev loss " + ", ".join(f"{t} {v:.3f}" for t, v in losses.items()))
+    dev_score_pass(model, accelerator, run, cfg, state, metrics, log)
     return time.perf_counter() - t0
 
 

@@ -549,4 +549,5 @@ def build_stream_run(cfg: Any, accelerator: Any, locations: list[str], resume_fr
         dev_collator,
         bad,
         stream=StreamLoader(stream, cfg.num_workers, accelerator),
+        score_items=dev_items,  # the dev split is read only as far as the dev loss needs (--max-dev-examples per task)
     )

@@ -3,9 +3,10 @@
 A report that reads "43% WER" must also say whether the model saw 880 steps or 2,000, so the
 final model directory carries the run's facts: optimizer steps, examples and audio seen, wall
 time, the precision and threads it ran with, the step time the probe measured, whether a time
-budget cut the schedule short, and the dev-loss learning curve (per task, against steps).
+budget cut the schedule short, the dev-loss learning curve (per task, against steps) and, with
+``--dev-scores``, the headline metric's curve per task and language pair (``score_curve``).
 ``qaudio eval`` copies it into its report, where the table's caption and the learning-curve
-plot come from.
+plots come from.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def summarize_run(
         "seed": cfg.seed,
         "tasks": cfg.tasks,
         "learning_curve": learning_curve(state.dev_history),
+        "score_curve": score_curve(state.dev_scores),
     }
 
 
@@ -78,6 +80,26 @@ def learning_curve(dev_history: dict[str, dict[str, float]]) -> dict[str, list[l
     for step in sorted(dev_history, key=int):
         for task, loss in dev_history[step].items():
             curve.setdefault(task, []).append([int(step), float(loss)])
+    return curve
+
+
+def score_curve(dev_scores: dict[str, dict[str, dict]]) -> dict[str, dict[str, Any]]:
+    """``{step: {group: score}}`` (:mod:`.dev_scores`) -> ``{group: {metric, unit, higher_is_better,
+    profile, n, points: [[step, value], ...]}}`` sorted by step; a value that could not be computed
+    is null, a group that could not be scored at a step has no point there."""
+    curve: dict[str, dict[str, Any]] = {}
+    for step in sorted(dev_scores, key=int):
+        for group, score in dev_scores[step].items():
+            if "metric" not in score:  # not scored at this step (the reason is in metrics.jsonl)
+                continue
+            series = curve.setdefault(
+                group, {k: score[k] for k in ("metric", "unit", "higher_is_better", "profile", "n")} | {"points": []}
+            )
+            if score["metric"] != series["metric"]:  # the family's headline changed (SPICE became available)
+                series = curve.setdefault(
+                    f"{group} ({score['metric']})", {**series, "metric": score["metric"], "points": []}
+                )
+            series["points"].append([int(step), score["value"]])
     return curve
 
 
