@@ -97,7 +97,9 @@ def _tower_parts(model: AudioLM) -> list[str]:
     return [f"towers.{i}" for i in range(len(model.towers))]
 
 
-def _local_directory(path_or_hub_id: str | Path) -> Path:
+def local_directory(path_or_hub_id: str | Path) -> Path:
+    """A saved model's local directory: the path itself, or a hub id's snapshot (downloaded once,
+    then from the hub's cache); the one place that tells the two apart, for every loader."""
     path = Path(path_or_hub_id).expanduser()
     if path.is_dir():
         return path
@@ -139,7 +141,7 @@ def load_checkpoint(
     dtype: torch.dtype | str | None = None,
 ) -> AudioLM:
     """Rebuild an AudioLM (``cls``) from a directory or hub id written by :func:`save_checkpoint`."""
-    directory = _local_directory(path_or_hub_id)
+    directory = local_directory(path_or_hub_id)
     from ..convert.qwen2_audio import import_qwen2_audio, is_qwen2_audio_dir
 
     if is_qwen2_audio_dir(directory):  # a released Qwen2-Audio: imported with its defaults

@@ -151,9 +151,9 @@ class AudioProcessor:
     @classmethod
     def from_pretrained(cls, path_or_hub_id: str | Path) -> AudioProcessor:
         """The processor of a saved qaudio model directory (or hub id), as the model loader finds it."""
-        from .checkpoint import _local_directory, _read_meta
+        from .checkpoint import _read_meta, local_directory
 
-        directory = _local_directory(path_or_hub_id)
+        directory = local_directory(path_or_hub_id)
         return cls.from_directory(directory, ModelConfig.from_dict(_read_meta(directory)["model"]))
 
     @classmethod

@@ -154,9 +154,9 @@ class Distiller:
 
 def teacher_directory(teacher: str) -> Path:
     """The teacher's local directory (a hub id is downloaded once, as inference loads it)."""
-    from ..model.checkpoint import _local_directory
+    from ..model.checkpoint import local_directory
 
-    return _local_directory(teacher)
+    return local_directory(teacher)
 
 
 def student_tokenizer_dir(cfg: TrainConfig, config: ModelConfig) -> Path | None:
