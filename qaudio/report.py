@@ -154,7 +154,10 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
                 ]
             )
             continue
-        for k, (name, unit) in enumerate(headline_metrics(bench)):
+        family = family_of(bench)
+        # No system's answers could be scored: one row under the family's headline, saying why.
+        fallback = [(family.headline[0] if family else "score", None)]
+        for k, (name, unit) in enumerate(headline_metrics(bench) or fallback):
             cells = []
             for s in systems:
                 result = bench["results"].get(s)
@@ -325,18 +328,19 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def _plotted_metric(bench: dict) -> tuple[str, str | None]:
-    """The first headline metric that some system has a value for (AAS can be n/c; WER then)."""
+def _plotted_metric(bench: dict) -> tuple[str, str | None] | None:
+    """The first headline metric that some system has a value for (AAS can be n/c; WER then);
+    None when no system's answers could be scored (the table says why)."""
     names = headline_metrics(bench)
     for name, unit in names:
         if any((r.get("metric") or {}).get("values", {}).get(name) is not None for r in bench["results"].values()):
             return name, unit
-    return names[0]
+    return names[0] if names else None
 
 
 def plot_scores(report: dict) -> bytes | None:
     """Per-benchmark bars of the primary metric for every system, with 95% intervals and chance lines."""
-    benches = [b for b in report["benchmarks"] if b["status"] == "ok"]
+    benches = [b for b in report["benchmarks"] if b["status"] == "ok" and _plotted_metric(b)]
     if not benches:
         return None
     systems = system_names(report)
@@ -345,7 +349,7 @@ def plot_scores(report: dict) -> bytes | None:
     fig = _figure(3.3 * cols, 2.9 * rows)
     for k, bench in enumerate(benches):
         ax = fig.add_subplot(rows, cols, k + 1)
-        name, unit = _plotted_metric(bench)
+        name, unit = _plotted_metric(bench)  # type: ignore[misc]  # (benches with one, above)
         labels, values, lows, highs, colors = [], [], [], [], []
         for j, s in enumerate(systems):
             result = bench["results"].get(s)
@@ -708,14 +712,16 @@ def write_report(report: dict, out_dir: str | Path) -> dict[str, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
-    texts = {
-        "json": json.dumps(report, ensure_ascii=False, indent=1, allow_nan=False) + "\n",
-        "md": render_markdown(report),
-        "html": render_html(report),
+    # report.json first, on its own: the evaluation's results are kept even if rendering the
+    # others fails (`qaudio eval --rescore report.json` renders them again without re-running).
+    renderers: dict[str, Callable[[dict], str]] = {
+        "json": lambda r: json.dumps(r, ensure_ascii=False, indent=1, allow_nan=False) + "\n",
+        "md": render_markdown,
+        "html": render_html,
     }
     for kind, path in paths.items():
         partial = path.with_name(path.name + ".partial")  # never leave a half-written report
-        partial.write_text(texts[kind], encoding="utf-8")
+        partial.write_text(renderers[kind](report), encoding="utf-8")
         partial.replace(path)
     return paths
 

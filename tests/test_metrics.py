@@ -299,6 +299,9 @@ def test_timestamp_inputs_errors_and_no_match():
     # The anchor's tokens: a prediction without time tokens is left out of AAS and counted.
     r = METRICS["timestamps"](["hi there", "<|0.00|>hi<|0.40|>"], ["<|0.00|>hi<|0.30|>", "<|0.00|>hi<|0.30|>"])
     assert r.values["malformed_predictions"] == 1 and r.values["aas_ms"] == pytest.approx(100.0)
+    # A single time token times no word (an undertrained model's answer): counted, not a crash.
+    r = METRICS["timestamps"](["<|0.10|>", "the <|0.10|>", "<|0.00|>hi<|0.40|>"], ["<|0.00|>hi<|0.30|>"] * 3)
+    assert r.values["malformed_predictions"] == 2 and r.values["aas_ms"] == pytest.approx(100.0)
     with pytest.raises(ValueError, match="example 0: the reference has no time token"):
         METRICS["timestamps"](["<|0.00|>hi<|0.30|>"], ["hi"])
 

@@ -186,3 +186,15 @@ def test_flag_counts_are_a_column_and_flagged_answers_are_listed(report):
     assert "speech: repetition 2, truncated 1" in md and "| repetition | 0 | a b c x la la" in md
     assert "truncated: generation stopped at max_new_tokens" in md
     assert "Flagged answers" in render_html(flagged) and "Flagged answers" not in render_markdown(report)
+
+
+def test_a_benchmark_no_system_could_score_keeps_its_row_and_the_report_is_written(report, tmp_path):
+    # An undertrained model's timestamps could not be scored: the row says why, and every file is written.
+    unscored = json.loads(json.dumps(report))
+    bench = next(b for b in unscored["benchmarks"] if b["name"] == "timestamps")
+    bench["results"]["qaudio"] = {"status": "skipped", "reason": "could not be scored: no timed word"}
+    _, rows = table_rows(unscored)
+    row = next(r for r in rows if r[0] == "timestamps")
+    assert row[3].startswith("AAS") and row[4] == "skipped: could not be scored: no timed word"
+    paths = write_report(unscored, tmp_path)
+    assert all(p.is_file() for p in paths.values())

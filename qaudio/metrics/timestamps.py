@@ -108,7 +108,8 @@ def _as_text(value: str | list, what: str) -> str:
 def qwen_audio_segments(text: str) -> tuple[list[str], list[tuple[float, float]]] | None:
     """The anchor's tokens (raw text between consecutive time tokens) and their (start, end) in s.
 
-    None when the text holds no time token (the anchor counts a pattern error).
+    None when the text holds no time token (the anchor counts a pattern error), or a single one:
+    then no word is timed, and the anchor's tab split would give one empty token without times.
     """
     text = text.replace("<|startoftranscript|>", "").replace("<|transcribe|>", "")
     if "<|en|>" in text:
@@ -117,7 +118,7 @@ def qwen_audio_segments(text: str) -> tuple[list[str], list[tuple[float, float]]
         text = text.replace("<|zh|>", "")
     times = [float(t[2:-2]) for t in _TIME_TOKEN.findall(text)]
     segments = _TIME_TOKEN.split(text)[1:-1]
-    if len(times) != len(segments) + 1:
+    if len(times) != len(segments) + 1 or not segments:
         return None
     return segments, list(itertools.pairwise(times))
 
