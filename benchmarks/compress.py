@@ -281,7 +281,9 @@ def infer_worker(spec: dict) -> dict:
     if spec.get("quality_clips"):  # after the measured phase: its time and memory stay out of the figures above
         from qaudio.infer import Pipeline
 
+        start = time.perf_counter()
         result |= quality_scores(Pipeline(model), Path(spec["corpus"]), spec["quality_clips"])
+        result["quality_s"] = time.perf_counter() - start  # what these columns add to the run (JSON only)
     result["disk_mib"] = _disk_mib(model)
     result["load_average_1min"] = round(os.getloadavg()[0], 2)
     return result
