@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import corpus  # noqa: F401  (a session fixture: the tiny synthetic corpus)
 
 from benchmarks import compress
 from qaudio.evaluate import EvalConfig, evaluate
@@ -66,7 +65,7 @@ def random_model(tmp_path_factory) -> Path:
 
 
 @pytest.mark.skipif(shutil.which("java") is None, reason="caption metrics need a Java runtime")
-def test_a_variant_row_has_the_quality_columns_of_qaudio_eval(corpus, random_model, tmp_path, monkeypatch):  # noqa: F811
+def test_a_variant_row_has_the_quality_columns_of_qaudio_eval(corpus, random_model, tmp_path, monkeypatch):
     from qaudio.metrics import caption
 
     # METEOR's Java run (~15 s here) is not a column: without it the caption metric still computes CIDEr-D for real.
@@ -109,7 +108,7 @@ def test_a_variant_row_has_the_quality_columns_of_qaudio_eval(corpus, random_mod
     ]
 
 
-def test_a_benchmark_without_test_examples_is_skipped_with_the_reason(corpus, random_model, tmp_path):  # noqa: F811
+def test_a_benchmark_without_test_examples_is_skipped_with_the_reason(corpus, random_model, tmp_path):
     from qaudio.infer import Pipeline
     from qaudio.model import AudioLM
 
