@@ -1,8 +1,8 @@
-"""Lighter variants of one model side by side: size, memory, speed and ASR quality in one run.
+"""Lighter variants of one model side by side: size, memory, speed and quality in one run.
 
 From one base model (a saved model directory, or the ``tiny`` preset trained here for
 ``--train-steps`` on the synthetic corpus) each variant is derived and measured on the same
-held-out English ASR clips of the corpus's test split:
+held-out examples of the corpus's test split (speed and WER: its first ``--clips`` English ASR clips):
 
 * parameters, weight bytes in memory (packed int8/int4 counted as stored) and the size of the
   variant saved with ``save_pretrained``;
@@ -11,7 +11,14 @@ held-out English ASR clips of the corpus's test split:
   swamp a small model); each variant runs in a fresh process;
 * latency per clip and real-time factor (seconds of compute per second of audio) at batch 1
   and 8, greedy decoding;
-* corpus WER (Whisper English normaliser) of the batch-1 transcripts.
+* corpus WER (Whisper English normaliser) of the batch-1 transcripts;
+* after the timed phase (so outside the latency and peak figures): captioning CIDEr-D, emotion
+  accuracy and scene accuracy on the first ``--quality-clips`` test examples of each, the
+  ``synthetic`` suite's benchmarks scored by ``qaudio eval``'s own code (its decoding: label
+  scoring for the two classification tasks, greedy at the task's token cap for captions; its
+  metric profiles), so the values match a ``make demo`` report's rows on the same examples
+  (``qaudio eval --limit``). A benchmark the corpus has no test examples for (or whose metric
+  cannot run here) is listed as skipped with the reason; ``--quality-clips 0`` drops these columns.
 
 The training rows (LoRA and QLoRA) train the base's architecture (its config: the same
 sources, sizes and seed, so the same initial weights; a saved model cannot change what trains
@@ -61,6 +68,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import common
+from qaudio.suite import Benchmark
 
 MODULE = "benchmarks.compress"
 BATCH_SIZES = (1, 8)
@@ -152,6 +160,70 @@ def english_asr_clips(corpus: Path, count: int) -> list[dict]:
     return clips
 
 
+# ---- Quality beyond ASR: the synthetic suite's own benchmarks ---------------------------------
+
+
+@dataclass(frozen=True)
+class Quality:
+    benchmark: str  # the synthetic suite's benchmark, scored as `qaudio eval` scores it
+    value: str  # the metric value shown
+    label: str  # what the header text calls it
+    header: str  # the table's column
+    fmt: str
+
+
+QUALITY = {
+    "cider_d": Quality("synthetic captioning", "cider_d", "captioning CIDEr-D", "CIDEr-D", ".3f"),
+    "emotion_accuracy": Quality("synthetic emotion", "accuracy", "emotion accuracy", "emotion %", ".1f"),
+    "scene_accuracy": Quality("synthetic acoustic scene", "accuracy", "scene accuracy", "scene %", ".1f"),
+}
+QUALITY_BATCH_SIZE = 8  # examples per forward pass; float32 batched answers equal one-by-one ones
+
+
+def quality_benchmarks(corpus: Path) -> dict[str, Benchmark]:
+    """The :data:`QUALITY` benchmarks of the ``synthetic`` suite, read from ``corpus``.
+
+    The suite finds its corpus at ``<data root>/synthetic`` (``make demo`` passes the corpus's
+    parent as the data root); the root is set to ``corpus`` itself so a corpus under any name
+    is read, with the suite's recipe, split, task, language filter and metric profile unchanged.
+    """
+    from dataclasses import replace
+
+    from qaudio.specs import get_suite
+
+    by_name = {b.name: b for b in get_suite("synthetic").benchmarks}
+    return {column: replace(by_name[q.benchmark], root=str(corpus)) for column, q in QUALITY.items()}
+
+
+def quality_scores(pipeline, corpus: Path, limit: int) -> dict:
+    """The model's :data:`QUALITY` values on the first ``limit`` test examples of each benchmark,
+    through qaudio's evaluation path (label scoring for the classification tasks, greedy decoding
+    at each task's token cap for captions, the suite's metric profile; no bootstrap intervals or
+    chance levels).
+
+    Returns ``{column: value, "quality_n": {column: examples scored}, "quality_skipped": {column:
+    reason}}``; a benchmark without data (or whose metric cannot run here) is skipped with the reason.
+    """
+    from qaudio.evaluate import benchmark_entry, load_benchmark, run_model, score_entry
+    from qaudio.report import MODEL
+
+    out: dict = {"quality_n": {}, "quality_skipped": {}}
+    for column, benchmark in quality_benchmarks(corpus).items():
+        loaded = load_benchmark(benchmark, limit=limit)
+        if loaded.reason:  # e.g. no example of the task in the test split
+            out["quality_skipped"][column] = f"{benchmark.name}: {loaded.reason}"
+            continue
+        entry = benchmark_entry(loaded)
+        entry["results"][MODEL] = run_model(pipeline, loaded, QUALITY_BATCH_SIZE, progress=False)
+        scored = score_entry(entry, bootstrap=0, chance=False)["results"][MODEL]
+        if scored["status"] != "ok":  # e.g. the caption metric's jars are missing: the reason names the fix
+            out["quality_skipped"][column] = f"{benchmark.name}: {scored['reason']}"
+            continue
+        out[column] = scored["metric"]["values"][QUALITY[column].value]
+        out["quality_n"][column] = scored["metric"]["n"]
+    return out
+
+
 # ---- Workers (one fresh process each) ----------------------------------------------------------
 
 
@@ -206,6 +278,12 @@ def infer_worker(spec: dict) -> dict:
                 result["wer"] = score.values["wer"]
                 result["outputs"] = texts
     result["peak_inference_mib"] = phase.peak_bytes / 2**20 - before_model
+    if spec.get("quality_clips"):  # after the measured phase: its time and memory stay out of the figures above
+        from qaudio.infer import Pipeline
+
+        start = time.perf_counter()
+        result |= quality_scores(Pipeline(model), Path(spec["corpus"]), spec["quality_clips"])
+        result["quality_s"] = time.perf_counter() - start  # what these columns add to the run (JSON only)
     result["disk_mib"] = _disk_mib(model)
     result["load_average_1min"] = round(os.getloadavg()[0], 2)
     return result
@@ -409,11 +487,29 @@ COLUMNS = [
     ("latency_ms_b8", "ms/clip b8", ".0f"),
     ("rtf_b8", "RTF b8", ".3f"),
     ("wer", "WER %", ".2f"),
+    *[(column, q.header, q.fmt) for column, q in QUALITY.items()],
     ("peak_training_mib", "train peak MiB", ".0f"),
     ("frozen_llm", "frozen LLM / its Linear MiB", ""),
     ("losses", "loss first->last", ""),
     ("dev_loss", "dev loss", ".3f"),
 ]
+
+
+def quality_header(rows: list[dict], quality_clips: int) -> list[str]:
+    """What the quality columns measured, said once: each benchmark's metric and n, and what was skipped and why."""
+    scored = []
+    for column, q in QUALITY.items():
+        counts = sorted({r["quality_n"][column] for r in rows if column in r.get("quality_n", {})})
+        if counts:
+            scored.append(f"{q.label} n={'/'.join(map(str, counts))}")
+    lines = [
+        f"quality on the test split, the first {quality_clips} examples of each synthetic-suite benchmark, "
+        f"scored as qaudio eval scores them: {', '.join(scored) or 'none scored'}"
+    ]
+    # each reason once (the rows share the data), its first line (the rest, e.g. how to make the data, is in the JSON)
+    reasons = dict.fromkeys(reason.splitlines()[0] for r in rows for reason in r.get("quality_skipped", {}).values())
+    lines += [f"skipped: {reason}" for reason in reasons]
+    return lines
 
 
 def _against_targets(rows: dict[str, dict]) -> list[str]:
@@ -529,6 +625,13 @@ def main(argv: list[str] | None = None) -> int:
         help=f"rows, from {', '.join([*VARIANTS, *TRAINED, *AUGMENTED, *DISTILLED])} (default: all)",
     )
     parser.add_argument("--clips", type=int, default=32, help="held-out English ASR clips (default 32)")
+    parser.add_argument(
+        "--quality-clips",
+        type=int,
+        default=32,
+        help="test examples of each of captioning (CIDEr-D), emotion and scene (accuracy) scored per variant "
+        "(default 32; 0: no quality columns besides WER)",
+    )
     parser.add_argument("--new-tokens", type=int, default=24, help="greedy decoding cap per clip (default 24)")
     parser.add_argument("--train-steps", type=int, default=20, help="LoRA / QLoRA fine-tuning steps (default 20)")
     parser.add_argument("--train-batch-size", type=int, default=8)
@@ -578,6 +681,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.quality_clips < 0:
+        print(
+            f"error: --quality-clips must be >= 0 (0 turns the columns off), got {args.quality_clips}", file=sys.stderr
+        )
+        return 2
     if not args.corpus:
         print("error: --corpus is required: a synthetic corpus directory (qaudio synth --out DIR)", file=sys.stderr)
         return 2
@@ -610,6 +718,8 @@ def main(argv: list[str] | None = None) -> int:
             "clips": clips,
             "batch_sizes": list(BATCH_SIZES),
             "new_tokens": args.new_tokens,
+            "corpus": str(corpus),
+            "quality_clips": args.quality_clips,
         }
         for name in chosen:
             print(f"measuring {name} ...", file=sys.stderr, flush=True)
@@ -660,7 +770,10 @@ def main(argv: list[str] | None = None) -> int:
         f"<= {args.new_tokens} tokens"
     )
     print(common.machine_line(info, args.threads))
-    print(common.format_table(list(rows.values()), COLUMNS))
+    columns = COLUMNS if args.quality_clips else [c for c in COLUMNS if c[0] not in QUALITY]
+    if args.quality_clips:
+        print("\n".join(quality_header(list(rows.values()), args.quality_clips)))
+    print(common.format_table(list(rows.values()), columns))
     if "bf16" in rows and not cpu_has_bf16():
         print("bf16: this CPU has no bf16 matrix units (no AVX512-BF16 or AMX): bf16 runs emulated, hence slow")
     if any(name in TRAINED for name in rows):
@@ -700,6 +813,10 @@ def main(argv: list[str] | None = None) -> int:
                 "machine": info,
                 "elapsed_s": elapsed,
                 "base_model": model_dir,
+                "quality_clips": args.quality_clips,
+                "quality_benchmarks": {
+                    column: {"benchmark": q.benchmark, "value": q.value} for column, q in QUALITY.items()
+                },
                 "rows": rows,
                 "targets": targets,
                 **({"warning": warning} if warning else {}),

@@ -314,8 +314,12 @@ def chance_baselines(
     return out
 
 
-def score_entry(entry: dict, bootstrap: int = BOOTSTRAP, seed: int = 0) -> dict:
-    """Fill a benchmark entry's metrics, chance levels and analysis from its stored predictions."""
+def score_entry(entry: dict, bootstrap: int = BOOTSTRAP, seed: int = 0, chance: bool = True) -> dict:
+    """Fill a benchmark entry's metrics, chance levels and analysis from its stored predictions.
+
+    ``chance=False`` leaves the chance levels out (``[]``): they cost one more metric run per
+    benchmark (for captions, METEOR's Java program again), which a caller after the systems'
+    values alone can save."""
     task = get_task(entry["task_spec"])
     family = get_metric(task.metric)
     examples = [Example(**d) for d in entry["examples"]]
@@ -346,7 +350,7 @@ def score_entry(entry: dict, bootstrap: int = BOOTSTRAP, seed: int = 0) -> dict:
         res["metric"] = result.to_dict(bootstrap=bootstrap, seed=seed)
         res["metric"]["provenance"]["generation"] = res.get("generation") or "not recorded with these predictions"
         scored[system] = result
-    entry["chance"] = chance_baselines(task, family, entry["profile"], entry["language"], examples)
+    entry["chance"] = chance_baselines(task, family, entry["profile"], entry["language"], examples) if chance else []
     analysis = {
         name: analyse(examples, {s: preds[s] for s in scored}, scored) for name, analyse in family.analyses.items()
     }
@@ -375,7 +379,9 @@ def _environment(device: str | None) -> dict:
     return env
 
 
-def _entry(loaded: Loaded) -> dict:
+def benchmark_entry(loaded: Loaded) -> dict:
+    """A report ``benchmarks`` entry for one loaded benchmark, before any system ran: fill its
+    ``results`` (e.g. with :func:`run_model` under :data:`qaudio.report.MODEL`), then :func:`score_entry`."""
     b = loaded.benchmark
     entry: dict[str, Any] = {
         "name": b.name,
@@ -484,7 +490,7 @@ def evaluate(suite: Suite, cfg: EvalConfig, suite_source: str | None = None) -> 
     runners: dict[str, Any] = {}
     benchmarks = []
     for k, item in enumerate(loaded, 1):
-        entry = _entry(item)
+        entry = benchmark_entry(item)
         benchmarks.append(entry)
         if item.reason:
             continue
