@@ -37,7 +37,7 @@ def eta_message(max_steps: int, step_s: float, dev_s: float, cfg: TrainConfig) -
         text += (
             f"\nqaudio train: note: this machine is {step_s / cfg.expected_step_s:.1f}x slower than this run "
             f"was sized for ({cfg.expected_step_s:.3f} s per step): it trains the same {max_steps} steps, so the "
-            "model comes out the same, only later. Another job sharing the cores is the usual cause"
+            "model comes out the same, only later. Another job sharing the cores, or a slower CPU, is the usual cause"
         )
     return text
 
