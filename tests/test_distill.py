@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_train import corpus, tiny_config, train_losses  # noqa: F401  (corpus is a fixture)
+from test_train import tiny_config, train_losses  # (the corpus fixture is in conftest.py)
 
 from qaudio.config import resolve_model_config, with_overrides
 from qaudio.model import AudioLM
@@ -28,7 +28,7 @@ SMALLER = {"llm": {"hidden_size": 32, "num_layers": 1, "intermediate_size": 64},
 
 
 @pytest.fixture(scope="module")
-def teacher(corpus, tmp_path_factory) -> Path:  # noqa: F811
+def teacher(corpus, tmp_path_factory) -> Path:
     """A tiny model trained for a few steps: the teacher's directory."""
     return train(tiny_config(corpus, tmp_path_factory.mktemp("teacher"), max_steps=4, lr=3e-3))
 
@@ -41,7 +41,7 @@ def student_config(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def batch(corpus, teacher) -> dict:  # noqa: F811
+def batch(corpus, teacher) -> dict:
     """One collated training batch of four tasks, with prompts of different lengths and padding."""
     model = load_teacher(str(teacher))
     cfg = tiny_config(corpus, Path("unused"))
@@ -106,7 +106,7 @@ def test_prompt_positions_carry_no_kl(teacher, batch):
     torch.testing.assert_close(step.kl, expected, rtol=1e-4, atol=1e-6)
 
 
-def test_a_student_with_another_vocabulary_is_refused_naming_both_sizes(corpus, teacher):  # noqa: F811
+def test_a_student_with_another_vocabulary_is_refused_naming_both_sizes(corpus, teacher):
     model = load_teacher(str(teacher))
     cfg = tiny_config(corpus, Path("unused"))
     items = load_items(parse_recipes(cfg.recipes), "train", registry("tasks"), "tags", BadDataLog(), keep_all=True)
@@ -122,7 +122,7 @@ def test_a_student_with_another_vocabulary_is_refused_naming_both_sizes(corpus, 
 
 
 @pytest.mark.slow
-def test_alpha_zero_distillation_trains_exactly_as_the_plain_run(corpus, teacher, tmp_path):  # noqa: F811
+def test_alpha_zero_distillation_trains_exactly_as_the_plain_run(corpus, teacher, tmp_path):
     train(tiny_config(corpus, tmp_path / "plain", max_steps=3, dev_split="none"))
     distilled_cfg = tiny_config(
         corpus, tmp_path / "distilled", max_steps=3, dev_split="none", teacher=str(teacher), distill_alpha=0.0
@@ -134,7 +134,7 @@ def test_alpha_zero_distillation_trains_exactly_as_the_plain_run(corpus, teacher
 
 
 def test_a_smaller_student_learns_the_teacher_and_its_checkpoints_hold_the_student_only(
-    corpus,  # noqa: F811
+    corpus,
     teacher,
     student_config,
     tmp_path,
@@ -171,7 +171,7 @@ def test_a_smaller_student_learns_the_teacher_and_its_checkpoints_hold_the_stude
 
 
 @pytest.mark.slow
-def test_a_resumed_distillation_repeats_the_losses_exactly(corpus, teacher, student_config, tmp_path):  # noqa: F811
+def test_a_resumed_distillation_repeats_the_losses_exactly(corpus, teacher, student_config, tmp_path):
     def config(out: Path):
         return tiny_config(
             corpus,
