@@ -340,16 +340,15 @@ def _plotted_metric(bench: dict) -> tuple[str, str | None] | None:
 
 def plot_scores(report: dict) -> bytes | None:
     """Per-benchmark bars of the primary metric for every system, with 95% intervals and chance lines."""
-    benches = [b for b in report["benchmarks"] if b["status"] == "ok" and _plotted_metric(b)]
-    if not benches:
+    plotted = [(b, m) for b in report["benchmarks"] if b["status"] == "ok" and (m := _plotted_metric(b))]
+    if not plotted:
         return None
     systems = system_names(report)
-    cols = min(4, len(benches))
-    rows = math.ceil(len(benches) / cols)
+    cols = min(4, len(plotted))
+    rows = math.ceil(len(plotted) / cols)
     fig = _figure(3.3 * cols, 2.9 * rows)
-    for k, bench in enumerate(benches):
+    for k, (bench, (name, unit)) in enumerate(plotted):
         ax = fig.add_subplot(rows, cols, k + 1)
-        name, unit = _plotted_metric(bench)  # type: ignore[misc]  # (benches with one, above)
         labels, values, lows, highs, colors = [], [], [], [], []
         for j, s in enumerate(systems):
             result = bench["results"].get(s)
