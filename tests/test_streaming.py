@@ -366,3 +366,11 @@ def test_the_encoder_cache_is_refused_with_the_reason_and_the_fix(sets, tmp_path
         train(_train_cfg(sets, tmp_path / "run", cache_encoder=str(tmp_path / "cache")))
     assert "Drop --cache-encoder" in str(e.value) and "--recipes RECIPE:ROOT --cache-encoder DIR" in str(e.value)
     assert not (tmp_path / "cache").exists()
+
+
+def test_mixing_by_language_pair_is_refused_for_streamed_sets_with_the_fix(sets, tmp_path):
+    from qaudio.train import train
+
+    with pytest.raises(ValueError, match="--mix-by pair needs the examples listed up front") as e:
+        train(_train_cfg(sets, tmp_path / "run", mix_by="pair"))
+    assert "one shard set per language pair" in str(e.value)

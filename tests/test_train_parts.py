@@ -4,6 +4,7 @@ accounting, word-boundary chunking, the learning-rate schedule, checkpoint files
 import argparse
 import itertools
 from collections import Counter
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from qaudio.training.corpus import Item, chunk_by_words, fit_to_window, parse_re
 from qaudio.training.feature_cache import FeatureCache, audio_key
 from qaudio.training.mixing import MixtureSampler, length_grouped_batches, task_weights
 from qaudio.training.optim import lr_factor
+from qaudio.training.setup import mixture_sampler
 
 
 def parse(argv):
@@ -83,6 +85,33 @@ def test_task_weights_temperature_and_repeats():
     assert w["aac"] == pytest.approx(200 / 1100)
     with pytest.raises(ValueError, match="ser have no training examples"):
         task_weights(sizes, ["asr", "ser"], 1.0)
+
+
+def _pair_items(counts):
+    """Stand-in items: ``counts`` maps (task, audio language, text language) to a number of examples."""
+    return [
+        SimpleNamespace(example=SimpleNamespace(task=t, audio_lang=a, text_lang=x), duration=1.0)
+        for (t, a, x), n in counts.items()
+        for _ in range(n)
+    ]
+
+
+def test_mixing_by_language_pair_lifts_small_languages_and_keeps_task_repeats():
+    items = _pair_items({("asr", "en", "en"): 900, ("asr", "de", "de"): 100, ("aac", "unknown", "en"): 100})
+    one_process = SimpleNamespace(process_index=0, num_processes=1)
+    by_task = mixture_sampler(items, ["asr", "asr", "aac"], 2.0, TrainConfig(), one_process)
+    assert by_task.weights == pytest.approx(
+        {"asr": 2 * 1000**0.5 / (2 * 1000**0.5 + 10), "aac": 10 / (2 * 1000**0.5 + 10)}
+    )
+    by_pair = mixture_sampler(items, ["asr", "asr", "aac"], 2.0, TrainConfig(mix_by="pair"), one_process)
+    # sqrt sizes 30, 10, 10; asr listed twice doubles both of its pairs; aac has one pair and keeps its name
+    assert by_pair.weights == pytest.approx({"asr en": 60 / 90, "asr de": 20 / 90, "aac": 10 / 90})
+    assert by_pair.task_indices["asr de"] == list(range(900, 1000))
+    # at T = 1 both units give every task the same share
+    flat = mixture_sampler(items, ["asr", "aac"], 1.0, TrainConfig(mix_by="pair"), one_process).weights
+    assert flat["asr en"] + flat["asr de"] == pytest.approx(1000 / 1100)
+    with pytest.raises(ValueError, match="--mix-by is 'language'; valid choices: task, pair"):
+        TrainConfig(mix_by="language")
 
 
 def _sampler(rank=0, world=1, batch_size=8, batch_seconds=0.0, seed=3):

@@ -19,6 +19,7 @@ from typing import Any
 
 from .. import flags
 from ..config import PROJECTOR_NAMES
+from .mixing import MIX_BY
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCHEDULES = ("cosine", "linear", "constant")
@@ -58,6 +59,14 @@ class TrainConfig:
         1.0,
         "task mixing temperature T: task i is drawn with probability proportional to "
         "(times listed) * (examples)^(1/T); 1 = by size, large T = uniform",
+        group="data",
+    )
+    mix_by: str = _f(
+        "task",
+        "what --temperature balances: each 'task', or each task's language 'pair' (asr en, asr de, "
+        "s2tt en->de...), so that a small language is lifted like a small task; a task listed twice "
+        "doubles all its pairs",
+        choices=MIX_BY,
         group="data",
     )
     long_audio: str = _f(

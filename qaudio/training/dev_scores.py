@@ -34,6 +34,7 @@ from ..metrics.base import display_name, format_value
 from .batching import load_clip
 from .config import TrainConfig
 from .corpus import Item
+from .mixing import group_name
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -53,13 +54,6 @@ class ScoreGroup:
     task: Task
     language: str  # the text language the metric's conventions follow
     items: list[Item]
-
-
-def group_name(task: str, audio_lang: str, text_lang: str, several_pairs: bool) -> str:
-    """``"aac"`` for a task with one language pair; ``"asr en"``, ``"s2tt en->de"`` otherwise."""
-    if not several_pairs:
-        return task
-    return f"{task} {audio_lang}" if audio_lang == text_lang else f"{task} {audio_lang}->{text_lang}"
 
 
 def score_groups(items: list[Item], per_group: int) -> list[ScoreGroup]:

@@ -6,6 +6,11 @@ Raffel et al. 2020, section 3.5.2): task i is drawn with probability proportiona
 ``n_i ** (1/T)``; T = 1 samples by size, large T tends to uniform. A task listed ``m`` times
 (nanochat's habit) has its weight multiplied by ``m``, so listing it twice oversamples it.
 
+The groups the temperature balances are tasks, or (``--mix-by pair``) each task's language
+pairs: ``asr en``, ``asr de``, ``s2tt en->de``... That is the unit Arivazhagan et al. balance.
+By task, 400 German clips beside 3,000 English ones get 12% of the ASR draws whatever T is;
+by pair, T lifts the small languages as it lifts small tasks.
+
 Length grouping (the "megabatch" trick of fairseq and Hugging Face's LengthGroupedSampler):
 draw a window of examples, sort it by duration, cut it into micro-batches, shuffle the
 micro-batches. Padding then stays small while the order stays random.
@@ -21,12 +26,35 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+MIX_BY = ("task", "pair")
+
+
+def group_name(task: str, audio_lang: str, text_lang: str, several_pairs: bool) -> str:
+    """``"aac"`` for a task with one language pair; ``"asr en"``, ``"s2tt en->de"`` otherwise."""
+    if not several_pairs:
+        return task
+    return f"{task} {audio_lang}" if audio_lang == text_lang else f"{task} {audio_lang}->{text_lang}"
+
+
+def mixing_groups(examples: Sequence[Any], by: str) -> list[str]:
+    """Each example's mixing group: its task, or (``by="pair"``) its task and language pair,
+    named as :func:`group_name` names them (a task with a single pair keeps its bare name)."""
+    if by not in MIX_BY:
+        raise ValueError(f"unknown mixing unit {by!r}; expected one of {', '.join(MIX_BY)}")
+    if by == "task":
+        return [ex.task for ex in examples]
+    pairs: dict[str, set[tuple[str, str]]] = {}
+    for ex in examples:
+        pairs.setdefault(ex.task, set()).add((ex.audio_lang, ex.text_lang))
+    return [group_name(ex.task, ex.audio_lang, ex.text_lang, len(pairs[ex.task]) > 1) for ex in examples]
+
 
 def task_weights(sizes: dict[str, int], listed: Sequence[str], temperature: float) -> dict[str, float]:
-    """Sampling probability per task: ``m_i * n_i ** (1/T)``, normalised.
+    """Sampling probability per task (or mixing group): ``m_i * n_i ** (1/T)``, normalised.
 
     ``sizes``: examples per task; ``listed``: task names as given (repeats oversample).
     """

@@ -33,7 +33,7 @@ from .corpus import (
     parse_tasks,
     tokenizer_texts,
 )
-from .mixing import MixtureSampler, task_weights
+from .mixing import MixtureSampler, mixing_groups, task_weights
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -48,6 +48,7 @@ RESUME_INVARIANTS = (
     "recipes",
     "train_split",
     "temperature",
+    "mix_by",
     "long_audio",
     "model",
     *[name for name in MODEL_FLAGS if name not in SOURCE_FLAGS],
@@ -315,14 +316,18 @@ class Run:
 def mixture_sampler(
     items: list, tasks: list[str], temperature: float, cfg: TrainConfig, accelerator: Accelerator
 ) -> MixtureSampler:
-    """The seeded, per-process mixture sampler over ``items`` (task weights at ``temperature``,
-    length-grouped batches as ``cfg`` sizes them): the manifest route's, and the streamed route's head."""
-    task_indices: dict[str, list[int]] = defaultdict(list)
-    for i, item in enumerate(items):
-        task_indices[item.example.task].append(i)
+    """The seeded, per-process mixture sampler over ``items`` (weights at ``temperature`` over the
+    tasks, or their language pairs with ``--mix-by pair``; length-grouped batches as ``cfg`` sizes
+    them): the manifest route's, and the streamed route's head."""
+    group_indices: dict[str, list[int]] = defaultdict(list)
+    for i, group in enumerate(mixing_groups([item.example for item in items], cfg.mix_by)):
+        group_indices[group].append(i)
+    # A task listed m times lists each of its groups m times: its pairs are oversampled together.
+    task_of = {group: items[members[0]].example.task for group, members in group_indices.items()}
+    listed = [group for task in tasks for group in sorted(group_indices) if task_of[group] == task]
     return MixtureSampler(
-        dict(task_indices),
-        task_weights({t: len(v) for t, v in task_indices.items()}, tasks, temperature),
+        dict(group_indices),
+        task_weights({g: len(v) for g, v in group_indices.items()}, listed, temperature),
         np.array([it.duration for it in items], dtype=np.float64),
         cfg.batch_size,
         cfg.batch_seconds,
@@ -390,15 +395,16 @@ def build_run(
     )
     dev_collator = Collator(processor, dev_items, style, cfg.seed, max_seconds, cache, keys["dev"], bad.skipped)
     log(
-        f"qaudio train: {len(train_items)} training examples, {len(dev_items)} dev examples; tasks: "
-        + ", ".join(f"{t} {len(sampler.task_indices[t])} (p={sampler.weights[t]:.2f})" for t in sampler.tasks)
+        f"qaudio train: {len(train_items)} training examples, {len(dev_items)} dev examples; "
+        + ("tasks: " if cfg.mix_by == "task" else "tasks by language pair: ")
+        + ", ".join(f"{g} {len(sampler.task_indices[g])} (p={sampler.weights[g]:.2f})" for g in sampler.tasks)
     )
     return Run(
         model,
         model.trainable_parameter_names(),
         train_items,
         dev_items,
-        sampler.tasks,
+        sorted(set(train_tasks)),
         sum(len(v) for v in sampler.task_indices.values()),
         sampler,
         collator,

@@ -464,6 +464,12 @@ def build_stream_run(cfg: Any, accelerator: Any, locations: list[str], resume_fr
 
     if cfg.cache_encoder:
         raise ValueError(STREAMED_CACHE_REFUSAL)
+    if cfg.mix_by != "task":  # a stream draws whole shard sets; it cannot see a language pair before reading it
+        raise ValueError(
+            "--mix-by pair needs the examples listed up front; streamed shard sets are mixed per set "
+            "(--temperature over the sets' sizes). Write one shard set per language pair and list "
+            "them in --recipes to balance pairs, or train from the recipe's manifests"
+        )
     t0 = time.perf_counter()
     indexes = [read_index(loc) for loc in locations]
     keep_all = cfg.tasks.strip() == "all"
