@@ -395,12 +395,15 @@ def test_max_minutes_stops_at_the_deadline_when_the_machine_slows_down(corpus, t
 
 
 def test_the_model_directory_records_what_training_did(corpus, tmp_path):
-    final = train(tiny_config(corpus, tmp_path / "run", max_steps=4, eval_every=2, log_every=1))
+    cfg = tiny_config(corpus, tmp_path / "run", max_steps=4, eval_every=2, log_every=1)
+    final = train(cfg)
     summary = read_summary(final)
     trained = sum(sum(r["task_examples"].values()) for r in read_metrics(tmp_path / "run", "train"))
     assert summary["steps"] == summary["planned_steps"] == 4 and not summary["stopped_early"]
     assert summary["examples_seen"] == trained > 0
     assert summary["audio_seconds_seen"] > 0 and summary["precision"] == "fp32" and summary["processes"] == 1
+    assert (summary["mix_by"], summary["temperature"], summary["lr"]) == ("task", cfg.temperature, cfg.lr)
+    assert f"mixed by task at T={cfg.temperature:g}, peak lr {cfg.lr:g}" in describe(summary)
     # dev loss at steps 0, 2 and 4 for each task: the learning curve the report plots
     assert {t: [p[0] for p in pts] for t, pts in summary["learning_curve"].items()} == {
         t: [0, 2, 4] for t in ("aac", "aqa", "asr")

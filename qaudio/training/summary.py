@@ -69,6 +69,10 @@ def summarize_run(
         "batch_size": cfg.batch_size,
         "seed": cfg.seed,
         "tasks": cfg.tasks,
+        # the mixture and the rate: with them and the steps, a reader can tell a run's budget from its method
+        "mix_by": cfg.mix_by,
+        "temperature": cfg.temperature,
+        "lr": cfg.lr,
         "learning_curve": learning_curve(state.dev_history),
         "score_curve": score_curve(state.dev_scores),
     }
@@ -127,6 +131,9 @@ def describe(summary: dict[str, Any]) -> str:
         f"{summary.get('processes', 1)} process(es) x {summary.get('threads', '?')} threads on "
         f"{summary.get('machine', 'an unknown machine')}"
     )
+    if "mix_by" in summary:  # absent from models trained before it was recorded
+        unit = "task" if summary["mix_by"] == "task" else "language pair"
+        text += f"; tasks {summary['tasks']} mixed by {unit} at T={summary['temperature']:g}, peak lr {summary['lr']:g}"
     if summary.get("stopped_early"):
         text += (
             f"; STOPPED EARLY by the time budget at step {summary['steps']} of {summary['planned_steps']} "
