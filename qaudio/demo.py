@@ -41,7 +41,9 @@ DEMO_MIX_BY, DEMO_TEMPERATURE = "pair", 2.0
 # Peak learning rate: at batch 32 (about 1,400 tokens) 1e-3 left the step noisy until the cosine
 # decay; 5e-4 learned English ASR earlier (dev WER 10% at step 1,200 against 25%) and ended lower.
 DEMO_LR = 5e-4
-DEMO_STEPS = 2000  # optimizer steps of 32 examples: 64,000 examples, ~9 min on a 2-core machine
+# 2,000 optimizer steps of 32 examples (64,000 examples): ~9 min of training on 2 Xeon cores in bf16,
+# ~25 min on 2 EPYC cores in fp32 (measured, benchmarks/RESULTS.md)
+DEMO_STEPS = 2000
 # The step time the demo was sized for, by the precision ``--precision auto`` picks: bf16 where the
 # CPU has bf16 units (2 cores of an Intel Xeon with AMX: 0.24-0.30 s measured, benchmarks/RESULTS.md),
 # fp32 elsewhere (0.42 s on the same Xeon in fp32). Cached encoder outputs. A probe much slower than

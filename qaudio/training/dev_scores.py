@@ -34,7 +34,7 @@ from ..metrics.base import display_name, format_value
 from .batching import load_clip
 from .config import TrainConfig
 from .corpus import Item
-from .mixing import group_name
+from .mixing import mixing_groups
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -57,18 +57,18 @@ class ScoreGroup:
 
 
 def score_groups(items: list[Item], per_group: int) -> list[ScoreGroup]:
-    """The first ``per_group`` items of each group, groups sorted by task and language pair."""
-    by_task: dict[str, dict[tuple[str, str], list[Item]]] = {}
-    for item in items:
-        ex = item.example
-        by_task.setdefault(ex.task, {}).setdefault((ex.audio_lang, ex.text_lang), []).append(item)
-    groups = []
-    for task in sorted(by_task):
-        pairs = by_task[task]
-        for (audio_lang, text_lang), members in sorted(pairs.items()):
-            name = group_name(task, audio_lang, text_lang, len(pairs) > 1)
-            groups.append(ScoreGroup(name, members[0].task, text_lang, members[:per_group]))
-    return groups
+    """The first ``per_group`` items of each group (the groups ``--mix-by pair`` mixes), sorted by
+    task and language pair."""
+    members: dict[str, list[Item]] = {}
+    for item, name in zip(items, mixing_groups([it.example for it in items], "pair"), strict=True):
+        members.setdefault(name, []).append(item)
+
+    def task_and_pair(named: tuple[str, list[Item]]) -> tuple[str, str, str]:
+        ex = named[1][0].example
+        return ex.task, ex.audio_lang, ex.text_lang
+
+    ordered = sorted(members.items(), key=task_and_pair)
+    return [ScoreGroup(name, group[0].task, group[0].example.text_lang, group[:per_group]) for name, group in ordered]
 
 
 @contextlib.contextmanager
