@@ -368,9 +368,12 @@ def test_the_encoder_cache_is_refused_with_the_reason_and_the_fix(sets, tmp_path
     assert not (tmp_path / "cache").exists()
 
 
-def test_mixing_by_language_pair_is_refused_for_streamed_sets_with_the_fix(sets, tmp_path):
+def test_mixing_by_pair_or_pinned_weights_is_refused_for_streamed_sets_with_the_fix(sets, tmp_path):
     from qaudio.train import train
 
     with pytest.raises(ValueError, match="--mix-by pair needs the examples listed up front") as e:
         train(_train_cfg(sets, tmp_path / "run", mix_by="pair"))
     assert "one shard set per language pair" in str(e.value)
+    with pytest.raises(ValueError, match="--mix-weights pins tasks or language pairs of examples listed up front") as e:
+        train(_train_cfg(sets, tmp_path / "run", mix_weights="asr=0.5"))
+    assert "listing its task twice in --tasks" in str(e.value)

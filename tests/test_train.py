@@ -404,6 +404,8 @@ def test_the_model_directory_records_what_training_did(corpus, tmp_path):
     assert summary["audio_seconds_seen"] > 0 and summary["precision"] == "fp32" and summary["processes"] == 1
     assert (summary["mix_by"], summary["temperature"], summary["lr"]) == ("task", cfg.temperature, cfg.lr)
     assert f"mixed by task at T={cfg.temperature:g}, peak lr {cfg.lr:g}" in describe(summary)
+    assert "pinned" not in describe(summary)
+    assert "T=2 (asr en=0.3 pinned), peak" in describe({**summary, "temperature": 2.0, "mix_weights": "asr en=0.3"})
     # dev loss at steps 0, 2 and 4 for each task: the learning curve the report plots
     assert {t: [p[0] for p in pts] for t, pts in summary["learning_curve"].items()} == {
         t: [0, 2, 4] for t in ("aac", "aqa", "asr")

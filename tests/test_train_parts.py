@@ -114,6 +114,39 @@ def test_mixing_by_language_pair_lifts_small_languages_and_keeps_task_repeats():
         TrainConfig(mix_by="language")
 
 
+def test_pinned_mix_weights_hold_while_the_other_groups_share_the_rest_by_temperature():
+    items = _pair_items({("asr", "en", "en"): 900, ("asr", "de", "de"): 100, ("aac", "unknown", "en"): 100})
+    one_process = SimpleNamespace(process_index=0, num_processes=1)
+    cfg = TrainConfig(mix_by="pair", mix_weights="asr en = 0.5")
+    weights = mixture_sampler(items, ["asr", "asr", "aac"], 2.0, cfg, one_process).weights
+    # unpinned: asr de 20, aac 10 (sqrt sizes, asr listed twice) share the other half 2:1
+    assert weights == pytest.approx({"asr en": 0.5, "asr de": 1 / 3, "aac": 1 / 6})
+    # more English examples move a temperature share, never a pinned one
+    more = _pair_items({("asr", "en", "en"): 3600, ("asr", "de", "de"): 100, ("aac", "unknown", "en"): 100})
+    assert mixture_sampler(more, ["asr", "asr", "aac"], 2.0, cfg, one_process).weights == pytest.approx(weights)
+    every = TrainConfig(mix_by="pair", mix_weights="asr en=0.6,asr de=0.3,aac=0.1")
+    assert mixture_sampler(items, ["asr", "aac"], 1.0, every, one_process).weights == pytest.approx(
+        {"asr en": 0.6, "asr de": 0.3, "aac": 0.1}
+    )
+    with pytest.raises(
+        ValueError, match=r"names 'asr fr', not a mixing group of this run; the groups are: aac, asr de"
+    ):
+        mixture_sampler(items, ["asr", "aac"], 1.0, TrainConfig(mix_by="pair", mix_weights="asr fr=0.1"), one_process)
+    with pytest.raises(ValueError, match=r"summing to 1\.1, leaving nothing for aac"):
+        mixture_sampler(
+            items, ["asr", "aac"], 1.0, TrainConfig(mix_by="pair", mix_weights="asr en=.8,asr de=.3"), one_process
+        )
+    with pytest.raises(ValueError, match=r"pins every group, so its probabilities must sum to 1; they sum to 0\.9"):
+        mixture_sampler(items, ["asr", "aac"], 1.0, TrainConfig(mix_weights="asr=0.5,aac=0.4"), one_process)
+    # the form is checked when the options are read, before any data is
+    for bad in ("asr en", "asr en=1.5", "=0.2", "asr=x"):
+        with pytest.raises(ValueError, match="is not GROUP=PROBABILITY"):
+            TrainConfig(mix_weights=bad)
+    with pytest.raises(ValueError, match="names 'asr' twice"):
+        TrainConfig(mix_weights="asr=0.2,asr=0.3")
+    assert parse(["--mix-weights", "asr en=0.28,ser=0.08"]).mix_weights == "asr en=0.28,ser=0.08"
+
+
 def _sampler(rank=0, world=1, batch_size=8, batch_seconds=0.0, seed=3):
     rng = np.random.default_rng(0)
     durations = rng.uniform(1, 10, size=600)

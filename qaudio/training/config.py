@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import flags
 from ..config import PROJECTOR_NAMES
-from .mixing import MIX_BY
+from .mixing import MIX_BY, parse_mix_weights
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCHEDULES = ("cosine", "linear", "constant")
@@ -68,6 +68,13 @@ class TrainConfig:
         "doubles all its pairs",
         choices=MIX_BY,
         group="data",
+    )
+    mix_weights: str = _f(
+        "",
+        "pin some mixing groups' probabilities, e.g. 'asr en=0.28,ser=0.08' (groups as the log's first "
+        "line names them); the other groups share the rest by --temperature",
+        group="data",
+        metavar="GROUP=P,...",
     )
     long_audio: str = _f(
         "skip",
@@ -364,6 +371,7 @@ class TrainConfig:
             raise ValueError(f"--distill-temperature must be > 0, got {self.distill_temperature!r}")
         if self.teacher is not None and not str(self.teacher).strip():
             raise ValueError("--teacher must name a saved qaudio model directory or hub id")
+        parse_mix_weights(self.mix_weights)  # the form; the group names are checked once the data is read
         if not self.tasks.strip() or not self.recipes.strip():
             raise ValueError("--tasks and --recipes must not be empty")
         from .augmentation import AugmentSpec

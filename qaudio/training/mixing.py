@@ -11,6 +11,11 @@ pairs: ``asr en``, ``asr de``, ``s2tt en->de``... That is the unit Arivazhagan e
 By task, 400 German clips beside 3,000 English ones get 12% of the ASR draws whatever T is;
 by pair, T lifts the small languages as it lifts small tasks.
 
+``--mix-weights`` pins some groups' probabilities outright (``"asr en=0.28,ser=0.08"``) and the
+other groups share what is left by the temperature rule. A temperature ties each share to the
+group's size, so adding examples to one group moves every share; a pinned share stays where it
+was put (the ``probabilities`` of Hugging Face ``datasets.interleave_datasets``).
+
 Length grouping (the "megabatch" trick of fairseq and Hugging Face's LengthGroupedSampler):
 draw a window of examples, sort it by duration, cut it into micro-batches, shuffle the
 micro-batches. Padding then stays small while the order stays random.
@@ -67,6 +72,53 @@ def task_weights(sizes: dict[str, int], listed: Sequence[str], temperature: floa
     raw = {t: m * float(sizes[t]) ** (1.0 / temperature) for t, m in times.items()}
     total = sum(raw.values())
     return {t: w / total for t, w in raw.items()}
+
+
+def parse_mix_weights(text: str) -> dict[str, float]:
+    """``"asr en=0.28, ser=0.08"`` -> ``{"asr en": 0.28, "ser": 0.08}``; each a probability in (0, 1]."""
+    pinned: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.rpartition("=")
+        name = " ".join(name.split())  # "asr  en" and "asr en" name one group
+        try:
+            p = float(value)
+        except ValueError:
+            p = float("nan")
+        if not sep or not name or not 0 < p <= 1:
+            raise ValueError(
+                f"--mix-weights: {part!r} is not GROUP=PROBABILITY with a probability in (0, 1], "
+                "e.g. 'asr en=0.28,ser=0.08' (groups as the training log names them)"
+            )
+        if name in pinned:
+            raise ValueError(f"--mix-weights names {name!r} twice")
+        pinned[name] = p
+    return pinned
+
+
+def pin_weights(weights: dict[str, float], pinned: dict[str, float]) -> dict[str, float]:
+    """``weights`` (probabilities per group) with the ``pinned`` groups set to their given
+    probability and the others scaled to share the rest in their own proportions."""
+    unknown = [g for g in pinned if g not in weights]
+    if unknown:
+        raise ValueError(
+            f"--mix-weights names {', '.join(map(repr, unknown))}, not a mixing group of this run; "
+            f"the groups are: {', '.join(sorted(weights))}"
+        )
+    total = sum(pinned.values())
+    rest = [g for g in weights if g not in pinned]
+    if not rest:
+        if abs(total - 1) > 1e-3:
+            raise ValueError(
+                f"--mix-weights pins every group, so its probabilities must sum to 1; they sum to {total:g}"
+            )
+        return {g: pinned[g] / total for g in weights}
+    if total >= 1:
+        raise ValueError(
+            f"--mix-weights pins probabilities summing to {total:g}, leaving nothing for "
+            f"{', '.join(sorted(rest))}; pin less, or pin every group with probabilities summing to 1"
+        )
+    scale = (1 - total) / sum(weights[g] for g in rest)
+    return {g: pinned[g] if g in pinned else weights[g] * scale for g in weights}
 
 
 def length_grouped_batches(

@@ -33,7 +33,7 @@ from .corpus import (
     parse_tasks,
     tokenizer_texts,
 )
-from .mixing import MixtureSampler, mixing_groups, task_weights
+from .mixing import MixtureSampler, mixing_groups, parse_mix_weights, pin_weights, task_weights
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -49,6 +49,7 @@ RESUME_INVARIANTS = (
     "train_split",
     "temperature",
     "mix_by",
+    "mix_weights",
     "long_audio",
     "model",
     *[name for name in MODEL_FLAGS if name not in SOURCE_FLAGS],
@@ -317,17 +318,18 @@ def mixture_sampler(
     items: list, tasks: list[str], temperature: float, cfg: TrainConfig, accelerator: Accelerator
 ) -> MixtureSampler:
     """The seeded, per-process mixture sampler over ``items`` (weights at ``temperature`` over the
-    tasks, or their language pairs with ``--mix-by pair``; length-grouped batches as ``cfg`` sizes
-    them): the manifest route's, and the streamed route's head."""
+    tasks, or their language pairs with ``--mix-by pair``, and ``--mix-weights`` pinned; length-grouped
+    batches as ``cfg`` sizes them): the manifest route's, and the streamed route's head."""
     group_indices: dict[str, list[int]] = defaultdict(list)
     for i, group in enumerate(mixing_groups([item.example for item in items], cfg.mix_by)):
         group_indices[group].append(i)
     # A task listed m times lists each of its groups m times: its pairs are oversampled together.
     task_of = {group: items[members[0]].example.task for group, members in group_indices.items()}
     listed = [group for task in tasks for group in sorted(group_indices) if task_of[group] == task]
+    weights = task_weights({g: len(v) for g, v in group_indices.items()}, listed, temperature)
     return MixtureSampler(
         dict(group_indices),
-        task_weights({g: len(v) for g, v in group_indices.items()}, listed, temperature),
+        pin_weights(weights, parse_mix_weights(cfg.mix_weights)),
         np.array([it.duration for it in items], dtype=np.float64),
         cfg.batch_size,
         cfg.batch_seconds,

@@ -470,6 +470,12 @@ def build_stream_run(cfg: Any, accelerator: Any, locations: list[str], resume_fr
             "(--temperature over the sets' sizes). Write one shard set per language pair and list "
             "them in --recipes to balance pairs, or train from the recipe's manifests"
         )
+    if cfg.mix_weights:  # its groups are tasks or pairs of listed examples; a stream's unit is the set
+        raise ValueError(
+            "--mix-weights pins tasks or language pairs of examples listed up front; streamed shard sets "
+            "are mixed per set by --temperature over their sizes. Oversample a set by listing its task "
+            "twice in --tasks, or train from the recipe's manifests"
+        )
     t0 = time.perf_counter()
     indexes = [read_index(loc) for loc in locations]
     keep_all = cfg.tasks.strip() == "all"

@@ -72,6 +72,7 @@ def summarize_run(
         # the mixture and the rate: with them and the steps, a reader can tell a run's budget from its method
         "mix_by": cfg.mix_by,
         "temperature": cfg.temperature,
+        "mix_weights": cfg.mix_weights,
         "lr": cfg.lr,
         "learning_curve": learning_curve(state.dev_history),
         "score_curve": score_curve(state.dev_scores),
@@ -133,7 +134,11 @@ def describe(summary: dict[str, Any]) -> str:
     )
     if "mix_by" in summary:  # absent from models trained before it was recorded
         unit = "task" if summary["mix_by"] == "task" else "language pair"
-        text += f"; tasks {summary['tasks']} mixed by {unit} at T={summary['temperature']:g}, peak lr {summary['lr']:g}"
+        pinned = f" ({summary['mix_weights']} pinned)" if summary.get("mix_weights") else ""
+        text += (
+            f"; tasks {summary['tasks']} mixed by {unit} at T={summary['temperature']:g}{pinned}, "
+            f"peak lr {summary['lr']:g}"
+        )
     if summary.get("stopped_early"):
         text += (
             f"; STOPPED EARLY by the time budget at step {summary['steps']} of {summary['planned_steps']} "
