@@ -1,5 +1,6 @@
 """The synthetic corpus: reproducible bytes, disjoint splits, every task, sane targets."""
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -148,6 +149,16 @@ def test_an_existing_corpus_is_kept_and_the_cli_says_so(tiny, capsys):
     assert qaudio_main(["synth", "--out", str(tiny), "--size", "tiny", "--quiet"]) == 0
     assert "already holds this corpus" in capsys.readouterr().out
     assert _digest(tiny) == before
+
+
+def test_a_size_whose_counts_changed_is_made_again_not_reused(tiny, tmp_path, monkeypatch):
+    # a later release that gives "tiny" more clips must not take an older "tiny" folder as its own
+    corpus.generate(tmp_path / "c", size="tiny", seed=0, workers=1, progress=False)
+    bigger = {**corpus.SIZES["tiny"], "train": dataclasses.replace(corpus.SIZES["tiny"]["train"], de=5)}
+    monkeypatch.setitem(corpus.SIZES, "tiny", bigger)
+    info = corpus.generate(tmp_path / "c", size="tiny", seed=0, workers=1, progress=False)
+    assert info["timing"] is not None and info["counts"]["train"]["de"] == 5
+    assert len(list((tmp_path / "c" / "audio" / "train" / "de").glob("*.wav"))) == 5
 
 
 def test_a_folder_with_other_files_is_refused(tmp_path, capsys):

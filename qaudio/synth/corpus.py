@@ -82,9 +82,12 @@ SIZES: dict[str, dict[str, SplitSize]] = {
         _S(en=6, de=2, fr=2, srwt=3, s2tt=2, emotion=4, events=3, scenes=7),
     ),
     # `make demo`: the measured English ASR recipe of shared/OFFLINE.md (3000 train / 200
-    # test clips) plus a few hundred clips of every other task
+    # test clips) plus every other task. German, French and emotion have 1,200, 1,200 and 1,000
+    # train clips, word times and translations ride on 1,000 and 600 English clips: with 400,
+    # 400, 400, 500 and 300 the demo's 2,000 steps underfit German and French and overfit word
+    # times and translation (benchmarks/RESULTS.md, "More distinct examples").
     "small": _sizes(
-        _S(en=3000, de=400, fr=400, srwt=500, s2tt=300, emotion=400, events=500, scenes=420),
+        _S(en=3000, de=1200, fr=1200, srwt=1000, s2tt=600, emotion=1000, events=500, scenes=420),
         _S(en=200, de=50, fr=50, srwt=100, s2tt=50, emotion=100, events=100, scenes=105),
     ),
     "medium": _sizes(
@@ -336,9 +339,15 @@ def _existing(out: Path, size: str, seed: int, piper_voice: bool) -> dict | None
         info = json.loads((out / CORPUS_FILE).read_text())
     except (OSError, ValueError):
         return None
-    wanted = (GENERATOR_VERSION, size, seed, piper_voice)
-    same = (info.get("version"), info.get("size"), info.get("seed"), info.get("piper")) == wanted
+    # The clip counts too: a size whose counts were changed in a later release names another corpus.
+    wanted = (GENERATOR_VERSION, size, _counts(size), seed, piper_voice)
+    same = (info.get("version"), info.get("size"), info.get("counts"), info.get("seed"), info.get("piper")) == wanted
     return info if same and all((out / f"{s}.jsonl").is_file() for s in SPLITS) else None
+
+
+def _counts(size: str) -> dict[str, dict[str, int]]:
+    """The clip counts of ``size`` per split, as corpus.json records them."""
+    return {split: asdict(n) for split, n in SIZES[size].items()}
 
 
 def _prepare(out: Path) -> None:
@@ -367,8 +376,8 @@ def generate(
 ) -> dict:
     """Make the corpus in ``out_dir`` and return its description (what corpus.json holds).
 
-    A folder that already holds the same corpus (size, seed, Piper or not, generator version)
-    is kept as it is unless ``force``. ``piper_voice`` speaks every tenth English train clip
+    A folder that already holds the same corpus (size and its clip counts, seed, Piper or not,
+    generator version) is kept as it is unless ``force``. ``piper_voice`` speaks every tenth English train clip
     with the Piper neural voice (must be installed; 20 times slower than eSpeak). Also returns,
     outside corpus.json, ``seconds`` (wall time) and ``realtime`` (audio seconds per wall
     second) under the key ``timing``.
@@ -429,6 +438,7 @@ def describe(
         "generator": "qaudio.synth",
         "version": GENERATOR_VERSION,
         "size": size,
+        "counts": _counts(size),
         "seed": seed,
         "piper": piper_voice,
         "sample_rate": SR,
