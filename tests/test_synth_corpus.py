@@ -151,7 +151,7 @@ def test_an_existing_corpus_is_kept_and_the_cli_says_so(tiny, capsys):
     assert _digest(tiny) == before
 
 
-def test_a_size_whose_counts_changed_is_made_again_not_reused(tiny, tmp_path, monkeypatch):
+def test_a_size_whose_counts_changed_is_made_again_not_reused(tmp_path, monkeypatch):
     # a later release that gives "tiny" more clips must not take an older "tiny" folder as its own
     corpus.generate(tmp_path / "c", size="tiny", seed=0, workers=1, progress=False)
     bigger = {**corpus.SIZES["tiny"], "train": dataclasses.replace(corpus.SIZES["tiny"]["train"], de=5)}

@@ -377,10 +377,10 @@ def generate(
     """Make the corpus in ``out_dir`` and return its description (what corpus.json holds).
 
     A folder that already holds the same corpus (size and its clip counts, seed, Piper or not,
-    generator version) is kept as it is unless ``force``. ``piper_voice`` speaks every tenth English train clip
-    with the Piper neural voice (must be installed; 20 times slower than eSpeak). Also returns,
-    outside corpus.json, ``seconds`` (wall time) and ``realtime`` (audio seconds per wall
-    second) under the key ``timing``.
+    generator version) is kept as it is unless ``force``. ``piper_voice`` speaks every tenth
+    English train clip with the Piper neural voice (must be installed; 20 times slower than
+    eSpeak). Also returns, outside corpus.json, ``seconds`` (wall time) and ``realtime`` (audio
+    seconds per wall second) under the key ``timing``.
     """
     if not espeak.available():
         raise espeak.EspeakUnavailable(f"the synthetic corpus needs eSpeak NG: {espeak.INSTALL_HINT}")
