@@ -108,7 +108,6 @@ def _fill_cache(model, processor, clips, spec: dict, device, root: Path):
         processor,
         model,
         {c.key: c for c in clips},
-        spec["batch_size"],
         "bench",
         autocast=lambda: common.autocast(device, spec["dtype"]),
         load=lambda clip: clip.samples,

@@ -19,6 +19,16 @@ A model with second audio towers (``ModelConfig.towers``) caches the fused state
 tower's config, weights and feature extractor. A tower trained with LoRA refuses the cache, as
 a trained Whisper encoder does: its outputs change at every step.
 
+A clip's entry does not depend on which clips it was encoded with. Encoder outputs move by
+about 1e-5 with the shape of the batch (the matmul and attention kernels block their sums by the
+padded length and the row count), and training amplifies that: the demo trained on a cache filled
+in two goes scored up to 1.7 WER points off the same run on a cache filled at once
+(benchmarks/RESULTS.md, "More distinct examples"). So every clip is encoded in a batch of one
+shape that follows from its length alone: :data:`CANONICAL_ROWS` rows, padded to its mel frames
+rounded up to a multiple of :data:`CANONICAL_FRAMES`, with silent filler clips of exactly that
+length in the rows left over. Measured on Whisper tiny.en: clips so encoded are bitwise equal
+whatever their batch-mates, position or order.
+
 Files: ``encoder.json`` (what the id was computed from), ``shard-r<R>-<N>.safetensors``
 (one tensor (T', D_enc) per key, written to a temporary name and renamed, so a killed run
 leaves no half shard). The index is the union of the shards' tensor names, read from their
@@ -44,13 +54,20 @@ if TYPE_CHECKING:
     from .bad_data import BadDataLog
     from .config import TrainConfig
 
+import numpy as np
 import torch
 
 from ..dtypes import torch_dtype
+from ..model.lengths import CONV_STRIDE, HOP_LENGTH, WHISPER_POSITIONS, mel_frame_count
 
 FORMAT_VERSION = 1  # bump when what is stored changes meaning
 DTYPES = {name: torch_dtype(name) for name in ("fp16", "bf16", "fp32")}  # the storage dtypes offered
 SHARD_ENTRIES = 512  # clips per shard file
+# The one batch shape each clip is encoded in (see the module's docstring): 16 rows, at least one a
+# filler; padded lengths in steps of half a second, which on 1-10 s clips costs about 10% more
+# encoder work than padding to the longest of a duration-sorted batch.
+CANONICAL_ROWS = 16
+CANONICAL_FRAMES = 50
 
 
 def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -87,6 +104,7 @@ def encoder_identity(model: AudioLM, processor: AudioProcessor, precision: str) 
         "feature_extractor": processor.feature_extractor.to_dict(),
         "weights_sha256": weights_fingerprint(model.audio_tower),
         "precision": precision,
+        "batch_shape": {"rows": CANONICAL_ROWS, "frames_multiple": CANONICAL_FRAMES},
     }
     if model.config.towers:  # only then, so a Whisper-only model keeps its cache directory
         identity["towers"] = [
@@ -166,18 +184,38 @@ class FeatureCache:
         return final
 
 
+def canonical_frames(mel_frames: int) -> int:
+    """The padded length, in mel frames, a clip of ``mel_frames`` is encoded at: the next multiple
+    of :data:`CANONICAL_FRAMES`, at most the encoder's 30 s window."""
+    return min(-(-mel_frames // CANONICAL_FRAMES) * CANONICAL_FRAMES, WHISPER_POSITIONS * CONV_STRIDE)
+
+
 def encode_clips(
     processor: AudioProcessor,
     model: AudioLM,
-    clips: list,
+    clips: list[np.ndarray],
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    shape: tuple[int, int] | None = None,
 ) -> list[torch.Tensor]:
     """Encoder states of each clip, (T'_i, D_enc) float32, as training computes them: the
     processor's float32 log-mels, the encoder on real lengths (:meth:`AudioLM.encode`) under
-    ``autocast()`` (the training precision)."""
+    ``autocast()`` (the training precision).
+
+    ``shape`` = (rows, mel frames): silent filler clips of exactly that many frames fill the batch
+    to that many rows, so the encoder always runs on that shape (fewer clips than rows, none longer)."""
     from ..model.processor import audio_inputs
 
-    inputs = processor.prepare(clips, [""] * len(clips))  # the log-mels, as training computes them
+    batch = list(clips)
+    if shape is not None:
+        rows, frames = shape
+        longest = max(int(mel_frame_count(len(c))) for c in clips)
+        if len(clips) >= rows or longest > frames:
+            raise ValueError(
+                f"{len(clips)} clip(s) of up to {longest} mel frames do not fit a batch of {rows} rows "
+                f"x {frames} frames with a filler row"
+            )
+        batch += [np.zeros(frames * HOP_LENGTH, dtype=np.float32)] * (rows - len(clips))
+    inputs = processor.prepare(batch, [""] * len(batch))  # the log-mels, as training computes them
     with torch.no_grad(), autocast():
         states, lengths = model.encode(**audio_inputs(inputs))  # (B, T', D), (B,); D fused with towers
     return [states[i, : int(lengths[i])].float() for i in range(len(clips))]  # (T'_i, D_enc) each
@@ -188,7 +226,6 @@ def fill_cache(
     processor: AudioProcessor,
     model: AudioLM,
     todo: dict,
-    batch_size: int,
     tag: str,
     progress: bool = False,
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
@@ -196,10 +233,11 @@ def fill_cache(
 ) -> list:
     """Encode the clips of ``todo`` (key -> item with a ``duration``) and store them in shards.
 
-    Clips are encoded in duration-sorted batches by :func:`encode_clips`. ``load(item)`` gives
-    an item's samples (default: a training item's audio, :func:`~.batching.load_clip`) and may
-    raise :class:`~qaudio.audio.AudioError`. Returns the :class:`BadItem` of every clip whose
-    audio could not be used; those keys stay missing.
+    Clips are read in duration order and encoded by :func:`encode_clips` in the canonical batch
+    shape of their length (:func:`canonical_frames`), ``CANONICAL_ROWS - 1`` of them at a time.
+    ``load(item)`` gives an item's samples (default: a training item's audio,
+    :func:`~.batching.load_clip`) and may raise :class:`~qaudio.audio.AudioError`. Returns the
+    :class:`BadItem` of every clip whose audio could not be used; those keys stay missing.
     """
     from ..audio import AudioError
     from .bad_data import BadItem
@@ -209,27 +247,36 @@ def fill_cache(
     order = sorted(todo, key=lambda k: todo[k].duration)
     bad: list[BadItem] = []
     pending: dict[str, torch.Tensor] = {}
+    waiting: dict[int, dict[str, np.ndarray]] = {}  # padded length -> clips waiting for a batch of it
+
+    def encode_waiting(frames: int) -> None:
+        clips = waiting.pop(frames)
+        states = encode_clips(processor, model, list(clips.values()), autocast, (CANONICAL_ROWS, frames))
+        pending.update(zip(clips, states, strict=True))
+
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(order), desc="encoder cache", unit="clip", dynamic_ncols=True)
-    for start in range(0, len(order), batch_size):
-        keys, clips = [], []
-        for key in order[start : start + batch_size]:
-            item = todo[key]
-            try:
-                clips.append(load(item))
-                keys.append(key)
-            except AudioError as e:
-                bad.append(bad_audio(item, e))
-        if clips:
-            pending.update(zip(keys, encode_clips(processor, model, clips, autocast), strict=True))
-        if len(pending) >= SHARD_ENTRIES:
-            cache.write_shard(pending, tag)
-            pending = {}
+    for key in order:
+        item = todo[key]
+        try:
+            samples = load(item)
+        except AudioError as e:
+            bad.append(bad_audio(item, e))
+        else:
+            frames = canonical_frames(int(mel_frame_count(len(samples))))
+            waiting.setdefault(frames, {})[key] = samples
+            if len(waiting[frames]) == CANONICAL_ROWS - 1:
+                encode_waiting(frames)
+            if len(pending) >= SHARD_ENTRIES:
+                cache.write_shard(pending, tag)
+                pending.clear()
         if bar is not None:
-            bar.update(len(order[start : start + batch_size]))
+            bar.update(1)
+    for frames in sorted(waiting):
+        encode_waiting(frames)
     if pending:
         cache.write_shard(pending, tag)
     if bar is not None:
@@ -286,7 +333,6 @@ def cache_for_training(
             processor,
             model,
             mine,
-            batch_size=cfg.batch_size or 32,
             tag=f"r{accelerator.process_index}",
             progress=cfg.progress and accelerator.is_main_process,
             autocast=accelerator.autocast,
