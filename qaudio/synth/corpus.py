@@ -92,7 +92,7 @@ SIZES: dict[str, dict[str, SplitSize]] = {
         _S(en=200, de=50, fr=50, srwt=100, s2tt=50, emotion=100, events=100, scenes=105),
     ),
     "medium": _sizes(
-        _S(en=12000, de=4800, fr=4800, srwt=4000, s2tt=2400, emotion=4000, events=2000, scenes=1680),
+        _S(en=12000, de=1600, fr=1600, srwt=2000, s2tt=1200, emotion=1600, events=2000, scenes=1680),
         _S(en=400, de=100, fr=100, srwt=200, s2tt=100, emotion=200, events=200, scenes=210),
     ),
     "large": _sizes(
