@@ -246,3 +246,14 @@ def test_demo_step_compares_variants_against_both_peaks(tmp_path, capsys):
     assert "% fp32 peak" in printed and "% bf16 peak" in printed
     with pytest.raises(SystemExit):  # the before/after needs the first release's step
         demo_step.main(["--variants", "qaudio"])
+
+
+def test_cache_invariance_finds_no_difference_through_fill_cache(tmp_path, capsys):
+    from benchmarks import cache_invariance
+
+    out = tmp_path / "invariance.json"
+    assert cache_invariance.main(["--preset", "tiny", "--clips", "8", "--json", str(out)]) == 0
+    results = {r["grouping"]: r for r in json.loads(out.read_text())["results"]}
+    filled = [r for name, r in results.items() if name.startswith("fill_cache")]
+    assert len(filled) == 3 and all(r["differ"] == 0 and r["clips"] > 0 for r in filled)
+    assert "one clip per fill" in capsys.readouterr().out
