@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("grouping", "grouping", "s"),
                 ("clips", "clips", "d"),
                 ("differ", "differ", "d"),
-                ("max |diff|", "max_abs_diff", ".1e"),
+                ("max_abs_diff", "max |diff|", ".1e"),
             ],
         )
     )
