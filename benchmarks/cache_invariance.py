@@ -12,8 +12,8 @@ groupings and counts the clips whose fp32 outputs are not bit-equal to the first
 - through :func:`qaudio.training.feature_cache.fill_cache` (one batch shape per clip), all clips
   at once against every other clip, the clips between, and one clip per fill.
 
-The preset's real encoder is used when it can be loaded (``demo``: Whisper tiny.en from a PyPI
-package); the counts, not times, are the result.
+``--preset demo`` (the default) runs the real Whisper tiny.en encoder from its PyPI package;
+``tiny`` a small random one (the test's). The counts, not times, are the result.
 """
 
 from __future__ import annotations
