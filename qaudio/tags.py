@@ -273,8 +273,14 @@ def strip_tags(text: str) -> str:
 
 
 def format_timestamped(words: list[tuple[str, float, float]]) -> str:
-    """Interleave words with their start and end time tokens (the ``srwt`` target)."""
-    return "".join(f"{time_token(s)}{w}{time_token(e)}" for w, s, e in words)
+    """Interleave words with their start and end time tokens (the ``srwt`` target).
+
+    Each word keeps the space before it, as in Whisper's timestamped text: a byte-level BPE
+    tokenizes " is" and "is" to different ids, and without the space a word in a timestamped
+    transcript shares no token with the same word in a plain one, so what ASR learns does not
+    carry over (the demo's timestamped WER was 18.8% against plain ASR's 1.5%).
+    """
+    return "".join(f"{time_token(s)} {w}{time_token(e)}" for w, s, e in words)
 
 
 @dataclass

@@ -306,6 +306,15 @@ def test_timestamp_inputs_errors_and_no_match():
         METRICS["timestamps"](["<|0.00|>hi<|0.30|>"], ["hi"])
 
 
+def test_anchor_tokens_match_whether_or_not_a_word_has_a_space_before_it():
+    # Models trained before the targets spaced their words emit "<|0.00|>hi<|0.40|>".
+    spaced_ref = [format_timestamped([("hi", 0.0, 0.3), ("there", 0.3, 0.6)])]
+    for hyp in ("<|0.00|>hi<|0.40|><|0.40|>there<|0.60|>", "<|0.00|> hi<|0.40|><|0.40|> there<|0.60|>"):
+        r = METRICS["timestamps"]([hyp], spaced_ref)
+        assert r.values["wer"] == 0.0
+        assert r.values["aas_ms"] == pytest.approx(400 / 3)  # hi 100 ms, the gap 100 + 100, there 100: 3 tokens
+
+
 # ---- results -----------------------------------------------------------------------------
 
 

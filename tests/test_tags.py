@@ -1,5 +1,6 @@
 """The tag grammar: exact prompts, validation, parsing, tokenizer registration."""
 
+import re
 import subprocess
 import sys
 
@@ -95,7 +96,7 @@ def test_vocabulary_counts_and_time_tokens():
 def test_timestamp_round_trip_and_malformed_output():
     words = [("hello", 0.0, 0.32), ("world", 0.35, 0.8)]
     text = tags.format_timestamped(words)
-    assert text == "<|0.00|>hello<|0.32|><|0.35|>world<|0.80|>"
+    assert text == "<|0.00|> hello<|0.32|><|0.35|> world<|0.80|>"
     parsed = tags.parse_timestamped(text + "<|endoftext|>")
     assert parsed.ok and parsed.words == words and parsed.text == "hello world"
 
@@ -105,6 +106,21 @@ def test_timestamp_round_trip_and_malformed_output():
     assert any("before it starts" in p for p in backwards.problems)
     overlap = tags.parse_timestamped("<|0.00|>a<|0.50|><|0.20|>b<|0.60|>")
     assert any("before the previous word ends" in p for p in overlap.problems)
+
+
+def test_a_timestamped_transcript_spells_its_words_with_the_plain_transcripts_tokens():
+    # A byte-level BPE gives " bottle" and "bottle" different ids: unspaced timestamped words
+    # would share nothing with the ASR targets the same model learns from.
+    from qaudio.model.llm import train_bpe_tokenizer
+
+    sentences = ["where is the white bottle", "the baker cleans the brown plate"] * 50
+    tokenizer = train_bpe_tokenizer(sentences, vocab_size=300)
+    plain = tokenizer.tokenize(sentences[1])
+    timed = tokenizer.tokenize(
+        tags.format_timestamped([(w, i / 4, (i + 1) / 4) for i, w in enumerate(sentences[1].split())])
+    )
+    words_of_timed = [t for t in timed if not re.fullmatch(r"<\|\d+\.\d\d\|>", t)]
+    assert words_of_timed[1:] == plain[1:]  # the first word of a plain transcript has no space before it
 
 
 def test_strip_tags_and_labels():

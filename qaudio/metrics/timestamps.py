@@ -7,8 +7,10 @@ Reference: Qwen-Audio ``eval_audio/evaluate_srwt.py``, ``AverageShiftCalculator`
   ``<|en|>`` (else ``<|zh|>``); its *tokens* are the raw texts between consecutive time tokens
   (``<|1.23|>``), so ``<|sil|>`` segments and the empty gap between one word's end and the next
   word's start are tokens too, and text before the first or after the last time token is
-  dropped. Tokens are aligned with the ``edit_distance`` package's ``SequenceMatcher`` (the
-  anchor's own dependency, so ties resolve alike); every token the alignment marks *equal*
+  dropped. One departure: spaces at either end of a token are dropped, so " is" and "is"
+  are the same token (qaudio's targets space their words, the anchor's data need not).
+  Tokens are aligned with the ``edit_distance`` package's ``SequenceMatcher`` (the anchor's
+  own dependency, so ties resolve alike); every token the alignment marks *equal*
   contributes |start_ref - start_hyp| + |end_ref - end_hyp|; an utterance with no equal token
   is left out; AAS = the corpus sum of shifts / the corpus count of equal tokens (the anchor
   prints seconds, qaudio milliseconds). WER is the anchor's ``compute_wer`` on ``remove_sp``
@@ -117,7 +119,9 @@ def qwen_audio_segments(text: str) -> tuple[list[str], list[tuple[float, float]]
     elif "<|zh|>" in text:
         text = text.replace("<|zh|>", "")
     times = [float(t[2:-2]) for t in _TIME_TOKEN.findall(text)]
-    segments = _TIME_TOKEN.split(text)[1:-1]
+    # Spaces around a token are formatting: qaudio's targets put one before each word (as
+    # Whisper's do), and a model trained before that did not; either way the word is the same.
+    segments = [segment.strip(" ") for segment in _TIME_TOKEN.split(text)[1:-1]]
     if len(times) != len(segments) + 1 or not segments:
         return None
     return segments, list(itertools.pairwise(times))
