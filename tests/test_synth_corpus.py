@@ -161,6 +161,16 @@ def test_a_size_whose_counts_changed_is_made_again_not_reused(tmp_path, monkeypa
     assert len(list((tmp_path / "c" / "audio" / "train" / "de").glob("*.wav"))) == 5
 
 
+def test_a_corpus_spoken_with_other_voices_or_emotions_is_not_taken_for_this_one(tiny, monkeypatch):
+    assert corpus._existing(tiny, "tiny", 0, False) is not None
+    monkeypatch.setitem(corpus.VOICES, "de", {"train": ("de", "de+m5"), "heldout": ("de+m2",)})
+    assert corpus._existing(tiny, "tiny", 0, False) is None
+    monkeypatch.undo()
+    louder = dataclasses.replace(corpus.EMOTIONS["angry"], volume=(190, 200))
+    monkeypatch.setitem(corpus.EMOTIONS, "angry", louder)
+    assert corpus._existing(tiny, "tiny", 0, False) is None
+
+
 def test_a_folder_with_other_files_is_refused(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("mine")
     assert qaudio_main(["synth", "--out", str(tmp_path), "--size", "tiny", "--quiet"]) == 2

@@ -340,10 +340,21 @@ def _existing(out: Path, size: str, seed: int, piper_voice: bool) -> dict | None
         info = json.loads((out / CORPUS_FILE).read_text())
     except (OSError, ValueError):
         return None
-    # The clip counts too: a size whose counts were changed in a later release names another corpus.
-    wanted = (GENERATOR_VERSION, size, _counts(size), seed, piper_voice)
-    same = (info.get("version"), info.get("size"), info.get("counts"), info.get("seed"), info.get("piper")) == wanted
+    # The clip counts, voices and emotions too: a release that changed them names another corpus.
+    wanted = (GENERATOR_VERSION, size, _counts(size), seed, piper_voice, _voices(), _emotions())
+    keys = ("version", "size", "counts", "seed", "piper", "voices", "emotions")
+    same = tuple(info.get(k) for k in keys) == wanted
     return info if same and all((out / f"{s}.jsonl").is_file() for s in SPLITS) else None
+
+
+def _voices() -> dict[str, dict[str, list[str]]]:
+    """The voices per language and split, as corpus.json records them."""
+    return {lang: {k: list(v) for k, v in d.items()} for lang, d in VOICES.items()}
+
+
+def _emotions() -> dict[str, dict[str, list[int]]]:
+    """The prosody per emotion, as corpus.json records it (JSON turns its tuples into lists)."""
+    return {label: {k: list(v) for k, v in asdict(p).items()} for label, p in EMOTIONS.items()}
 
 
 def _counts(size: str) -> dict[str, dict[str, int]]:
@@ -445,8 +456,8 @@ def describe(
         "sample_rate": SR,
         "splits": splits,
         "hours": round(sum(seconds.values()) / 3600, 3),
-        "voices": {lang: {k: list(v) for k, v in d.items()} for lang, d in VOICES.items()},
-        "emotions": {label: asdict(p) for label, p in EMOTIONS.items()},
+        "voices": _voices(),
+        "emotions": _emotions(),
         "scenes": {label: s.description for label, s in SCENES.items()},
         "left_out": LEFT_OUT,
     }
