@@ -9,7 +9,7 @@ and the special-token table of its released tokenizer (``tokenization_qwen.py``,
     <|startoftranscript|><|en|><|transcribe|><|en|><|notimestamps|><|wo_itn|>
 
 Audio QA replaces the last three levels by ``<|question|>{q}<|answer|>``. Word-level
-timestamps interleave time tokens with words: ``<|0.00|>hello<|0.32|><|0.35|>world<|0.80|>``.
+timestamps interleave time tokens with words: ``<|0.00|> hello<|0.32|><|0.35|> world<|0.80|>``.
 
 This module imports nothing heavier than the standard library, so prompts can be built and
 parsed without torch.
