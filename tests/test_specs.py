@@ -25,7 +25,7 @@ def test_timestamp_task_target_and_parse():
         words=[["hi", 0.1, 0.3], ["there", 0.35, 0.7]],
     )
     (target,) = srwt.targets(ex)
-    assert target == "<|0.10|>hi<|0.30|><|0.35|>there<|0.70|>"
+    assert target == "<|0.10|> hi<|0.30|><|0.35|> there<|0.70|>"
     pred = srwt.parse(target)
     assert (
         pred.text == "hi there"
