@@ -28,7 +28,11 @@ from .batching import Batch, Collator, first_usable_batch, make_loader, to_devic
 from .config import TrainConfig
 from .losses import output_loss
 
-PROBE_BATCHES = 3  # timed micro-batches (after one warm-up)
+# Timed micro-batches (after one warm-up). Batches differ in cost with their clips' lengths and
+# tasks: on the demo preset (2-core Xeon, fp32) 10-step windows ranged 0.27-0.47 s per step, and a
+# 3-batch probe read 0.30 and 0.56 s in two runs whose steps averaged 0.42 and 0.39 s. Ten batches cost
+# about 4 s there and cut that spread by sqrt(10/3).
+PROBE_BATCHES = 10
 
 
 def probe_step_seconds(
