@@ -46,7 +46,8 @@ DEMO_MIX_WEIGHTS = "asr en=0.29,aac=0.06,asc=0.04"
 # decay; 5e-4 learned English ASR earlier (dev WER 10% at step 1,200 against 25%) and ended lower.
 DEMO_LR = 5e-4
 # 2,000 optimizer steps of 32 examples (64,000 examples): ~9 min of training on 2 Xeon cores in bf16,
-# ~25 min on 2 EPYC cores in fp32 (measured, benchmarks/RESULTS.md)
+# ~14 min on 2 Xeon cores without bf16 units (fp32), ~25 min on 2 EPYC cores in fp32 (measured,
+# benchmarks/RESULTS.md)
 DEMO_STEPS = 2000
 # The step time the demo was sized for, by the precision ``--precision auto`` picks: bf16 where the
 # CPU has bf16 units (2 cores of an Intel Xeon with AMX: 0.24-0.30 s measured, benchmarks/RESULTS.md),
