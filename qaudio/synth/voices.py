@@ -17,8 +17,9 @@ loudness) do not survive a held-out voice: voices differ more in their own pitch
 labels do, and eSpeak's louder settings clip (volume 120 -> 185 gains only 3-4 dB). So the two
 are kept apart on what a single clip shows whatever the speaker: anger is much faster (230-255
 against 175-195 words/min) and flatter (pitch range 40-55 against 85-99; a departure from the
-table, where anger's variability rises too). With the earlier,
-overlapping ranges 19-20 of a demo model's 20-21 test errors were happy and angry confused.
+table, where anger's variability rises too). With the earlier, overlapping rates 19-20 of a
+demo model's 20-21 test errors were happy and angry confused; with these, most of the few left
+are happy and neutral, whose rates meet at 175 (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations

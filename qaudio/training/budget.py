@@ -31,7 +31,7 @@ from .losses import output_loss
 # Timed micro-batches (after one warm-up). Batches differ in cost with their clips' lengths and
 # tasks: on the demo preset (2-core Xeon, fp32) 10-step windows ranged 0.27-0.47 s per step, and a
 # 3-batch probe read 0.30 and 0.56 s in two runs whose steps averaged 0.42 and 0.39 s. Ten batches cost
-# about 4 s there and cut that spread by sqrt(10/3).
+# about 4 s there and should narrow that spread by about sqrt(10/3) (one run so far: 0.34 against 0.41).
 PROBE_BATCHES = 10
 
 
