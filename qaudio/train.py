@@ -147,7 +147,9 @@ def _train(cfg: TrainConfig, accelerator: Accelerator) -> Path:
         )
 
     batch_log = (run_dir / f"batches-rank{rank}.jsonl").open("a" if header else "w") if cfg.log_batches else None
-    watchdog = NumericsWatchdog(run_dir, run.train_items, rank, precision, cfg.loss_weighting, accelerator.device)
+    watchdog = NumericsWatchdog(
+        run_dir, run.train_items, rank, precision, cfg.loss_weighting, accelerator.device, cfg.ctc_weight
+    )
     stepper = Stepper(
         model,
         optimizer,

@@ -56,6 +56,7 @@ from transformers.utils import ModelOutput
 from ..config import ModelConfig
 from ..tags import AUDIO_PLACEHOLDER
 from .checkpoint import load_checkpoint, save_checkpoint
+from .ctc import ctc_loss
 from .encoder import encode, load_audio_tower
 from .lengths import max_seconds
 from .llm import load_language_model, load_tokenizer
@@ -79,6 +80,10 @@ class AudioLMOutput(ModelOutput):
     logits: torch.Tensor | None = None
     loss_sum: torch.Tensor | None = None
     target_tokens: torch.Tensor | None = None
+    # Given ctc_targets: the auxiliary CTC loss of the audio slots against the clips' transcripts
+    # (qaudio.model.ctc), per transcript token, and how many transcript tokens it covers.
+    ctc_loss: torch.Tensor | None = None
+    ctc_tokens: torch.Tensor | None = None
 
 
 def _embedding_rms(llm: PreTrainedModel) -> float:
@@ -259,24 +264,33 @@ class AudioLM(nn.Module):
     def _audio_slots(self, input_ids: torch.Tensor) -> torch.Tensor:
         return input_ids == self.token_ids.audio  # (B, L)
 
+    def _project(
+        self, states: torch.Tensor | None, lengths: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The projector's outputs (B, N, H) and their real counts (B,); None without audio."""
+        if states is None:
+            return None
+        dtype = next(self.projector.parameters()).dtype
+        return self.projector(states.to(dtype), lengths)
+
     def _inputs_embeds(
-        self, input_ids: torch.Tensor, states: torch.Tensor | None, lengths: torch.Tensor | None
+        self, input_ids: torch.Tensor, projected: tuple[torch.Tensor, torch.Tensor] | None
     ) -> torch.Tensor:
-        """Token embeddings with the projector's outputs written into the <|AUDIO|> slots: (B, L, H)."""
+        """Token embeddings with the projector's outputs (:meth:`_project`) written into the
+        <|AUDIO|> slots: (B, L, H)."""
         embeds = unwrap(self.language_model).get_input_embeddings()(input_ids)  # (B, L, H)
         slots = self._audio_slots(input_ids)  # (B, L)
         per_example = slots.sum(dim=1)  # (B,)
-        if states is None:
+        if projected is None:
             if bool(per_example.any()):
                 raise ValueError(
                     f"input_ids hold {per_example.tolist()} {AUDIO_PLACEHOLDER} slots per example but no "
                     "audio was given (input_features or encoder_states)"
                 )
             return embeds
-        if states.shape[0] != input_ids.shape[0]:
-            raise ValueError(f"{states.shape[0]} clips of audio for {input_ids.shape[0]} token sequences")
-        dtype = next(self.projector.parameters()).dtype
-        audio, counts = self.projector(states.to(dtype), lengths)  # (B, N, H), (B,)
+        audio, counts = projected  # (B, N, H), (B,)
+        if audio.shape[0] != input_ids.shape[0]:
+            raise ValueError(f"{audio.shape[0]} clips of audio for {input_ids.shape[0]} token sequences")
         if not torch.equal(per_example, counts.to(per_example.device)):
             bad = int((per_example != counts.to(per_example.device)).nonzero()[0, 0])
             raise ValueError(
@@ -296,15 +310,20 @@ class AudioLM(nn.Module):
         feature_lengths: torch.Tensor | None = None,
         encoder_states: torch.Tensor | None = None,
         encoder_lengths: torch.Tensor | None = None,
+        ctc_targets: torch.Tensor | None = None,
+        ctc_lengths: torch.Tensor | None = None,
         **tower_inputs: torch.Tensor,
     ) -> AudioLMOutput:
         """With ``labels``: the per-example loss sum and target-token count (see
         :class:`AudioLMOutput`); without: logits (B, L, V). Audio comes as log-mels (with the
-        second towers' ``tower_features_<i>`` / ``tower_windows_<i>``) or as cached encoder states."""
+        second towers' ``tower_features_<i>`` / ``tower_windows_<i>``) or as cached encoder states.
+        With ``ctc_targets`` (B, S) and ``ctc_lengths`` (B,), the transcripts' token ids (length 0
+        where a clip has none), the output also holds the auxiliary CTC loss (:mod:`.ctc`)."""
         states, lengths = self._audio_states(
             input_features, feature_lengths, encoder_states, encoder_lengths, tower_inputs
         )
-        embeds = self._inputs_embeds(input_ids, states, lengths)  # (B, L, H)
+        projected = self._project(states, lengths)
+        embeds = self._inputs_embeds(input_ids, projected)  # (B, L, H)
         # Positions count real tokens only, so a left-padded sequence gets the same positions as alone.
         position_ids = (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)  # (B, L)
         llm = unwrap(self.language_model)
@@ -315,7 +334,14 @@ class AudioLM(nn.Module):
         if labels is None:
             return AudioLMOutput(logits=head(hidden))  # (B, L, V)
         loss_sum, target_tokens = self._loss(hidden, head, input_ids, attention_mask, labels)
-        return AudioLMOutput(loss=loss_sum.sum() / target_tokens.sum(), loss_sum=loss_sum, target_tokens=target_tokens)
+        out = AudioLMOutput(loss=loss_sum.sum() / target_tokens.sum(), loss_sum=loss_sum, target_tokens=target_tokens)
+        if ctc_targets is not None:
+            if projected is None or ctc_lengths is None:
+                raise ValueError("ctc_targets need audio and ctc_lengths (the transcript tokens of each clip)")
+            out.ctc_loss, out.ctc_tokens = ctc_loss(
+                *projected, llm.get_input_embeddings().weight, ctc_targets, ctc_lengths, blank=self.token_ids.pad
+            )
+        return out
 
     def _loss(
         self,
@@ -373,7 +399,7 @@ class AudioLM(nn.Module):
             batch.get("encoder_lengths"),
             {k: batch[k] for k in tower_keys(len(self.towers)) if k in batch},
         )
-        embeds = self._inputs_embeds(batch["input_ids"], states, lengths)  # (B, L, H)
+        embeds = self._inputs_embeds(batch["input_ids"], self._project(states, lengths))  # (B, L, H)
         was_training = self.training
         self.eval()
         try:

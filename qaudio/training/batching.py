@@ -86,7 +86,8 @@ class Collator:
     ``processor``: the model's :class:`~qaudio.model.AudioProcessor` (the collator holds no
     model, so data-loader workers get the tokenizer and feature extractor only); ``cache``: a :class:`~.feature_cache.FeatureCache` to read encoder outputs from instead
     of decoding audio; ``keys``: the cache key per item index; ``augment``: the training
-    examples' :class:`~.augmentation.Augmenter` (dev batches, at position -1, are never augmented).
+    examples' :class:`~.augmentation.Augmenter` (dev batches, at position -1, are never augmented);
+    ``ctc``: add each clip's transcript tokens for the auxiliary CTC loss (:func:`ctc_targets`).
     """
 
     def __init__(
@@ -100,6 +101,7 @@ class Collator:
         keys: list[str] | None = None,
         known_bad: Collection[str] | None = None,
         augment: Augmenter | None = None,
+        ctc: bool = False,
     ):
         self.processor = processor
         self.items = items
@@ -110,6 +112,7 @@ class Collator:
         self.keys = keys
         self.known_bad = known_bad if known_bad is not None else set()
         self.augment = augment
+        self.ctc = ctc
 
     def __call__(self, request: list[tuple[int, int]]) -> Batch:
         """``request``: (stream position, item index) pairs of one micro-batch."""
@@ -148,6 +151,8 @@ class Collator:
             inputs = self.processor.prepare(signals, prompts, targets)
             if self.augment is not None:  # SpecAugment on the log-mels
                 self.augment.after_log_mel(inputs["input_features"], inputs["feature_lengths"], rngs)
+        if self.ctc:
+            inputs.update(ctc_targets(self.processor, [it for it, _, _ in rows]))
         return Batch(
             inputs=inputs,
             tasks=[it.example.task for it, _, _ in rows],
@@ -156,6 +161,28 @@ class Collator:
             bad=bad,
             position=position,
         )
+
+
+def transcript(item: Item) -> str | None:
+    """The words spoken in the item's clip, where its target is them (a transcription task whose
+    answer is in the spoken language: ASR and its timestamped variant); None elsewhere."""
+    example = item.example
+    if not item.task.transcribes_speech or example.audio_lang != example.text_lang:
+        return None
+    if example.words:
+        return " ".join(str(w[0]) for w in example.words)
+    return example.references[0]
+
+
+def ctc_targets(processor: AudioProcessor, items: list[Item]) -> dict[str, torch.Tensor]:
+    """``ctc_targets`` (B, S) the transcripts' token ids, padded with 0, and ``ctc_lengths`` (B,),
+    0 for an item without a transcript (:func:`transcript`), as :meth:`AudioLM.forward` takes them."""
+    texts = [transcript(item) for item in items]
+    ids = [processor.tokenizer(t, add_special_tokens=False)["input_ids"] if t else [] for t in texts]
+    targets = torch.zeros(len(ids), max(1, max(map(len, ids))), dtype=torch.long)
+    for row, tokens in enumerate(ids):
+        targets[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+    return {"ctc_targets": targets, "ctc_lengths": torch.tensor([len(t) for t in ids], dtype=torch.long)}
 
 
 class IdentityDataset(torch.utils.data.Dataset):

@@ -60,7 +60,7 @@ def probe_step_seconds(
         inputs = to_device(batch.inputs, accelerator.device)
         with training_attention(accelerator.device):  # as the training step runs it
             out = model(**inputs)
-        loss = output_loss(out, cfg.loss_weighting)
+        loss = output_loss(out, cfg.loss_weighting, cfg.ctc_weight)
         accelerator.backward(loss)
         if k:  # the first micro-batch warms up kernels and allocators
             times.append(time.perf_counter() - t0)

@@ -198,6 +198,12 @@ class TrainConfig:
         choices=("token", "example"),
         group="optim",
     )
+    ctc_weight: float = _f(
+        0.0,
+        "weight of an auxiliary CTC loss of the audio slots against the transcript (ASR examples; "
+        "qaudio.model.ctc); 0 = off",
+        group="optim",
+    )
     precision: str = _f(
         "auto",
         "fp32, bf16 or fp16 autocast; auto = bf16 where the device supports it fast "
@@ -344,6 +350,7 @@ class TrainConfig:
             "batch_seconds": self.batch_seconds,
             "warmup": self.warmup,
             "weight_decay": self.weight_decay,
+            "ctc_weight": self.ctc_weight,
             "grad_clip": self.grad_clip,
             "eval_every": self.eval_every,
             "num_workers": self.num_workers,

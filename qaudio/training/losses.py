@@ -78,10 +78,14 @@ def batch_loss(loss_sum: torch.Tensor, tokens: torch.Tensor, weighting: str) -> 
     return (loss_sum / tokens.clamp(min=1)).mean()
 
 
-def output_loss(out: AudioLMOutput, weighting: str) -> torch.Tensor:
-    """:func:`batch_loss` of a forward's output (``AudioLMOutput`` with labels), in float32."""
+def output_loss(out: AudioLMOutput, weighting: str, ctc_weight: float = 0.0) -> torch.Tensor:
+    """:func:`batch_loss` of a forward's output (``AudioLMOutput`` with labels), in float32, plus
+    ``ctc_weight`` x its auxiliary CTC loss where the batch carried transcripts (``--ctc-weight``)."""
     assert out.loss_sum is not None and out.target_tokens is not None, "the forward had no labels"
-    return batch_loss(out.loss_sum.float(), out.target_tokens.float(), weighting)
+    loss = batch_loss(out.loss_sum.float(), out.target_tokens.float(), weighting)
+    if ctc_weight and out.ctc_loss is not None:
+        loss = loss + ctc_weight * out.ctc_loss
+    return loss
 
 
 def all_finite(value: torch.Tensor, accelerator: Accelerator) -> bool:

@@ -63,6 +63,7 @@ RESUME_INVARIANTS = (
     "warmup",
     "min_lr_ratio",
     "loss_weighting",
+    "ctc_weight",
     "cache_dtype",
     # what augmentation makes of each example: a resume must make the same audio
     "augment",
@@ -393,7 +394,16 @@ def build_run(
 
     sampler = mixture_sampler(train_items, train_tasks, cfg.temperature, cfg, accelerator)
     collator = Collator(
-        processor, train_items, style, cfg.seed, max_seconds, cache, keys["train"], bad.skipped, augment
+        processor,
+        train_items,
+        style,
+        cfg.seed,
+        max_seconds,
+        cache,
+        keys["train"],
+        bad.skipped,
+        augment,
+        ctc=cfg.ctc_weight > 0,
     )
     dev_collator = Collator(processor, dev_items, style, cfg.seed, max_seconds, cache, keys["dev"], bad.skipped)
     log(

@@ -96,7 +96,7 @@ class Stepper:
                 with training_attention(accelerator.device):  # on CPU: SDPA's math backend (qaudio.model.speed)
                     if self.distiller is None:
                         out = self.model(**inputs)  # loss_sum, target_tokens: (B,) each
-                        loss = output_loss(out, cfg.loss_weighting) * weight
+                        loss = output_loss(out, cfg.loss_weighting, cfg.ctc_weight) * weight
                     else:
                         distilled = self.distiller.forward(self.model, inputs, cfg.loss_weighting)
                         out, loss = distilled.out, distilled.loss * weight
@@ -107,6 +107,8 @@ class Stepper:
                 state.meter.extra["distill_kl"] += distilled.kl.item() * weight / cfg.grad_accum  # the step's mean
             if weight:
                 state.count(batch, out.loss_sum.detach().float().cpu(), out.target_tokens.cpu())
+                if out.ctc_loss is not None:  # the window's mean CTC loss per step, in the train records
+                    state.meter.extra["ctc_loss"] += out.ctc_loss.item() / cfg.grad_accum
                 losses.append(loss.item())
         return batches, losses
 
@@ -204,6 +206,7 @@ class LogWindow:
             "lr": self.scheduler.get_last_lr()[0],
             "grad_norm": sums.get("grad_norm", 0.0) / world / steps_in_window,
             **({"distill_kl": sums["distill_kl"] / world / steps_in_window} if "distill_kl" in sums else {}),
+            **({"ctc_loss": sums["ctc_loss"] / world / steps_in_window} if "ctc_loss" in sums else {}),
             "examples_per_s": sums.get("examples", 0.0) / elapsed,
             "audio_s_per_s": sums.get("audio_seconds", 0.0) / elapsed,
             "elapsed_s": time.perf_counter() - run_t0,

@@ -74,6 +74,7 @@ def summarize_run(
         "temperature": cfg.temperature,
         "mix_weights": cfg.mix_weights,
         "lr": cfg.lr,
+        "ctc_weight": cfg.ctc_weight,
         "learning_curve": learning_curve(state.dev_history),
         "score_curve": score_curve(state.dev_scores),
     }

@@ -102,17 +102,18 @@ class NumericsWatchdog:
         precision: str = "fp32",
         loss_weighting: str = "token",
         device: torch.device | str = "cpu",
+        ctc_weight: float = 0.0,
     ):
         self.path = Path(run_dir) / REPORT.format(rank=rank)
         self.audio = {it.example.id: it.example.audio for it in items}  # id -> audio path, for the report
         self.precision = precision
-        self.loss_weighting = loss_weighting  # as the training loop weighs the batch loss
+        self.loss_weighting, self.ctc_weight = loss_weighting, ctc_weight  # as the training loop weighs the loss
         self.device = device
 
     def loss_of(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         """The batch loss, computed as the training loop computes it."""
         inputs = to_device(batch.inputs, self.device)
-        return output_loss(model(**inputs), self.loss_weighting)
+        return output_loss(model(**inputs), self.loss_weighting, self.ctc_weight)
 
     def diagnose(self, model: torch.nn.Module, batches: list[Batch], step: int) -> dict:
         """Replay ``batches`` (the bad step's micro-batches) with hooks armed; write and return the finding."""
