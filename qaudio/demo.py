@@ -2,8 +2,9 @@
 
 1. Generate the synthetic multitask corpus (``qaudio synth``, size small) into ``data/synthetic``.
 2. Train the ``demo`` preset (real Whisper tiny.en encoder, frozen, with its outputs cached;
-   a small Qwen3-style LLM trained from scratch) on the demo tasks for a fixed number of steps
-   (``qaudio train``, the same code as ``accelerate launch -m qaudio.train``).
+   a small Qwen3-style LLM trained from scratch, with an auxiliary CTC loss on the audio slots)
+   on the demo tasks for a fixed number of steps (``qaudio train``, the same code as
+   ``accelerate launch -m qaudio.train``).
 3. Evaluate it with the ``synthetic`` suite (``qaudio eval``): print the table and the path of
    ``report.html``.
 
