@@ -8,6 +8,7 @@ from test_train import tiny_config, tiny_model_and_items, train_losses
 from qaudio.model.ctc import ctc_logits, ctc_loss
 from qaudio.train import Collator, train
 from qaudio.training.batching import transcript
+from qaudio.training.distill import Distiller, load_teacher
 from qaudio.training.metrics_log import read_metrics
 
 BLANK = 0
@@ -104,3 +105,16 @@ def test_a_run_with_ctc_logs_it_and_differs_from_one_without(corpus, tmp_path):
         for name, run in (("a", with_ctc), ("b", without))
     }
     assert lm["a"][0] == lm["b"][0] and lm["a"][-1] != lm["b"][-1]
+
+
+def test_a_distilled_student_gets_the_ctc_term_and_the_teacher_never_sees_the_transcripts(corpus, tmp_path):
+    teacher_dir = train(tiny_config(corpus, tmp_path / "teacher", max_steps=2))
+    model = load_teacher(str(teacher_dir))  # the student: a copy, so that both share the tokenizer
+    _, items = tiny_model_and_items(corpus)
+    asr = [i for i, it in enumerate(items) if it.example.task == "asr"][:3]
+    batch = Collator(model.processor, items, "tags", seed=0, max_seconds=30.0, ctc=True)([(-1, i) for i in asr])
+    distiller = Distiller(load_teacher(str(teacher_dir)), alpha=0.0, temperature=1.0, shares_encoder=True)
+    plain = distiller.forward(model, batch.inputs, "token")  # the shared encoder pass would refuse them as tower inputs
+    with_ctc = distiller.forward(model, batch.inputs, "token", ctc_weight=0.5)
+    assert plain.out.ctc_loss is not None and "ctc_targets" in batch.inputs
+    assert torch.allclose(with_ctc.loss, plain.loss + 0.5 * plain.out.ctc_loss)

@@ -174,6 +174,9 @@ def transcript(item: Item) -> str | None:
     return example.references[0]
 
 
+CTC_INPUTS = ("ctc_targets", "ctc_lengths")  # what ctc_targets adds to a batch
+
+
 def ctc_targets(processor: AudioProcessor, items: list[Item]) -> dict[str, torch.Tensor]:
     """``ctc_targets`` (B, S) the transcripts' token ids, padded with 0, and ``ctc_lengths`` (B,),
     0 for an item without a transcript (:func:`transcript`), as :meth:`AudioLM.forward` takes them."""
@@ -182,7 +185,8 @@ def ctc_targets(processor: AudioProcessor, items: list[Item]) -> dict[str, torch
     targets = torch.zeros(len(ids), max(1, max(map(len, ids))), dtype=torch.long)
     for row, tokens in enumerate(ids):
         targets[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
-    return {"ctc_targets": targets, "ctc_lengths": torch.tensor([len(t) for t in ids], dtype=torch.long)}
+    lengths = torch.tensor([len(t) for t in ids], dtype=torch.long)
+    return dict(zip(CTC_INPUTS, (targets, lengths), strict=True))
 
 
 class IdentityDataset(torch.utils.data.Dataset):

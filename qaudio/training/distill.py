@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from .batching import CTC_INPUTS
 from .config import TrainConfig
 from .losses import batch_loss, output_loss
 
@@ -124,11 +125,16 @@ class Distiller:
     shares_encoder: bool  # True: the teacher reads the student's encoder outputs
     autocast: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext  # the run's mixed precision
 
-    def forward(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], weighting: str) -> DistillStep:
-        """``model``: the student as the loop holds it (possibly DDP-wrapped); ``inputs``: a collated batch."""
+    def forward(
+        self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], weighting: str, ctc_weight: float = 0.0
+    ) -> DistillStep:
+        """``model``: the student as the loop holds it (possibly DDP-wrapped); ``inputs``: a collated
+        batch. Its CTC targets (``--ctc-weight``) go to the student alone: the teacher has no CTC term."""
         from accelerate.utils import extract_model_from_parallel
 
         student: AudioLM = extract_model_from_parallel(model)
+        ctc = {k: inputs[k] for k in CTC_INPUTS if k in inputs}
+        inputs = {k: v for k, v in inputs.items() if k not in CTC_INPUTS}
         if self.shares_encoder and "input_features" in inputs:
             # The frozen encoder runs once; both models read its outputs, as from the feature cache.
             with self.autocast():  # log-mels (and second towers' inputs) -> states
@@ -136,7 +142,7 @@ class Distiller:
             inputs = {k: v for k, v in inputs.items() if k in TEXT_INPUTS}
             inputs.update(encoder_states=states, encoder_lengths=lengths)
         with head_outputs(student) as caught:
-            out = model(**inputs)
+            out = model(**inputs, **ctc)
         student_logits = _target_logits(caught, out, "student")
         with torch.no_grad(), self.autocast(), head_outputs(self.teacher) as caught:
             teacher_out = self.teacher(**inputs)
@@ -144,7 +150,7 @@ class Distiller:
         assert out.target_tokens is not None  # a training batch has labels
         tokens = out.target_tokens.float()
         kl = batch_loss(kl_sums(student_logits, teacher_logits, out.target_tokens, self.temperature), tokens, weighting)
-        ce = output_loss(out, weighting)
+        ce = output_loss(out, weighting, ctc_weight)
         loss = (1 - self.alpha) * ce + self.alpha * self.temperature**2 * kl
         return DistillStep(out, loss, kl.detach())
 

@@ -98,17 +98,17 @@ class Stepper:
                         out = self.model(**inputs)  # loss_sum, target_tokens: (B,) each
                         loss = output_loss(out, cfg.loss_weighting, cfg.ctc_weight) * weight
                     else:
-                        distilled = self.distiller.forward(self.model, inputs, cfg.loss_weighting)
+                        distilled = self.distiller.forward(self.model, inputs, cfg.loss_weighting, cfg.ctc_weight)
                         out, loss = distilled.out, distilled.loss * weight
                 if not all_finite(loss, accelerator):
                     return batches, None
                 accelerator.backward(loss / cfg.grad_accum)
             if self.distiller is not None:  # added with weight 0 too: every process must hold the same keys
                 state.meter.extra["distill_kl"] += distilled.kl.item() * weight / cfg.grad_accum  # the step's mean
+            if out.ctc_loss is not None:  # with weight 0 too (same keys on every process); the step's mean
+                state.meter.extra["ctc_loss"] += out.ctc_loss.item() * weight / cfg.grad_accum
             if weight:
                 state.count(batch, out.loss_sum.detach().float().cpu(), out.target_tokens.cpu())
-                if out.ctc_loss is not None:  # the window's mean CTC loss per step, in the train records
-                    state.meter.extra["ctc_loss"] += out.ctc_loss.item() / cfg.grad_accum
                 losses.append(loss.item())
         return batches, losses
 
