@@ -49,7 +49,7 @@ DEMO_LR = 5e-4
 # The auxiliary CTC loss on the audio slots (qaudio.model.ctc): without it the from-scratch LLM
 # read the audio only after about 1,000 steps (English dev WER 34% at step 800); with it English
 # was at 3% by step 800, and at 2,000 steps German and French test WER went 16 / 22% -> 1.7 /
-# 4.6% and every BLEU direction gained 28-37 points (benchmarks/RESULTS.md, "An auxiliary CTC loss").
+# 4.6% and every BLEU direction gained 29-38 points (benchmarks/RESULTS.md, "An auxiliary CTC loss").
 DEMO_CTC_WEIGHT = 0.3
 # 2,000 optimizer steps of 32 examples (64,000 examples): ~9 min of training on 2 Xeon cores in bf16,
 # ~14 min on 2 Xeon cores without bf16 units (fp32), ~25 min on 2 EPYC cores in fp32 (measured,
