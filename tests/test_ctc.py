@@ -33,16 +33,16 @@ def test_loss_is_low_where_the_slots_spell_the_transcript_and_ignores_clips_with
     audio = torch.stack([spelled, noise, noise])  # (3, 8, 32)
     counts = torch.tensor([8, 8, 8])
     targets = torch.tensor([[5, 7, 9], [5, 7, 9], [0, 0, 0]])
-    loss, tokens = ctc_loss(audio, counts, embeddings, targets, torch.tensor([3, 0, 0]), blank=BLANK)
-    noisy, _ = ctc_loss(audio[1:2], counts[1:2], embeddings, targets[1:2], torch.tensor([3]), blank=BLANK)
-    assert int(tokens) == 3 and float(loss) < 0.5 * float(noisy)
+    loss = ctc_loss(audio, counts, embeddings, targets, torch.tensor([3, 0, 0]), blank=BLANK)
+    noisy = ctc_loss(audio[1:2], counts[1:2], embeddings, targets[1:2], torch.tensor([3]), blank=BLANK)
+    assert float(loss) < 0.5 * float(noisy)
     # the clips without a transcript (length 0) add nothing: the same loss as the first clip alone
-    alone, _ = ctc_loss(audio[:1], counts[:1], embeddings, targets[:1], torch.tensor([3]), blank=BLANK)
+    alone = ctc_loss(audio[:1], counts[:1], embeddings, targets[:1], torch.tensor([3]), blank=BLANK)
     assert torch.allclose(loss, alone)
-    none, zero = ctc_loss(audio, counts, embeddings, targets, torch.zeros(3, dtype=torch.long), blank=BLANK)
-    assert float(none) == 0.0 and int(zero) == 0
+    none = ctc_loss(audio, counts, embeddings, targets, torch.zeros(3, dtype=torch.long), blank=BLANK)
+    assert float(none) == 0.0
     # a transcript longer than its slots can hold adds nothing instead of an infinite loss
-    long, _ = ctc_loss(audio[:1], torch.tensor([2]), embeddings, targets[:1], torch.tensor([3]), blank=BLANK)
+    long = ctc_loss(audio[:1], torch.tensor([2]), embeddings, targets[:1], torch.tensor([3]), blank=BLANK)
     assert math.isfinite(float(long))
 
 
@@ -77,11 +77,7 @@ def test_ctc_gradient_reaches_the_projector_and_embeddings_but_not_the_llm_layer
     asr = [i for i, it in enumerate(items) if it.example.task == "asr"][:4]
     batch = Collator(model.processor, items, "tags", seed=0, max_seconds=30.0, ctc=True)([(-1, i) for i in asr])
     out = model(**batch.inputs)
-    assert (
-        out.ctc_loss is not None
-        and out.ctc_loss.item() > 0
-        and int(out.ctc_tokens) == int(batch.inputs["ctc_lengths"].sum())
-    )
+    assert out.ctc_loss is not None and out.ctc_loss.item() > 0
     out.ctc_loss.backward()
     grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
     assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith("projector."))
@@ -107,7 +103,7 @@ def test_a_run_with_ctc_logs_it_and_differs_from_one_without(corpus, tmp_path):
     assert lm["a"][0] == lm["b"][0] and lm["a"][-1] != lm["b"][-1]
 
 
-def test_a_distilled_student_gets_the_ctc_term_and_the_teacher_never_sees_the_transcripts(corpus, tmp_path):
+def test_a_distilled_student_gets_the_ctc_term_and_the_shared_encoder_pass_takes_no_transcripts(corpus, tmp_path):
     teacher_dir = train(tiny_config(corpus, tmp_path / "teacher", max_steps=2))
     model = load_teacher(str(teacher_dir))  # the student: a copy, so that both share the tokenizer
     _, items = tiny_model_and_items(corpus)

@@ -81,9 +81,8 @@ class AudioLMOutput(ModelOutput):
     loss_sum: torch.Tensor | None = None
     target_tokens: torch.Tensor | None = None
     # Given ctc_targets: the auxiliary CTC loss of the audio slots against the clips' transcripts
-    # (qaudio.model.ctc), per transcript token, and how many transcript tokens it covers.
+    # (qaudio.model.ctc), per transcript token.
     ctc_loss: torch.Tensor | None = None
-    ctc_tokens: torch.Tensor | None = None
 
 
 def _embedding_rms(llm: PreTrainedModel) -> float:
@@ -338,7 +337,7 @@ class AudioLM(nn.Module):
         if ctc_targets is not None:
             if projected is None or ctc_lengths is None:
                 raise ValueError("ctc_targets need audio and ctc_lengths (the transcript tokens of each clip)")
-            out.ctc_loss, out.ctc_tokens = ctc_loss(
+            out.ctc_loss = ctc_loss(
                 *projected, llm.get_input_embeddings().weight, ctc_targets, ctc_lengths, blank=self.token_ids.pad
             )
         return out

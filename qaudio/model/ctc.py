@@ -37,9 +37,8 @@ def ctc_loss(
     targets: torch.Tensor,
     target_lengths: torch.Tensor,
     blank: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The mean CTC loss per transcript token over the clips that have a transcript, and that
-    token count; (0, 0) when none has.
+) -> torch.Tensor:
+    """The mean CTC loss per transcript token over the clips that have a transcript; 0 when none has.
 
     ``audio`` (B, N, H) and ``counts`` (B,): the projector's outputs and real lengths; ``targets``
     (B, S) token ids, valid up to ``target_lengths`` (B,), 0 for a clip without a transcript. A
@@ -47,7 +46,7 @@ def ctc_loss(
     rows = target_lengths > 0  # (B,)
     tokens = target_lengths[rows].sum()
     if not bool(rows.any()):
-        return audio.new_zeros((), dtype=torch.float32), tokens
+        return audio.new_zeros((), dtype=torch.float32)
     log_probs = ctc_logits(audio[rows], embeddings).log_softmax(dim=-1)  # (R, N, V)
     loss = F.ctc_loss(
         log_probs.transpose(0, 1),  # (N, R, V), as ctc_loss takes it
@@ -58,4 +57,4 @@ def ctc_loss(
         reduction="sum",
         zero_infinity=True,
     )
-    return loss / tokens.clamp(min=1), tokens
+    return loss / tokens.clamp(min=1)
