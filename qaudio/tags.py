@@ -95,6 +95,11 @@ def time_token(seconds: float) -> str:
     return f"<|{steps * TIME_STEP:.2f}|>"
 
 
+def time_tokens() -> list[str]:
+    """Every time token, ``<|0.00|>`` to ``<|30.00|>``, in order."""
+    return [f"<|{i * TIME_STEP:.2f}|>" for i in range(NUM_TIME_TOKENS)]
+
+
 def all_special_tokens() -> list[str]:
     """Every tag, time token and audio token, in the released tokenizer's order."""
     return [
@@ -106,7 +111,7 @@ def all_special_tokens() -> list[str]:
         NO_TIMESTAMPS,
         SILENCE,
         TIMESTAMPS,
-        *(f"<|{i * TIME_STEP:.2f}|>" for i in range(NUM_TIME_TOKENS)),
+        *time_tokens(),
         *(tag(i) for i in INSTRUCTIONS),
         "<|pitch|>",
         *(f"<|midi_pitch_{i}|>" for i in range(128)),

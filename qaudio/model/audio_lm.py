@@ -50,18 +50,19 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, WhisperFeatureExtractor
+from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase, WhisperFeatureExtractor
 from transformers.utils import ModelOutput
 
 from ..config import ModelConfig
-from ..tags import AUDIO_PLACEHOLDER
+from ..tags import AUDIO_PLACEHOLDER, TIME_STEP, all_special_tokens, time_tokens
 from .checkpoint import load_checkpoint, save_checkpoint
 from .ctc import ctc_loss
 from .encoder import encode, load_audio_tower
-from .lengths import max_seconds
+from .lengths import max_seconds, slots_seconds
 from .llm import load_language_model, load_tokenizer
-from .processor import IGNORE_INDEX, AudioProcessor, target_labels
+from .processor import IGNORE_INDEX, AudioProcessor, known_token_ids, target_labels
 from .projectors import build_projector
+from .timestamp_rules import TimestampRules
 from .towers import align_to_whisper, check_windows, encode_tower, fuse, load_towers, tower_keys
 from .trainable import apply_trainable, unwrap
 
@@ -116,6 +117,11 @@ class AudioLM(nn.Module):
         self.language_model: Any = language_model
         self.processor = AudioProcessor(tokenizer, feature_extractor, config, tower_extractors)
         self.token_ids = self.processor.token_ids  # the ids the forward pass and generate need
+        # For the timestamp grammar in generate: the time tokens in time order, and every tag (None
+        # where the tokenizer lacks them: such a model is never asked for timestamps).
+        times, tags = known_token_ids(tokenizer, time_tokens()), known_token_ids(tokenizer, all_special_tokens())
+        self.time_ids = torch.tensor(times) if times and tags and self.token_ids.timestamps is not None else None
+        self.tag_ids = torch.tensor(tags) if tags else None
         self.quantization: Quantization | None = (
             None  # how the Linear layers are quantized (qaudio.model.quantize.quantize sets it)
         )
@@ -367,6 +373,18 @@ class AudioLM(nn.Module):
     # ---- Generation --------------------------------------------------------------------------
 
     @torch.no_grad()
+    def _timestamp_rules(self, input_ids: torch.Tensor) -> TimestampRules | None:
+        """The timestamp grammar for the rows of ``input_ids`` whose prompt asks for timestamps; None if none does."""
+        flag = self.token_ids.timestamps
+        if flag is None or self.time_ids is None or self.tag_ids is None:
+            return None
+        timestamped = (input_ids == flag).any(dim=1)  # (B,)
+        if not bool(timestamped.any()):
+            return None
+        audio_end = slots_seconds((input_ids == self.token_ids.audio).sum(dim=1), self.config)  # (B,) seconds
+        last_step = (audio_end / TIME_STEP).round().long().clamp(max=len(self.time_ids) - 1)
+        return TimestampRules(self.time_ids, last_step.where(timestamped, -1), self.tag_ids, self.token_ids.eos)
+
     def generate(
         self,
         batch: dict[str, torch.Tensor],
@@ -380,7 +398,8 @@ class AudioLM(nn.Module):
 
         ``batch`` comes from :meth:`AudioProcessor.prepare` / ``prepare_from_features`` without
         targets (left padded). Other keyword arguments go to transformers ``generate``
-        (temperature, top_p, num_return_sequences, ...).
+        (temperature, top_p, num_return_sequences, ...). Rows whose prompt asks for timestamps
+        are decoded under the timestamp grammar (:class:`.timestamp_rules.TimestampRules`).
         """
         if "labels" in batch:
             raise ValueError("generate takes a batch prepared without targets (left padded), but this one has labels")
@@ -399,6 +418,9 @@ class AudioLM(nn.Module):
             {k: batch[k] for k in tower_keys(len(self.towers)) if k in batch},
         )
         embeds = self._inputs_embeds(batch["input_ids"], self._project(states, lengths))  # (B, L, H)
+        rules = self._timestamp_rules(batch["input_ids"])
+        if rules is not None:
+            kwargs["logits_processor"] = LogitsProcessorList([*kwargs.get("logits_processor", []), rules])
         was_training = self.training
         self.eval()
         try:

@@ -93,6 +93,18 @@ def audio_token_count(
     return PROJECTORS[config.projector.name].output_length(value, config.projector)
 
 
+def slots_seconds(slots: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """The audio that ``slots`` (B,) audio slots cover, in seconds (B,): at least the clip, less than a slot more.
+
+    Every projector maps each run of ``stack`` tower frames to the same number of outputs (one,
+    or the Q-Former's queries), so the slots cover ``ceil(slots / outputs_per_run)`` runs.
+    """
+    projector = PROJECTORS[config.projector.name]
+    per_run = projector.output_length(config.projector.stack, config.projector)
+    run_seconds = config.projector.stack * max_seconds() / tower_frame_count(WHISPER_POSITIONS, config.encoder.kind)
+    return (slots + per_run - 1) // per_run * run_seconds
+
+
 def max_samples(encoder_positions: int = WHISPER_POSITIONS) -> int:
     """The longest clip the encoder takes in one window (480000 samples = 30 s for Whisper)."""
     return encoder_positions * CONV_STRIDE * HOP_LENGTH

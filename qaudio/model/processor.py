@@ -38,7 +38,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, WhisperFeatureE
 
 from ..audio import SAMPLE_RATE
 from ..config import ModelConfig
-from ..tags import AUDIO_BOS, AUDIO_EOS, AUDIO_PLACEHOLDER, AUDIO_SLOT
+from ..tags import AUDIO_BOS, AUDIO_EOS, AUDIO_PLACEHOLDER, AUDIO_SLOT, TIMESTAMPS
 from .lengths import HOP_LENGTH, N_FFT, WHISPER_POSITIONS, audio_token_count, max_samples, max_seconds, mel_frame_count
 
 TOWERS_DIR = "towers"  # the second towers' feature extractors: towers/<i>/preprocessor_config.json
@@ -54,6 +54,16 @@ class TokenIds:
     audio_eos: int
     pad: int
     eos: int
+    timestamps: int | None  # <|timestamps|>: a prompt holding it asks for a timestamped answer (None: no such tag)
+
+
+def known_token_ids(tokenizer: PreTrainedTokenizerBase, tokens: Sequence[str]) -> list[int] | None:
+    """The ids of ``tokens``, or None when the tokenizer lacks one of them (a released model's own
+    tokenizer, e.g. Qwen2-Audio's, may hold the audio tokens but not every qaudio tag)."""
+    ids = cast("list[int | None]", tokenizer.convert_tokens_to_ids(list(tokens)))
+    if any(i is None or i == tokenizer.unk_token_id for i in ids):
+        return None
+    return cast("list[int]", ids)
 
 
 def target_labels(
@@ -134,7 +144,15 @@ class AudioProcessor:
             or (tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids)
         ):
             raise ValueError("the tokenizer lacks the audio tokens; build it with qaudio.tags.add_tag_tokens")
-        self.token_ids = TokenIds(audio_bos, audio, audio_eos, pad=tokenizer.pad_token_id, eos=tokenizer.eos_token_id)
+        timestamps = known_token_ids(tokenizer, [TIMESTAMPS])
+        self.token_ids = TokenIds(
+            audio_bos,
+            audio,
+            audio_eos,
+            pad=tokenizer.pad_token_id,
+            eos=tokenizer.eos_token_id,
+            timestamps=timestamps[0] if timestamps else None,
+        )
 
     # ---- Saving and loading ------------------------------------------------------------------
 
