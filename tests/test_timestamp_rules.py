@@ -18,8 +18,11 @@ EOS, TIMES, TAG = 5, torch.arange(6, 16), 16  # time token k is id 6 + k
 WORD = 2
 
 
+WORD_STARTS = torch.tensor([i in (1, 2) for i in range(17)])  # ids 1 and 2 begin a word (" the", " bottle")
+
+
 def _rules(last_steps=(9,)) -> TimestampRules:
-    return TimestampRules(TIMES, torch.tensor(last_steps), torch.tensor([TAG]), EOS)
+    return TimestampRules(TIMES, torch.tensor(last_steps), torch.tensor([TAG]), WORD_STARTS, EOS)
 
 
 def _allowed(rules: TimestampRules, generated: list[int], scores: torch.Tensor | None = None) -> set[int]:
@@ -35,12 +38,13 @@ def test_the_grammar_of_a_timestamped_answer():
     rules = _rules()
     times = set(TIMES.tolist())
     assert _allowed(rules, []) == times  # the answer opens with a start time
-    assert _allowed(rules, [8]) == {0, 1, 2, 3, 4}  # a start time: the word follows
-    assert _allowed(rules, [8, WORD]) == {0, 1, 2, 3, 4} | (times - {6, 7})  # text, or an end not before the start
+    assert _allowed(rules, [8]) == {1, 2}  # a start time: a word begins
+    assert _allowed(rules, [8, WORD]) == {0, 3, 4} | (times - {6, 7})  # the word goes on, or ends not before it began
+    assert _allowed(rules, [8, WORD, 0]) == {0, 3, 4} | (times - {6, 7})  # never a second word in one timed span
     assert _allowed(rules, [8, WORD, 11]) == (times - {6, 7, 8, 9, 10}) | {
         EOS
     }  # the next start (>= the end) or the end
-    assert _allowed(rules, [8, WORD, 11, 11]) == {0, 1, 2, 3, 4}  # a pair: the next word follows
+    assert _allowed(rules, [8, WORD, 11, 11]) == {1, 2}  # a pair: the next word begins
     assert _allowed(rules, [8, WORD, 15]) == {15, EOS}  # the last time: it can repeat as a start, or the answer ends
     assert TAG not in _allowed(rules, [8, WORD])  # another tag is never text
 
@@ -48,18 +52,18 @@ def test_the_grammar_of_a_timestamped_answer():
 def test_no_time_passes_the_end_of_the_audio():
     rules = _rules(last_steps=(3,))  # the audio ends at time step 3 (id 9)
     assert _allowed(rules, []) == {6, 7, 8, 9}
-    assert _allowed(rules, [8, WORD]) == {0, 1, 2, 3, 4, 8, 9}
+    assert _allowed(rules, [8, WORD]) == {0, 3, 4, 8, 9}
     assert _allowed(rules, [9, WORD, 9]) == {9, EOS}
 
 
-def test_a_time_is_forced_where_the_times_together_outweigh_the_likeliest_word():
+def test_a_time_is_forced_where_the_times_together_outweigh_the_likeliest_text_token():
     rules = _rules()
     scores = torch.full((17,), -10.0)
-    scores[WORD] = 0.0  # the word alone is likelier than any one time (the loop that never ends)...
-    scores[9:16] = -1.0  # ...but the seven later times together are likelier than the word
+    scores[3] = 0.0  # the rest of a word ("bor" again) is likelier than any one time (the loop that never ends)...
+    scores[9:16] = -1.0  # ...but the seven later times together are likelier than it
     assert _allowed(rules, [7, WORD], scores) == set(range(7, 16))
-    scores[9:16] = -3.0  # together less likely: the word may come again
-    assert WORD in _allowed(rules, [7, WORD], scores)
+    scores[9:16] = -3.0  # together less likely: the word may go on
+    assert 3 in _allowed(rules, [7, WORD], scores)
 
 
 def test_rows_without_timestamps_and_finished_rows_are_left_alone_and_beams_repeat_rows():
@@ -69,7 +73,7 @@ def test_rows_without_timestamps_and_finished_rows_are_left_alone_and_beams_repe
     generated = torch.tensor([[8, WORD], [8, WORD], [8, WORD], [8, EOS]])
     out = rules(generated, scores)
     torch.testing.assert_close(out[:2], scores[:2])  # the first prompt's beams: no timestamps asked
-    assert torch.isinf(out[2, EOS]) and torch.isfinite(out[2, WORD])
+    assert torch.isinf(out[2, EOS]) and torch.isfinite(out[2, 3])
     torch.testing.assert_close(out[3], scores[3])  # ended: generate pads it
 
 

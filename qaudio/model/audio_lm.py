@@ -122,6 +122,7 @@ class AudioLM(nn.Module):
         times, tags = known_token_ids(tokenizer, time_tokens()), known_token_ids(tokenizer, all_special_tokens())
         self.time_ids = torch.tensor(times) if times and tags and self.token_ids.timestamps is not None else None
         self.tag_ids = torch.tensor(tags) if tags else None
+        self._word_starts: torch.Tensor | None = None  # (V,) made at the first timestamped generate
         self.quantization: Quantization | None = (
             None  # how the Linear layers are quantized (qaudio.model.quantize.quantize sets it)
         )
@@ -383,7 +384,13 @@ class AudioLM(nn.Module):
             return None
         audio_end = slots_seconds((input_ids == self.token_ids.audio).sum(dim=1), self.config)  # (B,) seconds
         last_step = (audio_end / TIME_STEP).round().long().clamp(max=len(self.time_ids) - 1)
-        return TimestampRules(self.time_ids, last_step.where(timestamped, -1), self.tag_ids, self.token_ids.eos)
+        if self._word_starts is None:  # once per model: which tokens begin a word (a leading space)
+            tokenizer = self.processor.tokenizer
+            pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+            self._word_starts = torch.tensor([tokenizer.convert_tokens_to_string([p]).startswith(" ") for p in pieces])
+        return TimestampRules(
+            self.time_ids, last_step.where(timestamped, -1), self.tag_ids, self._word_starts, self.token_ids.eos
+        )
 
     def generate(
         self,

@@ -9,8 +9,10 @@ likelier. The rules, after Whisper's ``ApplyTimestampRules`` (Radford et al., 20
 4.5 and ``whisper/decoding.py``), applied on the rows whose prompt asks for timestamps:
 
 - the answer opens with a time; a start time (the first token, or the second time of a pair)
-  is followed by text; an end time (a time after text) by a time or the end of the answer;
-  text is followed by text or a time, never by the end of the answer; other tags never appear;
+  is followed by a token that begins a word (where the tokenizer marks words with a leading
+  space); an end time (a time after text) by a time or the end of the answer;
+  text is followed by the rest of its word or its end time, never by a second word (a token
+  with a leading space) nor by the end of the answer; other tags never appear;
 - times never go back (a time is at or after the one before it) and never pass the end of the
   audio the prompt holds;
 - where both text and a time may come, a time is forced when the allowed times together are
@@ -30,15 +32,25 @@ class TimestampRules(LogitsProcessor):
 
     ``time_ids`` (T,) are the time tokens' ids in time order; ``last_step`` (B,) is, per prompt,
     the latest time its audio allows (an index into ``time_ids``), or -1 where the prompt does not
-    ask for timestamps; ``tag_ids`` are the tags (time tokens among them or not), never an answer's text; ``eos_id``
-    ends an answer. The input ids a processor sees are the new tokens only (generation from
-    ``inputs_embeds``); beams and returned sequences repeat each prompt's row.
+    ask for timestamps; ``tag_ids`` are the tags (time tokens among them or not), never an
+    answer's text; ``word_starts`` (V,) marks the tokens that begin a word (a leading space), of
+    which a timed word has one; ``eos_id`` ends an answer. The input ids a processor sees are the
+    new tokens only (generation from ``inputs_embeds``); beams and returned sequences repeat each
+    prompt's row.
     """
 
-    def __init__(self, time_ids: torch.Tensor, last_step: torch.Tensor, tag_ids: torch.Tensor, eos_id: int):
+    def __init__(
+        self,
+        time_ids: torch.Tensor,
+        last_step: torch.Tensor,
+        tag_ids: torch.Tensor,
+        word_starts: torch.Tensor,
+        eos_id: int,
+    ):
         self.time_ids = time_ids.long()
         self.last_step = last_step.long()
         self.tag_ids = tag_ids.long()
+        self.word_starts = word_starts.bool()
         self.eos_id = eos_id
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
@@ -51,6 +63,8 @@ class TimestampRules(LogitsProcessor):
         is_text[time_ids[time_ids < vocab]] = False
         is_text[self.tag_ids[self.tag_ids < vocab].to(device)] = False
         is_text[self.eos_id] = False
+        word_starts = torch.zeros(vocab, dtype=torch.bool, device=device)
+        word_starts[: len(self.word_starts)] = self.word_starts[:vocab].to(device)
         out = scores.clone()
         for r in (last_step >= 0).nonzero().flatten().tolist():
             steps = step_of[input_ids[r].to(device)]  # (n,): -1 for text
@@ -61,17 +75,18 @@ class TimestampRules(LogitsProcessor):
             earliest = int(times[-1]) if times.numel() else 0  # times never go back
             later_times = torch.zeros(vocab, dtype=torch.bool, device=device)
             later_times[time_ids[earliest : int(last_step[r]) + 1]] = True
-            if n and steps[-1] >= 0 and (n == 1 or steps[-2] >= 0):  # a start time: the word follows
-                allowed = is_text
+            if n and steps[-1] >= 0 and (n == 1 or steps[-2] >= 0):  # a start time: a word begins
+                allowed = is_text & word_starts if word_starts.any() else is_text
             elif n and steps[-1] >= 0:  # an end time: the next start, or the end of the answer
                 allowed = later_times.clone()
                 allowed[self.eos_id] = True
             elif n == 0:  # the first start time
                 allowed = later_times
-            else:  # text: more text, or its end time
-                allowed = is_text | later_times
+            else:  # text: the rest of the word (not a second word), or its end time
+                allowed = (is_text & ~word_starts) | later_times
                 logprobs = torch.log_softmax(scores[r].float(), dim=-1)
-                if later_times.any() and torch.logsumexp(logprobs[later_times], 0) > logprobs[is_text].max():
+                text = logprobs[allowed & is_text]
+                if later_times.any() and (not text.numel() or torch.logsumexp(logprobs[later_times], 0) > text.max()):
                     allowed = later_times
             if not allowed.any():  # no time left before the audio's end: the answer can only end
                 allowed = torch.zeros_like(allowed)
