@@ -10,19 +10,22 @@ import torch
 
 from qaudio.config import PRESETS
 from qaudio.model import AudioLM
-from qaudio.model.timestamp_rules import TimestampRules
+from qaudio.model.timestamp_rules import TimestampRules, TimestampVocabulary
 from qaudio.prompt import prompt_for
 from qaudio.tags import parse_timestamped
 
 EOS, TIMES, TAG = 5, torch.arange(6, 16), 16  # time token k is id 6 + k
 WORD = 2
-
-
-WORD_STARTS = torch.tensor([i in (1, 2) for i in range(17)])  # ids 1 and 2 begin a word (" the", " bottle")
+VOCABULARY = TimestampVocabulary(
+    step_of=torch.tensor([-1] * 6 + list(range(10)) + [-1]),
+    text=torch.tensor([i < 5 for i in range(17)]),
+    word_starts=torch.tensor([i in (1, 2) for i in range(17)]),  # ids 1 and 2 begin a word (" the", " bottle")
+    eos_id=EOS,
+)
 
 
 def _rules(last_steps=(9,)) -> TimestampRules:
-    return TimestampRules(TIMES, torch.tensor(last_steps), torch.tensor([TAG]), WORD_STARTS, EOS)
+    return TimestampRules(VOCABULARY, torch.tensor(last_steps))
 
 
 def _allowed(rules: TimestampRules, generated: list[int], scores: torch.Tensor | None = None) -> set[int]:
@@ -43,10 +46,22 @@ def test_the_grammar_of_a_timestamped_answer():
     assert _allowed(rules, [8, WORD, 0]) == {0, 3, 4} | (times - {6, 7})  # never a second word in one timed span
     assert _allowed(rules, [8, WORD, 11]) == (times - {6, 7, 8, 9, 10}) | {
         EOS
-    }  # the next start (>= the end) or the end
+    }  # the next start (>= the end), or the end
     assert _allowed(rules, [8, WORD, 11, 11]) == {1, 2}  # a pair: the next word begins
     assert _allowed(rules, [8, WORD, 15]) == {15, EOS}  # the last time: it can repeat as a start, or the answer ends
     assert TAG not in _allowed(rules, [8, WORD])  # another tag is never text
+
+
+def test_the_vocabulary_read_from_a_tokenizer_and_rows_past_it():
+    tokenizer = AudioLM.build(PRESETS["tiny"], ["where is the white bottle"] * 20).processor.tokenizer
+    vocabulary = TimestampVocabulary.of(tokenizer)
+    assert vocabulary is not None and vocabulary.last_step == 3000
+    assert int(vocabulary.step_of[tokenizer.convert_tokens_to_ids("<|1.25|>")]) == 125
+    bottle, tail = tokenizer(" bottle", add_special_tokens=False)["input_ids"][0], tokenizer.tokenize(" bottle")
+    assert vocabulary.word_starts[bottle] and tail[0].startswith("Ġ")
+    assert not vocabulary.text[[tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|en|>")]].any()
+    padded = vocabulary.padded(len(tokenizer) + 3, torch.device("cpu"))
+    assert padded.step_of[-3:].tolist() == [-1] * 3 and not padded.text[-3:].any()
 
 
 def test_no_time_passes_the_end_of_the_audio():
@@ -88,7 +103,18 @@ def test_an_untrained_model_answers_in_the_grammar_and_other_rows_are_unchanged(
         model.generate(model.processor.prepare(audio[1:], prompts[1:]), max_new_tokens=24)
     )
     assert both[1] == alone[0]
-    ids = model.generate(model.processor.prepare(audio[:1], prompts[:1]), max_new_tokens=40)[0]
+    grad_at_projection, called = [], []
+    project = model._project
+    model._project = lambda *args: (grad_at_projection.append(torch.is_grad_enabled()), project(*args))[1]
+
+    def caller_processor(input_ids, scores):  # a caller's own processor runs beside the grammar
+        called.append(True)
+        return scores
+
+    ids = model.generate(
+        model.processor.prepare(audio[:1], prompts[:1]), max_new_tokens=40, logits_processor=[caller_processor]
+    )[0]
+    assert called and grad_at_projection == [False]  # and the audio is projected without a gradient
     raw = model.processor.tokenizer.decode(ids, skip_special_tokens=False).replace("<|endoftext|>", "")
     parsed = parse_timestamped(raw)
     assert raw.startswith("<|") and parsed.words, raw

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -54,15 +55,15 @@ from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokeniz
 from transformers.utils import ModelOutput
 
 from ..config import ModelConfig
-from ..tags import AUDIO_PLACEHOLDER, TIME_STEP, all_special_tokens, time_tokens
+from ..tags import AUDIO_PLACEHOLDER, TIME_STEP
 from .checkpoint import load_checkpoint, save_checkpoint
 from .ctc import ctc_loss
 from .encoder import encode, load_audio_tower
 from .lengths import max_seconds, slots_seconds
 from .llm import load_language_model, load_tokenizer
-from .processor import IGNORE_INDEX, AudioProcessor, known_token_ids, target_labels
+from .processor import IGNORE_INDEX, AudioProcessor, target_labels
 from .projectors import build_projector
-from .timestamp_rules import TimestampRules
+from .timestamp_rules import TimestampRules, TimestampVocabulary
 from .towers import align_to_whisper, check_windows, encode_tower, fuse, load_towers, tower_keys
 from .trainable import apply_trainable, unwrap
 
@@ -117,12 +118,6 @@ class AudioLM(nn.Module):
         self.language_model: Any = language_model
         self.processor = AudioProcessor(tokenizer, feature_extractor, config, tower_extractors)
         self.token_ids = self.processor.token_ids  # the ids the forward pass and generate need
-        # For the timestamp grammar in generate: the time tokens in time order, and every tag (None
-        # where the tokenizer lacks them: such a model is never asked for timestamps).
-        times, tags = known_token_ids(tokenizer, time_tokens()), known_token_ids(tokenizer, all_special_tokens())
-        self.time_ids = torch.tensor(times) if times and tags and self.token_ids.timestamps is not None else None
-        self.tag_ids = torch.tensor(tags) if tags else None
-        self._word_starts: torch.Tensor | None = None  # (V,) made at the first timestamped generate
         self.quantization: Quantization | None = (
             None  # how the Linear layers are quantized (qaudio.model.quantize.quantize sets it)
         )
@@ -373,25 +368,23 @@ class AudioLM(nn.Module):
 
     # ---- Generation --------------------------------------------------------------------------
 
-    @torch.no_grad()
+    @cached_property
+    def _timestamp_vocabulary(self) -> TimestampVocabulary | None:
+        """The tokenizer as the timestamp grammar needs it; made at the first timestamped generate."""
+        return TimestampVocabulary.of(self.processor.tokenizer)
+
     def _timestamp_rules(self, input_ids: torch.Tensor) -> TimestampRules | None:
         """The timestamp grammar for the rows of ``input_ids`` whose prompt asks for timestamps; None if none does."""
         flag = self.token_ids.timestamps
-        if flag is None or self.time_ids is None or self.tag_ids is None:
+        timestamped = (input_ids == flag).any(dim=1) if flag is not None else None  # (B,)
+        if timestamped is None or not bool(timestamped.any()) or self._timestamp_vocabulary is None:
             return None
-        timestamped = (input_ids == flag).any(dim=1)  # (B,)
-        if not bool(timestamped.any()):
-            return None
+        vocabulary = self._timestamp_vocabulary
         audio_end = slots_seconds((input_ids == self.token_ids.audio).sum(dim=1), self.config)  # (B,) seconds
-        last_step = (audio_end / TIME_STEP).round().long().clamp(max=len(self.time_ids) - 1)
-        if self._word_starts is None:  # once per model: which tokens begin a word (a leading space)
-            tokenizer = self.processor.tokenizer
-            pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-            self._word_starts = torch.tensor([tokenizer.convert_tokens_to_string([p]).startswith(" ") for p in pieces])
-        return TimestampRules(
-            self.time_ids, last_step.where(timestamped, -1), self.tag_ids, self._word_starts, self.token_ids.eos
-        )
+        last_step = (audio_end / TIME_STEP).round().long().clamp(max=vocabulary.last_step)
+        return TimestampRules(vocabulary, last_step.where(timestamped, -1))
 
+    @torch.no_grad()
     def generate(
         self,
         batch: dict[str, torch.Tensor],

@@ -21,65 +21,97 @@ likelier. The rules, after Whisper's ``ApplyTimestampRules`` (Radford et al., 20
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import cast
 
 import torch
-from transformers import LogitsProcessor
+from transformers import LogitsProcessor, PreTrainedTokenizerBase
+
+from ..tags import all_special_tokens, time_tokens
+from .processor import known_token_ids
+
+
+@dataclass(frozen=True)
+class TimestampVocabulary:
+    """What the grammar needs to know of a tokenizer, as (V,) tensors over its ids."""
+
+    step_of: torch.Tensor  # the time token's index on the 10 ms grid, -1 for every other token
+    text: torch.Tensor  # bool: tokens an answer's words are made of (not a tag, a time or the end)
+    word_starts: torch.Tensor  # bool: text tokens that begin a word (a leading space)
+    eos_id: int
+
+    @property
+    def last_step(self) -> int:
+        return int(self.step_of.max())
+
+    @classmethod
+    def of(cls, tokenizer: PreTrainedTokenizerBase) -> TimestampVocabulary | None:
+        """The tokenizer's vocabulary for the grammar; None where it lacks the time tokens or a tag
+        (a released model's own tokenizer, e.g. Qwen2-Audio's): such a model is never asked for timestamps."""
+        times, tags = known_token_ids(tokenizer, time_tokens()), known_token_ids(tokenizer, all_special_tokens())
+        if times is None or tags is None or tokenizer.eos_token_id is None:
+            return None
+        size = len(tokenizer)
+        step_of = torch.full((size,), -1, dtype=torch.long)
+        step_of[times] = torch.arange(len(times))
+        text = torch.ones(size, dtype=torch.bool)
+        text[tags] = False
+        text[tokenizer.eos_token_id] = False
+        pieces = tokenizer.convert_ids_to_tokens(list(range(size)))
+        starts = torch.tensor([tokenizer.convert_tokens_to_string([p]).startswith(" ") for p in pieces])
+        return cls(step_of, text, starts & text, int(tokenizer.eos_token_id))
+
+    def padded(self, size: int, device: torch.device) -> TimestampVocabulary:
+        """The same over ``size`` ids (a model may score rows past its tokenizer: never text, never a time)."""
+        extra = size - len(self.step_of)
+
+        def pad(x: torch.Tensor, value: int | bool) -> torch.Tensor:
+            return torch.cat([x, torch.full((extra,), value, dtype=x.dtype)]).to(device)
+
+        return TimestampVocabulary(
+            pad(self.step_of, -1), pad(self.text, False), pad(self.word_starts, False), self.eos_id
+        )
 
 
 class TimestampRules(LogitsProcessor):
     """Masks the scores of timestamped rows so their answers follow the timestamp grammar.
 
-    ``time_ids`` (T,) are the time tokens' ids in time order; ``last_step`` (B,) is, per prompt,
-    the latest time its audio allows (an index into ``time_ids``), or -1 where the prompt does not
-    ask for timestamps; ``tag_ids`` are the tags (time tokens among them or not), never an
-    answer's text; ``word_starts`` (V,) marks the tokens that begin a word (a leading space), of
-    which a timed word has one; ``eos_id`` ends an answer. The input ids a processor sees are the
-    new tokens only (generation from ``inputs_embeds``); beams and returned sequences repeat each
-    prompt's row.
+    ``last_step`` (B,) is, per prompt, the latest time its audio allows (an index on the time
+    grid), or -1 where the prompt does not ask for timestamps. The input ids a processor sees are
+    the new tokens only (generation from ``inputs_embeds``); beams and returned sequences repeat
+    each prompt's row.
     """
 
-    def __init__(
-        self,
-        time_ids: torch.Tensor,
-        last_step: torch.Tensor,
-        tag_ids: torch.Tensor,
-        word_starts: torch.Tensor,
-        eos_id: int,
-    ):
-        self.time_ids = time_ids.long()
+    def __init__(self, vocabulary: TimestampVocabulary, last_step: torch.Tensor):
+        self.vocabulary = vocabulary
         self.last_step = last_step.long()
-        self.tag_ids = tag_ids.long()
-        self.word_starts = word_starts.bool()
-        self.eos_id = eos_id
+        self._padded: TimestampVocabulary | None = None  # the vocabulary over the scores' ids, made at the first step
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        device, vocab = scores.device, scores.shape[1]
+        device, size = scores.device, scores.shape[1]
+        if self._padded is None:
+            self._padded = self.vocabulary.padded(size, device)
+        step_of, is_text, word_starts, eos = (
+            self._padded.step_of,
+            self._padded.text,
+            self._padded.word_starts,
+            self._padded.eos_id,
+        )
         last_step = self.last_step.to(device).repeat_interleave(scores.shape[0] // self.last_step.shape[0])
-        time_ids = self.time_ids.to(device)
-        step_of = torch.full((max(vocab, int(time_ids.max()) + 1),), -1, dtype=torch.long, device=device)
-        step_of[time_ids] = torch.arange(len(time_ids), device=device)  # the time index of a token, -1 if none
-        is_text = torch.ones(vocab, dtype=torch.bool, device=device)
-        is_text[time_ids[time_ids < vocab]] = False
-        is_text[self.tag_ids[self.tag_ids < vocab].to(device)] = False
-        is_text[self.eos_id] = False
-        word_starts = torch.zeros(vocab, dtype=torch.bool, device=device)
-        word_starts[: len(self.word_starts)] = self.word_starts[:vocab].to(device)
         out = scores.clone()
         for r in (last_step >= 0).nonzero().flatten().tolist():
             steps = step_of[input_ids[r].to(device)]  # (n,): -1 for text
             n = steps.shape[0]
-            if n and int(input_ids[r, -1]) == self.eos_id:
+            if n and int(input_ids[r, -1]) == eos:
                 continue  # finished: generate pads it
             times = steps[steps >= 0]
             earliest = int(times[-1]) if times.numel() else 0  # times never go back
-            later_times = torch.zeros(vocab, dtype=torch.bool, device=device)
-            later_times[time_ids[earliest : int(last_step[r]) + 1]] = True
+            later_times = (step_of >= earliest) & (step_of <= last_step[r])
             if n and steps[-1] >= 0 and (n == 1 or steps[-2] >= 0):  # a start time: a word begins
                 allowed = is_text & word_starts if word_starts.any() else is_text
             elif n and steps[-1] >= 0:  # an end time: the next start, or the end of the answer
                 allowed = later_times.clone()
-                allowed[self.eos_id] = True
+                allowed[eos] = True
             elif n == 0:  # the first start time
                 allowed = later_times
             else:  # text: the rest of the word (not a second word), or its end time
@@ -90,6 +122,6 @@ class TimestampRules(LogitsProcessor):
                     allowed = later_times
             if not allowed.any():  # no time left before the audio's end: the answer can only end
                 allowed = torch.zeros_like(allowed)
-                allowed[self.eos_id] = True
+                allowed[eos] = True
             out[r, ~allowed] = -float("inf")
         return cast(torch.FloatTensor, out)
