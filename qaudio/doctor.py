@@ -25,7 +25,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from .hardware import cpu_flags
+from .hardware import cpu_bf16_units
 
 STATUSES = {"ok": "ok", "info": "info", "warn": "WARN", "fail": "FAIL"}  # status -> printed tag
 HIGHLIGHTED = ("torch", "transformers", "accelerate", "peft")  # one line each, always
@@ -171,10 +171,7 @@ def check_accelerators() -> list[Check]:
                 "" if not shutil.which("nvidia-smi") else "a GPU is present: install a CUDA build of torch",
             )
         )
-    flags = cpu_flags()
-    amx = {"amx_bf16", "amx_tile"} <= flags
-    avx_bf16 = "avx512_bf16" in flags
-    units = ", ".join(n for n, present in (("AMX", amx), ("AVX512-BF16", avx_bf16)) if present)
+    units = ", ".join(cpu_bf16_units())
     out.append(
         Check(
             "ok" if units else "info",
