@@ -206,8 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     device = common.resolve_device(args.device, "fp32")
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = sorted(set(variants) - set(VARIANTS))
-    if unknown or "first-release" not in variants:
-        parser.error(f"--variants must include first-release and name only: {', '.join(VARIANTS)} (got {unknown})")
+    if unknown:
+        parser.error(f"--variants: unknown {', '.join(unknown)}; expected some of: {', '.join(VARIANTS)}")
+    if "first-release" not in variants:  # every speed-up is a ratio against it
+        parser.error(f"--variants must include first-release, the baseline of the speed-ups (got {args.variants})")
     info = common.machine_info(device)
     print(common.machine_line(info, args.threads), flush=True)
     peaks = {p: common.matmul_peak_flops(device, p) for p in ("fp32", "bf16")}

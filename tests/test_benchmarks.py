@@ -246,6 +246,10 @@ def test_demo_step_compares_variants_against_both_peaks(tmp_path, capsys):
     assert "% fp32 peak" in printed and "% bf16 peak" in printed
     with pytest.raises(SystemExit):  # the before/after needs the first release's step
         demo_step.main(["--variants", "qaudio"])
+    assert "must include first-release" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        demo_step.main(["--variants", "first-release,qadio"])
+    assert "unknown qadio" in capsys.readouterr().err
 
 
 def test_cache_invariance_finds_no_difference_through_fill_cache(tmp_path, capsys):
