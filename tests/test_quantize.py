@@ -60,6 +60,10 @@ def test_quantized_logits_stay_close_to_float32_and_survive_save_and_load(refere
     assert loaded.quantization == model.quantization == Quantization(mode, model.quantization.backend, ("llm",))
     assert has_quantized_layers(loaded.language_model)
     torch.testing.assert_close(_logits(loaded), logits, atol=1e-6, rtol=0)  # the same codes after the round trip
+    if mode == "int4":  # bitsandbytes' CPU repacking (bf16 scales, another layout) would break that on AVX512-BF16
+        nf4 = [m for m in model.language_model.modules() if type(m).__name__ == "Linear4bit"]
+        assert nf4 and not any(m.support_avx512bf16_for_cpu for m in nf4)
+        assert not any(getattr(m.weight.quant_state, "packing_format_for_cpu", False) for m in nf4)
 
 
 def test_adapters_are_merged_before_quantizing_and_the_encoder_can_be_int8(tmp_path):

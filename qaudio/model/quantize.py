@@ -182,6 +182,14 @@ def _nf4_linear(linear: nn.Linear) -> nn.Module:
     )
     if linear.bias is not None:
         layer.bias = nn.Parameter(linear.bias.data, requires_grad=False)
+    # On a CPU with AVX512-BF16 (AMD Zen 4, recent Xeons), bitsandbytes (>= 0.49) repacks a layer at its
+    # first inference call for a fused kernel: the block scales become bf16 and the codes change layout.
+    # That rounding is not undone on saving (its inverse quantizes the scales again), and the layout is
+    # not what dequantize_4bit reads, so a model saved after generating no longer gave the logits it
+    # gave before (measured on Zen 4: up to 0.86 apart after QLoRA). The layers keep the layout every
+    # machine computes with: the same numbers everywhere and exact round trips. The fused kernel was no
+    # faster on the demo model's LLM (docs/compressing.md); on large LLMs its speed is what this costs.
+    layer.support_avx512bf16_for_cpu = False
     return layer.to(linear.weight.device)  # bitsandbytes quantizes when the weight is moved to its device
 
 
