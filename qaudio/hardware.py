@@ -14,8 +14,6 @@ import platform
 import re
 from pathlib import Path
 
-BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # CPU flags of native bf16 matmul units
-
 
 @functools.lru_cache(maxsize=1)
 def _cpuinfo() -> str:
@@ -33,7 +31,7 @@ def cpu_flags() -> set[str]:
 
 def cpu_has_bf16() -> bool:
     """Whether the CPU has native bf16 matmul units (AVX512-BF16 or AMX)."""
-    return bool(cpu_flags() & set(BF16_FLAGS))
+    return bool(cpu_bf16_units())
 
 
 def cpu_bf16_units() -> list[str]:
